@@ -1,0 +1,469 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// ChunkMeta describes one chunk: a run of consecutive lines of one stream on one
+// day. Sealed metas are immutable; the meta of an open head is owned by the store
+// lock and copied when a reader takes a snapshot.
+type ChunkMeta struct {
+	ID        uint64 // chunk id, unique in the store
+	Stream    uint64
+	Day       uint32
+	FirstLine uint32
+	Count     uint32
+	MinT      int64
+	MaxT      int64
+	Levels    [model.NumLevels]uint32 // lines per level (LevelUnset counts as info)
+	RawBytes  uint64                  // message bytes before compression
+	Labels    model.Labels
+}
+
+// LastLine is the line number of the chunk's last line.
+func (m *ChunkMeta) LastLine() uint32 { return m.FirstLine + m.Count - 1 }
+
+// Lines is a chunk's content, column by column. Text columns (Msgs, Traces,
+// Spans, Attrs, Seqs) are nil unless loaded.
+type Lines struct {
+	Meta   *ChunkMeta
+	Times  []int64
+	Levels []model.Level
+	Msgs   []string
+	Traces []string
+	Spans  []string
+	Attrs  [][]model.Attr
+	Seqs   []uint64
+}
+
+// Len is the number of lines.
+func (l *Lines) Len() int { return len(l.Times) }
+
+// ID returns the id of line i.
+func (l *Lines) ID(i int) model.ID {
+	return model.ID{Stream: l.Meta.Stream, Day: l.Meta.Day, Line: l.Meta.FirstLine + uint32(i)}
+}
+
+// Record returns line i as a record (text columns must be loaded).
+func (l *Lines) Record(i int) model.Record {
+	r := model.Record{
+		ID:     l.ID(i),
+		Time:   l.Times[i],
+		Labels: l.Meta.Labels,
+		Level:  l.Levels[i],
+	}
+	if l.Msgs != nil {
+		r.Message = l.Msgs[i]
+		r.TraceID = l.Traces[i]
+		r.SpanID = l.Spans[i]
+		r.Attrs = l.Attrs[i]
+		r.Seq = l.Seqs[i]
+	}
+	if r.Level == model.LevelUnset {
+		r.Level = model.LevelInfo
+	}
+	return r
+}
+
+// The chunk value (key c/<day>/<id>) is a column directory followed by columns:
+//
+//	version byte (1)
+//	count uvarint
+//	ncols uvarint, then per column: codec byte, stored length uvarint
+//	column bytes, in order
+//
+// Columns, each compressed apart with zstd (codec 1) or stored raw (codec 0):
+//
+//	0 times: zig-zag varint deltas from the chunk's MinT
+//	1 levels: one byte per line
+//	2 message lengths (uvarint each), 3 message bytes, concatenated
+//	4 trace ids, 5 span ids: uvarint length + bytes each
+//	6 attributes: per line uvarint n, then n x (key, value) as uvarint length + bytes
+//	7 seqs: uvarint each
+const (
+	colTimes = iota
+	colLevels
+	colMsgLens
+	colMsgs
+	colTraces
+	colSpans
+	colAttrs
+	colSeqs
+	numCols
+)
+
+const (
+	codecRaw  = 0
+	codecZstd = 1
+)
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+)
+
+// errCorrupt marks a chunk that does not decode.
+var errCorrupt = errors.New("corrupt chunk")
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func encodeChunk(l *Lines) []byte {
+	n := l.Len()
+	cols := make([][]byte, numCols)
+	bp := bufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	defer func() { *bp = b; bufPool.Put(bp) }()
+
+	prev := l.Meta.MinT
+	for _, t := range l.Times {
+		b = binary.AppendVarint(b, t-prev)
+		prev = t
+	}
+	cols[colTimes] = compress(b)
+	b = b[:0]
+	for _, lv := range l.Levels {
+		b = append(b, byte(lv))
+	}
+	cols[colLevels] = compress(b)
+	b = b[:0]
+	for _, m := range l.Msgs {
+		b = binary.AppendUvarint(b, uint64(len(m)))
+	}
+	cols[colMsgLens] = compress(b)
+	b = b[:0]
+	for _, m := range l.Msgs {
+		b = append(b, m...)
+	}
+	cols[colMsgs] = compress(b)
+	b = appendStrings(b[:0], l.Traces)
+	cols[colTraces] = compress(b)
+	b = appendStrings(b[:0], l.Spans)
+	cols[colSpans] = compress(b)
+	b = b[:0]
+	for _, as := range l.Attrs {
+		b = binary.AppendUvarint(b, uint64(len(as)))
+		for _, a := range as {
+			b = appendString(b, a.Key)
+			b = appendString(b, a.Value)
+		}
+	}
+	cols[colAttrs] = compress(b)
+	b = b[:0]
+	for _, s := range l.Seqs {
+		b = binary.AppendUvarint(b, s)
+	}
+	cols[colSeqs] = compress(b)
+
+	size := 16
+	for _, c := range cols {
+		size += len(c) + 6
+	}
+	out := make([]byte, 0, size)
+	out = append(out, 1)
+	out = binary.AppendUvarint(out, uint64(n))
+	out = binary.AppendUvarint(out, numCols)
+	for _, c := range cols {
+		out = binary.AppendUvarint(out, uint64(len(c)))
+	}
+	for _, c := range cols {
+		out = append(out, c...)
+	}
+	return out
+}
+
+// compress returns codec byte + payload; tiny columns stay raw.
+func compress(b []byte) []byte {
+	if len(b) < 64 {
+		return append([]byte{codecRaw}, b...)
+	}
+	out := make([]byte, 1, len(b)/2+16)
+	out[0] = codecZstd
+	out = zenc.EncodeAll(b, out)
+	if len(out) >= len(b)+1 {
+		return append([]byte{codecRaw}, b...)
+	}
+	return out
+}
+
+func decompress(c []byte) ([]byte, error) {
+	if len(c) == 0 {
+		return nil, fmt.Errorf("%w: empty column", errCorrupt)
+	}
+	switch c[0] {
+	case codecRaw:
+		return c[1:], nil
+	case codecZstd:
+		out, err := zdec.DecodeAll(c[1:], nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: codec %d", errCorrupt, c[0])
+}
+
+// splitColumns returns the stored bytes of each column.
+func splitColumns(v []byte) (n int, cols [][]byte, err error) {
+	if len(v) < 1 || v[0] != 1 {
+		return 0, nil, fmt.Errorf("%w: version", errCorrupt)
+	}
+	p := 1
+	cnt, k := binary.Uvarint(v[p:])
+	if k <= 0 {
+		return 0, nil, fmt.Errorf("%w: count", errCorrupt)
+	}
+	p += k
+	nc, k := binary.Uvarint(v[p:])
+	if k <= 0 || nc > 64 {
+		return 0, nil, fmt.Errorf("%w: columns", errCorrupt)
+	}
+	p += k
+	lens := make([]uint64, nc)
+	for i := range lens {
+		l, k := binary.Uvarint(v[p:])
+		if k <= 0 {
+			return 0, nil, fmt.Errorf("%w: column length", errCorrupt)
+		}
+		lens[i] = l
+		p += k
+	}
+	cols = make([][]byte, nc)
+	for i, l := range lens {
+		if uint64(len(v)-p) < l {
+			return 0, nil, fmt.Errorf("%w: short column %d", errCorrupt, i)
+		}
+		cols[i] = v[p : p+int(l)]
+		p += int(l)
+	}
+	if len(cols) < numCols {
+		return 0, nil, fmt.Errorf("%w: %d columns", errCorrupt, len(cols))
+	}
+	return int(cnt), cols, nil
+}
+
+// decodeChunk decodes times and levels, and the text columns when text is set.
+func decodeChunk(meta *ChunkMeta, v []byte, text bool) (*Lines, error) {
+	n, cols, err := splitColumns(v)
+	if err != nil {
+		return nil, err
+	}
+	if n != int(meta.Count) {
+		return nil, fmt.Errorf("%w: %d lines, meta says %d", errCorrupt, n, meta.Count)
+	}
+	l := &Lines{Meta: meta, Times: make([]int64, n), Levels: make([]model.Level, n)}
+	b, err := decompress(cols[colTimes])
+	if err != nil {
+		return nil, err
+	}
+	prev := meta.MinT
+	for i := 0; i < n; i++ {
+		d, k := binary.Varint(b)
+		if k <= 0 {
+			return nil, fmt.Errorf("%w: times", errCorrupt)
+		}
+		prev += d
+		l.Times[i] = prev
+		b = b[k:]
+	}
+	b, err = decompress(cols[colLevels])
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != n {
+		return nil, fmt.Errorf("%w: levels", errCorrupt)
+	}
+	for i := range b {
+		l.Levels[i] = model.Level(b[i])
+	}
+	if text {
+		if err := l.decodeText(cols); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Lines) decodeText(cols [][]byte) error {
+	n := l.Len()
+	lens, err := decompress(cols[colMsgLens])
+	if err != nil {
+		return err
+	}
+	msgs, err := decompress(cols[colMsgs])
+	if err != nil {
+		return err
+	}
+	all := unsafe.String(unsafe.SliceData(msgs), len(msgs)) // msgs is never written again
+	l.Msgs = make([]string, n)
+	p := 0
+	for i := 0; i < n; i++ {
+		ml, k := binary.Uvarint(lens)
+		if k <= 0 || uint64(len(all)-p) < ml {
+			return fmt.Errorf("%w: messages", errCorrupt)
+		}
+		lens = lens[k:]
+		l.Msgs[i] = all[p : p+int(ml)]
+		p += int(ml)
+	}
+	if l.Traces, err = decodeStrings(cols[colTraces], n); err != nil {
+		return err
+	}
+	if l.Spans, err = decodeStrings(cols[colSpans], n); err != nil {
+		return err
+	}
+	ab, err := decompress(cols[colAttrs])
+	if err != nil {
+		return err
+	}
+	l.Attrs = make([][]model.Attr, n)
+	for i := 0; i < n; i++ {
+		na, k := binary.Uvarint(ab)
+		if k <= 0 || na > uint64(len(ab)) {
+			return fmt.Errorf("%w: attributes", errCorrupt)
+		}
+		ab = ab[k:]
+		if na == 0 {
+			continue
+		}
+		as := make([]model.Attr, na)
+		for j := range as {
+			var ok bool
+			if as[j].Key, ab, ok = readString(ab); !ok {
+				return fmt.Errorf("%w: attributes", errCorrupt)
+			}
+			if as[j].Value, ab, ok = readString(ab); !ok {
+				return fmt.Errorf("%w: attributes", errCorrupt)
+			}
+		}
+		l.Attrs[i] = as
+	}
+	sb, err := decompress(cols[colSeqs])
+	if err != nil {
+		return err
+	}
+	l.Seqs = make([]uint64, n)
+	for i := 0; i < n; i++ {
+		s, k := binary.Uvarint(sb)
+		if k <= 0 {
+			return fmt.Errorf("%w: seqs", errCorrupt)
+		}
+		l.Seqs[i] = s
+		sb = sb[k:]
+	}
+	return nil
+}
+
+func decodeStrings(c []byte, n int) ([]string, error) {
+	b, err := decompress(c)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, n)
+	for i := 0; i < n; i++ {
+		var ok bool
+		if out[i], b, ok = readString(b); !ok {
+			return nil, fmt.Errorf("%w: strings", errCorrupt)
+		}
+	}
+	return out, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+// readString reads what appendString wrote. The string shares b's memory.
+func readString(b []byte) (string, []byte, bool) {
+	l, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < l {
+		return "", b, false
+	}
+	b = b[k:]
+	if l == 0 {
+		return "", b, true
+	}
+	return unsafe.String(&b[0], int(l)), b[l:], true
+}
+
+// Meta value (key m/<day>/<id>):
+//
+//	version byte (1), stream u64, firstLine, count uvarint, minT varint,
+//	maxT-minT uvarint, NumLevels x uvarint level counts, rawBytes uvarint,
+//	service, host, build_id, deploy_id as uvarint length + bytes
+func encodeMeta(m *ChunkMeta) []byte {
+	b := make([]byte, 0, 96+len(m.Labels.Service)+len(m.Labels.Host)+len(m.Labels.BuildID)+len(m.Labels.DeployID))
+	b = append(b, 1)
+	b = binary.BigEndian.AppendUint64(b, m.Stream)
+	b = binary.AppendUvarint(b, uint64(m.FirstLine))
+	b = binary.AppendUvarint(b, uint64(m.Count))
+	b = binary.AppendVarint(b, m.MinT)
+	b = binary.AppendUvarint(b, uint64(m.MaxT-m.MinT))
+	for _, c := range m.Levels {
+		b = binary.AppendUvarint(b, uint64(c))
+	}
+	b = binary.AppendUvarint(b, m.RawBytes)
+	b = appendString(b, m.Labels.Service)
+	b = appendString(b, m.Labels.Host)
+	b = appendString(b, m.Labels.BuildID)
+	b = appendString(b, m.Labels.DeployID)
+	return b
+}
+
+func decodeMeta(day uint32, id uint64, v []byte) (*ChunkMeta, error) {
+	bad := fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
+	if len(v) < 9 || v[0] != 1 {
+		return nil, bad
+	}
+	m := &ChunkMeta{ID: id, Day: day, Stream: binary.BigEndian.Uint64(v[1:9])}
+	b := v[9:]
+	uv := func() uint64 {
+		x, k := binary.Uvarint(b)
+		if k <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[k:]
+		return x
+	}
+	m.FirstLine = uint32(uv())
+	m.Count = uint32(uv())
+	minT, k := binary.Varint(b)
+	if k <= 0 {
+		return nil, bad
+	}
+	b = b[k:]
+	m.MinT = minT
+	m.MaxT = minT + int64(uv())
+	for i := range m.Levels {
+		m.Levels[i] = uint32(uv())
+	}
+	m.RawBytes = uv()
+	if b == nil {
+		return nil, bad
+	}
+	var ok bool
+	for _, p := range []*string{&m.Labels.Service, &m.Labels.Host, &m.Labels.BuildID, &m.Labels.DeployID} {
+		var s string
+		if s, b, ok = readString(b); !ok {
+			return nil, bad
+		}
+		*p = string([]byte(s)) // own the memory: v belongs to Badger
+	}
+	return m, nil
+}

@@ -1,0 +1,378 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/analysis"
+	"github.com/blevesearch/bleve/v2/document"
+	"github.com/blevesearch/bleve/v2/index/scorch"
+	"github.com/blevesearch/bleve/v2/mapping"
+	"github.com/blevesearch/bleve/v2/search/query"
+	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// Field names of a chunk document in Bleve, and of Cond terms.
+const (
+	FieldService = "service"
+	FieldHost    = "host"
+	FieldBuild   = "build_id"
+	FieldDeploy  = "deploy_id"
+	FieldLevel   = "level"
+	FieldWord    = "msg"   // an ordinary (not id-like) token of a message
+	FieldAttr    = "attr"  // key=value of an attribute
+	FieldTrace   = "trace" // trace id (bloom only)
+	FieldSpan    = "span"  // span id (bloom only)
+)
+
+// maxIndexedAttrValue: longer attribute values go to the bloom filter.
+const maxIndexedAttrValue = 64
+
+// attrInBloom reports whether attribute key=value is kept in the chunk's bloom
+// filter rather than in Bleve.
+func attrInBloom(value string) bool {
+	return len(value) > maxIndexedAttrValue || IsIDLike(value)
+}
+
+func attrToken(key, value string) string { return key + "=" + value }
+
+// sep separates tokens inside one Bleve field value.
+const sep = 0
+
+// sepAnalyzer cuts a field value at NUL bytes: the tokens were made by
+// chunkTokens already, so analysis is a split.
+type sepAnalyzer struct{}
+
+func (sepAnalyzer) Analyze(b []byte) analysis.TokenStream {
+	ts := make(analysis.TokenStream, 0, 8)
+	start, pos := 0, 1
+	for i := 0; i <= len(b); i++ {
+		if i == len(b) || b[i] == sep {
+			if i > start {
+				ts = append(ts, &analysis.Token{Start: start, End: i, Term: b[start:i], Position: pos, Type: analysis.AlphaNumeric})
+				pos++
+			}
+			start = i + 1
+		}
+	}
+	return ts
+}
+
+// chunkToks are the index terms of one chunk.
+type chunkToks struct {
+	words  []string
+	attrs  []string
+	levels []string
+	bloom  *bloom
+}
+
+func chunkTokens(l *Lines) *chunkToks {
+	words := make(map[string]struct{}, 512)
+	ids := make(map[string]struct{}, 2*l.Len())
+	attrs := make(map[string]struct{}, 64)
+	for _, msg := range l.Msgs {
+		for i := 0; ; {
+			a, b := NextToken(msg, i)
+			if a < 0 {
+				break
+			}
+			i = b
+			tok := lowerASCII(msg[a:b])
+			if IsIDLike(tok) {
+				ids[tok] = struct{}{}
+			} else {
+				words[tok] = struct{}{}
+			}
+		}
+	}
+	for _, as := range l.Attrs {
+		for _, a := range as {
+			t := attrToken(a.Key, a.Value)
+			if attrInBloom(a.Value) {
+				ids[t] = struct{}{}
+			} else {
+				attrs[t] = struct{}{}
+			}
+		}
+	}
+	for _, t := range l.Traces {
+		if t != "" {
+			ids[FieldTrace+"="+t] = struct{}{}
+		}
+	}
+	for _, t := range l.Spans {
+		if t != "" {
+			ids[FieldSpan+"="+t] = struct{}{}
+		}
+	}
+	ct := &chunkToks{bloom: newBloom(len(ids))}
+	for t := range ids {
+		ct.bloom.add(t)
+	}
+	ct.words = setToSlice(words)
+	ct.attrs = setToSlice(attrs)
+	for lv := model.LevelTrace; lv < model.NumLevels; lv++ {
+		if l.Meta.Levels[lv] > 0 {
+			ct.levels = append(ct.levels, lv.String())
+		}
+	}
+	return ct
+}
+
+func setToSlice(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if !strings.Contains(k, "\x00") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+const docFieldOptions = bindex.IndexField | bindex.SkipFreqNorm
+
+func docID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+func buildDoc(m *ChunkMeta, t *chunkToks) *document.Document {
+	d := document.NewDocument(docID(m.ID))
+	add := func(name string, vals ...string) {
+		if len(vals) == 0 || len(vals) == 1 && vals[0] == "" {
+			return
+		}
+		v := []byte(strings.Join(vals, "\x00"))
+		d.AddField(document.NewTextFieldCustom(name, nil, v, docFieldOptions, sepAnalyzer{}))
+	}
+	add(FieldService, m.Labels.Service)
+	add(FieldHost, m.Labels.Host)
+	add(FieldBuild, m.Labels.BuildID)
+	add(FieldDeploy, m.Labels.DeployID)
+	add(FieldLevel, t.levels...)
+	add(FieldWord, t.words...)
+	add(FieldAttr, t.attrs...)
+	return d
+}
+
+// indexSet holds one Bleve index per day, opened on first use.
+type indexSet struct {
+	dir  string
+	mu   sync.Mutex
+	open map[uint32]bleve.Index
+}
+
+func newIndexSet(dir string) *indexSet {
+	return &indexSet{dir: dir, open: map[uint32]bleve.Index{}}
+}
+
+func dayName(day uint32) string {
+	return time.Unix(0, model.DayStart(day)).UTC().Format("2006-01-02")
+}
+
+var scorchConfig = map[string]any{
+	"unsafe_batch": true,
+	"scorchMergePlanOptions": map[string]any{
+		"MaxSegmentsPerTier": 100,
+	},
+}
+
+// get returns the index of day, creating it when create is set; nil when it
+// does not exist and create is not set.
+func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if idx := x.open[day]; idx != nil {
+		return idx, nil
+	}
+	path := filepath.Join(x.dir, dayName(day))
+	var idx bleve.Index
+	var err error
+	if _, statErr := os.Stat(path); statErr == nil {
+		idx, err = bleve.OpenUsing(path, scorchConfig)
+	} else if create {
+		if err := os.MkdirAll(x.dir, 0o755); err != nil {
+			return nil, err
+		}
+		m := mapping.NewIndexMapping()
+		m.DefaultMapping.Dynamic = false
+		m.IndexDynamic, m.StoreDynamic, m.DocValuesDynamic = false, false, false
+		idx, err = bleve.NewUsing(path, m, scorch.Name, scorch.Name, scorchConfig)
+	} else {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", dayName(day), err)
+	}
+	x.open[day] = idx
+	return idx, nil
+}
+
+func (x *indexSet) closeAll() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var first error
+	for d, idx := range x.open {
+		if err := idx.Close(); err != nil && first == nil {
+			first = err
+		}
+		delete(x.open, d)
+	}
+	return first
+}
+
+// search returns the ids of the chunks of day that match q.
+func (x *indexSet) search(ctx context.Context, day uint32, q query.Query) ([]uint64, error) {
+	idx, err := x.get(day, false)
+	if err != nil || idx == nil {
+		return nil, err
+	}
+	n, err := idx.DocCount()
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	req := bleve.NewSearchRequestOptions(q, int(n), 0, false)
+	req.Score = "none"
+	res, err := idx.SearchInContext(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", dayName(day), err)
+	}
+	ids := make([]uint64, 0, len(res.Hits))
+	for _, h := range res.Hits {
+		id, err := strconv.ParseUint(h.ID, 16, 64)
+		if err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+type indexJob struct {
+	meta *ChunkMeta
+	doc  *document.Document
+}
+
+func (s *Store) indexLoop() {
+	defer s.indexWG.Done()
+	for job := range s.indexCh {
+		jobs := []*indexJob{job}
+	drain:
+		for len(jobs) < 256 {
+			select {
+			case j, ok := <-s.indexCh:
+				if !ok {
+					break drain
+				}
+				jobs = append(jobs, j)
+			default:
+				break drain
+			}
+		}
+		s.indexJobs(jobs)
+	}
+}
+
+func (s *Store) indexJobs(jobs []*indexJob) {
+	byDay := map[uint32][]*indexJob{}
+	for _, j := range jobs {
+		byDay[j.meta.Day] = append(byDay[j.meta.Day], j)
+	}
+	for day, js := range byDay {
+		start := time.Now()
+		idx, err := s.idx.get(day, true)
+		if err != nil {
+			s.log.Error("store: open index", "day", dayName(day), "err", err)
+			s.m.errors.Inc()
+			continue
+		}
+		b := idx.NewBatch()
+		keys := make([][]byte, 0, len(js))
+		for _, j := range js {
+			if err := b.IndexAdvanced(j.doc); err != nil {
+				s.log.Error("store: index chunk", "chunk", j.meta.ID, "err", err)
+				continue
+			}
+			keys = append(keys, chunkKey(pfxPending, day, j.meta.ID))
+		}
+		var once sync.Once
+		s.persistWG.Add(1)
+		persisted := func(err error) {
+			once.Do(func() {
+				defer s.persistWG.Done()
+				if err != nil {
+					return
+				}
+				if err := s.clearPending(keys); err != nil {
+					s.log.Error("store: clear pending index marks", "err", err)
+				}
+			})
+		}
+		b.SetPersistedCallback(persisted)
+		if err := idx.Batch(b); err != nil {
+			s.log.Error("store: index batch", "day", dayName(day), "err", err)
+			s.m.errors.Inc()
+			persisted(err)
+			continue
+		}
+		s.mu.Lock()
+		for _, j := range js {
+			delete(s.unindexed, j.meta.ID)
+		}
+		s.mu.Unlock()
+		s.m.indexSeconds.Observe(time.Since(start).Seconds())
+	}
+}
+
+func (s *Store) clearPending(keys [][]byte) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// pendingIndex finds sealed chunks whose Bleve documents may not be persisted.
+func (s *Store) pendingIndex() ([]*ChunkMeta, error) {
+	var out []*ChunkMeta
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxPending}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 13 {
+				continue
+			}
+			if m := s.chunks[binaryID(k)]; m != nil {
+				out = append(out, m)
+				s.unindexed[m.ID] = m
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// reindex rebuilds the Bleve documents of chunks from their stored lines.
+func (s *Store) reindex(metas []*ChunkMeta) {
+	defer s.sealWG.Done()
+	for _, m := range metas {
+		l, err := s.loadSealed(m, true)
+		if err != nil {
+			s.log.Error("store: reindex chunk", "chunk", m.ID, "err", err)
+			continue
+		}
+		s.indexCh <- &indexJob{meta: m, doc: buildDoc(m, chunkTokens(l))}
+	}
+}

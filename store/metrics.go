@@ -1,0 +1,28 @@
+package store
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	lines, duplicates, chunks, chunkBytes, errors prometheus.Counter
+	appendSeconds, sealSeconds, indexSeconds      prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		lines:      prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_lines_total", Help: "Log lines stored."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_duplicates_total", Help: "Records dropped as already stored (same agent and seq)."}),
+		chunks:     prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_chunks_sealed_total", Help: "Chunks sealed into Badger."}),
+		chunkBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_chunk_bytes_total", Help: "Compressed bytes of sealed chunks."}),
+		errors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_errors_total", Help: "Background store errors (chunk writes, indexing, WAL truncation)."}),
+		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shiplog_store_append_seconds", Help: "Time to make one batch durable.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
+		sealSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shiplog_store_seal_seconds", Help: "Time to compress and write one chunk.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
+		indexSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shiplog_store_index_batch_seconds", Help: "Time to add one batch of chunk documents to Bleve.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.lines, m.duplicates, m.chunks, m.chunkBytes, m.errors, m.appendSeconds, m.sealSeconds, m.indexSeconds)
+	}
+	return m
+}

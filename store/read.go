@@ -1,0 +1,415 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/blevesearch/bleve/v2/search/query"
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// CondOp is the kind of a Cond.
+type CondOp uint8
+
+// Cond operators.
+const (
+	CondAll  CondOp = iota // every chunk
+	CondTerm               // Field (Key) = Value
+	CondAnd
+	CondOr
+	CondNot
+)
+
+// Cond is a chunk-level filter: the query planner turns a query into one, and
+// the store answers with every chunk that may hold a matching line (a superset:
+// lines must still be checked one by one).
+//
+// Terms: FieldService, FieldHost, FieldBuild, FieldDeploy match a label exactly;
+// FieldLevel a level name; FieldWord one lower-cased token (see Tokens);
+// FieldAttr attribute Key with exact Value; FieldTrace and FieldSpan an id.
+type Cond struct {
+	Op    CondOp
+	Field string
+	Key   string
+	Value string
+	Kids  []*Cond
+}
+
+// Term, And, Or, Not and All build conditions.
+func Term(field, value string) *Cond { return &Cond{Op: CondTerm, Field: field, Value: value} }
+
+// AttrTerm matches attribute key with exactly value.
+func AttrTerm(key, value string) *Cond {
+	return &Cond{Op: CondTerm, Field: FieldAttr, Key: key, Value: value}
+}
+
+// And matches chunks every kid matches.
+func And(kids ...*Cond) *Cond { return &Cond{Op: CondAnd, Kids: kids} }
+
+// Or matches chunks any kid matches.
+func Or(kids ...*Cond) *Cond { return &Cond{Op: CondOr, Kids: kids} }
+
+// Not matches chunks the kid does not certainly match.
+func Not(kid *Cond) *Cond { return &Cond{Op: CondNot, Kids: []*Cond{kid}} }
+
+// All matches every chunk.
+func All() *Cond { return &Cond{Op: CondAll} }
+
+// tri is a three-valued truth: no line of the chunk matches, some may, all do.
+type tri int8
+
+const (
+	triNo tri = iota
+	triMaybe
+	triYes
+)
+
+func (c *Cond) usesBloom() bool {
+	switch c.Op {
+	case CondTerm:
+		return c.inBloom()
+	case CondAnd, CondOr, CondNot:
+		for _, k := range c.Kids {
+			if k.usesBloom() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *Cond) inBloom() bool {
+	switch c.Field {
+	case FieldWord:
+		return IsIDLike(c.Value)
+	case FieldAttr:
+		return attrInBloom(c.Value)
+	case FieldTrace, FieldSpan:
+		return true
+	}
+	return false
+}
+
+func (c *Cond) bloomToken() string {
+	switch c.Field {
+	case FieldAttr:
+		return attrToken(c.Key, c.Value)
+	case FieldTrace, FieldSpan:
+		return c.Field + "=" + c.Value
+	}
+	return c.Value
+}
+
+// eval judges a chunk by its metadata and (when not nil) its bloom filter.
+func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
+	switch c.Op {
+	case CondAll:
+		return triYes
+	case CondAnd:
+		r := triYes
+		for _, k := range c.Kids {
+			r = min(r, k.eval(m, bf))
+			if r == triNo {
+				return r
+			}
+		}
+		return r
+	case CondOr:
+		r := triNo
+		for _, k := range c.Kids {
+			r = max(r, k.eval(m, bf))
+			if r == triYes {
+				return r
+			}
+		}
+		return r
+	case CondNot:
+		return triYes - c.Kids[0].eval(m, bf)
+	}
+	var label *string
+	switch c.Field {
+	case FieldService:
+		label = &m.Labels.Service
+	case FieldHost:
+		label = &m.Labels.Host
+	case FieldBuild:
+		label = &m.Labels.BuildID
+	case FieldDeploy:
+		label = &m.Labels.DeployID
+	case FieldLevel:
+		lv, ok := model.ParseLevel(c.Value)
+		if !ok {
+			return triNo
+		}
+		if lv == model.LevelUnset {
+			lv = model.LevelInfo
+		}
+		switch m.Levels[lv] {
+		case 0:
+			return triNo
+		case m.Count:
+			return triYes
+		}
+		return triMaybe
+	}
+	if label != nil {
+		if *label == c.Value {
+			return triYes
+		}
+		return triNo
+	}
+	if bf != nil && c.inBloom() && !bf.mayContain(c.bloomToken()) {
+		return triNo
+	}
+	return triMaybe
+}
+
+// bleveQuery translates c into a Bleve query over chunk documents, or nil when
+// the index cannot narrow the chunks down (every chunk of the day is a candidate).
+func (c *Cond) bleveQuery() query.Query {
+	switch c.Op {
+	case CondAll:
+		return nil
+	case CondAnd:
+		var qs []query.Query
+		for _, k := range c.Kids {
+			if q := k.bleveQuery(); q != nil {
+				qs = append(qs, q)
+			}
+		}
+		switch len(qs) {
+		case 0:
+			return nil
+		case 1:
+			return qs[0]
+		}
+		return query.NewConjunctionQuery(qs)
+	case CondOr:
+		qs := make([]query.Query, 0, len(c.Kids))
+		for _, k := range c.Kids {
+			q := k.bleveQuery()
+			if q == nil {
+				return nil
+			}
+			qs = append(qs, q)
+		}
+		if len(qs) == 1 {
+			return qs[0]
+		}
+		return query.NewDisjunctionQuery(qs)
+	case CondNot:
+		k := c.Kids[0]
+		if k.Op != CondTerm || !isLabelField(k.Field) {
+			return nil
+		}
+		b := query.NewBooleanQuery([]query.Query{query.NewMatchAllQuery()}, nil, []query.Query{k.bleveQuery()})
+		return b
+	}
+	if c.inBloom() {
+		return nil
+	}
+	var tq *query.TermQuery
+	switch c.Field {
+	case FieldAttr:
+		tq = query.NewTermQuery(attrToken(c.Key, c.Value))
+	case FieldLevel:
+		lv, _ := model.ParseLevel(c.Value)
+		tq = query.NewTermQuery(lv.String())
+	default:
+		tq = query.NewTermQuery(c.Value)
+	}
+	tq.SetField(c.Field)
+	return tq
+}
+
+func isLabelField(f string) bool {
+	return f == FieldService || f == FieldHost || f == FieldBuild || f == FieldDeploy
+}
+
+// ChunkRef is a candidate chunk: sealed (in Badger) or open (in memory).
+type ChunkRef struct {
+	Meta *ChunkMeta
+	mem  *Lines // set for open and sealing chunks
+	// All is set when the chunk's metadata proves every line matches the
+	// condition (the time range still needs checking).
+	All bool
+}
+
+// Candidates returns the chunks that may hold lines matching c within tr, in no
+// particular order.
+func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]ChunkRef, error) {
+	if c == nil {
+		c = All()
+	}
+	type dayList struct {
+		day       uint32
+		chunks    []*ChunkMeta
+		unindexed []*ChunkMeta
+	}
+	var days []dayList
+	var out []ChunkRef
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	for d, list := range s.days {
+		if tr.Overlaps(model.DayStart(d), model.DayStart(d+1)-1) {
+			days = append(days, dayList{day: d, chunks: list})
+		}
+	}
+	sort.Slice(days, func(i, j int) bool { return days[i].day < days[j].day })
+	for _, m := range s.unindexed {
+		for i := range days {
+			if days[i].day == m.Day {
+				days[i].unindexed = append(days[i].unindexed, m)
+			}
+		}
+	}
+	addMem := func(h *head) {
+		if h.meta.Count == 0 || !tr.Overlaps(h.meta.MinT, h.meta.MaxT) {
+			return
+		}
+		if r := c.eval(&h.meta, nil); r != triNo {
+			l := h.snapshot()
+			out = append(out, ChunkRef{Meta: l.Meta, mem: l, All: r == triYes})
+		}
+	}
+	for _, h := range s.heads {
+		addMem(h)
+	}
+	for _, h := range s.sealing {
+		addMem(h)
+	}
+	s.mu.RUnlock()
+
+	bq := c.bleveQuery()
+	needBloom := c.usesBloom()
+	seen := make(map[uint64]bool, len(out))
+	for _, r := range out {
+		seen[r.Meta.ID] = true
+	}
+	for _, d := range days {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var metas []*ChunkMeta
+		if bq == nil {
+			metas = d.chunks
+		} else {
+			ids, err := s.idx.search(ctx, d.day, bq)
+			if err != nil {
+				return nil, err
+			}
+			s.mu.RLock()
+			for _, id := range ids {
+				if m := s.chunks[id]; m != nil {
+					metas = append(metas, m)
+				}
+			}
+			s.mu.RUnlock()
+			metas = append(metas, d.unindexed...)
+		}
+		var keep []*ChunkMeta
+		for _, m := range metas {
+			if seen[m.ID] || !tr.Overlaps(m.MinT, m.MaxT) {
+				continue
+			}
+			seen[m.ID] = true
+			keep = append(keep, m)
+		}
+		var blooms map[uint64]*bloom
+		if needBloom && len(keep) > 0 {
+			var err error
+			if blooms, err = s.loadBlooms(keep); err != nil {
+				return nil, err
+			}
+		}
+		for _, m := range keep {
+			if r := c.eval(m, blooms[m.ID]); r != triNo {
+				out = append(out, ChunkRef{Meta: m, All: r == triYes})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) loadBlooms(metas []*ChunkMeta) (map[uint64]*bloom, error) {
+	out := make(map[uint64]*bloom, len(metas))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, m := range metas {
+			it, err := txn.Get(chunkKey(pfxBloom, m.Day, m.ID))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			v, err := it.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[m.ID] = unmarshalBloom(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load blooms: %w", err)
+	}
+	return out, nil
+}
+
+// Load returns a candidate's lines: times and levels always, the text columns
+// when text is set (open chunks always have them).
+func (s *Store) Load(ctx context.Context, r ChunkRef, text bool) (*Lines, error) {
+	if r.mem != nil {
+		return r.mem, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.loadSealed(r.Meta, text)
+}
+
+func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(chunkKey(pfxChunk, m.Day, m.ID))
+		if err != nil {
+			return err
+		}
+		v, err = it.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("chunk %d: %w", m.ID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
+	}
+	l, err := decodeChunk(m, v, text)
+	if err != nil {
+		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
+	}
+	return l, nil
+}
+
+// LoadText adds the text columns to lines loaded without them.
+func (s *Store) LoadText(ctx context.Context, l *Lines) error {
+	if l.Msgs != nil {
+		return nil
+	}
+	full, err := s.Load(ctx, ChunkRef{Meta: l.Meta}, true)
+	if err != nil {
+		return err
+	}
+	*l = *full
+	return nil
+}
+
+func binaryID(k []byte) uint64 { return binary.BigEndian.Uint64(k[5:13]) }

@@ -1,0 +1,709 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// Errors callers test for.
+var (
+	ErrClosed   = errors.New("store is closed")
+	ErrNotFound = errors.New("not found")
+)
+
+// Options tune the store. DefaultOptions gives production values.
+type Options struct {
+	ChunkMaxLines   int           // seal a chunk at this many lines
+	ChunkMaxBytes   int           // ... or this many bytes of text
+	ChunkMaxAge     time.Duration // ... or when it has been open this long
+	WALSegmentBytes int64         // size of one WAL segment file
+	WALMaxSegments  int           // heads pinning older segments are sealed early
+	Fsync           bool          // fsync the WAL before every ack (survives power cuts)
+	Sealers         int           // goroutines compressing and writing chunks
+	Indexers        int           // goroutines feeding Bleve
+	BadgerMemTable  int64         // Badger memtable size
+	BadgerCache     int64         // Badger block cache size
+	Maintenance     time.Duration // period of the sealing/WAL truncation loop
+}
+
+// DefaultOptions returns the options shiplog runs with.
+func DefaultOptions() Options {
+	return Options{
+		ChunkMaxLines:   1024,
+		ChunkMaxBytes:   512 << 10,
+		ChunkMaxAge:     5 * time.Minute,
+		WALSegmentBytes: 32 << 20,
+		WALMaxSegments:  8,
+		Sealers:         2,
+		Indexers:        2,
+		BadgerMemTable:  32 << 20,
+		BadgerCache:     64 << 20,
+		Maintenance:     time.Second,
+	}
+}
+
+type headKey struct {
+	stream uint64
+	day    uint32
+}
+
+// head is a chunk still open for appends. After sealing starts it is immutable.
+type head struct {
+	meta   ChunkMeta
+	lines  Lines
+	bytes  int
+	opened time.Time
+	minSeg uint64 // oldest WAL segment holding one of its lines
+}
+
+func (h *head) full(o *Options) bool {
+	return int(h.meta.Count) >= o.ChunkMaxLines || h.bytes >= o.ChunkMaxBytes
+}
+
+// snapshot returns a reader's view of the lines appended so far. Appends only
+// write past the snapshot's length, so it stays valid without the lock.
+func (h *head) snapshot() *Lines {
+	m := h.meta
+	n := int(m.Count)
+	l := h.lines
+	return &Lines{
+		Meta: &m, Times: l.Times[:n:n], Levels: l.Levels[:n:n], Msgs: l.Msgs[:n:n],
+		Traces: l.Traces[:n:n], Spans: l.Spans[:n:n], Attrs: l.Attrs[:n:n], Seqs: l.Seqs[:n:n],
+	}
+}
+
+type agentState struct {
+	acked uint64 // highest seq stored
+	dirty bool   // changed since last persisted
+}
+
+// Store keeps log records: a WAL for acked lines, compressed chunks and their
+// metadata in Badger, and one Bleve index per day over chunks. See doc.go.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+	dir  string
+	db   *badger.DB
+	idx  *indexSet
+	m    *metrics
+
+	mu        sync.RWMutex // guards everything below
+	closed    bool
+	wal       *wal
+	heads     map[headKey]*head
+	sealing   map[uint64]*head
+	nextLine  map[headKey]uint32
+	agents    map[string]*agentState
+	chunks    map[uint64]*ChunkMeta   // sealed chunks by id
+	days      map[uint32][]*ChunkMeta // sealed chunks per day, append-only
+	streams   map[uint64][]*ChunkMeta // sealed chunks per stream, by (day, first line)
+	unindexed map[uint64]*ChunkMeta   // sealed, not yet searchable in Bleve
+	walFloor  uint64                  // WAL segments below this are deleted
+
+	nextChunk atomic.Uint64
+	sealCh    chan *head
+	indexCh   chan *indexJob
+	sealWG    sync.WaitGroup
+	indexWG   sync.WaitGroup
+	persistWG sync.WaitGroup
+	inflight  sync.WaitGroup // Appends between their lock and their last send to sealCh
+	stop      chan struct{}
+	maintWG   sync.WaitGroup
+}
+
+// Open opens or creates the store in dir, replays the WAL and resumes indexing
+// of sealed chunks that were not yet in Bleve.
+func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	def := DefaultOptions()
+	if opts.ChunkMaxLines <= 0 {
+		opts.ChunkMaxLines = def.ChunkMaxLines
+	}
+	if opts.ChunkMaxBytes <= 0 {
+		opts.ChunkMaxBytes = def.ChunkMaxBytes
+	}
+	if opts.ChunkMaxAge <= 0 {
+		opts.ChunkMaxAge = def.ChunkMaxAge
+	}
+	if opts.WALSegmentBytes <= 0 {
+		opts.WALSegmentBytes = def.WALSegmentBytes
+	}
+	if opts.WALMaxSegments <= 0 {
+		opts.WALMaxSegments = def.WALMaxSegments
+	}
+	if opts.Sealers <= 0 {
+		opts.Sealers = def.Sealers
+	}
+	if opts.Indexers <= 0 {
+		opts.Indexers = def.Indexers
+	}
+	if opts.BadgerMemTable <= 0 {
+		opts.BadgerMemTable = def.BadgerMemTable
+	}
+	if opts.BadgerCache <= 0 {
+		opts.BadgerCache = def.BadgerCache
+	}
+	if opts.Maintenance <= 0 {
+		opts.Maintenance = def.Maintenance
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	bopts := badger.DefaultOptions(filepath.Join(dir, "badger")).
+		WithLogger(badgerLogger{log}).
+		WithLoggingLevel(badger.WARNING).
+		WithCompression(options.None).
+		WithValueThreshold(1 << 10).
+		WithMemTableSize(opts.BadgerMemTable).
+		WithNumMemtables(2).
+		WithBlockCacheSize(opts.BadgerCache).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(256 << 20).
+		WithMetricsEnabled(false).
+		WithNumCompactors(2)
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("open store: badger: %w", err)
+	}
+	s := &Store{
+		opts:      opts,
+		log:       log,
+		dir:       dir,
+		db:        db,
+		idx:       newIndexSet(filepath.Join(dir, "index")),
+		m:         newMetrics(reg),
+		heads:     map[headKey]*head{},
+		sealing:   map[uint64]*head{},
+		nextLine:  map[headKey]uint32{},
+		agents:    map[string]*agentState{},
+		chunks:    map[uint64]*ChunkMeta{},
+		days:      map[uint32][]*ChunkMeta{},
+		streams:   map[uint64][]*ChunkMeta{},
+		unindexed: map[uint64]*ChunkMeta{},
+		sealCh:    make(chan *head, 64),
+		indexCh:   make(chan *indexJob, 256),
+		stop:      make(chan struct{}),
+	}
+	fail := func(err error) (*Store, error) {
+		s.idx.closeAll()
+		_ = db.Close()
+		return nil, err
+	}
+	if err := s.loadMeta(); err != nil {
+		return fail(err)
+	}
+	if s.wal, err = openWAL(filepath.Join(dir, "wal"), opts.WALSegmentBytes, opts.Fsync); err != nil {
+		return fail(err)
+	}
+	pending, err := s.pendingIndex()
+	if err != nil {
+		return fail(err)
+	}
+	toSeal, err := s.replayWAL()
+	if err != nil {
+		return fail(err)
+	}
+	s.start()
+	if len(toSeal) > 0 {
+		s.inflight.Add(1)
+		go func() {
+			defer s.inflight.Done()
+			for _, h := range toSeal {
+				s.sealCh <- h
+			}
+		}()
+	}
+	if len(pending) > 0 {
+		log.Info("store: indexing chunks left unindexed", "chunks", len(pending))
+		s.sealWG.Add(1)
+		go s.reindex(pending)
+	}
+	return s, nil
+}
+
+func (s *Store) start() {
+	for i := 0; i < s.opts.Sealers; i++ {
+		s.sealWG.Add(1)
+		go s.sealLoop()
+	}
+	for i := 0; i < s.opts.Indexers; i++ {
+		s.indexWG.Add(1)
+		go s.indexLoop()
+	}
+	s.maintWG.Add(1)
+	go s.maintLoop()
+}
+
+// Key prefixes in Badger (see doc.go).
+const (
+	pfxChunk   = 'c'
+	pfxMeta    = 'm'
+	pfxBloom   = 'b'
+	pfxPending = 'p'
+	pfxAgent   = 'a'
+)
+
+func chunkKey(pfx byte, day uint32, id uint64) []byte {
+	k := make([]byte, 13)
+	k[0] = pfx
+	binary.BigEndian.PutUint32(k[1:], day)
+	binary.BigEndian.PutUint64(k[5:], id)
+	return k
+}
+
+func (s *Store) loadMeta() error {
+	var maxID uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{pfxMeta}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 13 {
+				continue
+			}
+			day, id := binary.BigEndian.Uint32(k[1:]), binary.BigEndian.Uint64(k[5:])
+			var m *ChunkMeta
+			if err := it.Item().Value(func(v []byte) (err error) {
+				m, err = decodeMeta(day, id, v)
+				return err
+			}); err != nil {
+				return err
+			}
+			s.addSealed(m)
+			maxID = max(maxID, id)
+		}
+		it2 := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pfxAgent}})
+		defer it2.Close()
+		for it2.Rewind(); it2.Valid(); it2.Next() {
+			agent := string(it2.Item().Key()[1:])
+			if err := it2.Item().Value(func(v []byte) error {
+				acked, k := binary.Uvarint(v)
+				if k <= 0 {
+					return fmt.Errorf("%w: agent %q", errCorrupt, agent)
+				}
+				s.agents[agent] = &agentState{acked: acked}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("open store: load metadata: %w", err)
+	}
+	s.nextChunk.Store(maxID)
+	return nil
+}
+
+// addSealed records a sealed chunk in the in-memory maps. Caller holds mu (or
+// has the store to itself).
+func (s *Store) addSealed(m *ChunkMeta) {
+	s.chunks[m.ID] = m
+	s.days[m.Day] = append(s.days[m.Day], m)
+	cs := s.streams[m.Stream]
+	i := sort.Search(len(cs), func(i int) bool {
+		return cs[i].Day > m.Day || cs[i].Day == m.Day && cs[i].FirstLine > m.FirstLine
+	})
+	cs = append(cs, nil)
+	copy(cs[i+1:], cs[i:])
+	cs[i] = m
+	s.streams[m.Stream] = cs
+	k := headKey{m.Stream, m.Day}
+	if next := m.FirstLine + m.Count; next > s.nextLine[k] {
+		s.nextLine[k] = next
+	}
+}
+
+// covered reports whether line of stream/day is in a sealed chunk.
+func (s *Store) covered(stream uint64, day uint32, line uint32) bool {
+	cs := s.streams[stream]
+	i := sort.Search(len(cs), func(i int) bool {
+		return cs[i].Day > day || cs[i].Day == day && cs[i].LastLine() >= line
+	})
+	return i < len(cs) && cs[i].Day == day && cs[i].FirstLine <= line
+}
+
+// StreamID is the id of the stream with the given labels.
+func StreamID(l model.Labels) uint64 {
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.WriteString(l.Service)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.WriteString(l.Host)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.WriteString(l.BuildID)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.WriteString(l.DeployID)
+	return d.Sum64()
+}
+
+// group is the part of a batch that goes to one head.
+type group struct {
+	key       headKey
+	labels    model.Labels
+	firstLine uint32
+	recs      []int // indexes into the batch
+}
+
+// Append stores a batch durably: when it returns without error, every accepted
+// record is in the WAL (and fsynced with Options.Fsync) and visible to queries.
+// Records whose (agent, seq) were stored before come back as duplicates.
+func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return model.AppendResult{}, err
+	}
+	start := time.Now()
+	keys := make([]headKey, len(b.Records))
+	for i := range b.Records {
+		r := &b.Records[i]
+		keys[i] = headKey{StreamID(r.Labels), model.Day(r.Time)}
+	}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return model.AppendResult{}, ErrClosed
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	var res model.AppendResult
+	var ag *agentState
+	var maxSeq uint64
+	if b.AgentID != "" {
+		ag = s.agents[b.AgentID]
+		if ag == nil {
+			ag = &agentState{}
+			s.agents[b.AgentID] = ag
+		}
+		maxSeq = ag.acked
+	}
+	var groups []*group
+	byKey := make(map[headKey]*group, 4)
+	for i := range b.Records {
+		r := &b.Records[i]
+		if ag != nil && r.Seq != 0 {
+			if r.Seq <= maxSeq {
+				res.Duplicates++
+				continue
+			}
+			maxSeq = r.Seq
+		}
+		g := byKey[keys[i]]
+		if g == nil {
+			g = &group{key: keys[i], labels: r.Labels}
+			byKey[keys[i]] = g
+			groups = append(groups, g)
+		}
+		g.recs = append(g.recs, i)
+		res.Accepted++
+	}
+	if res.Accepted == 0 {
+		if ag != nil {
+			res.AckedSeq = ag.acked
+		}
+		s.mu.Unlock()
+		s.m.duplicates.Add(float64(res.Duplicates))
+		return res, nil
+	}
+	for _, g := range groups {
+		g.firstLine = s.nextLine[g.key]
+		s.nextLine[g.key] = g.firstLine + uint32(len(g.recs))
+	}
+	frame := encodeWALBatch(b, maxSeq, groups)
+	seg, err := s.wal.append(frame)
+	if err != nil {
+		// The lines were not acked: give their numbers back.
+		for _, g := range groups {
+			s.nextLine[g.key] = g.firstLine
+		}
+		s.mu.Unlock()
+		return model.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	if ag != nil {
+		ag.acked = maxSeq
+		ag.dirty = true
+		res.AckedSeq = maxSeq
+	}
+	var full []*head
+	for _, g := range groups {
+		for j, ri := range g.recs {
+			if h := s.appendLine(g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg); h != nil {
+				full = append(full, h)
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	for _, h := range full {
+		s.sealCh <- h
+	}
+	s.m.lines.Add(float64(res.Accepted))
+	s.m.duplicates.Add(float64(res.Duplicates))
+	s.m.appendSeconds.Observe(time.Since(start).Seconds())
+	return res, nil
+}
+
+// appendLine adds one line to its head, opening one if needed, and returns the
+// head if it is now full (already moved to sealing). Caller holds mu.
+func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64) *head {
+	h := s.heads[k]
+	if h != nil && h.meta.FirstLine+h.meta.Count != line {
+		// Not contiguous (only during WAL replay): seal what we have.
+		s.startSeal(h)
+		h = nil
+	}
+	if h == nil {
+		h = &head{opened: time.Now(), minSeg: seg}
+		h.meta = ChunkMeta{ID: s.nextChunk.Add(1), Stream: k.stream, Day: k.day, FirstLine: line, Labels: labels, MinT: r.Time, MaxT: r.Time}
+		n := 64
+		h.lines = Lines{
+			Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n),
+			Traces: make([]string, 0, n), Spans: make([]string, 0, n), Attrs: make([][]model.Attr, 0, n), Seqs: make([]uint64, 0, n),
+		}
+		s.heads[k] = h
+	}
+	l := &h.lines
+	l.Times = append(l.Times, r.Time)
+	l.Levels = append(l.Levels, r.Level)
+	l.Msgs = append(l.Msgs, r.Message)
+	l.Traces = append(l.Traces, r.TraceID)
+	l.Spans = append(l.Spans, r.SpanID)
+	l.Attrs = append(l.Attrs, r.Attrs)
+	l.Seqs = append(l.Seqs, r.Seq)
+	m := &h.meta
+	m.Count++
+	m.MinT = min(m.MinT, r.Time)
+	m.MaxT = max(m.MaxT, r.Time)
+	lv := r.Level
+	if lv == model.LevelUnset {
+		lv = model.LevelInfo
+	}
+	m.Levels[lv]++
+	m.RawBytes += uint64(len(r.Message))
+	h.bytes += len(r.Message) + len(r.TraceID) + len(r.SpanID) + 32
+	for _, a := range r.Attrs {
+		h.bytes += len(a.Key) + len(a.Value)
+	}
+	if h.full(&s.opts) {
+		s.startSeal(h)
+		return h
+	}
+	return nil
+}
+
+// startSeal moves a head from heads to sealing. Caller holds mu and must send
+// the head to sealCh after unlocking (or, during Open, seal it directly).
+func (s *Store) startSeal(h *head) {
+	delete(s.heads, headKey{h.meta.Stream, h.meta.Day})
+	s.sealing[h.meta.ID] = h
+}
+
+func (s *Store) sealLoop() {
+	defer s.sealWG.Done()
+	for h := range s.sealCh {
+		s.seal(h)
+	}
+}
+
+// seal writes a head as a chunk to Badger and queues it for Bleve.
+func (s *Store) seal(h *head) {
+	start := time.Now()
+	lines := h.snapshot()
+	meta := lines.Meta
+	toks := chunkTokens(lines)
+	doc := buildDoc(meta, toks)
+	value := encodeChunk(lines)
+	day, id := meta.Day, meta.ID
+	for attempt := 0; ; attempt++ {
+		err := s.db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set(chunkKey(pfxChunk, day, id), value); err != nil {
+				return err
+			}
+			if err := txn.Set(chunkKey(pfxMeta, day, id), encodeMeta(meta)); err != nil {
+				return err
+			}
+			if err := txn.Set(chunkKey(pfxBloom, day, id), toks.bloom.marshal()); err != nil {
+				return err
+			}
+			return txn.Set(chunkKey(pfxPending, day, id), nil)
+		})
+		if err == nil {
+			break
+		}
+		// The lines stay in the WAL and in memory; keep trying.
+		s.log.Error("store: write chunk", "chunk", id, "attempt", attempt, "err", err)
+		s.m.errors.Inc()
+		select {
+		case <-time.After(time.Second):
+		case <-s.stop:
+			return
+		}
+	}
+	s.mu.Lock()
+	delete(s.sealing, id)
+	s.addSealed(meta)
+	s.unindexed[id] = meta
+	s.mu.Unlock()
+	s.m.chunks.Inc()
+	s.m.chunkBytes.Add(float64(len(value)))
+	s.m.sealSeconds.Observe(time.Since(start).Seconds())
+	s.indexCh <- &indexJob{meta: meta, doc: doc}
+}
+
+// maintLoop seals old heads and truncates the WAL.
+func (s *Store) maintLoop() {
+	defer s.maintWG.Done()
+	t := time.NewTicker(s.opts.Maintenance)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.maintain(false)
+		}
+	}
+}
+
+// maintain seals heads that are too old or pin too much WAL (all heads when
+// all is set), then deletes WAL segments no head needs any more.
+func (s *Store) maintain(all bool) {
+	now := time.Now()
+	var seal []*head
+	s.mu.Lock()
+	oldestAllowed := uint64(0)
+	if s.wal.seg >= uint64(s.opts.WALMaxSegments) {
+		oldestAllowed = s.wal.seg - uint64(s.opts.WALMaxSegments) + 1
+	}
+	for _, h := range s.heads {
+		if all || now.Sub(h.opened) >= s.opts.ChunkMaxAge || h.minSeg < oldestAllowed {
+			seal = append(seal, h)
+		}
+	}
+	for _, h := range seal {
+		s.startSeal(h)
+	}
+	s.mu.Unlock()
+	for _, h := range seal {
+		s.sealCh <- h
+	}
+	s.truncateWAL()
+}
+
+// truncateWAL deletes segments every line of which is sealed in Badger. Agent
+// watermarks are saved first, since the WAL is their only other record.
+func (s *Store) truncateWAL() {
+	s.mu.Lock()
+	floor := s.wal.seg
+	for _, h := range s.heads {
+		floor = min(floor, h.minSeg)
+	}
+	for _, h := range s.sealing {
+		floor = min(floor, h.minSeg)
+	}
+	if floor <= s.walFloor {
+		s.mu.Unlock()
+		return
+	}
+	var dirty []string
+	var acked []uint64
+	for a, st := range s.agents {
+		if st.dirty {
+			dirty = append(dirty, a)
+			acked = append(acked, st.acked)
+			st.dirty = false
+		}
+	}
+	s.mu.Unlock()
+
+	err := s.saveAgents(dirty, acked)
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err == nil {
+		err = s.wal.removeBefore(floor)
+	}
+	if err != nil {
+		s.log.Error("store: truncate wal", "err", err)
+		s.m.errors.Inc()
+		s.mu.Lock()
+		for _, a := range dirty {
+			if st := s.agents[a]; st != nil {
+				st.dirty = true
+			}
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Lock()
+	s.walFloor = floor
+	s.mu.Unlock()
+}
+
+func (s *Store) saveAgents(names []string, acked []uint64) error {
+	if len(names) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i, a := range names {
+		if err := wb.Set(append([]byte{pfxAgent}, a...), binary.AppendUvarint(nil, acked[i])); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// Close seals every open head, waits for Bleve to persist, truncates the WAL and
+// closes Badger. Appends after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.inflight.Wait()
+	close(s.stop)
+	s.maintWG.Wait()
+	s.maintain(true)
+	close(s.sealCh)
+	s.sealWG.Wait()
+	close(s.indexCh)
+	s.indexWG.Wait()
+	s.persistWG.Wait()
+	s.truncateWAL()
+	var errs []error
+	s.mu.Lock()
+	errs = append(errs, s.wal.close())
+	s.mu.Unlock()
+	errs = append(errs, s.idx.closeAll(), s.db.Close())
+	return errors.Join(errs...)
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
