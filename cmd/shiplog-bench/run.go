@@ -1,0 +1,597 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// ---- server process -------------------------------------------------------
+
+type server struct {
+	cmd      *exec.Cmd
+	httpAddr string
+	grpcAddr string
+	logPath  string
+	exited   chan struct{}
+	waitErr  error
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startServer runs `bin server` on free loopback ports and waits for /readyz.
+func startServer(bin, dataDir, logPath string, readyTimeout time.Duration) (*server, time.Duration, error) {
+	httpAddr, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	grpcAddr, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, 0, err
+	}
+	fmt.Fprintf(logf, "\n==== shiplog-bench: starting %s server --http %s --grpc %s --data %s\n", bin, httpAddr, grpcAddr, dataDir)
+	cmd := exec.Command(bin, "server", "--http", httpAddr, "--grpc", grpcAddr, "--data", dataDir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, 0, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s := &server{cmd: cmd, httpAddr: httpAddr, grpcAddr: grpcAddr, logPath: logPath, exited: make(chan struct{})}
+	go func() { s.waitErr = cmd.Wait(); logf.Close(); close(s.exited) }()
+
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case <-s.exited:
+			return nil, 0, fmt.Errorf("server exited before ready (%v); log %s:\n%s", s.waitErr, logPath, logTail(logPath))
+		default:
+		}
+		resp, err := hc.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, time.Since(t0), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return nil, 0, fmt.Errorf("server not ready after %v; log %s:\n%s", readyTimeout, logPath, logTail(logPath))
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+func (s *server) kill() {
+	s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// stop sends SIGTERM and waits. clean is false when the server did not exit 0 in
+// time. cpu is the process's total user+system CPU time.
+func (s *server) stop(timeout time.Duration) (clean bool, took, cpu time.Duration, err error) {
+	t0 := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return false, 0, 0, err
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(timeout):
+		s.kill()
+		return false, time.Since(t0), 0, fmt.Errorf("server ignored SIGTERM for %v, killed it", timeout)
+	}
+	took = time.Since(t0)
+	ps := s.cmd.ProcessState
+	cpu = ps.UserTime() + ps.SystemTime()
+	if !ps.Success() {
+		return false, took, cpu, fmt.Errorf("server did not exit cleanly on SIGTERM: %v; log %s:\n%s", s.waitErr, s.logPath, logTail(s.logPath))
+	}
+	return true, took, cpu, nil
+}
+
+func logTail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return "  | " + strings.ReplaceAll(strings.TrimRight(string(b), "\n"), "\n", "\n  | ")
+}
+
+var clkTck = func() float64 {
+	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && v > 0 {
+			return v
+		}
+	}
+	return 100
+}()
+
+// procCPU is utime+stime of pid from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')') // comm may contain spaces
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
+	st, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	return time.Duration(float64(ut+st) / clkTck * float64(time.Second)), nil
+}
+
+// procHWM is VmHWM (peak RSS) of pid in bytes.
+func procHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+// diskUsage is `du -sb dir`, or a walk of the apparent file sizes if du fails.
+func diskUsage(dir string) (int64, error) {
+	if out, err := exec.Command("du", "-sb", dir).Output(); err == nil {
+		if f := strings.Fields(string(out)); len(f) > 0 {
+			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				return n, nil
+			}
+		}
+	}
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ---- ingest ---------------------------------------------------------------
+
+func firstErr(errs []error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// checkAck verifies one PushResponse against the batch it answers.
+func checkAck(req *shiplogv1.PushRequest, resp *shiplogv1.PushResponse) error {
+	n := len(req.Records)
+	last := req.Records[n-1].Seq
+	if int(resp.Accepted) != n || resp.Duplicates != 0 {
+		return fmt.Errorf("agent %s batch seq %d..%d: accepted=%d duplicates=%d, want accepted=%d duplicates=0",
+			req.AgentId, req.Records[0].Seq, last, resp.Accepted, resp.Duplicates, n)
+	}
+	if resp.AckedSeq < last {
+		return fmt.Errorf("agent %s batch seq %d..%d: acked_seq=%d < %d", req.AgentId, req.Records[0].Seq, last, resp.AckedSeq, last)
+	}
+	return nil
+}
+
+// ingestGRPC sends perConn[c] on its own connection and Push stream, keeping up to
+// inflight batches unacknowledged, and checks every answer. It returns the wall time
+// from the first send to the last ack; start is called just before the first send.
+func ingestGRPC(ctx context.Context, addr string, perConn [][]*shiplogv1.PushRequest, inflight int, start func()) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streams := make([]shiplogv1.IngestService_PushClient, len(perConn))
+	for c := range perConn {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return 0, err
+		}
+		defer cc.Close()
+		st, err := shiplogv1.NewIngestServiceClient(cc).Push(ctx, grpc.WaitForReady(true))
+		if err != nil {
+			return 0, fmt.Errorf("open Push stream %d: %w", c, err)
+		}
+		streams[c] = st
+	}
+	errs := make([]error, len(perConn))
+	lastAck := make([]time.Time, len(perConn))
+	var wg sync.WaitGroup
+	start()
+	t0 := time.Now()
+	for c := range perConn {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, batches := streams[c], perConn[c]
+			sem := make(chan struct{}, inflight)
+			sendErr := make(chan error, 1)
+			go func() {
+				defer close(sendErr)
+				for _, req := range batches {
+					select {
+					case sem <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
+					if err := st.Send(req); err != nil {
+						if err != io.EOF { // io.EOF: the real error comes from Recv
+							sendErr <- fmt.Errorf("stream %d send: %w", c, err)
+							cancel()
+						}
+						return
+					}
+				}
+				st.CloseSend()
+			}()
+			for i, req := range batches {
+				resp, err := st.Recv()
+				if err != nil {
+					errs[c] = fmt.Errorf("stream %d: recv ack %d/%d: %w", c, i+1, len(batches), err)
+					cancel()
+					return
+				}
+				if err := checkAck(req, resp); err != nil {
+					errs[c] = fmt.Errorf("stream %d: %w", c, err)
+					cancel()
+					return
+				}
+				<-sem
+			}
+			lastAck[c] = time.Now()
+			if e := <-sendErr; e != nil {
+				errs[c] = e
+				return
+			}
+			eof := make(chan error, 1)
+			go func() { _, err := st.Recv(); eof <- err }()
+			select {
+			case err := <-eof:
+				if err != io.EOF {
+					errs[c] = fmt.Errorf("stream %d: after the last ack want end of stream, got %v", c, err)
+				}
+			case <-time.After(30 * time.Second):
+				errs[c] = fmt.Errorf("stream %d: server did not end the Push stream within 30s of CloseSend", c)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := firstErr(errs); err != nil {
+		return 0, err
+	}
+	var end time.Time
+	for _, t := range lastAck {
+		if t.After(end) {
+			end = t
+		}
+	}
+	return end.Sub(t0), nil
+}
+
+// marshalHTTP pre-marshals every batch as protojson for POST /v1/logs:write.
+func marshalHTTP(perConn [][]*shiplogv1.PushRequest) ([][][]byte, error) {
+	out := make([][][]byte, len(perConn))
+	for c, batches := range perConn {
+		for _, req := range batches {
+			b, err := protojson.Marshal(req)
+			if err != nil {
+				return nil, err
+			}
+			out[c] = append(out[c], b)
+		}
+	}
+	return out, nil
+}
+
+// ingestHTTP posts bodies[c] from client c, one request at a time per client.
+func ingestHTTP(ctx context.Context, httpAddr string, perConn [][]*shiplogv1.PushRequest, bodies [][][]byte, start func()) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tr := &http.Transport{MaxIdleConnsPerHost: len(bodies), MaxConnsPerHost: len(bodies), DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Minute}
+	u := "http://" + httpAddr + "/v1/logs:write"
+	errs := make([]error, len(bodies))
+	var wg sync.WaitGroup
+	start()
+	t0 := time.Now()
+	for c := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, body := range bodies[c] {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := hc.Do(req)
+				if err != nil {
+					errs[c] = fmt.Errorf("client %d batch %d: %w", c, i, err)
+					cancel()
+					return
+				}
+				rb, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("HTTP %s: %.500s", resp.Status, rb)
+				}
+				var pr shiplogv1.PushResponse
+				if err == nil {
+					err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(rb, &pr)
+				}
+				if err == nil {
+					err = checkAck(perConn[c][i], &pr)
+				}
+				if err != nil {
+					errs[c] = fmt.Errorf("client %d batch %d: %w", c, i, err)
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(t0), firstErr(errs)
+}
+
+// ---- queries --------------------------------------------------------------
+
+type queryClient struct {
+	hc   *http.Client
+	base string
+}
+
+// get fetches path?params into msg. took is the round trip (request to last body
+// byte); decoding is not counted.
+func (q *queryClient) get(path string, params url.Values, msg proto.Message) (took time.Duration, err error) {
+	u := q.base + path + "?" + params.Encode()
+	t0 := time.Now()
+	resp, err := q.hc.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took = time.Since(t0)
+	if err != nil {
+		return took, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return took, fmt.Errorf("GET %s: HTTP %s: %.500s", u, resp.Status, body)
+	}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, msg); err != nil {
+		return took, fmt.Errorf("GET %s: decode: %w (body %.300s)", u, err, body)
+	}
+	return took, nil
+}
+
+// searchAll pages through a search with next_cursor and returns every record.
+func (q *queryClient) searchAll(params url.Values) ([]*shiplogv1.Record, time.Duration, error) {
+	var all []*shiplogv1.Record
+	var total time.Duration
+	p := url.Values{}
+	for k, v := range params {
+		p[k] = v
+	}
+	for page := 1; ; page++ {
+		var resp shiplogv1.SearchResponse
+		took, err := q.get("/v1/logs:search", p, &resp)
+		total += took
+		if err != nil {
+			return nil, total, err
+		}
+		all = append(all, resp.Records...)
+		if resp.NextCursor == "" {
+			return all, total, nil
+		}
+		if len(resp.Records) == 0 && page > 1 {
+			return nil, total, fmt.Errorf("page %d is empty but has next_cursor %q", page, resp.NextCursor)
+		}
+		if page > 100000 {
+			return nil, total, errors.New("more than 100000 pages: cursor does not advance?")
+		}
+		p.Set("cursor", resp.NextCursor)
+	}
+}
+
+type query struct {
+	name string
+	run  func() (time.Duration, error) // one run: latency and answer check
+}
+
+// buildQueries returns the five checked queries (a..e) of expect.json.
+func buildQueries(q *queryClient, exp *expectation) ([]query, error) {
+	first, err := time.Parse(time.RFC3339Nano, exp.FirstTime)
+	if err != nil {
+		return nil, fmt.Errorf("expect.json first_time: %w", err)
+	}
+	span := time.Duration(exp.SpanHours * float64(time.Hour))
+	start, end := first.UTC().Format(time.RFC3339Nano), first.Add(span).UTC().Format(time.RFC3339Nano)
+	lastTime, err := time.Parse(time.RFC3339Nano, exp.EVanishedHost.LastTime)
+	if err != nil {
+		return nil, fmt.Errorf("expect.json e_vanished_host.last_time: %w", err)
+	}
+	rng := func(kv ...string) url.Values {
+		v := url.Values{"start": {start}, "end": {end}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	// all: every record once (unique ids) and each passes ok.
+	checkAll := func(recs []*shiplogv1.Record, want int, ok func(*shiplogv1.Record) bool, what string) error {
+		if len(recs) != want {
+			return fmt.Errorf("got %d records, want %d", len(recs), want)
+		}
+		ids := make(map[string]struct{}, len(recs))
+		for _, r := range recs {
+			if r.Id != "" {
+				if _, dup := ids[r.Id]; dup {
+					return fmt.Errorf("record id %s returned twice across pages", r.Id)
+				}
+				ids[r.Id] = struct{}{}
+			}
+			if !ok(r) {
+				return fmt.Errorf("record %s does not match %s: %v", r.Id, what, r)
+			}
+		}
+		return nil
+	}
+	histo := func(step string) func() (*shiplogv1.HistogramResponse, time.Duration, error) {
+		return func() (*shiplogv1.HistogramResponse, time.Duration, error) {
+			var h shiplogv1.HistogramResponse
+			took, err := q.get("/v1/logs:histogram", rng("q", "level:error", "step", step), &h)
+			return &h, took, err
+		}
+	}
+	sumBuckets := func(h *shiplogv1.HistogramResponse) (sum, nonZero int) {
+		for _, b := range h.Buckets {
+			sum += int(b.Count)
+			if b.Count > 0 {
+				nonZero++
+			}
+		}
+		return
+	}
+	word := exp.BRareWord.Word
+	return []query{
+		{"a: all lines of " + exp.ABuild.BuildID, func() (time.Duration, error) {
+			recs, took, err := q.searchAll(rng("q", "build_id:"+exp.ABuild.BuildID, "limit", "10000", "order", "asc"))
+			if err == nil {
+				err = checkAll(recs, exp.ABuild.Count, func(r *shiplogv1.Record) bool { return r.BuildId == exp.ABuild.BuildID }, "build_id")
+			}
+			return took, err
+		}},
+		{"b: rare word " + strconv.Quote(word), func() (time.Duration, error) {
+			recs, took, err := q.searchAll(rng("q", word, "limit", "10000"))
+			if err == nil {
+				err = checkAll(recs, exp.BRareWord.Count, func(r *shiplogv1.Record) bool {
+					return strings.Contains(strings.ToLower(r.Message), word)
+				}, "word")
+			}
+			return took, err
+		}},
+		{"c: count of level:error", func() (time.Duration, error) {
+			h, took, err := histo(formatStep(span))()
+			if err != nil {
+				return took, err
+			}
+			sum, _ := sumBuckets(h)
+			if int(h.Total) != exp.CLevelError.Count || sum != exp.CLevelError.Count {
+				return took, fmt.Errorf("total=%d (bucket sum %d, %d buckets), want %d", h.Total, sum, len(h.Buckets), exp.CLevelError.Count)
+			}
+			return took, nil
+		}},
+		{"d: errors per minute, 24h", func() (time.Duration, error) {
+			h, took, err := histo("1m")()
+			if err != nil {
+				return took, err
+			}
+			sum, nz := sumBuckets(h)
+			if nz != exp.DErrorsPerMinute.Buckets || sum != exp.DErrorsPerMinute.Sum || int(h.Total) != sum {
+				return took, fmt.Errorf("non-zero buckets=%d sum=%d total=%d, want buckets=%d sum=%d",
+					nz, sum, h.Total, exp.DErrorsPerMinute.Buckets, exp.DErrorsPerMinute.Sum)
+			}
+			return took, nil
+		}},
+		{"e: last 100 of " + exp.EVanishedHost.Host, func() (time.Duration, error) {
+			var resp shiplogv1.SearchResponse
+			took, err := q.get("/v1/logs:search", rng("q", "host:"+exp.EVanishedHost.Host, "order", "desc", "limit", "100"), &resp)
+			if err != nil {
+				return took, err
+			}
+			recs := resp.Records
+			if len(recs) != exp.EVanishedHost.ExpectedRows {
+				return took, fmt.Errorf("got %d rows, want %d", len(recs), exp.EVanishedHost.ExpectedRows)
+			}
+			if len(recs) > 0 && !recs[0].GetTime().AsTime().Equal(lastTime) {
+				return took, fmt.Errorf("first row time %s, want %s", recs[0].GetTime().AsTime().Format(time.RFC3339Nano), exp.EVanishedHost.LastTime)
+			}
+			for i, r := range recs {
+				if r.Host != exp.EVanishedHost.Host {
+					return took, fmt.Errorf("row %d has host %q", i, r.Host)
+				}
+				if i > 0 && r.GetTime().AsTime().After(recs[i-1].GetTime().AsTime()) {
+					return took, fmt.Errorf("rows not newest first at row %d", i)
+				}
+			}
+			return took, nil
+		}},
+	}, nil
+}
+
+// formatStep writes a duration the way a user would ("24h", "1m", "90s").
+func formatStep(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

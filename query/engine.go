@@ -1,0 +1,420 @@
+package query
+
+import (
+	"container/heap"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shiplog/shiplog/model"
+	"github.com/shiplog/shiplog/store"
+)
+
+// Store is what the engine needs of the store.
+type Store interface {
+	Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error)
+	Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error)
+	LoadText(ctx context.Context, l *store.Lines) error
+}
+
+// Options bound the engine's work.
+type Options struct {
+	MaxLimit   int // largest page of a search
+	MaxBuckets int // most buckets of a histogram
+	Workers    int // chunks decoded in parallel
+}
+
+// DefaultOptions returns the engine's defaults.
+func DefaultOptions() Options {
+	return Options{MaxLimit: 10000, MaxBuckets: 11000, Workers: 2}
+}
+
+// Engine evaluates queries over a store.
+type Engine struct {
+	st   Store
+	opts Options
+}
+
+// New returns an engine over st.
+func New(st Store, opts Options) *Engine {
+	d := DefaultOptions()
+	if opts.MaxLimit <= 0 {
+		opts.MaxLimit = d.MaxLimit
+	}
+	if opts.MaxBuckets <= 0 {
+		opts.MaxBuckets = d.MaxBuckets
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = d.Workers
+	}
+	return &Engine{st: st, opts: opts}
+}
+
+// SearchParams describe one page of a search.
+type SearchParams struct {
+	Query  *Query
+	Range  model.TimeRange
+	Limit  int    // default 100
+	Cursor string // a previous page's NextCursor
+	Asc    bool   // oldest first; default newest first
+}
+
+// SearchResult is one page.
+type SearchResult struct {
+	Records    []model.Record
+	NextCursor string // empty when no match is left
+}
+
+// position is a record's place in the total order (time, then id).
+type position struct {
+	t  int64
+	id model.ID
+}
+
+func (a position) less(b position) bool {
+	if a.t != b.t {
+		return a.t < b.t
+	}
+	return a.id.Compare(b.id) < 0
+}
+
+func encodeCursor(p position) string {
+	b := make([]byte, 0, 32)
+	b = binary.AppendVarint(b, p.t)
+	b = binary.AppendUvarint(b, p.id.Stream)
+	b = binary.AppendUvarint(b, uint64(p.id.Day))
+	b = binary.AppendUvarint(b, uint64(p.id.Line))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (position, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return position{}, badf("cursor %q is not one this server gave out", s)
+	}
+	var p position
+	var k int
+	bad := func() (position, error) { return position{}, badf("cursor %q is not one this server gave out", s) }
+	if p.t, k = binary.Varint(b); k <= 0 {
+		return bad()
+	}
+	b = b[k:]
+	var v uint64
+	if p.id.Stream, k = binary.Uvarint(b); k <= 0 {
+		return bad()
+	}
+	b = b[k:]
+	if v, k = binary.Uvarint(b); k <= 0 || v > 1<<32-1 {
+		return bad()
+	}
+	p.id.Day = uint32(v)
+	b = b[k:]
+	if v, k = binary.Uvarint(b); k <= 0 || v > 1<<32-1 || k != len(b) {
+		return bad()
+	}
+	p.id.Line = uint32(v)
+	return p, nil
+}
+
+// hit is a matching line waiting for its text.
+type hit struct {
+	pos   position
+	lines *store.Lines
+	i     int
+}
+
+// hitHeap keeps the best `limit` hits; its root is the worst kept.
+type hitHeap struct {
+	h   []hit
+	asc bool
+}
+
+func (h *hitHeap) Len() int { return len(h.h) }
+
+// Less puts the worst hit at the root: the newest when ascending, the oldest
+// when descending.
+func (h *hitHeap) Less(i, j int) bool {
+	if h.asc {
+		return h.h[j].pos.less(h.h[i].pos)
+	}
+	return h.h[i].pos.less(h.h[j].pos)
+}
+func (h *hitHeap) Swap(i, j int) { h.h[i], h.h[j] = h.h[j], h.h[i] }
+func (h *hitHeap) Push(x any)    { h.h = append(h.h, x.(hit)) }
+func (h *hitHeap) Pop() any {
+	x := h.h[len(h.h)-1]
+	h.h = h.h[:len(h.h)-1]
+	return x
+}
+
+// better reports whether p comes before q in the requested order.
+func better(p, q position, asc bool) bool {
+	if asc {
+		return p.less(q)
+	}
+	return q.less(p)
+}
+
+// Search returns one page of matching records in time order, newest first
+// unless Asc. Chunks are visited in the order of their time bounds and the
+// search stops once no remaining chunk can beat the page it holds.
+func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	if limit > e.opts.MaxLimit {
+		return nil, badf("limit %d is above the maximum of %d", limit, e.opts.MaxLimit)
+	}
+	q := p.Query
+	if q == nil {
+		q, _ = Parse("")
+	}
+	var cur *position
+	if p.Cursor != "" {
+		c, err := decodeCursor(p.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		cur = &c
+	}
+	tr := p.Range
+	if cur != nil {
+		// Narrow the range to what can still come after the cursor.
+		if p.Asc {
+			tr.Start = max(tr.Start, cur.t)
+		} else {
+			tr.End = min(tr.End, cur.t+1)
+		}
+	}
+	if tr.Start >= tr.End {
+		return &SearchResult{}, nil
+	}
+	refs, err := e.st.Candidates(ctx, tr, q.cond)
+	if err != nil {
+		return nil, err
+	}
+	if p.Asc {
+		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MinT < refs[j].Meta.MinT })
+	} else {
+		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
+	}
+
+	h := &hitHeap{asc: p.Asc}
+	// worstKept is read between chunk batches only; scanning happens in
+	// parallel batches of Workers chunks.
+	full := func() bool { return h.Len() >= limit }
+	for start := 0; start < len(refs); {
+		if full() {
+			worst := h.h[0].pos
+			r := refs[start].Meta
+			if p.Asc && r.MinT > worst.t || !p.Asc && r.MaxT < worst.t {
+				break
+			}
+		}
+		end := min(start+e.opts.Workers, len(refs))
+		batch := refs[start:end]
+		start = end
+		loaded := make([]*store.Lines, len(batch))
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for i := range batch {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				loaded[i], errs[i] = e.st.Load(ctx, batch[i], q.text)
+			}(i)
+		}
+		wg.Wait()
+		for i, l := range loaded {
+			if errs[i] != nil {
+				return nil, errs[i]
+			}
+			all := batch[i].All
+			for j := 0; j < l.Len(); j++ {
+				t := l.Times[j]
+				if !tr.Contains(t) {
+					continue
+				}
+				pos := position{t: t, id: l.ID(j)}
+				if cur != nil && !better(pos, *cur, p.Asc) {
+					continue
+				}
+				if full() && !better(pos, h.h[0].pos, p.Asc) {
+					continue
+				}
+				if !all && !q.root.match(l, j) {
+					continue
+				}
+				if full() {
+					heap.Pop(h)
+				}
+				heap.Push(h, hit{pos: pos, lines: l, i: j})
+			}
+		}
+	}
+	hits := h.h
+	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, p.Asc) })
+	res := &SearchResult{Records: make([]model.Record, len(hits))}
+	for i, x := range hits {
+		if x.lines.Msgs == nil {
+			if err := e.st.LoadText(ctx, x.lines); err != nil {
+				return nil, err
+			}
+		}
+		res.Records[i] = x.lines.Record(x.i)
+	}
+	if len(hits) == limit {
+		res.NextCursor = encodeCursor(hits[len(hits)-1].pos)
+	}
+	return res, nil
+}
+
+// Bucket is one histogram bucket: lines with Start <= time < Start+step.
+type Bucket struct {
+	Start int64
+	Count int
+}
+
+// Histogram counts matching lines per step over tr. Buckets are aligned to
+// multiples of step since the Unix epoch; empty buckets are included.
+func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, step time.Duration) ([]Bucket, error) {
+	if step <= 0 {
+		return nil, badf("step must be positive")
+	}
+	if tr.Start >= tr.End {
+		return nil, badf("start must be before end")
+	}
+	if q == nil {
+		q, _ = Parse("")
+	}
+	st := int64(step)
+	first := floorDiv(tr.Start, st) * st
+	n := (tr.End - first + st - 1) / st
+	if n > int64(e.opts.MaxBuckets) {
+		return nil, badf("%d buckets of %s are more than the maximum of %d: use a larger step", n, step, e.opts.MaxBuckets)
+	}
+	counts := make([]int, n)
+	refs, err := e.st.Candidates(ctx, tr, q.cond)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var firstErr error
+	work := make(chan store.ChunkRef)
+	var wg sync.WaitGroup
+	for w := 0; w < e.opts.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make(map[int64]int)
+			for r := range work {
+				if err := e.countChunk(ctx, q, r, tr, first, st, local); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+			mu.Lock()
+			for b, c := range local {
+				counts[b] += c
+			}
+			mu.Unlock()
+		}()
+	}
+	for _, r := range refs {
+		m := r.Meta
+		// Whole chunk inside the range and inside one bucket, counted by its metadata.
+		if q.countable && m.MinT >= tr.Start && m.MaxT < tr.End && floorDiv(m.MinT-first, st) == floorDiv(m.MaxT-first, st) {
+			counts[(m.MinT-first)/st] += q.metaCount(m)
+			continue
+		}
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	out := make([]Bucket, n)
+	for i := range out {
+		out[i] = Bucket{Start: first + int64(i)*st, Count: counts[i]}
+	}
+	return out, nil
+}
+
+func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr model.TimeRange, first, st int64, counts map[int64]int) error {
+	l, err := e.st.Load(ctx, r, q.text)
+	if err != nil {
+		return err
+	}
+	for j := 0; j < l.Len(); j++ {
+		t := l.Times[j]
+		if !tr.Contains(t) {
+			continue
+		}
+		if r.All || q.root.match(l, j) {
+			counts[(t-first)/st]++
+		}
+	}
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// ParseTime reads a time parameter: RFC 3339 (with or without fraction), a
+// duration back from now ("15m", "24h", "7d"), "now", or Unix seconds.
+func ParseTime(s string, now time.Time) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "now" {
+		return now.UnixNano(), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UnixNano(), nil
+	}
+	if d, err := ParseDuration(s); err == nil {
+		return now.Add(-d).UnixNano(), nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f > 0 && f < 1e11 {
+		return int64(f * 1e9), nil
+	}
+	return 0, badf("time %q: want RFC 3339 (2026-01-02T15:04:05Z), a duration back from now (15m, 24h, 7d) or Unix seconds", s)
+}
+
+// ParseDuration is time.ParseDuration plus d (days) and w (weeks).
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	for _, u := range []struct {
+		suffix string
+		d      time.Duration
+	}{{"d", 24 * time.Hour}, {"w", 7 * 24 * time.Hour}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f < 0 {
+				return 0, fmt.Errorf("bad duration %q", s)
+			}
+			return time.Duration(f * float64(u.d)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiplog/shiplog/model"
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
+)
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errInvalid, fmt.Sprintf(format, a...))
+}
+
+// toBatch converts a PushRequest, filling each record's empty fields from the
+// defaults and normalising levels.
+func toBatch(req *shiplogv1.PushRequest) (model.Batch, error) {
+	b := model.Batch{AgentID: req.GetAgentId(), Records: make([]model.Record, len(req.GetRecords()))}
+	d := req.GetDefaults()
+	for i, r := range req.GetRecords() {
+		if r == nil {
+			return b, invalid("record %d is null", i)
+		}
+		rec := &b.Records[i]
+		if ts := r.GetTime(); ts != nil {
+			if err := ts.CheckValid(); err != nil {
+				return b, invalid("record %d: time: %v", i, err)
+			}
+			rec.Time = ts.AsTime().UnixNano()
+			if rec.Time == 0 {
+				rec.Time = 1 // the epoch itself, not "missing"; ingest rejects it as too old
+			}
+		} else if dt := d.GetTime(); dt != nil && dt.CheckValid() == nil {
+			rec.Time = dt.AsTime().UnixNano()
+		}
+		rec.Service = or(r.GetService(), d.GetService())
+		rec.Host = or(r.GetHost(), d.GetHost())
+		rec.BuildID = or(r.GetBuildId(), d.GetBuildId())
+		rec.DeployID = or(r.GetDeployId(), d.GetDeployId())
+		lvs := or(r.GetLevel(), d.GetLevel())
+		lv, ok := model.ParseLevel(lvs)
+		if !ok {
+			return b, invalid("record %d: unknown level %q (want trace, debug, info, warn, error or fatal)", i, lvs)
+		}
+		rec.Level = lv
+		rec.Message = r.GetMessage()
+		rec.TraceID = or(r.GetTraceId(), d.GetTraceId())
+		rec.SpanID = or(r.GetSpanId(), d.GetSpanId())
+		rec.Seq = r.GetSeq()
+		rec.Attrs = mergeAttrs(d.GetAttributes(), r.GetAttributes())
+	}
+	return b, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func mergeAttrs(def, own map[string]string) []model.Attr {
+	if len(def)+len(own) == 0 {
+		return nil
+	}
+	out := make([]model.Attr, 0, len(def)+len(own))
+	for k, v := range own {
+		out = append(out, model.Attr{Key: k, Value: v})
+	}
+	for k, v := range def {
+		if _, ok := own[k]; !ok {
+			out = append(out, model.Attr{Key: k, Value: v})
+		}
+	}
+	if len(out) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	}
+	return out
+}
+
+// toProto converts a stored record for the API.
+func toProto(r *model.Record) *shiplogv1.Record {
+	p := &shiplogv1.Record{
+		Id:       r.ID.String(),
+		Time:     timestamppb.New(timeOf(r.Time)),
+		Service:  r.Service,
+		Host:     r.Host,
+		BuildId:  r.BuildID,
+		DeployId: r.DeployID,
+		Level:    r.Level.String(),
+		Message:  r.Message,
+		TraceId:  r.TraceID,
+		SpanId:   r.SpanID,
+		Seq:      r.Seq,
+	}
+	if len(r.Attrs) > 0 {
+		p.Attributes = make(map[string]string, len(r.Attrs))
+		for _, a := range r.Attrs {
+			p.Attributes[a.Key] = a.Value
+		}
+	}
+	return p
+}

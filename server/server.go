@@ -1,0 +1,190 @@
+// Package server serves shiplog's gRPC services and, on a second listener, the
+// HTTP JSON API (grpc-gateway), health endpoints and the web UI. Handlers
+// validate, convert protobuf to model types, call the core and map errors.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/shiplog/shiplog/ingest"
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
+	"github.com/shiplog/shiplog/query"
+)
+
+// Options configure the listeners.
+type Options struct {
+	HTTPAddr        string
+	GRPCAddr        string
+	MaxRecvBytes    int           // largest gRPC message and HTTP body
+	ShutdownTimeout time.Duration // for in-flight requests on SIGTERM
+	// Gatherer serves /metrics (nil: no /metrics).
+	Gatherer prometheus.Gatherer
+	// UI, when set, serves every path the API does not.
+	UI http.Handler
+}
+
+// DefaultOptions returns the contract's defaults.
+func DefaultOptions() Options {
+	return Options{
+		HTTPAddr:        "127.0.0.1:7070",
+		GRPCAddr:        "127.0.0.1:7071",
+		MaxRecvBytes:    64 << 20,
+		ShutdownTimeout: 20 * time.Second,
+	}
+}
+
+// Server is shiplog's network face.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	grpc   *grpc.Server
+	http   *http.Server
+	gl, hl net.Listener
+	ready  atomic.Bool
+}
+
+// Core is what the handlers call.
+type Core struct {
+	Ingest *ingest.Ingester
+	Query  *query.Engine
+}
+
+// New binds both listeners (so their addresses are known before Serve).
+func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := DefaultOptions()
+	if opts.MaxRecvBytes <= 0 {
+		opts.MaxRecvBytes = d.MaxRecvBytes
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = d.ShutdownTimeout
+	}
+	s := &Server{opts: opts, log: log}
+	var err error
+	if s.gl, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen --grpc %s: %w", opts.GRPCAddr, err)
+	}
+	if s.hl, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
+		_ = s.gl.Close()
+		return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
+	}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
+		grpc.MaxSendMsgSize(opts.MaxRecvBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(recoverUnary(log)),
+		grpc.ChainStreamInterceptor(recoverStream(log)),
+	)
+	is := &ingestServer{core: core, log: log}
+	qs := &queryServer{core: core}
+	shiplogv1.RegisterIngestServiceServer(s.grpc, is)
+	shiplogv1.RegisterQueryServiceServer(s.grpc, qs)
+	reflection.Register(s.grpc)
+
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithErrorHandler(errorHandler),
+	)
+	ctx := context.Background()
+	if err := shiplogv1.RegisterIngestServiceHandlerServer(ctx, gw, is); err != nil {
+		return nil, err
+	}
+	if err := shiplogv1.RegisterQueryServiceHandlerServer(ctx, gw, qs); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.Handle("/v1/", gw)
+	if opts.UI != nil {
+		mux.Handle("/", opts.UI)
+	} else {
+		mux.Handle("/", gw)
+	}
+	s.http = &http.Server{
+		Handler:           limitBody(mux, int64(opts.MaxRecvBytes)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// GRPCAddr and HTTPAddr are the bound addresses.
+func (s *Server) GRPCAddr() string { return s.gl.Addr().String() }
+
+// HTTPAddr is the bound HTTP address.
+func (s *Server) HTTPAddr() string { return s.hl.Addr().String() }
+
+// Serve serves until ctx is done, then stops accepting, lets in-flight requests
+// finish (up to ShutdownTimeout) and returns.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.gl) }()
+	go func() {
+		if err := s.http.Serve(s.hl); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	s.ready.Store(true)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.ready.Store(false)
+	shutCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	_ = s.http.Shutdown(shutCtx)
+	select {
+	case <-done:
+	case <-shutCtx.Done():
+		s.grpc.Stop()
+	}
+	return err
+}
+
+func limitBody(h http.Handler, n int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: 8, Message: fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, n)})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		h.ServeHTTP(w, r)
+	})
+}
