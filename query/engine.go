@@ -243,7 +243,7 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 					continue
 				}
 				pos := position{t: t, id: l.ID(j)}
-				if cur != nil && !better(pos, *cur, p.Asc) {
+				if cur != nil && !better(*cur, pos, p.Asc) {
 					continue
 				}
 				if full() && !better(pos, h.h[0].pos, p.Asc) {

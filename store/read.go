@@ -57,7 +57,7 @@ func Or(kids ...*Cond) *Cond { return &Cond{Op: CondOr, Kids: kids} }
 // Not matches chunks the kid does not certainly match.
 func Not(kid *Cond) *Cond { return &Cond{Op: CondNot, Kids: []*Cond{kid}} }
 
-// All matches every chunk.
+// All lets every chunk through: the condition cannot be judged per chunk.
 func All() *Cond { return &Cond{Op: CondAll} }
 
 // tri is a three-valued truth: no line of the chunk matches, some may, all do.
@@ -109,7 +109,8 @@ func (c *Cond) bloomToken() string {
 func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 	switch c.Op {
 	case CondAll:
-		return triYes
+		// All filters nothing at chunk level; it proves nothing either.
+		return triMaybe
 	case CondAnd:
 		r := triYes
 		for _, k := range c.Kids {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the system packages shiplog's tests use for real, when missing.
+# Debian/Ubuntu only; everything else comes from the Go module proxy.
+set -euo pipefail
+pkgs=()
+# Packages come here as tests need them (chromium for the UI, rsyslog for syslog).
+want=()
+for p in "${want[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
+done
+[ ${#pkgs[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${pkgs[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
