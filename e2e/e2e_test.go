@@ -193,7 +193,9 @@ func TestServerEndToEnd(t *testing.T) {
 		}
 		sum := 0
 		for _, b := range h.Buckets {
-			want := count(recs, func(r rec) bool { return r.level == "error" && !r.t.Before(b.Time) && r.t.Before(b.Time.Add(10*time.Minute)) })
+			want := count(recs, func(r rec) bool {
+				return r.level == "error" && !r.t.Before(b.Time) && r.t.Before(b.Time.Add(10*time.Minute))
+			})
 			if b.Count != want {
 				t.Fatalf("bucket %s: %d, want %d", b.Time, b.Count, want)
 			}

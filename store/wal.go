@@ -190,4 +190,3 @@ func (w *wal) close() error {
 	w.f = nil
 	return err
 }
-

@@ -392,6 +392,10 @@ type queryClient struct {
 	base string
 }
 
+func newQueryClient(httpAddr string) *queryClient {
+	return &queryClient{hc: &http.Client{Timeout: 5 * time.Minute}, base: "http://" + httpAddr}
+}
+
 // get fetches path?params into msg. took is the round trip (request to last body
 // byte); decoding is not counted.
 func (q *queryClient) get(path string, params url.Values, msg proto.Message) (took time.Duration, err error) {
