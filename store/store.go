@@ -614,6 +614,10 @@ func (s *Store) maintain(all bool) {
 func (s *Store) truncateWAL() {
 	s.mu.Lock()
 	floor := s.wal.seg
+	if s.closed && len(s.heads) == 0 && len(s.sealing) == 0 {
+		// Closing with everything sealed: the current segment can go too.
+		floor++
+	}
 	for _, h := range s.heads {
 		floor = min(floor, h.minSeg)
 	}

@@ -203,6 +203,21 @@ func diskUsage(dir string) (int64, error) {
 	return n, err
 }
 
+// diskBreakdown sizes each top-level entry of dir ("badger=10.8MB index=0.9MB").
+func diskBreakdown(dir string) string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, e := range ents {
+		if n, err := diskUsage(filepath.Join(dir, e.Name())); err == nil {
+			parts = append(parts, fmt.Sprintf("%s=%.1fMB", e.Name(), float64(n)/1e6))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
 // ---- ingest ---------------------------------------------------------------
 
 func firstErr(errs []error) error {
