@@ -1,0 +1,357 @@
+// Command shiplog-bench measures a shiplog server end to end on a gen_logs.py data
+// set and checks its answers against the set's .expect.json:
+//
+//	python3 ../shared/bench/gen_logs.py -n 2000000 --keys shiplog -o /tmp/logs.jsonl
+//	go build -o bin/shiplog ./cmd/shiplog && go build -o bin/shiplog-bench ./cmd/shiplog-bench
+//	bin/shiplog-bench -bin bin/shiplog -input /tmp/logs.jsonl [-mode grpc|http] [-json out.json]
+//
+// It parses the file and builds every batch before the clock starts, starts
+// `shiplog server` on free loopback ports with a fresh data dir, ingests over gRPC
+// Push streams (or HTTP POST /v1/logs:write), records lines/s, server CPU per line
+// and peak RSS, stops the server with SIGTERM, measures the data dir, restarts the
+// server on it and times five queries over HTTP (median of -runs), checking every
+// answer. Any wrong answer or failure exits 1.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// VictoriaLogs' published numbers for the same five questions on 2M lines.
+var reference = struct {
+	LinesPerSec, CPUMicrosPerLine, BytesPerLine, RSSMiB float64
+	QueryMs                                             [5]float64
+}{237000, 7.5, 43, 450, [5]float64{33, 488, 11, 24, 50}}
+
+type queryResult struct {
+	Name        string    `json:"name"`
+	MedianMs    float64   `json:"median_ms"`
+	RunsMs      []float64 `json:"runs_ms"`
+	OK          bool      `json:"ok"`
+	Error       string    `json:"error,omitempty"`
+	ReferenceMs float64   `json:"victorialogs_ms"`
+}
+
+type results struct {
+	Mode              string        `json:"mode"`
+	Input             string        `json:"input"`
+	Lines             int           `json:"lines"`
+	RawBytesPerLine   float64       `json:"raw_bytes_per_line"`
+	Conns             int           `json:"conns"`
+	Batch             int           `json:"batch"`
+	Inflight          int           `json:"inflight,omitempty"`
+	ParseSeconds      float64       `json:"parse_seconds"`
+	StartReadySeconds float64       `json:"start_ready_seconds"`
+	IngestSeconds     float64       `json:"ingest_seconds"`
+	LinesPerSec       float64       `json:"lines_per_sec"`
+	CPUSeconds        float64       `json:"server_cpu_seconds_ingest"`
+	CPUMicrosPerLine  float64       `json:"server_cpu_us_per_line"`
+	CPUMicrosPerLineT float64       `json:"server_cpu_us_per_line_incl_shutdown"`
+	PeakRSSBytes      int64         `json:"peak_rss_bytes"`
+	StopSeconds       float64       `json:"stop_seconds"`
+	CleanStop         bool          `json:"clean_stop"`
+	DiskBytes         int64         `json:"disk_bytes"`
+	BytesPerLine      float64       `json:"disk_bytes_per_line"`
+	DiskBreakdown     string        `json:"disk_breakdown"`
+	DiskBytesFinal    int64         `json:"disk_bytes_after_restart_and_stop"`
+	RestartSeconds    float64       `json:"restart_ready_seconds"`
+	QueryPeakRSSBytes int64         `json:"query_server_peak_rss_bytes"`
+	Queries           []queryResult `json:"queries"`
+	OK                bool          `json:"ok"`
+	Errors            []string      `json:"errors,omitempty"`
+}
+
+func main() {
+	var (
+		input        = flag.String("input", "", "JSONL file from gen_logs.py --keys shiplog (or the first argument)")
+		expectPath   = flag.String("expect", "", "expected answers (default INPUT.expect.json)")
+		bin          = flag.String("bin", "bin/shiplog", "shiplog binary to start as `BIN server`")
+		mode         = flag.String("mode", "grpc", "ingest over grpc (Push streams) or http (POST /v1/logs:write)")
+		conns        = flag.Int("conns", 4, "concurrent Push streams / HTTP clients, each with its own agent_id")
+		batch        = flag.Int("batch", 1000, "records per batch")
+		inflight     = flag.Int("inflight", 4, "grpc: unacknowledged batches per stream")
+		dataDir      = flag.String("data", "", "server data dir (must be empty or absent; default: a fresh temp dir)")
+		keep         = flag.Bool("keep", false, "keep the temp dir (data and server.log) after a successful run")
+		runs         = flag.Int("runs", 7, "runs per query; the median is reported")
+		jsonOut      = flag.String("json", "", "also write the results as JSON to this file")
+		readyTimeout = flag.Duration("ready-timeout", 5*time.Minute, "how long to wait for /readyz")
+		stopTimeout  = flag.Duration("stop-timeout", 5*time.Minute, "how long to wait for exit after SIGTERM")
+	)
+	flag.Parse()
+	if *input == "" && flag.NArg() > 0 {
+		*input = flag.Arg(0)
+	}
+	if *expectPath == "" {
+		*expectPath = *input + ".expect.json"
+	}
+	cfg := config{input: *input, expect: *expectPath, bin: *bin, mode: *mode, conns: *conns, batch: *batch,
+		inflight: *inflight, dataDir: *dataDir, keep: *keep, runs: *runs, jsonOut: *jsonOut,
+		readyTimeout: *readyTimeout, stopTimeout: *stopTimeout}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "shiplog-bench:", err)
+		flag.Usage()
+		os.Exit(2)
+	}
+	res, err := run(cfg)
+	if res != nil {
+		printTable(os.Stdout, res)
+		if cfg.jsonOut != "" {
+			b, _ := json.MarshalIndent(res, "", "  ")
+			if werr := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); werr != nil {
+				fmt.Fprintln(os.Stderr, "shiplog-bench: write json:", werr)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "\nshiplog-bench: FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	input, expect, bin, mode, dataDir, jsonOut string
+	conns, batch, inflight, runs               int
+	keep                                       bool
+	readyTimeout, stopTimeout                  time.Duration
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.input == "":
+		return fmt.Errorf("-input is required")
+	case c.mode != "grpc" && c.mode != "http":
+		return fmt.Errorf("-mode must be grpc or http, not %q", c.mode)
+	case c.conns < 1 || c.batch < 1 || c.inflight < 1 || c.runs < 1:
+		return fmt.Errorf("-conns, -batch, -inflight and -runs must be positive")
+	}
+	return nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+func secs(d time.Duration) float64 { return d.Seconds() }
+
+// run does the whole benchmark. It returns partial results with an error when a
+// step fails, so what was measured is still printed.
+func run(cfg config) (*results, error) {
+	var exp expectation
+	eb, err := os.ReadFile(cfg.expect)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(eb, &exp); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.expect, err)
+	}
+	bin, err := filepath.Abs(cfg.bin)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("server binary: %w", err)
+	}
+
+	// Parse and pre-build everything before any clock starts.
+	t0 := time.Now()
+	f, err := os.Open(cfg.input)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := readJSONL(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.input, err)
+	}
+	if exp.N != 0 && len(recs) != exp.N {
+		return nil, fmt.Errorf("%s has %d lines but %s says n=%d", cfg.input, len(recs), cfg.expect, exp.N)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%s: no records", cfg.input)
+	}
+	perConn := buildBatches(recs, cfg.batch, cfg.conns, "bench-"+cfg.mode)
+	var bodies [][][]byte
+	if cfg.mode == "http" {
+		if bodies, err = marshalHTTP(perConn); err != nil {
+			return nil, err
+		}
+	}
+	res := &results{Mode: cfg.mode, Input: cfg.input, Lines: len(recs), Conns: cfg.conns, Batch: cfg.batch,
+		RawBytesPerLine: float64(exp.RawBytes) / float64(len(recs)), ParseSeconds: secs(time.Since(t0))}
+	if cfg.mode == "grpc" {
+		res.Inflight = cfg.inflight
+	}
+	logf("parsed %d lines and built %d-record batches in %.2fs", len(recs), cfg.batch, res.ParseSeconds)
+
+	// Work dir: data dir and server log.
+	work, err := os.MkdirTemp("", "shiplog-bench-*")
+	if err != nil {
+		return res, err
+	}
+	data := filepath.Join(work, "data")
+	if cfg.dataDir != "" {
+		data = cfg.dataDir
+		if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
+			return res, fmt.Errorf("-data %s is not empty", data)
+		}
+	}
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return res, err
+	}
+	logPath := filepath.Join(work, "server.log")
+	failed := true
+	defer func() {
+		if failed || cfg.keep {
+			logf("kept %s (server.log, data)", work)
+		} else {
+			os.RemoveAll(work)
+			if cfg.dataDir != "" {
+				os.RemoveAll(cfg.dataDir)
+			}
+		}
+	}()
+
+	// 1. Ingest.
+	srv, ready, err := startServer(bin, data, logPath, cfg.readyTimeout)
+	if err != nil {
+		return res, err
+	}
+	res.StartReadySeconds = secs(ready)
+	logf("server pid %d ready in %.2fs (http %s, grpc %s); ingesting over %s, %d conns",
+		srv.pid(), res.StartReadySeconds, srv.httpAddr, srv.grpcAddr, cfg.mode, cfg.conns)
+	var cpu0 time.Duration
+	startClock := func() { cpu0, _ = procCPU(srv.pid()) }
+	var wall time.Duration
+	if cfg.mode == "grpc" {
+		wall, err = ingestGRPC(context.Background(), srv.grpcAddr, perConn, cfg.inflight, startClock)
+	} else {
+		wall, err = ingestHTTP(context.Background(), srv.httpAddr, perConn, bodies, startClock)
+	}
+	cpu1, cerr := procCPU(srv.pid())
+	hwm, herr := procHWM(srv.pid())
+	if err != nil {
+		srv.stop(cfg.stopTimeout)
+		return res, fmt.Errorf("ingest: %w\nserver log %s:\n%s", err, logPath, logTail(logPath))
+	}
+	if cerr != nil || herr != nil {
+		srv.stop(cfg.stopTimeout)
+		return res, fmt.Errorf("read /proc of the server: %v %v", cerr, herr)
+	}
+	bodies, perConn, recs = nil, nil, nil // let the bench's own memory go
+	n := float64(res.Lines)
+	res.IngestSeconds = secs(wall)
+	res.LinesPerSec = n / wall.Seconds()
+	res.CPUSeconds = secs(cpu1 - cpu0)
+	res.CPUMicrosPerLine = res.CPUSeconds * 1e6 / n
+	res.PeakRSSBytes = hwm
+	logf("ingested in %.2fs: %.0f lines/s, %.2f µs CPU/line, peak RSS %.0f MiB",
+		res.IngestSeconds, res.LinesPerSec, res.CPUMicrosPerLine, float64(hwm)/(1<<20))
+
+	// 2. Clean stop, size on disk.
+	clean, took, cpuTotal, err := srv.stop(cfg.stopTimeout)
+	res.StopSeconds, res.CleanStop = secs(took), clean
+	if err != nil {
+		return res, err
+	}
+	res.CPUMicrosPerLineT = secs(cpuTotal-cpu0) * 1e6 / n
+	if res.DiskBytes, err = diskUsage(data); err != nil {
+		return res, err
+	}
+	res.BytesPerLine = float64(res.DiskBytes) / n
+	res.DiskBreakdown = diskBreakdown(data)
+	logf("stopped in %.2fs; data dir %d bytes = %.1f B/line (%s)", res.StopSeconds, res.DiskBytes, res.BytesPerLine, res.DiskBreakdown)
+
+	// 3. Restart on the same data and query.
+	srv, ready, err = startServer(bin, data, logPath, cfg.readyTimeout)
+	if err != nil {
+		return res, fmt.Errorf("restart: %w", err)
+	}
+	res.RestartSeconds = secs(ready)
+	logf("restarted, ready in %.2fs; running queries (%d runs each)", res.RestartSeconds, cfg.runs)
+	qc := newQueryClient(srv.httpAddr)
+	queries, err := buildQueries(qc, &exp)
+	if err != nil {
+		srv.stop(cfg.stopTimeout)
+		return res, err
+	}
+	var errs []string
+	for i, q := range queries {
+		qr := queryResult{Name: q.name, OK: true, ReferenceMs: reference.QueryMs[i]}
+		var lat []time.Duration
+		for r := 0; r < cfg.runs; r++ {
+			d, err := q.run()
+			if err != nil {
+				qr.OK, qr.Error = false, err.Error()
+				errs = append(errs, fmt.Sprintf("query %s: MISMATCH/ERROR (run %d): %v", q.name, r+1, err))
+				logf("query %s: FAILED: %v", q.name, err)
+				break
+			}
+			lat = append(lat, d)
+			qr.RunsMs = append(qr.RunsMs, float64(d.Microseconds())/1000)
+		}
+		qr.MedianMs = float64(median(lat).Microseconds()) / 1000
+		res.Queries = append(res.Queries, qr)
+	}
+	res.QueryPeakRSSBytes, _ = procHWM(srv.pid())
+	if _, _, _, err := srv.stop(cfg.stopTimeout); err != nil {
+		errs = append(errs, "final stop: "+err.Error())
+	} else if res.DiskBytesFinal, err = diskUsage(data); err == nil {
+		logf("after restart+queries+stop: data dir %d bytes = %.1f B/line (%s)",
+			res.DiskBytesFinal, float64(res.DiskBytesFinal)/n, diskBreakdown(data))
+	}
+	res.Errors = errs
+	if len(errs) > 0 {
+		return res, fmt.Errorf("%d problem(s):\n  %s\nserver log: %s", len(errs), strings.Join(errs, "\n  "), logPath)
+	}
+	res.OK, failed = true, false
+	return res, nil
+}
+
+func printTable(w *os.File, r *results) {
+	fmt.Fprintf(w, "\nshiplog bench: %d lines (%.0f raw B/line) from %s\n", r.Lines, r.RawBytesPerLine, filepath.Base(r.Input))
+	fmt.Fprintf(w, "ingest over %s: %d conns, batch %d", r.Mode, r.Conns, r.Batch)
+	if r.Inflight > 0 {
+		fmt.Fprintf(w, ", inflight %d", r.Inflight)
+	}
+	fmt.Fprintf(w, "; parse %.1fs (untimed)\n\n", r.ParseSeconds)
+	row := func(name, ours, ref string) { fmt.Fprintf(w, "  %-42s %12s %13s\n", name, ours, ref) }
+	num := func(ok bool, format string, v float64) string {
+		if !ok {
+			return "-"
+		}
+		return fmt.Sprintf(format, v)
+	}
+	ing := r.IngestSeconds > 0
+	row("", "shiplog", "VictoriaLogs")
+	row("ingest lines/s", num(ing, "%.0f", r.LinesPerSec), fmt.Sprintf("%.0f", reference.LinesPerSec))
+	row("server CPU µs/line (ingest)", num(ing, "%.2f", r.CPUMicrosPerLine), fmt.Sprintf("%.1f", reference.CPUMicrosPerLine))
+	row("  incl. shutdown", num(r.CPUMicrosPerLineT > 0, "%.2f", r.CPUMicrosPerLineT), "")
+	row("disk bytes/line", num(r.DiskBytes > 0, "%.1f", r.BytesPerLine), fmt.Sprintf("%.0f", reference.BytesPerLine))
+	row("  after restart, queries, stop", num(r.DiskBytesFinal > 0, "%.1f", float64(r.DiskBytesFinal)/float64(r.Lines)), "")
+	row("peak RSS MiB (ingest)", num(ing, "%.0f", float64(r.PeakRSSBytes)/(1<<20)), fmt.Sprintf("%.0f", reference.RSSMiB))
+	row("ingest wall s", num(ing, "%.2f", r.IngestSeconds), "")
+	row("stop after SIGTERM s", num(r.StopSeconds > 0, "%.2f", r.StopSeconds), "")
+	row("restart to /readyz s", num(r.RestartSeconds > 0, "%.2f", r.RestartSeconds), "")
+	for _, q := range r.Queries {
+		v := num(q.OK, "%.1f", q.MedianMs)
+		if !q.OK {
+			v = "FAIL"
+		}
+		row("query "+q.Name+" ms", v, fmt.Sprintf("%.0f", q.ReferenceMs))
+	}
+	if r.QueryPeakRSSBytes > 0 {
+		row("peak RSS MiB (restart+queries)", fmt.Sprintf("%.0f", float64(r.QueryPeakRSSBytes)/(1<<20)), "")
+	}
+	status := "OK: all answers match " + filepath.Base(r.Input) + ".expect.json"
+	if !r.OK {
+		status = "FAILED"
+	}
+	fmt.Fprintf(w, "\n%s\n", status)
+}

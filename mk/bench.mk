@@ -1,0 +1,35 @@
+# End-to-end benchmark (cmd/shiplog-bench). Included from the main Makefile; can
+# also be run alone: make -f mk/bench.mk bench [BENCH_LINES=200000]
+#
+# Generates the data set once (gen_logs.py, deterministic) outside the repository,
+# builds bin/shiplog and bin/shiplog-bench, then runs the bench over gRPC and over
+# HTTP. Each run starts its own server on free loopback ports with a fresh data dir,
+# checks every query answer against the data set's .expect.json and fails on a
+# mismatch. Results also go to $(BENCH_DIR)/result-{grpc,http}.json.
+
+BENCH_ROOT  := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
+BENCH_LINES ?= 2000000
+BENCH_DIR   ?= /tmp/shiplog-bench
+BENCH_FILE  ?= $(BENCH_DIR)/logs-$(if $(filter 2000000,$(BENCH_LINES)),2M,$(BENCH_LINES)).jsonl
+BENCH_GEN   ?= $(BENCH_ROOT)/../shared/bench/gen_logs.py
+# Extra flags for shiplog-bench, e.g. BENCH_FLAGS="-conns 8 -batch 2000".
+BENCH_FLAGS ?=
+GO          ?= go
+
+.PHONY: bench bench-build bench-data
+
+bench: bench-build bench-data
+	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode grpc -json $(BENCH_DIR)/result-grpc.json $(BENCH_FLAGS)
+	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode http -json $(BENCH_DIR)/result-http.json $(BENCH_FLAGS)
+
+bench-build:
+	cd $(BENCH_ROOT) && $(GO) build -o bin/shiplog ./cmd/shiplog
+	cd $(BENCH_ROOT) && $(GO) build -o bin/shiplog-bench ./cmd/shiplog-bench
+
+bench-data: $(BENCH_FILE)
+
+# Written under a temporary name and renamed last, so a present file is complete.
+$(BENCH_FILE):
+	mkdir -p $(dir $@)
+	python3 $(BENCH_GEN) -n $(BENCH_LINES) --keys shiplog -o $@.tmp --expect $@.expect.json
+	mv $@.tmp $@
