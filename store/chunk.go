@@ -73,14 +73,20 @@ func (l *Lines) Record(i int) model.Record {
 	return r
 }
 
-// The chunk value (key c/<day>/<id>) is a column directory followed by columns:
+// A chunk is stored as two values, so that counting by time and level reads
+// only a few bytes a line:
+//
+//	t<day><id>  times and levels: columns 0-1
+//	c<day><id>  the text: columns 2-7
+//
+// Each value is a column directory followed by the columns:
 //
 //	version byte (1)
-//	count uvarint
-//	ncols uvarint, then per column: codec byte, stored length uvarint
-//	column bytes, in order
+//	count uvarint (lines)
+//	ncols uvarint, then per column its stored length uvarint
+//	column bytes, in order, each a codec byte (0 raw, 1 zstd) and the data
 //
-// Columns, each compressed apart with zstd (codec 1) or stored raw (codec 0):
+// Columns:
 //
 //	0 times: zig-zag varint deltas from the chunk's MinT
 //	1 levels: one byte per line
@@ -115,7 +121,8 @@ var errCorrupt = errors.New("corrupt chunk")
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-func encodeChunk(l *Lines) []byte {
+// encodeChunk returns the t (times, levels) and c (text) values of a chunk.
+func encodeChunk(l *Lines) (tv, cv []byte) {
 	n := l.Len()
 	cols := make([][]byte, numCols)
 	bp := bufPool.Get().(*[]byte)
@@ -162,6 +169,10 @@ func encodeChunk(l *Lines) []byte {
 	}
 	cols[colSeqs] = compress(b)
 
+	return packColumns(n, cols[:colMsgLens]), packColumns(n, cols[colMsgLens:])
+}
+
+func packColumns(n int, cols [][]byte) []byte {
 	size := 16
 	for _, c := range cols {
 		size += len(c) + 6
@@ -169,7 +180,7 @@ func encodeChunk(l *Lines) []byte {
 	out := make([]byte, 0, size)
 	out = append(out, 1)
 	out = binary.AppendUvarint(out, uint64(n))
-	out = binary.AppendUvarint(out, numCols)
+	out = binary.AppendUvarint(out, uint64(len(cols)))
 	for _, c := range cols {
 		out = binary.AppendUvarint(out, uint64(len(c)))
 	}
@@ -210,8 +221,8 @@ func decompress(c []byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: codec %d", errCorrupt, c[0])
 }
 
-// splitColumns returns the stored bytes of each column.
-func splitColumns(v []byte) (n int, cols [][]byte, err error) {
+// splitColumns returns the stored bytes of each column of a t or c value.
+func splitColumns(v []byte, want int) (n int, cols [][]byte, err error) {
 	if len(v) < 1 || v[0] != 1 {
 		return 0, nil, fmt.Errorf("%w: version", errCorrupt)
 	}
@@ -243,15 +254,16 @@ func splitColumns(v []byte) (n int, cols [][]byte, err error) {
 		cols[i] = v[p : p+int(l)]
 		p += int(l)
 	}
-	if len(cols) < numCols {
+	if len(cols) < want {
 		return 0, nil, fmt.Errorf("%w: %d columns", errCorrupt, len(cols))
 	}
 	return int(cnt), cols, nil
 }
 
-// decodeChunk decodes times and levels, and the text columns when text is set.
-func decodeChunk(meta *ChunkMeta, v []byte, text bool) (*Lines, error) {
-	n, cols, err := splitColumns(v)
+// decodeChunk decodes times and levels from tv, and the text columns from cv
+// when cv is not nil.
+func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
+	n, cols, err := splitColumns(tv, colMsgLens)
 	if err != nil {
 		return nil, err
 	}
@@ -283,16 +295,26 @@ func decodeChunk(meta *ChunkMeta, v []byte, text bool) (*Lines, error) {
 	for i := range b {
 		l.Levels[i] = model.Level(b[i])
 	}
-	if text {
-		if err := l.decodeText(cols); err != nil {
+	if cv != nil {
+		if err := l.decodeText(cv); err != nil {
 			return nil, err
 		}
 	}
 	return l, nil
 }
 
-func (l *Lines) decodeText(cols [][]byte) error {
+func (l *Lines) decodeText(cv []byte) error {
 	n := l.Len()
+	cn, tcols, err := splitColumns(cv, numCols-colMsgLens)
+	if err != nil {
+		return err
+	}
+	if cn != n {
+		return fmt.Errorf("%w: text has %d lines, times %d", errCorrupt, cn, n)
+	}
+	// Text columns are numbered from colMsgLens.
+	cols := make([][]byte, numCols)
+	copy(cols[colMsgLens:], tcols)
 	lens, err := decompress(cols[colMsgLens])
 	if err != nil {
 		return err

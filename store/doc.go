@@ -25,7 +25,8 @@
 // 1970-01-01 UTC) and the chunk id (uint64 big-endian), so one day is one key
 // range and retention can drop it whole:
 //
-//	c<day><id>  chunk columns (encodeChunk in chunk.go)
+//	t<day><id>  chunk times and levels (encodeChunk in chunk.go)
+//	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one

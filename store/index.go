@@ -260,25 +260,35 @@ type indexJob struct {
 	doc  *document.Document
 }
 
+// indexLoop feeds Bleve in large batches: every batch becomes a segment that
+// scorch later merges, so fewer, larger segments save most of the merge work.
+// Chunks wait at most indexBatchWait; until then queries scan them directly.
 func (s *Store) indexLoop() {
 	defer s.indexWG.Done()
 	for job := range s.indexCh {
 		jobs := []*indexJob{job}
-	drain:
-		for len(jobs) < 256 {
+		timer := time.NewTimer(indexBatchWait)
+	collect:
+		for len(jobs) < indexBatchDocs {
 			select {
 			case j, ok := <-s.indexCh:
 				if !ok {
-					break drain
+					break collect
 				}
 				jobs = append(jobs, j)
-			default:
-				break drain
+			case <-timer.C:
+				break collect
 			}
 		}
+		timer.Stop()
 		s.indexJobs(jobs)
 	}
 }
+
+const (
+	indexBatchDocs = 1024
+	indexBatchWait = 300 * time.Millisecond
+)
 
 func (s *Store) indexJobs(jobs []*indexJob) {
 	byDay := map[uint32][]*indexJob{}

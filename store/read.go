@@ -378,13 +378,22 @@ func (s *Store) Load(ctx context.Context, r ChunkRef, text bool) (*Lines, error)
 }
 
 func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
-	var v []byte
+	var tv, cv []byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(chunkKey(pfxChunk, m.Day, m.ID))
+		it, err := txn.Get(chunkKey(pfxTimes, m.Day, m.ID))
 		if err != nil {
 			return err
 		}
-		v, err = it.ValueCopy(nil)
+		if tv, err = it.ValueCopy(nil); err != nil {
+			return err
+		}
+		if !text {
+			return nil
+		}
+		if it, err = txn.Get(chunkKey(pfxChunk, m.Day, m.ID)); err != nil {
+			return err
+		}
+		cv, err = it.ValueCopy(nil)
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -393,11 +402,35 @@ func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
-	l, err := decodeChunk(m, v, text)
+	l, err := decodeChunk(m, tv, cv)
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
 	return l, nil
+}
+
+// loadText reads the text columns of a sealed chunk into l.
+func (s *Store) loadText(l *Lines) error {
+	m := l.Meta
+	var cv []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(chunkKey(pfxChunk, m.Day, m.ID))
+		if err != nil {
+			return err
+		}
+		cv, err = it.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("chunk %d: %w", m.ID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("load chunk %d: %w", m.ID, err)
+	}
+	if err := l.decodeText(cv); err != nil {
+		return fmt.Errorf("load chunk %d: %w", m.ID, err)
+	}
+	return nil
 }
 
 // LoadText adds the text columns to lines loaded without them.
@@ -405,12 +438,10 @@ func (s *Store) LoadText(ctx context.Context, l *Lines) error {
 	if l.Msgs != nil {
 		return nil
 	}
-	full, err := s.Load(ctx, ChunkRef{Meta: l.Meta}, true)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	*l = *full
-	return nil
+	return s.loadText(l)
 }
 
 func binaryID(k []byte) uint64 { return binary.BigEndian.Uint64(k[5:13]) }

@@ -255,6 +255,7 @@ func (s *Store) start() {
 // Key prefixes in Badger (see doc.go).
 const (
 	pfxChunk   = 'c'
+	pfxTimes   = 't'
 	pfxMeta    = 'm'
 	pfxBloom   = 'b'
 	pfxPending = 'p'
@@ -531,11 +532,14 @@ func (s *Store) seal(h *head) {
 	meta := lines.Meta
 	toks := chunkTokens(lines)
 	doc := buildDoc(meta, toks)
-	value := encodeChunk(lines)
+	tv, cv := encodeChunk(lines)
 	day, id := meta.Day, meta.ID
 	for attempt := 0; ; attempt++ {
 		err := s.db.Update(func(txn *badger.Txn) error {
-			if err := txn.Set(chunkKey(pfxChunk, day, id), value); err != nil {
+			if err := txn.Set(chunkKey(pfxTimes, day, id), tv); err != nil {
+				return err
+			}
+			if err := txn.Set(chunkKey(pfxChunk, day, id), cv); err != nil {
 				return err
 			}
 			if err := txn.Set(chunkKey(pfxMeta, day, id), encodeMeta(meta)); err != nil {
@@ -564,7 +568,7 @@ func (s *Store) seal(h *head) {
 	s.unindexed[id] = meta
 	s.mu.Unlock()
 	s.m.chunks.Inc()
-	s.m.chunkBytes.Add(float64(len(value)))
+	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
 	s.m.sealSeconds.Observe(time.Since(start).Seconds())
 	s.indexCh <- &indexJob{meta: meta, doc: doc}
 }
