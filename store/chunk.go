@@ -26,6 +26,62 @@ type ChunkMeta struct {
 	Levels    [model.NumLevels]uint32 // lines per level (LevelUnset counts as info)
 	RawBytes  uint64                  // message bytes before compression
 	Labels    model.Labels
+	// Notable lists the lines at warn level or above, so that counting them
+	// over time needs no chunk reads: per line, uvarint line index delta from
+	// the previous one, level byte, zig-zag varint time - MinT. Set on sealed
+	// chunks only (see EachNotable).
+	Notable []byte
+}
+
+// NotableLevel is the lowest level ChunkMeta.Notable records.
+const NotableLevel = model.LevelWarn
+
+// HasNotable reports whether the metadata carries its notable lines (sealed
+// chunks do; open ones do not).
+func (m *ChunkMeta) HasNotable() bool {
+	n := 0
+	for lv := NotableLevel; lv < model.NumLevels; lv++ {
+		n += int(m.Levels[lv])
+	}
+	return n == 0 || m.Notable != nil
+}
+
+// EachNotable calls fn for every line at NotableLevel or above.
+func (m *ChunkMeta) EachNotable(fn func(line int, lv model.Level, t int64)) {
+	b := m.Notable
+	line := 0
+	for len(b) > 0 {
+		d, k := binary.Uvarint(b)
+		if k <= 0 || len(b) < k+1 {
+			return
+		}
+		line += int(d)
+		lv := model.Level(b[k])
+		b = b[k+1:]
+		dt, k := binary.Varint(b)
+		if k <= 0 {
+			return
+		}
+		b = b[k:]
+		fn(line, lv, m.MinT+dt)
+	}
+}
+
+func buildNotable(l *Lines) []byte {
+	var out []byte
+	prev := 0
+	for i, lv := range l.Levels {
+		if lv >= NotableLevel {
+			out = binary.AppendUvarint(out, uint64(i-prev))
+			out = append(out, byte(lv))
+			out = binary.AppendVarint(out, l.Times[i]-l.Meta.MinT)
+			prev = i
+		}
+	}
+	if out == nil {
+		out = []byte{}
+	}
+	return out
 }
 
 // LastLine is the line number of the chunk's last line.
@@ -444,6 +500,8 @@ func encodeMeta(m *ChunkMeta) []byte {
 	b = appendString(b, m.Labels.Host)
 	b = appendString(b, m.Labels.BuildID)
 	b = appendString(b, m.Labels.DeployID)
+	b = binary.AppendUvarint(b, uint64(len(m.Notable)))
+	b = append(b, m.Notable...)
 	return b
 }
 
@@ -486,6 +544,9 @@ func decodeMeta(day uint32, id uint64, v []byte) (*ChunkMeta, error) {
 			return nil, bad
 		}
 		*p = string([]byte(s)) // own the memory: v belongs to Badger
+	}
+	if n, k := binary.Uvarint(b); k > 0 && uint64(len(b)-k) >= n {
+		m.Notable = append([]byte{}, b[k:k+int(n)]...)
 	}
 	return m, nil
 }

@@ -241,6 +241,10 @@ type ChunkRef struct {
 	All bool
 }
 
+// InMemory reports whether the chunk is still open (or being sealed): its lines
+// are in memory and loading it costs nothing.
+func (r ChunkRef) InMemory() bool { return r.mem != nil }
+
 // Candidates returns the chunks that may hold lines matching c within tr, in no
 // particular order.
 func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]ChunkRef, error) {

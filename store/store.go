@@ -530,6 +530,7 @@ func (s *Store) seal(h *head) {
 	start := time.Now()
 	lines := h.snapshot()
 	meta := lines.Meta
+	meta.Notable = buildNotable(lines)
 	toks := chunkTokens(lines)
 	doc := buildDoc(meta, toks)
 	tv, cv := encodeChunk(lines)
