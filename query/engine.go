@@ -122,9 +122,11 @@ func decodeCursor(s string) (position, error) {
 	return p, nil
 }
 
-// hit is a matching line waiting for its text.
+// hit is a matching line: its record when the chunk's text was loaded (with
+// strings copied, so the chunk can be freed), else where to find it.
 type hit struct {
 	pos   position
+	rec   *model.Record
 	lines *store.Lines
 	i     int
 }
@@ -237,7 +239,14 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 				return nil, errs[i]
 			}
 			all := batch[i].All
+			var marks []bool
+			if !all && q.text {
+				marks = candidateLines(l, q.need)
+			}
 			for j := 0; j < l.Len(); j++ {
+				if marks != nil && !marks[j] {
+					continue
+				}
 				t := l.Times[j]
 				if !tr.Contains(t) {
 					continue
@@ -255,7 +264,11 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 				if full() {
 					heap.Pop(h)
 				}
-				heap.Push(h, hit{pos: pos, lines: l, i: j})
+				x := hit{pos: pos, lines: l, i: j}
+				if l.Msgs != nil && !batch[i].InMemory() {
+					x.rec, x.lines = ownedRecord(l, j), nil
+				}
+				heap.Push(h, x)
 			}
 		}
 	}
@@ -263,6 +276,10 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, p.Asc) })
 	res := &SearchResult{Records: make([]model.Record, len(hits))}
 	for i, x := range hits {
+		if x.rec != nil {
+			res.Records[i] = *x.rec
+			continue
+		}
 		if x.lines.Msgs == nil {
 			if err := e.st.LoadText(ctx, x.lines); err != nil {
 				return nil, err
@@ -365,7 +382,14 @@ func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr 
 	if err != nil {
 		return err
 	}
+	var marks []bool
+	if !r.All && q.text {
+		marks = candidateLines(l, q.need)
+	}
 	for j := 0; j < l.Len(); j++ {
+		if marks != nil && !marks[j] {
+			continue
+		}
 		t := l.Times[j]
 		if !tr.Contains(t) {
 			continue
@@ -426,4 +450,20 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("bad duration %q", s)
 	}
 	return d, nil
+}
+
+// ownedRecord returns line i with its strings copied out of the chunk's buffers.
+func ownedRecord(l *store.Lines, i int) *model.Record {
+	r := l.Record(i)
+	r.Message = strings.Clone(r.Message)
+	r.TraceID = strings.Clone(r.TraceID)
+	r.SpanID = strings.Clone(r.SpanID)
+	if len(r.Attrs) > 0 {
+		as := make([]model.Attr, len(r.Attrs))
+		for k, a := range r.Attrs {
+			as[k] = model.Attr{Key: strings.Clone(a.Key), Value: strings.Clone(a.Value)}
+		}
+		r.Attrs = as
+	}
+	return &r
 }

@@ -33,6 +33,8 @@ type Query struct {
 	// label terms and at most one level term, all ANDed.
 	countable  bool
 	countLevel model.Level // LevelUnset: every level
+	// need is a token every matching message contains (see requiredToken).
+	need string
 }
 
 // String returns the query as written.
@@ -70,6 +72,7 @@ func Parse(s string) (*Query, error) {
 	root = simplify(root)
 	q := &Query{src: s, root: root, cond: root.cond(), text: root.needsText()}
 	q.countable, q.countLevel = countable(root)
+	q.need = requiredToken(root)
 	return q, nil
 }
 

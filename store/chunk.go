@@ -94,10 +94,14 @@ type Lines struct {
 	Times  []int64
 	Levels []model.Level
 	Msgs   []string
-	Traces []string
-	Spans  []string
-	Attrs  [][]model.Attr
-	Seqs   []uint64
+	// MsgBlock is every message of a sealed chunk back to back (Msgs are its
+	// substrings) and MsgStarts the offset of each; empty for open chunks.
+	MsgBlock  string
+	MsgStarts []int32
+	Traces    []string
+	Spans     []string
+	Attrs     [][]model.Attr
+	Seqs      []uint64
 }
 
 // Len is the number of lines.
@@ -381,6 +385,7 @@ func (l *Lines) decodeText(cv []byte) error {
 	}
 	all := unsafe.String(unsafe.SliceData(msgs), len(msgs)) // msgs is never written again
 	l.Msgs = make([]string, n)
+	l.MsgStarts = make([]int32, n)
 	p := 0
 	for i := 0; i < n; i++ {
 		ml, k := binary.Uvarint(lens)
@@ -389,8 +394,10 @@ func (l *Lines) decodeText(cv []byte) error {
 		}
 		lens = lens[k:]
 		l.Msgs[i] = all[p : p+int(ml)]
+		l.MsgStarts[i] = int32(p)
 		p += int(ml)
 	}
+	l.MsgBlock = all
 	if l.Traces, err = decodeStrings(cols[colTraces], n); err != nil {
 		return err
 	}
