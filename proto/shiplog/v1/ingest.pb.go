@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -28,8 +29,16 @@ type PushRequest struct {
 	// agent_id names the sender; with per-record seq it makes resends idempotent.
 	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// defaults fill service, host, build_id, deploy_id and attributes a record leaves empty.
-	Defaults      *Record   `protobuf:"bytes,2,opt,name=defaults,proto3" json:"defaults,omitempty"`
-	Records       []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	Defaults *Record   `protobuf:"bytes,2,opt,name=defaults,proto3" json:"defaults,omitempty"`
+	Records  []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	// closing: the agent is shutting down cleanly after this batch; its host is
+	// recorded as closed rather than silent.
+	Closing bool `protobuf:"varint,4,opt,name=closing,proto3" json:"closing,omitempty"`
+	// dropped is the total number of records this agent has dropped so far
+	// (spool full, lines it could not read); the server keeps the latest value.
+	Dropped uint64 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// run reports the start or end of a command run by `shiplog run`.
+	Run           *RunReport `protobuf:"bytes,6,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -85,6 +94,137 @@ func (x *PushRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *PushRequest) GetClosing() bool {
+	if x != nil {
+		return x.Closing
+	}
+	return false
+}
+
+func (x *PushRequest) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *PushRequest) GetRun() *RunReport {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// RunReport describes one run of a command under `shiplog run`: sent once when
+// it starts (finished false) and once when it ends (finished true).
+type RunReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BuildId       string                 `protobuf:"bytes,1,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	DeployId      string                 `protobuf:"bytes,2,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
+	Service       string                 `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	Host          string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
+	Command       []string               `protobuf:"bytes,5,rep,name=command,proto3" json:"command,omitempty"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=end,proto3" json:"end,omitempty"`
+	Finished      bool                   `protobuf:"varint,8,opt,name=finished,proto3" json:"finished,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,9,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunReport) Reset() {
+	*x = RunReport{}
+	mi := &file_shiplog_v1_ingest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunReport) ProtoMessage() {}
+
+func (x *RunReport) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_ingest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
+func (*RunReport) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_ingest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RunReport) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+func (x *RunReport) GetDeployId() string {
+	if x != nil {
+		return x.DeployId
+	}
+	return ""
+}
+
+func (x *RunReport) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RunReport) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RunReport) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *RunReport) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *RunReport) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *RunReport) GetFinished() bool {
+	if x != nil {
+		return x.Finished
+	}
+	return false
+}
+
+func (x *RunReport) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
 // PushResponse acknowledges one batch.
 type PushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -100,7 +240,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_shiplog_v1_ingest_proto_msgTypes[1]
+	mi := &file_shiplog_v1_ingest_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +252,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiplog_v1_ingest_proto_msgTypes[1]
+	mi := &file_shiplog_v1_ingest_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +265,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_shiplog_v1_ingest_proto_rawDescGZIP(), []int{1}
+	return file_shiplog_v1_ingest_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PushResponse) GetAccepted() uint32 {
@@ -154,11 +294,24 @@ var File_shiplog_v1_ingest_proto protoreflect.FileDescriptor
 const file_shiplog_v1_ingest_proto_rawDesc = "" +
 	"\n" +
 	"\x17shiplog/v1/ingest.proto\x12\n" +
-	"shiplog.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14shiplog/v1/log.proto\"\x86\x01\n" +
+	"shiplog.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14shiplog/v1/log.proto\"\xe3\x01\n" +
 	"\vPushRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12.\n" +
 	"\bdefaults\x18\x02 \x01(\v2\x12.shiplog.v1.RecordR\bdefaults\x12,\n" +
-	"\arecords\x18\x03 \x03(\v2\x12.shiplog.v1.RecordR\arecords\"g\n" +
+	"\arecords\x18\x03 \x03(\v2\x12.shiplog.v1.RecordR\arecords\x12\x18\n" +
+	"\aclosing\x18\x04 \x01(\bR\aclosing\x12\x18\n" +
+	"\adropped\x18\x05 \x01(\x04R\adropped\x12'\n" +
+	"\x03run\x18\x06 \x01(\v2\x15.shiplog.v1.RunReportR\x03run\"\xa4\x02\n" +
+	"\tRunReport\x12\x19\n" +
+	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1b\n" +
+	"\tdeploy_id\x18\x02 \x01(\tR\bdeployId\x12\x18\n" +
+	"\aservice\x18\x03 \x01(\tR\aservice\x12\x12\n" +
+	"\x04host\x18\x04 \x01(\tR\x04host\x12\x18\n" +
+	"\acommand\x18\x05 \x03(\tR\acommand\x120\n" +
+	"\x05start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1a\n" +
+	"\bfinished\x18\b \x01(\bR\bfinished\x12\x1b\n" +
+	"\texit_code\x18\t \x01(\x05R\bexitCode\"g\n" +
 	"\fPushResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12\x1e\n" +
 	"\n" +
@@ -181,24 +334,29 @@ func file_shiplog_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_ingest_proto_rawDescData
 }
 
-var file_shiplog_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_shiplog_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_shiplog_v1_ingest_proto_goTypes = []any{
-	(*PushRequest)(nil),  // 0: shiplog.v1.PushRequest
-	(*PushResponse)(nil), // 1: shiplog.v1.PushResponse
-	(*Record)(nil),       // 2: shiplog.v1.Record
+	(*PushRequest)(nil),           // 0: shiplog.v1.PushRequest
+	(*RunReport)(nil),             // 1: shiplog.v1.RunReport
+	(*PushResponse)(nil),          // 2: shiplog.v1.PushResponse
+	(*Record)(nil),                // 3: shiplog.v1.Record
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_shiplog_v1_ingest_proto_depIdxs = []int32{
-	2, // 0: shiplog.v1.PushRequest.defaults:type_name -> shiplog.v1.Record
-	2, // 1: shiplog.v1.PushRequest.records:type_name -> shiplog.v1.Record
-	0, // 2: shiplog.v1.IngestService.Push:input_type -> shiplog.v1.PushRequest
-	0, // 3: shiplog.v1.IngestService.Write:input_type -> shiplog.v1.PushRequest
-	1, // 4: shiplog.v1.IngestService.Push:output_type -> shiplog.v1.PushResponse
-	1, // 5: shiplog.v1.IngestService.Write:output_type -> shiplog.v1.PushResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 0: shiplog.v1.PushRequest.defaults:type_name -> shiplog.v1.Record
+	3, // 1: shiplog.v1.PushRequest.records:type_name -> shiplog.v1.Record
+	1, // 2: shiplog.v1.PushRequest.run:type_name -> shiplog.v1.RunReport
+	4, // 3: shiplog.v1.RunReport.start:type_name -> google.protobuf.Timestamp
+	4, // 4: shiplog.v1.RunReport.end:type_name -> google.protobuf.Timestamp
+	0, // 5: shiplog.v1.IngestService.Push:input_type -> shiplog.v1.PushRequest
+	0, // 6: shiplog.v1.IngestService.Write:input_type -> shiplog.v1.PushRequest
+	2, // 7: shiplog.v1.IngestService.Push:output_type -> shiplog.v1.PushResponse
+	2, // 8: shiplog.v1.IngestService.Write:output_type -> shiplog.v1.PushResponse
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_shiplog_v1_ingest_proto_init() }
@@ -213,7 +371,7 @@ func file_shiplog_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_ingest_proto_rawDesc), len(file_shiplog_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
