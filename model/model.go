@@ -99,6 +99,22 @@ func (r *Record) Attr(key string) (string, bool) {
 type Batch struct {
 	AgentID string
 	Records []Record
+	Closing bool   // the agent is shutting down cleanly after this batch
+	Dropped uint64 // total records the agent has dropped so far (it reports it)
+	Run     *Run   // a command's start or end, from shiplog run
+}
+
+// Run is one run of a command under shiplog run, for a build (and maybe a deploy).
+type Run struct {
+	BuildID  string
+	DeployID string
+	Service  string
+	Host     string
+	Command  []string
+	Start    int64 // Unix ns
+	End      int64 // Unix ns; 0 while running
+	Finished bool
+	ExitCode int
 }
 
 // AppendResult answers one Batch.

@@ -88,11 +88,6 @@ func (h *head) snapshot() *Lines {
 	}
 }
 
-type agentState struct {
-	acked uint64 // highest seq stored
-	dirty bool   // changed since last persisted
-}
-
 // Store keeps log records: a WAL for acked lines, compressed chunks and their
 // metadata in Badger, and one Bleve index per day over chunks. See doc.go.
 type Store struct {
@@ -115,6 +110,11 @@ type Store struct {
 	streams   map[uint64][]*ChunkMeta // sealed chunks per stream, by (day, first line)
 	unindexed map[uint64]*ChunkMeta   // sealed, not yet searchable in Bleve
 	walFloor  uint64                  // WAL segments below this are deleted
+	// streamInfo sums up sealed chunks per stream; lastRecv is the wall clock
+	// of each stream's last append; runs are shiplog run reports by build.
+	streamInfo map[uint64]*StreamInfo
+	lastRecv   map[uint64]int64
+	runs       map[string][]model.Run
 
 	nextChunk atomic.Uint64
 	sealCh    chan *head
@@ -184,23 +184,26 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		return nil, fmt.Errorf("open store: badger: %w", err)
 	}
 	s := &Store{
-		opts:      opts,
-		log:       log,
-		dir:       dir,
-		db:        db,
-		idx:       newIndexSet(filepath.Join(dir, "index")),
-		m:         newMetrics(reg),
-		heads:     map[headKey]*head{},
-		sealing:   map[uint64]*head{},
-		nextLine:  map[headKey]uint32{},
-		agents:    map[string]*agentState{},
-		chunks:    map[uint64]*ChunkMeta{},
-		days:      map[uint32][]*ChunkMeta{},
-		streams:   map[uint64][]*ChunkMeta{},
-		unindexed: map[uint64]*ChunkMeta{},
-		sealCh:    make(chan *head, 64),
-		indexCh:   make(chan *indexJob, 256),
-		stop:      make(chan struct{}),
+		opts:       opts,
+		log:        log,
+		dir:        dir,
+		db:         db,
+		idx:        newIndexSet(filepath.Join(dir, "index")),
+		m:          newMetrics(reg),
+		heads:      map[headKey]*head{},
+		sealing:    map[uint64]*head{},
+		nextLine:   map[headKey]uint32{},
+		agents:     map[string]*agentState{},
+		chunks:     map[uint64]*ChunkMeta{},
+		days:       map[uint32][]*ChunkMeta{},
+		streams:    map[uint64][]*ChunkMeta{},
+		unindexed:  map[uint64]*ChunkMeta{},
+		streamInfo: map[uint64]*StreamInfo{},
+		lastRecv:   map[uint64]int64{},
+		runs:       map[string][]model.Run{},
+		sealCh:     make(chan *head, 64),
+		indexCh:    make(chan *indexJob, 256),
+		stop:       make(chan struct{}),
 	}
 	fail := func(err error) (*Store, error) {
 		s.idx.closeAll()
@@ -260,6 +263,7 @@ const (
 	pfxBloom   = 'b'
 	pfxPending = 'p'
 	pfxAgent   = 'a'
+	pfxRun     = 'r'
 )
 
 func chunkKey(pfx byte, day uint32, id uint64) []byte {
@@ -296,17 +300,20 @@ func (s *Store) loadMeta() error {
 		for it2.Rewind(); it2.Valid(); it2.Next() {
 			agent := string(it2.Item().Key()[1:])
 			if err := it2.Item().Value(func(v []byte) error {
-				acked, k := binary.Uvarint(v)
-				if k <= 0 {
-					return fmt.Errorf("%w: agent %q", errCorrupt, agent)
+				a := &agentState{}
+				r := &walReader{b: v}
+				decodeAgent(r, &a.AgentInfo)
+				if r.err != nil {
+					return fmt.Errorf("agent %q: %w", agent, r.err)
 				}
-				s.agents[agent] = &agentState{acked: acked}
+				a.ID = agent
+				s.agents[agent] = a
 				return nil
 			}); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.loadRuns(txn)
 	})
 	if err != nil {
 		return fmt.Errorf("open store: load metadata: %w", err)
@@ -328,6 +335,12 @@ func (s *Store) addSealed(m *ChunkMeta) {
 	copy(cs[i+1:], cs[i:])
 	cs[i] = m
 	s.streams[m.Stream] = cs
+	si := s.streamInfo[m.Stream]
+	if si == nil {
+		si = &StreamInfo{ID: m.Stream, Labels: m.Labels}
+		s.streamInfo[m.Stream] = si
+	}
+	si.add(m)
 	k := headKey{m.Stream, m.Day}
 	if next := m.FirstLine + m.Count; next > s.nextLine[k] {
 		s.nextLine[k] = next
@@ -386,26 +399,30 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	}
 	s.inflight.Add(1)
 	defer s.inflight.Done()
+	now := time.Now().UnixNano()
 	var res model.AppendResult
 	var ag *agentState
 	var maxSeq uint64
 	if b.AgentID != "" {
 		ag = s.agents[b.AgentID]
 		if ag == nil {
-			ag = &agentState{}
+			ag = &agentState{AgentInfo: AgentInfo{ID: b.AgentID}}
 			s.agents[b.AgentID] = ag
 		}
-		maxSeq = ag.acked
+		maxSeq = ag.AckedSeq
 	}
+	var gaps uint64
 	var groups []*group
 	byKey := make(map[headKey]*group, 4)
 	for i := range b.Records {
 		r := &b.Records[i]
+		r.ID = model.ID{}
 		if ag != nil && r.Seq != 0 {
 			if r.Seq <= maxSeq {
 				res.Duplicates++
 				continue
 			}
+			gaps += r.Seq - maxSeq - 1
 			maxSeq = r.Seq
 		}
 		g := byKey[keys[i]]
@@ -417,19 +434,54 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		g.recs = append(g.recs, i)
 		res.Accepted++
 	}
+	if ag != nil {
+		ag.Received += uint64(len(b.Records))
+		ag.Duplicates += uint64(res.Duplicates)
+		ag.Gaps += gaps
+		ag.Dropped = max(ag.Dropped, b.Dropped)
+		ag.LastSeen = now
+		ag.Closed = b.Closing
+		if b.Closing {
+			ag.ClosedAt = now
+		}
+		for _, g := range groups {
+			ag.addHost(HostKey{Service: g.labels.Service, Host: g.labels.Host})
+		}
+		ag.dirty = true
+	}
 	if res.Accepted == 0 {
 		if ag != nil {
-			res.AckedSeq = ag.acked
+			res.AckedSeq = ag.AckedSeq
+		}
+		var closed []byte
+		if ag != nil && b.Closing {
+			closed = encodeAgent(nil, &ag.AgentInfo)
 		}
 		s.mu.Unlock()
 		s.m.duplicates.Add(float64(res.Duplicates))
+		if closed != nil {
+			// A goodbye without lines has no WAL entry: keep it now.
+			if err := s.saveAgents([]string{b.AgentID}, [][]byte{closed}); err != nil {
+				return res, fmt.Errorf("append: %w", err)
+			}
+		}
+		if b.Run != nil {
+			if err := s.putRun(b.Run); err != nil {
+				return res, err
+			}
+		}
 		return res, nil
 	}
 	for _, g := range groups {
 		g.firstLine = s.nextLine[g.key]
 		s.nextLine[g.key] = g.firstLine + uint32(len(g.recs))
 	}
-	frame := encodeWALBatch(b, maxSeq, groups)
+	var agentRec []byte
+	if ag != nil {
+		ag.AckedSeq = maxSeq
+		agentRec = encodeAgent(nil, &ag.AgentInfo)
+	}
+	frame := encodeWALBatch(b, agentRec, groups)
 	seg, err := s.wal.append(frame)
 	if err != nil {
 		// The lines were not acked: give their numbers back.
@@ -440,9 +492,13 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		return model.AppendResult{}, fmt.Errorf("append: %w", err)
 	}
 	if ag != nil {
-		ag.acked = maxSeq
-		ag.dirty = true
 		res.AckedSeq = maxSeq
+	}
+	for _, g := range groups {
+		s.lastRecv[g.key.stream] = now
+		for j, ri := range g.recs {
+			b.Records[ri].ID = model.ID{Stream: g.key.stream, Day: g.key.day, Line: g.firstLine + uint32(j)}
+		}
 	}
 	var full []*head
 	for _, g := range groups {
@@ -460,6 +516,11 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	s.m.lines.Add(float64(res.Accepted))
 	s.m.duplicates.Add(float64(res.Duplicates))
 	s.m.appendSeconds.Observe(time.Since(start).Seconds())
+	if b.Run != nil {
+		if err := s.putRun(b.Run); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
@@ -634,17 +695,17 @@ func (s *Store) truncateWAL() {
 		return
 	}
 	var dirty []string
-	var acked []uint64
+	var vals [][]byte
 	for a, st := range s.agents {
 		if st.dirty {
 			dirty = append(dirty, a)
-			acked = append(acked, st.acked)
+			vals = append(vals, encodeAgent(nil, &st.AgentInfo))
 			st.dirty = false
 		}
 	}
 	s.mu.Unlock()
 
-	err := s.saveAgents(dirty, acked)
+	err := s.saveAgents(dirty, vals)
 	if err == nil {
 		err = s.db.Sync()
 	}
@@ -668,14 +729,14 @@ func (s *Store) truncateWAL() {
 	s.mu.Unlock()
 }
 
-func (s *Store) saveAgents(names []string, acked []uint64) error {
+func (s *Store) saveAgents(names []string, vals [][]byte) error {
 	if len(names) == 0 {
 		return nil
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for i, a := range names {
-		if err := wb.Set(append([]byte{pfxAgent}, a...), binary.AppendUvarint(nil, acked[i])); err != nil {
+		if err := wb.Set(append([]byte{pfxAgent}, a...), vals[i]); err != nil {
 			return err
 		}
 	}

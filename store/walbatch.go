@@ -11,7 +11,8 @@ import (
 //
 //	version byte (1)
 //	agent id: uvarint length + bytes
-//	agent's acked seq after this batch: uvarint
+//	the agent's accounting after this batch: uvarint length + the agent value
+//	(see encodeAgent; empty without an agent id)
 //	groups: uvarint count, then per group
 //	  stream u64 BE, day uvarint, first line uvarint,
 //	  service, host, build_id, deploy_id (uvarint length + bytes each),
@@ -21,8 +22,8 @@ import (
 //
 // Line numbers are explicit (first line + index), so a replay gives every line
 // the id it had before the restart.
-func encodeWALBatch(b model.Batch, acked uint64, groups []*group) []byte {
-	size := walFrameHeader + 32 + len(b.AgentID)
+func encodeWALBatch(b model.Batch, agentRec []byte, groups []*group) []byte {
+	size := walFrameHeader + 32 + len(b.AgentID) + len(agentRec)
 	for _, g := range groups {
 		size += 40 + len(g.labels.Service) + len(g.labels.Host) + len(g.labels.BuildID) + len(g.labels.DeployID)
 		for _, ri := range g.recs {
@@ -36,7 +37,8 @@ func encodeWALBatch(b model.Batch, acked uint64, groups []*group) []byte {
 	out := make([]byte, walFrameHeader, size)
 	out = append(out, 1)
 	out = appendString(out, b.AgentID)
-	out = binary.AppendUvarint(out, acked)
+	out = binary.AppendUvarint(out, uint64(len(agentRec)))
+	out = append(out, agentRec...)
 	out = binary.AppendUvarint(out, uint64(len(groups)))
 	for _, g := range groups {
 		out = binary.BigEndian.AppendUint64(out, g.key.stream)
@@ -140,15 +142,18 @@ func (s *Store) replayWAL() ([]*head, error) {
 			return fmt.Errorf("%w: wal payload version %d", errCorrupt, v)
 		}
 		agent := r.str()
-		acked := r.uvarint()
-		if agent != "" {
-			ag := s.agents[agent]
-			if ag == nil {
-				ag = &agentState{}
-				s.agents[agent] = ag
+		if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
+			var info AgentInfo
+			ar := &walReader{b: r.b[:n]}
+			decodeAgent(ar, &info)
+			r.b = r.b[n:]
+			if ar.err != nil {
+				return ar.err
 			}
-			if acked > ag.acked {
-				ag.acked, ag.dirty = acked, true
+			ag := s.agents[agent]
+			if ag == nil || info.AckedSeq >= ag.AckedSeq {
+				info.ID = agent
+				s.agents[agent] = &agentState{AgentInfo: info, dirty: true}
 			}
 		}
 		ng := r.uvarint()

@@ -339,6 +339,1448 @@ func (x *Bucket) GetCount() uint32 {
 	return 0
 }
 
+type ContextRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// before and after: lines on each side (default 10, at most 1000).
+	Before int32 `protobuf:"varint,2,opt,name=before,proto3" json:"before,omitempty"`
+	After  int32 `protobuf:"varint,3,opt,name=after,proto3" json:"after,omitempty"`
+	// cross adds the lines of every other host within window of the record.
+	Cross bool `protobuf:"varint,4,opt,name=cross,proto3" json:"cross,omitempty"`
+	// window for cross, a duration such as "5s" (default 5s, at most 1h).
+	Window string `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
+	// cross_limit caps the cross lines (default 200, at most 10000).
+	CrossLimit    int32 `protobuf:"varint,6,opt,name=cross_limit,json=crossLimit,proto3" json:"cross_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContextRequest) Reset() {
+	*x = ContextRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContextRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContextRequest) ProtoMessage() {}
+
+func (x *ContextRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContextRequest.ProtoReflect.Descriptor instead.
+func (*ContextRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ContextRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContextRequest) GetBefore() int32 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *ContextRequest) GetAfter() int32 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ContextRequest) GetCross() bool {
+	if x != nil {
+		return x.Cross
+	}
+	return false
+}
+
+func (x *ContextRequest) GetWindow() string {
+	if x != nil {
+		return x.Window
+	}
+	return ""
+}
+
+func (x *ContextRequest) GetCrossLimit() int32 {
+	if x != nil {
+		return x.CrossLimit
+	}
+	return 0
+}
+
+type ContextResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Record *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// before: older lines, oldest first; after: newer lines, oldest first.
+	Before []*Record `protobuf:"bytes,2,rep,name=before,proto3" json:"before,omitempty"`
+	After  []*Record `protobuf:"bytes,3,rep,name=after,proto3" json:"after,omitempty"`
+	// cross: lines of other hosts around the record's time, oldest first.
+	Cross         []*Record `protobuf:"bytes,4,rep,name=cross,proto3" json:"cross,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContextResponse) Reset() {
+	*x = ContextResponse{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContextResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContextResponse) ProtoMessage() {}
+
+func (x *ContextResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContextResponse.ProtoReflect.Descriptor instead.
+func (*ContextResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ContextResponse) GetRecord() *Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetBefore() []*Record {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetAfter() []*Record {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetCross() []*Record {
+	if x != nil {
+		return x.Cross
+	}
+	return nil
+}
+
+type TailRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Q             string                 `protobuf:"bytes,1,opt,name=q,proto3" json:"q,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailRequest) Reset() {
+	*x = TailRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailRequest) ProtoMessage() {}
+
+func (x *TailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailRequest.ProtoReflect.Descriptor instead.
+func (*TailRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TailRequest) GetQ() string {
+	if x != nil {
+		return x.Q
+	}
+	return ""
+}
+
+type TailResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailResponse) Reset() {
+	*x = TailResponse{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailResponse) ProtoMessage() {}
+
+func (x *TailResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailResponse.ProtoReflect.Descriptor instead.
+func (*TailResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TailResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+type LevelCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Trace         uint32                 `protobuf:"varint,1,opt,name=trace,proto3" json:"trace,omitempty"`
+	Debug         uint32                 `protobuf:"varint,2,opt,name=debug,proto3" json:"debug,omitempty"`
+	Info          uint32                 `protobuf:"varint,3,opt,name=info,proto3" json:"info,omitempty"`
+	Warn          uint32                 `protobuf:"varint,4,opt,name=warn,proto3" json:"warn,omitempty"`
+	Error         uint32                 `protobuf:"varint,5,opt,name=error,proto3" json:"error,omitempty"`
+	Fatal         uint32                 `protobuf:"varint,6,opt,name=fatal,proto3" json:"fatal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LevelCounts) Reset() {
+	*x = LevelCounts{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LevelCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LevelCounts) ProtoMessage() {}
+
+func (x *LevelCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LevelCounts.ProtoReflect.Descriptor instead.
+func (*LevelCounts) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LevelCounts) GetTrace() uint32 {
+	if x != nil {
+		return x.Trace
+	}
+	return 0
+}
+
+func (x *LevelCounts) GetDebug() uint32 {
+	if x != nil {
+		return x.Debug
+	}
+	return 0
+}
+
+func (x *LevelCounts) GetInfo() uint32 {
+	if x != nil {
+		return x.Info
+	}
+	return 0
+}
+
+func (x *LevelCounts) GetWarn() uint32 {
+	if x != nil {
+		return x.Warn
+	}
+	return 0
+}
+
+func (x *LevelCounts) GetError() uint32 {
+	if x != nil {
+		return x.Error
+	}
+	return 0
+}
+
+func (x *LevelCounts) GetFatal() uint32 {
+	if x != nil {
+		return x.Fatal
+	}
+	return 0
+}
+
+// Run is one run of a command under `shiplog run`.
+type Run struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Host    string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Service string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	Command []string               `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
+	Start   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	End     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
+	// status: running, passed or failed.
+	Status          string  `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	ExitCode        int32   `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	DurationSeconds float64 `protobuf:"fixed64,8,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Run) Reset() {
+	*x = Run{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Run) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Run) ProtoMessage() {}
+
+func (x *Run) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Run.ProtoReflect.Descriptor instead.
+func (*Run) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Run) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Run) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Run) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *Run) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *Run) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *Run) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Run) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *Run) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+type Build struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	BuildId   string                 `protobuf:"bytes,1,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Services  []string               `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	Hosts     []string               `protobuf:"bytes,3,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	DeployIds []string               `protobuf:"bytes,4,rep,name=deploy_ids,json=deployIds,proto3" json:"deploy_ids,omitempty"`
+	FirstTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	LastTime  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	Lines     uint32                 `protobuf:"varint,7,opt,name=lines,proto3" json:"lines,omitempty"`
+	Levels    *LevelCounts           `protobuf:"bytes,8,opt,name=levels,proto3" json:"levels,omitempty"`
+	// status: running, passed or failed when shiplog run reported the build;
+	// "unknown" otherwise.
+	Status          string                 `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	Start           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=start,proto3" json:"start,omitempty"`
+	End             *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=end,proto3" json:"end,omitempty"`
+	DurationSeconds float64                `protobuf:"fixed64,12,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	ExitCode        int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Runs            []*Run                 `protobuf:"bytes,14,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Build) Reset() {
+	*x = Build{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Build) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Build) ProtoMessage() {}
+
+func (x *Build) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Build.ProtoReflect.Descriptor instead.
+func (*Build) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Build) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+func (x *Build) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *Build) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *Build) GetDeployIds() []string {
+	if x != nil {
+		return x.DeployIds
+	}
+	return nil
+}
+
+func (x *Build) GetFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstTime
+	}
+	return nil
+}
+
+func (x *Build) GetLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTime
+	}
+	return nil
+}
+
+func (x *Build) GetLines() uint32 {
+	if x != nil {
+		return x.Lines
+	}
+	return 0
+}
+
+func (x *Build) GetLevels() *LevelCounts {
+	if x != nil {
+		return x.Levels
+	}
+	return nil
+}
+
+func (x *Build) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Build) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *Build) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *Build) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *Build) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *Build) GetRuns() []*Run {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+type ListBuildsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Start         string                 `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End           string                 `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	PageSize      int32                  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBuildsRequest) Reset() {
+	*x = ListBuildsRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBuildsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBuildsRequest) ProtoMessage() {}
+
+func (x *ListBuildsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBuildsRequest.ProtoReflect.Descriptor instead.
+func (*ListBuildsRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListBuildsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ListBuildsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListBuildsRequest) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *ListBuildsRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *ListBuildsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBuildsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListBuildsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Builds        []*Build               `protobuf:"bytes,1,rep,name=builds,proto3" json:"builds,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBuildsResponse) Reset() {
+	*x = ListBuildsResponse{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBuildsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBuildsResponse) ProtoMessage() {}
+
+func (x *ListBuildsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBuildsResponse.ProtoReflect.Descriptor instead.
+func (*ListBuildsResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListBuildsResponse) GetBuilds() []*Build {
+	if x != nil {
+		return x.Builds
+	}
+	return nil
+}
+
+func (x *ListBuildsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetBuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BuildId       string                 `protobuf:"bytes,1,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBuildRequest) Reset() {
+	*x = GetBuildRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBuildRequest) ProtoMessage() {}
+
+func (x *GetBuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBuildRequest.ProtoReflect.Descriptor instead.
+func (*GetBuildRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetBuildRequest) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+type Deploy struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	DeployId  string                 `protobuf:"bytes,1,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
+	Services  []string               `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	Hosts     []string               `protobuf:"bytes,3,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	BuildIds  []string               `protobuf:"bytes,4,rep,name=build_ids,json=buildIds,proto3" json:"build_ids,omitempty"`
+	FirstTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	LastTime  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	Lines     uint32                 `protobuf:"varint,7,opt,name=lines,proto3" json:"lines,omitempty"`
+	Levels    *LevelCounts           `protobuf:"bytes,8,opt,name=levels,proto3" json:"levels,omitempty"`
+	// error_rate: (error + fatal lines) / lines.
+	ErrorRate float64 `protobuf:"fixed64,9,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	// The deploy of the same service just before this one.
+	PreviousDeployId  string  `protobuf:"bytes,10,opt,name=previous_deploy_id,json=previousDeployId,proto3" json:"previous_deploy_id,omitempty"`
+	PreviousErrorRate float64 `protobuf:"fixed64,11,opt,name=previous_error_rate,json=previousErrorRate,proto3" json:"previous_error_rate,omitempty"`
+	Status            string  `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
+	Runs              []*Run  `protobuf:"bytes,13,rep,name=runs,proto3" json:"runs,omitempty"`
+	// Host states within this deploy.
+	HostLives     []*Host `protobuf:"bytes,14,rep,name=host_lives,json=hostLives,proto3" json:"host_lives,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Deploy) Reset() {
+	*x = Deploy{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Deploy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Deploy) ProtoMessage() {}
+
+func (x *Deploy) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Deploy.ProtoReflect.Descriptor instead.
+func (*Deploy) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Deploy) GetDeployId() string {
+	if x != nil {
+		return x.DeployId
+	}
+	return ""
+}
+
+func (x *Deploy) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *Deploy) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *Deploy) GetBuildIds() []string {
+	if x != nil {
+		return x.BuildIds
+	}
+	return nil
+}
+
+func (x *Deploy) GetFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstTime
+	}
+	return nil
+}
+
+func (x *Deploy) GetLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTime
+	}
+	return nil
+}
+
+func (x *Deploy) GetLines() uint32 {
+	if x != nil {
+		return x.Lines
+	}
+	return 0
+}
+
+func (x *Deploy) GetLevels() *LevelCounts {
+	if x != nil {
+		return x.Levels
+	}
+	return nil
+}
+
+func (x *Deploy) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *Deploy) GetPreviousDeployId() string {
+	if x != nil {
+		return x.PreviousDeployId
+	}
+	return ""
+}
+
+func (x *Deploy) GetPreviousErrorRate() float64 {
+	if x != nil {
+		return x.PreviousErrorRate
+	}
+	return 0
+}
+
+func (x *Deploy) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Deploy) GetRuns() []*Run {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+func (x *Deploy) GetHostLives() []*Host {
+	if x != nil {
+		return x.HostLives
+	}
+	return nil
+}
+
+type ListDeploysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Start         string                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End           string                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	PageSize      int32                  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeploysRequest) Reset() {
+	*x = ListDeploysRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeploysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeploysRequest) ProtoMessage() {}
+
+func (x *ListDeploysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeploysRequest.ProtoReflect.Descriptor instead.
+func (*ListDeploysRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListDeploysRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ListDeploysRequest) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *ListDeploysRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *ListDeploysRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeploysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListDeploysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deploys       []*Deploy              `protobuf:"bytes,1,rep,name=deploys,proto3" json:"deploys,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeploysResponse) Reset() {
+	*x = ListDeploysResponse{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeploysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeploysResponse) ProtoMessage() {}
+
+func (x *ListDeploysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeploysResponse.ProtoReflect.Descriptor instead.
+func (*ListDeploysResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListDeploysResponse) GetDeploys() []*Deploy {
+	if x != nil {
+		return x.Deploys
+	}
+	return nil
+}
+
+func (x *ListDeploysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetDeployRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeployId      string                 `protobuf:"bytes,1,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeployRequest) Reset() {
+	*x = GetDeployRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeployRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeployRequest) ProtoMessage() {}
+
+func (x *GetDeployRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeployRequest.ProtoReflect.Descriptor instead.
+func (*GetDeployRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetDeployRequest) GetDeployId() string {
+	if x != nil {
+		return x.DeployId
+	}
+	return ""
+}
+
+// Agent is the delivery accounting of one agent.
+type Agent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	AckedSeq      uint64                 `protobuf:"varint,2,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	Received      uint64                 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
+	Duplicates    uint64                 `protobuf:"varint,4,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
+	Gaps          uint64                 `protobuf:"varint,5,opt,name=gaps,proto3" json:"gaps,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,6,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Closed        bool                   `protobuf:"varint,7,opt,name=closed,proto3" json:"closed,omitempty"`
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Agent) Reset() {
+	*x = Agent{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Agent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Agent) ProtoMessage() {}
+
+func (x *Agent) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Agent.ProtoReflect.Descriptor instead.
+func (*Agent) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Agent) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Agent) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *Agent) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *Agent) GetDuplicates() uint64 {
+	if x != nil {
+		return x.Duplicates
+	}
+	return 0
+}
+
+func (x *Agent) GetGaps() uint64 {
+	if x != nil {
+		return x.Gaps
+	}
+	return 0
+}
+
+func (x *Agent) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *Agent) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *Agent) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+type Host struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Host      string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Service   string                 `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	LastSeen  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// The build and deploy of its latest lines.
+	BuildId   string       `protobuf:"bytes,5,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	DeployId  string       `protobuf:"bytes,6,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
+	BuildIds  []string     `protobuf:"bytes,7,rep,name=build_ids,json=buildIds,proto3" json:"build_ids,omitempty"`
+	DeployIds []string     `protobuf:"bytes,8,rep,name=deploy_ids,json=deployIds,proto3" json:"deploy_ids,omitempty"`
+	Lines     uint32       `protobuf:"varint,9,opt,name=lines,proto3" json:"lines,omitempty"`
+	Levels    *LevelCounts `protobuf:"bytes,10,opt,name=levels,proto3" json:"levels,omitempty"`
+	// state: live (logged within --silent-after), silent (stopped without a
+	// goodbye) or closed (its agent said goodbye).
+	State         string   `protobuf:"bytes,11,opt,name=state,proto3" json:"state,omitempty"`
+	Agents        []*Agent `protobuf:"bytes,12,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Host) Reset() {
+	*x = Host{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Host) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Host) ProtoMessage() {}
+
+func (x *Host) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Host.ProtoReflect.Descriptor instead.
+func (*Host) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Host) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Host) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Host) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *Host) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *Host) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+func (x *Host) GetDeployId() string {
+	if x != nil {
+		return x.DeployId
+	}
+	return ""
+}
+
+func (x *Host) GetBuildIds() []string {
+	if x != nil {
+		return x.BuildIds
+	}
+	return nil
+}
+
+func (x *Host) GetDeployIds() []string {
+	if x != nil {
+		return x.DeployIds
+	}
+	return nil
+}
+
+func (x *Host) GetLines() uint32 {
+	if x != nil {
+		return x.Lines
+	}
+	return 0
+}
+
+func (x *Host) GetLevels() *LevelCounts {
+	if x != nil {
+		return x.Levels
+	}
+	return nil
+}
+
+func (x *Host) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Host) GetAgents() []*Agent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+type ListHostsRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Service  string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	State    string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	DeployId string                 `protobuf:"bytes,3,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
+	// alive_at: only hosts whose first and last lines span this time.
+	AliveAt       string `protobuf:"bytes,4,opt,name=alive_at,json=aliveAt,proto3" json:"alive_at,omitempty"`
+	BuildId       string `protobuf:"bytes,5,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHostsRequest) Reset() {
+	*x = ListHostsRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostsRequest) ProtoMessage() {}
+
+func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
+func (*ListHostsRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListHostsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ListHostsRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ListHostsRequest) GetDeployId() string {
+	if x != nil {
+		return x.DeployId
+	}
+	return ""
+}
+
+func (x *ListHostsRequest) GetAliveAt() string {
+	if x != nil {
+		return x.AliveAt
+	}
+	return ""
+}
+
+func (x *ListHostsRequest) GetBuildId() string {
+	if x != nil {
+		return x.BuildId
+	}
+	return ""
+}
+
+type ListHostsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hosts         []*Host                `protobuf:"bytes,1,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHostsResponse) Reset() {
+	*x = ListHostsResponse{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostsResponse) ProtoMessage() {}
+
+func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
+func (*ListHostsResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListHostsResponse) GetHosts() []*Host {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
 var File_shiplog_v1_query_proto protoreflect.FileDescriptor
 
 const file_shiplog_v1_query_proto_rawDesc = "" +
@@ -366,10 +1808,149 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x05total\x18\x02 \x01(\rR\x05total\"N\n" +
 	"\x06Bucket\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count2\xce\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\x9d\x01\n" +
+	"\x0eContextRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06before\x18\x02 \x01(\x05R\x06before\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\x05R\x05after\x12\x14\n" +
+	"\x05cross\x18\x04 \x01(\bR\x05cross\x12\x16\n" +
+	"\x06window\x18\x05 \x01(\tR\x06window\x12\x1f\n" +
+	"\vcross_limit\x18\x06 \x01(\x05R\n" +
+	"crossLimit\"\xbd\x01\n" +
+	"\x0fContextResponse\x12*\n" +
+	"\x06record\x18\x01 \x01(\v2\x12.shiplog.v1.RecordR\x06record\x12*\n" +
+	"\x06before\x18\x02 \x03(\v2\x12.shiplog.v1.RecordR\x06before\x12(\n" +
+	"\x05after\x18\x03 \x03(\v2\x12.shiplog.v1.RecordR\x05after\x12(\n" +
+	"\x05cross\x18\x04 \x03(\v2\x12.shiplog.v1.RecordR\x05cross\"\x1b\n" +
+	"\vTailRequest\x12\f\n" +
+	"\x01q\x18\x01 \x01(\tR\x01q\"<\n" +
+	"\fTailResponse\x12,\n" +
+	"\arecords\x18\x01 \x03(\v2\x12.shiplog.v1.RecordR\arecords\"\x8d\x01\n" +
+	"\vLevelCounts\x12\x14\n" +
+	"\x05trace\x18\x01 \x01(\rR\x05trace\x12\x14\n" +
+	"\x05debug\x18\x02 \x01(\rR\x05debug\x12\x12\n" +
+	"\x04info\x18\x03 \x01(\rR\x04info\x12\x12\n" +
+	"\x04warn\x18\x04 \x01(\rR\x04warn\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\rR\x05error\x12\x14\n" +
+	"\x05fatal\x18\x06 \x01(\rR\x05fatal\"\x8d\x02\n" +
+	"\x03Run\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x18\n" +
+	"\acommand\x18\x03 \x03(\tR\acommand\x120\n" +
+	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\tR\x06status\x12\x1b\n" +
+	"\texit_code\x18\a \x01(\x05R\bexitCode\x12)\n" +
+	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\"\x93\x04\n" +
+	"\x05Build\x12\x19\n" +
+	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
+	"\x05hosts\x18\x03 \x03(\tR\x05hosts\x12\x1d\n" +
+	"\n" +
+	"deploy_ids\x18\x04 \x03(\tR\tdeployIds\x129\n" +
+	"\n" +
+	"first_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime\x127\n" +
+	"\tlast_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x14\n" +
+	"\x05lines\x18\a \x01(\rR\x05lines\x12/\n" +
+	"\x06levels\x18\b \x01(\v2\x17.shiplog.v1.LevelCountsR\x06levels\x12\x16\n" +
+	"\x06status\x18\t \x01(\tR\x06status\x120\n" +
+	"\x05start\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12)\n" +
+	"\x10duration_seconds\x18\f \x01(\x01R\x0fdurationSeconds\x12\x1b\n" +
+	"\texit_code\x18\r \x01(\x05R\bexitCode\x12#\n" +
+	"\x04runs\x18\x0e \x03(\v2\x0f.shiplog.v1.RunR\x04runs\"\xa9\x01\n" +
+	"\x11ListBuildsRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\tR\x03end\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"g\n" +
+	"\x12ListBuildsResponse\x12)\n" +
+	"\x06builds\x18\x01 \x03(\v2\x11.shiplog.v1.BuildR\x06builds\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x0fGetBuildRequest\x12\x19\n" +
+	"\bbuild_id\x18\x01 \x01(\tR\abuildId\"\x9a\x04\n" +
+	"\x06Deploy\x12\x1b\n" +
+	"\tdeploy_id\x18\x01 \x01(\tR\bdeployId\x12\x1a\n" +
+	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
+	"\x05hosts\x18\x03 \x03(\tR\x05hosts\x12\x1b\n" +
+	"\tbuild_ids\x18\x04 \x03(\tR\bbuildIds\x129\n" +
+	"\n" +
+	"first_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime\x127\n" +
+	"\tlast_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x14\n" +
+	"\x05lines\x18\a \x01(\rR\x05lines\x12/\n" +
+	"\x06levels\x18\b \x01(\v2\x17.shiplog.v1.LevelCountsR\x06levels\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\t \x01(\x01R\terrorRate\x12,\n" +
+	"\x12previous_deploy_id\x18\n" +
+	" \x01(\tR\x10previousDeployId\x12.\n" +
+	"\x13previous_error_rate\x18\v \x01(\x01R\x11previousErrorRate\x12\x16\n" +
+	"\x06status\x18\f \x01(\tR\x06status\x12#\n" +
+	"\x04runs\x18\r \x03(\v2\x0f.shiplog.v1.RunR\x04runs\x12/\n" +
+	"\n" +
+	"host_lives\x18\x0e \x03(\v2\x10.shiplog.v1.HostR\thostLives\"\x92\x01\n" +
+	"\x12ListDeploysRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"k\n" +
+	"\x13ListDeploysResponse\x12,\n" +
+	"\adeploys\x18\x01 \x03(\v2\x12.shiplog.v1.DeployR\adeploys\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
+	"\x10GetDeployRequest\x12\x1b\n" +
+	"\tdeploy_id\x18\x01 \x01(\tR\bdeployId\"\xfa\x01\n" +
+	"\x05Agent\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1b\n" +
+	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\x12\x1a\n" +
+	"\breceived\x18\x03 \x01(\x04R\breceived\x12\x1e\n" +
+	"\n" +
+	"duplicates\x18\x04 \x01(\x04R\n" +
+	"duplicates\x12\x12\n" +
+	"\x04gaps\x18\x05 \x01(\x04R\x04gaps\x12\x18\n" +
+	"\adropped\x18\x06 \x01(\x04R\adropped\x12\x16\n" +
+	"\x06closed\x18\a \x01(\bR\x06closed\x127\n" +
+	"\tlast_seen\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\xa4\x03\n" +
+	"\x04Host\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x129\n" +
+	"\n" +
+	"first_seen\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n" +
+	"\tlast_seen\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x19\n" +
+	"\bbuild_id\x18\x05 \x01(\tR\abuildId\x12\x1b\n" +
+	"\tdeploy_id\x18\x06 \x01(\tR\bdeployId\x12\x1b\n" +
+	"\tbuild_ids\x18\a \x03(\tR\bbuildIds\x12\x1d\n" +
+	"\n" +
+	"deploy_ids\x18\b \x03(\tR\tdeployIds\x12\x14\n" +
+	"\x05lines\x18\t \x01(\rR\x05lines\x12/\n" +
+	"\x06levels\x18\n" +
+	" \x01(\v2\x17.shiplog.v1.LevelCountsR\x06levels\x12\x14\n" +
+	"\x05state\x18\v \x01(\tR\x05state\x12)\n" +
+	"\x06agents\x18\f \x03(\v2\x11.shiplog.v1.AgentR\x06agents\"\x95\x01\n" +
+	"\x10ListHostsRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
+	"\tdeploy_id\x18\x03 \x01(\tR\bdeployId\x12\x19\n" +
+	"\balive_at\x18\x04 \x01(\tR\aaliveAt\x12\x19\n" +
+	"\bbuild_id\x18\x05 \x01(\tR\abuildId\";\n" +
+	"\x11ListHostsResponse\x12&\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.shiplog.v1.HostR\x05hosts2\xe3\x06\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
-	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogramB7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
+	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogram\x12a\n" +
+	"\aContext\x12\x1a.shiplog.v1.ContextRequest\x1a\x1b.shiplog.v1.ContextResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/logs/{id}:context\x12R\n" +
+	"\x04Tail\x12\x17.shiplog.v1.TailRequest\x1a\x18.shiplog.v1.TailResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/logs:tail0\x01\x12_\n" +
+	"\n" +
+	"ListBuilds\x12\x1d.shiplog.v1.ListBuildsRequest\x1a\x1e.shiplog.v1.ListBuildsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/builds\x12Y\n" +
+	"\bGetBuild\x12\x1b.shiplog.v1.GetBuildRequest\x1a\x11.shiplog.v1.Build\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/builds/{build_id}\x12c\n" +
+	"\vListDeploys\x12\x1e.shiplog.v1.ListDeploysRequest\x1a\x1f.shiplog.v1.ListDeploysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/deploys\x12^\n" +
+	"\tGetDeploy\x12\x1c.shiplog.v1.GetDeployRequest\x1a\x12.shiplog.v1.Deploy\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/deploys/{deploy_id}\x12[\n" +
+	"\tListHosts\x12\x1c.shiplog.v1.ListHostsRequest\x1a\x1d.shiplog.v1.ListHostsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/hostsB7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
 
 var (
 	file_shiplog_v1_query_proto_rawDescOnce sync.Once
@@ -383,29 +1964,87 @@ func file_shiplog_v1_query_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_query_proto_rawDescData
 }
 
-var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_shiplog_v1_query_proto_goTypes = []any{
 	(*SearchRequest)(nil),         // 0: shiplog.v1.SearchRequest
 	(*SearchResponse)(nil),        // 1: shiplog.v1.SearchResponse
 	(*HistogramRequest)(nil),      // 2: shiplog.v1.HistogramRequest
 	(*HistogramResponse)(nil),     // 3: shiplog.v1.HistogramResponse
 	(*Bucket)(nil),                // 4: shiplog.v1.Bucket
-	(*Record)(nil),                // 5: shiplog.v1.Record
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*ContextRequest)(nil),        // 5: shiplog.v1.ContextRequest
+	(*ContextResponse)(nil),       // 6: shiplog.v1.ContextResponse
+	(*TailRequest)(nil),           // 7: shiplog.v1.TailRequest
+	(*TailResponse)(nil),          // 8: shiplog.v1.TailResponse
+	(*LevelCounts)(nil),           // 9: shiplog.v1.LevelCounts
+	(*Run)(nil),                   // 10: shiplog.v1.Run
+	(*Build)(nil),                 // 11: shiplog.v1.Build
+	(*ListBuildsRequest)(nil),     // 12: shiplog.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),    // 13: shiplog.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),       // 14: shiplog.v1.GetBuildRequest
+	(*Deploy)(nil),                // 15: shiplog.v1.Deploy
+	(*ListDeploysRequest)(nil),    // 16: shiplog.v1.ListDeploysRequest
+	(*ListDeploysResponse)(nil),   // 17: shiplog.v1.ListDeploysResponse
+	(*GetDeployRequest)(nil),      // 18: shiplog.v1.GetDeployRequest
+	(*Agent)(nil),                 // 19: shiplog.v1.Agent
+	(*Host)(nil),                  // 20: shiplog.v1.Host
+	(*ListHostsRequest)(nil),      // 21: shiplog.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),     // 22: shiplog.v1.ListHostsResponse
+	(*Record)(nil),                // 23: shiplog.v1.Record
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_shiplog_v1_query_proto_depIdxs = []int32{
-	5, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
-	4, // 1: shiplog.v1.HistogramResponse.buckets:type_name -> shiplog.v1.Bucket
-	6, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
-	0, // 3: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
-	2, // 4: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
-	1, // 5: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
-	3, // 6: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	23, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
+	4,  // 1: shiplog.v1.HistogramResponse.buckets:type_name -> shiplog.v1.Bucket
+	24, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
+	23, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
+	23, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
+	23, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
+	23, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
+	23, // 7: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
+	24, // 8: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
+	24, // 9: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
+	24, // 10: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
+	24, // 11: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
+	9,  // 12: shiplog.v1.Build.levels:type_name -> shiplog.v1.LevelCounts
+	24, // 13: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
+	24, // 14: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
+	10, // 15: shiplog.v1.Build.runs:type_name -> shiplog.v1.Run
+	11, // 16: shiplog.v1.ListBuildsResponse.builds:type_name -> shiplog.v1.Build
+	24, // 17: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
+	24, // 18: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
+	9,  // 19: shiplog.v1.Deploy.levels:type_name -> shiplog.v1.LevelCounts
+	10, // 20: shiplog.v1.Deploy.runs:type_name -> shiplog.v1.Run
+	20, // 21: shiplog.v1.Deploy.host_lives:type_name -> shiplog.v1.Host
+	15, // 22: shiplog.v1.ListDeploysResponse.deploys:type_name -> shiplog.v1.Deploy
+	24, // 23: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	24, // 24: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
+	24, // 25: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
+	9,  // 26: shiplog.v1.Host.levels:type_name -> shiplog.v1.LevelCounts
+	19, // 27: shiplog.v1.Host.agents:type_name -> shiplog.v1.Agent
+	20, // 28: shiplog.v1.ListHostsResponse.hosts:type_name -> shiplog.v1.Host
+	0,  // 29: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
+	2,  // 30: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
+	5,  // 31: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
+	7,  // 32: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
+	12, // 33: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
+	14, // 34: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
+	16, // 35: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
+	18, // 36: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
+	21, // 37: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
+	1,  // 38: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
+	3,  // 39: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
+	6,  // 40: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
+	8,  // 41: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
+	13, // 42: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
+	11, // 43: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
+	17, // 44: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
+	15, // 45: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
+	22, // 46: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
+	38, // [38:47] is the sub-list for method output_type
+	29, // [29:38] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_shiplog_v1_query_proto_init() }
@@ -420,7 +2059,7 @@ func file_shiplog_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_query_proto_rawDesc), len(file_shiplog_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	QueryService_Search_FullMethodName    = "/shiplog.v1.QueryService/Search"
-	QueryService_Histogram_FullMethodName = "/shiplog.v1.QueryService/Histogram"
+	QueryService_Search_FullMethodName      = "/shiplog.v1.QueryService/Search"
+	QueryService_Histogram_FullMethodName   = "/shiplog.v1.QueryService/Histogram"
+	QueryService_Context_FullMethodName     = "/shiplog.v1.QueryService/Context"
+	QueryService_Tail_FullMethodName        = "/shiplog.v1.QueryService/Tail"
+	QueryService_ListBuilds_FullMethodName  = "/shiplog.v1.QueryService/ListBuilds"
+	QueryService_GetBuild_FullMethodName    = "/shiplog.v1.QueryService/GetBuild"
+	QueryService_ListDeploys_FullMethodName = "/shiplog.v1.QueryService/ListDeploys"
+	QueryService_GetDeploy_FullMethodName   = "/shiplog.v1.QueryService/GetDeploy"
+	QueryService_ListHosts_FullMethodName   = "/shiplog.v1.QueryService/ListHosts"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -33,6 +40,20 @@ type QueryServiceClient interface {
 	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error)
 	// Histogram counts matching records per step.
 	Histogram(ctx context.Context, in *HistogramRequest, opts ...grpc.CallOption) (*HistogramResponse, error)
+	// Context returns the lines around one record on the same host and service.
+	Context(ctx context.Context, in *ContextRequest, opts ...grpc.CallOption) (*ContextResponse, error)
+	// Tail streams new matching records as they are stored.
+	Tail(ctx context.Context, in *TailRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TailResponse], error)
+	// ListBuilds lists builds, newest first.
+	ListBuilds(ctx context.Context, in *ListBuildsRequest, opts ...grpc.CallOption) (*ListBuildsResponse, error)
+	// GetBuild returns one build.
+	GetBuild(ctx context.Context, in *GetBuildRequest, opts ...grpc.CallOption) (*Build, error)
+	// ListDeploys lists deploys, newest first.
+	ListDeploys(ctx context.Context, in *ListDeploysRequest, opts ...grpc.CallOption) (*ListDeploysResponse, error)
+	// GetDeploy returns one deploy, with the previous deploy of its service.
+	GetDeploy(ctx context.Context, in *GetDeployRequest, opts ...grpc.CallOption) (*Deploy, error)
+	// ListHosts lists every host ever seen, with its life and delivery accounting.
+	ListHosts(ctx context.Context, in *ListHostsRequest, opts ...grpc.CallOption) (*ListHostsResponse, error)
 }
 
 type queryServiceClient struct {
@@ -63,6 +84,85 @@ func (c *queryServiceClient) Histogram(ctx context.Context, in *HistogramRequest
 	return out, nil
 }
 
+func (c *queryServiceClient) Context(ctx context.Context, in *ContextRequest, opts ...grpc.CallOption) (*ContextResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContextResponse)
+	err := c.cc.Invoke(ctx, QueryService_Context_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) Tail(ctx context.Context, in *TailRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TailResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &QueryService_ServiceDesc.Streams[0], QueryService_Tail_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TailRequest, TailResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type QueryService_TailClient = grpc.ServerStreamingClient[TailResponse]
+
+func (c *queryServiceClient) ListBuilds(ctx context.Context, in *ListBuildsRequest, opts ...grpc.CallOption) (*ListBuildsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBuildsResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListBuilds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetBuild(ctx context.Context, in *GetBuildRequest, opts ...grpc.CallOption) (*Build, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Build)
+	err := c.cc.Invoke(ctx, QueryService_GetBuild_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListDeploys(ctx context.Context, in *ListDeploysRequest, opts ...grpc.CallOption) (*ListDeploysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeploysResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListDeploys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) GetDeploy(ctx context.Context, in *GetDeployRequest, opts ...grpc.CallOption) (*Deploy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Deploy)
+	err := c.cc.Invoke(ctx, QueryService_GetDeploy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListHosts(ctx context.Context, in *ListHostsRequest, opts ...grpc.CallOption) (*ListHostsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHostsResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListHosts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
@@ -73,6 +173,20 @@ type QueryServiceServer interface {
 	Search(context.Context, *SearchRequest) (*SearchResponse, error)
 	// Histogram counts matching records per step.
 	Histogram(context.Context, *HistogramRequest) (*HistogramResponse, error)
+	// Context returns the lines around one record on the same host and service.
+	Context(context.Context, *ContextRequest) (*ContextResponse, error)
+	// Tail streams new matching records as they are stored.
+	Tail(*TailRequest, grpc.ServerStreamingServer[TailResponse]) error
+	// ListBuilds lists builds, newest first.
+	ListBuilds(context.Context, *ListBuildsRequest) (*ListBuildsResponse, error)
+	// GetBuild returns one build.
+	GetBuild(context.Context, *GetBuildRequest) (*Build, error)
+	// ListDeploys lists deploys, newest first.
+	ListDeploys(context.Context, *ListDeploysRequest) (*ListDeploysResponse, error)
+	// GetDeploy returns one deploy, with the previous deploy of its service.
+	GetDeploy(context.Context, *GetDeployRequest) (*Deploy, error)
+	// ListHosts lists every host ever seen, with its life and delivery accounting.
+	ListHosts(context.Context, *ListHostsRequest) (*ListHostsResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -88,6 +202,27 @@ func (UnimplementedQueryServiceServer) Search(context.Context, *SearchRequest) (
 }
 func (UnimplementedQueryServiceServer) Histogram(context.Context, *HistogramRequest) (*HistogramResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Histogram not implemented")
+}
+func (UnimplementedQueryServiceServer) Context(context.Context, *ContextRequest) (*ContextResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Context not implemented")
+}
+func (UnimplementedQueryServiceServer) Tail(*TailRequest, grpc.ServerStreamingServer[TailResponse]) error {
+	return status.Error(codes.Unimplemented, "method Tail not implemented")
+}
+func (UnimplementedQueryServiceServer) ListBuilds(context.Context, *ListBuildsRequest) (*ListBuildsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBuilds not implemented")
+}
+func (UnimplementedQueryServiceServer) GetBuild(context.Context, *GetBuildRequest) (*Build, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBuild not implemented")
+}
+func (UnimplementedQueryServiceServer) ListDeploys(context.Context, *ListDeploysRequest) (*ListDeploysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeploys not implemented")
+}
+func (UnimplementedQueryServiceServer) GetDeploy(context.Context, *GetDeployRequest) (*Deploy, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDeploy not implemented")
+}
+func (UnimplementedQueryServiceServer) ListHosts(context.Context, *ListHostsRequest) (*ListHostsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHosts not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -146,6 +281,125 @@ func _QueryService_Histogram_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_Context_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContextRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).Context(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_Context_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).Context(ctx, req.(*ContextRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_Tail_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TailRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(QueryServiceServer).Tail(m, &grpc.GenericServerStream[TailRequest, TailResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type QueryService_TailServer = grpc.ServerStreamingServer[TailResponse]
+
+func _QueryService_ListBuilds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBuildsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListBuilds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListBuilds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListBuilds(ctx, req.(*ListBuildsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetBuild_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBuildRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetBuild(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetBuild_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetBuild(ctx, req.(*GetBuildRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListDeploys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeploysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListDeploys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListDeploys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListDeploys(ctx, req.(*ListDeploysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_GetDeploy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeployRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).GetDeploy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_GetDeploy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).GetDeploy(ctx, req.(*GetDeployRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListHosts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHostsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListHosts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListHosts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListHosts(ctx, req.(*ListHostsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -161,7 +415,37 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Histogram",
 			Handler:    _QueryService_Histogram_Handler,
 		},
+		{
+			MethodName: "Context",
+			Handler:    _QueryService_Context_Handler,
+		},
+		{
+			MethodName: "ListBuilds",
+			Handler:    _QueryService_ListBuilds_Handler,
+		},
+		{
+			MethodName: "GetBuild",
+			Handler:    _QueryService_GetBuild_Handler,
+		},
+		{
+			MethodName: "ListDeploys",
+			Handler:    _QueryService_ListDeploys_Handler,
+		},
+		{
+			MethodName: "GetDeploy",
+			Handler:    _QueryService_GetDeploy_Handler,
+		},
+		{
+			MethodName: "ListHosts",
+			Handler:    _QueryService_ListHosts_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Tail",
+			Handler:       _QueryService_Tail_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "shiplog/v1/query.proto",
 }
