@@ -467,3 +467,87 @@ func ownedRecord(l *store.Lines, i int) *model.Record {
 	}
 	return &r
 }
+
+// ContextResult holds the lines around a record.
+type ContextResult struct {
+	Record        model.Record
+	Before, After []model.Record // oldest first
+	Cross         []model.Record // other hosts, oldest first
+}
+
+// ContextParams describe a context request.
+type ContextParams struct {
+	ID            model.ID
+	Before, After int
+	Cross         bool
+	Window        time.Duration
+	CrossLimit    int
+}
+
+// Getter finds one record by id.
+type Getter interface {
+	Get(id model.ID) (model.Record, error)
+}
+
+// Context returns the lines before and after a record from the same service
+// and host (across its builds and deploys), like grep -B/-A, and with Cross
+// the lines of every other host within Window of it.
+func (e *Engine) Context(ctx context.Context, g Getter, p ContextParams) (*ContextResult, error) {
+	if p.Before < 0 || p.After < 0 || p.Before > e.opts.MaxLimit || p.After > e.opts.MaxLimit {
+		return nil, badf("before and after must be between 0 and %d", e.opts.MaxLimit)
+	}
+	rec, err := g.Get(p.ID)
+	if err != nil {
+		return nil, err
+	}
+	res := &ContextResult{Record: rec}
+	same := &Query{src: "context", root: andNode{labelNode{store.FieldService, rec.Service}, labelNode{store.FieldHost, rec.Host}}}
+	same.cond = same.root.cond()
+	cur := encodeCursor(position{t: rec.Time, id: rec.ID})
+	all := model.TimeRange{Start: 0, End: 1<<63 - 1}
+	if p.Before > 0 {
+		r, err := e.Search(ctx, SearchParams{Query: same, Range: all, Limit: p.Before, Cursor: cur})
+		if err != nil {
+			return nil, err
+		}
+		res.Before = r.Records
+		for i, j := 0, len(res.Before)-1; i < j; i, j = i+1, j-1 {
+			res.Before[i], res.Before[j] = res.Before[j], res.Before[i]
+		}
+	}
+	if p.After > 0 {
+		r, err := e.Search(ctx, SearchParams{Query: same, Range: all, Limit: p.After, Cursor: cur, Asc: true})
+		if err != nil {
+			return nil, err
+		}
+		res.After = r.Records
+	}
+	if p.Cross {
+		if p.Window <= 0 || p.Window > time.Hour {
+			return nil, badf("window must be between 0 and 1h")
+		}
+		if p.CrossLimit <= 0 || p.CrossLimit > e.opts.MaxLimit {
+			return nil, badf("cross_limit must be between 1 and %d", e.opts.MaxLimit)
+		}
+		other := &Query{src: "cross", root: notNode{labelNode{store.FieldHost, rec.Host}}}
+		other.cond = other.root.cond()
+		other.text = false
+		w := int64(p.Window)
+		r, err := e.Search(ctx, SearchParams{Query: other, Range: model.TimeRange{Start: rec.Time - w, End: rec.Time + w + 1}, Limit: p.CrossLimit, Asc: true})
+		if err != nil {
+			return nil, err
+		}
+		res.Cross = r.Records
+	}
+	return res, nil
+}
+
+// MatchRecord reports whether one record matches the query (for live tail).
+func (q *Query) MatchRecord(r *model.Record) bool {
+	meta := &store.ChunkMeta{Labels: r.Labels, Stream: r.ID.Stream, Day: r.ID.Day, FirstLine: r.ID.Line, Count: 1}
+	l := &store.Lines{
+		Meta: meta, Times: []int64{r.Time}, Levels: []model.Level{r.Level}, Msgs: []string{r.Message},
+		Traces: []string{r.TraceID}, Spans: []string{r.SpanID}, Attrs: [][]model.Attr{r.Attrs}, Seqs: []uint64{r.Seq},
+	}
+	return q.root.match(l, 0)
+}

@@ -17,7 +17,23 @@ func invalid(format string, a ...any) error {
 // toBatch converts a PushRequest, filling each record's empty fields from the
 // defaults and normalising levels.
 func toBatch(req *shiplogv1.PushRequest) (model.Batch, error) {
-	b := model.Batch{AgentID: req.GetAgentId(), Records: make([]model.Record, len(req.GetRecords()))}
+	b := model.Batch{AgentID: req.GetAgentId(), Records: make([]model.Record, len(req.GetRecords())),
+		Closing: req.GetClosing(), Dropped: req.GetDropped()}
+	if run := req.GetRun(); run != nil {
+		b.Run = &model.Run{
+			BuildID: run.GetBuildId(), DeployID: run.GetDeployId(), Service: run.GetService(), Host: run.GetHost(),
+			Command: run.GetCommand(), Finished: run.GetFinished(), ExitCode: int(run.GetExitCode()),
+		}
+		if run.GetBuildId() == "" {
+			return b, invalid("run: build_id is required")
+		}
+		if ts := run.GetStart(); ts != nil && ts.CheckValid() == nil {
+			b.Run.Start = ts.AsTime().UnixNano()
+		}
+		if ts := run.GetEnd(); ts != nil && ts.CheckValid() == nil {
+			b.Run.End = ts.AsTime().UnixNano()
+		}
+	}
 	d := req.GetDefaults()
 	for i, r := range req.GetRecords() {
 		if r == nil {

@@ -82,3 +82,5 @@ func ours(msg string) bool {
 	}
 	return false
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

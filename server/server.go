@@ -45,7 +45,7 @@ func DefaultOptions() Options {
 		HTTPAddr:        "127.0.0.1:7070",
 		GRPCAddr:        "127.0.0.1:7071",
 		MaxRecvBytes:    64 << 20,
-		ShutdownTimeout: 20 * time.Second,
+		ShutdownTimeout: 5 * time.Second,
 	}
 }
 
@@ -57,12 +57,22 @@ type Server struct {
 	http   *http.Server
 	gl, hl net.Listener
 	ready  atomic.Bool
+	// base is the context of every HTTP request; cancelled on shutdown so that
+	// long-lived responses (live tail) end.
+	base       context.Context
+	cancelBase context.CancelFunc
 }
 
 // Core is what the handlers call.
 type Core struct {
-	Ingest *ingest.Ingester
-	Query  *query.Engine
+	Ingest  *ingest.Ingester
+	Query   *query.Engine
+	Catalog query.Catalog
+	Getter  query.Getter
+	// Hub feeds live tails; the Ingester's sink must be a TailSink on it.
+	Hub *Hub
+	// SilentAfter: a host with no new line for this long is silent.
+	SilentAfter time.Duration
 }
 
 // New binds both listeners (so their addresses are known before Serve).
@@ -78,6 +88,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		opts.ShutdownTimeout = d.ShutdownTimeout
 	}
 	s := &Server{opts: opts, log: log}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
 	var err error
 	if s.gl, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("listen --grpc %s: %w", opts.GRPCAddr, err)
@@ -131,6 +142,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /v1/logs:tail", tailHandler(core, log))
 	mux.Handle("/v1/", gw)
 	if opts.UI != nil {
 		mux.Handle("/", opts.UI)
@@ -140,6 +152,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           limitBody(mux, int64(opts.MaxRecvBytes)),
 		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
@@ -170,6 +183,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	s.ready.Store(false)
+	s.cancelBase()
 	shutCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
 	done := make(chan struct{})

@@ -34,6 +34,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxFuture := fs.Duration("max-future", ingest.DefaultOptions().MaxFuture, "refuse records further ahead of the server's clock than this")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	silentAfter := fs.Duration("silent-after", 5*time.Minute, "a host with no new line for this long is silent (unless its agent said goodbye)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -53,6 +54,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *maxLine < 1024 {
 		return usagef("server: --max-line-bytes must be at least 1024")
+	}
+	if *silentAfter <= 0 {
+		return usagef("server: --silent-after must be positive")
 	}
 	if *maxPast <= 0 || *maxFuture <= 0 {
 		return usagef("server: --max-past and --max-future must be positive")
@@ -84,9 +88,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log.Info("store open", "data", *data, "took", time.Since(start).Round(time.Millisecond))
 	io := ingest.DefaultOptions()
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
+	hub := server.NewHub()
 	core := server.Core{
-		Ingest: ingest.New(st, io, log, reg),
-		Query:  query.New(st, query.DefaultOptions()),
+		Ingest:      ingest.New(server.TailSink{Next: st, Hub: hub}, io, log, reg),
+		Query:       query.New(st, query.DefaultOptions()),
+		Catalog:     st,
+		Getter:      st,
+		Hub:         hub,
+		SilentAfter: *silentAfter,
 	}
 	so2 := server.DefaultOptions()
 	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg

@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiplog/shiplog/model"
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
+	"github.com/shiplog/shiplog/query"
+	"github.com/shiplog/shiplog/store"
+)
+
+func ts(ns int64) *timestamppb.Timestamp {
+	if ns == 0 {
+		return nil
+	}
+	return timestamppb.New(timeOf(ns))
+}
+
+func levelCounts(l *query.Levels) *shiplogv1.LevelCounts {
+	c := func(lv model.Level) uint32 { return uint32(min(l[lv], 1<<32-1)) }
+	return &shiplogv1.LevelCounts{Trace: c(model.LevelTrace), Debug: c(model.LevelDebug), Info: c(model.LevelInfo),
+		Warn: c(model.LevelWarn), Error: c(model.LevelError), Fatal: c(model.LevelFatal)}
+}
+
+func runsProto(rs []model.Run) []*shiplogv1.Run {
+	out := make([]*shiplogv1.Run, len(rs))
+	for i := range rs {
+		r := &rs[i]
+		p := &shiplogv1.Run{Host: r.Host, Service: r.Service, Command: r.Command, Start: ts(r.Start), End: ts(r.End),
+			Status: query.RunStatus(r), ExitCode: int32(r.ExitCode)}
+		if r.Finished && r.End > r.Start {
+			p.DurationSeconds = time.Duration(r.End - r.Start).Seconds()
+		}
+		out[i] = p
+	}
+	return out
+}
+
+func buildProto(g *query.Group) *shiplogv1.Build {
+	b := &shiplogv1.Build{
+		BuildId: g.ID, Services: g.Services, Hosts: g.Hosts, DeployIds: g.Others,
+		FirstTime: ts(g.First), LastTime: ts(g.Last), Lines: uint32(min(g.Lines(), 1<<32-1)), Levels: levelCounts(&g.Levels),
+		Status: g.Status, Start: ts(g.Start), End: ts(g.End), ExitCode: int32(g.ExitCode), Runs: runsProto(g.Runs),
+	}
+	if g.End > g.Start && g.Start > 0 {
+		b.DurationSeconds = time.Duration(g.End - g.Start).Seconds()
+	}
+	return b
+}
+
+func hostProto(h *query.Host) *shiplogv1.Host {
+	p := &shiplogv1.Host{
+		Host: h.Host, Service: h.Service, FirstSeen: ts(h.First), LastSeen: ts(h.Last), BuildId: h.BuildID, DeployId: h.DeployID,
+		BuildIds: h.BuildIDs, DeployIds: h.DeployIDs, Lines: uint32(min(h.Levels.Total(), 1<<32-1)), Levels: levelCounts(&h.Levels), State: h.State,
+	}
+	for _, a := range h.Agents {
+		p.Agents = append(p.Agents, agentProto(&a))
+	}
+	return p
+}
+
+func agentProto(a *store.AgentInfo) *shiplogv1.Agent {
+	return &shiplogv1.Agent{AgentId: a.ID, AckedSeq: a.AckedSeq, Received: a.Received, Duplicates: a.Duplicates,
+		Gaps: a.Gaps, Dropped: a.Dropped, Closed: a.Closed, LastSeen: ts(a.LastSeen)}
+}
+
+// page cuts a list by an opaque offset token.
+func page[T any](items []T, size int32, token string) ([]T, string, error) {
+	off := 0
+	if token != "" {
+		b, err := base64.RawURLEncoding.DecodeString(token)
+		if err == nil {
+			off, err = strconv.Atoi(string(b))
+		}
+		if err != nil || off < 0 {
+			return nil, "", invalid("page_token %q is not one this server gave out", token)
+		}
+	}
+	if size < 0 || size > 1000 {
+		return nil, "", invalid("page_size must be between 1 and 1000")
+	}
+	if size == 0 {
+		size = 100
+	}
+	if off > len(items) {
+		off = len(items)
+	}
+	end := min(off+int(size), len(items))
+	next := ""
+	if end < len(items) {
+		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end)))
+	}
+	return items[off:end], next, nil
+}
+
+// overlaps keeps groups whose lines meet [start, end) when those are given.
+func overlaps(g *query.Group, start, end string, now time.Time) (bool, error) {
+	if start == "" && end == "" {
+		return true, nil
+	}
+	tr, err := parseRange(start, end, time.Unix(0, 0), now.Add(farFuture), now)
+	if err != nil {
+		return false, err
+	}
+	return tr.Overlaps(g.First, g.Last), nil
+}
+
+func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsRequest) (*shiplogv1.ListBuildsResponse, error) {
+	switch req.GetStatus() {
+	case "", "running", "passed", "failed", "unknown":
+	default:
+		return nil, toStatus(invalid("status %q: want running, passed, failed or unknown", req.GetStatus()))
+	}
+	now := time.Now()
+	var keep []*query.Group
+	for _, g := range query.Builds(s.core.Catalog) {
+		if req.GetService() != "" && !containsStr(g.Services, req.GetService()) || req.GetStatus() != "" && g.Status != req.GetStatus() {
+			continue
+		}
+		ok, err := overlaps(g, req.GetStart(), req.GetEnd(), now)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if ok {
+			keep = append(keep, g)
+		}
+	}
+	items, next, err := page(keep, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &shiplogv1.ListBuildsResponse{NextPageToken: next}
+	for _, g := range items {
+		out.Builds = append(out.Builds, buildProto(g))
+	}
+	return out, nil
+}
+
+func (s *queryServer) GetBuild(ctx context.Context, req *shiplogv1.GetBuildRequest) (*shiplogv1.Build, error) {
+	for _, g := range query.Builds(s.core.Catalog) {
+		if g.ID == req.GetBuildId() {
+			return buildProto(g), nil
+		}
+	}
+	return nil, toStatus(fmt.Errorf("build %q: %w", req.GetBuildId(), store.ErrNotFound))
+}
+
+func (s *queryServer) deployProto(all []*query.Group, g *query.Group) *shiplogv1.Deploy {
+	d := &shiplogv1.Deploy{
+		DeployId: g.ID, Services: g.Services, Hosts: g.Hosts, BuildIds: g.Others, FirstTime: ts(g.First), LastTime: ts(g.Last),
+		Lines: uint32(min(g.Lines(), 1<<32-1)), Levels: levelCounts(&g.Levels), ErrorRate: g.ErrorRate(), Status: g.Status, Runs: runsProto(g.Runs),
+	}
+	if p := query.Previous(all, g); p != nil {
+		d.PreviousDeployId, d.PreviousErrorRate = p.ID, p.ErrorRate()
+	}
+	for i := range g.HostLives {
+		d.HostLives = append(d.HostLives, hostProto(&g.HostLives[i]))
+	}
+	return d
+}
+
+func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploysRequest) (*shiplogv1.ListDeploysResponse, error) {
+	now := time.Now()
+	all := query.Deploys(s.core.Catalog, s.core.SilentAfter, now)
+	var keep []*query.Group
+	for _, g := range all {
+		if req.GetService() != "" && !containsStr(g.Services, req.GetService()) {
+			continue
+		}
+		ok, err := overlaps(g, req.GetStart(), req.GetEnd(), now)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if ok {
+			keep = append(keep, g)
+		}
+	}
+	items, next, err := page(keep, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &shiplogv1.ListDeploysResponse{NextPageToken: next}
+	for _, g := range items {
+		out.Deploys = append(out.Deploys, s.deployProto(all, g))
+	}
+	return out, nil
+}
+
+func (s *queryServer) GetDeploy(ctx context.Context, req *shiplogv1.GetDeployRequest) (*shiplogv1.Deploy, error) {
+	all := query.Deploys(s.core.Catalog, s.core.SilentAfter, time.Now())
+	for _, g := range all {
+		if g.ID == req.GetDeployId() {
+			return s.deployProto(all, g), nil
+		}
+	}
+	return nil, toStatus(fmt.Errorf("deploy %q: %w", req.GetDeployId(), store.ErrNotFound))
+}
+
+func (s *queryServer) ListHosts(ctx context.Context, req *shiplogv1.ListHostsRequest) (*shiplogv1.ListHostsResponse, error) {
+	now := time.Now()
+	f := query.HostFilter{Service: req.GetService(), State: req.GetState(), DeployID: req.GetDeployId(), BuildID: req.GetBuildId()}
+	switch f.State {
+	case "", query.StateLive, query.StateSilent, query.StateClosed:
+	default:
+		return nil, toStatus(invalid("state %q: want live, silent or closed", f.State))
+	}
+	if req.GetAliveAt() != "" {
+		t, err := query.ParseTime(req.GetAliveAt(), now)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		f.AliveAt = t
+	}
+	hosts := query.Hosts(s.core.Catalog, f, s.core.SilentAfter, now)
+	out := &shiplogv1.ListHostsResponse{Hosts: make([]*shiplogv1.Host, len(hosts))}
+	for i := range hosts {
+		out.Hosts[i] = hostProto(&hosts[i])
+	}
+	return out, nil
+}
+
+func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest) (*shiplogv1.ContextResponse, error) {
+	id, err := model.ParseID(req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	p := query.ContextParams{ID: id, Before: int(req.GetBefore()), After: int(req.GetAfter()), Cross: req.GetCross(),
+		Window: 5 * time.Second, CrossLimit: int(req.GetCrossLimit())}
+	if p.Before == 0 && p.After == 0 {
+		p.Before, p.After = 10, 10
+	}
+	if p.CrossLimit == 0 {
+		p.CrossLimit = 200
+	}
+	if w := req.GetWindow(); w != "" {
+		if p.Window, err = query.ParseDuration(w); err != nil {
+			return nil, toStatus(invalid("window %q: want a duration such as 5s", w))
+		}
+	}
+	res, err := s.core.Query.Context(ctx, s.core.Getter, p)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &shiplogv1.ContextResponse{Record: toProto(&res.Record)}
+	for _, l := range []struct {
+		src []model.Record
+		dst *[]*shiplogv1.Record
+	}{{res.Before, &out.Before}, {res.After, &out.After}, {res.Cross, &out.Cross}} {
+		for i := range l.src {
+			*l.dst = append(*l.dst, toProto(&l.src[i]))
+		}
+	}
+	return out, nil
+}
+
+func containsStr(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
