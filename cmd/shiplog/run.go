@@ -31,6 +31,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"server", "run the log server", runServer},
+		{"query", "print matching records, oldest first", runQuery},
+		{"tail", "follow new matching records", runTail},
 	}
 }
 
