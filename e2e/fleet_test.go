@@ -51,12 +51,12 @@ type buildJSON struct {
 }
 
 type deployJSON struct {
-	DeployID          string   `json:"deploy_id"`
-	Hosts             []string `json:"hosts"`
-	Lines             int      `json:"lines"`
-	ErrorRate         float64  `json:"error_rate"`
-	PreviousDeployID  string   `json:"previous_deploy_id"`
-	PreviousErrorRate float64  `json:"previous_error_rate"`
+	DeployID          string     `json:"deploy_id"`
+	Hosts             []string   `json:"hosts"`
+	Lines             int        `json:"lines"`
+	ErrorRate         float64    `json:"error_rate"`
+	PreviousDeployID  string     `json:"previous_deploy_id"`
+	PreviousErrorRate float64    `json:"previous_error_rate"`
 	HostLives         []hostJSON `json:"host_lives"`
 }
 
