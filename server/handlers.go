@@ -22,6 +22,11 @@ type ingestServer struct {
 }
 
 func (s *ingestServer) write(ctx context.Context, req *shiplogv1.PushRequest) (*shiplogv1.PushResponse, error) {
+	release, err := s.core.Limits.ingest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	b, err := toBatch(req)
 	if err != nil {
 		return nil, toStatus(err)

@@ -41,6 +41,12 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	st := status.Convert(toStatus(err))
 	code := runtime.HTTPStatusFromCode(st.Code())
 	msg := st.Message()
+	if st.Code() == codes.ResourceExhausted {
+		w.Header().Set("Retry-After", "1")
+	}
+	if st.Code() == codes.DeadlineExceeded && r.Context().Err() != nil {
+		msg = "the query took longer than its time limit: narrow it down (time range, labels)"
+	}
 	if st.Code() == codes.InvalidArgument && r.Method == http.MethodPost && !ours(msg) {
 		// The gateway could not decode the body.
 		msg = "malformed JSON body: " + strings.TrimSpace(strings.TrimPrefix(msg, "proto:"))
@@ -84,3 +90,46 @@ func ours(msg string) bool {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// queryLimit applies the query timeout and concurrency limit to the unary
+// QueryService methods.
+func queryLimit(lm *Limiter) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if !strings.HasPrefix(info.FullMethod, "/shiplog.v1.QueryService/") {
+			return h(ctx, req)
+		}
+		ctx, release, err := lm.query(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		resp, err := h(ctx, req)
+		if status.Code(err) == codes.DeadlineExceeded && ctx.Err() != nil {
+			return nil, status.Errorf(codes.DeadlineExceeded, "the query took longer than %s: narrow it down (time range, labels)", lm.l.QueryTimeout)
+		}
+		return resp, err
+	}
+}
+
+// httpQueryLimit applies the query limits to GET requests of the HTTP API (the
+// in-process gateway does not run gRPC interceptors).
+func httpQueryLimit(lm *Limiter, next http.Handler) http.Handler {
+	if lm == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, release, err := lm.query(r.Context())
+		if err != nil {
+			st := status.Convert(err)
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusTooManyRequests, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

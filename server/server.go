@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -37,6 +39,10 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// UI, when set, serves every path the API does not.
 	UI http.Handler
+	// Auth, when set, requires bearer tokens (see auth.go).
+	Auth *Auth
+	// TLS, when set, serves both listeners over TLS.
+	TLS *tls.Config
 }
 
 // DefaultOptions returns the contract's defaults.
@@ -73,6 +79,8 @@ type Core struct {
 	Hub *Hub
 	// SilentAfter: a host with no new line for this long is silent.
 	SilentAfter time.Duration
+	// Limits admits queries and batches (nil: no limits).
+	Limits *Limiter
 }
 
 // New binds both listeners (so their addresses are known before Serve).
@@ -97,13 +105,25 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		_ = s.gl.Close()
 		return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
 	}
-	s.grpc = grpc.NewServer(
+	unary := []grpc.UnaryServerInterceptor{recoverUnary(log)}
+	stream := []grpc.StreamServerInterceptor{recoverStream(log)}
+	if opts.Auth != nil {
+		unary = append(unary, opts.Auth.unary())
+		stream = append(stream, opts.Auth.stream())
+	}
+	unary = append(unary, queryLimit(core.Limits))
+	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
 		grpc.MaxSendMsgSize(opts.MaxRecvBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(recoverUnary(log)),
-		grpc.ChainStreamInterceptor(recoverStream(log)),
-	)
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}
+	if opts.TLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+		s.hl = tls.NewListener(s.hl, opts.TLS)
+	}
+	s.grpc = grpc.NewServer(gopts...)
 	is := &ingestServer{core: core, log: log}
 	qs := &queryServer{core: core}
 	shiplogv1.RegisterIngestServiceServer(s.grpc, is)
@@ -143,14 +163,18 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /v1/logs:tail", tailHandler(core, log))
-	mux.Handle("/v1/", gw)
+	mux.Handle("/v1/", httpQueryLimit(core.Limits, gw))
 	if opts.UI != nil {
 		mux.Handle("/", opts.UI)
 	} else {
 		mux.Handle("/", gw)
 	}
+	var handler http.Handler = mux
+	if opts.Auth != nil {
+		handler = opts.Auth.middleware(handler)
+	}
 	s.http = &http.Server{
-		Handler:           limitBody(mux, int64(opts.MaxRecvBytes)),
+		Handler:           limitBody(handler, int64(opts.MaxRecvBytes)),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -21,12 +20,14 @@ import (
 type clientFlags struct {
 	server *string
 	output *string
+	conn   *connFlags
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
 		server: fs.String("server", "127.0.0.1:7071", "shiplog gRPC address"),
 		output: fs.String("output", "text", "output: text (colour on a terminal) or json (one record a line)"),
+		conn:   addConnFlags(fs),
 	}
 }
 
@@ -40,11 +41,15 @@ func (c clientFlags) check(cmd string) error {
 	return nil
 }
 
-func dialServer(addr string) (*grpc.ClientConn, error) {
+func dialServer(addr string, cf *connFlags) (*grpc.ClientConn, error) {
 	// Several addresses may be given; the first is used by these commands.
 	first := strings.TrimSpace(strings.Split(addr, ",")[0])
-	return grpc.NewClient(first, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	opts, err := cf.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	return grpc.NewClient(first, opts...)
 }
 
 // printer writes records as text lines or JSON lines.
@@ -143,7 +148,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("query: --limit must not be negative")
 	}
 	q := strings.Join(fs.Args(), " ")
-	cc, err := dialServer(*cf.server)
+	cc, err := dialServer(*cf.server, cf.conn)
 	if err != nil {
 		return err
 	}
@@ -200,7 +205,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := cf.check("tail"); err != nil {
 		return err
 	}
-	cc, err := dialServer(*cf.server)
+	cc, err := dialServer(*cf.server, cf.conn)
 	if err != nil {
 		return err
 	}

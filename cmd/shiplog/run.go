@@ -33,6 +33,7 @@ func commands() []command {
 		{"server", "run the log server", runServer},
 		{"query", "print matching records, oldest first", runQuery},
 		{"tail", "follow new matching records", runTail},
+		{"token", "make a new auth token: shiplog token new --name N --scopes ...", runToken},
 	}
 }
 

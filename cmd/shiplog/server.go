@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,7 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +39,18 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	silentAfter := fs.Duration("silent-after", 5*time.Minute, "a host with no new line for this long is silent (unless its agent said goodbye)")
+	authFile := fs.String("auth-file", "", "YAML file of tokens and scopes (see docs/operations.md); without it, no token is needed")
+	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM) for both listeners; reloaded on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
+	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
+	ld := server.DefaultLimits()
+	queryTimeout := fs.Duration("query-timeout", ld.QueryTimeout, "longest a query may run")
+	maxQueries := fs.Int("max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
+	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
+	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
+	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
+	fs.Var(&memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -55,6 +71,22 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *maxLine < 1024 {
 		return usagef("server: --max-line-bytes must be at least 1024")
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return usagef("server: --tls-cert and --tls-key go together")
+	}
+	if *tlsClientCA != "" && *tlsCert == "" {
+		return usagef("server: --tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if *authFile == "" && !*insecure {
+		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}} {
+			if !loopback(a.v) {
+				return usagef("server: refusing to listen on %s (--%s) without --auth-file: anyone who can reach it could read and write logs; add --auth-file, or --insecure if the network is trusted", a.v, a.name)
+			}
+		}
+	}
+	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 {
+		return usagef("server: --query-timeout, --max-concurrent-queries and --max-inflight-batches must be positive")
+	}
 	if *silentAfter <= 0 {
 		return usagef("server: --silent-after must be positive")
 	}
@@ -73,6 +105,28 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	default:
 		return usagef("server: --log-format %q: want text or json", *logFormat)
+	}
+
+	if memLimit > 0 {
+		debug.SetMemoryLimit(int64(memLimit))
+	}
+	var auth *server.Auth
+	if *authFile != "" {
+		var err error
+		if auth, err = server.LoadAuthFile(*authFile); err != nil {
+			return usagef("server: %v", err)
+		}
+	}
+	var certs *server.CertReloader
+	var tlsCfg *tls.Config
+	if *tlsCert != "" {
+		var err error
+		if certs, err = server.NewCertReloader(*tlsCert, *tlsKey); err != nil {
+			return usagef("server: %v", err)
+		}
+		if tlsCfg, err = server.ServerTLSConfig(certs, *tlsClientCA); err != nil {
+			return usagef("server: %v", err)
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -96,15 +150,31 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Getter:      st,
 		Hub:         hub,
 		SilentAfter: *silentAfter,
+		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries,
+			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data}, log),
 	}
 	so2 := server.DefaultOptions()
 	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg
+	so2.Auth, so2.TLS = auth, tlsCfg
 	srv, err := server.New(core, so2, log)
 	if err != nil {
 		_ = st.Close()
 		return err
 	}
-	base := "http://" + srv.HTTPAddr()
+	go onSIGHUP(ctx, func() {
+		if certs != nil {
+			if err := certs.Reload(); err != nil {
+				log.Error("SIGHUP: keeping the old TLS certificate", "err", err)
+			} else {
+				log.Info("SIGHUP: TLS certificate reloaded")
+			}
+		}
+	})
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	base := scheme + "://" + srv.HTTPAddr()
 	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
 		base, srv.GRPCAddr(), base, *data)
 	if f, ok := stdout.(*os.File); ok {
@@ -117,4 +187,32 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return serveErr
 	}
 	return closeErr
+}
+
+// onSIGHUP calls fn on every SIGHUP until ctx is done.
+func onSIGHUP(ctx context.Context, fn func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			fn()
+		}
+	}
+}
+
+// loopback reports whether addr (HOST:PORT) only listens on a loopback address.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Limits protect the server from load it cannot take.
+type Limits struct {
+	QueryTimeout         time.Duration // per query
+	MaxConcurrentQueries int           // more wait, up to QueryTimeout
+	MaxInflightBatches   int           // batches being stored at once; more get ResourceExhausted
+	MinFreeDisk          uint64        // below this many free bytes in DataDir, ingest is refused
+	DataDir              string
+}
+
+// DefaultLimits returns the server's defaults.
+func DefaultLimits() Limits {
+	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxInflightBatches: 64, MinFreeDisk: 256 << 20}
+}
+
+// Limiter enforces Limits.
+type Limiter struct {
+	l       Limits
+	queries chan struct{}
+	batches chan struct{}
+	lowDisk atomic.Bool
+	free    atomic.Uint64
+}
+
+// NewLimiter starts the disk watch (until ctx is done).
+func NewLimiter(ctx context.Context, l Limits, log *slog.Logger) *Limiter {
+	d := DefaultLimits()
+	if l.QueryTimeout <= 0 {
+		l.QueryTimeout = d.QueryTimeout
+	}
+	if l.MaxConcurrentQueries <= 0 {
+		l.MaxConcurrentQueries = d.MaxConcurrentQueries
+	}
+	if l.MaxInflightBatches <= 0 {
+		l.MaxInflightBatches = d.MaxInflightBatches
+	}
+	lm := &Limiter{l: l, queries: make(chan struct{}, l.MaxConcurrentQueries), batches: make(chan struct{}, l.MaxInflightBatches)}
+	if l.DataDir != "" && l.MinFreeDisk > 0 {
+		lm.checkDisk(log)
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					lm.checkDisk(log)
+				}
+			}
+		}()
+	}
+	return lm
+}
+
+func (lm *Limiter) checkDisk(log *slog.Logger) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(lm.l.DataDir, &st); err != nil {
+		return
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	lm.free.Store(free)
+	low := free < lm.l.MinFreeDisk
+	if lm.lowDisk.Swap(low) != low {
+		if low {
+			log.Warn("free disk below the floor: refusing ingest, queries go on", "free_bytes", free, "floor_bytes", lm.l.MinFreeDisk)
+		} else {
+			log.Info("free disk back above the floor: ingest resumes", "free_bytes", free)
+		}
+	}
+}
+
+// FreeDisk is the last measured free space of the data directory.
+func (lm *Limiter) FreeDisk() uint64 { return lm.free.Load() }
+
+func exhausted(msg string, retry time.Duration) error {
+	st := status.New(codes.ResourceExhausted, msg)
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
+
+// ingest admits one batch; release must be called when it is stored.
+func (lm *Limiter) ingest(ctx context.Context) (release func(), err error) {
+	if lm == nil {
+		return func() {}, nil
+	}
+	if lm.lowDisk.Load() {
+		return nil, exhausted(fmt.Sprintf("disk almost full: %d bytes free in the data directory, below the floor of %d; ingest is refused until space is freed (queries still work)",
+			lm.free.Load(), lm.l.MinFreeDisk), 10*time.Second)
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case lm.batches <- struct{}{}:
+		return func() { <-lm.batches }, nil
+	case <-t.C:
+		return nil, exhausted(fmt.Sprintf("server busy: %d batches are being stored; retry shortly", lm.l.MaxInflightBatches), time.Second)
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// query admits one query with its timeout.
+func (lm *Limiter) query(ctx context.Context) (context.Context, func(), error) {
+	if lm == nil {
+		return ctx, func() {}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, lm.l.QueryTimeout)
+	select {
+	case lm.queries <- struct{}{}:
+		return ctx, func() { <-lm.queries; cancel() }, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, nil, exhausted(fmt.Sprintf("too many concurrent queries (%d): none finished within %s", lm.l.MaxConcurrentQueries, lm.l.QueryTimeout), time.Second)
+	}
+}
