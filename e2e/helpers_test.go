@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,6 +62,7 @@ type server struct {
 	logs       *os.File
 	exited     chan error
 	extraFlags []string
+	tls        *tls.Config // set when the HTTP listener speaks TLS
 }
 
 // startServer starts `shiplog server` on fresh loopback ports over dir and
@@ -90,8 +92,12 @@ func (s *server) start() {
 	s.exited = make(chan error, 1)
 	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(s.cmd, s.exited)
 	deadline := time.Now().Add(30 * time.Second)
+	hc, scheme := http.DefaultClient, "http://"
+	if s.tls != nil {
+		hc, scheme = &http.Client{Transport: &http.Transport{TLSClientConfig: s.tls}}, "https://"
+	}
 	for {
-		resp, err := http.Get("http://" + s.httpAddr + "/readyz")
+		resp, err := hc.Get(scheme + s.httpAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
