@@ -121,6 +121,7 @@ type Run struct {
 type AppendResult struct {
 	Accepted   int
 	Duplicates int
+	Expired    int    // older than the store keeps (retention): not stored
 	AckedSeq   uint64 // highest seq of the agent held durably
 }
 

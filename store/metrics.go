@@ -5,6 +5,8 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	lines, duplicates, chunks, chunkBytes, errors prometheus.Counter
 	appendSeconds, sealSeconds, indexSeconds      prometheus.Histogram
+	droppedDays                                   prometheus.Counter
+	diskBytes                                     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,7 +23,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		indexSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shiplog_store_index_batch_seconds", Help: "Time to add one batch of chunk documents to Bleve.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 	}
+	m.droppedDays = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_retention_dropped_days_total", Help: "Day partitions dropped by retention."})
+	m.diskBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_store_disk_bytes", Help: "Space the data directory takes on disk, as of the last retention check."})
 	if reg != nil {
+		reg.MustRegister(m.droppedDays, m.diskBytes)
 		reg.MustRegister(m.lines, m.duplicates, m.chunks, m.chunkBytes, m.errors, m.appendSeconds, m.sealSeconds, m.indexSeconds)
 	}
 	return m

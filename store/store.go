@@ -40,6 +40,9 @@ type Options struct {
 	BadgerMemTable  int64         // Badger memtable size
 	BadgerCache     int64         // Badger block cache size
 	Maintenance     time.Duration // period of the sealing/WAL truncation loop
+	Retention       time.Duration // drop day partitions older than this (0: keep)
+	RetentionBytes  int64         // drop the oldest days while the data directory is larger (0: no bound)
+	RetentionCheck  time.Duration // how often retention runs (default 1m)
 }
 
 // DefaultOptions returns the options shiplog runs with.
@@ -55,6 +58,7 @@ func DefaultOptions() Options {
 		BadgerMemTable:  32 << 20,
 		BadgerCache:     64 << 20,
 		Maintenance:     time.Second,
+		RetentionCheck:  time.Minute,
 	}
 }
 
@@ -115,6 +119,10 @@ type Store struct {
 	streamInfo map[uint64]*StreamInfo
 	lastRecv   map[uint64]int64
 	runs       map[string][]model.Run
+	// floor: every day below it was dropped by retention; dayDroppers drop
+	// the other parts of a day (metrics).
+	floor       uint32
+	dayDroppers []func(uint32) error
 
 	nextChunk atomic.Uint64
 	sealCh    chan *head
@@ -163,6 +171,9 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	}
 	if opts.Maintenance <= 0 {
 		opts.Maintenance = def.Maintenance
+	}
+	if opts.RetentionCheck <= 0 {
+		opts.RetentionCheck = def.RetentionCheck
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -313,6 +324,9 @@ func (s *Store) loadMeta() error {
 				return err
 			}
 		}
+		if err := s.loadFloor(txn); err != nil {
+			return err
+		}
 		return s.loadRuns(txn)
 	})
 	if err != nil {
@@ -417,6 +431,11 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	for i := range b.Records {
 		r := &b.Records[i]
 		r.ID = model.ID{}
+		if keys[i].day < s.floor {
+			// Older than retention keeps: dropped as if stored and expired.
+			res.Expired++
+			continue
+		}
 		if ag != nil && r.Seq != 0 {
 			if r.Seq <= maxSeq {
 				res.Duplicates++
@@ -626,6 +645,12 @@ func (s *Store) seal(h *head) {
 	}
 	s.mu.Lock()
 	delete(s.sealing, id)
+	if day < s.floor {
+		// Retention dropped the day while this chunk was being written.
+		s.mu.Unlock()
+		_ = s.db.DropPrefix(chunkKey(pfxChunk, day, id), chunkKey(pfxTimes, day, id), chunkKey(pfxMeta, day, id), chunkKey(pfxBloom, day, id), chunkKey(pfxPending, day, id))
+		return
+	}
 	s.addSealed(meta)
 	s.unindexed[id] = meta
 	s.mu.Unlock()
@@ -640,12 +665,21 @@ func (s *Store) maintLoop() {
 	defer s.maintWG.Done()
 	t := time.NewTicker(s.opts.Maintenance)
 	defer t.Stop()
+	rt := time.NewTicker(s.opts.RetentionCheck)
+	defer rt.Stop()
+	if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
+		s.applyRetention(time.Now())
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 			s.maintain(false)
+		case <-rt.C:
+			if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
+				s.applyRetention(time.Now())
+			}
 		}
 	}
 }

@@ -178,7 +178,7 @@ func (s *Store) replayWAL() ([]*head, error) {
 					break
 				}
 				line := first + uint32(i)
-				if s.covered(k.stream, k.day, line) {
+				if k.day < s.floor || s.covered(k.stream, k.day, line) {
 					skipped++
 					continue
 				}

@@ -50,6 +50,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
 	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
 	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
+	retention := fs.Duration("retention", 0, "drop day partitions (logs and metrics) older than this, e.g. 720h; 0 keeps everything")
+	var retentionSize byteSize
+	fs.Var(&retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
 	fs.Var(&memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
@@ -86,6 +89,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 {
 		return usagef("server: --query-timeout, --max-concurrent-queries and --max-inflight-batches must be positive")
+	}
+	if *retention < 0 {
+		return usagef("server: --retention must not be negative")
+	}
+	if *retention > 0 && *retention < *maxPast {
+		*maxPast = *retention
 	}
 	if *silentAfter <= 0 {
 		return usagef("server: --silent-after must be positive")
@@ -134,6 +143,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	so := store.DefaultOptions()
 	so.Fsync = *fsync
+	so.Retention, so.RetentionBytes = *retention, int64(retentionSize)
 	start := time.Now()
 	st, err := store.Open(*data, so, log, reg)
 	if err != nil {

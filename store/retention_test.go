@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+func TestRetentionDropsDays(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.ChunkMaxLines = 50
+	s := testOpen(t, dir, o)
+	day0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for d := 0; d < 3; d++ {
+		if _, err := s.Append(context.Background(), testBatch("", 120, 0, day0.Add(time.Duration(d)*24*time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.maintain(true)
+	waitSealed(t, s)
+	if got := len(s.Days()); got != 3 {
+		t.Fatalf("%d days", got)
+	}
+	// Open lines of the oldest day are in the WAL only: they must not come back.
+	if _, err := s.Append(context.Background(), testBatch("", 10, 0, day0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	drop := model.Day(day0.Add(24 * time.Hour).UnixNano())
+	if err := s.DropDaysBefore(drop); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, nil, nil); n != 240 {
+		t.Fatalf("%d lines after dropping a day, want 240", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "index", "2026-03-01")); !os.IsNotExist(err) {
+		t.Fatalf("index of the dropped day still there: %v", err)
+	}
+	res, err := s.Append(context.Background(), testBatch("", 5, 0, day0))
+	if err != nil || res.Accepted != 0 || res.Expired != 5 {
+		t.Fatalf("append below the floor: %+v %v", res, err)
+	}
+	// A crash now (no Close) and a replay must not resurrect anything.
+	crash(s)
+	s2 := testOpen(t, dir, o)
+	defer s2.Close()
+	if n := count(t, s2, nil, nil); n != 240 {
+		t.Fatalf("%d lines after reopening, want 240", n)
+	}
+	for _, st := range s2.Streams() {
+		if model.Day(st.First) < drop {
+			t.Fatalf("stream summary still covers a dropped day: %+v", st)
+		}
+	}
+}
+
+// waitSealed waits until no chunk is being sealed or indexed.
+func waitSealed(t testing.TB, s *Store) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.RLock()
+		n := len(s.sealing) + len(s.unindexed)
+		s.mu.RUnlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d chunks still sealing or unindexed", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// crash stops a store's goroutines and closes its files without sealing
+// anything further, as a kill -9 would leave it.
+func crash(s *Store) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.inflight.Wait()
+	close(s.stop)
+	s.maintWG.Wait()
+	close(s.sealCh)
+	s.sealWG.Wait()
+	close(s.indexCh)
+	s.indexWG.Wait()
+	s.persistWG.Wait()
+	_ = s.wal.close()
+	_ = s.idx.closeAll()
+	_ = s.db.Close()
+}
