@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -81,6 +82,8 @@ type Core struct {
 	SilentAfter time.Duration
 	// Limits admits queries and batches (nil: no limits).
 	Limits *Limiter
+	// Backup writes a consistent copy of the store (AdminService/Backup).
+	Backup func(io.Writer) error
 }
 
 // New binds both listeners (so their addresses are known before Serve).
@@ -128,6 +131,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	qs := &queryServer{core: core}
 	shiplogv1.RegisterIngestServiceServer(s.grpc, is)
 	shiplogv1.RegisterQueryServiceServer(s.grpc, qs)
+	shiplogv1.RegisterAdminServiceServer(s.grpc, &adminServer{core: core})
 	reflection.Register(s.grpc)
 
 	gw := runtime.NewServeMux(

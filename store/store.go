@@ -231,6 +231,10 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	if err != nil {
 		return fail(err)
 	}
+	if missing := s.missingIndexes(); len(missing) > 0 {
+		log.Info("store: rebuilding missing day indexes from Badger", "chunks", len(missing))
+		pending = append(pending, missing...)
+	}
 	toSeal, err := s.replayWAL()
 	if err != nil {
 		return fail(err)

@@ -34,6 +34,8 @@ func commands() []command {
 		{"query", "print matching records, oldest first", runQuery},
 		{"tail", "follow new matching records", runTail},
 		{"token", "make a new auth token: shiplog token new --name N --scopes ...", runToken},
+		{"backup", "copy a running server's store to a file", runBackup},
+		{"restore", "create a data directory from a backup file", runRestore},
 	}
 }
 

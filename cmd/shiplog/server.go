@@ -160,6 +160,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Getter:      st,
 		Hub:         hub,
 		SilentAfter: *silentAfter,
+		Backup:      st.Backup,
 		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries,
 			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data}, log),
 	}
