@@ -283,7 +283,10 @@ func run(cfg config) (*results, error) {
 	}
 	var errs []string
 	for i, q := range queries {
-		qr := queryResult{Name: q.name, OK: true, ReferenceMs: reference.QueryMs[i]}
+		qr := queryResult{Name: q.name, OK: true}
+		if i < len(reference.QueryMs) {
+			qr.ReferenceMs = reference.QueryMs[i]
+		}
 		var lat []time.Duration
 		for r := 0; r < cfg.runs; r++ {
 			d, err := q.run()
@@ -344,7 +347,11 @@ func printTable(w *os.File, r *results) {
 		if !q.OK {
 			v = "FAIL"
 		}
-		row("query "+q.Name+" ms", v, fmt.Sprintf("%.0f", q.ReferenceMs))
+		ref := "-"
+		if q.ReferenceMs > 0 {
+			ref = fmt.Sprintf("%.0f", q.ReferenceMs)
+		}
+		row("query "+q.Name+" ms", v, ref)
 	}
 	if r.QueryPeakRSSBytes > 0 {
 		row("peak RSS MiB (restart+queries)", fmt.Sprintf("%.0f", float64(r.QueryPeakRSSBytes)/(1<<20)), "")

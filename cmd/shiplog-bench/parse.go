@@ -390,7 +390,8 @@ type expectation struct {
 		BuildID string `json:"build_id"`
 		Count   int    `json:"count"`
 	} `json:"a_build"`
-	BRareWord struct {
+	DistinctHosts int `json:"distinct_hosts"`
+	BRareWord     struct {
 		Word  string `json:"word"`
 		Count int    `json:"count"`
 	} `json:"b_rare_word"`

@@ -524,6 +524,15 @@ func buildQueries(q *queryClient, exp *expectation) ([]query, error) {
 		return
 	}
 	word := exp.BRareWord.Word
+	// The record in the middle of the vanished host's lines, for context (not timed).
+	hostRecs, _, err := q.searchAll(rng("q", "host:"+exp.EVanishedHost.Host, "order", "asc", "limit", "10000"))
+	if err != nil {
+		return nil, fmt.Errorf("find the middle line of %s: %w", exp.EVanishedHost.Host, err)
+	}
+	if len(hostRecs) != exp.EVanishedHost.HostLines {
+		return nil, fmt.Errorf("host %s has %d lines, want %d", exp.EVanishedHost.Host, len(hostRecs), exp.EVanishedHost.HostLines)
+	}
+	mid := hostRecs[len(hostRecs)/2]
 	return []query{
 		{"a: all lines of " + exp.ABuild.BuildID, func() (time.Duration, error) {
 			recs, took, err := q.searchAll(rng("q", "build_id:"+exp.ABuild.BuildID, "limit", "10000", "order", "asc"))
@@ -584,6 +593,34 @@ func buildQueries(q *queryClient, exp *expectation) ([]query, error) {
 				if i > 0 && r.GetTime().AsTime().After(recs[i-1].GetTime().AsTime()) {
 					return took, fmt.Errorf("rows not newest first at row %d", i)
 				}
+			}
+			return took, nil
+		}},
+		{"f: GET /v1/builds/" + exp.ABuild.BuildID, func() (time.Duration, error) {
+			var b shiplogv1.Build
+			took, err := q.get("/v1/builds/"+exp.ABuild.BuildID, nil, &b)
+			if err == nil && int(b.Lines) != exp.ABuild.Count {
+				err = fmt.Errorf("build has %d lines, want %d", b.Lines, exp.ABuild.Count)
+			}
+			return took, err
+		}},
+		{"g: GET /v1/hosts", func() (time.Duration, error) {
+			var h shiplogv1.ListHostsResponse
+			took, err := q.get("/v1/hosts", nil, &h)
+			if err == nil && len(h.Hosts) != exp.DistinctHosts {
+				err = fmt.Errorf("%d hosts, want %d", len(h.Hosts), exp.DistinctHosts)
+			}
+			return took, err
+		}},
+		{fmt.Sprintf("h: context of line %d of %d of %s", len(hostRecs)/2, len(hostRecs), exp.EVanishedHost.Host), func() (time.Duration, error) {
+			var c shiplogv1.ContextResponse
+			took, err := q.get("/v1/logs/"+mid.Id+":context", url.Values{"before": {"10"}, "after": {"10"}}, &c)
+			if err != nil {
+				return took, err
+			}
+			i := len(hostRecs) / 2
+			if len(c.Before) != 10 || len(c.After) != 10 || c.Before[0].Id != hostRecs[i-10].Id || c.After[9].Id != hostRecs[i+10].Id {
+				return took, fmt.Errorf("context: %d before, %d after, not the host's neighbouring lines", len(c.Before), len(c.After))
 			}
 			return took, nil
 		}},
