@@ -1,0 +1,272 @@
+package server
+
+// POST /v1/logs:write and POST /v1/logs:jsonl, decoded by ingest's JSON
+// decoder (~0.6 us a record) rather than by grpc-gateway and protojson (~4.5
+// us a record, more than the store's work).
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/klauspost/compress/gzip"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/model"
+)
+
+const (
+	jsonlChunk     = 1000 // records of a JSON-lines body handed to Ingest at once
+	jsonlMaxErrors = 100  // line errors listed in an answer (all are counted)
+	// jsonlMaxLine bounds one line: far above ingest's MaxLineBytes, so that
+	// a huge message is cut and marked by ingest rather than refused here.
+	jsonlMaxLine = 16 << 20
+)
+
+// jsonWriteResponse is PushResponse as protojson renders it (uint64 as a string).
+type jsonWriteResponse struct {
+	Accepted   int    `json:"accepted"`
+	Duplicates int    `json:"duplicates"`
+	AckedSeq   string `json:"acked_seq"`
+}
+
+// newJSONWriteHandler serves POST /v1/logs:write: a Push batch in JSON,
+// gzip-compressed or not, answered as Push answers it.
+func newJSONWriteHandler(core Core, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := jsonRequestBody(w, r, maxBody)
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		defer body.Close()
+		buf := jsonBodyBufs.Get().(*bytes.Buffer)
+		defer putJSONBodyBuf(buf)
+		if r.ContentLength > 0 && r.Header.Get("Content-Encoding") == "" {
+			buf.Grow(int(min(r.ContentLength, maxBody)) + 1)
+		}
+		if _, err := buf.ReadFrom(body); err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		b, _, err := ingest.DecodeBatchJSON(buf.Bytes()) // b carries closing, dropped and run too
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		release, err := core.Limits.ingest(r.Context())
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		defer release()
+		res, err := core.Ingest.Ingest(r.Context(), &b)
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, jsonWriteResponse{Accepted: res.Accepted, Duplicates: res.Duplicates, AckedSeq: strconv.FormatUint(res.AckedSeq, 10)})
+	})
+}
+
+type jsonlResponse struct {
+	Accepted   int             `json:"accepted"`
+	Duplicates int             `json:"duplicates"`
+	Rejected   int             `json:"rejected"`
+	Errors     []jsonLineError `json:"errors"`
+}
+
+type jsonLineError struct {
+	Line    int    `json:"line"`
+	Message string `json:"message"`
+}
+
+func (a *jsonlResponse) reject(line int, err error) {
+	a.Rejected++
+	if len(a.Errors) < jsonlMaxErrors {
+		a.Errors = append(a.Errors, jsonLineError{Line: line, Message: jsonLineMessage(err)})
+	}
+}
+
+// lineMessage is err without what the line number already says.
+func jsonLineMessage(err error) string {
+	var je *ingest.JSONError
+	if errors.As(err, &je) {
+		return fmt.Sprintf("byte %d: %s", je.Offset, je.Msg)
+	}
+	msg := strings.TrimPrefix(err.Error(), ingest.ErrInvalid.Error()+": ")
+	return strings.TrimPrefix(msg, "record 0: ")
+}
+
+// newJSONLHandler serves POST /v1/logs:jsonl: one record a line, gzip-
+// compressed or not, the query parameters service, host, build_id and
+// deploy_id filling what a record leaves empty. Records are stored in chunks
+// as they are read; bad lines are counted and listed (the first
+// jsonlMaxErrors of them) without holding back the good ones. The answer is
+// 200 unless every line was bad (400), or reading or storing failed part way,
+// which is reported as an error after what was stored before.
+func newJSONLHandler(core Core, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := jsonRequestBody(w, r, maxBody)
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		defer body.Close()
+		q := r.URL.Query()
+		def := &model.Record{Labels: model.Labels{Service: q.Get("service"), Host: q.Get("host"), BuildID: q.Get("build_id"), DeployID: q.Get("deploy_id")}}
+		jr := ingest.NewJSONLReader(body, def, int(min(maxBody, jsonlMaxLine)))
+		ans := jsonlResponse{Errors: []jsonLineError{}}
+		var recs []model.Record
+		var lines []int
+		flush := func() error {
+			if len(recs) == 0 {
+				return nil
+			}
+			release, err := core.Limits.ingest(r.Context())
+			if err != nil {
+				return err
+			}
+			defer release()
+			err = ingestJSONLines(r, core, recs, lines, &ans)
+			recs, lines = nil, nil
+			return err
+		}
+		for {
+			rec, line, err := jr.Next()
+			if err == io.EOF {
+				break
+			}
+			if errors.Is(err, ingest.ErrInvalid) {
+				ans.reject(line, err)
+				continue
+			}
+			if err == nil {
+				if recs == nil {
+					recs, lines = make([]model.Record, 0, jsonlChunk), make([]int, 0, jsonlChunk)
+				}
+				recs, lines = append(recs, rec), append(lines, line)
+				if len(recs) < jsonlChunk {
+					continue
+				}
+				err = flush()
+			} else if ferr := flush(); ferr != nil {
+				err = ferr
+			}
+			if err != nil {
+				writeHTTPError(w, err, fmt.Sprintf(" (after line %d, with %d records stored)", line, ans.Accepted))
+				return
+			}
+		}
+		if err := flush(); err != nil {
+			writeHTTPError(w, err, fmt.Sprintf(" (%d records stored before)", ans.Accepted))
+			return
+		}
+		code := http.StatusOK
+		if ans.Accepted+ans.Duplicates == 0 && ans.Rejected > 0 {
+			code = http.StatusBadRequest
+		}
+		writeJSON(w, code, ans)
+	})
+}
+
+// ingestLines stores recs. When Ingest refuses them as invalid, it stores
+// each half on its own, down to single records, which are then rejected:
+// one bad record costs the others no more than a few calls.
+func ingestJSONLines(r *http.Request, core Core, recs []model.Record, lines []int, ans *jsonlResponse) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	res, err := core.Ingest.Ingest(r.Context(), &model.Batch{Records: recs})
+	switch {
+	case err == nil:
+		ans.Accepted += res.Accepted
+		ans.Duplicates += res.Duplicates
+		return nil
+	case !errors.Is(err, ingest.ErrInvalid):
+		return err
+	case len(recs) == 1:
+		ans.reject(lines[0], err)
+		return nil
+	}
+	h := len(recs) / 2
+	if err := ingestJSONLines(r, core, recs[:h], lines[:h], ans); err != nil {
+		return err
+	}
+	return ingestJSONLines(r, core, recs[h:], lines[h:], ans)
+}
+
+// requestBody is the request's body, limited to maxBody bytes before and
+// after gzip decompression.
+func jsonRequestBody(w http.ResponseWriter, r *http.Request, maxBody int64) (io.ReadCloser, error) {
+	body := http.MaxBytesReader(w, r.Body, maxBody)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return body, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, gzipBodyError(err)
+		}
+		return http.MaxBytesReader(w, gzipBodyReader{zr, body}, maxBody), nil
+	default:
+		return nil, invalid("Content-Encoding %q is not supported (want gzip or none)", enc)
+	}
+}
+
+type gzipBodyReader struct {
+	zr   *gzip.Reader
+	body io.Closer
+}
+
+func (g gzipBodyReader) Read(p []byte) (int, error) {
+	n, err := g.zr.Read(p)
+	if err != nil && err != io.EOF {
+		err = gzipBodyError(err)
+	}
+	return n, err
+}
+
+func (g gzipBodyReader) Close() error { return g.body.Close() }
+
+func gzipBodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	return invalid("gzip body: %v", err)
+}
+
+var jsonBodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putJSONBodyBuf(b *bytes.Buffer) {
+	if b.Cap() <= 8<<20 {
+		b.Reset()
+		jsonBodyBufs.Put(b)
+	}
+}
+
+// writeHTTPError answers err as errorHandler answers the gateway's errors,
+// with the words of after (if any) after its message.
+func writeHTTPError(w http.ResponseWriter, err error, after ...string) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: int(codes.ResourceExhausted), Status: codes.ResourceExhausted.String(),
+			Message: fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit) + strings.Join(after, "")})
+		return
+	}
+	st := status.Convert(toStatus(err))
+	code := runtime.HTTPStatusFromCode(st.Code())
+	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message() + strings.Join(after, "")})
+}
