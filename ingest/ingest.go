@@ -143,6 +143,9 @@ func (in *Ingester) validate(b *model.Batch) error {
 	minT, maxT := now.Add(-o.MaxPast).UnixNano(), now.Add(o.MaxFuture).UnixNano()
 	for i := range b.Records {
 		r := &b.Records[i]
+		if r.Level >= model.NumLevels {
+			return invalidf("record %d: level %d is not a level", i, r.Level)
+		}
 		if r.Time == 0 {
 			r.Time = now.UnixNano()
 		} else if r.Time < minT || r.Time > maxT {

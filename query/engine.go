@@ -439,7 +439,7 @@ func ParseDuration(s string) (time.Duration, error) {
 	}{{"d", 24 * time.Hour}, {"w", 7 * 24 * time.Hour}} {
 		if n, ok := strings.CutSuffix(s, u.suffix); ok {
 			f, err := strconv.ParseFloat(n, 64)
-			if err != nil || f < 0 {
+			if err != nil || f < 0 || f*float64(u.d) >= float64(1<<63-1) || f != f {
 				return 0, fmt.Errorf("bad duration %q", s)
 			}
 			return time.Duration(f * float64(u.d)), nil

@@ -111,6 +111,15 @@ func lex(s string) ([]token, error) {
 			out = append(out, token{tkRParen, ")"})
 			i++
 			continue
+		case (c == '-' || c == '!') && i+1 < len(s) && s[i+1] == '(',
+			c == '!' && i+1 < len(s) && s[i+1] != ' ' && s[i+1] != '=':
+			// -( ... ), !( ... ) and !term negate.
+			out = append(out, token{tkNot, string(c)})
+			i++
+			continue
+		case c == '+' && i+1 < len(s) && s[i+1] == '(':
+			i++
+			continue
 		}
 		start := i
 		inQuote, inRegex := false, false
@@ -249,8 +258,8 @@ func (p *parser) parseUnary() (node, error) {
 	switch t.kind {
 	case tkNot:
 		p.pos++
-		if p.peek() == nil {
-			return nil, badf("NOT needs a term")
+		if n := p.peek(); n == nil || n.kind == tkAnd || n.kind == tkOr || n.kind == tkRParen {
+			return nil, badf("NOT needs a term after it")
 		}
 		n, err := p.parseUnary()
 		if err != nil {
@@ -288,6 +297,15 @@ func parseTerm(s string) (node, error) {
 	}
 	if s == "" {
 		return nil, badf("empty term")
+	}
+	if n, ok, err := regexpTerm(s); ok {
+		if err != nil {
+			return nil, err
+		}
+		if neg {
+			return notNode{n}, nil
+		}
+		return n, nil
 	}
 	parsed, err := bq.NewQueryStringQuery(s).Parse()
 	if err != nil {
@@ -482,4 +500,18 @@ func wildcardRegexp(w string) string {
 func parseFloat(s string) (float64, bool) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	return f, err == nil
+}
+
+// regexpTerm reads /re/ and field:/re/ itself: Bleve's parser would cut a
+// regular expression at its spaces.
+func regexpTerm(s string) (node, bool, error) {
+	field, re := "", s
+	if i := strings.Index(s, ":/"); i > 0 && !strings.HasPrefix(s, "/") {
+		field, re = s[:i], s[i+1:]
+	}
+	if len(re) < 2 || re[0] != '/' || re[len(re)-1] != '/' {
+		return nil, false, nil
+	}
+	n, err := patternNode(field, re[1:len(re)-1], re)
+	return n, true, err
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=()
 # Packages come here as tests need them (chromium for the UI, rsyslog for syslog).
-want=()
+want=(rsyslog chromium)
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/shiplog/shiplog/alert"
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
@@ -26,6 +27,10 @@ var errorTable = []struct {
 	{errInvalid, codes.InvalidArgument},
 	{store.ErrNotFound, codes.NotFound},
 	{store.ErrClosed, codes.Unavailable},
+	{alert.ErrInvalidRules, codes.FailedPrecondition},
+	{alert.ErrBadRequest, codes.InvalidArgument},
+	{errNoAlerting, codes.Unimplemented},
+	{errNoMetrics, codes.Unavailable},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }

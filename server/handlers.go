@@ -19,6 +19,7 @@ type ingestServer struct {
 	shiplogv1.UnimplementedIngestServiceServer
 	core Core
 	log  *slog.Logger
+	ins  *instruments
 }
 
 func (s *ingestServer) write(ctx context.Context, req *shiplogv1.PushRequest) (*shiplogv1.PushResponse, error) {
@@ -31,7 +32,9 @@ func (s *ingestServer) write(ctx context.Context, req *shiplogv1.PushRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	done := s.ins.batch("logs")
 	res, err := s.core.Ingest.Ingest(ctx, &b)
+	done()
 	if err != nil {
 		return nil, toStatus(err)
 	}

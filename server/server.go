@@ -19,6 +19,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/promql/parser"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -44,6 +45,8 @@ type Options struct {
 	Auth *Auth
 	// TLS, when set, serves both listeners over TLS.
 	TLS *tls.Config
+	// Registerer gets the server's own metrics (nil: none).
+	Registerer prometheus.Registerer
 }
 
 // DefaultOptions returns the contract's defaults.
@@ -84,6 +87,12 @@ type Core struct {
 	Limits *Limiter
 	// Backup writes a consistent copy of the store (AdminService/Backup).
 	Backup func(io.Writer) error
+	// Alerts serves /v1/alerts* and POST /-/reload (nil: no --rules; they
+	// answer Unimplemented).
+	Alerts Alerting
+	// Metrics serves MetricsService, remote write and the Prometheus API
+	// (nil: they answer Unavailable).
+	Metrics *Metrics
 }
 
 // New binds both listeners (so their addresses are known before Serve).
@@ -108,7 +117,8 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		_ = s.gl.Close()
 		return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
 	}
-	unary := []grpc.UnaryServerInterceptor{recoverUnary(log)}
+	ins := newInstruments(opts.Registerer)
+	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), ins.unary()}
 	stream := []grpc.StreamServerInterceptor{recoverStream(log)}
 	if opts.Auth != nil {
 		unary = append(unary, opts.Auth.unary())
@@ -127,11 +137,13 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		s.hl = tls.NewListener(s.hl, opts.TLS)
 	}
 	s.grpc = grpc.NewServer(gopts...)
-	is := &ingestServer{core: core, log: log}
+	is := &ingestServer{core: core, log: log, ins: ins}
 	qs := &queryServer{core: core}
 	shiplogv1.RegisterIngestServiceServer(s.grpc, is)
 	shiplogv1.RegisterQueryServiceServer(s.grpc, qs)
 	shiplogv1.RegisterAdminServiceServer(s.grpc, &adminServer{core: core})
+	ms := &metricsServer{core: core, ins: ins}
+	shiplogv1.RegisterMetricsServiceServer(s.grpc, ms)
 	reflection.Register(s.grpc)
 
 	gw := runtime.NewServeMux(
@@ -146,6 +158,9 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	if err := shiplogv1.RegisterQueryServiceHandlerServer(ctx, gw, qs); err != nil {
+		return nil, err
+	}
+	if err := shiplogv1.RegisterMetricsServiceHandlerServer(ctx, gw, ms); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -167,13 +182,19 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /v1/logs:tail", tailHandler(core, log))
+	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
+	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
+	alertHandlers(mux, core)
+	registerEcosystem(s.grpc, mux, core, int64(opts.MaxRecvBytes), log) // OTLP, Loki push
+	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes}
+	prom.register(mux)
 	mux.Handle("/v1/", httpQueryLimit(core.Limits, gw))
 	if opts.UI != nil {
 		mux.Handle("/", opts.UI)
 	} else {
 		mux.Handle("/", gw)
 	}
-	var handler http.Handler = mux
+	var handler http.Handler = ins.middleware(mux)
 	if opts.Auth != nil {
 		handler = opts.Auth.middleware(handler)
 	}

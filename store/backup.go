@@ -28,6 +28,9 @@ func (s *Store) Backup(w io.Writer) error {
 		return ErrClosed
 	}
 	s.maintain(true)
+	if err := s.ms.sealAll(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		s.mu.RLock()

@@ -16,6 +16,7 @@
 // # Directory layout
 //
 //	DATA/wal/<16 hex>.wal      write-ahead log segments (see wal.go)
+//	DATA/mwal/<16 hex>.wal     the metric samples' write-ahead log (same frames)
 //	DATA/badger/               Badger: chunks, metadata, bloom filters, agents
 //	DATA/index/YYYY-MM-DD/     one Bleve (scorch) index per day, one document per chunk
 //
@@ -33,6 +34,19 @@
 //	            byte k, then the bit array; 10 bits per distinct token
 //	p<day><id>  present while the chunk's Bleve document may not be persisted
 //	a<agent>    the agent's highest stored seq (uvarint)
+//	S<id>       a metric series (id uint64 big-endian): its labels, sorted
+//	            by name (encodeSeriesLabels in metrics_chunk.go)
+//	D<day><id>  the series has samples on day; value: the series' newest
+//	            sample time when last written (varint, Unix ms)
+//	X<day><id><mint><seq>  one chunk of the series' samples on day: mint is
+//	            its first sample time (uint64 big-endian Unix ms, so a day's
+//	            chunks sort by time), seq a unique uint64; value: encoding
+//	            byte 1, maxt-mint uvarint, then a Prometheus XOR chunk
+//	ns<key>     alerting state (alertstate.go): one opaque value per key, written
+//	            by the alert package (rule states, notification log)
+//	nh<seq>     one alert transition (seq uint64 big-endian, from 1); the newest
+//	            MaxAlertHistory are kept
+//	nc          the last alert transition seq given out (uint64 big-endian)
 //
 // Chunk values are never rewritten. Badger runs with compression off (chunk
 // columns are zstd already) and a 1 KiB value threshold, so chunk bodies live in
@@ -63,6 +77,51 @@
 // indexed again (Bleve replaces a document with the same id, so nothing is
 // doubled); the WAL is replayed, skipping every line already in a sealed chunk
 // (by stream, day and line number), so nothing is lost or doubled.
+//
+// # Metrics
+//
+// Metric samples (float64 at a Unix millisecond, per series) live in the same
+// Badger DB (metrics_*.go). A series is its sorted labels, __name__ included;
+// it gets the next id when first seen, and its S key is written before any
+// of its samples is acked. On Open every S and D key is read into memory:
+// the label index (label name -> value -> ascending series ids, and all ids)
+// and each series' days. A selector's series are the intersection of its
+// matchers' postings (a matcher that matches "" takes every series less
+// those with a non-matching value, as in Prometheus), kept when they have a
+// day in the query's range.
+//
+// Samples are encoded with Prometheus' XOR chunk encoding (tsdb/chunkenc:
+// delta-of-delta times, XOR'd values, about 1-2 bytes a sample), bit for bit,
+// so NaN, ±Inf and Prometheus' stale marker are kept as sent. Each series has
+// one open chunk, in time order and on one day; it is sealed (queued, then
+// written with its D key in one write batch) at MetricsOptions.ChunkMaxSamples
+// samples, at a new day, after ChunkMaxAge, or when it pins an old WAL
+// segment. A sample older than the series' newest but within
+// OutOfOrderWindow goes to a small sorted buffer, sealed as its own chunks
+// (one per day); older ones are refused (MetricsResult.OutOfWindow), as is a
+// sample at the time of the newest (Duplicates). Chunks of a series may thus
+// overlap: readers merge them and keep one sample per time.
+//
+// Appends write the accepted samples to the metrics WAL (series id, then
+// time varint and value bits per sample) with one write(2) before they are
+// acked. Segments are deleted once Badger is synced and no open chunk holds
+// a sample from them; Close seals everything and deletes the WAL. On Open the
+// WAL is replayed into open chunks (samples that were sealed already come
+// back as overlapping chunks, merged away on read).
+//
+// Retention drops a day with two DropPrefix calls (X<day>, D<day>), through
+// Store.OnDropDay and for days with metrics only; series left without days
+// are deleted, and samples on dropped days are refused.
+//
+// shiplog_log_lines_total{service, level, deploy_id} (metrics_loglines.go):
+// Append adds each group's lines per level to in-memory counters; every
+// LogLinesInterval they are written as samples, and on Open they continue
+// from the newest stored values.
+//
+// metricStore.mu guards the series maps, the postings, days, open chunks,
+// out-of-order buffers, the seal queue and the metrics WAL; createMu
+// serialises the creation of series (their ids and S keys). Sealed chunks
+// are immutable; readers copy an open chunk's bytes under mu.
 //
 // # Locking
 //

@@ -178,11 +178,16 @@ func dayName(day uint32) string {
 	return time.Unix(0, model.DayStart(day)).UTC().Format("2006-01-02")
 }
 
-var scorchConfig = map[string]any{
-	"unsafe_batch": true,
-	"scorchMergePlanOptions": map[string]any{
-		"MaxSegmentsPerTier": 100,
-	},
+// scorchConfig returns a fresh configuration for each index: Bleve writes
+// the index path into the map it is given, so a shared map would point every
+// index opened later at the last one created.
+func scorchConfig() map[string]any {
+	return map[string]any{
+		"unsafe_batch": true,
+		"scorchMergePlanOptions": map[string]any{
+			"MaxSegmentsPerTier": 100,
+		},
+	}
 }
 
 // get returns the index of day, creating it when create is set; nil when it
@@ -197,7 +202,7 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 	var idx bleve.Index
 	var err error
 	if _, statErr := os.Stat(path); statErr == nil {
-		idx, err = bleve.OpenUsing(path, scorchConfig)
+		idx, err = bleve.OpenUsing(path, scorchConfig())
 	} else if create {
 		if err := os.MkdirAll(x.dir, 0o755); err != nil {
 			return nil, err
@@ -205,7 +210,7 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 		m := mapping.NewIndexMapping()
 		m.DefaultMapping.Dynamic = false
 		m.IndexDynamic, m.StoreDynamic, m.DocValuesDynamic = false, false, false
-		idx, err = bleve.NewUsing(path, m, scorch.Name, scorch.Name, scorchConfig)
+		idx, err = bleve.NewUsing(path, m, scorch.Name, scorch.Name, scorchConfig())
 	} else {
 		return nil, nil
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	Retention       time.Duration // drop day partitions older than this (0: keep)
 	RetentionBytes  int64         // drop the oldest days while the data directory is larger (0: no bound)
 	RetentionCheck  time.Duration // how often retention runs (default 1m)
+
+	// Metrics tunes the metric store (metrics_store.go); Retention applies to it too.
+	Metrics MetricsOptions
 }
 
 // DefaultOptions returns the options shiplog runs with.
@@ -59,6 +62,7 @@ func DefaultOptions() Options {
 		BadgerCache:     64 << 20,
 		Maintenance:     time.Second,
 		RetentionCheck:  time.Minute,
+		Metrics:         DefaultMetricsOptions(),
 	}
 }
 
@@ -101,6 +105,7 @@ type Store struct {
 	db   *badger.DB
 	idx  *indexSet
 	m    *metrics
+	ms   *metricStore // metric series beside the logs (metrics_*.go)
 
 	mu        sync.RWMutex // guards everything below
 	closed    bool
@@ -239,6 +244,11 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	if err != nil {
 		return fail(err)
 	}
+	if s.ms, err = openMetricStore(s, opts.Metrics, reg); err != nil {
+		_ = s.wal.close()
+		return fail(err)
+	}
+	s.dayDroppers = append(s.dayDroppers, s.ms.dropDay)
 	s.start()
 	if len(toSeal) > 0 {
 		s.inflight.Add(1)
@@ -532,6 +542,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		}
 	}
 	s.mu.Unlock()
+	s.countLines(&b, groups)
 
 	for _, h := range full {
 		s.sealCh <- h
@@ -579,7 +590,7 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 	m.MinT = min(m.MinT, r.Time)
 	m.MaxT = max(m.MaxT, r.Time)
 	lv := r.Level
-	if lv == model.LevelUnset {
+	if lv == model.LevelUnset || lv >= model.NumLevels {
 		lv = model.LevelInfo
 	}
 	m.Levels[lv]++
@@ -805,6 +816,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	errs = append(errs, s.wal.close())
 	s.mu.Unlock()
+	errs = append(errs, s.ms.close())
 	errs = append(errs, s.idx.closeAll(), s.db.Close())
 	return errors.Join(errs...)
 }

@@ -3,14 +3,15 @@
 //
 //	python3 ../shared/bench/gen_logs.py -n 2000000 --keys shiplog -o /tmp/logs.jsonl
 //	go build -o bin/shiplog ./cmd/shiplog && go build -o bin/shiplog-bench ./cmd/shiplog-bench
-//	bin/shiplog-bench -bin bin/shiplog -input /tmp/logs.jsonl [-mode grpc|http] [-json out.json]
+//	bin/shiplog-bench -bin bin/shiplog -input /tmp/logs.jsonl [-mode grpc|http|otlp] [-json out.json]
 //
 // It parses the file and builds every batch before the clock starts, starts
 // `shiplog server` on free loopback ports with a fresh data dir, ingests over gRPC
-// Push streams (or HTTP POST /v1/logs:write), records lines/s, server CPU per line
-// and peak RSS, stops the server with SIGTERM, measures the data dir, restarts the
-// server on it and times five queries over HTTP (median of -runs), checking every
-// answer. Any wrong answer or failure exits 1.
+// Push streams (or HTTP POST /v1/logs:write, or OTLP/gRPC LogsService/Export),
+// records lines/s, server CPU per line and peak RSS, stops the server with
+// SIGTERM, measures the data dir, restarts the server on it and times five
+// queries over HTTP (median of -runs), checking every answer. Any wrong answer
+// or failure exits 1.
 package main
 
 import (
@@ -22,6 +23,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 )
 
 // VictoriaLogs' published numbers for the same five questions on 2M lines.
@@ -73,10 +76,10 @@ func main() {
 		input        = flag.String("input", "", "JSONL file from gen_logs.py --keys shiplog (or the first argument)")
 		expectPath   = flag.String("expect", "", "expected answers (default INPUT.expect.json)")
 		bin          = flag.String("bin", "bin/shiplog", "shiplog binary to start as `BIN server`")
-		mode         = flag.String("mode", "grpc", "ingest over grpc (Push streams) or http (POST /v1/logs:write)")
+		mode         = flag.String("mode", "grpc", "ingest over grpc (Push streams), http (POST /v1/logs:write) or otlp (OTLP/gRPC LogsService/Export)")
 		conns        = flag.Int("conns", 4, "concurrent Push streams / HTTP clients, each with its own agent_id")
 		batch        = flag.Int("batch", 1000, "records per batch")
-		inflight     = flag.Int("inflight", 4, "grpc: unacknowledged batches per stream")
+		inflight     = flag.Int("inflight", 4, "grpc: unacknowledged batches per stream; otlp: concurrent Export calls per connection")
 		dataDir      = flag.String("data", "", "server data dir (must be empty or absent; default: a fresh temp dir)")
 		keep         = flag.Bool("keep", false, "keep the temp dir (data and server.log) after a successful run")
 		runs         = flag.Int("runs", 7, "runs per query; the median is reported")
@@ -126,8 +129,8 @@ func (c *config) validate() error {
 	switch {
 	case c.input == "":
 		return fmt.Errorf("-input is required")
-	case c.mode != "grpc" && c.mode != "http":
-		return fmt.Errorf("-mode must be grpc or http, not %q", c.mode)
+	case c.mode != "grpc" && c.mode != "http" && c.mode != "otlp":
+		return fmt.Errorf("-mode must be grpc, http or otlp, not %q", c.mode)
 	case c.conns < 1 || c.batch < 1 || c.inflight < 1 || c.runs < 1:
 		return fmt.Errorf("-conns, -batch, -inflight and -runs must be positive")
 	}
@@ -183,9 +186,13 @@ func run(cfg config) (*results, error) {
 			return nil, err
 		}
 	}
+	var otlpReqs [][]*collogspb.ExportLogsServiceRequest
+	if cfg.mode == "otlp" {
+		otlpReqs = buildOTLP(perConn)
+	}
 	res := &results{Mode: cfg.mode, Input: cfg.input, Lines: len(recs), Conns: cfg.conns, Batch: cfg.batch,
 		RawBytesPerLine: float64(exp.RawBytes) / float64(len(recs)), ParseSeconds: secs(time.Since(t0))}
-	if cfg.mode == "grpc" {
+	if cfg.mode == "grpc" || cfg.mode == "otlp" {
 		res.Inflight = cfg.inflight
 	}
 	logf("parsed %d lines and built %d-record batches in %.2fs", len(recs), cfg.batch, res.ParseSeconds)
@@ -231,6 +238,8 @@ func run(cfg config) (*results, error) {
 	var wall time.Duration
 	if cfg.mode == "grpc" {
 		wall, err = ingestGRPC(context.Background(), srv.grpcAddr, perConn, cfg.inflight, startClock)
+	} else if cfg.mode == "otlp" {
+		wall, err = ingestOTLP(context.Background(), srv.grpcAddr, otlpReqs, cfg.inflight, startClock)
 	} else {
 		wall, err = ingestHTTP(context.Background(), srv.httpAddr, perConn, bodies, startClock)
 	}
@@ -244,7 +253,7 @@ func run(cfg config) (*results, error) {
 		srv.stop(cfg.stopTimeout)
 		return res, fmt.Errorf("read /proc of the server: %v %v", cerr, herr)
 	}
-	bodies, perConn, recs = nil, nil, nil // let the bench's own memory go
+	bodies, perConn, recs, otlpReqs = nil, nil, nil, nil // let the bench's own memory go
 	n := float64(res.Lines)
 	res.IngestSeconds = secs(wall)
 	res.LinesPerSec = n / wall.Seconds()

@@ -33,7 +33,10 @@ func commands() []command {
 		{"server", "run the log server", runServer},
 		{"query", "print matching records, oldest first", runQuery},
 		{"tail", "follow new matching records", runTail},
+		{"agent", "ship lines from files or stdin to the server", runAgent},
+		{"run", "run a command, passing its output through and shipping it", runRun},
 		{"token", "make a new auth token: shiplog token new --name N --scopes ...", runToken},
+		{"rules", "check alert rules files: shiplog rules check FILE", runRules},
 		{"backup", "copy a running server's store to a file", runBackup},
 		{"restore", "create a data directory from a backup file", runRestore},
 	}

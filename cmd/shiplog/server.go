@@ -20,9 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/metrics"
 	"github.com/shiplog/shiplog/query"
 	"github.com/shiplog/shiplog/server"
 	"github.com/shiplog/shiplog/store"
+	"github.com/shiplog/shiplog/web"
 )
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,6 +32,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sd := server.DefaultOptions()
 	httpAddr := fs.String("http", sd.HTTPAddr, "HTTP address: JSON API, web UI, /metrics")
 	grpcAddr := fs.String("grpc", sd.GRPCAddr, "gRPC address")
+	syslogAddr := fs.String("syslog", "", "syslog address, TCP and UDP (RFC 5424 and RFC 3164); empty: off")
 	data := fs.String("data", "./shiplog-data", "data directory")
 	fsync := fs.Bool("fsync", false, "fsync the write-ahead log before every ack (survives power loss, slower)")
 	maxLine := fs.Int("max-line-bytes", ingest.DefaultOptions().MaxLineBytes, "longer messages are cut and marked truncated=true")
@@ -54,6 +57,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var retentionSize byteSize
 	fs.Var(&retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
 	fs.Var(&memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
+	rulesFile := fs.String("rules", "", "alert rules file (see docs/rules.md); reloaded on SIGHUP and POST /-/reload")
+	externalURL := fs.String("external-url", "", "the web UI's address in alert notifications' links (default http://<--http>)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -80,8 +85,16 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *tlsClientCA != "" && *tlsCert == "" {
 		return usagef("server: --tls-client-ca needs --tls-cert and --tls-key")
 	}
+	if *syslogAddr != "" {
+		if _, _, err := net.SplitHostPort(*syslogAddr); err != nil {
+			return usagef("server: --syslog %q: want HOST:PORT", *syslogAddr)
+		}
+	}
 	if *authFile == "" && !*insecure {
-		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}} {
+		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}, {"syslog", *syslogAddr}} {
+			if a.v == "" {
+				continue
+			}
 			if !loopback(a.v) {
 				return usagef("server: refusing to listen on %s (--%s) without --auth-file: anyone who can reach it could read and write logs; add --auth-file, or --insecure if the network is trusted", a.v, a.name)
 			}
@@ -164,15 +177,36 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries,
 			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data}, log),
 	}
+	mo := metrics.DefaultOptions()
+	mo.Timeout = *queryTimeout
+	mio := ingest.DefaultMetricsOptions()
+	mio.MaxPast = *maxPast
+	core.Metrics = &server.Metrics{
+		Ingest:    ingest.NewMetrics(st, mio, log, reg),
+		Engine:    metrics.NewEngine(mo, log, reg),
+		Queryable: metrics.NewQueryable(st, mo),
+	}
+	var al *alerting
+	if *rulesFile != "" {
+		if al, err = startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, st, core.Query, core.Metrics, log, reg); err != nil {
+			_ = st.Close()
+			return err
+		}
+		core.Alerts = al.mgr
+	}
 	so2 := server.DefaultOptions()
+	so2.UI = web.Handler()
 	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg
 	so2.Auth, so2.TLS = auth, tlsCfg
+	so2.Registerer = reg
 	srv, err := server.New(core, so2, log)
 	if err != nil {
+		al.stop()
 		_ = st.Close()
 		return err
 	}
 	go onSIGHUP(ctx, func() {
+		al.reload()
 		if certs != nil {
 			if err := certs.Reload(); err != nil {
 				log.Error("SIGHUP: keeping the old TLS certificate", "err", err)
@@ -186,12 +220,32 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		scheme = "https"
 	}
 	base := scheme + "://" + srv.HTTPAddr()
+	var syslogDone chan error
+	var syslogLine string
+	if *syslogAddr != "" {
+		slo := server.DefaultSyslogOptions()
+		slo.Addr = *syslogAddr
+		sl, err := server.ListenSyslog(core.Ingest, slo, log, reg)
+		if err != nil {
+			al.stop()
+			_ = st.Close()
+			return err
+		}
+		syslogDone = make(chan error, 1)
+		go func() { syslogDone <- sl.Serve(ctx) }()
+		syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
+	}
 	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
 		base, srv.GRPCAddr(), base, *data)
+	fmt.Fprint(stdout, syslogLine)
 	if f, ok := stdout.(*os.File); ok {
 		_ = f.Sync()
 	}
 	serveErr := srv.Serve(ctx)
+	if syslogDone != nil {
+		<-syslogDone // the syslog listener stores what it received first
+	}
+	al.stop()
 	log.Info("shutting down: sealing open chunks")
 	closeErr := st.Close()
 	if serveErr != nil && !strings.Contains(serveErr.Error(), "use of closed") {

@@ -1,0 +1,326 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
+)
+
+// Backoff is capped exponential backoff with jitter: the n-th wait is drawn
+// from [d/2, d) where d = Min·2ⁿ, capped at Max.
+type Backoff struct {
+	Min, Max time.Duration
+	n        int
+	rand     func() float64 // [0, 1); nil means math/rand
+}
+
+// Next returns the next wait.
+func (b *Backoff) Next() time.Duration {
+	d := b.Min
+	for i := 0; i < b.n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	if d < b.Max {
+		b.n++
+	}
+	r := rand.Float64
+	if b.rand != nil {
+		r = b.rand
+	}
+	return d/2 + time.Duration(r()*float64(d/2))
+}
+
+// Reset starts again from Min (after a success).
+func (b *Backoff) Reset() { b.n = 0 }
+
+var (
+	errAckTimeout = errors.New("no answer from the server in time")
+	errRejected   = errors.New("batch rejected")
+)
+
+type recvResult struct {
+	resp *shiplogv1.PushResponse
+	err  error
+}
+
+// sendLoop connects, sends and reconnects until the closing batch is acked or
+// ctx ends.
+func (s *Shipper) sendLoop(ctx context.Context) {
+	defer close(s.done)
+	bo := &Backoff{Min: s.opts.BackoffMin, Max: s.opts.BackoffMax}
+	for i := 0; ; {
+		if !s.waitWork(ctx) {
+			return
+		}
+		addr := s.opts.Servers[i%len(s.opts.Servers)]
+		err := s.session(ctx, addr, bo)
+		if err == nil {
+			s.setErr(nil)
+			return // goodbye acked
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.setErr(fmt.Errorf("%s: %w", addr, err))
+		if errors.Is(err, errRejected) {
+			continue // the bad batch is gone: go on at once
+		}
+		if !s.down {
+			s.log.Warn("cannot deliver to server: spooling and retrying", "server", addr, "err", err)
+			s.down = true
+		}
+		i++
+		select {
+		case <-time.After(bo.Next()):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// waitWork waits until there is a batch to send or a goodbye to say.
+func (s *Shipper) waitWork(ctx context.Context) bool {
+	for {
+		s.mu.Lock()
+		work := len(s.sp.entries) > 0 || s.closing
+		s.mu.Unlock()
+		if work {
+			return true
+		}
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (s *Shipper) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
+
+func (s *Shipper) dial(addr string) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16 << 20)),
+	}
+	return grpc.NewClient(addr, append(opts, s.opts.DialOptions...)...)
+}
+
+// closingMarker stands in the in-flight list for the goodbye batch.
+var closingMarker = &entry{}
+
+// session runs one Push stream: it sends spooled batches in order, up to
+// Window at a time, and deletes each when its answer comes. It returns nil
+// once the goodbye batch is answered.
+func (s *Shipper) session(ctx context.Context, addr string, bo *Backoff) error {
+	cc, err := s.dial(addr)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := shiplogv1.NewIngestServiceClient(cc).Push(sctx)
+	if err != nil {
+		return err
+	}
+	resps := make(chan recvResult, s.opts.Window+1)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			select {
+			case resps <- recvResult{r, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	var inflight []*entry
+	var cursor uint64 // id of the last batch sent
+	lastProgress := time.Now()
+	timer := time.NewTimer(s.opts.AckTimeout)
+	defer timer.Stop()
+	for {
+		var toSend []*entry
+		s.mu.Lock()
+		for len(inflight)+len(toSend) < s.opts.Window {
+			e := s.sp.after(cursor)
+			if e == nil {
+				break
+			}
+			toSend = append(toSend, e)
+			cursor = e.id
+		}
+		goodbye := s.closing && len(toSend) == 0 && len(inflight) == 0 && len(s.sp.entries) == 0 && len(s.cur) == 0
+		dropped := s.sp.state.Dropped
+		s.mu.Unlock()
+
+		for _, e := range toSend {
+			req, err := s.load(e)
+			if err != nil {
+				continue // gone (dropped) or unreadable (now dropped)
+			}
+			req.Dropped = dropped
+			if err := stream.Send(req); err != nil {
+				return s.streamErr(resps, inflight, err)
+			}
+			inflight = append(inflight, e)
+		}
+		if goodbye {
+			req := &shiplogv1.PushRequest{AgentId: s.sp.agentID, Defaults: s.defaults, Closing: true, Dropped: dropped}
+			if err := stream.Send(req); err != nil {
+				return s.streamErr(resps, inflight, err)
+			}
+			inflight = append(inflight, closingMarker)
+		}
+		var timeout <-chan time.Time
+		if len(inflight) > 0 {
+			timer.Reset(time.Until(lastProgress.Add(s.opts.AckTimeout)))
+			timeout = timer.C
+		}
+		select {
+		case r := <-resps:
+			if r.err != nil {
+				return s.recvErr(r.err, inflight)
+			}
+			if len(inflight) == 0 {
+				return errors.New("answer to a batch that was not sent")
+			}
+			e := inflight[0]
+			inflight = inflight[1:]
+			lastProgress = time.Now()
+			bo.Reset()
+			if s.down {
+				s.log.Info("delivering again", "server", addr)
+				s.down = false
+			}
+			if e == closingMarker {
+				s.mu.Lock()
+				s.closeAcked = true
+				s.mu.Unlock()
+				_ = stream.CloseSend()
+				return nil
+			}
+			s.ack(e, r.resp)
+		case <-s.wake:
+		case <-timeout:
+			return fmt.Errorf("%w (%s)", errAckTimeout, s.opts.AckTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// load returns the request of a spooled batch, reading it from disk when it
+// is not kept in memory. An unreadable batch is dropped.
+func (s *Shipper) load(e *entry) (*shiplogv1.PushRequest, error) {
+	s.mu.Lock()
+	req, removed, path := e.req, e.removed, e.path
+	s.mu.Unlock()
+	if removed {
+		return nil, errors.New("batch dropped")
+	}
+	if req != nil {
+		return req, nil
+	}
+	req, err := readEntry(path)
+	if err != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if e.removed {
+			return nil, err
+		}
+		s.log.Error("spool: unreadable batch dropped", "file", path, "records", e.records, "err", err)
+		s.sp.remove(e)
+		s.sp.state.Dropped += uint64(e.records)
+		s.lost += uint64(e.records)
+		_ = s.sp.writeState()
+		s.changedLocked()
+		return nil, err
+	}
+	return req, nil
+}
+
+// ack deletes an answered batch.
+func (s *Shipper) ack(e *entry, r *shiplogv1.PushResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !e.removed {
+		s.acked += uint64(e.records)
+		s.sp.remove(e)
+	}
+	if r.GetAckedSeq() >= s.sp.state.NextSeq {
+		// The server holds numbers this spool never gave out: its state was
+		// lost or restored from a copy. Continue above the server's.
+		s.log.Error("server already holds higher seq numbers for this agent id: spool state was reset; continuing after them",
+			"agent_id", s.sp.agentID, "acked_seq", r.GetAckedSeq(), "next_seq", s.sp.state.NextSeq)
+		s.sp.state.NextSeq = r.GetAckedSeq() + 1
+		for _, rec := range s.cur {
+			rec.Seq = s.sp.state.NextSeq
+			s.sp.state.NextSeq++
+		}
+	}
+	s.changedLocked()
+}
+
+// streamErr finds the real error behind a failed Send: the stream's status,
+// which Recv reports. Answers still on their way are taken as acks.
+func (s *Shipper) streamErr(resps chan recvResult, inflight []*entry, err error) error {
+	deadline := time.After(time.Second)
+	for {
+		select {
+		case r := <-resps:
+			if r.err != nil {
+				return s.recvErr(r.err, inflight)
+			}
+			if len(inflight) > 0 {
+				if inflight[0] != closingMarker {
+					s.ack(inflight[0], r.resp)
+				}
+				inflight = inflight[1:]
+			}
+		case <-deadline:
+			return err
+		}
+	}
+}
+
+// recvErr handles a stream that ended. A batch the server refuses as invalid
+// would be refused again: it is dropped (and counted) instead of resent. The
+// server answers in order, so it is the oldest one in flight.
+func (s *Shipper) recvErr(err error, inflight []*entry) error {
+	if status.Code(err) != codes.InvalidArgument || len(inflight) == 0 || inflight[0] == closingMarker {
+		return err
+	}
+	e := inflight[0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !e.removed {
+		s.sp.remove(e)
+		s.sp.state.Dropped += uint64(e.records)
+		s.lost += uint64(e.records)
+		_ = s.sp.writeState()
+		s.changedLocked()
+	}
+	s.log.Error("server rejected a batch: dropped", "records", e.records, "first_seq", e.first, "err", status.Convert(err).Message())
+	return fmt.Errorf("%w: %v", errRejected, err)
+}

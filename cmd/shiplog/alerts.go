@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shiplog/shiplog/alert"
+	"github.com/shiplog/shiplog/query"
+	"github.com/shiplog/shiplog/server"
+	"github.com/shiplog/shiplog/store"
+)
+
+// alerting is the server's rule manager and notifier, running.
+type alerting struct {
+	mgr    *alert.Manager
+	nt     *alert.Notifier
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startAlerting loads the rules file (a file that does not load is a usage
+// error at start) and starts evaluating. externalURL "" means http(s)://httpAddr.
+func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string, tls bool, st *store.Store, eng *query.Engine,
+	metrics *server.Metrics, log *slog.Logger, reg prometheus.Registerer) (*alerting, error) {
+	if externalURL == "" {
+		scheme := "http://"
+		if tls {
+			scheme = "https://"
+		}
+		externalURL = scheme + httpAddr
+	}
+	if u, err := url.Parse(externalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usagef("server: --external-url %q: want an http:// or https:// URL", externalURL)
+	}
+	externalURL = strings.TrimRight(externalURL, "/")
+	no := alert.DefaultNotifierOptions()
+	no.ExternalURL, no.Store = externalURL, st
+	nt, err := alert.NewNotifier(log, reg, no)
+	if err != nil {
+		return nil, err
+	}
+	mo := alert.DefaultOptions()
+	mo.Logs = server.AlertLogsQuery(eng)
+	mo.Query = server.AlertPromQuery(metrics)
+	mo.Notify, mo.Store, mo.ExternalURL = nt.Notify, st, externalURL
+	mo.Parse = rulesParseOptions()
+	mgr, err := alert.NewManager(log, reg, mo)
+	if err != nil {
+		nt.Close()
+		return nil, err
+	}
+	if err := mgr.LoadFile(rulesFile); err != nil {
+		nt.Close()
+		return nil, usagef("server: --rules %v", err)
+	}
+	if mo.Query == nil {
+		log.Warn("no PromQL engine: expr: rules report an error")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	a := &alerting{mgr: mgr, nt: nt, log: log, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		mgr.Run(ctx)
+	}()
+	return a, nil
+}
+
+// reload reads the rules file again (SIGHUP); a bad file keeps the old rules.
+func (a *alerting) reload() {
+	if a == nil {
+		return
+	}
+	if err := a.mgr.Reload(); err == nil {
+		a.log.Info("SIGHUP: rules reloaded")
+	}
+}
+
+// stop ends evaluation and notification (before the store closes).
+func (a *alerting) stop() {
+	if a == nil {
+		return
+	}
+	a.cancel()
+	<-a.done
+	a.nt.Close()
+}

@@ -1,0 +1,112 @@
+package server
+
+// What the ecosystem's protocols (OTLP, the Loki push API, syslog) share: they
+// convert to model.Record and store through the Ingester, record by record
+// where need be, so that one bad record does not cost the others.
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/model"
+)
+
+// ecoChunk is how many records of one request go to Ingest at once: well
+// under ingest's MaxRecords, large enough to cost the store one write.
+const ecoChunk = 10000
+
+// stored counts the outcome of storing converted records.
+type stored struct {
+	Accepted, Duplicates, Rejected int
+	FirstReject                    error // why the first rejected record was refused
+	Done                           int   // records handled (stored or refused), a prefix of those given
+}
+
+func (s *stored) reject(n int, err error) {
+	s.Rejected += n
+	s.Done += n
+	if s.FirstReject == nil {
+		s.FirstReject = err
+	}
+}
+
+// storeRecords stores recs through the Ingester in chunks. When Ingest refuses
+// a chunk as invalid, each half is stored on its own, down to single records,
+// which are then counted as rejected. It returns an error only for what is
+// not the records' fault (store failures, cancellation); what was counted
+// before it is stored.
+func storeRecords(ctx context.Context, in *ingest.Ingester, recs []model.Record, res *stored) error {
+	for len(recs) > 0 {
+		n := min(len(recs), ecoChunk)
+		if err := storeBisect(ctx, in, recs[:n], res); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	return nil
+}
+
+func storeBisect(ctx context.Context, in *ingest.Ingester, recs []model.Record, res *stored) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	r, err := in.Ingest(ctx, &model.Batch{Records: recs})
+	switch {
+	case err == nil:
+		res.Accepted += r.Accepted
+		res.Duplicates += r.Duplicates
+		res.Done += len(recs)
+		return nil
+	case !errors.Is(err, ingest.ErrInvalid):
+		return err
+	case len(recs) == 1:
+		res.reject(1, err)
+		return nil
+	}
+	h := len(recs) / 2
+	if err := storeBisect(ctx, in, recs[:h], res); err != nil {
+		return err
+	}
+	return storeBisect(ctx, in, recs[h:], res)
+}
+
+// rejectMessage is the reason a record was refused, without ingest's
+// "invalid input: record 0:" preamble (the record number is of a sub-batch).
+func rejectMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), ingest.ErrInvalid.Error()+": ")
+	return strings.TrimPrefix(msg, "record 0: ")
+}
+
+// httpStatusOf maps err through the error table to an HTTP status, with a
+// Retry-After header for the statuses a client should retry (429, 503).
+func httpStatusOf(w http.ResponseWriter, err error) (*status.Status, int) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return status.New(codes.ResourceExhausted, err.Error()), http.StatusRequestEntityTooLarge
+	}
+	st := status.Convert(toStatus(err))
+	code := runtime.HTTPStatusFromCode(st.Code())
+	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	return st, code
+}
+
+// registerEcosystem adds the OTLP services to the gRPC server and the OTLP/HTTP
+// and Loki push endpoints to the HTTP mux.
+func registerEcosystem(gs *grpc.Server, mux *http.ServeMux, core Core, maxBody int64, log *slog.Logger) {
+	o := &otlpServer{core: core, log: log}
+	registerOTLPGRPC(gs, o)
+	mux.Handle("POST /v1/logs", otlpHTTPHandler(o, maxBody, o.exportLogsHTTP))
+	mux.Handle("POST /v1/metrics", otlpHTTPHandler(o, maxBody, o.exportMetricsHTTP))
+	mux.Handle("POST /loki/api/v1/push", lokiPushHandler(core, maxBody))
+}

@@ -1,0 +1,123 @@
+package server
+
+// POST /loki/api/v1/push: the Loki push API, in JSON (gzip accepted) and in
+// snappy-compressed protobuf (logproto.PushRequest, decoded with Grafana's
+// Apache-2.0 github.com/grafana/loki/pkg/push). Answers as Loki does: 204 when
+// everything is stored; 400 naming the first refused entry when some are
+// (the others are stored); 429/503 with Retry-After to retry.
+
+import (
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/grafana/loki/pkg/push"
+	"github.com/klauspost/compress/s2"
+
+	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/model"
+)
+
+func lokiPushHandler(core Core, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		release, err := core.Limits.ingest(r.Context())
+		if err != nil {
+			writeEcoError(w, err)
+			return
+		}
+		defer release()
+		body, err := readBody(w, r, maxBody)
+		if err != nil {
+			writeEcoError(w, err)
+			return
+		}
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		var recs []model.Record
+		switch ct {
+		case "application/json":
+			recs, err = ingest.DecodeLokiJSON(body)
+		case "", "application/x-protobuf", "application/protobuf":
+			recs, err = decodeLokiProto(body, maxBody)
+		default:
+			err = invalid("Content-Type %q is not supported: want application/json or application/x-protobuf (snappy)", r.Header.Get("Content-Type"))
+		}
+		if err != nil {
+			writeEcoError(w, err)
+			return
+		}
+		var res stored
+		if err := storeRecords(r.Context(), core.Ingest, recs, &res); err != nil {
+			writeEcoError(w, err, fmt.Sprintf(" (%d entries stored before)", res.Accepted))
+			return
+		}
+		if res.Rejected > 0 {
+			writeEcoError(w, invalid("%d of %d entries refused (the others are stored); the first: %s",
+				res.Rejected, len(recs), rejectMessage(res.FirstReject)))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// decodeLokiProto decodes a snappy-compressed (block format) PushRequest.
+func decodeLokiProto(body []byte, maxBody int64) ([]model.Record, error) {
+	n, err := s2.DecodedLen(body)
+	if err != nil {
+		return nil, invalid("body is not snappy-compressed protobuf: %v", err)
+	}
+	if int64(n) > maxBody {
+		return nil, &http.MaxBytesError{Limit: maxBody}
+	}
+	raw, err := s2.Decode(make([]byte, n), body)
+	if err != nil {
+		return nil, invalid("body is not snappy-compressed protobuf: %v", err)
+	}
+	var req push.PushRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, invalid("malformed Loki PushRequest: %v", err)
+	}
+	return lokiProtoRecords(&req)
+}
+
+// lokiProtoRecords converts a decoded PushRequest. Its strings point into
+// the request buffer (the decoder does not copy them): they are copied here,
+// so that stored records do not hold the whole buffer.
+func lokiProtoRecords(req *push.PushRequest) ([]model.Record, error) {
+	n := 0
+	for i := range req.Streams {
+		n += len(req.Streams[i].Entries)
+	}
+	recs := make([]model.Record, 0, n)
+	for si := range req.Streams {
+		s := &req.Streams[si]
+		labels, err := ingest.ParseLokiLabels(strings.Clone(s.Labels))
+		if err != nil {
+			return nil, fmt.Errorf("stream %d: %w", si, err)
+		}
+		st := ingest.NewLokiStream(labels)
+		for ei := range s.Entries {
+			e := &s.Entries[ei]
+			var meta []model.Attr
+			if len(e.StructuredMetadata) > 0 {
+				meta = make([]model.Attr, len(e.StructuredMetadata))
+				for i, l := range e.StructuredMetadata {
+					meta[i] = model.Attr{Key: strings.Clone(l.Name), Value: strings.Clone(l.Value)}
+				}
+			}
+			var t int64
+			if !e.Timestamp.IsZero() {
+				t = e.Timestamp.UnixNano()
+			}
+			recs = append(recs, st.Record(t, strings.Clone(e.Line), meta))
+		}
+	}
+	return recs, nil
+}
+
+// writeEcoError answers err with shiplog's JSON error body, the status the
+// error table gives and Retry-After where a retry may succeed.
+func writeEcoError(w http.ResponseWriter, err error, after ...string) {
+	st, code := httpStatusOf(w, err)
+	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message() + strings.Join(after, "")})
+}

@@ -1,0 +1,349 @@
+package server
+
+// OTLP metrics to Prometheus-style series, as Prometheus' own OTLP receiver
+// names them (github.com/prometheus/otlptranslator, UnderscoreEscapingWith-
+// Suffixes): gauges and non-monotonic sums are gauges; monotonic cumulative
+// sums are counters (_total); cumulative histograms are _bucket{le}, _sum and
+// _count; summaries are {quantile}, _sum and _count. Delta temporality and
+// exponential histograms are refused (partial_success). The mapping is
+// documented in docs/ingest.md.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/otlptranslator"
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+
+	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/model"
+)
+
+// staleNaN is Prometheus' stale marker, for data points flagged as having no
+// recorded value.
+var staleNaN = math.Float64frombits(0x7ff0000000000002)
+
+// Labels that resource attributes become on every series.
+const (
+	promJob      = "job"      // service.namespace/service.name
+	promInstance = "instance" // service.instance.id, else host.name
+	promHost     = "host"     // host.name
+	promDeployID = "deploy_id"
+	promBuildID  = "build_id"
+)
+
+func (o *otlpServer) exportMetrics(ctx context.Context, req *colmetricspb.ExportMetricsServiceRequest) (*colmetricspb.ExportMetricsServiceResponse, error) {
+	if o.core.Metrics == nil || o.core.Metrics.Ingest == nil {
+		return nil, errNoMetrics
+	}
+	release, err := o.core.Limits.ingest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var res stored
+	series := otlpMetrics(req, &res)
+	if err := storeSeries(ctx, o.core.Metrics.Ingest, series, &res); err != nil {
+		return nil, err
+	}
+	resp := &colmetricspb.ExportMetricsServiceResponse{}
+	if res.Rejected > 0 {
+		resp.PartialSuccess = &colmetricspb.ExportMetricsPartialSuccess{RejectedDataPoints: int64(res.Rejected),
+			ErrorMessage: fmt.Sprintf("%d data points rejected; the first: %s", res.Rejected, rejectMessage(res.FirstReject))}
+	}
+	return resp, nil
+}
+
+// storeSeries stores series through the MetricsIngester, halving what it
+// refuses as invalid down to single series (whose samples are then counted
+// as rejected). Samples dropped as out of the out-of-order window count as
+// rejected too.
+func storeSeries(ctx context.Context, mi *ingest.MetricsIngester, series []model.Series, res *stored) error {
+	if len(series) == 0 {
+		return nil
+	}
+	r, err := mi.Ingest(ctx, series)
+	switch {
+	case err == nil:
+		res.Accepted += r.Accepted
+		res.Duplicates += r.Duplicates
+		if r.OutOfWindow > 0 {
+			res.reject(r.OutOfWindow, fmt.Errorf("%d samples older than their series' newest by more than the out-of-order window (or than retention)", r.OutOfWindow))
+		}
+		return nil
+	case !errors.Is(err, ingest.ErrInvalid):
+		return err
+	case len(series) == 1:
+		res.reject(len(series[0].Samples), err)
+		return nil
+	}
+	h := len(series) / 2
+	if err := storeSeries(ctx, mi, series[:h], res); err != nil {
+		return err
+	}
+	return storeSeries(ctx, mi, series[h:], res)
+}
+
+// seriesSet collects samples by series.
+type seriesSet struct {
+	index  map[string]int
+	series []model.Series
+	key    strings.Builder
+}
+
+func (s *seriesSet) add(ls []model.Label, t int64, v float64) {
+	model.SortLabels(ls)
+	s.key.Reset()
+	for _, l := range ls {
+		s.key.WriteString(l.Name)
+		s.key.WriteByte(0xff)
+		s.key.WriteString(l.Value)
+		s.key.WriteByte(0xff)
+	}
+	i, ok := s.index[s.key.String()]
+	if !ok {
+		i = len(s.series)
+		s.index[s.key.String()] = i
+		s.series = append(s.series, model.Series{Labels: ls})
+	}
+	s.series[i].Samples = append(s.series[i].Samples, model.Sample{T: t, V: v})
+}
+
+// otlpMetrics converts an export request; data points it cannot take are
+// counted in res.
+func otlpMetrics(req *colmetricspb.ExportMetricsServiceRequest, res *stored) []model.Series {
+	set := &seriesSet{index: map[string]int{}}
+	mn := otlptranslator.NewMetricNamer("", otlptranslator.UnderscoreEscapingWithSuffixes)
+	for _, rm := range req.GetResourceMetrics() {
+		base := resourceLabels(rm.GetResource().GetAttributes())
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, m := range sm.GetMetrics() {
+				convertMetric(set, &mn, m, base, res)
+			}
+		}
+	}
+	return set.series
+}
+
+// resourceLabels are the labels every series of a resource gets.
+func resourceLabels(attrs []*commonpb.KeyValue) []model.Label {
+	var name, namespace, instance, host, deploy, build, buildID string
+	for _, kv := range attrs {
+		v := anyString(kv.GetValue())
+		switch kv.GetKey() {
+		case otelServiceName:
+			name = v
+		case "service.namespace":
+			namespace = v
+		case otelInstanceID:
+			instance = v
+		case otelHostName:
+			host = v
+		case otelDeploymentID:
+			deploy = v
+		case otelPipelineRunID:
+			build = v
+		case otelBuildID:
+			buildID = v
+		}
+	}
+	if namespace != "" && name != "" {
+		name = namespace + "/" + name
+	}
+	if instance == "" {
+		instance = host
+	}
+	if build == "" {
+		build = buildID
+	}
+	var ls []model.Label
+	for _, l := range []model.Label{{Name: promJob, Value: name}, {Name: promInstance, Value: instance}, {Name: promHost, Value: host},
+		{Name: promDeployID, Value: deploy}, {Name: promBuildID, Value: build}} {
+		if l.Value != "" {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+func convertMetric(set *seriesSet, mn *otlptranslator.MetricNamer, m *metricspb.Metric, base []model.Label, res *stored) {
+	var typ otlptranslator.MetricType = otlptranslator.MetricTypeGauge
+	cumulative := true
+	var points int
+	switch d := m.GetData().(type) {
+	case *metricspb.Metric_Gauge:
+		points = len(d.Gauge.GetDataPoints())
+	case *metricspb.Metric_Sum:
+		points = len(d.Sum.GetDataPoints())
+		cumulative = d.Sum.GetAggregationTemporality() == metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE
+		if d.Sum.GetIsMonotonic() {
+			typ = otlptranslator.MetricTypeMonotonicCounter
+		} else {
+			typ = otlptranslator.MetricTypeNonMonotonicCounter
+		}
+	case *metricspb.Metric_Histogram:
+		points = len(d.Histogram.GetDataPoints())
+		typ = otlptranslator.MetricTypeHistogram
+		cumulative = d.Histogram.GetAggregationTemporality() == metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE
+	case *metricspb.Metric_Summary:
+		points = len(d.Summary.GetDataPoints())
+		typ = otlptranslator.MetricTypeSummary
+	case *metricspb.Metric_ExponentialHistogram:
+		res.reject(len(d.ExponentialHistogram.GetDataPoints()), invalid("metric %q: exponential histograms are not supported", m.GetName()))
+		return
+	default:
+		return
+	}
+	if !cumulative && typ != otlptranslator.MetricTypeNonMonotonicCounter {
+		res.reject(points, invalid("metric %q: delta temporality is not supported (configure the exporter for cumulative temporality)", m.GetName()))
+		return
+	}
+	name, err := mn.Build(otlptranslator.Metric{Name: m.GetName(), Unit: m.GetUnit(), Type: typ})
+	if err != nil || !ingest.ValidMetricName(name) {
+		res.reject(points, invalid("metric %q: no valid Prometheus name for it", m.GetName()))
+		return
+	}
+	switch d := m.GetData().(type) {
+	case *metricspb.Metric_Gauge:
+		for _, p := range d.Gauge.GetDataPoints() {
+			set.add(pointLabels(name, base, p.GetAttributes()), otlpMillis(p.GetTimeUnixNano()), numberValue(p))
+		}
+	case *metricspb.Metric_Sum:
+		for _, p := range d.Sum.GetDataPoints() {
+			set.add(pointLabels(name, base, p.GetAttributes()), otlpMillis(p.GetTimeUnixNano()), numberValue(p))
+		}
+	case *metricspb.Metric_Histogram:
+		for _, p := range d.Histogram.GetDataPoints() {
+			addHistogram(set, name, base, p, res)
+		}
+	case *metricspb.Metric_Summary:
+		for _, p := range d.Summary.GetDataPoints() {
+			addSummary(set, name, base, p)
+		}
+	}
+}
+
+func addHistogram(set *seriesSet, name string, base []model.Label, p *metricspb.HistogramDataPoint, res *stored) {
+	t := otlpMillis(p.GetTimeUnixNano())
+	stale := p.GetFlags()&uint32(metricspb.DataPointFlags_DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK) != 0
+	val := func(v float64) float64 {
+		if stale {
+			return staleNaN
+		}
+		return v
+	}
+	bounds, counts := p.GetExplicitBounds(), p.GetBucketCounts()
+	if len(counts) != 0 && len(counts) != len(bounds)+1 {
+		res.reject(1, invalid("histogram %q: %d bucket counts for %d bounds (want bounds+1)", name, len(counts), len(bounds)))
+		return
+	}
+	if len(counts) == 0 {
+		bounds = nil // no buckets: +Inf (the count) only
+	}
+	var cum uint64
+	for i, b := range bounds {
+		cum += counts[i]
+		ls := pointLabels(name+"_bucket", base, p.GetAttributes())
+		ls = append(ls, model.Label{Name: "le", Value: formatLe(b)})
+		set.add(ls, t, val(float64(cum)))
+	}
+	ls := pointLabels(name+"_bucket", base, p.GetAttributes())
+	ls = append(ls, model.Label{Name: "le", Value: "+Inf"})
+	set.add(ls, t, val(float64(p.GetCount())))
+	if p.Sum != nil {
+		set.add(pointLabels(name+"_sum", base, p.GetAttributes()), t, val(p.GetSum()))
+	}
+	set.add(pointLabels(name+"_count", base, p.GetAttributes()), t, val(float64(p.GetCount())))
+}
+
+func addSummary(set *seriesSet, name string, base []model.Label, p *metricspb.SummaryDataPoint) {
+	t := otlpMillis(p.GetTimeUnixNano())
+	stale := p.GetFlags()&uint32(metricspb.DataPointFlags_DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK) != 0
+	val := func(v float64) float64 {
+		if stale {
+			return staleNaN
+		}
+		return v
+	}
+	for _, q := range p.GetQuantileValues() {
+		ls := pointLabels(name, base, p.GetAttributes())
+		ls = append(ls, model.Label{Name: "quantile", Value: formatLe(q.GetQuantile())})
+		set.add(ls, t, val(q.GetValue()))
+	}
+	set.add(pointLabels(name+"_sum", base, p.GetAttributes()), t, val(p.GetSum()))
+	set.add(pointLabels(name+"_count", base, p.GetAttributes()), t, val(float64(p.GetCount())))
+}
+
+// formatLe renders a bucket bound or quantile as Prometheus does.
+func formatLe(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+func numberValue(p *metricspb.NumberDataPoint) float64 {
+	if p.GetFlags()&uint32(metricspb.DataPointFlags_DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK) != 0 {
+		return staleNaN
+	}
+	switch v := p.GetValue().(type) {
+	case *metricspb.NumberDataPoint_AsDouble:
+		return v.AsDouble
+	case *metricspb.NumberDataPoint_AsInt:
+		return float64(v.AsInt)
+	}
+	return 0
+}
+
+// otlpMillis converts Unix nanoseconds to the milliseconds of a sample (0
+// stays 0: the time it arrives).
+func otlpMillis(ns uint64) int64 {
+	if ns > math.MaxInt64 {
+		return math.MaxInt64 / 1_000_000 // refused by validation as too far ahead
+	}
+	return int64(ns) / 1e6
+}
+
+// pointLabels are a data point's labels: __name__, the resource's, and its
+// attributes under Prometheus label names (attributes whose names collide
+// once escaped have their values joined with ";", as Prometheus does). The
+// resource's labels win over attributes of the same name.
+func pointLabels(name string, base []model.Label, attrs []*commonpb.KeyValue) []model.Label {
+	ls := make([]model.Label, 0, 1+len(base)+len(attrs)+1)
+	ls = append(ls, model.Label{Name: model.MetricNameLabel, Value: name})
+	ls = append(ls, base...)
+	ln := otlptranslator.LabelNamer{}
+	for _, kv := range attrs {
+		n, err := ln.Build(kv.GetKey())
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(n, "__") {
+			n = "key" + n
+		}
+		v := anyString(kv.GetValue())
+		dup := false
+		for i := range ls {
+			if ls[i].Name == n {
+				if i > len(base) { // another attribute: join
+					ls[i].Value += ";" + v
+				}
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			ls = append(ls, model.Label{Name: n, Value: v})
+		}
+	}
+	return ls
+}

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// remoteWrite takes Prometheus remote write 1.0: a snappy-compressed
+// prompb.WriteRequest. It answers 204 once the samples are durable; bad input
+// is a 400 in the Prometheus API's error format, which senders do not retry.
+// Native histograms are refused: send classic ones (_bucket, _sum, _count).
+func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
+	if a.core.Metrics == nil {
+		writePromError(w, &promError{typ: "unavailable", code: http.StatusServiceUnavailable, err: errNoMetrics})
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/x-protobuf" {
+			writePromError(w, &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
+				err: fmt.Errorf("content type %q: want application/x-protobuf (Prometheus remote write 1.0)", ct)})
+			return
+		}
+		if p := params["proto"]; p != "" && p != "prometheus.WriteRequest" {
+			writePromError(w, &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
+				err: fmt.Errorf("remote write message %q is not supported: send prometheus.WriteRequest (remote write 1.0)", p)})
+			return
+		}
+	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
+		writePromError(w, &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
+			err: fmt.Errorf("content encoding %q: want snappy", enc)})
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writePromError(w, &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: fmt.Errorf("request body is over the limit of %d bytes", mbe.Limit)})
+			return
+		}
+		writePromError(w, promBadData(fmt.Errorf("read body: %w", err)))
+		return
+	}
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		writePromError(w, promBadData(fmt.Errorf("body is not snappy-compressed (block format): %w", err)))
+		return
+	}
+	if n > a.maxBytes {
+		writePromError(w, &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: fmt.Errorf("body decompresses to %d bytes, over the limit of %d", n, a.maxBytes)})
+		return
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		writePromError(w, promBadData(fmt.Errorf("body is not snappy-compressed (block format): %w", err)))
+		return
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		writePromError(w, promBadData(fmt.Errorf("body is not a prometheus.WriteRequest: %w", err)))
+		return
+	}
+	series, err := seriesFromRemoteWrite(&req)
+	if err != nil {
+		writePromError(w, promWriteError(err))
+		return
+	}
+	if _, err := a.ins.storeMetrics(r.Context(), a.core, series); err != nil {
+		writePromError(w, promWriteError(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func seriesFromRemoteWrite(req *prompb.WriteRequest) ([]model.Series, error) {
+	out := make([]model.Series, 0, len(req.Timeseries))
+	for i := range req.Timeseries {
+		ts := &req.Timeseries[i]
+		if len(ts.Histograms) > 0 {
+			return nil, invalid("series %d: native histograms are not supported; send classic histograms (_bucket, _sum and _count series)", i)
+		}
+		if len(ts.Samples) == 0 {
+			continue
+		}
+		ls := make([]model.Label, 0, len(ts.Labels))
+		for _, l := range ts.Labels {
+			ls = append(ls, model.Label{Name: l.Name, Value: l.Value})
+		}
+		sr := model.Series{Labels: ls, Samples: make([]model.Sample, len(ts.Samples))}
+		for j, s := range ts.Samples {
+			if s.Timestamp < 0 {
+				return nil, invalid("series %d %s: timestamp %d is before 1970", i, model.LabelsString(ls), s.Timestamp)
+			}
+			sr.Samples[j] = model.Sample{T: s.Timestamp, V: s.Value}
+		}
+		out = append(out, sr)
+	}
+	return out, nil
+}

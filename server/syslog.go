@@ -1,0 +1,312 @@
+package server
+
+// The syslog listener (--syslog ADDR): TCP and UDP on the same port, RFC 5424
+// and RFC 3164 messages (parsed by ingest.ParseSyslog), octet-counting and
+// newline framing on TCP. Messages are batched, by count and a short linger,
+// into the Ingester. Syslog has no acks: a TCP sender is slowed down while the
+// store is behind (its connection is not read), UDP datagrams are dropped by
+// the kernel.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/model"
+)
+
+// SyslogOptions tune the syslog listener.
+type SyslogOptions struct {
+	Addr            string        // HOST:PORT for both TCP and UDP
+	BatchSize       int           // records handed to Ingest at once
+	Linger          time.Duration // longest a record waits for its batch to fill
+	MaxMessageBytes int           // longer messages are cut (TCP) or dropped by the kernel (UDP)
+	MaxConns        int           // TCP connections at once; more are closed at once
+	Now             func() time.Time
+}
+
+// DefaultSyslogOptions returns the listener's defaults.
+func DefaultSyslogOptions() SyslogOptions {
+	return SyslogOptions{BatchSize: 1000, Linger: 100 * time.Millisecond, MaxMessageBytes: 64 << 10, MaxConns: 1024, Now: time.Now}
+}
+
+// Syslog receives syslog messages over TCP and UDP.
+type Syslog struct {
+	opts SyslogOptions
+	in   *ingest.Ingester
+	log  *slog.Logger
+	tl   net.Listener
+	ul   net.PacketConn
+	recs chan model.Record
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+
+	malformedLog throttle
+	droppedLog   throttle
+
+	messages  *prometheus.CounterVec
+	malformed prometheus.Counter
+	dropped   prometheus.Counter
+	connGauge prometheus.Gauge
+}
+
+// ListenSyslog binds opts.Addr on TCP, then UDP on the same port.
+func ListenSyslog(in *ingest.Ingester, opts SyslogOptions, log *slog.Logger, reg prometheus.Registerer) (*Syslog, error) {
+	d := DefaultSyslogOptions()
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = d.BatchSize
+	}
+	if opts.Linger <= 0 {
+		opts.Linger = d.Linger
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = d.MaxConns
+	}
+	if opts.Now == nil {
+		opts.Now = d.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Syslog{opts: opts, in: in, log: log.With("component", "syslog"), recs: make(chan model.Record, 4*opts.BatchSize),
+		conns: map[net.Conn]struct{}{},
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shiplog_syslog_messages_total",
+			Help: "Syslog messages received, by transport."}, []string{"transport"}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_syslog_malformed_total",
+			Help: "Syslog messages that could not be parsed (dropped)."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_syslog_dropped_total",
+			Help: "Parsed syslog messages not stored: refused by validation or lost to a store error."}),
+		connGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_syslog_connections",
+			Help: "Open syslog TCP connections."}),
+	}
+	s.malformedLog.every, s.droppedLog.every = 10*time.Second, 10*time.Second
+	if reg != nil {
+		reg.MustRegister(s.messages, s.malformed, s.dropped, s.connGauge)
+	}
+	var err error
+	if s.tl, err = net.Listen("tcp", opts.Addr); err != nil {
+		return nil, fmt.Errorf("listen --syslog %s (tcp): %w", opts.Addr, err)
+	}
+	host, _, _ := net.SplitHostPort(opts.Addr)
+	_, port, _ := net.SplitHostPort(s.tl.Addr().String())
+	if s.ul, err = net.ListenPacket("udp", net.JoinHostPort(host, port)); err != nil {
+		_ = s.tl.Close()
+		return nil, fmt.Errorf("listen --syslog %s (udp): %w", opts.Addr, err)
+	}
+	return s, nil
+}
+
+// Addr is the bound address (the same port for TCP and UDP).
+func (s *Syslog) Addr() string { return s.tl.Addr().String() }
+
+// Serve receives until ctx is done, then closes the listeners and every
+// connection, stores what was received and returns.
+func (s *Syslog) Serve(ctx context.Context) error {
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); s.serveUDP() }()
+	go func() { defer readers.Done(); s.acceptTCP(&readers) }()
+	done := make(chan struct{})
+	go func() { defer close(done); s.batch(context.WithoutCancel(ctx)) }()
+	<-ctx.Done()
+	_ = s.tl.Close()
+	_ = s.ul.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	readers.Wait()
+	close(s.recs)
+	<-done
+	return nil
+}
+
+func (s *Syslog) serveUDP() {
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := s.ul.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("udp read", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.messages.WithLabelValues("udp").Inc()
+		s.handle(buf[:n], from.String(), false)
+	}
+}
+
+func (s *Syslog) acceptTCP(readers *sync.WaitGroup) {
+	for {
+		c, err := s.tl.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("tcp accept", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		s.mu.Lock()
+		if len(s.conns) >= s.opts.MaxConns {
+			s.mu.Unlock()
+			s.log.Warn("too many syslog connections: closing a new one", "remote", c.RemoteAddr().String(), "max", s.opts.MaxConns)
+			_ = c.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.connGauge.Inc()
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			s.serveConn(c)
+		}()
+	}
+}
+
+func (s *Syslog) serveConn(c net.Conn) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.connGauge.Dec()
+		_ = c.Close()
+	}()
+	r := ingest.NewSyslogReader(c, s.opts.MaxMessageBytes)
+	for {
+		msg, err := r.Next()
+		if err != nil {
+			if errors.Is(err, ingest.ErrSyslogFrame) {
+				s.malformed.Inc()
+				s.logMalformed(c.RemoteAddr().String(), err, nil)
+			}
+			return
+		}
+		s.messages.WithLabelValues("tcp").Inc()
+		s.handle(msg, c.RemoteAddr().String(), r.Truncated())
+	}
+}
+
+// handle parses one message (cut to MaxMessageBytes if truncated) and
+// queues its record.
+func (s *Syslog) handle(msg []byte, from string, truncated bool) {
+	rec, err := ingest.ParseSyslog(msg, s.opts.Now())
+	if err != nil {
+		s.malformed.Inc()
+		s.logMalformed(from, err, msg)
+		return
+	}
+	if truncated {
+		rec.Attrs = append(rec.Attrs, model.Attr{Key: ingest.TruncatedAttr, Value: "true"})
+		slices.SortStableFunc(rec.Attrs, func(a, b model.Attr) int { return strings.Compare(a.Key, b.Key) })
+	}
+	s.recs <- rec
+}
+
+func (s *Syslog) logMalformed(from string, err error, msg []byte) {
+	if n, ok := s.malformedLog.allow(); ok {
+		s.log.Warn("malformed syslog message dropped", "from", from, "err", err, "message", fmt.Sprintf("%.200q", msg), "suppressed", n)
+	}
+}
+
+// batch hands records to Ingest BatchSize at a time, or Linger after the
+// first of a batch arrived, until recs is closed.
+func (s *Syslog) batch(ctx context.Context) {
+	buf := make([]model.Record, 0, s.opts.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flush := func() {
+		timer.Stop()
+		if len(buf) > 0 {
+			s.store(ctx, buf)
+			buf = make([]model.Record, 0, s.opts.BatchSize)
+		}
+	}
+	for {
+		select {
+		case rec, ok := <-s.recs:
+			if !ok {
+				flush()
+				return
+			}
+			if len(buf) == 0 {
+				timer.Reset(s.opts.Linger)
+			}
+			if buf = append(buf, rec); len(buf) >= s.opts.BatchSize {
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+// store stores a batch, retrying store errors for a while (the senders wait
+// meanwhile); records refused as invalid are dropped and counted.
+func (s *Syslog) store(ctx context.Context, recs []model.Record) {
+	var lost int
+	var err, why error
+	for attempt, wait := 0, 100*time.Millisecond; ; attempt, wait = attempt+1, wait*2 {
+		var res stored
+		err = storeRecords(ctx, s.in, recs, &res)
+		lost += res.Rejected
+		if why == nil {
+			why = res.FirstReject
+		}
+		recs = recs[res.Done:] // what was handled before an error stays handled
+		if err == nil || attempt == 5 {
+			break
+		}
+		time.Sleep(wait)
+	}
+	if err != nil {
+		lost += len(recs)
+		why = err
+	}
+	if lost == 0 {
+		return
+	}
+	s.dropped.Add(float64(lost))
+	if n, ok := s.droppedLog.allow(); ok {
+		s.log.Warn("syslog records dropped", "count", lost, "err", why, "suppressed", n)
+	}
+}
+
+// throttle lets a log line through at most once per every; allow returns how
+// many were held back since the last one let through.
+type throttle struct {
+	every      time.Duration
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (t *throttle) allow() (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if !t.last.IsZero() && now.Sub(t.last) < t.every {
+		t.suppressed++
+		return 0, false
+	}
+	n := t.suppressed
+	t.last, t.suppressed = now, 0
+	return n, true
+}

@@ -1,0 +1,346 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// MetricMatcher selects series by the value of one label. A series without
+// the label has the value "" for it, as in Prometheus: a matcher that
+// matches "" also selects series that lack the label.
+type MetricMatcher struct {
+	Name    string
+	Equal   bool   // the value must be exactly Value (the index answers it directly)
+	Value   string // with Equal
+	Matches func(value string) bool
+}
+
+func (m *MetricMatcher) matches(v string) bool {
+	if m.Equal {
+		return v == m.Value
+	}
+	return m.Matches(v)
+}
+
+// MetricSeries is a series as a reader returns it. Labels must not be modified.
+type MetricSeries struct {
+	ID     uint64
+	Labels []model.Label
+}
+
+// MetricReader reads metric series in [mint, maxt] (Unix ms, inclusive) from
+// one consistent view of Badger, plus what is in memory at each call. It is
+// not safe for concurrent use; Close releases it.
+type MetricReader struct {
+	ms         *metricStore
+	txn        *badger.Txn
+	mint, maxt int64
+	d0, d1     uint32
+}
+
+// MetricReader returns a reader of the metric series in [mint, maxt] (Unix ms).
+func (s *Store) MetricReader(mint, maxt int64) *MetricReader { return s.ms.reader(mint, maxt) }
+
+func (ms *metricStore) reader(mint, maxt int64) *MetricReader {
+	mint = max(mint, 0)
+	r := &MetricReader{ms: ms, txn: ms.db.NewTransaction(false), mint: mint, maxt: maxt}
+	if maxt >= mint {
+		r.d0, r.d1 = msDay(mint), msDay(maxt)
+	}
+	return r
+}
+
+// Close releases the reader.
+func (r *MetricReader) Close() { r.txn.Discard() }
+
+func (r *MetricReader) empty() bool { return r.maxt < r.mint }
+
+// Select returns the series that match every matcher and have samples on a
+// day in the reader's range, in id order. It stops after limit+1 series when
+// limit > 0, so callers can tell that the limit was passed.
+func (r *MetricReader) Select(matchers []MetricMatcher, limit int) []MetricSeries {
+	if r.empty() {
+		return nil
+	}
+	ms := r.ms
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	ids := ms.selectIDs(matchers)
+	var out []MetricSeries
+	for _, id := range ids {
+		sr := ms.series[id]
+		if sr == nil || !sr.hasDayIn(r.d0, r.d1) {
+			continue
+		}
+		out = append(out, MetricSeries{ID: id, Labels: sr.lset})
+		if limit > 0 && len(out) > limit {
+			break
+		}
+	}
+	return out
+}
+
+// selectIDs returns the ascending ids of series matching every matcher.
+// Caller holds mu.
+func (ms *metricStore) selectIDs(matchers []MetricMatcher) []uint64 {
+	var sets [][]uint64
+	var minus [][]uint64
+	for i := range matchers {
+		m := &matchers[i]
+		vals := ms.postings[m.Name]
+		switch {
+		case m.Equal && m.Value != "":
+			sets = append(sets, vals[m.Value])
+		case m.matches(""):
+			// Every series, less those whose value does not match.
+			for v, ids := range vals {
+				if !m.matches(v) {
+					minus = append(minus, ids)
+				}
+			}
+		default:
+			var u [][]uint64
+			for v, ids := range vals {
+				if m.matches(v) {
+					u = append(u, ids)
+				}
+			}
+			sets = append(sets, unionIDs(u))
+		}
+	}
+	var res []uint64
+	if len(sets) == 0 {
+		res = ms.allIDs
+	} else {
+		sort.Slice(sets, func(i, j int) bool { return len(sets[i]) < len(sets[j]) })
+		res = sets[0]
+		for _, s := range sets[1:] {
+			res = intersectIDs(res, s)
+		}
+	}
+	if len(minus) > 0 {
+		res = subtractIDs(res, unionIDs(minus))
+	}
+	return res
+}
+
+func unionIDs(sets [][]uint64) []uint64 {
+	switch len(sets) {
+	case 0:
+		return nil
+	case 1:
+		return sets[0]
+	}
+	var n int
+	for _, s := range sets {
+		n += len(s)
+	}
+	out := make([]uint64, 0, n)
+	for _, s := range sets {
+		out = append(out, s...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	k := 0
+	for i, v := range out {
+		if i == 0 || v != out[k-1] {
+			out[k] = v
+			k++
+		}
+	}
+	return out[:k]
+}
+
+func intersectIDs(a, b []uint64) []uint64 {
+	out := make([]uint64, 0, min(len(a), len(b)))
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func subtractIDs(a, b []uint64) []uint64 {
+	out := make([]uint64, 0, len(a))
+	j := 0
+	for _, v := range a {
+		for j < len(b) && b[j] < v {
+			j++
+		}
+		if j < len(b) && b[j] == v {
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// LabelNames returns the sorted label names of the series that match (all
+// series with samples in range when there are no matchers).
+func (r *MetricReader) LabelNames(matchers []MetricMatcher) []string {
+	if r.empty() {
+		return nil
+	}
+	ms := r.ms
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	var out []string
+	if len(matchers) == 0 {
+		for name, vals := range ms.postings {
+			if r.anyInRange(vals) {
+				out = append(out, name)
+			}
+		}
+	} else {
+		seen := map[string]struct{}{}
+		for _, id := range ms.selectIDs(matchers) {
+			sr := ms.series[id]
+			if sr == nil || !sr.hasDayIn(r.d0, r.d1) {
+				continue
+			}
+			for _, l := range sr.lset {
+				if _, ok := seen[l.Name]; !ok {
+					seen[l.Name] = struct{}{}
+					out = append(out, l.Name)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LabelValues returns the sorted values of label name among the series that
+// match.
+func (r *MetricReader) LabelValues(name string, matchers []MetricMatcher) []string {
+	if r.empty() {
+		return nil
+	}
+	ms := r.ms
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	var out []string
+	if len(matchers) == 0 {
+		for v, ids := range ms.postings[name] {
+			if r.anyInRange(map[string][]uint64{v: ids}) {
+				out = append(out, v)
+			}
+		}
+	} else {
+		seen := map[string]struct{}{}
+		for _, id := range ms.selectIDs(matchers) {
+			sr := ms.series[id]
+			if sr == nil || !sr.hasDayIn(r.d0, r.d1) {
+				continue
+			}
+			for _, l := range sr.lset {
+				if l.Name != name {
+					continue
+				}
+				if _, ok := seen[l.Value]; !ok {
+					seen[l.Value] = struct{}{}
+					out = append(out, l.Value)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// anyInRange reports whether any series in the postings has samples in range.
+// Caller holds mu.
+func (r *MetricReader) anyInRange(vals map[string][]uint64) bool {
+	for _, ids := range vals {
+		for _, id := range ids {
+			if sr := r.ms.series[id]; sr != nil && sr.hasDayIn(r.d0, r.d1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Chunks returns the chunks of series id that overlap the reader's range,
+// sorted by MinT. They may overlap each other (see MetricChunk).
+func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
+	if r.empty() {
+		return nil, nil
+	}
+	ms := r.ms
+	var chunks []MetricChunk
+	var days []uint32
+	ms.mu.RLock()
+	sr := ms.series[id]
+	if sr == nil {
+		ms.mu.RUnlock()
+		return nil, nil
+	}
+	for _, d := range sr.days {
+		if d >= r.d0 && d <= r.d1 {
+			days = append(days, d)
+		}
+	}
+	if h := sr.head; h != nil && h.maxt >= r.mint && h.mint <= r.maxt {
+		chunks = append(chunks, MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: append([]byte(nil), h.chunk.Bytes()...)})
+	}
+	for _, j := range sr.sealing {
+		if j.c.MaxT >= r.mint && j.c.MinT <= r.maxt {
+			chunks = append(chunks, j.c)
+		}
+	}
+	var ooo []model.Sample
+	if o := sr.ooo; o != nil {
+		for _, s := range o.s {
+			if s.T >= r.mint && s.T <= r.maxt {
+				ooo = append(ooo, s)
+			}
+		}
+	}
+	ms.mu.RUnlock()
+	if len(ooo) > 0 {
+		chunks = append(chunks, MetricChunk{MinT: ooo[0].T, MaxT: ooo[len(ooo)-1].T, XOR: encodeXOR(ooo)})
+	}
+
+	for _, d := range days {
+		it := r.txn.NewIterator(badger.IteratorOptions{Prefix: samplesPrefix(d, id)})
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if len(k) != 29 {
+				continue
+			}
+			mint := int64(binary.BigEndian.Uint64(k[13:]))
+			if mint > r.maxt {
+				break
+			}
+			err := item.Value(func(v []byte) error {
+				maxt, xor, err := decodeChunkValue(mint, v)
+				if err != nil || maxt < r.mint {
+					return err
+				}
+				chunks = append(chunks, MetricChunk{MinT: mint, MaxT: maxt, XOR: append([]byte(nil), xor...)})
+				return nil
+			})
+			if err != nil {
+				it.Close()
+				return nil, fmt.Errorf("series %d: %w", id, err)
+			}
+		}
+		it.Close()
+	}
+	sort.Slice(chunks, func(i, j int) bool { return chunks[i].MinT < chunks[j].MinT })
+	return chunks, nil
+}

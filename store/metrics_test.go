@@ -1,0 +1,314 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+func metricLabels(name string, kv ...string) []model.Label {
+	ls := []model.Label{{Name: model.MetricNameLabel, Value: name}}
+	for i := 0; i < len(kv); i += 2 {
+		ls = append(ls, model.Label{Name: kv[i], Value: kv[i+1]})
+	}
+	model.SortLabels(ls)
+	return ls
+}
+
+// readAll returns every sample of the series matching name in [mint, maxt],
+// merged as a querier would.
+func readAll(t testing.TB, s *Store, mint, maxt int64, ms ...MetricMatcher) map[string][]model.Sample {
+	t.Helper()
+	r := s.MetricReader(mint, maxt)
+	defer r.Close()
+	out := map[string][]model.Sample{}
+	for _, sr := range r.Select(ms, 0) {
+		chunks, err := r.Chunks(sr.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[model.LabelsString(sr.Labels)] = mergeChunks(t, chunks, mint, maxt)
+	}
+	return out
+}
+
+// mergeChunks decodes chunks, sorts by time and keeps the first of equal times.
+func mergeChunks(t testing.TB, chunks []MetricChunk, mint, maxt int64) []model.Sample {
+	t.Helper()
+	byT := map[int64]float64{}
+	var ts []int64
+	for _, c := range chunks {
+		ch, err := chunkenc.FromData(chunkenc.EncXOR, c.XOR)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := ch.Iterator(nil)
+		prev := int64(math.MinInt64)
+		for it.Next() == chunkenc.ValFloat {
+			tt, v := it.At()
+			if tt <= prev {
+				t.Fatalf("chunk not in time order: %d after %d", tt, prev)
+			}
+			prev = tt
+			if tt < c.MinT || tt > c.MaxT {
+				t.Fatalf("sample %d outside chunk bounds [%d, %d]", tt, c.MinT, c.MaxT)
+			}
+			if _, ok := byT[tt]; !ok && tt >= mint && tt <= maxt {
+				byT[tt] = v
+				ts = append(ts, tt)
+			}
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := make([]model.Sample, 0, len(ts))
+	for _, tt := range ts {
+		out = append(out, model.Sample{T: tt, V: byT[tt]})
+	}
+	sortSamples(out)
+	return out
+}
+
+func sortSamples(s []model.Sample) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j].T < s[j-1].T; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+func eq(name, v string) MetricMatcher { return MetricMatcher{Name: name, Equal: true, Value: v} }
+
+func TestMetricsAppendReadRestart(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.Metrics.ChunkMaxSamples = 50
+	s := testOpen(t, dir, o)
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute).UnixMilli()
+	var want []model.Sample
+	for b := 0; b < 10; b++ {
+		var batch []model.Series
+		for i := 0; i < 3; i++ {
+			sr := model.Series{Labels: metricLabels("req_total", "svc", fmt.Sprintf("s%d", i))}
+			for j := 0; j < 20; j++ {
+				k := b*20 + j
+				sr.Samples = append(sr.Samples, model.Sample{T: t0 + int64(k)*15000, V: float64(k * (i + 1))})
+				if i == 1 {
+					want = append(want, sr.Samples[len(sr.Samples)-1])
+				}
+			}
+			batch = append(batch, sr)
+		}
+		res, err := s.AppendSamples(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Accepted != 60 {
+			t.Fatalf("accepted %d, want 60", res.Accepted)
+		}
+	}
+	check := func(s *Store, when string) {
+		t.Helper()
+		got := readAll(t, s, 0, math.MaxInt64, eq(model.MetricNameLabel, "req_total"), eq("svc", "s1"))
+		if len(got) != 1 {
+			t.Fatalf("%s: %d series, want 1: %v", when, len(got), got)
+		}
+		g := got[`req_total{svc="s1"}`]
+		if len(g) != len(want) {
+			t.Fatalf("%s: %d samples, want %d", when, len(g), len(want))
+		}
+		for i := range want {
+			if g[i] != want[i] {
+				t.Fatalf("%s: sample %d = %v, want %v", when, i, g[i], want[i])
+			}
+		}
+	}
+	check(s, "before restart")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	check(s, "after restart")
+	// Resending is harmless: every sample is a duplicate.
+	res, err := s.AppendSamples(ctx, []model.Series{{Labels: metricLabels("req_total", "svc", "s1"), Samples: want[len(want)-5:]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The newest is known as a duplicate; older ones cannot be told from
+	// out-of-order samples without reading chunks, and are merged on read.
+	if res.Accepted+res.Duplicates != 5 || res.Duplicates < 1 {
+		t.Fatalf("resend: %+v, want 5 accepted or duplicates, the newest a duplicate", res)
+	}
+	check(s, "after resend")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMetricsOutOfOrderAndSpecialValues(t *testing.T) {
+	s := testOpen(t, t.TempDir(), DefaultOptions())
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	ls := metricLabels("temp", "room", "a")
+	stale := math.Float64frombits(0x7ff0000000000002)
+	in := []model.Sample{
+		{T: now, V: 1},
+		{T: now - 60_000, V: math.NaN()},            // out of order, within the window
+		{T: now - 30_000, V: math.Inf(1)},           // out of order
+		{T: now + 1000, V: math.Inf(-1)},            // in order
+		{T: now + 2000, V: stale},                   // Prometheus' stale marker
+		{T: now - 3*time.Hour.Milliseconds(), V: 7}, // older than the window
+		{T: now - 30_000, V: 9},                     // duplicate time
+	}
+	res, err := s.AppendSamples(ctx, []model.Series{{Labels: ls, Samples: in}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 5 || res.OutOfWindow != 1 || res.Duplicates != 1 {
+		t.Fatalf("result %+v, want 5 accepted, 1 out of window, 1 duplicate", res)
+	}
+	got := readAll(t, s, 0, math.MaxInt64, eq("room", "a"))[`temp{room="a"}`]
+	if len(got) != 5 {
+		t.Fatalf("got %v", got)
+	}
+	wantT := []int64{now - 60_000, now - 30_000, now, now + 1000, now + 2000}
+	for i, g := range got {
+		if g.T != wantT[i] {
+			t.Fatalf("sample %d at %d, want %d", i, g.T, wantT[i])
+		}
+	}
+	if !math.IsNaN(got[0].V) || !math.IsInf(got[1].V, 1) || !math.IsInf(got[3].V, -1) || math.Float64bits(got[4].V) != 0x7ff0000000000002 {
+		t.Fatalf("special values not kept bit for bit: %v", got)
+	}
+}
+
+func TestMetricsMatchersAndLabels(t *testing.T) {
+	s := testOpen(t, t.TempDir(), DefaultOptions())
+	defer s.Close()
+	now := time.Now().UnixMilli()
+	var batch []model.Series
+	for _, svc := range []string{"api", "web", "db"} {
+		for _, code := range []string{"200", "500"} {
+			batch = append(batch, model.Series{Labels: metricLabels("http_requests_total", "service", svc, "code", code), Samples: []model.Sample{{T: now, V: 1}}})
+		}
+	}
+	batch = append(batch, model.Series{Labels: metricLabels("up", "service", "api"), Samples: []model.Sample{{T: now, V: 1}}})
+	if _, err := s.AppendSamples(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	r := s.MetricReader(now-1000, now+1000)
+	defer r.Close()
+	re := func(name string, fn func(string) bool) MetricMatcher { return MetricMatcher{Name: name, Matches: fn} }
+	cases := []struct {
+		name string
+		ms   []MetricMatcher
+		want int
+	}{
+		{"name", []MetricMatcher{eq(model.MetricNameLabel, "http_requests_total")}, 6},
+		{"and", []MetricMatcher{eq(model.MetricNameLabel, "http_requests_total"), eq("code", "500")}, 3},
+		{"not equal matches missing label", []MetricMatcher{re("code", func(v string) bool { return v != "200" })}, 4},
+		{"regexp", []MetricMatcher{re("service", func(v string) bool { return v == "api" || v == "web" })}, 5},
+		{"empty value selects series without the label", []MetricMatcher{eq("code", "")}, 1},
+		{"unknown value", []MetricMatcher{eq("service", "nope")}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := r.Select(c.ms, 0); len(got) != c.want {
+				t.Fatalf("%d series, want %d: %v", len(got), c.want, got)
+			}
+		})
+	}
+	if got := r.Select(nil, 2); len(got) != 3 {
+		t.Fatalf("limit 2 returned %d series, want 3 (limit+1)", len(got))
+	}
+	if got := fmt.Sprint(r.LabelNames(nil)); got != "[__name__ code service]" {
+		t.Fatalf("label names %s", got)
+	}
+	if got := fmt.Sprint(r.LabelValues("service", []MetricMatcher{eq("code", "500")})); got != "[api db web]" {
+		t.Fatalf("label values %s", got)
+	}
+	// Outside the time range nothing is there.
+	r2 := s.MetricReader(now-10*24*time.Hour.Milliseconds(), now-9*24*time.Hour.Milliseconds())
+	defer r2.Close()
+	if got := r2.Select(nil, 0); len(got) != 0 {
+		t.Fatalf("%d series 9 days back", len(got))
+	}
+}
+
+func TestLogLinesCounted(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	s := testOpen(t, dir, o)
+	ctx := context.Background()
+	b := testBatch("", 100, 0, time.Now()) // every 10th line is an error
+	if _, err := s.Append(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	s.ms.flushLineCounts(false)
+	value := func(s *Store, level string) float64 {
+		t.Helper()
+		got := readAll(t, s, 0, math.MaxInt64, eq(model.MetricNameLabel, LogLinesMetric), eq("level", level), eq("service", "api"))
+		if len(got) != 1 {
+			t.Fatalf("%d series for level %s: %v", len(got), level, got)
+		}
+		for _, ss := range got {
+			return ss[len(ss)-1].V
+		}
+		return 0
+	}
+	if e, i := value(s, "error"), value(s, "info"); e != 10 || i != 90 {
+		t.Fatalf("error %v info %v, want 10 and 90", e, i)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The counter goes on from its stored value after a restart.
+	s = testOpen(t, dir, o)
+	defer s.Close()
+	if _, err := s.Append(ctx, testBatch("", 100, 0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	s.ms.flushLineCounts(false)
+	if e := value(s, "error"); e != 20 {
+		t.Fatalf("error lines after restart %v, want 20", e)
+	}
+}
+
+func TestMetricsDropDay(t *testing.T) {
+	s := testOpen(t, t.TempDir(), DefaultOptions())
+	defer s.Close()
+	now := time.Now().UnixMilli()
+	old := now - 3*msPerDay
+	ls := metricLabels("x")
+	ls2 := metricLabels("y")
+	if _, err := s.AppendSamples(context.Background(), []model.Series{
+		{Labels: ls, Samples: []model.Sample{{T: old, V: 1}, {T: now, V: 2}}},
+		{Labels: ls2, Samples: []model.Sample{{T: old, V: 1}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ms.sealAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ms.dropDay(msDay(old)); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, s, 0, math.MaxInt64)
+	if len(got) != 1 || len(got["x{}"]) != 1 || got["x{}"][0].V != 2 {
+		t.Fatalf("after drop: %v", got)
+	}
+	res, err := s.AppendSamples(context.Background(), []model.Series{{Labels: ls, Samples: []model.Sample{{T: old + 1, V: 3}}}})
+	if err != nil || res.OutOfWindow != 1 {
+		t.Fatalf("sample on a dropped day: %+v %v", res, err)
+	}
+}

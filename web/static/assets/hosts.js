@@ -1,0 +1,58 @@
+// Hosts: every host ever seen, live or gone, each one click from its lines.
+// State: /hosts?filter=&state=
+import { h, api, errorBox, info, num, fmtTime, fmtDuration, ago, ms, hostTag, stateBadge, quote, href, debounce } from './lib.js';
+import { iso } from './search.js';
+
+export default function hosts(main, ctx) {
+  document.title = 'Hosts · shiplog';
+  const ac = new AbortController();
+  let filter = ctx.params.get('filter') || '';
+  let st = ctx.params.get('state') || '';
+  const box = h('input', { type: 'search', class: 'q', value: filter, placeholder: 'filter hosts by name, service, build or deploy', 'aria-label': 'filter hosts', data: { query: '' } });
+  const sel = h('select', { 'aria-label': 'state' }, [['', 'any state'], ['live', 'live'], ['silent', 'silent (vanished)'], ['closed', 'closed']]
+    .map(([v, l]) => h('option', { value: v, selected: v === st }, l)));
+  const count = h('span', { class: 'count' });
+  const body = h('div', {}, info('Loading…'));
+  main.append(h('h1', {}, 'Hosts'), h('form', { class: 'bar', onsubmit: (e) => e.preventDefault() }, box, sel, count), body);
+  let all = [];
+
+  const draw = () => {
+    ctx.replace(href('/hosts', { filter, state: st }));
+    const words = filter.toLowerCase().split(/\s+/).filter(Boolean);
+    const shown = all.filter((x) => (!st || x.state === st) &&
+      words.every((w) => [x.host, x.service, x.build_id, x.deploy_id, ...(x.build_ids || []), ...(x.deploy_ids || [])].some((v) => (v || '').toLowerCase().includes(w))));
+    const counts = { live: 0, silent: 0, closed: 0 };
+    for (const x of all) counts[x.state] = (counts[x.state] || 0) + 1;
+    count.replaceChildren(`${num(shown.length)} of ${num(all.length)} · ${counts.live} live, ${counts.silent} silent, ${counts.closed} closed`);
+    if (!all.length) { body.replaceChildren(info('No hosts yet: every host that sends a line shows up here.')); return; }
+    if (!shown.length) { body.replaceChildren(info('No host matches the filter.')); return; }
+    body.replaceChildren(h('table', { class: 'grid' },
+      h('thead', {}, h('tr', {}, ['host', 'service', 'state', 'first line', 'last line', 'lifetime', 'lines', 'errors', 'build', 'deploy'].map((c) => h('th', { class: /lines|errors/.test(c) ? 'r' : '' }, c)))),
+      h('tbody', {}, shown.map((x) => {
+        const lv = x.levels || {};
+        const errs = (lv.error || 0) + (lv.fatal || 0);
+        // Its lines over its whole life, whatever the age: as easy for a
+        // vanished host as for a live one.
+        const lines = href('/search', { q: `host:${quote(x.host)}`, start: iso(ms(x.first_seen) - 1000), end: iso(ms(x.last_seen) + 1000) });
+        return h('tr', { data: { state: x.state } },
+          h('td', {}, hostTag(x.host, lines)),
+          h('td', {}, x.service),
+          h('td', {}, stateBadge(x.state)),
+          h('td', {}, fmtTime(x.first_seen)),
+          h('td', { title: fmtTime(x.last_seen) }, ago(x.last_seen)),
+          h('td', {}, fmtDuration((ms(x.last_seen) - ms(x.first_seen)) / 1000)),
+          h('td', { class: 'r' }, num(x.lines)),
+          h('td', { class: 'r' + (errs ? ' bad' : '') }, errs ? h('a', { href: href('/search', { q: `host:${quote(x.host)} (level:error OR level:fatal)` }) }, num(errs)) : '0'),
+          h('td', {}, x.build_id && h('a', { href: `/builds/${encodeURIComponent(x.build_id)}` }, x.build_id)),
+          h('td', {}, x.deploy_id && h('a', { href: `/deploys/${encodeURIComponent(x.deploy_id)}` }, x.deploy_id)));
+      }))));
+  };
+  box.addEventListener('input', debounce(() => { filter = box.value.trim(); draw(); }, 120));
+  sel.addEventListener('change', () => { st = sel.value; draw(); });
+
+  api('/v1/hosts', {}, ac.signal).then((r) => {
+    all = (r.hosts || []).sort((a, b) => ms(b.last_seen) - ms(a.last_seen));
+    draw();
+  }, (e) => e.name !== 'AbortError' && body.replaceChildren(errorBox(e)));
+  return () => ac.abort();
+}
