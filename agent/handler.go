@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shiplog/shiplog/ingest"
 	"log/slog"
 	"strings"
 	"sync"
@@ -265,6 +266,23 @@ func (h *Handler) jsonLine(line []byte, truncated bool, pos *Position, now time.
 // time is now; a level is normalised (an unknown one is info); attribute
 // values that are not strings keep their JSON text.
 func ParseJSONRecord(line []byte, now time.Time) (*shiplogv1.Record, error) {
+	// The fast decoder takes almost every line; what it refuses (an unknown
+	// level, say) goes the lenient way below.
+	if m, err := ingest.DecodeRecordJSON(line, nil); err == nil {
+		t := now
+		if m.Time != 0 {
+			t = time.Unix(0, m.Time)
+		}
+		r := &shiplogv1.Record{Time: Timestamp(t), Service: m.Service, Host: m.Host, BuildId: m.BuildID, DeployId: m.DeployID,
+			Level: m.Level.String(), Message: m.Message, TraceId: m.TraceID, SpanId: m.SpanID}
+		if len(m.Attrs) > 0 {
+			r.Attributes = make(map[string]string, len(m.Attrs))
+			for _, a := range m.Attrs {
+				r.Attributes[a.Key] = a.Value
+			}
+		}
+		return r, nil
+	}
 	var j jsonRecord
 	if err := json.Unmarshal(line, &j); err != nil {
 		var se *json.SyntaxError

@@ -21,10 +21,13 @@ GO          ?= go
 bench: bench-build bench-data
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode grpc -json $(BENCH_DIR)/result-grpc.json $(BENCH_FLAGS)
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode http -json $(BENCH_DIR)/result-http.json $(BENCH_FLAGS)
+	cd $(BENCH_ROOT) && bin/shiplog-agent-bench -bin bin/shiplog -input $(BENCH_FILE)
+	cd $(BENCH_ROOT) && $(GO) test -run XXX -bench . -benchtime 1x ./metrics ./e2e 2>/dev/null | grep -E "^Benchmark|ns/op" || true
 
 bench-build:
 	cd $(BENCH_ROOT) && $(GO) build -o bin/shiplog ./cmd/shiplog
 	cd $(BENCH_ROOT) && $(GO) build -o bin/shiplog-bench ./cmd/shiplog-bench
+	cd $(BENCH_ROOT) && $(GO) build -o bin/shiplog-agent-bench ./cmd/shiplog-agent-bench
 
 bench-data: $(BENCH_FILE)
 
