@@ -66,6 +66,10 @@ type Notifier struct {
 	nflog  map[string]*nflogEntry // by nflog key (receiver and group key)
 }
 
+// nflogRetention is how long a notification log entry outlives its last
+// delivery (a rule still firing refreshes it every repeat interval).
+const nflogRetention = 7 * 24 * time.Hour
+
 // nflogEntry is what a receiver was last told of a rule.
 type nflogEntry struct {
 	Firing []string  `json:"firing"` // fingerprints notified as firing
@@ -127,9 +131,14 @@ func NewNotifier(log *slog.Logger, reg prometheus.Registerer, opts NotifierOptio
 			continue
 		}
 		var e nflogEntry
-		if json.Unmarshal(v, &e) == nil {
-			n.nflog[k] = &e
+		if json.Unmarshal(v, &e) != nil || opts.Now().Sub(e.SentAt) > nflogRetention {
+			// Unreadable, or of a rule long gone (or renamed): forget it.
+			if err := n.store.PutAlertState(k, nil); err != nil {
+				return nil, fmt.Errorf("drop notification log entry: %w", err)
+			}
+			continue
 		}
+		n.nflog[k] = &e
 	}
 	n.met = newNotifierMetrics(reg)
 	n.ctx, n.cancel = context.WithCancel(context.Background())

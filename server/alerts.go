@@ -78,13 +78,15 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 			NextCursor  string             `json:"next_cursor"`
 		}{list, next})
 	}))
-	mux.HandleFunc("POST /-/reload", need(func(w http.ResponseWriter, _ *http.Request) {
+	reload := need(func(w http.ResponseWriter, _ *http.Request) {
 		if err := al.Reload(); err != nil {
 			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
-	}))
+	})
+	mux.HandleFunc("POST /-/reload", reload)
+	mux.HandleFunc("PUT /-/reload", reload) // as Prometheus takes it too
 }
 
 // writeError answers err through the error table.
