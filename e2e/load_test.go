@@ -173,6 +173,9 @@ func TestLoad(t *testing.T) {
 
 	// Queries: 2 clients, in turn search, histogram, hosts, builds.
 	var queries atomic.Int64
+	var slowMu sync.Mutex
+	var slowest time.Duration
+	var slowestQ string
 	for i := range 2 {
 		wg.Add(1)
 		go func() {
@@ -209,8 +212,14 @@ func TestLoad(t *testing.T) {
 					errs.add(fmt.Sprintf("query:%s:http%d", kind, code))
 					t.Logf("%s %v: %d %.300s", kind, params, code, body)
 				default:
-					qLat[kind].add(time.Since(start))
+					d := time.Since(start)
+					qLat[kind].add(d)
 					queries.Add(1)
+					slowMu.Lock()
+					if d > slowest {
+						slowest, slowestQ = d, kind+" "+params.Encode()
+					}
+					slowMu.Unlock()
 				}
 			}
 		}()
@@ -297,6 +306,7 @@ func TestLoad(t *testing.T) {
 	for kind, l := range qLat {
 		t.Logf("latency %-9s %s", kind, l.summary())
 	}
+	t.Logf("slowest query: %s in %s", slowestQ, ms(slowest))
 	t.Logf("latency push      %s", pushLat.summary())
 	t.Logf("latency write     %s", writeLat.summary())
 

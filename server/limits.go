@@ -35,6 +35,8 @@ type Limiter struct {
 	batches chan struct{}
 	lowDisk atomic.Bool
 	free    atomic.Uint64
+	checked atomic.Int64 // Unix ns of the last free-space check
+	log     *slog.Logger
 }
 
 // NewLimiter starts the disk watch (until ctx is done).
@@ -49,7 +51,7 @@ func NewLimiter(ctx context.Context, l Limits, log *slog.Logger) *Limiter {
 	if l.MaxInflightBatches <= 0 {
 		l.MaxInflightBatches = d.MaxInflightBatches
 	}
-	lm := &Limiter{l: l, queries: make(chan struct{}, l.MaxConcurrentQueries), batches: make(chan struct{}, l.MaxInflightBatches)}
+	lm := &Limiter{l: l, queries: make(chan struct{}, l.MaxConcurrentQueries), batches: make(chan struct{}, l.MaxInflightBatches), log: log}
 	if l.DataDir != "" && l.MinFreeDisk > 0 {
 		lm.checkDisk(log)
 		go func() {
@@ -69,6 +71,7 @@ func NewLimiter(ctx context.Context, l Limits, log *slog.Logger) *Limiter {
 }
 
 func (lm *Limiter) checkDisk(log *slog.Logger) {
+	lm.checked.Store(time.Now().UnixNano())
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(lm.l.DataDir, &st); err != nil {
 		return
@@ -100,6 +103,11 @@ func exhausted(msg string, retry time.Duration) error {
 func (lm *Limiter) ingest(ctx context.Context) (release func(), err error) {
 	if lm == nil {
 		return func() {}, nil
+	}
+	// Fast ingest fills a disk quickly: look again if the last look is
+	// more than 50 ms old (statfs costs about a microsecond).
+	if lm.l.DataDir != "" && lm.l.MinFreeDisk > 0 && time.Now().UnixNano()-lm.checked.Load() > int64(50*time.Millisecond) {
+		lm.checkDisk(lm.log)
 	}
 	if lm.lowDisk.Load() {
 		return nil, exhausted(fmt.Sprintf("disk almost full: %d bytes free in the data directory, below the floor of %d; ingest is refused until space is freed (queries still work)",

@@ -104,3 +104,26 @@ func (s *Store) missingIndexes() []*ChunkMeta {
 	}
 	return out
 }
+
+// checkIndexes opens every day index on disk; one that does not open (a crash
+// while it was being created leaves it without its mapping) is removed, so
+// that missingIndexes rebuilds it from Badger.
+func (s *Store) checkIndexes() {
+	ents, err := os.ReadDir(s.idx.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		t, err := time.Parse("2006-01-02", e.Name())
+		if err != nil || !e.IsDir() {
+			continue
+		}
+		day := uint32(t.Unix() / 86400)
+		if _, err := s.idx.get(day, false); err != nil {
+			s.log.Warn("store: a day index does not open; rebuilding it from Badger", "day", e.Name(), "err", err)
+			if err := os.RemoveAll(filepath.Join(s.idx.dir, e.Name())); err != nil {
+				s.log.Error("store: remove broken index", "day", e.Name(), "err", err)
+			}
+		}
+	}
+}

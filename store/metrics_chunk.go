@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
@@ -24,7 +25,7 @@ func msDay(t int64) uint32 {
 	if t < 0 {
 		return 0
 	}
-	return uint32(t / msPerDay)
+	return uint32(min(t/msPerDay, math.MaxUint32))
 }
 
 func seriesKey(id uint64) []byte {

@@ -961,6 +961,17 @@ func (ms *metricStore) close() error {
 	return errors.Join(errs...)
 }
 
+// abandon stops the background work and closes the WAL without sealing or
+// writing anything, as a crash would (for tests of recovery).
+func (ms *metricStore) abandon() {
+	ms.mu.Lock()
+	ms.closed = true
+	ms.mu.Unlock()
+	close(ms.stop)
+	ms.wg.Wait()
+	_ = ms.wal.close()
+}
+
 // replay reads the metrics WAL back into open chunks. Samples that were
 // sealed already come back as chunks overlapping sealed ones; readers merge
 // them, so nothing is doubled in query answers.

@@ -26,6 +26,7 @@ func abandonStore(s *Store) {
 	s.indexWG.Wait()
 	s.persistWG.Wait()
 	_ = s.wal.close()
+	s.ms.abandon()
 	_ = s.idx.closeAll()
 	_ = s.db.Close()
 }

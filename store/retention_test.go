@@ -91,6 +91,7 @@ func crash(s *Store) {
 	s.indexWG.Wait()
 	s.persistWG.Wait()
 	_ = s.wal.close()
+	s.ms.abandon()
 	_ = s.idx.closeAll()
 	_ = s.db.Close()
 }

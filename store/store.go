@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -24,6 +25,7 @@ import (
 // Errors callers test for.
 var (
 	ErrClosed   = errors.New("store is closed")
+	ErrNoSpace  = errors.New("no space left on the data directory's disk")
 	ErrNotFound = errors.New("not found")
 )
 
@@ -236,6 +238,7 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	if err != nil {
 		return fail(err)
 	}
+	s.checkIndexes()
 	if missing := s.missingIndexes(); len(missing) > 0 {
 		log.Info("store: rebuilding missing day indexes from Badger", "chunks", len(missing))
 		pending = append(pending, missing...)
@@ -467,23 +470,30 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		g.recs = append(g.recs, i)
 		res.Accepted++
 	}
+	// The agent's new accounting is applied only once the batch is durable: a
+	// batch that fails to reach the WAL must not count as stored.
+	var next AgentInfo
 	if ag != nil {
-		ag.Received += uint64(len(b.Records))
-		ag.Duplicates += uint64(res.Duplicates)
-		ag.Gaps += gaps
-		ag.Dropped = max(ag.Dropped, b.Dropped)
-		ag.LastSeen = now
-		ag.Closed = b.Closing
+		next = ag.AgentInfo
+		next.Hosts = append([]HostKey(nil), ag.Hosts...)
+		next.Received += uint64(len(b.Records))
+		next.Duplicates += uint64(res.Duplicates)
+		next.Gaps += gaps
+		next.Dropped = max(next.Dropped, b.Dropped)
+		next.LastSeen = now
+		next.Closed = b.Closing
 		if b.Closing {
-			ag.ClosedAt = now
+			next.ClosedAt = now
 		}
+		tmp := agentState{AgentInfo: next}
 		for _, g := range groups {
-			ag.addHost(HostKey{Service: g.labels.Service, Host: g.labels.Host})
+			tmp.addHost(HostKey{Service: g.labels.Service, Host: g.labels.Host})
 		}
-		ag.dirty = true
+		next = tmp.AgentInfo
 	}
 	if res.Accepted == 0 {
 		if ag != nil {
+			ag.AgentInfo, ag.dirty = next, true
 			res.AckedSeq = ag.AckedSeq
 		}
 		var closed []byte
@@ -511,8 +521,8 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	}
 	var agentRec []byte
 	if ag != nil {
-		ag.AckedSeq = maxSeq
-		agentRec = encodeAgent(nil, &ag.AgentInfo)
+		next.AckedSeq = maxSeq
+		agentRec = encodeAgent(nil, &next)
 	}
 	frame := encodeWALBatch(b, agentRec, groups)
 	seg, err := s.wal.append(frame)
@@ -522,9 +532,13 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 			s.nextLine[g.key] = g.firstLine
 		}
 		s.mu.Unlock()
+		if errors.Is(err, syscall.ENOSPC) {
+			return model.AppendResult{}, fmt.Errorf("%w: the write-ahead log could not be written", ErrNoSpace)
+		}
 		return model.AppendResult{}, fmt.Errorf("append: %w", err)
 	}
 	if ag != nil {
+		ag.AgentInfo, ag.dirty = next, true
 		res.AckedSeq = maxSeq
 	}
 	for _, g := range groups {

@@ -147,6 +147,7 @@ func TestReplayAfterCrash(t *testing.T) {
 	s.indexWG.Wait()
 	s.persistWG.Wait()
 	_ = s.wal.close()
+	s.ms.abandon()
 	_ = s.idx.closeAll()
 	_ = s.db.Close()
 

@@ -147,6 +147,7 @@ func (w *wal) startSegment() error {
 func (w *wal) append(frame []byte) (uint64, error) {
 	if w.f == nil || w.size >= w.segBytes {
 		if err := w.startSegment(); err != nil {
+			w.f = nil
 			return 0, err
 		}
 	}
@@ -154,11 +155,20 @@ func (w *wal) append(frame []byte) (uint64, error) {
 	binary.BigEndian.PutUint32(frame[0:], uint32(len(payload)))
 	binary.BigEndian.PutUint32(frame[4:], crc32.Checksum(payload, crcTable))
 	if _, err := w.f.Write(frame); err != nil {
+		// Cut the torn frame off and move on to a fresh segment, so that no
+		// later frame sits behind it (replay stops at a torn frame).
+		_ = w.f.Truncate(w.size)
+		_ = w.f.Close()
+		w.f = nil
 		return 0, fmt.Errorf("wal: write: %w", err)
 	}
 	w.size += int64(len(frame))
 	if w.fsync {
 		if err := w.f.Sync(); err != nil {
+			// Not known to be durable: not acked, and nothing more goes here.
+			_ = w.f.Truncate(w.size - int64(len(frame)))
+			_ = w.f.Close()
+			w.f = nil
 			return 0, fmt.Errorf("wal: sync: %w", err)
 		}
 	}
