@@ -201,6 +201,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           limitBody(handler, int64(opts.MaxRecvBytes)),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
