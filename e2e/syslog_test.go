@@ -207,3 +207,18 @@ input(type="imuxsock" Socket="%s" CreatePath="on" RateLimit.Interval="0")
 		t.Errorf("record: %+v", recs[1])
 	}
 }
+
+func TestSyslogFlag(t *testing.T) {
+	for _, c := range []struct {
+		addr, want string
+	}{
+		{"nonsense", `--syslog "nonsense": want HOST:PORT`},
+		{"0.0.0.0:0", "(--syslog) without --auth-file"},
+	} {
+		cmd := exec.Command(binary, "server", "--data", t.TempDir(), "--http", freePort(t), "--grpc", freePort(t), "--syslog", c.addr)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+			t.Errorf("--syslog %s: %v\n%s\nwant exit 2 and %q", c.addr, err, out, c.want)
+		}
+	}
+}

@@ -95,12 +95,15 @@
 // so NaN, ±Inf and Prometheus' stale marker are kept as sent. Each series has
 // one open chunk, in time order and on one day; it is sealed (queued, then
 // written with its D key in one write batch) at MetricsOptions.ChunkMaxSamples
-// samples, at a new day, after ChunkMaxAge, or when it pins an old WAL
-// segment. A sample older than the series' newest but within
-// OutOfOrderWindow goes to a small sorted buffer, sealed as its own chunks
-// (one per day); older ones are refused (MetricsResult.OutOfWindow), as is a
-// sample at the time of the newest (Duplicates). Chunks of a series may thus
-// overlap: readers merge them and keep one sample per time.
+// samples, at a new day, or after ChunkMaxAge. When it pins a WAL segment
+// older than WALMaxSegments, a copy is written under the key its final
+// version will overwrite (same seq; writes are serialised in queue order), so
+// the WAL can be trimmed without cutting chunks short; readers skip such a
+// checkpoint while its chunk is open. A sample older than the series' newest
+// but within OutOfOrderWindow goes to a small sorted buffer, sealed as its own
+// chunks (one per day); older ones are refused (MetricsResult.OutOfWindow), and
+// one at the time of the newest is dropped (Duplicates). Chunks of a series
+// may thus overlap: readers merge them and keep one sample per time.
 //
 // Appends write the accepted samples to the metrics WAL (series id, then
 // time varint and value bits per sample) with one write(2) before they are
@@ -120,8 +123,9 @@
 //
 // metricStore.mu guards the series maps, the postings, days, open chunks,
 // out-of-order buffers, the seal queue and the metrics WAL; createMu
-// serialises the creation of series (their ids and S keys). Sealed chunks
-// are immutable; readers copy an open chunk's bytes under mu.
+// serialises the creation of series (their ids and S keys), writeMu the
+// writing of queued chunks. Sealed chunks are immutable; readers copy an open
+// chunk's bytes under mu.
 //
 // # Locking
 //

@@ -293,11 +293,16 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 			days = append(days, d)
 		}
 	}
-	if h := sr.head; h != nil && h.maxt >= r.mint && h.mint <= r.maxt {
-		chunks = append(chunks, MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: append([]byte(nil), h.chunk.Bytes()...)})
+	// Checkpoints of the open chunk (same seq) hold a part of it: skip them.
+	var headSeq uint64
+	if h := sr.head; h != nil {
+		headSeq = h.seq
+		if h.maxt >= r.mint && h.mint <= r.maxt {
+			chunks = append(chunks, MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: append([]byte(nil), h.chunk.Bytes()...)})
+		}
 	}
 	for _, j := range sr.sealing {
-		if j.c.MaxT >= r.mint && j.c.MinT <= r.maxt {
+		if j.seq != headSeq && j.c.MaxT >= r.mint && j.c.MinT <= r.maxt {
 			chunks = append(chunks, j.c)
 		}
 	}
@@ -325,6 +330,9 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 			mint := int64(binary.BigEndian.Uint64(k[13:]))
 			if mint > r.maxt {
 				break
+			}
+			if headSeq != 0 && binary.BigEndian.Uint64(k[21:]) == headSeq {
+				continue
 			}
 			err := item.Value(func(v []byte) error {
 				maxt, xor, err := decodeChunkValue(mint, v)

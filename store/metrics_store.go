@@ -106,8 +106,9 @@ type mhead struct {
 	app        chunkenc.Appender
 	mint, maxt int64
 	n          int
-	minSeg     uint64 // oldest WAL segment with one of its samples
+	minSeg     uint64 // oldest WAL segment with a sample not yet in Badger
 	opened     time.Time
+	seq        uint64 // of its key: checkpoints and the final chunk share it
 }
 
 // oooBuf holds a series' out-of-order samples, sorted by time, times unique.
@@ -123,7 +124,8 @@ type sealJob struct {
 	day    uint32
 	c      MetricChunk
 	minSeg uint64
-	maxT   int64 // the series' newest sample when queued (the day key's value)
+	maxT   int64  // the series' newest sample when queued (the day key's value)
+	seq    uint64 // of its key
 }
 
 // metricStore keeps metric series in the Store's Badger DB; see doc.go.
@@ -139,6 +141,7 @@ type metricStore struct {
 
 	createMu sync.Mutex // serialises creating series (ids and S keys)
 	nextID   uint64     // guarded by createMu
+	writeMu  sync.Mutex // serialises writing queued chunks
 
 	mu       sync.RWMutex // guards everything below and the mutable fields of mseries
 	closed   bool
@@ -598,7 +601,7 @@ func (ms *metricStore) add(sr *mseries, t int64, v float64, seg uint64, now time
 		c := chunkenc.NewXORChunk()
 		app, _ := c.Appender() // an empty chunk's appender cannot fail
 		app.Append(0, t, v)
-		sr.head = &mhead{day: day, chunk: c, app: app, mint: t, maxt: t, n: 1, minSeg: seg, opened: now}
+		sr.head = &mhead{day: day, chunk: c, app: app, mint: t, maxt: t, n: 1, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
 		sr.maxT = t
 		ms.addDay(sr, day)
 		return addOK
@@ -636,7 +639,21 @@ func (ms *metricStore) sealHead(sr *mseries) {
 	}
 	sr.head = nil
 	h.chunk.Compact()
-	ms.queue(&sealJob{sr: sr, day: h.day, c: MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: h.chunk.Bytes()}, minSeg: h.minSeg})
+	ms.queue(&sealJob{sr: sr, day: h.day, c: MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: h.chunk.Bytes()}, minSeg: h.minSeg, seq: h.seq})
+}
+
+// checkpointHead queues a copy of sr's open chunk under the key its final
+// version will overwrite, so that the WAL segments holding its samples can go
+// while the chunk stays open and grows (a busy server would otherwise cut
+// every chunk short to keep its WAL small). Caller holds mu.
+func (ms *metricStore) checkpointHead(sr *mseries) {
+	h := sr.head
+	if h == nil {
+		return
+	}
+	xor := append([]byte(nil), h.chunk.Bytes()...)
+	ms.queue(&sealJob{sr: sr, day: h.day, c: MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: xor}, minSeg: h.minSeg, seq: h.seq})
+	h.minSeg = ms.wal.seg
 }
 
 // sealOOO queues sr's out-of-order samples, one chunk per day. Caller holds mu.
@@ -653,7 +670,7 @@ func (ms *metricStore) sealOOO(sr *mseries) {
 			j++
 		}
 		part := o.s[i:j]
-		ms.queue(&sealJob{sr: sr, day: day, c: MetricChunk{MinT: part[0].T, MaxT: part[len(part)-1].T, XOR: encodeXOR(part)}, minSeg: o.minSeg})
+		ms.queue(&sealJob{sr: sr, day: day, c: MetricChunk{MinT: part[0].T, MaxT: part[len(part)-1].T, XOR: encodeXOR(part)}, minSeg: o.minSeg, seq: ms.chunkSeq.Add(1)})
 		i = j
 	}
 }
@@ -686,6 +703,10 @@ func (ms *metricStore) sealLoop() {
 // writeSealed writes every queued chunk to Badger, with the day marks of
 // their series, in one write batch.
 func (ms *metricStore) writeSealed() {
+	// One writer at a time, in queue order: a checkpoint and the final
+	// version of a chunk share a key, and the later must win.
+	ms.writeMu.Lock()
+	defer ms.writeMu.Unlock()
 	ms.mu.Lock()
 	jobs := ms.sealQ
 	ms.sealQ = nil
@@ -697,7 +718,7 @@ func (ms *metricStore) writeSealed() {
 	var bytes int
 	err := func() error {
 		for _, j := range jobs {
-			k := samplesKey(j.day, j.sr.id, j.c.MinT, ms.chunkSeq.Add(1))
+			k := samplesKey(j.day, j.sr.id, j.c.MinT, j.seq)
 			v := encodeChunkValue(j.c.MinT, j.c.MaxT, j.c.XOR)
 			if err := wb.Set(k, v); err != nil {
 				return err
@@ -771,8 +792,13 @@ func (ms *metricStore) maintain(now time.Time, all bool) {
 		oldestAllowed = ms.wal.seg - uint64(ms.opts.WALMaxSegments) + 1
 	}
 	for _, sr := range ms.series {
-		if h := sr.head; h != nil && (all || now.Sub(h.opened) >= ms.opts.ChunkMaxAge || h.minSeg < oldestAllowed) {
-			ms.sealHead(sr)
+		if h := sr.head; h != nil {
+			switch {
+			case all || now.Sub(h.opened) >= ms.opts.ChunkMaxAge:
+				ms.sealHead(sr)
+			case h.minSeg < oldestAllowed:
+				ms.checkpointHead(sr)
+			}
 		}
 		if o := sr.ooo; o != nil && (all || now.Sub(o.opened) >= ms.opts.ChunkMaxAge || o.minSeg < oldestAllowed) {
 			ms.sealOOO(sr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -311,4 +312,82 @@ func TestMetricsDropDay(t *testing.T) {
 	if err != nil || res.OutOfWindow != 1 {
 		t.Fatalf("sample on a dropped day: %+v %v", res, err)
 	}
+}
+
+// A busy WAL is trimmed by checkpointing open chunks, not by cutting them
+// short; after a crash the checkpoints and the WAL give every sample back.
+func TestMetricsCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.Metrics.WALSegmentBytes = 4 << 10
+	o.Metrics.WALMaxSegments = 2
+	o.Metrics.Maintenance = time.Hour // maintain by hand
+	s := testOpen(t, dir, o)
+	ctx := context.Background()
+	t0 := time.Now().Add(-2 * time.Hour).UnixMilli()
+	const series, steps = 5, 400
+	for k := 0; k < steps; k++ {
+		var batch []model.Series
+		for i := 0; i < series; i++ {
+			batch = append(batch, model.Series{Labels: metricLabels("c", "i", fmt.Sprint(i)), Samples: []model.Sample{{T: t0 + int64(k)*1000, V: float64(k * i)}}})
+		}
+		if _, err := s.AppendSamples(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if k%50 == 49 {
+			s.ms.maintain(time.Now(), false)
+		}
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "mwal", "*.wal"))
+	if len(segs) > 4 {
+		t.Fatalf("%d WAL segments left, want the WAL trimmed", len(segs))
+	}
+	s.ms.mu.RLock()
+	for _, sr := range s.ms.series {
+		if sr.head == nil || sr.head.n != steps {
+			t.Fatalf("series %d: open chunk %v, want one chunk of all %d samples", sr.id, sr.head, steps)
+		}
+	}
+	s.ms.mu.RUnlock()
+	check := func(s *Store, when string) {
+		t.Helper()
+		got := readAll(t, s, 0, math.MaxInt64)
+		if len(got) != series {
+			t.Fatalf("%s: %d series", when, len(got))
+		}
+		for k, ss := range got {
+			if len(ss) != steps {
+				t.Fatalf("%s: %s has %d samples, want %d", when, k, len(ss), steps)
+			}
+		}
+	}
+	check(s, "open")
+	crashStore(s)
+	s = testOpen(t, dir, o)
+	check(s, "after a crash")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	defer s.Close()
+	check(s, "after a clean stop")
+}
+
+// crashStore lets s go as kill -9 would: nothing more is sealed or synced.
+func crashStore(s *Store) {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.inflight.Wait()
+	close(s.stop)
+	s.maintWG.Wait()
+	close(s.sealCh)
+	s.sealWG.Wait()
+	close(s.indexCh)
+	s.indexWG.Wait()
+	s.persistWG.Wait()
+	_ = s.wal.close()
+	s.ms.abandon()
+	_ = s.idx.closeAll()
+	_ = s.db.Close()
 }

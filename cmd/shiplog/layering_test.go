@@ -99,6 +99,10 @@ func TestLayering(t *testing.T) {
 		"query":  {module + "/ingest", module + "/server", module + "/proto/"},
 		"store":  {module + "/query", module + "/ingest", module + "/server", module + "/proto/"},
 	}
+	// The store may use Prometheus' chunk encoding, never its engine: the
+	// PromQL adapter (metrics) sits above the store.
+	forbidden["store"] = append(forbidden["store"], "github.com/prometheus/prometheus/promql", "github.com/prometheus/prometheus/storage")
+	forbidden["metrics"] = []string{module + "/query", module + "/ingest", module + "/server", module + "/proto/"}
 	for p, bad := range forbidden {
 		info, ok := pkgs[module+"/"+p]
 		if !ok {

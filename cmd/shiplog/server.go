@@ -222,6 +222,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	base := scheme + "://" + srv.HTTPAddr()
 	var syslogDone chan error
 	var syslogLine string
+	syslogCtx, stopSyslog := context.WithCancel(ctx)
+	defer stopSyslog()
 	if *syslogAddr != "" {
 		slo := server.DefaultSyslogOptions()
 		slo.Addr = *syslogAddr
@@ -232,7 +234,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		syslogDone = make(chan error, 1)
-		go func() { syslogDone <- sl.Serve(ctx) }()
+		go func() { syslogDone <- sl.Serve(syslogCtx) }()
 		syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
 	}
 	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
@@ -242,6 +244,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_ = f.Sync()
 	}
 	serveErr := srv.Serve(ctx)
+	stopSyslog()
 	if syslogDone != nil {
 		<-syslogDone // the syslog listener stores what it received first
 	}
