@@ -74,6 +74,10 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 			writeJSON(w, http.StatusBadRequest, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
 			return
 		}
+		// Subscribe before the headers go out: a client that has the headers
+		// gets every record stored after that.
+		sub := core.Hub.subscribe(q)
+		defer core.Hub.unsubscribe(sub)
 		fl, _ := w.(http.Flusher)
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -81,8 +85,6 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 		if fl != nil {
 			fl.Flush()
 		}
-		sub := core.Hub.subscribe(q)
-		defer core.Hub.unsubscribe(sub)
 		err = runTail(r.Context().Done(), sub, func(recs []model.Record) error {
 			for i := range recs {
 				b, err := tailJSON.Marshal(toProto(&recs[i]))
