@@ -6,7 +6,7 @@ HTTP    ?= 127.0.0.1:7070
 GRPC    ?= 127.0.0.1:7071
 TESTFLAGS ?=
 
-.PHONY: all build run test test-short lint fmt tidy clean deps
+.PHONY: all build run test test-short lint fmt tidy clean deps fuzz
 
 all: build
 
@@ -31,6 +31,10 @@ test: deps lint
 
 test-short: lint
 	$(GO) test -short -count=1 ./...
+
+# Every fuzz target for FUZZTIME (default 5s each; CI runs this short pass).
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),5s) ./scripts/fuzz.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
