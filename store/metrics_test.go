@@ -362,7 +362,7 @@ func TestMetricsCheckpoint(t *testing.T) {
 		}
 	}
 	check(s, "open")
-	crashStore(s)
+	crash(s)
 	s = testOpen(t, dir, o)
 	check(s, "after a crash")
 	if err := s.Close(); err != nil {
@@ -371,23 +371,4 @@ func TestMetricsCheckpoint(t *testing.T) {
 	s = testOpen(t, dir, o)
 	defer s.Close()
 	check(s, "after a clean stop")
-}
-
-// crashStore lets s go as kill -9 would: nothing more is sealed or synced.
-func crashStore(s *Store) {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.inflight.Wait()
-	close(s.stop)
-	s.maintWG.Wait()
-	close(s.sealCh)
-	s.sealWG.Wait()
-	close(s.indexCh)
-	s.indexWG.Wait()
-	s.persistWG.Wait()
-	_ = s.wal.close()
-	s.ms.abandon()
-	_ = s.idx.closeAll()
-	_ = s.db.Close()
 }

@@ -11,26 +11,6 @@ import (
 	"github.com/shiplog/shiplog/model"
 )
 
-// abandonStore stops s as a kill -9 would leave it: nothing more is sealed,
-// the WAL file and Badger are let go without a final sync or truncation.
-func abandonStore(s *Store) {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.inflight.Wait()
-	close(s.stop)
-	s.maintWG.Wait()
-	close(s.sealCh)
-	s.sealWG.Wait()
-	close(s.indexCh)
-	s.indexWG.Wait()
-	s.persistWG.Wait()
-	_ = s.wal.close()
-	s.ms.abandon()
-	_ = s.idx.closeAll()
-	_ = s.db.Close()
-}
-
 // noSealOptions keep every line in open heads and the WAL.
 func noSealOptions() Options {
 	o := DefaultOptions()
@@ -74,7 +54,7 @@ func TestTornWALFrame(t *testing.T) {
 		}
 		before[i] = lineIDs(t, s)
 	}
-	abandonStore(s)
+	crash(s)
 	seg := lastSegment(t, dir)
 	fi, err := os.Stat(seg)
 	if err != nil {
@@ -109,7 +89,7 @@ func TestTornWALFrame(t *testing.T) {
 
 	// A second crash replays the torn segment (skipping the torn frame again)
 	// and the new one.
-	abandonStore(s)
+	crash(s)
 	s = testOpen(t, dir, o)
 	defer s.Close()
 	if got := lineIDs(t, s); !equalCounts(got, before[4]) {

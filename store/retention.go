@@ -4,11 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -186,23 +184,7 @@ func (s *Store) reclaim() {
 }
 
 // DiskUsage is the space the data directory takes on disk (allocated blocks).
-func (s *Store) DiskUsage() int64 {
-	var total int64
-	_ = filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				total += st.Blocks * 512
-			} else {
-				total += info.Size()
-			}
-		}
-		return nil
-	})
-	return total
-}
+func (s *Store) DiskUsage() int64 { return dirUsage(s.dir) }
 
 // applyRetention enforces Options.Retention and Options.RetentionBytes.
 func (s *Store) applyRetention(now time.Time) {

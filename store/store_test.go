@@ -134,22 +134,7 @@ func TestReplayAfterCrash(t *testing.T) {
 	if len(ids) != 1000 {
 		t.Fatalf("ids before crash: %d", len(ids))
 	}
-	// Simulate the crash: drop Badger's lock and the WAL's file handle without
-	// sealing anything further.
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	s.maintWG.Wait()
-	close(s.sealCh)
-	s.sealWG.Wait()
-	close(s.indexCh)
-	s.indexWG.Wait()
-	s.persistWG.Wait()
-	_ = s.wal.close()
-	s.ms.abandon()
-	_ = s.idx.closeAll()
-	_ = s.db.Close()
+	crash(s)
 
 	s2 := testOpen(t, dir, o)
 	defer s2.Close()
