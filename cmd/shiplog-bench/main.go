@@ -76,7 +76,7 @@ func main() {
 		input        = flag.String("input", "", "JSONL file from gen_logs.py --keys shiplog (or the first argument)")
 		expectPath   = flag.String("expect", "", "expected answers (default INPUT.expect.json)")
 		bin          = flag.String("bin", "bin/shiplog", "shiplog binary to start as `BIN server`")
-		mode         = flag.String("mode", "grpc", "ingest over grpc (Push streams), http (POST /v1/logs:write) or otlp (OTLP/gRPC LogsService/Export)")
+		mode         = flag.String("mode", "grpc", "ingest over grpc (Push streams), http (POST /v1/logs:write) otlp (OTLP/gRPC LogsService/Export) or jsonl (POST /v1/logs:jsonl, 1 MiB bodies of the input file)")
 		conns        = flag.Int("conns", 4, "concurrent Push streams / HTTP clients, each with its own agent_id")
 		batch        = flag.Int("batch", 1000, "records per batch")
 		inflight     = flag.Int("inflight", 4, "grpc: unacknowledged batches per stream; otlp: concurrent Export calls per connection")
@@ -129,8 +129,8 @@ func (c *config) validate() error {
 	switch {
 	case c.input == "":
 		return fmt.Errorf("-input is required")
-	case c.mode != "grpc" && c.mode != "http" && c.mode != "otlp":
-		return fmt.Errorf("-mode must be grpc, http or otlp, not %q", c.mode)
+	case c.mode != "grpc" && c.mode != "http" && c.mode != "otlp" && c.mode != "jsonl":
+		return fmt.Errorf("-mode must be grpc, http, otlp or jsonl, not %q", c.mode)
 	case c.conns < 1 || c.batch < 1 || c.inflight < 1 || c.runs < 1:
 		return fmt.Errorf("-conns, -batch, -inflight and -runs must be positive")
 	}
@@ -183,6 +183,12 @@ func run(cfg config) (*results, error) {
 	var bodies [][][]byte
 	if cfg.mode == "http" {
 		if bodies, err = marshalHTTP(perConn); err != nil {
+			return nil, err
+		}
+	}
+	var jsonlLines [][]int
+	if cfg.mode == "jsonl" {
+		if bodies, jsonlLines, err = buildJSONL(cfg.input, cfg.conns); err != nil {
 			return nil, err
 		}
 	}
@@ -240,6 +246,8 @@ func run(cfg config) (*results, error) {
 		wall, err = ingestGRPC(context.Background(), srv.grpcAddr, perConn, cfg.inflight, startClock)
 	} else if cfg.mode == "otlp" {
 		wall, err = ingestOTLP(context.Background(), srv.grpcAddr, otlpReqs, cfg.inflight, startClock)
+	} else if cfg.mode == "jsonl" {
+		wall, err = ingestJSONL(context.Background(), srv.httpAddr, bodies, jsonlLines, startClock)
 	} else {
 		wall, err = ingestHTTP(context.Background(), srv.httpAddr, perConn, bodies, startClock)
 	}
