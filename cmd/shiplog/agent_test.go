@@ -397,7 +397,7 @@ func TestAgentSurvivesServerKill(t *testing.T) {
 	path := filepath.Join(dir, "app.log")
 	a := startAgent(t, "--server", s.grpc, "--service", "kill", "--spool", filepath.Join(dir, "spool"),
 		"--poll-interval", "20ms", "--linger", "20ms", "--batch-max-records", "200", "--backoff-max", "200ms", path)
-	const chunk = 5000
+	const chunk = 17000 // 102,000 lines in all, across two kills
 	next := 0
 	for round := 0; round < 2; round++ {
 		appendLines(t, path, "line ", next, next+chunk)
@@ -410,9 +410,16 @@ func TestAgentSurvivesServerKill(t *testing.T) {
 		next += chunk
 		s.start()
 	}
-	s.waitCount("", next, 30*time.Second)
+	s.waitCount("", next, 60*time.Second)
 	a.stop(t)
-	checkLines(t, s.search(""), "line ", next)
+	recs := s.search("")
+	checkLines(t, recs, "line ", next)
+	// In order: oldest first, the lines come back as they were written.
+	for i, r := range recs {
+		if want := fmt.Sprintf("line %d", i); r.Message != want {
+			t.Fatalf("record %d is %q, want %q: out of order", i, r.Message, want)
+		}
+	}
 }
 
 func TestAgentRestartMidFile(t *testing.T) {

@@ -114,6 +114,47 @@ func TestRunManyLinesSameBytes(t *testing.T) {
 	checkLines(t, se, "e ", n)
 }
 
+// TestRunManyLinesServerDown: 50,000 mixed lines while the server is down pass
+// through unchanged, the exit code is the command's, and the spooled lines are
+// delivered by the next run once the server is up.
+func TestRunManyLinesServerDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	addr := freeAddr(t)
+	spool := filepath.Join(t.TempDir(), "spool")
+	const n = 25000
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "o $i"; echo "e $i" >&2; i=$((i+1)); done`, n)
+	out, errOut, code := runShiplog(t, "--server", addr, "--service", "ci", "--build-id", "b-many-down", "--spool", spool,
+		"--shutdown-timeout", "300ms", "--", "sh", "-c", script)
+	var wantOut, wantErr strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&wantOut, "o %d\n", i)
+		fmt.Fprintf(&wantErr, "e %d\n", i)
+	}
+	if code != 0 || out != wantOut.String() || !strings.HasPrefix(errOut, wantErr.String()) ||
+		!strings.Contains(errOut[wantErr.Len():], "not delivered") {
+		t.Fatalf("exit %d, %d/%d bytes out, stderr tail %q", code, len(out), wantOut.Len(), errOut[min(len(errOut), wantErr.Len()):])
+	}
+	s := &testServer{t: t, data: filepath.Join(t.TempDir(), "data"), http: freeAddr(t), grpc: addr}
+	s.start()
+	t.Cleanup(s.kill)
+	if _, errOut, code := runShiplog(t, "--server", addr, "--service", "ci", "--build-id", "b-many-down", "--spool", spool,
+		"--shutdown-timeout", "60s", "--", "true"); code != 0 || errOut != "" {
+		t.Fatalf("second run: %d %q", code, errOut)
+	}
+	var so, se []record
+	for _, r := range s.search("build_id:b-many-down") {
+		if r.Attributes["stream"] == "stdout" {
+			so = append(so, r)
+		} else {
+			se = append(se, r)
+		}
+	}
+	checkLines(t, so, "o ", n)
+	checkLines(t, se, "e ", n)
+}
+
 func TestRunServerDown(t *testing.T) {
 	addr := freeAddr(t)
 	spool := filepath.Join(t.TempDir(), "spool")
