@@ -1,0 +1,547 @@
+package ingest
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+const (
+	jsonMaxDepth     = 1000 // nesting of objects and arrays
+	jsonMaxInterned  = 4096 // distinct interned strings a decoder keeps
+	jsonMaxInternLen = 256  // longer strings are not interned
+)
+
+// Where the decoder is, for error messages.
+const (
+	inJSONDocument = -1
+	inJSONDefaults = -2
+)
+
+type jsonDecoder struct {
+	data   []byte
+	pos    int
+	rec    int               // the record's index in a batch, or inDocument / inDefaults
+	buf    []byte            // the current record's string content: its arena
+	tmp    []byte            // unescaped keys and label values
+	attrs  []jsonAttr        // the current record's attributes
+	gen    uint32            // the record's "attributes" seen so far; the last one counts
+	names  map[string]string // interned labels, levels and attribute keys
+	recent [509]string       // a cache of names
+}
+
+// attrEnt is an attribute whose value is buf[a:b].
+type jsonAttr struct {
+	key  string
+	a, b int
+	prio uint8  // a higher one wins: prioExtra < prioAttr
+	gen  uint32 // of prioAttr: which "attributes" of the record it came from
+}
+
+const (
+	prioExtra = iota // an unknown top-level key
+	prioAttr         // an entry of "attributes"
+)
+
+var jsonDecoderPool = sync.Pool{New: func() any { return newJSONDecoder() }}
+
+func newJSONDecoder() *jsonDecoder {
+	return &jsonDecoder{names: make(map[string]string, 64)}
+}
+
+func getJSONDecoder(data []byte) *jsonDecoder {
+	d := jsonDecoderPool.Get().(*jsonDecoder)
+	d.data, d.pos, d.rec = data, 0, inJSONDocument
+	return d
+}
+
+func putJSONDecoder(d *jsonDecoder) {
+	d.data = nil
+	if cap(d.buf) > 1<<20 || cap(d.tmp) > 1<<20 || cap(d.attrs) > 4096 {
+		return // do not pin a huge one
+	}
+	jsonDecoderPool.Put(d)
+}
+
+// intern returns b as a string, shared with earlier equal ones. A small
+// direct-mapped cache in front of the map saves most of its hashing.
+func (d *jsonDecoder) intern(b []byte) string {
+	n := len(b)
+	if n == 0 {
+		return ""
+	}
+	slot := &d.recent[(uint(n)*0x9E3779B1^uint(b[0])<<3^uint(b[n-1])<<7^uint(b[n/2])<<11)%uint(len(d.recent))]
+	if *slot == string(b) {
+		return *slot
+	}
+	s, ok := d.names[string(b)]
+	if !ok {
+		s = string(b)
+		if n <= jsonMaxInternLen && len(d.names) < jsonMaxInterned {
+			d.names[s] = s
+		}
+	}
+	*slot = s
+	return s
+}
+
+func (d *jsonDecoder) errAt(off int, format string, a ...any) error {
+	msg := fmt.Sprintf(format, a...)
+	switch {
+	case d.rec >= 0:
+		msg = fmt.Sprintf("record %d: %s", d.rec, msg)
+	case d.rec == inJSONDefaults:
+		msg = "defaults: " + msg
+	}
+	return &JSONError{Offset: off, Msg: msg}
+}
+
+// errHere reports what was found at d.pos instead of what was wanted.
+func (d *jsonDecoder) errHere(want string) error {
+	if d.pos >= len(d.data) {
+		return d.errAt(d.pos, "unexpected end of input, want %s", want)
+	}
+	c := d.data[d.pos]
+	if c < 0x20 || c >= 0x7f {
+		return d.errAt(d.pos, "unexpected byte 0x%02x, want %s", c, want)
+	}
+	return d.errAt(d.pos, "unexpected %q, want %s", c, want)
+}
+
+func jsonSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func (d *jsonDecoder) ws() {
+	for d.pos < len(d.data) && jsonSpace(d.data[d.pos]) {
+		d.pos++
+	}
+}
+
+// peek skips white space and returns the next byte (0 at the end).
+func (d *jsonDecoder) peek() byte {
+	d.ws()
+	if d.pos < len(d.data) {
+		return d.data[d.pos]
+	}
+	return 0
+}
+
+// end checks that only white space is left.
+func (d *jsonDecoder) end() error {
+	d.ws()
+	if d.pos < len(d.data) {
+		return d.errAt(d.pos, "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// literal consumes one of true, false and null.
+func (d *jsonDecoder) literal(lit string) error {
+	end := d.pos + len(lit)
+	if end > len(d.data) || string(d.data[d.pos:end]) != lit {
+		return d.errHere("a JSON value")
+	}
+	d.pos += len(lit)
+	return nil
+}
+
+// null consumes a null if one is next.
+func (d *jsonDecoder) null() (bool, error) {
+	if d.peek() != 'n' {
+		return false, nil
+	}
+	return true, d.literal("null")
+}
+
+// Objects: a loop of
+//
+//	for more, err := d.objStart(); more; more, err = d.objNext() { key, err := d.key() ... }
+//
+// with err checked after the loop.
+
+// objStart consumes '{' and reports whether a key follows.
+func (d *jsonDecoder) objStart(depth int) (bool, error) {
+	if d.peek() != '{' {
+		return false, d.errHere("an object")
+	}
+	if depth > jsonMaxDepth {
+		return false, d.errAt(d.pos, "nested more than %d deep", jsonMaxDepth)
+	}
+	d.pos++
+	if d.peek() == '}' {
+		d.pos++
+		return false, nil
+	}
+	return true, nil
+}
+
+// objNext consumes ',' or '}' after a member and reports whether a key follows.
+func (d *jsonDecoder) objNext() (bool, error) {
+	switch d.peek() {
+	case ',':
+		d.pos++
+		return true, nil
+	case '}':
+		d.pos++
+		return false, nil
+	}
+	return false, d.errHere("',' or '}'")
+}
+
+// key reads a member's key and its ':'. The bytes are valid until the next
+// string is read.
+func (d *jsonDecoder) key() ([]byte, int, error) {
+	if d.peek() != '"' {
+		return nil, d.pos, d.errHere("a string key")
+	}
+	off := d.pos
+	k, err := d.rawStr()
+	if err != nil {
+		return nil, off, err
+	}
+	if d.peek() != ':' {
+		return nil, off, d.errHere("':'")
+	}
+	d.pos++
+	d.ws()
+	return k, off, nil
+}
+
+// arrStart consumes '[' and reports whether a value follows.
+func (d *jsonDecoder) arrStart(depth int) (bool, error) {
+	if d.peek() != '[' {
+		return false, d.errHere("an array")
+	}
+	if depth > jsonMaxDepth {
+		return false, d.errAt(d.pos, "nested more than %d deep", jsonMaxDepth)
+	}
+	d.pos++
+	if d.peek() == ']' {
+		d.pos++
+		return false, nil
+	}
+	return true, nil
+}
+
+func (d *jsonDecoder) arrNext() (bool, error) {
+	switch d.peek() {
+	case ',':
+		d.pos++
+		return true, nil
+	case ']':
+		d.pos++
+		return false, nil
+	}
+	return false, d.errHere("',' or ']'")
+}
+
+// Strings.
+
+// plain marks the bytes a string holds as they are.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// lsb has the lowest bit of every byte set. For a word w, the high bit of a
+// byte of w-lsb*c (0 < c < 0x80) is set where that byte is below c (and
+// maybe elsewhere, after a borrow from such a byte, or where it is >= 0x80):
+// so the test never misses a special byte, and at worst sends plain ones
+// to the byte loop.
+const swarLSB = 0x0101010101010101
+
+// scanStr scans the string at d.pos (its opening quote): its content is
+// data[start:end], esc tells whether it holds escapes (not yet checked), and
+// d.pos moves past the closing quote. UTF-8 is checked here.
+func (d *jsonDecoder) scanStr() (start, end int, esc bool, err error) {
+	data := d.data
+	i := d.pos + 1
+	start = i
+	for {
+		// Eight bytes at a time while none is special, then one at a time.
+		for i+8 <= len(data) {
+			w := binary.LittleEndian.Uint64(data[i:])
+			if ((w-swarLSB*0x20)|((w^(swarLSB*'"'))-swarLSB)|((w^(swarLSB*'\\'))-swarLSB)|w)&(swarLSB*0x80) != 0 {
+				break
+			}
+			i += 8
+		}
+		for i < len(data) && jsonPlain[data[i]] {
+			i++
+		}
+		if i >= len(data) {
+			return 0, 0, false, d.errAt(d.pos, "unterminated string")
+		}
+		switch c := data[i]; {
+		case c == '"':
+			d.pos = i + 1
+			return start, i, esc, nil
+		case c == '\\':
+			esc = true
+			i += 2
+		case c < 0x20:
+			return 0, 0, false, d.errAt(i, "control character 0x%02x in a string (escape it)", c)
+		default:
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size <= 1 {
+				return 0, 0, false, d.errAt(i, "string is not valid UTF-8")
+			}
+			i += size
+		}
+	}
+}
+
+// str appends the string at d.pos, unescaped, to dst.
+func (d *jsonDecoder) str(dst []byte) ([]byte, error) {
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		return dst, d.errHere("a string")
+	}
+	start, end, esc, err := d.scanStr()
+	if err != nil {
+		return dst, err
+	}
+	if !esc {
+		return append(dst, d.data[start:end]...), nil
+	}
+	return d.unescape(dst, start, end)
+}
+
+// rawStr returns the string at d.pos, unescaped: a slice of the input, or of
+// d.tmp when it has escapes.
+func (d *jsonDecoder) rawStr() ([]byte, error) {
+	start, end, esc, err := d.scanStr()
+	if err != nil {
+		return nil, err
+	}
+	if !esc {
+		return d.data[start:end], nil
+	}
+	d.tmp, err = d.unescape(d.tmp[:0], start, end)
+	return d.tmp, err
+}
+
+func (d *jsonDecoder) unescape(dst []byte, i, end int) ([]byte, error) {
+	data := d.data
+	for i < end {
+		j := i
+		for j < end && data[j] != '\\' {
+			j++
+		}
+		dst = append(dst, data[i:j]...)
+		if j == end {
+			break
+		}
+		i = j
+		switch data[i+1] {
+		case '"', '\\', '/':
+			dst = append(dst, data[i+1])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := jsonHex4(data[i+2 : end])
+			if !ok {
+				return dst, d.errAt(i, "invalid \\u escape in a string")
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				// A pair makes one rune; anything else is U+FFFD, as in encoding/json.
+				if r2, ok := jsonHex4(data[min(i+2, end):end]); ok && data[i] == '\\' && data[i+1] == 'u' {
+					if c := utf16.DecodeRune(r, r2); c != utf8.RuneError {
+						r, i = c, i+6
+					} else {
+						r = utf8.RuneError
+					}
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default:
+			return dst, d.errAt(i, "invalid escape \\%c in a string", data[i+1])
+		}
+		i += 2
+	}
+	return dst, nil
+}
+
+func jsonHex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// Numbers and other values.
+
+// number scans a JSON number at d.pos and returns its text.
+func (d *jsonDecoder) number() ([]byte, error) {
+	data, i := d.data, d.pos
+	start := i
+	if i < len(data) && data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(data) && data[i] == '0':
+		i++
+	case i < len(data) && '1' <= data[i] && data[i] <= '9':
+		for i < len(data) && jsonDigit(data[i]) {
+			i++
+		}
+	default:
+		d.pos = i
+		return nil, d.errHere("a digit")
+	}
+	if i < len(data) && data[i] == '.' {
+		i++
+		if i >= len(data) || !jsonDigit(data[i]) {
+			d.pos = i
+			return nil, d.errHere("a digit after '.'")
+		}
+		for i < len(data) && jsonDigit(data[i]) {
+			i++
+		}
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		if i >= len(data) || !jsonDigit(data[i]) {
+			d.pos = i
+			return nil, d.errHere("a digit in the exponent")
+		}
+		for i < len(data) && jsonDigit(data[i]) {
+			i++
+		}
+	}
+	d.pos = i
+	return data[start:i], nil
+}
+
+func jsonDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// value checks the JSON value at d.pos and, with keep, appends its compact
+// text to dst (strings keep their escapes as written).
+func (d *jsonDecoder) value(dst []byte, keep bool, depth int) ([]byte, error) {
+	switch d.peek() {
+	case '"':
+		start, end, esc, err := d.scanStr()
+		if err != nil {
+			return dst, err
+		}
+		if esc { // check the escapes
+			if d.tmp, err = d.unescape(d.tmp[:0], start, end); err != nil {
+				return dst, err
+			}
+		}
+		if keep {
+			dst = append(dst, d.data[start-1:end+1]...)
+		}
+		return dst, nil
+	case '{':
+		more, err := d.objStart(depth)
+		if keep {
+			dst = append(dst, '{')
+		}
+		for n := 0; more; more, err = d.objNext() {
+			if keep && n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			if d.peek() != '"' {
+				return dst, d.errHere("a string key")
+			}
+			if dst, err = d.value(dst, keep, depth+1); err != nil {
+				return dst, err
+			}
+			if d.peek() != ':' {
+				return dst, d.errHere("':'")
+			}
+			d.pos++
+			if keep {
+				dst = append(dst, ':')
+			}
+			if dst, err = d.value(dst, keep, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		if keep && err == nil {
+			dst = append(dst, '}')
+		}
+		return dst, err
+	case '[':
+		more, err := d.arrStart(depth)
+		if keep {
+			dst = append(dst, '[')
+		}
+		for n := 0; more; more, err = d.arrNext() {
+			if keep && n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			if dst, err = d.value(dst, keep, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		if keep && err == nil {
+			dst = append(dst, ']')
+		}
+		return dst, err
+	case 't', 'f', 'n':
+		start := d.pos
+		var lit string
+		switch d.data[d.pos] {
+		case 't':
+			lit = "true"
+		case 'f':
+			lit = "false"
+		default:
+			lit = "null"
+		}
+		if err := d.literal(lit); err != nil {
+			return dst, err
+		}
+		if keep {
+			dst = append(dst, d.data[start:d.pos]...)
+		}
+		return dst, nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		num, err := d.number()
+		if err != nil {
+			return dst, err
+		}
+		if keep {
+			dst = append(dst, num...)
+		}
+		return dst, nil
+	}
+	return dst, d.errHere("a JSON value")
+}
+
+// The record.
