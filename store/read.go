@@ -308,17 +308,28 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 			metas = d.chunks
 		} else {
 			ids, err := s.idx.search(ctx, d.day, bq)
-			if err != nil {
-				return nil, err
-			}
-			s.mu.RLock()
-			for _, id := range ids {
-				if m := s.chunks[id]; m != nil {
-					metas = append(metas, m)
+			switch {
+			case ctx.Err() != nil:
+				return nil, ctx.Err()
+			case err != nil:
+				// The index cannot answer (a full disk, a broken index): every
+				// chunk of the day is a candidate, checked line by line. Slower,
+				// never wrong.
+				s.indexFailures.Add(1)
+				if s.indexFailures.Load()%100 == 1 {
+					s.log.Warn("store: day index unusable, scanning its chunks", "day", dayName(d.day), "err", err)
 				}
+				metas = append(metas, d.chunks...)
+			default:
+				s.mu.RLock()
+				for _, id := range ids {
+					if m := s.chunks[id]; m != nil {
+						metas = append(metas, m)
+					}
+				}
+				s.mu.RUnlock()
+				metas = append(metas, d.unindexed...)
 			}
-			s.mu.RUnlock()
-			metas = append(metas, d.unindexed...)
 		}
 		var keep []*ChunkMeta
 		for _, m := range metas {

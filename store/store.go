@@ -131,15 +131,16 @@ type Store struct {
 	floor       uint32
 	dayDroppers []func(uint32) error
 
-	nextChunk atomic.Uint64
-	sealCh    chan *head
-	indexCh   chan *indexJob
-	sealWG    sync.WaitGroup
-	indexWG   sync.WaitGroup
-	persistWG sync.WaitGroup
-	inflight  sync.WaitGroup // Appends between their lock and their last send to sealCh
-	stop      chan struct{}
-	maintWG   sync.WaitGroup
+	nextChunk     atomic.Uint64
+	indexFailures atomic.Uint64 // searches a day index could not answer
+	sealCh        chan *head
+	indexCh       chan *indexJob
+	sealWG        sync.WaitGroup
+	indexWG       sync.WaitGroup
+	persistWG     sync.WaitGroup
+	inflight      sync.WaitGroup // Appends between their lock and their last send to sealCh
+	stop          chan struct{}
+	maintWG       sync.WaitGroup
 }
 
 // Open opens or creates the store in dir, replays the WAL and resumes indexing
