@@ -618,3 +618,36 @@ func TestUIBigBuild(t *testing.T) {
 		t.Fatalf("uncaught JavaScript exceptions:\n%s", strings.Join(errs, "\n"))
 	}
 }
+
+// TestUIAuth: against a server with --auth-file, the UI asks for a token once,
+// keeps it for the session and sends it with every API call.
+func TestUIAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end, in a browser")
+	}
+	tok, entry := newToken(t, "ui", "query")
+	authFile := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(authFile, []byte("tokens:\n"+entry), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, t.TempDir()+"/data", "--auth-file", authFile)
+	u := newUI(t, 1280, 860)
+	u.dir = t.ArtifactDir()
+	u.base = "http://" + s.httpAddr
+	u.open(t, "/search?q=anything&start=1h")
+	u.wait(t, "the token dialog", `document.querySelector('dialog.token-dialog[open]')`)
+	u.shots(t, "token-dialog")
+	u.do(t, chromedp.SendKeys(`dialog.token-dialog input`, "shp_wrong\r"))
+	u.wait(t, "the dialog again after a wrong token", `/refused/.test(document.querySelector('dialog.token-dialog[open] p').textContent)`)
+	u.do(t, chromedp.SendKeys(`dialog.token-dialog[open] input`, tok+"\r"))
+	u.wait(t, "the search answered", `!document.querySelector('dialog.token-dialog') && /No lines match|0 matching/.test(document.body.innerText)`)
+	if got := eval[string](t, u, `sessionStorage.getItem('shiplog-token')`); got != tok {
+		t.Fatalf("token kept for the session: %q", got)
+	}
+	// Other pages reuse it without asking.
+	u.open(t, "/hosts")
+	u.wait(t, "the hosts page without a dialog", `document.querySelector('main') && !document.querySelector('dialog.token-dialog') && /host/i.test(document.querySelector('main').innerText)`)
+	if ex := u.exceptions(); len(ex) > 0 {
+		t.Fatalf("JavaScript exceptions: %v", ex)
+	}
+}

@@ -52,6 +52,49 @@ export function unreachable(err) {
   return new ApiError(`Cannot reach the shiplog server at ${location.host} (${err.message || err}). Is it running?`, 0, 'UNREACHABLE');
 }
 
+// The bearer token of a server with --auth-file: asked for once, kept for the
+// browser session (sessionStorage), sent with every API call.
+const TOKEN_KEY = 'shiplog-token';
+let asking = null;
+
+function askToken(again) {
+  if (asking) return asking;
+  asking = new Promise((resolve) => {
+    const input = h('input', { type: 'password', name: 'token', autocomplete: 'off', placeholder: 'shp_...', required: true });
+    const dlg = h('dialog', { class: 'token-dialog' },
+      h('form', { method: 'dialog' },
+        h('p', {}, again ? 'That token was refused. Enter a token with the query scope:' : 'This shiplog server needs a token. Enter one with the query scope:'),
+        input,
+        h('menu', {}, h('button', { value: 'cancel', type: 'button', onclick: () => dlg.close('') }, 'Cancel'),
+          h('button', { value: 'ok', type: 'submit' }, 'Use token'))));
+    dlg.addEventListener('close', () => {
+      const tok = dlg.returnValue === 'ok' ? input.value.trim() : '';
+      dlg.remove();
+      asking = null;
+      resolve(tok);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    input.focus();
+  });
+  return asking;
+}
+
+// authFetch is fetch with the session's token; on 401 it asks for a token and
+// tries again.
+export async function authFetch(url, opts = {}) {
+  for (let tries = 0; ; tries++) {
+    const headers = { ...(opts.headers || {}) };
+    const tok = sessionStorage.getItem(TOKEN_KEY);
+    if (tok) headers.Authorization = 'Bearer ' + tok;
+    const resp = await fetch(url, { ...opts, headers });
+    if (resp.status !== 401 || tries >= 3) return resp;
+    const next = await askToken(tries > 0 || !!tok);
+    if (!next) return resp;
+    sessionStorage.setItem(TOKEN_KEY, next);
+  }
+}
+
 // api GETs a JSON API path with query parameters (empty ones left out).
 export async function api(path, params, signal) {
   const qs = new URLSearchParams();
@@ -59,7 +102,7 @@ export async function api(path, params, signal) {
   const url = path + (qs.toString() ? '?' + qs : '');
   let resp;
   try {
-    resp = await fetch(url, { signal, headers: { Accept: 'application/json' } });
+    resp = await authFetch(url, { signal, headers: { Accept: 'application/json' } });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw unreachable(e);

@@ -1,7 +1,7 @@
 // Live tail: GET /v1/logs:tail?q= streams newline-delimited JSON records;
 // read with fetch and a ReadableStream. Pause keeps reading and holds the new
 // lines back until resume. State: /tail?q=
-import { h, errorBox, readJSON, unreachable, info, num, fmtTime, level, hostTag, hostHue, href } from './lib.js';
+import { h, authFetch, errorBox, readJSON, unreachable, info, num, fmtTime, level, hostTag, hostHue, href } from './lib.js';
 import { queryForm } from './search.js';
 
 const KEEP = 5000; // lines kept on the page
@@ -60,7 +60,7 @@ export default function tail(main, ctx) {
     let resp;
     setStatus('connecting…', '');
     try {
-      resp = await fetch(href('/v1/logs:tail', { q }), { signal: ac.signal, headers: { Accept: 'application/x-ndjson' } });
+      resp = await authFetch(href('/v1/logs:tail', { q }), { signal: ac.signal, headers: { Accept: 'application/x-ndjson' } });
     } catch (e) {
       if (e.name === 'AbortError') return;
       return lost(unreachable(e));
