@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -313,10 +314,16 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 	}
 	st := int64(step)
 	first := floorDiv(tr.Start, st) * st
-	n := (tr.End - first + st - 1) / st
-	if n > int64(e.opts.MaxBuckets) {
-		return nil, badf("%d buckets of %s are more than the maximum of %d: use a larger step", n, step, e.opts.MaxBuckets)
+	// In unsigned arithmetic: the span of two far-apart times overflows int64.
+	span := uint64(tr.End) - uint64(first)
+	nb := span / uint64(st)
+	if span%uint64(st) != 0 {
+		nb++
 	}
+	if nb < 1 || nb > uint64(e.opts.MaxBuckets) || first > tr.Start || span > math.MaxInt64 {
+		return nil, badf("%d buckets of %s: a histogram has 1 to %d buckets; use a larger step or a shorter range", nb, step, e.opts.MaxBuckets)
+	}
+	n := int64(nb)
 	counts := make([]int, n)
 	refs, err := e.st.Candidates(ctx, tr, q.cond)
 	if err != nil {
@@ -342,7 +349,9 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 			}
 			mu.Lock()
 			for b, c := range local {
-				counts[b] += c
+				if b >= 0 && b < int64(len(counts)) {
+					counts[b] += c
+				}
 			}
 			mu.Unlock()
 		}()
@@ -350,8 +359,10 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 	for _, r := range refs {
 		m := r.Meta
 		// Whole chunk inside the range and inside one bucket, counted by its metadata.
-		if q.countable && m.MinT >= tr.Start && m.MaxT < tr.End && floorDiv(m.MinT-first, st) == floorDiv(m.MaxT-first, st) {
-			counts[(m.MinT-first)/st] += q.metaCount(m)
+		if q.countable && m.MinT >= tr.Start && m.MaxT < tr.End && (m.MinT-first)/st == (m.MaxT-first)/st {
+			if b := (m.MinT - first) / st; b >= 0 && b < n {
+				counts[b] += q.metaCount(m)
+			}
 			continue
 		}
 		work <- r
@@ -409,9 +420,21 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
+// Times outside [1970, 2200) are refused: they are no log's, and they would
+// overflow the arithmetic of histogram buckets.
+var maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
 // ParseTime reads a time parameter: RFC 3339 (with or without fraction), a
 // duration back from now ("15m", "24h", "7d"), "now", or Unix seconds.
 func ParseTime(s string, now time.Time) (int64, error) {
+	t, err := parseTime(s, now)
+	if err == nil && (t < 0 || t >= maxTime) {
+		return 0, badf("time %q is outside 1970 to 2200", s)
+	}
+	return t, err
+}
+
+func parseTime(s string, now time.Time) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "now" {
 		return now.UnixNano(), nil

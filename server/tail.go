@@ -56,6 +56,7 @@ func (h *Hub) publish(recs []model.Record) {
 	if len(h.subs) == 0 {
 		return
 	}
+subs:
 	for s := range h.subs {
 		for i := range recs {
 			r := &recs[i]
@@ -67,6 +68,7 @@ func (h *Hub) publish(recs []model.Record) {
 			default:
 				s.once.Do(func() { close(s.dropped) })
 				delete(h.subs, s)
+				continue subs
 			}
 		}
 	}

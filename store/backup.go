@@ -21,12 +21,18 @@ const backupMagic = "SHIPLOG-BACKUP 1\n"
 
 // Backup writes a consistent copy of the store to w.
 func (s *Store) Backup(w io.Writer) error {
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return ErrClosed
 	}
+	s.inflight.Add(1) // Close waits for us before it closes sealCh
+	var mine []uint64
+	for _, h := range s.heads {
+		mine = append(mine, h.meta.ID)
+	}
+	s.mu.Unlock()
+	defer s.inflight.Done()
 	s.maintain(true)
 	if err := s.ms.sealAll(); err != nil {
 		return fmt.Errorf("backup: %w", err)
@@ -34,7 +40,13 @@ func (s *Store) Backup(w io.Writer) error {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		s.mu.RLock()
-		n := len(s.sealing)
+		// Wait for the heads this backup sealed, not for later ones.
+		n := 0
+		for _, id := range mine {
+			if _, ok := s.sealing[id]; ok {
+				n++
+			}
+		}
 		var names []string
 		var vals [][]byte
 		for a, st := range s.agents {

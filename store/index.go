@@ -302,6 +302,13 @@ func (s *Store) indexJobs(jobs []*indexJob) {
 	}
 	for day, js := range byDay {
 		start := time.Now()
+		s.mu.RLock()
+		_, live := s.days[day]
+		dropped := day < s.floor
+		s.mu.RUnlock()
+		if dropped || !live {
+			continue // retention dropped the day meanwhile
+		}
 		idx, err := s.idx.get(day, true)
 		if err != nil {
 			s.log.Error("store: open index", "day", dayName(day), "err", err)
@@ -310,12 +317,14 @@ func (s *Store) indexJobs(jobs []*indexJob) {
 		}
 		b := idx.NewBatch()
 		keys := make([][]byte, 0, len(js))
+		added := js[:0:0]
 		for _, j := range js {
 			if err := b.IndexAdvanced(j.doc); err != nil {
 				s.log.Error("store: index chunk", "chunk", j.meta.ID, "err", err)
 				continue
 			}
 			keys = append(keys, chunkKey(pfxPending, day, j.meta.ID))
+			added = append(added, j)
 		}
 		var once sync.Once
 		s.persistWG.Add(1)
@@ -338,7 +347,7 @@ func (s *Store) indexJobs(jobs []*indexJob) {
 			continue
 		}
 		s.mu.Lock()
-		for _, j := range js {
+		for _, j := range added {
 			delete(s.unindexed, j.meta.ID)
 		}
 		s.mu.Unlock()

@@ -214,7 +214,9 @@ func (s *Store) applyRetention(now time.Time) {
 			usage := s.DiskUsage()
 			s.m.diskBytes.Set(float64(usage))
 			days := s.Days()
-			if usage <= s.opts.RetentionBytes || len(days) <= 1 {
+			// Never today or a later day (records may be stamped ahead of the
+			// clock), and never the newest day.
+			if usage <= s.opts.RetentionBytes || len(days) <= 1 || days[0] >= model.Day(now.UnixNano()) {
 				break
 			}
 			if err := s.dropDay(days[0]); err != nil {

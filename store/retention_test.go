@@ -95,3 +95,28 @@ func crash(s *Store) {
 	_ = s.idx.closeAll()
 	_ = s.db.Close()
 }
+
+// TestRetentionSizeKeepsToday: a size bound never drops today, even when a
+// record stamped ahead of the clock makes today not the newest day.
+func TestRetentionSizeKeepsToday(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.RetentionBytes = 1 // always over
+	s := testOpen(t, dir, o)
+	defer s.Close()
+	now := time.Now()
+	for _, at := range []time.Time{now.Add(-48 * time.Hour), now, now.Add(20 * time.Hour)} {
+		if _, err := s.Append(context.Background(), testBatch("", 10, 0, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.applyRetention(now)
+	days := s.Days()
+	if len(days) != 2 || days[0] != model.Day(now.UnixNano()) && days[0] != model.Day(now.Add(10*time.Millisecond).UnixNano()) {
+		t.Fatalf("days after a size retention: %v (today %d)", days, model.Day(now.UnixNano()))
+	}
+	res, err := s.Append(context.Background(), testBatch("", 5, 0, now))
+	if err != nil || res.Accepted != 5 {
+		t.Fatalf("today's lines after retention: %+v %v", res, err)
+	}
+}

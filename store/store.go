@@ -131,6 +131,7 @@ type Store struct {
 	floor       uint32
 	dayDroppers []func(uint32) error
 
+	truncMu       sync.Mutex // serialises truncateWAL
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
 	sealCh        chan *head
@@ -742,6 +743,10 @@ func (s *Store) maintain(all bool) {
 // truncateWAL deletes segments every line of which is sealed in Badger. Agent
 // watermarks are saved first, since the WAL is their only other record.
 func (s *Store) truncateWAL() {
+	// One at a time: a second call must not delete segments before the
+	// first has saved the agents it took.
+	s.truncMu.Lock()
+	defer s.truncMu.Unlock()
 	s.mu.Lock()
 	floor := s.wal.seg
 	if s.closed && len(s.heads) == 0 && len(s.sealing) == 0 {
@@ -825,7 +830,16 @@ func (s *Store) Close() error {
 	s.sealWG.Wait()
 	close(s.indexCh)
 	s.indexWG.Wait()
-	s.persistWG.Wait()
+	// Bleve calls back once a batch is persisted; it may never do so for an
+	// index it failed to write (a full disk). The pending marks stay in Badger
+	// then, and the next Open indexes those chunks again.
+	persisted := make(chan struct{})
+	go func() { s.persistWG.Wait(); close(persisted) }()
+	select {
+	case <-persisted:
+	case <-time.After(30 * time.Second):
+		s.log.Warn("store: Bleve did not confirm every batch within 30s; those chunks are indexed again on the next start")
+	}
 	s.truncateWAL()
 	var errs []error
 	s.mu.Lock()
