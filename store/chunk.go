@@ -141,7 +141,7 @@ func (l *Lines) Record(i int) model.Record {
 //
 // Each value is a column directory followed by the columns:
 //
-//	version byte (1)
+//	version byte (1 for t values; 2 for c values, see textVersion)
 //	count uvarint (lines)
 //	ncols uvarint, then per column its stored length uvarint
 //	column bytes, in order, each a codec byte (0 raw, 1 zstd) and the data
@@ -153,7 +153,8 @@ func (l *Lines) Record(i int) model.Record {
 //	2 message lengths (uvarint each), 3 message bytes, concatenated
 //	4 trace ids, 5 span ids: uvarint length + bytes each
 //	6 attributes: per line uvarint n, then n x (key, value) as uvarint length + bytes
-//	7 seqs: uvarint each
+//	7 seqs: zig-zag varint deltas from the previous line's (c value version 2;
+//	  version 1, still read, stored plain uvarints)
 const (
 	colTimes = iota
 	colLevels
@@ -224,21 +225,27 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 	}
 	cols[colAttrs] = compress(b)
 	b = b[:0]
+	prevSeq := uint64(0)
 	for _, s := range l.Seqs {
-		b = binary.AppendUvarint(b, s)
+		// An agent numbers its lines 1, 2, 3 ...: deltas are mostly 1.
+		b = binary.AppendVarint(b, int64(s-prevSeq))
+		prevSeq = s
 	}
 	cols[colSeqs] = compress(b)
 
-	return packColumns(n, cols[:colMsgLens]), packColumns(n, cols[colMsgLens:])
+	return packColumns(1, n, cols[:colMsgLens]), packColumns(textVersion, n, cols[colMsgLens:])
 }
 
-func packColumns(n int, cols [][]byte) []byte {
+// textVersion 2 stores seqs as zig-zag deltas (version 1: plain uvarints).
+const textVersion = 2
+
+func packColumns(version byte, n int, cols [][]byte) []byte {
 	size := 16
 	for _, c := range cols {
 		size += len(c) + 6
 	}
 	out := make([]byte, 0, size)
-	out = append(out, 1)
+	out = append(out, version)
 	out = binary.AppendUvarint(out, uint64(n))
 	out = binary.AppendUvarint(out, uint64(len(cols)))
 	for _, c := range cols {
@@ -283,7 +290,7 @@ func decompress(c []byte) ([]byte, error) {
 
 // splitColumns returns the stored bytes of each column of a t or c value.
 func splitColumns(v []byte, want int) (n int, cols [][]byte, err error) {
-	if len(v) < 1 || v[0] != 1 {
+	if len(v) < 1 || v[0] != 1 && v[0] != textVersion {
 		return 0, nil, fmt.Errorf("%w: version", errCorrupt)
 	}
 	p := 1
@@ -435,8 +442,18 @@ func (l *Lines) decodeText(cv []byte) error {
 		return err
 	}
 	l.Seqs = make([]uint64, n)
+	prev := uint64(0)
 	for i := 0; i < n; i++ {
-		s, k := binary.Uvarint(sb)
+		var s uint64
+		var k int
+		if cv[0] == textVersion {
+			var d int64
+			d, k = binary.Varint(sb)
+			s = prev + uint64(d)
+			prev = s
+		} else {
+			s, k = binary.Uvarint(sb)
+		}
 		if k <= 0 {
 			return fmt.Errorf("%w: seqs", errCorrupt)
 		}
