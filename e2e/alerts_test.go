@@ -172,6 +172,19 @@ groups:
 	if s.getJSON(t, "/v1/alerts", nil, &now); len(now.Alerts) != 1 || now.Alerts[0].State != "firing" {
 		t.Errorf("/v1/alerts %+v", now)
 	}
+	// The same over gRPC (QueryService offers what the HTTP API does).
+	qc := shiplogv1.NewQueryServiceClient(s.dial(t))
+	ga, err := qc.ListAlerts(context.Background(), &shiplogv1.ListAlertsRequest{})
+	if err != nil || len(ga.Alerts) != 1 || ga.Alerts[0].State != "firing" || ga.Alerts[0].Rule != "ApiErrors" ||
+		ga.Alerts[0].Value != 10 || ga.Alerts[0].Links.GetBuild() != ui+"/builds/build-e2e" {
+		t.Errorf("gRPC ListAlerts: %v %v", ga, err)
+	}
+	if gr, err := qc.ListAlertRules(context.Background(), &shiplogv1.ListAlertRulesRequest{}); err != nil || len(gr.Rules) != 1 || gr.Rules[0].Health != "ok" {
+		t.Errorf("gRPC ListAlertRules: %v %v", gr, err)
+	}
+	if gh, err := qc.ListAlertHistory(context.Background(), &shiplogv1.ListAlertHistoryRequest{Limit: 10}); err != nil || len(gh.Transitions) != 2 || gh.Transitions[0].To != "firing" {
+		t.Errorf("gRPC ListAlertHistory: %v %v", gh, err)
+	}
 
 	// SIGHUP with a broken file: the rule keeps running, the reason is shown.
 	if err := os.WriteFile(rules, []byte(strings.Replace(good, "threshold: '> 5'", "threshold: 5", 1)), 0o644); err != nil {

@@ -1786,7 +1786,7 @@ var File_shiplog_v1_query_proto protoreflect.FileDescriptor
 const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"\x16shiplog/v1/query.proto\x12\n" +
-	"shiplog.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14shiplog/v1/log.proto\"\x89\x01\n" +
+	"shiplog.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17shiplog/v1/alerts.proto\x1a\x14shiplog/v1/log.proto\"\x89\x01\n" +
 	"\rSearchRequest\x12\f\n" +
 	"\x01q\x18\x01 \x01(\tR\x01q\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
@@ -1938,7 +1938,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\balive_at\x18\x04 \x01(\tR\aaliveAt\x12\x19\n" +
 	"\bbuild_id\x18\x05 \x01(\tR\abuildId\";\n" +
 	"\x11ListHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.shiplog.v1.HostR\x05hosts2\xe3\x06\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.shiplog.v1.HostR\x05hosts2\xe8\b\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
 	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogram\x12a\n" +
@@ -1950,7 +1950,11 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\bGetBuild\x12\x1b.shiplog.v1.GetBuildRequest\x1a\x11.shiplog.v1.Build\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/builds/{build_id}\x12c\n" +
 	"\vListDeploys\x12\x1e.shiplog.v1.ListDeploysRequest\x1a\x1f.shiplog.v1.ListDeploysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/deploys\x12^\n" +
 	"\tGetDeploy\x12\x1c.shiplog.v1.GetDeployRequest\x1a\x12.shiplog.v1.Deploy\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/deploys/{deploy_id}\x12[\n" +
-	"\tListHosts\x12\x1c.shiplog.v1.ListHostsRequest\x1a\x1d.shiplog.v1.ListHostsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/hostsB7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
+	"\tListHosts\x12\x1c.shiplog.v1.ListHostsRequest\x1a\x1d.shiplog.v1.ListHostsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/hosts\x12K\n" +
+	"\n" +
+	"ListAlerts\x12\x1d.shiplog.v1.ListAlertsRequest\x1a\x1e.shiplog.v1.ListAlertsResponse\x12W\n" +
+	"\x0eListAlertRules\x12!.shiplog.v1.ListAlertRulesRequest\x1a\".shiplog.v1.ListAlertRulesResponse\x12]\n" +
+	"\x10ListAlertHistory\x12#.shiplog.v1.ListAlertHistoryRequest\x1a$.shiplog.v1.ListAlertHistoryResponseB7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
 
 var (
 	file_shiplog_v1_query_proto_rawDescOnce sync.Once
@@ -1966,31 +1970,37 @@ func file_shiplog_v1_query_proto_rawDescGZIP() []byte {
 
 var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_shiplog_v1_query_proto_goTypes = []any{
-	(*SearchRequest)(nil),         // 0: shiplog.v1.SearchRequest
-	(*SearchResponse)(nil),        // 1: shiplog.v1.SearchResponse
-	(*HistogramRequest)(nil),      // 2: shiplog.v1.HistogramRequest
-	(*HistogramResponse)(nil),     // 3: shiplog.v1.HistogramResponse
-	(*Bucket)(nil),                // 4: shiplog.v1.Bucket
-	(*ContextRequest)(nil),        // 5: shiplog.v1.ContextRequest
-	(*ContextResponse)(nil),       // 6: shiplog.v1.ContextResponse
-	(*TailRequest)(nil),           // 7: shiplog.v1.TailRequest
-	(*TailResponse)(nil),          // 8: shiplog.v1.TailResponse
-	(*LevelCounts)(nil),           // 9: shiplog.v1.LevelCounts
-	(*Run)(nil),                   // 10: shiplog.v1.Run
-	(*Build)(nil),                 // 11: shiplog.v1.Build
-	(*ListBuildsRequest)(nil),     // 12: shiplog.v1.ListBuildsRequest
-	(*ListBuildsResponse)(nil),    // 13: shiplog.v1.ListBuildsResponse
-	(*GetBuildRequest)(nil),       // 14: shiplog.v1.GetBuildRequest
-	(*Deploy)(nil),                // 15: shiplog.v1.Deploy
-	(*ListDeploysRequest)(nil),    // 16: shiplog.v1.ListDeploysRequest
-	(*ListDeploysResponse)(nil),   // 17: shiplog.v1.ListDeploysResponse
-	(*GetDeployRequest)(nil),      // 18: shiplog.v1.GetDeployRequest
-	(*Agent)(nil),                 // 19: shiplog.v1.Agent
-	(*Host)(nil),                  // 20: shiplog.v1.Host
-	(*ListHostsRequest)(nil),      // 21: shiplog.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),     // 22: shiplog.v1.ListHostsResponse
-	(*Record)(nil),                // 23: shiplog.v1.Record
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*SearchRequest)(nil),            // 0: shiplog.v1.SearchRequest
+	(*SearchResponse)(nil),           // 1: shiplog.v1.SearchResponse
+	(*HistogramRequest)(nil),         // 2: shiplog.v1.HistogramRequest
+	(*HistogramResponse)(nil),        // 3: shiplog.v1.HistogramResponse
+	(*Bucket)(nil),                   // 4: shiplog.v1.Bucket
+	(*ContextRequest)(nil),           // 5: shiplog.v1.ContextRequest
+	(*ContextResponse)(nil),          // 6: shiplog.v1.ContextResponse
+	(*TailRequest)(nil),              // 7: shiplog.v1.TailRequest
+	(*TailResponse)(nil),             // 8: shiplog.v1.TailResponse
+	(*LevelCounts)(nil),              // 9: shiplog.v1.LevelCounts
+	(*Run)(nil),                      // 10: shiplog.v1.Run
+	(*Build)(nil),                    // 11: shiplog.v1.Build
+	(*ListBuildsRequest)(nil),        // 12: shiplog.v1.ListBuildsRequest
+	(*ListBuildsResponse)(nil),       // 13: shiplog.v1.ListBuildsResponse
+	(*GetBuildRequest)(nil),          // 14: shiplog.v1.GetBuildRequest
+	(*Deploy)(nil),                   // 15: shiplog.v1.Deploy
+	(*ListDeploysRequest)(nil),       // 16: shiplog.v1.ListDeploysRequest
+	(*ListDeploysResponse)(nil),      // 17: shiplog.v1.ListDeploysResponse
+	(*GetDeployRequest)(nil),         // 18: shiplog.v1.GetDeployRequest
+	(*Agent)(nil),                    // 19: shiplog.v1.Agent
+	(*Host)(nil),                     // 20: shiplog.v1.Host
+	(*ListHostsRequest)(nil),         // 21: shiplog.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),        // 22: shiplog.v1.ListHostsResponse
+	(*Record)(nil),                   // 23: shiplog.v1.Record
+	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
+	(*ListAlertsRequest)(nil),        // 25: shiplog.v1.ListAlertsRequest
+	(*ListAlertRulesRequest)(nil),    // 26: shiplog.v1.ListAlertRulesRequest
+	(*ListAlertHistoryRequest)(nil),  // 27: shiplog.v1.ListAlertHistoryRequest
+	(*ListAlertsResponse)(nil),       // 28: shiplog.v1.ListAlertsResponse
+	(*ListAlertRulesResponse)(nil),   // 29: shiplog.v1.ListAlertRulesResponse
+	(*ListAlertHistoryResponse)(nil), // 30: shiplog.v1.ListAlertHistoryResponse
 }
 var file_shiplog_v1_query_proto_depIdxs = []int32{
 	23, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
@@ -2031,17 +2041,23 @@ var file_shiplog_v1_query_proto_depIdxs = []int32{
 	16, // 35: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
 	18, // 36: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
 	21, // 37: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
-	1,  // 38: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
-	3,  // 39: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
-	6,  // 40: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
-	8,  // 41: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
-	13, // 42: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
-	11, // 43: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
-	17, // 44: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
-	15, // 45: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
-	22, // 46: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
-	38, // [38:47] is the sub-list for method output_type
-	29, // [29:38] is the sub-list for method input_type
+	25, // 38: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
+	26, // 39: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
+	27, // 40: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
+	1,  // 41: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
+	3,  // 42: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
+	6,  // 43: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
+	8,  // 44: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
+	13, // 45: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
+	11, // 46: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
+	17, // 47: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
+	15, // 48: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
+	22, // 49: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
+	28, // 50: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
+	29, // 51: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
+	30, // 52: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
+	41, // [41:53] is the sub-list for method output_type
+	29, // [29:41] is the sub-list for method input_type
 	29, // [29:29] is the sub-list for extension type_name
 	29, // [29:29] is the sub-list for extension extendee
 	0,  // [0:29] is the sub-list for field type_name
@@ -2052,6 +2068,7 @@ func file_shiplog_v1_query_proto_init() {
 	if File_shiplog_v1_query_proto != nil {
 		return
 	}
+	file_shiplog_v1_alerts_proto_init()
 	file_shiplog_v1_log_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -19,15 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	QueryService_Search_FullMethodName      = "/shiplog.v1.QueryService/Search"
-	QueryService_Histogram_FullMethodName   = "/shiplog.v1.QueryService/Histogram"
-	QueryService_Context_FullMethodName     = "/shiplog.v1.QueryService/Context"
-	QueryService_Tail_FullMethodName        = "/shiplog.v1.QueryService/Tail"
-	QueryService_ListBuilds_FullMethodName  = "/shiplog.v1.QueryService/ListBuilds"
-	QueryService_GetBuild_FullMethodName    = "/shiplog.v1.QueryService/GetBuild"
-	QueryService_ListDeploys_FullMethodName = "/shiplog.v1.QueryService/ListDeploys"
-	QueryService_GetDeploy_FullMethodName   = "/shiplog.v1.QueryService/GetDeploy"
-	QueryService_ListHosts_FullMethodName   = "/shiplog.v1.QueryService/ListHosts"
+	QueryService_Search_FullMethodName           = "/shiplog.v1.QueryService/Search"
+	QueryService_Histogram_FullMethodName        = "/shiplog.v1.QueryService/Histogram"
+	QueryService_Context_FullMethodName          = "/shiplog.v1.QueryService/Context"
+	QueryService_Tail_FullMethodName             = "/shiplog.v1.QueryService/Tail"
+	QueryService_ListBuilds_FullMethodName       = "/shiplog.v1.QueryService/ListBuilds"
+	QueryService_GetBuild_FullMethodName         = "/shiplog.v1.QueryService/GetBuild"
+	QueryService_ListDeploys_FullMethodName      = "/shiplog.v1.QueryService/ListDeploys"
+	QueryService_GetDeploy_FullMethodName        = "/shiplog.v1.QueryService/GetDeploy"
+	QueryService_ListHosts_FullMethodName        = "/shiplog.v1.QueryService/ListHosts"
+	QueryService_ListAlerts_FullMethodName       = "/shiplog.v1.QueryService/ListAlerts"
+	QueryService_ListAlertRules_FullMethodName   = "/shiplog.v1.QueryService/ListAlertRules"
+	QueryService_ListAlertHistory_FullMethodName = "/shiplog.v1.QueryService/ListAlertHistory"
 )
 
 // QueryServiceClient is the client API for QueryService service.
@@ -54,6 +57,12 @@ type QueryServiceClient interface {
 	GetDeploy(ctx context.Context, in *GetDeployRequest, opts ...grpc.CallOption) (*Deploy, error)
 	// ListHosts lists every host ever seen, with its life and delivery accounting.
 	ListHosts(ctx context.Context, in *ListHostsRequest, opts ...grpc.CallOption) (*ListHostsResponse, error)
+	// ListAlerts returns pending and firing alerts (HTTP: GET /v1/alerts).
+	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
+	// ListAlertRules returns the loaded rules (HTTP: GET /v1/alerts/rules).
+	ListAlertRules(ctx context.Context, in *ListAlertRulesRequest, opts ...grpc.CallOption) (*ListAlertRulesResponse, error)
+	// ListAlertHistory returns state changes, newest first (HTTP: GET /v1/alerts/history).
+	ListAlertHistory(ctx context.Context, in *ListAlertHistoryRequest, opts ...grpc.CallOption) (*ListAlertHistoryResponse, error)
 }
 
 type queryServiceClient struct {
@@ -163,6 +172,36 @@ func (c *queryServiceClient) ListHosts(ctx context.Context, in *ListHostsRequest
 	return out, nil
 }
 
+func (c *queryServiceClient) ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAlertsResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListAlerts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListAlertRules(ctx context.Context, in *ListAlertRulesRequest, opts ...grpc.CallOption) (*ListAlertRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAlertRulesResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListAlertRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListAlertHistory(ctx context.Context, in *ListAlertHistoryRequest, opts ...grpc.CallOption) (*ListAlertHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAlertHistoryResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListAlertHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility.
@@ -187,6 +226,12 @@ type QueryServiceServer interface {
 	GetDeploy(context.Context, *GetDeployRequest) (*Deploy, error)
 	// ListHosts lists every host ever seen, with its life and delivery accounting.
 	ListHosts(context.Context, *ListHostsRequest) (*ListHostsResponse, error)
+	// ListAlerts returns pending and firing alerts (HTTP: GET /v1/alerts).
+	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)
+	// ListAlertRules returns the loaded rules (HTTP: GET /v1/alerts/rules).
+	ListAlertRules(context.Context, *ListAlertRulesRequest) (*ListAlertRulesResponse, error)
+	// ListAlertHistory returns state changes, newest first (HTTP: GET /v1/alerts/history).
+	ListAlertHistory(context.Context, *ListAlertHistoryRequest) (*ListAlertHistoryResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -223,6 +268,15 @@ func (UnimplementedQueryServiceServer) GetDeploy(context.Context, *GetDeployRequ
 }
 func (UnimplementedQueryServiceServer) ListHosts(context.Context, *ListHostsRequest) (*ListHostsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListHosts not implemented")
+}
+func (UnimplementedQueryServiceServer) ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAlerts not implemented")
+}
+func (UnimplementedQueryServiceServer) ListAlertRules(context.Context, *ListAlertRulesRequest) (*ListAlertRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAlertRules not implemented")
+}
+func (UnimplementedQueryServiceServer) ListAlertHistory(context.Context, *ListAlertHistoryRequest) (*ListAlertHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAlertHistory not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 func (UnimplementedQueryServiceServer) testEmbeddedByValue()                      {}
@@ -400,6 +454,60 @@ func _QueryService_ListHosts_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_ListAlerts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAlertsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListAlerts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListAlerts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListAlerts(ctx, req.(*ListAlertsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListAlertRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAlertRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListAlertRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListAlertRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListAlertRules(ctx, req.(*ListAlertRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListAlertHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAlertHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListAlertHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListAlertHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListAlertHistory(ctx, req.(*ListAlertHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueryService_ServiceDesc is the grpc.ServiceDesc for QueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -438,6 +546,18 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListHosts",
 			Handler:    _QueryService_ListHosts_Handler,
+		},
+		{
+			MethodName: "ListAlerts",
+			Handler:    _QueryService_ListAlerts_Handler,
+		},
+		{
+			MethodName: "ListAlertRules",
+			Handler:    _QueryService_ListAlertRules_Handler,
+		},
+		{
+			MethodName: "ListAlertHistory",
+			Handler:    _QueryService_ListAlertHistory_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shiplog/shiplog/alert"
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
+)
+
+// The alert views over gRPC: the same answers as GET /v1/alerts,
+// /v1/alerts/rules and /v1/alerts/history.
+
+func tsOf(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func linksProto(l alert.Links) *shiplogv1.AlertLinks {
+	return &shiplogv1.AlertLinks{Logs: l.Logs, Build: l.Build, Deploy: l.Deploy}
+}
+
+func stateName(s alert.State) string {
+	switch s {
+	case alert.StatePending:
+		return "pending"
+	case alert.StateFiring:
+		return "firing"
+	}
+	return "inactive"
+}
+
+func (s *queryServer) ListAlerts(ctx context.Context, _ *shiplogv1.ListAlertsRequest) (*shiplogv1.ListAlertsResponse, error) {
+	if s.core.Alerts == nil {
+		return nil, toStatus(errNoAlerting)
+	}
+	out := &shiplogv1.ListAlertsResponse{}
+	for _, a := range s.core.Alerts.Alerts() {
+		out.Alerts = append(out.Alerts, &shiplogv1.Alert{
+			Group: a.Group, Rule: a.Rule, State: stateName(a.State), Labels: a.Labels, Annotations: a.Annotations,
+			Value: float64(a.Value), Fingerprint: a.Fingerprint, ActiveAt: tsOf(a.ActiveAt), FiredAt: tsOf(a.FiredAt), Links: linksProto(a.Links),
+		})
+	}
+	return out, nil
+}
+
+func (s *queryServer) ListAlertRules(ctx context.Context, _ *shiplogv1.ListAlertRulesRequest) (*shiplogv1.ListAlertRulesResponse, error) {
+	if s.core.Alerts == nil {
+		return nil, toStatus(errNoAlerting)
+	}
+	st := s.core.Alerts.Rules()
+	out := &shiplogv1.ListAlertRulesResponse{File: st.File, LastReloadSuccessful: st.LastReloadSuccessful,
+		LastReloadError: st.LastReloadError, Problems: st.Problems}
+	for _, r := range st.Rules {
+		out.Rules = append(out.Rules, &shiplogv1.AlertRule{
+			Group: r.Group, Name: r.Name, Type: r.Type, Query: r.Query, Window: r.Window, Threshold: r.Threshold, By: r.By,
+			For: r.For, Interval: r.Interval, Receivers: r.Receivers, State: r.State, Health: r.Health, LastError: r.LastError,
+			LastEvaluation: tsOf(r.LastEvaluation), EvaluationSeconds: r.EvaluationSeconds, Alerts: uint32(min(r.Alerts, math.MaxUint32)),
+		})
+	}
+	return out, nil
+}
+
+func (s *queryServer) ListAlertHistory(ctx context.Context, req *shiplogv1.ListAlertHistoryRequest) (*shiplogv1.ListAlertHistoryResponse, error) {
+	if s.core.Alerts == nil {
+		return nil, toStatus(errNoAlerting)
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = 100
+	}
+	if limit < 1 || limit > maxHistoryPage {
+		return nil, toStatus(invalid("limit %d: want 1 to %d", limit, maxHistoryPage))
+	}
+	list, next, err := s.core.Alerts.History(req.GetCursor(), limit)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &shiplogv1.ListAlertHistoryResponse{NextCursor: next}
+	for _, t := range list {
+		out.Transitions = append(out.Transitions, &shiplogv1.AlertTransition{
+			Id: t.ID, Time: tsOf(t.Time), Group: t.Group, Rule: t.Rule, From: t.From, To: t.To, Labels: t.Labels,
+			Value: float64(t.Value), Fingerprint: t.Fingerprint, Links: linksProto(t.Links),
+		})
+	}
+	return out, nil
+}
