@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -304,7 +305,7 @@ func (fl fieldList) key(name string) *yaml.Node {
 
 func (fl fieldList) unknown(p *fileParser, known ...string) {
 	for _, k := range fl.keys {
-		if !contains(known, k.Value) {
+		if !slices.Contains(known, k.Value) {
 			if k.Value == "record" {
 				p.at(k, "recording rules are not supported: a rule needs alert:")
 				continue
@@ -312,15 +313,6 @@ func (fl fieldList) unknown(p *fileParser, known ...string) {
 			p.at(k, "unknown field %q (want %s)", k.Value, strings.Join(known, ", "))
 		}
 	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (p *fileParser) mapping(n *yaml.Node, what string) (fieldList, bool) {
@@ -635,7 +627,7 @@ func (p *fileParser) rule(n *yaml.Node, recv []Receiver) (Rule, bool) {
 					continue
 				}
 				switch {
-				case !contains(ByFields, s):
+				case !slices.Contains(ByFields, s):
 					p.at(b, "by: %q is not a field to group by (want %s)", s, strings.Join(ByFields, ", "))
 				case seen[s]:
 					p.at(b, "by: %q twice", s)

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -158,7 +159,7 @@ func where(l map[string]string) string {
 	}
 	var rest []string
 	for k := range l {
-		if k != "alertname" && !contains(first, k) {
+		if k != "alertname" && !slices.Contains(first, k) {
 			rest = append(rest, k)
 		}
 	}

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -250,7 +251,7 @@ func Previous(all []*Group, d *Group) *Group {
 	}
 	var best *Group
 	for _, g := range all {
-		if g == d || g.First >= d.First || !contains(g.Services, d.Services[0]) {
+		if g == d || g.First >= d.First || !slices.Contains(g.Services, d.Services[0]) {
 			continue
 		}
 		if best == nil || g.First > best.First {
@@ -258,15 +259,6 @@ func Previous(all []*Group, d *Group) *Group {
 		}
 	}
 	return best
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func finish(accs map[string]*groupAcc) []*Group {

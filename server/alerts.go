@@ -9,10 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"google.golang.org/grpc/status"
 
 	"github.com/shiplog/shiplog/alert"
 	"github.com/shiplog/shiplog/model"
@@ -40,7 +38,7 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 	need := func(h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if al == nil {
-				writeError(w, errNoAlerting)
+				writeHTTPError(w, errNoAlerting)
 				return
 			}
 			h(w, r)
@@ -63,14 +61,14 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 		if s := r.URL.Query().Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 || n > maxHistoryPage {
-				writeError(w, invalid("limit %q: want 1 to %d", s, maxHistoryPage))
+				writeHTTPError(w, invalid("limit %q: want 1 to %d", s, maxHistoryPage))
 				return
 			}
 			limit = n
 		}
 		list, next, err := al.History(r.URL.Query().Get("cursor"), limit)
 		if err != nil {
-			writeError(w, err)
+			writeHTTPError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, struct {
@@ -80,19 +78,13 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 	}))
 	reload := need(func(w http.ResponseWriter, _ *http.Request) {
 		if err := al.Reload(); err != nil {
-			writeError(w, err)
+			writeHTTPError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
 	})
 	mux.HandleFunc("POST /-/reload", reload)
 	mux.HandleFunc("PUT /-/reload", reload) // as Prometheus takes it too
-}
-
-// writeError answers err through the error table.
-func writeError(w http.ResponseWriter, err error) {
-	st := status.Convert(toStatus(err))
-	writeJSON(w, runtime.HTTPStatusFromCode(st.Code()), errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
 }
 
 // alertSampleLines is how many matching lines a logs rule reads to group

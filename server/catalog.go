@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -99,16 +100,26 @@ func page[T any](items []T, size int32, token string) ([]T, string, error) {
 	return items[off:end], next, nil
 }
 
-// overlaps keeps groups whose lines meet [start, end) when those are given.
-func overlaps(g *query.Group, start, end string, now time.Time) (bool, error) {
-	if start == "" && end == "" {
-		return true, nil
+// filterGroups keeps the groups of service (when given) whose lines meet
+// [start, end) (when given) and that pass also (when not nil).
+func filterGroups(groups []*query.Group, service, start, end string, also func(*query.Group) bool) ([]*query.Group, error) {
+	var tr *model.TimeRange
+	if start != "" || end != "" {
+		now := time.Now()
+		r, err := parseRange(start, end, time.Unix(0, 0), now.Add(farFuture), now)
+		if err != nil {
+			return nil, err
+		}
+		tr = &r
 	}
-	tr, err := parseRange(start, end, time.Unix(0, 0), now.Add(farFuture), now)
-	if err != nil {
-		return false, err
+	var keep []*query.Group
+	for _, g := range groups {
+		if service != "" && !slices.Contains(g.Services, service) || tr != nil && !tr.Overlaps(g.First, g.Last) || also != nil && !also(g) {
+			continue
+		}
+		keep = append(keep, g)
 	}
-	return tr.Overlaps(g.First, g.Last), nil
+	return keep, nil
 }
 
 func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsRequest) (*shiplogv1.ListBuildsResponse, error) {
@@ -117,19 +128,10 @@ func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsR
 	default:
 		return nil, toStatus(invalid("status %q: want running, passed, failed or unknown", req.GetStatus()))
 	}
-	now := time.Now()
-	var keep []*query.Group
-	for _, g := range query.Builds(s.core.Catalog) {
-		if req.GetService() != "" && !containsStr(g.Services, req.GetService()) || req.GetStatus() != "" && g.Status != req.GetStatus() {
-			continue
-		}
-		ok, err := overlaps(g, req.GetStart(), req.GetEnd(), now)
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		if ok {
-			keep = append(keep, g)
-		}
+	keep, err := filterGroups(query.Builds(s.core.Catalog), req.GetService(), req.GetStart(), req.GetEnd(),
+		func(g *query.Group) bool { return req.GetStatus() == "" || g.Status == req.GetStatus() })
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	items, next, err := page(keep, req.GetPageSize(), req.GetPageToken())
 	if err != nil {
@@ -166,20 +168,10 @@ func (s *queryServer) deployProto(all []*query.Group, g *query.Group) *shiplogv1
 }
 
 func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploysRequest) (*shiplogv1.ListDeploysResponse, error) {
-	now := time.Now()
-	all := query.Deploys(s.core.Catalog, s.core.SilentAfter, now)
-	var keep []*query.Group
-	for _, g := range all {
-		if req.GetService() != "" && !containsStr(g.Services, req.GetService()) {
-			continue
-		}
-		ok, err := overlaps(g, req.GetStart(), req.GetEnd(), now)
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		if ok {
-			keep = append(keep, g)
-		}
+	all := query.Deploys(s.core.Catalog, s.core.SilentAfter, time.Now())
+	keep, err := filterGroups(all, req.GetService(), req.GetStart(), req.GetEnd(), nil)
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	items, next, err := page(keep, req.GetPageSize(), req.GetPageToken())
 	if err != nil {
@@ -257,13 +249,4 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 		}
 	}
 	return out, nil
-}
-
-func containsStr(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -11,10 +11,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
@@ -84,21 +81,6 @@ func storeBisect(ctx context.Context, in *ingest.Ingester, recs []model.Record, 
 func rejectMessage(err error) string {
 	msg := strings.TrimPrefix(err.Error(), ingest.ErrInvalid.Error()+": ")
 	return strings.TrimPrefix(msg, "record 0: ")
-}
-
-// httpStatusOf maps err through the error table to an HTTP status, with a
-// Retry-After header for the statuses a client should retry (429, 503).
-func httpStatusOf(w http.ResponseWriter, err error) (*status.Status, int) {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return status.New(codes.ResourceExhausted, err.Error()), http.StatusRequestEntityTooLarge
-	}
-	st := status.Convert(toStatus(err))
-	code := runtime.HTTPStatusFromCode(st.Code())
-	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	return st, code
 }
 
 // registerEcosystem adds the OTLP services to the gRPC server and the OTLP/HTTP

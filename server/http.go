@@ -30,6 +30,33 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// httpStatusOf maps err through the error table to an HTTP status, with a
+// Retry-After header for the statuses a client should retry (429, 503).
+func httpStatusOf(w http.ResponseWriter, err error) (*status.Status, int) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return status.New(codes.ResourceExhausted, err.Error()), http.StatusRequestEntityTooLarge
+	}
+	st := status.Convert(toStatus(err))
+	code := runtime.HTTPStatusFromCode(st.Code())
+	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	return st, code
+}
+
+// writeHTTPError answers err in the one error shape of the HTTP API, with the
+// words of after (if any) after its message.
+func writeHTTPError(w http.ResponseWriter, err error, after ...string) {
+	st, code := httpStatusOf(w, err)
+	msg := st.Message()
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		msg = fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit)
+	}
+	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: msg + strings.Join(after, "")})
+}
+
 // errorHandler renders gateway errors as errorBody with the matching HTTP status.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
@@ -39,11 +66,7 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		return
 	}
 	st := status.Convert(toStatus(err))
-	code := runtime.HTTPStatusFromCode(st.Code())
 	msg := st.Message()
-	if st.Code() == codes.ResourceExhausted {
-		w.Header().Set("Retry-After", "1")
-	}
 	if st.Code() == codes.DeadlineExceeded && r.Context().Err() != nil {
 		msg = "the query took longer than its time limit: narrow it down (time range, labels)"
 	}
@@ -51,7 +74,7 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		// The gateway could not decode the body.
 		msg = "malformed JSON body: " + strings.TrimSpace(strings.TrimPrefix(msg, "proto:"))
 	}
-	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: msg})
+	writeHTTPError(w, status.Error(st.Code(), msg))
 }
 
 func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
@@ -89,8 +112,6 @@ func ours(msg string) bool {
 	return false
 }
 
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
 // queryLimit applies the query timeout and concurrency limit to the unary
 // QueryService methods.
 func queryLimit(lm *Limiter) grpc.UnaryServerInterceptor {
@@ -124,9 +145,7 @@ func httpQueryLimit(lm *Limiter, next http.Handler) http.Handler {
 		}
 		ctx, release, err := lm.query(r.Context())
 		if err != nil {
-			st := status.Convert(err)
-			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusTooManyRequests, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
+			writeHTTPError(w, err)
 			return
 		}
 		defer release()

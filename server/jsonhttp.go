@@ -14,10 +14,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/klauspost/compress/gzip"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
@@ -252,21 +249,4 @@ func putJSONBodyBuf(b *bytes.Buffer) {
 		b.Reset()
 		jsonBodyBufs.Put(b)
 	}
-}
-
-// writeHTTPError answers err as errorHandler answers the gateway's errors,
-// with the words of after (if any) after its message.
-func writeHTTPError(w http.ResponseWriter, err error, after ...string) {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: int(codes.ResourceExhausted), Status: codes.ResourceExhausted.String(),
-			Message: fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit) + strings.Join(after, "")})
-		return
-	}
-	st := status.Convert(toStatus(err))
-	code := runtime.HTTPStatusFromCode(st.Code())
-	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message() + strings.Join(after, "")})
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"time"
@@ -70,8 +71,7 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, err := query.Parse(r.URL.Query().Get("q"))
 		if err != nil {
-			st := status.Convert(toStatus(err))
-			writeJSON(w, http.StatusBadRequest, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
+			writeHTTPError(w, err)
 			return
 		}
 		// Subscribe before the headers go out: a client that has the headers
@@ -101,7 +101,7 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 			return nil
 		})
 		if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
-			b, _ := jsonMarshal(errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
+			b, _ := json.Marshal(errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
 			_, _ = w.Write(append(b, '\n'))
 		}
 	})

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sort"
@@ -307,5 +306,3 @@ func (s *Store) Get(id model.ID) (model.Record, error) {
 	}
 	return l.Record(int(id.Line - meta.FirstLine)), nil
 }
-
-var _ = bytes.Equal

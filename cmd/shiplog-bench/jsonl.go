@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"sync"
 	"time"
 )
 
@@ -35,52 +32,17 @@ func buildJSONL(path string, conns int) (bodies [][][]byte, lines [][]int, err e
 // ingestJSONL posts the bodies to /v1/logs:jsonl and checks each answer
 // accepted every line.
 func ingestJSONL(ctx context.Context, httpAddr string, bodies [][][]byte, lines [][]int, start func()) (time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	tr := &http.Transport{MaxIdleConnsPerHost: len(bodies), MaxConnsPerHost: len(bodies), DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 5 * time.Minute}
-	u := "http://" + httpAddr + "/v1/logs:jsonl"
-	errs := make([]error, len(bodies))
-	var wg sync.WaitGroup
-	start()
-	t0 := time.Now()
-	for c := range bodies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i, body := range bodies[c] {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/x-ndjson")
-				resp, err := hc.Do(req)
-				if err != nil {
-					errs[c] = fmt.Errorf("client %d body %d: %w", c, i, err)
-					cancel()
-					return
-				}
-				rb, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				var ans struct {
-					Accepted int `json:"accepted"`
-					Rejected int `json:"rejected"`
-				}
-				if err == nil && resp.StatusCode != http.StatusOK {
-					err = fmt.Errorf("HTTP %s: %.500s", resp.Status, rb)
-				}
-				if err == nil {
-					err = json.Unmarshal(rb, &ans)
-				}
-				if err == nil && (ans.Accepted != lines[c][i] || ans.Rejected != 0) {
-					err = fmt.Errorf("accepted %d and rejected %d of %d lines: %.300s", ans.Accepted, ans.Rejected, lines[c][i], rb)
-				}
-				if err != nil {
-					errs[c] = fmt.Errorf("client %d body %d: %w", c, i, err)
-					cancel()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return time.Since(t0), firstErr(errs)
+	return postBodies(ctx, "http://"+httpAddr+"/v1/logs:jsonl", "application/x-ndjson", bodies, start, func(c, i int, rb []byte) error {
+		var ans struct {
+			Accepted int `json:"accepted"`
+			Rejected int `json:"rejected"`
+		}
+		if err := json.Unmarshal(rb, &ans); err != nil {
+			return err
+		}
+		if ans.Accepted != lines[c][i] || ans.Rejected != 0 {
+			return fmt.Errorf("accepted %d and rejected %d of %d lines: %.300s", ans.Accepted, ans.Rejected, lines[c][i], rb)
+		}
+		return nil
+	})
 }

@@ -353,12 +353,23 @@ func marshalHTTP(perConn [][]*shiplogv1.PushRequest) ([][][]byte, error) {
 
 // ingestHTTP posts bodies[c] from client c, one request at a time per client.
 func ingestHTTP(ctx context.Context, httpAddr string, perConn [][]*shiplogv1.PushRequest, bodies [][][]byte, start func()) (time.Duration, error) {
+	return postBodies(ctx, "http://"+httpAddr+"/v1/logs:write", "application/json", bodies, start, func(c, i int, rb []byte) error {
+		var pr shiplogv1.PushResponse
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(rb, &pr); err != nil {
+			return err
+		}
+		return checkAck(perConn[c][i], &pr)
+	})
+}
+
+// postBodies POSTs bodies[c] one after another on each of len(bodies)
+// connections at once, checking every 200 answer with check.
+func postBodies(ctx context.Context, u, contentType string, bodies [][][]byte, start func(), check func(c, i int, answer []byte) error) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tr := &http.Transport{MaxIdleConnsPerHost: len(bodies), MaxConnsPerHost: len(bodies), DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 5 * time.Minute}
-	u := "http://" + httpAddr + "/v1/logs:write"
 	errs := make([]error, len(bodies))
 	var wg sync.WaitGroup
 	start()
@@ -369,27 +380,21 @@ func ingestHTTP(ctx context.Context, httpAddr string, perConn [][]*shiplogv1.Pus
 			defer wg.Done()
 			for i, body := range bodies[c] {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Content-Type", contentType)
 				resp, err := hc.Do(req)
-				if err != nil {
-					errs[c] = fmt.Errorf("client %d batch %d: %w", c, i, err)
-					cancel()
-					return
-				}
-				rb, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err == nil && resp.StatusCode != http.StatusOK {
-					err = fmt.Errorf("HTTP %s: %.500s", resp.Status, rb)
-				}
-				var pr shiplogv1.PushResponse
 				if err == nil {
-					err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(rb, &pr)
-				}
-				if err == nil {
-					err = checkAck(perConn[c][i], &pr)
+					var rb []byte
+					rb, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("HTTP %s: %.500s", resp.Status, rb)
+					}
+					if err == nil {
+						err = check(c, i, rb)
+					}
 				}
 				if err != nil {
-					errs[c] = fmt.Errorf("client %d batch %d: %w", c, i, err)
+					errs[c] = fmt.Errorf("client %d body %d: %w", c, i, err)
 					cancel()
 					return
 				}

@@ -79,16 +79,13 @@ func (c *connFlags) dialOptions() ([]grpc.DialOption, error) {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	if tok != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearerCreds{tok, cfg != nil}))
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerCreds{tok}))
 	}
 	return opts, nil
 }
 
 // bearerCreds sends "authorization: Bearer <token>" with every call.
-type bearerCreds struct {
-	token  string
-	secure bool
-}
+type bearerCreds struct{ token string }
 
 func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	return map[string]string{"authorization": "Bearer " + b.token}, nil
