@@ -32,7 +32,7 @@ test: deps lint
 test-short: lint
 	$(GO) test -short -count=1 ./...
 
-# Every fuzz target for FUZZTIME (default 5s each; CI runs this short pass).
+# Every fuzz target for FUZZTIME (default 5s each; CI runs a count: FUZZTIME=8000x).
 fuzz:
 	FUZZTIME=$(or $(FUZZTIME),5s) ./scripts/fuzz.sh
 
