@@ -9,9 +9,13 @@
 // into batches (by count, bytes and linger time) and writes every batch to an
 // on-disk spool before it is sent. The sender keeps one Push stream open,
 // pipelines a few batches on it, and deletes a batch from the spool when the
-// server answers it. On a broken stream it reconnects with capped exponential
-// backoff and jitter and resends every batch still in the spool; the server
-// stores each (agent_id, seq) once and answers the resent ones as duplicates.
+// server answers it. On a broken stream or a failed connection it moves to the
+// next of Options.Servers (round robin) and resends every batch still in the
+// spool; the server stores each (agent_id, seq) once and answers the resent
+// ones as duplicates. Each server is tried once at once; capped exponential
+// backoff with jitter comes between rounds, when all have failed. An
+// Unavailable answer is a failure like any other: the batch is resent, never
+// dropped; only an InvalidArgument answer drops it.
 // When the spool is full the oldest batches are deleted and their records
 // counted as dropped; the count travels in PushRequest.dropped.
 //

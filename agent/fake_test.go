@@ -20,6 +20,7 @@ import (
 // fields inject faults.
 type fakeServer struct {
 	shiplogv1.UnimplementedIngestServiceServer
+	*fakeStore
 	t    testing.TB
 	addr string
 	srv  *grpc.Server
@@ -29,7 +30,16 @@ type fakeServer struct {
 	breakAfterStore func(req *shiplogv1.PushRequest) bool
 	// reject, when it returns true, refuses the batch as invalid.
 	reject func(req *shiplogv1.PushRequest) bool
+	// unavailable, when it returns true, answers the batch Unavailable
+	// without storing it (a cluster node whose log cannot ack in time).
+	unavailable func(req *shiplogv1.PushRequest) bool
 
+	storedHere int // records this server stored (guarded by fakeStore.mu)
+}
+
+// fakeStore is what fakeServers hold: their own, or one shared by several
+// (the replicated log of a cluster).
+type fakeStore struct {
 	mu         sync.Mutex
 	acked      map[string]uint64
 	stored     []*shiplogv1.Record
@@ -40,7 +50,19 @@ type fakeServer struct {
 
 func newFakeServer(t testing.TB, addr string) *fakeServer {
 	t.Helper()
-	f := &fakeServer{t: t, acked: map[string]uint64{}, changed: make(chan struct{})}
+	return newFakeServerSharing(t, addr, nil)
+}
+
+// newFakeServerSharing starts a fake that stores into other's store (its own
+// one when other is nil).
+func newFakeServerSharing(t testing.TB, addr string, other *fakeServer) *fakeServer {
+	t.Helper()
+	f := &fakeServer{t: t}
+	if other != nil {
+		f.fakeStore = other.fakeStore
+	} else {
+		f.fakeStore = &fakeStore{acked: map[string]uint64{}, changed: make(chan struct{})}
+	}
 	f.start(addr)
 	t.Cleanup(f.stop)
 	return f
@@ -87,6 +109,9 @@ func (f *fakeServer) Push(stream grpc.BidiStreamingServer[shiplogv1.PushRequest,
 		if f.reject != nil && f.reject(req) {
 			return status.Error(codes.InvalidArgument, "record 0: poisoned")
 		}
+		if f.unavailable != nil && f.unavailable(req) {
+			return status.Error(codes.Unavailable, "replicated log did not ack in time")
+		}
 		resp := f.store(req)
 		if f.breakAfterStore != nil && f.breakAfterStore(req) {
 			return status.Error(codes.Unavailable, "crashed after the write")
@@ -110,6 +135,7 @@ func (f *fakeServer) store(req *shiplogv1.PushRequest) *shiplogv1.PushResponse {
 		}
 		f.acked[req.AgentId] = r.Seq
 		f.stored = append(f.stored, r)
+		f.storedHere++
 		resp.Accepted++
 	}
 	resp.AckedSeq = f.acked[req.AgentId]
@@ -135,6 +161,12 @@ func (f *fakeServer) waitStored(n int, within time.Duration) {
 			f.t.Fatalf("%d records stored after %s, want %d", got, within, n)
 		}
 	}
+}
+
+func (f *fakeServer) storedByThis() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.storedHere
 }
 
 func (f *fakeServer) messages() []string {

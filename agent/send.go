@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -55,15 +56,20 @@ type recvResult struct {
 }
 
 // sendLoop connects, sends and reconnects until the closing batch is acked or
-// ctx ends.
+// ctx ends. After a failure it moves on to the next server at once; only when
+// every server has failed since the last wait (or the last delivery) does it
+// wait, for the next backoff step, before it starts the round again.
 func (s *Shipper) sendLoop(ctx context.Context) {
 	defer close(s.done)
 	bo := &Backoff{Min: s.opts.BackoffMin, Max: s.opts.BackoffMax}
+	n := len(s.opts.Servers)
+	failed := 0 // servers that failed since the last wait or the last delivery
 	for i := 0; ; {
 		if !s.waitWork(ctx) {
 			return
 		}
-		addr := s.opts.Servers[i%len(s.opts.Servers)]
+		addr := s.opts.Servers[i%n]
+		answered := s.answered
 		err := s.session(ctx, addr, bo)
 		if err == nil {
 			s.setErr(nil)
@@ -79,8 +85,18 @@ func (s *Shipper) sendLoop(ctx context.Context) {
 		if !s.down {
 			s.log.Warn("cannot deliver to server: spooling and retrying", "server", addr, "err", err)
 			s.down = true
+		} else {
+			s.log.Debug("cannot deliver to server", "server", addr, "err", err)
 		}
+		if s.answered != answered {
+			failed = 0 // it worked for a while: a new round starts with it
+		}
+		failed++
 		i++
+		if failed < n {
+			continue // a server not tried in this round: try it now
+		}
+		failed = 0
 		select {
 		case <-time.After(bo.Next()):
 		case <-ctx.Done():
@@ -113,8 +129,13 @@ func (s *Shipper) setErr(err error) {
 }
 
 func (s *Shipper) dial(addr string) (*grpc.ClientConn, error) {
+	// A connection attempt gets the longer of MinConnectTimeout and the
+	// first backoff step; the sender does its own backoff across servers.
+	bc := backoff.DefaultConfig
+	bc.BaseDelay = min(bc.BaseDelay, s.opts.ConnectTimeout)
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: s.opts.ConnectTimeout}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16 << 20)),
 	}
@@ -209,10 +230,7 @@ func (s *Shipper) session(ctx context.Context, addr string, bo *Backoff) error {
 			inflight = inflight[1:]
 			lastProgress = time.Now()
 			bo.Reset()
-			if s.down {
-				s.log.Info("delivering again", "server", addr)
-				s.down = false
-			}
+			s.delivering(addr)
 			if e == closingMarker {
 				s.mu.Lock()
 				s.closeAcked = true
@@ -228,6 +246,21 @@ func (s *Shipper) session(ctx context.Context, addr string, bo *Backoff) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// delivering notes that addr answered a batch. The first answer after a move
+// to another server, or after an outage, is logged.
+func (s *Shipper) delivering(addr string) {
+	s.answered++
+	switch {
+	case s.server != "" && s.server != addr:
+		s.log.Info("failed over: delivering to another server", "server", addr, "previous", s.server)
+	case s.server == "" && addr != s.opts.Servers[0]:
+		s.log.Info("failed over: delivering to another server", "server", addr, "unreachable", s.opts.Servers[0])
+	case s.down:
+		s.log.Info("delivering again", "server", addr)
+	}
+	s.server, s.down = addr, false
 }
 
 // load returns the request of a spooled batch, reading it from disk when it
@@ -297,6 +330,7 @@ func (s *Shipper) streamErr(resps chan recvResult, inflight []*entry, err error)
 					s.ack(inflight[0], r.resp)
 				}
 				inflight = inflight[1:]
+				s.answered++
 			}
 		case <-deadline:
 			return err
@@ -306,7 +340,10 @@ func (s *Shipper) streamErr(resps chan recvResult, inflight []*entry, err error)
 
 // recvErr handles a stream that ended. A batch the server refuses as invalid
 // would be refused again: it is dropped (and counted) instead of resent. The
-// server answers in order, so it is the oldest one in flight.
+// server answers in order, so it is the oldest one in flight. Any other end,
+// Unavailable included (a cluster node whose replicated log could not ack the
+// batch in time), leaves every unanswered batch in the spool, to be resent to
+// the next server.
 func (s *Shipper) recvErr(err error, inflight []*entry) error {
 	if status.Code(err) != codes.InvalidArgument || len(inflight) == 0 || inflight[0] == closingMarker {
 		return err

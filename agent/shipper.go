@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +53,7 @@ type Options struct {
 	BackoffMin      time.Duration
 	BackoffMax      time.Duration
 	AckTimeout      time.Duration // no answer for this long: the connection is dead
+	ConnectTimeout  time.Duration // a connection attempt taking longer fails: the next server is tried
 	DialOptions     []grpc.DialOption
 }
 
@@ -67,6 +69,7 @@ func DefaultOptions() Options {
 		BackoffMin:      100 * time.Millisecond,
 		BackoffMax:      5 * time.Second,
 		AckTimeout:      30 * time.Second,
+		ConnectTimeout:  5 * time.Second,
 	}
 }
 
@@ -127,7 +130,11 @@ type Shipper struct {
 	unparsed   uint64
 	lastErr    error
 
-	down     bool // the sender is in an outage (logged once); the sender's own
+	// The sender's own: in an outage (logged once), the last server that
+	// answered, and how many answers it has had.
+	down     bool
+	server   string
+	answered uint64
 	wake     chan struct{}
 	stopSend context.CancelFunc
 	done     chan struct{}
@@ -163,8 +170,14 @@ func Open(opts Options, log *slog.Logger) (*Shipper, error) {
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = d.AckTimeout
 	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = d.ConnectTimeout
+	}
 	if len(opts.Servers) == 0 {
 		return nil, errors.New("agent: no server address")
+	}
+	if slices.Contains(opts.Servers, "") {
+		return nil, errors.New("agent: empty server address")
 	}
 	if opts.Dir == "" {
 		return nil, errors.New("agent: no spool directory")

@@ -58,13 +58,14 @@ type shipFlags struct {
 	linger                                   *time.Duration
 	backoffMax                               *time.Duration
 	conn                                     *connFlags
+	servers                                  []string // --server, checked
 	dialOpts                                 []grpc.DialOption
 }
 
 func addShipFlags(fs *flag.FlagSet, multiline bool, shutdown time.Duration) *shipFlags {
 	hostname, _ := os.Hostname()
 	f := &shipFlags{
-		server:   fs.String("server", "127.0.0.1:7071", "shiplog gRPC address; several, comma-separated, are tried in turn"),
+		server:   fs.String("server", "127.0.0.1:7071", "shiplog gRPC address HOST:PORT; several, comma-separated, for failover: the next is used when one fails"),
 		service:  fs.String("service", "", "service of every record"),
 		host:     fs.String("host", hostname, "host of every record"),
 		buildID:  fs.String("build-id", "", "build id of every record"),
@@ -90,15 +91,11 @@ func addShipFlags(fs *flag.FlagSet, multiline bool, shutdown time.Duration) *shi
 }
 
 func (f *shipFlags) check(cmd string) error {
-	var servers []string
-	for _, s := range strings.Split(*f.server, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			servers = append(servers, s)
-		}
+	servers, err := parseServers(cmd, *f.server)
+	if err != nil {
+		return err
 	}
-	if len(servers) == 0 {
-		return usagef("%s: --server must not be empty", cmd)
-	}
+	f.servers = servers
 	if f.spoolMax < 1<<20 {
 		return usagef("%s: --spool-max-bytes must be at least 1MiB", cmd)
 	}
@@ -131,11 +128,7 @@ func (f *shipFlags) tags() agent.Tags {
 
 func (f *shipFlags) options(dir string) agent.Options {
 	o := agent.DefaultOptions()
-	for _, s := range strings.Split(*f.server, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			o.Servers = append(o.Servers, s)
-		}
-	}
+	o.Servers = f.servers
 	o.Dir, o.Tags = dir, f.tags()
 	o.SpoolMaxBytes, o.Fsync = int64(f.spoolMax), *f.spoolFsync
 	o.BatchMaxRecords, o.BatchMaxBytes, o.Linger = *f.batchRecords, int(f.batchBytes), *f.linger

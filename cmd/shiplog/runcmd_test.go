@@ -224,3 +224,15 @@ func TestRunForwardsSignals(t *testing.T) {
 		t.Fatalf("after SIGTERM: %v, output %q", err, rest)
 	}
 }
+
+func TestRunFailsOverToSecondServer(t *testing.T) {
+	s := startServer(t)
+	out, errOut, code := runShiplog(t, "--server", freeAddr(t)+","+s.grpc, "--service", "ci", "--build-id", "b-failover",
+		"--spool", filepath.Join(t.TempDir(), "spool"), "--", "sh", "-c", "echo hi; echo ERROR x >&2")
+	if code != 0 || out != "hi\n" || errOut != "ERROR x\n" {
+		t.Fatalf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+	if recs := s.search("build_id:b-failover"); len(recs) != 2 {
+		t.Fatalf("records %+v", recs)
+	}
+}
