@@ -95,6 +95,10 @@ func (r *Record) Attr(key string) (string, bool) {
 	return "", false
 }
 
+// ErrUnavailable marks a failure the client should retry, at this or another
+// server (in cluster mode: the replicated log could not ack in time).
+var ErrUnavailable = errors.New("unavailable")
+
 // Batch is what one Push or Write delivers.
 type Batch struct {
 	AgentID string

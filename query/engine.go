@@ -516,53 +516,7 @@ type Getter interface {
 // and host (across its builds and deploys), like grep -B/-A, and with Cross
 // the lines of every other host within Window of it.
 func (e *Engine) Context(ctx context.Context, g Getter, p ContextParams) (*ContextResult, error) {
-	if p.Before < 0 || p.After < 0 || p.Before > e.opts.MaxLimit || p.After > e.opts.MaxLimit {
-		return nil, badf("before and after must be between 0 and %d", e.opts.MaxLimit)
-	}
-	rec, err := g.Get(p.ID)
-	if err != nil {
-		return nil, err
-	}
-	res := &ContextResult{Record: rec}
-	same := &Query{src: "context", root: andNode{labelNode{store.FieldService, rec.Service}, labelNode{store.FieldHost, rec.Host}}}
-	same.cond = same.root.cond()
-	cur := encodeCursor(position{t: rec.Time, id: rec.ID})
-	all := model.TimeRange{Start: 0, End: 1<<63 - 1}
-	if p.Before > 0 {
-		r, err := e.Search(ctx, SearchParams{Query: same, Range: all, Limit: p.Before, Cursor: cur})
-		if err != nil {
-			return nil, err
-		}
-		res.Before = r.Records
-		for i, j := 0, len(res.Before)-1; i < j; i, j = i+1, j-1 {
-			res.Before[i], res.Before[j] = res.Before[j], res.Before[i]
-		}
-	}
-	if p.After > 0 {
-		r, err := e.Search(ctx, SearchParams{Query: same, Range: all, Limit: p.After, Cursor: cur, Asc: true})
-		if err != nil {
-			return nil, err
-		}
-		res.After = r.Records
-	}
-	if p.Cross {
-		if p.Window <= 0 || p.Window > time.Hour {
-			return nil, badf("window must be between 0 and 1h")
-		}
-		if p.CrossLimit <= 0 || p.CrossLimit > e.opts.MaxLimit {
-			return nil, badf("cross_limit must be between 1 and %d", e.opts.MaxLimit)
-		}
-		other := &Query{src: "cross", root: notNode{labelNode{store.FieldHost, rec.Host}}}
-		other.cond = other.root.cond()
-		other.text = false
-		w := int64(p.Window)
-		r, err := e.Search(ctx, SearchParams{Query: other, Range: model.TimeRange{Start: rec.Time - w, End: rec.Time + w + 1}, Limit: p.CrossLimit, Asc: true})
-		if err != nil {
-			return nil, err
-		}
-		res.Cross = r.Records
-	}
-	return res, nil
+	return ContextOver(ctx, e, g, p, e.opts.MaxLimit)
 }
 
 // MatchRecord reports whether one record matches the query (for live tail).

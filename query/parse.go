@@ -35,6 +35,8 @@ type Query struct {
 	countLevel model.Level // LevelUnset: every level
 	// need is a token every matching message contains (see requiredToken).
 	need string
+	// spec, when set, is how the query travels (Spec); else Spec{Q: src}.
+	spec *Spec
 }
 
 // String returns the query as written.

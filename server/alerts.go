@@ -95,7 +95,7 @@ const alertSampleLines = 5000
 // AlertLogsQuery counts log lines for alert rules with the query engine: the
 // total with a one-bucket histogram, the by: groups and their shared build
 // and deploy from the matching lines themselves.
-func AlertLogsQuery(e *query.Engine) alert.LogsQueryFunc {
+func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
 	return func(ctx context.Context, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
 		q, err := query.Parse(lq.Query)
 		if err != nil {
@@ -198,7 +198,7 @@ func AlertLogsQuery(e *query.Engine) alert.LogsQueryFunc {
 
 // countLines counts matches over tr with a histogram of one step (two
 // buckets at most, as buckets are aligned to the epoch).
-func countLines(ctx context.Context, e *query.Engine, q *query.Query, tr model.TimeRange) (int, error) {
+func countLines(ctx context.Context, e Querier, q *query.Query, tr model.TimeRange) (int, error) {
 	if tr.Start >= tr.End {
 		return 0, nil
 	}

@@ -128,7 +128,12 @@ func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsR
 	default:
 		return nil, toStatus(invalid("status %q: want running, passed, failed or unknown", req.GetStatus()))
 	}
-	keep, err := filterGroups(query.Builds(s.core.Catalog), req.GetService(), req.GetStart(), req.GetEnd(),
+	var cov query.Coverage
+	cat, err := s.catalog(ctx, &cov)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	keep, err := filterGroups(query.Builds(cat), req.GetService(), req.GetStart(), req.GetEnd(),
 		func(g *query.Group) bool { return req.GetStatus() == "" || g.Status == req.GetStatus() })
 	if err != nil {
 		return nil, toStatus(err)
@@ -138,6 +143,7 @@ func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsR
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.ListBuildsResponse{NextPageToken: next}
+	out.Partial, out.MissingPartitions = coverage(&cov)
 	for _, g := range items {
 		out.Builds = append(out.Builds, buildProto(g))
 	}
@@ -145,9 +151,16 @@ func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsR
 }
 
 func (s *queryServer) GetBuild(ctx context.Context, req *shiplogv1.GetBuildRequest) (*shiplogv1.Build, error) {
-	for _, g := range query.Builds(s.core.Catalog) {
+	var cov query.Coverage
+	cat, err := s.catalog(ctx, &cov)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	for _, g := range query.Builds(cat) {
 		if g.ID == req.GetBuildId() {
-			return buildProto(g), nil
+			b := buildProto(g)
+			b.Partial, b.MissingPartitions = coverage(&cov)
+			return b, nil
 		}
 	}
 	return nil, toStatus(fmt.Errorf("build %q: %w", req.GetBuildId(), store.ErrNotFound))
@@ -168,7 +181,12 @@ func (s *queryServer) deployProto(all []*query.Group, g *query.Group) *shiplogv1
 }
 
 func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploysRequest) (*shiplogv1.ListDeploysResponse, error) {
-	all := query.Deploys(s.core.Catalog, s.core.SilentAfter, time.Now())
+	var cov query.Coverage
+	cat, err := s.catalog(ctx, &cov)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	all := query.Deploys(cat, s.core.SilentAfter, time.Now())
 	keep, err := filterGroups(all, req.GetService(), req.GetStart(), req.GetEnd(), nil)
 	if err != nil {
 		return nil, toStatus(err)
@@ -178,6 +196,7 @@ func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploy
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.ListDeploysResponse{NextPageToken: next}
+	out.Partial, out.MissingPartitions = coverage(&cov)
 	for _, g := range items {
 		out.Deploys = append(out.Deploys, s.deployProto(all, g))
 	}
@@ -185,10 +204,17 @@ func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploy
 }
 
 func (s *queryServer) GetDeploy(ctx context.Context, req *shiplogv1.GetDeployRequest) (*shiplogv1.Deploy, error) {
-	all := query.Deploys(s.core.Catalog, s.core.SilentAfter, time.Now())
+	var cov query.Coverage
+	cat, err := s.catalog(ctx, &cov)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	all := query.Deploys(cat, s.core.SilentAfter, time.Now())
 	for _, g := range all {
 		if g.ID == req.GetDeployId() {
-			return s.deployProto(all, g), nil
+			d := s.deployProto(all, g)
+			d.Partial, d.MissingPartitions = coverage(&cov)
+			return d, nil
 		}
 	}
 	return nil, toStatus(fmt.Errorf("deploy %q: %w", req.GetDeployId(), store.ErrNotFound))
@@ -209,8 +235,14 @@ func (s *queryServer) ListHosts(ctx context.Context, req *shiplogv1.ListHostsReq
 		}
 		f.AliveAt = t
 	}
-	hosts := query.Hosts(s.core.Catalog, f, s.core.SilentAfter, now)
+	var cov query.Coverage
+	cat, err := s.catalog(ctx, &cov)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	hosts := query.Hosts(cat, f, s.core.SilentAfter, now)
 	out := &shiplogv1.ListHostsResponse{Hosts: make([]*shiplogv1.Host, len(hosts))}
+	out.Partial, out.MissingPartitions = coverage(&cov)
 	for i := range hosts {
 		out.Hosts[i] = hostProto(&hosts[i])
 	}
@@ -235,11 +267,13 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 			return nil, toStatus(invalid("window %q: want a duration such as 5s", w))
 		}
 	}
-	res, err := s.core.Query.Context(ctx, s.core.Getter, p)
+	var cov query.Coverage
+	res, err := s.core.Query.Context(query.WithCoverage(ctx, &cov), s.core.Getter, p)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.ContextResponse{Record: toProto(&res.Record)}
+	out.Partial, out.MissingPartitions = coverage(&cov)
 	for _, l := range []struct {
 		src []model.Record
 		dst *[]*shiplogv1.Record
@@ -249,4 +283,13 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 		}
 	}
 	return out, nil
+}
+
+// catalog is the catalog one request reads: the local store's, or, in
+// cluster mode, one gathered from every partition's owner.
+func (s *queryServer) catalog(ctx context.Context, cov *query.Coverage) (query.Catalog, error) {
+	if s.core.CatalogFor == nil {
+		return s.core.Catalog, nil
+	}
+	return s.core.CatalogFor(query.WithCoverage(ctx, cov))
 }

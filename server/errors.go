@@ -27,6 +27,7 @@ var errorTable = []struct {
 	{errInvalid, codes.InvalidArgument},
 	{store.ErrNotFound, codes.NotFound},
 	{store.ErrClosed, codes.Unavailable},
+	{model.ErrUnavailable, codes.Unavailable},
 	{store.ErrNoSpace, codes.ResourceExhausted},
 	{alert.ErrInvalidRules, codes.FailedPrecondition},
 	{alert.ErrBadRequest, codes.InvalidArgument},

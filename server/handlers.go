@@ -135,11 +135,13 @@ func (s *queryServer) Search(ctx context.Context, req *shiplogv1.SearchRequest) 
 	if req.GetLimit() < 0 {
 		return nil, toStatus(invalid("limit must not be negative"))
 	}
-	res, err := s.core.Query.Search(ctx, p)
+	var cov query.Coverage
+	res, err := s.core.Query.Search(query.WithCoverage(ctx, &cov), p)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.SearchResponse{Records: make([]*shiplogv1.Record, len(res.Records)), NextCursor: res.NextCursor}
+	out.Partial, out.MissingPartitions = coverage(&cov)
 	for i := range res.Records {
 		out.Records[i] = toProto(&res.Records[i])
 	}
@@ -164,11 +166,13 @@ func (s *queryServer) Histogram(ctx context.Context, req *shiplogv1.HistogramReq
 	} else {
 		step = niceStep(time.Duration(tr.End-tr.Start) / 60)
 	}
-	buckets, err := s.core.Query.Histogram(ctx, q, tr, step)
+	var cov query.Coverage
+	buckets, err := s.core.Query.Histogram(query.WithCoverage(ctx, &cov), q, tr, step)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.HistogramResponse{Buckets: make([]*shiplogv1.Bucket, len(buckets))}
+	out.Partial, out.MissingPartitions = coverage(&cov)
 	var total uint64
 	for i, b := range buckets {
 		out.Buckets[i] = &shiplogv1.Bucket{Time: timestamppb.New(timeOf(b.Start)), Count: uint32(b.Count)}
@@ -188,4 +192,18 @@ func niceStep(d time.Duration) time.Duration {
 		}
 	}
 	return 30 * 24 * time.Hour
+}
+
+// coverage renders what a cluster answer lacked as the responses' partial and
+// missing_partitions fields.
+func coverage(c *query.Coverage) (bool, []int32) {
+	m := c.Missing()
+	if len(m) == 0 {
+		return false, nil
+	}
+	out := make([]int32, len(m))
+	for i, p := range m {
+		out[i] = int32(p)
+	}
+	return true, out
 }

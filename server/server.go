@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 	"github.com/shiplog/shiplog/query"
 )
@@ -73,11 +74,24 @@ type Server struct {
 	cancelBase context.CancelFunc
 }
 
+// Querier answers searches, histograms and context: a *query.Engine over the
+// local store, or, in cluster mode, the cluster's fan-out.
+type Querier interface {
+	Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error)
+	Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) ([]query.Bucket, error)
+	Context(ctx context.Context, g query.Getter, p query.ContextParams) (*query.ContextResult, error)
+}
+
 // Core is what the handlers call.
 type Core struct {
 	Ingest  *ingest.Ingester
-	Query   *query.Engine
+	Query   Querier
 	Catalog query.Catalog
+	// CatalogFor, when set, replaces Catalog with one gathered per request
+	// (cluster mode: from every partition's owner).
+	CatalogFor func(ctx context.Context) (query.Catalog, error)
+	// Cluster, when set, answers GET /v1/cluster (nil: a single node).
+	Cluster func(ctx context.Context) (any, error)
 	Getter  query.Getter
 	// Hub feeds live tails; the Ingester's sink must be a TailSink on it.
 	Hub *Hub
@@ -181,6 +195,18 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		if core.Cluster == nil {
+			writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "message": "a single node: started without --node and cluster flags"})
+			return
+		}
+		st, err := core.Cluster(r.Context())
+		if err != nil {
+			writeHTTPError(w, toStatus(err))
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
 	mux.Handle("GET /v1/logs:tail", tailHandler(core, log))
 	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))

@@ -50,7 +50,8 @@ func (h *Hub) Subscribers() int {
 	return len(h.subs)
 }
 
-func (h *Hub) publish(recs []model.Record) {
+// Publish hands stored records (ids set) to every tail whose query matches.
+func (h *Hub) Publish(recs []model.Record) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.subs) == 0 {
@@ -84,7 +85,7 @@ type TailSink struct {
 func (t TailSink) Append(ctx context.Context, b model.Batch) (model.AppendResult, error) {
 	res, err := t.Next.Append(ctx, b)
 	if err == nil && res.Accepted > 0 {
-		t.Hub.publish(b.Records)
+		t.Hub.Publish(b.Records)
 	}
 	return res, err
 }

@@ -102,6 +102,8 @@ type Lines struct {
 	Spans     []string
 	Attrs     [][]model.Attr
 	Seqs      []uint64
+	// Src is the Src of the ChunkRef a sealed chunk was loaded from.
+	Src int
 }
 
 // Len is the number of lines.

@@ -239,6 +239,9 @@ type ChunkRef struct {
 	// All is set when the chunk's metadata proves every line matches the
 	// condition (the time range still needs checking).
 	All bool
+	// Src is the caller's own tag: a reader over several stores sets it to
+	// know which store a ref came from. The store never reads it.
+	Src int
 }
 
 // InMemory reports whether the chunk is still open (or being sealed): its lines
@@ -389,7 +392,11 @@ func (s *Store) Load(ctx context.Context, r ChunkRef, text bool) (*Lines, error)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.loadSealed(r.Meta, text)
+	l, err := s.loadSealed(r.Meta, text)
+	if l != nil {
+		l.Src = r.Src
+	}
+	return l, err
 }
 
 func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {

@@ -45,6 +45,10 @@ type Options struct {
 	Retention       time.Duration // drop day partitions older than this (0: keep)
 	RetentionBytes  int64         // drop the oldest days while the data directory is larger (0: no bound)
 	RetentionCheck  time.Duration // how often retention runs (default 1m)
+	// StreamSeed, when not zero, is mixed into every stream id, so that stores
+	// holding different partitions of one cluster never give two streams the
+	// same id (and so no two records the same id). Fixed for a data directory.
+	StreamSeed uint64
 
 	// Metrics tunes the metric store (metrics_store.go); Retention applies to it too.
 	Metrics MetricsOptions
@@ -403,6 +407,18 @@ func StreamID(l model.Labels) uint64 {
 	return d.Sum64()
 }
 
+// seededStreamID is StreamID with Options.StreamSeed mixed in.
+func seededStreamID(l model.Labels, seed uint64) uint64 {
+	id := StreamID(l)
+	if seed == 0 {
+		return id
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], id)
+	binary.BigEndian.PutUint64(b[8:], seed)
+	return xxhash.Sum64(b[:])
+}
+
 // group is the part of a batch that goes to one head.
 type group struct {
 	key       headKey
@@ -422,7 +438,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	keys := make([]headKey, len(b.Records))
 	for i := range b.Records {
 		r := &b.Records[i]
-		keys[i] = headKey{StreamID(r.Labels), model.Day(r.Time)}
+		keys[i] = headKey{seededStreamID(r.Labels, s.opts.StreamSeed), model.Day(r.Time)}
 	}
 
 	s.mu.Lock()

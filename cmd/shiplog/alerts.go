@@ -9,9 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shiplog/shiplog/alert"
-	"github.com/shiplog/shiplog/query"
 	"github.com/shiplog/shiplog/server"
-	"github.com/shiplog/shiplog/store"
 )
 
 // alerting is the server's rule manager and notifier, running.
@@ -25,7 +23,7 @@ type alerting struct {
 
 // startAlerting loads the rules file (a file that does not load is a usage
 // error at start) and starts evaluating. externalURL "" means http(s)://httpAddr.
-func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string, tls bool, st *store.Store, eng *query.Engine,
+func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string, tls bool, st alert.StateStore, eng server.Querier,
 	metrics *server.Metrics, log *slog.Logger, reg prometheus.Registerer) (*alerting, error) {
 	if externalURL == "" {
 		scheme := "http://"
@@ -88,4 +86,20 @@ func (a *alerting) stop() {
 	a.cancel()
 	<-a.done
 	a.nt.Close()
+}
+
+// viewAlerts is a manager over the cluster's shared alert state that does not
+// evaluate: what a node without the alert lease shows on /v1/alerts*.
+func viewAlerts(rulesFile string, st alert.StateStore, log *slog.Logger) (*alert.Manager, error) {
+	mo := alert.DefaultOptions()
+	mo.Store = st
+	mo.Parse = rulesParseOptions()
+	mgr, err := alert.NewManager(log, nil, mo)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.LoadFile(rulesFile); err != nil {
+		return nil, err
+	}
+	return mgr, nil
 }

@@ -27,7 +27,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *to == "" {
 		return usagef("backup: --to FILE is required")
 	}
-	cc, err := dialServer(*server, cf)
+	cc, err := dialServer("backup", *server, cf)
 	if err != nil {
 		return err
 	}

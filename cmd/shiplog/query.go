@@ -41,15 +41,15 @@ func (c clientFlags) check(cmd string) error {
 	return nil
 }
 
-func dialServer(addr string, cf *connFlags) (*grpc.ClientConn, error) {
-	// Several addresses may be given; the first is used by these commands.
-	first := strings.TrimSpace(strings.Split(addr, ",")[0])
+// dialServer connects to the --server list: the first address that answers,
+// the next one when it stops answering.
+func dialServer(cmd, addr string, cf *connFlags) (*grpc.ClientConn, error) {
 	opts, err := cf.dialOptions()
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
-	return grpc.NewClient(first, opts...)
+	return dialServers(cmd, addr, opts...)
 }
 
 // printer writes records as text lines or JSON lines.
@@ -148,7 +148,7 @@ func runQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("query: --limit must not be negative")
 	}
 	q := strings.Join(fs.Args(), " ")
-	cc, err := dialServer(*cf.server, cf.conn)
+	cc, err := dialServer("query", *cf.server, cf.conn)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := cf.check("tail"); err != nil {
 		return err
 	}
-	cc, err := dialServer(*cf.server, cf.conn)
+	cc, err := dialServer("tail", *cf.server, cf.conn)
 	if err != nil {
 		return err
 	}

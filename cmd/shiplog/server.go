@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -19,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/shiplog/shiplog/alert"
+	"github.com/shiplog/shiplog/cluster"
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/metrics"
 	"github.com/shiplog/shiplog/query"
@@ -59,6 +62,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
 	rulesFile := fs.String("rules", "", "alert rules file (see docs/rules.md); reloaded on SIGHUP and POST /-/reload")
 	externalURL := fs.String("external-url", "", "the web UI's address in alert notifications' links (default http://<--http>)")
+	cf := addClusterFlags(fs)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -75,6 +79,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *data == "" {
 		return usagef("server: --data must not be empty")
+	}
+	ccfg, err := cf.config()
+	if err != nil {
+		return err
 	}
 	if *maxLine < 1024 {
 		return usagef("server: --max-line-bytes must be at least 1024")
@@ -158,7 +166,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so.Fsync = *fsync
 	so.Retention, so.RetentionBytes = *retention, int64(retentionSize)
 	start := time.Now()
-	st, err := store.Open(*data, so, log, reg)
+	var st *store.Store
+	st, err = store.Open(*data, so, log, reg)
 	if err != nil {
 		return err
 	}
@@ -167,7 +176,6 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
 	hub := server.NewHub()
 	core := server.Core{
-		Ingest:      ingest.New(server.TailSink{Next: st, Hub: hub}, io, log, reg),
 		Query:       query.New(st, query.DefaultOptions()),
 		Catalog:     st,
 		Getter:      st,
@@ -187,13 +195,62 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Queryable: metrics.NewQueryable(st, mo),
 	}
 	var al *alerting
-	if *rulesFile != "" {
+	var node *cluster.Node
+	var calerts *clusterAlerts
+	closeAll := func() {
+		al.stop()
+		if calerts != nil {
+			calerts.stop()
+		}
+		if node != nil {
+			if err := node.Close(); err != nil {
+				log.Error("cluster: close", "err", err)
+			}
+		}
+		_ = st.Close()
+	}
+	switch {
+	case ccfg != nil:
+		// Cluster mode: logs go through the replicated log to the partition
+		// owners; metrics and the node's own state stay in the local store.
+		ccfg.Dir = filepath.Join(*data, "cluster")
+		ccfg.Store, ccfg.StreamMaxAge = so, *retention
+		ccfg.Log, ccfg.Registerer, ccfg.Hub = log, reg, hub
+		if *rulesFile != "" {
+			calerts = &clusterAlerts{log: log, ready: make(chan struct{})}
+			ccfg.OnAlertLease = calerts.onLease
+		}
+		if node, err = startClusterNode(ctx, *ccfg); err != nil {
+			_ = st.Close()
+			return err
+		}
+		core.Query, core.CatalogFor, core.Cluster, core.Catalog, core.Getter = node, node.Catalog, node.Status, nil, nil
+		if calerts != nil {
+			kv := node.AlertStore()
+			areg := reRegisterer{reg}
+			calerts.start = func() (*alerting, error) {
+				return startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, kv, node, core.Metrics, log, areg)
+			}
+			calerts.view = func() (*alert.Manager, error) { return viewAlerts(*rulesFile, kv, log) }
+			if _, err := calerts.view(); err != nil {
+				closeAll()
+				return usagef("server: --rules %v", err)
+			}
+			core.Alerts = calerts
+			close(calerts.ready)
+		}
+	case *rulesFile != "":
 		if al, err = startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, st, core.Query, core.Metrics, log, reg); err != nil {
 			_ = st.Close()
 			return err
 		}
 		core.Alerts = al.mgr
 	}
+	var sink ingest.Sink = server.TailSink{Next: st, Hub: hub}
+	if node != nil {
+		sink = node // the owners hand stored lines to the tails
+	}
+	core.Ingest = ingest.New(sink, io, log, reg)
 	so2 := server.DefaultOptions()
 	so2.UI = web.Handler()
 	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg
@@ -201,8 +258,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so2.Registerer = reg
 	srv, err := server.New(core, so2, log)
 	if err != nil {
-		al.stop()
-		_ = st.Close()
+		closeAll()
 		return err
 	}
 	go onSIGHUP(ctx, func() {
@@ -229,8 +285,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		slo.Addr = *syslogAddr
 		sl, err := server.ListenSyslog(core.Ingest, slo, log, reg)
 		if err != nil {
-			al.stop()
-			_ = st.Close()
+			closeAll()
 			return err
 		}
 		syslogDone = make(chan error, 1)
@@ -249,6 +304,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		<-syslogDone // the syslog listener stores what it received first
 	}
 	al.stop()
+	if calerts != nil {
+		calerts.stop()
+	}
+	if node != nil {
+		log.Info("shutting down: leaving the cluster")
+		if err := node.Close(); err != nil {
+			log.Error("cluster: close", "err", err)
+		}
+	}
 	log.Info("shutting down: sealing open chunks")
 	closeErr := st.Close()
 	if serveErr != nil && !strings.Contains(serveErr.Error(), "use of closed") {

@@ -116,9 +116,14 @@ type SearchResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Records []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
 	// next_cursor continues the search; empty when there is nothing more.
-	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NextCursor string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,4,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SearchResponse) Reset() {
@@ -163,6 +168,20 @@ func (x *SearchResponse) GetNextCursor() string {
 		return x.NextCursor
 	}
 	return ""
+}
+
+func (x *SearchResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *SearchResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
 }
 
 type HistogramRequest struct {
@@ -238,9 +257,14 @@ type HistogramResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Buckets []*Bucket              `protobuf:"bytes,1,rep,name=buckets,proto3" json:"buckets,omitempty"`
 	// total is the sum of all buckets.
-	Total         uint32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Total uint32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,4,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *HistogramResponse) Reset() {
@@ -285,6 +309,20 @@ func (x *HistogramResponse) GetTotal() uint32 {
 		return x.Total
 	}
 	return 0
+}
+
+func (x *HistogramResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *HistogramResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
 }
 
 type Bucket struct {
@@ -434,9 +472,14 @@ type ContextResponse struct {
 	Before []*Record `protobuf:"bytes,2,rep,name=before,proto3" json:"before,omitempty"`
 	After  []*Record `protobuf:"bytes,3,rep,name=after,proto3" json:"after,omitempty"`
 	// cross: lines of other hosts around the record's time, oldest first.
-	Cross         []*Record `protobuf:"bytes,4,rep,name=cross,proto3" json:"cross,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cross []*Record `protobuf:"bytes,4,rep,name=cross,proto3" json:"cross,omitempty"`
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,5,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,6,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ContextResponse) Reset() {
@@ -493,6 +536,20 @@ func (x *ContextResponse) GetAfter() []*Record {
 func (x *ContextResponse) GetCross() []*Record {
 	if x != nil {
 		return x.Cross
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *ContextResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
 	}
 	return nil
 }
@@ -789,8 +846,13 @@ type Build struct {
 	DurationSeconds float64                `protobuf:"fixed64,12,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
 	ExitCode        int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Runs            []*Run                 `protobuf:"bytes,14,rep,name=runs,proto3" json:"runs,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,15,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,16,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Build) Reset() {
@@ -921,6 +983,20 @@ func (x *Build) GetRuns() []*Run {
 	return nil
 }
 
+func (x *Build) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *Build) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
+}
+
 type ListBuildsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1009,8 +1085,13 @@ type ListBuildsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Builds        []*Build               `protobuf:"bytes,1,rep,name=builds,proto3" json:"builds,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,4,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListBuildsResponse) Reset() {
@@ -1055,6 +1136,20 @@ func (x *ListBuildsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListBuildsResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *ListBuildsResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
 }
 
 type GetBuildRequest struct {
@@ -1119,9 +1214,14 @@ type Deploy struct {
 	Status            string  `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
 	Runs              []*Run  `protobuf:"bytes,13,rep,name=runs,proto3" json:"runs,omitempty"`
 	// Host states within this deploy.
-	HostLives     []*Host `protobuf:"bytes,14,rep,name=host_lives,json=hostLives,proto3" json:"host_lives,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HostLives []*Host `protobuf:"bytes,14,rep,name=host_lives,json=hostLives,proto3" json:"host_lives,omitempty"`
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,15,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,16,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Deploy) Reset() {
@@ -1252,6 +1352,20 @@ func (x *Deploy) GetHostLives() []*Host {
 	return nil
 }
 
+func (x *Deploy) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *Deploy) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
+}
+
 type ListDeploysRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
@@ -1332,8 +1446,13 @@ type ListDeploysResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Deploys       []*Deploy              `protobuf:"bytes,1,rep,name=deploys,proto3" json:"deploys,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,4,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListDeploysResponse) Reset() {
@@ -1378,6 +1497,20 @@ func (x *ListDeploysResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListDeploysResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *ListDeploysResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
 }
 
 type GetDeployRequest struct {
@@ -1738,10 +1871,15 @@ func (x *ListHostsRequest) GetBuildId() string {
 }
 
 type ListHostsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hosts         []*Host                `protobuf:"bytes,1,rep,name=hosts,proto3" json:"hosts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Hosts []*Host                `protobuf:"bytes,1,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// partial is true when some partition of a cluster could not be included
+	// (no owner yet, its owner is unreachable or still catching up);
+	// missing_partitions names them. Always false on a single node.
+	Partial           bool    `protobuf:"varint,2,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,3,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListHostsResponse) Reset() {
@@ -1781,6 +1919,20 @@ func (x *ListHostsResponse) GetHosts() []*Host {
 	return nil
 }
 
+func (x *ListHostsResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *ListHostsResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
+}
+
 var File_shiplog_v1_query_proto protoreflect.FileDescriptor
 
 const file_shiplog_v1_query_proto_rawDesc = "" +
@@ -1793,19 +1945,23 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x03end\x18\x03 \x01(\tR\x03end\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x16\n" +
 	"\x06cursor\x18\x05 \x01(\tR\x06cursor\x12\x14\n" +
-	"\x05order\x18\x06 \x01(\tR\x05order\"_\n" +
+	"\x05order\x18\x06 \x01(\tR\x05order\"\xa8\x01\n" +
 	"\x0eSearchResponse\x12,\n" +
 	"\arecords\x18\x01 \x03(\v2\x12.shiplog.v1.RecordR\arecords\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
-	"nextCursor\"\\\n" +
+	"nextCursor\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\"\\\n" +
 	"\x10HistogramRequest\x12\f\n" +
 	"\x01q\x18\x01 \x01(\tR\x01q\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
 	"\x03end\x18\x03 \x01(\tR\x03end\x12\x12\n" +
-	"\x04step\x18\x04 \x01(\tR\x04step\"W\n" +
+	"\x04step\x18\x04 \x01(\tR\x04step\"\xa0\x01\n" +
 	"\x11HistogramResponse\x12,\n" +
 	"\abuckets\x18\x01 \x03(\v2\x12.shiplog.v1.BucketR\abuckets\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\rR\x05total\"N\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\"N\n" +
 	"\x06Bucket\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\"\x9d\x01\n" +
@@ -1816,12 +1972,14 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x05cross\x18\x04 \x01(\bR\x05cross\x12\x16\n" +
 	"\x06window\x18\x05 \x01(\tR\x06window\x12\x1f\n" +
 	"\vcross_limit\x18\x06 \x01(\x05R\n" +
-	"crossLimit\"\xbd\x01\n" +
+	"crossLimit\"\x86\x02\n" +
 	"\x0fContextResponse\x12*\n" +
 	"\x06record\x18\x01 \x01(\v2\x12.shiplog.v1.RecordR\x06record\x12*\n" +
 	"\x06before\x18\x02 \x03(\v2\x12.shiplog.v1.RecordR\x06before\x12(\n" +
 	"\x05after\x18\x03 \x03(\v2\x12.shiplog.v1.RecordR\x05after\x12(\n" +
-	"\x05cross\x18\x04 \x03(\v2\x12.shiplog.v1.RecordR\x05cross\"\x1b\n" +
+	"\x05cross\x18\x04 \x03(\v2\x12.shiplog.v1.RecordR\x05cross\x12\x18\n" +
+	"\apartial\x18\x05 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x06 \x03(\x05R\x11missingPartitions\"\x1b\n" +
 	"\vTailRequest\x12\f\n" +
 	"\x01q\x18\x01 \x01(\tR\x01q\"<\n" +
 	"\fTailResponse\x12,\n" +
@@ -1841,7 +1999,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x16\n" +
 	"\x06status\x18\x06 \x01(\tR\x06status\x12\x1b\n" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12)\n" +
-	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\"\x93\x04\n" +
+	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\"\xdc\x04\n" +
 	"\x05Build\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
@@ -1859,7 +2017,9 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x03end\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12)\n" +
 	"\x10duration_seconds\x18\f \x01(\x01R\x0fdurationSeconds\x12\x1b\n" +
 	"\texit_code\x18\r \x01(\x05R\bexitCode\x12#\n" +
-	"\x04runs\x18\x0e \x03(\v2\x0f.shiplog.v1.RunR\x04runs\"\xa9\x01\n" +
+	"\x04runs\x18\x0e \x03(\v2\x0f.shiplog.v1.RunR\x04runs\x12\x18\n" +
+	"\apartial\x18\x0f \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\"\xa9\x01\n" +
 	"\x11ListBuildsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
@@ -1867,12 +2027,14 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x03end\x18\x04 \x01(\tR\x03end\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"g\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\xb0\x01\n" +
 	"\x12ListBuildsResponse\x12)\n" +
 	"\x06builds\x18\x01 \x03(\v2\x11.shiplog.v1.BuildR\x06builds\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\",\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\",\n" +
 	"\x0fGetBuildRequest\x12\x19\n" +
-	"\bbuild_id\x18\x01 \x01(\tR\abuildId\"\x9a\x04\n" +
+	"\bbuild_id\x18\x01 \x01(\tR\abuildId\"\xe3\x04\n" +
 	"\x06Deploy\x12\x1b\n" +
 	"\tdeploy_id\x18\x01 \x01(\tR\bdeployId\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
@@ -1891,17 +2053,21 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x06status\x18\f \x01(\tR\x06status\x12#\n" +
 	"\x04runs\x18\r \x03(\v2\x0f.shiplog.v1.RunR\x04runs\x12/\n" +
 	"\n" +
-	"host_lives\x18\x0e \x03(\v2\x10.shiplog.v1.HostR\thostLives\"\x92\x01\n" +
+	"host_lives\x18\x0e \x03(\v2\x10.shiplog.v1.HostR\thostLives\x12\x18\n" +
+	"\apartial\x18\x0f \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\"\x92\x01\n" +
 	"\x12ListDeploysRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
 	"\x03end\x18\x03 \x01(\tR\x03end\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"k\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\xb4\x01\n" +
 	"\x13ListDeploysResponse\x12,\n" +
 	"\adeploys\x18\x01 \x03(\v2\x12.shiplog.v1.DeployR\adeploys\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\"/\n" +
 	"\x10GetDeployRequest\x12\x1b\n" +
 	"\tdeploy_id\x18\x01 \x01(\tR\bdeployId\"\xfa\x01\n" +
 	"\x05Agent\x12\x19\n" +
@@ -1936,9 +2102,11 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
 	"\tdeploy_id\x18\x03 \x01(\tR\bdeployId\x12\x19\n" +
 	"\balive_at\x18\x04 \x01(\tR\aaliveAt\x12\x19\n" +
-	"\bbuild_id\x18\x05 \x01(\tR\abuildId\";\n" +
+	"\bbuild_id\x18\x05 \x01(\tR\abuildId\"\x84\x01\n" +
 	"\x11ListHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.shiplog.v1.HostR\x05hosts2\xe8\b\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.shiplog.v1.HostR\x05hosts\x12\x18\n" +
+	"\apartial\x18\x02 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x03 \x03(\x05R\x11missingPartitions2\xe8\b\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
 	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogram\x12a\n" +

@@ -1,0 +1,408 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/nats-io/nats.go"
+
+	"github.com/shiplog/shiplog/model"
+	"github.com/shiplog/shiplog/query"
+	"github.com/shiplog/shiplog/store"
+)
+
+// Queries across nodes. Any node answers: it splits the partitions by owner
+// (from the last lease round), asks each owner over NATS request/reply for
+// the answer over just those partitions (its own it answers in process),
+// and merges. A partition with no owner, an owner that does not answer, or an
+// owner still catching up is reported through query.ReportMissing, and the
+// answer says partial.
+
+// rpcTimeout bounds one owner's answer when the caller set no deadline.
+const rpcTimeout = 15 * time.Second
+
+type rpcReq struct {
+	Op     string     `json:"op"` // search, histogram, get, catalog
+	Parts  []int      `json:"parts"`
+	Q      query.Spec `json:"q"`
+	Start  int64      `json:"start,omitempty"`
+	End    int64      `json:"end,omitempty"`
+	Limit  int        `json:"limit,omitempty"`
+	Cursor string     `json:"cursor,omitempty"`
+	Asc    bool       `json:"asc,omitempty"`
+	Step   int64      `json:"step,omitempty"`
+	ID     model.ID   `json:"id,omitempty"`
+}
+
+type rpcResp struct {
+	Err     string                 `json:"err,omitempty"`
+	Kind    string                 `json:"kind,omitempty"` // bad, notfound
+	Missing []int                  `json:"missing,omitempty"`
+	Records []model.Record         `json:"records,omitempty"`
+	More    bool                   `json:"more,omitempty"`
+	Buckets []query.Bucket         `json:"buckets,omitempty"`
+	Record  *model.Record          `json:"record,omitempty"`
+	Streams []store.StreamInfo     `json:"streams,omitempty"`
+	Agents  []store.AgentInfo      `json:"agents,omitempty"`
+	Runs    map[string][]model.Run `json:"runs,omitempty"`
+}
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(256<<20))
+)
+
+// local is a query view over some of this node's partition stores. It
+// implements query.Store, query.Catalog and query.Getter.
+type local struct{ stores []*store.Store }
+
+func (l *local) Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error) {
+	var out []store.ChunkRef
+	for i, st := range l.stores {
+		refs, err := st.Candidates(ctx, tr, c)
+		if err != nil {
+			return nil, err
+		}
+		for j := range refs {
+			refs[j].Src = i
+		}
+		out = append(out, refs...)
+	}
+	return out, nil
+}
+
+func (l *local) Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error) {
+	return l.stores[r.Src].Load(ctx, r, text)
+}
+
+func (l *local) LoadText(ctx context.Context, ln *store.Lines) error {
+	return l.stores[ln.Src].LoadText(ctx, ln)
+}
+
+func (l *local) Streams() []store.StreamInfo {
+	var out []store.StreamInfo
+	for _, st := range l.stores {
+		out = append(out, st.Streams()...)
+	}
+	return out
+}
+
+func (l *local) Agents() []store.AgentInfo {
+	var out []store.AgentInfo
+	for _, st := range l.stores {
+		out = append(out, st.Agents()...)
+	}
+	return out
+}
+
+func (l *local) Runs() map[string][]model.Run {
+	out := map[string][]model.Run{}
+	for _, st := range l.stores {
+		for k, v := range st.Runs() {
+			out[k] = append(out[k], v...)
+		}
+	}
+	return out
+}
+
+func (l *local) Get(id model.ID) (model.Record, error) {
+	for _, st := range l.stores {
+		if r, err := st.Get(id); err == nil {
+			return r, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return r, err
+		}
+	}
+	return model.Record{}, fmt.Errorf("record %s: %w", id, store.ErrNotFound)
+}
+
+// view returns the stores of the asked partitions this node owns and has
+// caught up on, and the ones it cannot answer for.
+func (n *Node) view(parts []int) (*local, []int) {
+	l := &local{}
+	var missing []int
+	for _, id := range parts {
+		if id < 0 || id >= len(n.parts) {
+			continue
+		}
+		p := n.parts[id]
+		p.mu.Lock()
+		st := p.st
+		p.mu.Unlock()
+		if st == nil || !p.owned.Load() || !p.ready.Load() {
+			missing = append(missing, id)
+			continue
+		}
+		l.stores = append(l.stores, st)
+	}
+	return l, missing
+}
+
+// answer runs one request over this node's own partitions.
+func (n *Node) answer(ctx context.Context, req *rpcReq) *rpcResp {
+	l, missing := n.view(req.Parts)
+	resp := &rpcResp{Missing: missing}
+	fail := func(err error) *rpcResp {
+		resp.Err = err.Error()
+		switch {
+		case errors.Is(err, query.ErrBadQuery):
+			resp.Kind = "bad"
+		case errors.Is(err, store.ErrNotFound):
+			resp.Kind = "notfound"
+		}
+		return resp
+	}
+	switch req.Op {
+	case "search", "histogram":
+		q, err := req.Q.Query()
+		if err != nil {
+			return fail(err)
+		}
+		eng := query.New(l, query.DefaultOptions())
+		tr := model.TimeRange{Start: req.Start, End: req.End}
+		if req.Op == "histogram" {
+			b, err := eng.Histogram(ctx, q, tr, time.Duration(req.Step))
+			if err != nil {
+				return fail(err)
+			}
+			resp.Buckets = b
+			return resp
+		}
+		r, err := eng.Search(ctx, query.SearchParams{Query: q, Range: tr, Limit: req.Limit, Cursor: req.Cursor, Asc: req.Asc})
+		if err != nil {
+			return fail(err)
+		}
+		resp.Records, resp.More = r.Records, r.NextCursor != ""
+	case "get":
+		r, err := l.Get(req.ID)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return resp
+			}
+			return fail(err)
+		}
+		resp.Record = &r
+	case "catalog":
+		resp.Streams, resp.Agents, resp.Runs = l.Streams(), l.Agents(), l.Runs()
+	default:
+		return fail(fmt.Errorf("%w: unknown cluster op %q", query.ErrBadQuery, req.Op))
+	}
+	return resp
+}
+
+// serveRPC answers another node's request.
+func (n *Node) serveRPC(m *nats.Msg) {
+	var req rpcReq
+	var resp *rpcResp
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		resp = &rpcResp{Err: "bad cluster request: " + err.Error()}
+	} else {
+		ctx, cancel := context.WithTimeout(n.ctx, rpcTimeout)
+		resp = n.answer(ctx, &req)
+		cancel()
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b, _ = json.Marshal(&rpcResp{Err: err.Error()})
+	}
+	out := zenc.EncodeAll(b, nil)
+	if len(out) > maxPayload-1024 {
+		out = zenc.EncodeAll([]byte(`{"err":"answer too large for one cluster message; narrow the query"}`), nil)
+	}
+	_ = m.Respond(out)
+}
+
+// plan splits every partition by owner; partitions without one are missing.
+func (n *Node) plan() (map[string][]int, []int) {
+	owners := *n.owners.Load()
+	by := map[string][]int{}
+	var missing []int
+	for p, o := range owners {
+		if o == "" || o == "?" {
+			missing = append(missing, p)
+			continue
+		}
+		by[o] = append(by[o], p)
+	}
+	return by, missing
+}
+
+// fanout sends req to every owner (itself in process) and returns the
+// answers; partitions that could not be answered go to query.ReportMissing.
+func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
+	by, missing := n.plan()
+	query.ReportMissing(ctx, missing...)
+	type result struct {
+		parts []int
+		resp  *rpcResp
+		err   error
+	}
+	results := make([]result, 0, len(by))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for node, parts := range by {
+		r := req
+		r.Parts = parts
+		wg.Go(func() {
+			var resp *rpcResp
+			var err error
+			if node == n.cfg.Node {
+				resp = n.answer(ctx, &r)
+			} else {
+				resp, err = n.call(ctx, node, &r)
+			}
+			mu.Lock()
+			results = append(results, result{parts, resp, err})
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	out := make([]*rpcResp, 0, len(results))
+	for _, r := range results {
+		if r.err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			n.log.Warn("cluster: owner did not answer", "parts", r.parts, "err", r.err)
+			query.ReportMissing(ctx, r.parts...)
+			continue
+		}
+		query.ReportMissing(ctx, r.resp.Missing...)
+		if r.resp.Err != "" {
+			switch r.resp.Kind {
+			case "bad":
+				return nil, fmt.Errorf("%w: %s", query.ErrBadQuery, strings.TrimPrefix(r.resp.Err, query.ErrBadQuery.Error()+": "))
+			case "notfound":
+				return nil, fmt.Errorf("%s: %w", r.resp.Err, store.ErrNotFound)
+			}
+			n.log.Warn("cluster: owner failed", "parts", r.parts, "err", r.resp.Err)
+			query.ReportMissing(ctx, r.parts...)
+			continue
+		}
+		out = append(out, r.resp)
+	}
+	return out, nil
+}
+
+func (n *Node) call(ctx context.Context, node string, req *rpcReq) (*rpcResp, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rpcTimeout)
+		defer cancel()
+	}
+	m, err := n.nc.RequestWithContext(ctx, rpcSubject+node, b)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := zdec.DecodeAll(m.Data, nil)
+	if err != nil {
+		return nil, err
+	}
+	var resp rpcResp
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// Search implements the server's querier over the whole cluster.
+func (n *Node) Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error) {
+	if p.Limit <= 0 {
+		p.Limit = 100
+	}
+	if p.Limit > query.DefaultOptions().MaxLimit {
+		return nil, fmt.Errorf("%w: limit %d is over %d", query.ErrBadQuery, p.Limit, query.DefaultOptions().MaxLimit)
+	}
+	resps, err := n.fanout(ctx, rpcReq{Op: "search", Q: p.Query.Spec(), Start: p.Range.Start, End: p.Range.End,
+		Limit: p.Limit, Cursor: p.Cursor, Asc: p.Asc})
+	if err != nil {
+		return nil, err
+	}
+	pages := make([]query.Page, len(resps))
+	for i, r := range resps {
+		pages[i] = query.Page{Records: r.Records, More: r.More}
+	}
+	return query.MergePages(pages, p.Limit, p.Asc), nil
+}
+
+// Histogram sums the owners' buckets (all aligned to multiples of step).
+func (n *Node) Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) ([]query.Bucket, error) {
+	resps, err := n.fanout(ctx, rpcReq{Op: "histogram", Q: q.Spec(), Start: tr.Start, End: tr.End, Step: int64(step)})
+	if err != nil {
+		return nil, err
+	}
+	sum := map[int64]int{}
+	for _, r := range resps {
+		for _, b := range r.Buckets {
+			sum[b.Start] += b.Count
+		}
+	}
+	out := make([]query.Bucket, 0, len(sum))
+	for s, c := range sum {
+		out = append(out, query.Bucket{Start: s, Count: c})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	return out, nil
+}
+
+// Context answers a context request across the cluster (g is not used: the
+// record is looked up on its owner).
+func (n *Node) Context(ctx context.Context, _ query.Getter, p query.ContextParams) (*query.ContextResult, error) {
+	return query.ContextOver(ctx, n, getter{n, ctx}, p, query.DefaultOptions().MaxLimit)
+}
+
+type getter struct {
+	n   *Node
+	ctx context.Context
+}
+
+func (g getter) Get(id model.ID) (model.Record, error) {
+	resps, err := g.n.fanout(g.ctx, rpcReq{Op: "get", ID: id})
+	if err != nil {
+		return model.Record{}, err
+	}
+	for _, r := range resps {
+		if r.Record != nil {
+			return *r.Record, nil
+		}
+	}
+	return model.Record{}, fmt.Errorf("record %s: %w", id, store.ErrNotFound)
+}
+
+// Catalog gathers the owners' streams, agents and runs into one catalog.
+func (n *Node) Catalog(ctx context.Context) (query.Catalog, error) {
+	resps, err := n.fanout(ctx, rpcReq{Op: "catalog"})
+	if err != nil {
+		return nil, err
+	}
+	c := &catalog{runs: map[string][]model.Run{}}
+	for _, r := range resps {
+		c.streams = append(c.streams, r.Streams...)
+		c.agents = append(c.agents, r.Agents...)
+		for k, v := range r.Runs {
+			c.runs[k] = append(c.runs[k], v...)
+		}
+	}
+	return c, nil
+}
+
+type catalog struct {
+	streams []store.StreamInfo
+	agents  []store.AgentInfo
+	runs    map[string][]model.Run
+}
+
+func (c *catalog) Streams() []store.StreamInfo  { return c.streams }
+func (c *catalog) Agents() []store.AgentInfo    { return c.agents }
+func (c *catalog) Runs() map[string][]model.Run { return c.runs }

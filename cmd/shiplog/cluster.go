@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shiplog/shiplog/alert"
+	"github.com/shiplog/shiplog/cluster"
+)
+
+// clusterFlags are the server's cluster-mode flags (SCALE-OUT.md).
+type clusterFlags struct {
+	node       *string
+	listen     *string
+	peers      *string
+	partitions *int
+	maxStore   byteSize
+	maxMemory  byteSize
+}
+
+func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
+	c := &clusterFlags{
+		node:       fs.String("node", "", "cluster mode: this node's name, unique in the cluster (with --cluster-listen)"),
+		listen:     fs.String("cluster-listen", "", "cluster mode: HOST:PORT where the other nodes reach this one"),
+		peers:      fs.String("cluster-peers", "", "cluster mode: the other nodes' --cluster-listen addresses, comma-separated"),
+		partitions: fs.Int("cluster-partitions", 16, "cluster mode: partitions of the replicated log; fixed when the cluster is created"),
+		maxStore:   64 << 30,
+		maxMemory:  256 << 20,
+	}
+	fs.Var(&c.maxStore, "cluster-max-store", "cluster mode: disk the replicated log (JetStream) may use on this node")
+	fs.Var(&c.maxMemory, "cluster-max-memory", "cluster mode: memory JetStream may use on this node")
+	return c
+}
+
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// config validates the flags; nil means a single node (no cluster flags).
+func (c *clusterFlags) config() (*cluster.Config, error) {
+	if *c.node == "" && *c.listen == "" && *c.peers == "" {
+		return nil, nil
+	}
+	if *c.node == "" || *c.listen == "" {
+		return nil, usagef("server: cluster mode needs both --node and --cluster-listen")
+	}
+	if !nodeName.MatchString(*c.node) {
+		return nil, usagef("server: --node %q: want 1-64 letters, digits, '-' or '_'", *c.node)
+	}
+	if _, _, err := net.SplitHostPort(*c.listen); err != nil {
+		return nil, usagef("server: --cluster-listen %q: want HOST:PORT", *c.listen)
+	}
+	var peers []string
+	if *c.peers != "" {
+		for _, p := range strings.Split(*c.peers, ",") {
+			p = strings.TrimSpace(p)
+			if _, _, err := net.SplitHostPort(p); err != nil {
+				return nil, usagef("server: --cluster-peers: %q: want HOST:PORT", p)
+			}
+			if p != *c.listen {
+				peers = append(peers, p)
+			}
+		}
+	}
+	if *c.partitions < 1 || *c.partitions > 1024 {
+		return nil, usagef("server: --cluster-partitions %d: want 1 to 1024", *c.partitions)
+	}
+	if c.maxStore < 64<<20 || c.maxMemory < 16<<20 {
+		return nil, usagef("server: --cluster-max-store must be at least 64MiB and --cluster-max-memory at least 16MiB")
+	}
+	return &cluster.Config{Node: *c.node, Listen: *c.listen, Peers: peers, Partitions: *c.partitions,
+		MaxStore: int64(c.maxStore), MaxMemory: int64(c.maxMemory)}, nil
+}
+
+// clusterAlerts runs the rules only while this node holds the cluster's
+// alert lease; the state lives in the cluster, so whichever node holds the
+// lease goes on from where the last holder stopped. It serves /v1/alerts*
+// on every node: the holder from its running manager, the others from the
+// shared state.
+type clusterAlerts struct {
+	start func() (*alerting, error) // a manager on the cluster's state, running
+	view  func() (*alert.Manager, error)
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	running *alerting
+	ready   chan struct{} // closed once start may be called
+}
+
+// onLease is the node's lease callback; it must not block the lease loop.
+func (c *clusterAlerts) onLease(held bool) {
+	go func() {
+		<-c.ready
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if held && c.running == nil {
+			a, err := c.start()
+			if err != nil {
+				c.log.Error("cluster: cannot start alert evaluation", "err", err)
+				return
+			}
+			c.running = a
+		} else if !held && c.running != nil {
+			c.running.stop()
+			c.running = nil
+		}
+	}()
+}
+
+func (c *clusterAlerts) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running != nil {
+		c.running.stop()
+		c.running = nil
+	}
+}
+
+// current is the running manager, or a fresh read-only view of the shared
+// state on a node that does not evaluate.
+func (c *clusterAlerts) current() (*alert.Manager, error) {
+	c.mu.Lock()
+	r := c.running
+	c.mu.Unlock()
+	if r != nil {
+		return r.mgr, nil
+	}
+	return c.view()
+}
+
+func (c *clusterAlerts) Alerts() []alert.Alert {
+	m, err := c.current()
+	if err != nil {
+		return nil
+	}
+	return m.Alerts()
+}
+
+func (c *clusterAlerts) Rules() alert.RulesStatus {
+	m, err := c.current()
+	if err != nil {
+		return alert.RulesStatus{LastReloadError: err.Error()}
+	}
+	return m.Rules()
+}
+
+func (c *clusterAlerts) History(cursor string, limit int) ([]alert.Transition, string, error) {
+	m, err := c.current()
+	if err != nil {
+		return nil, "", err
+	}
+	return m.History(cursor, limit)
+}
+
+func (c *clusterAlerts) Reload() error {
+	c.mu.Lock()
+	r := c.running
+	c.mu.Unlock()
+	if r != nil {
+		return r.mgr.Reload()
+	}
+	_, err := c.view() // checks the file; the holder reloads on its own SIGHUP
+	return err
+}
+
+// reRegisterer lets a collector be registered again after the one it
+// replaces is gone (the alert manager is rebuilt each time the lease comes
+// back to this node).
+type reRegisterer struct{ prometheus.Registerer }
+
+func (r reRegisterer) Register(c prometheus.Collector) error {
+	err := r.Registerer.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		r.Registerer.Unregister(are.ExistingCollector)
+		return r.Registerer.Register(c)
+	}
+	return err
+}
+
+func (r reRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(fmt.Sprintf("register: %v", err))
+		}
+	}
+}
+
+// startClusterNode starts this node of the cluster.
+func startClusterNode(ctx context.Context, cfg cluster.Config) (*cluster.Node, error) {
+	n, err := cluster.Start(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return n, nil
+}
