@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,6 +26,7 @@ type clusterFlags struct {
 	partitions *int
 	maxStore   byteSize
 	maxMemory  byteSize
+	leaseTTL   *time.Duration
 }
 
 func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
@@ -33,6 +35,7 @@ func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 		listen:     fs.String("cluster-listen", "", "cluster mode: HOST:PORT where the other nodes reach this one"),
 		peers:      fs.String("cluster-peers", "", "cluster mode: the other nodes' --cluster-listen addresses, comma-separated"),
 		partitions: fs.Int("cluster-partitions", 16, "cluster mode: partitions of the replicated log; fixed when the cluster is created"),
+		leaseTTL:   fs.Duration("cluster-lease-ttl", 10*time.Second, "cluster mode: a dead node's partitions move after this long; renewed every fifth of it"),
 		maxStore:   64 << 30,
 		maxMemory:  256 << 20,
 	}
@@ -72,11 +75,14 @@ func (c *clusterFlags) config() (*cluster.Config, error) {
 	if *c.partitions < 1 || *c.partitions > 1024 {
 		return nil, usagef("server: --cluster-partitions %d: want 1 to 1024", *c.partitions)
 	}
+	if *c.leaseTTL < time.Second || *c.leaseTTL > 5*time.Minute {
+		return nil, usagef("server: --cluster-lease-ttl %s: want 1s to 5m", *c.leaseTTL)
+	}
 	if c.maxStore < 64<<20 || c.maxMemory < 16<<20 {
 		return nil, usagef("server: --cluster-max-store must be at least 64MiB and --cluster-max-memory at least 16MiB")
 	}
 	return &cluster.Config{Node: *c.node, Listen: *c.listen, Peers: peers, Partitions: *c.partitions,
-		MaxStore: int64(c.maxStore), MaxMemory: int64(c.maxMemory)}, nil
+		MaxStore: int64(c.maxStore), MaxMemory: int64(c.maxMemory), LeaseTTL: *c.leaseTTL}, nil
 }
 
 // clusterAlerts runs the rules only while this node holds the cluster's
