@@ -4,7 +4,9 @@
 // # Model
 //
 // A stream is one (service, host, build_id, deploy_id) combination; its id is
-// the xxhash64 of the four values joined by NUL bytes. A stream's lines on one
+// the xxhash64 of the four values joined by NUL bytes (with Options.StreamSeed
+// set, as the partition stores of a cluster node do, the xxhash64 of that id
+// and the seed, both big-endian, so partitions never share a stream id). A stream's lines on one
 // UTC day are numbered 0, 1, 2 ... in the order they were acked; a record's id
 // is (stream, day, line), rendered as 32 hex digits (model.ID).
 //
