@@ -215,6 +215,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// owners; metrics and the node's own state stay in the local store.
 		ccfg.Dir = filepath.Join(*data, "cluster")
 		ccfg.Store, ccfg.StreamMaxAge = so, *retention
+		// --retention-size bounds the whole node; each partition store gets a share.
+		ccfg.Store.RetentionBytes = so.RetentionBytes / int64(ccfg.Partitions)
 		ccfg.Log, ccfg.Registerer, ccfg.Hub = log, reg, hub
 		if *rulesFile != "" {
 			calerts = &clusterAlerts{log: log, ready: make(chan struct{})}
