@@ -102,12 +102,24 @@ func (a *AlertStore) AlertStates() (map[string][]byte, error) {
 	return out, nil
 }
 
-// AppendAlertHistory appends one transition.
+// AppendAlertHistory appends one transition, retrying for a while: the
+// history stream has no leader for a few seconds during an election.
 func (a *AlertStore) AppendAlertHistory(value []byte) error {
-	ctx, cancel := ctx5()
+	ctx, cancel := context.WithTimeout(a.n.ctx, 30*time.Second)
 	defer cancel()
-	_, err := a.n.js.Publish(ctx, historySubj, value)
-	return err
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := a.n.js.Publish(pctx, historySubj, value)
+		pcancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // AlertHistory calls fn on transitions newest first, below seq before (0: the

@@ -150,6 +150,7 @@ type nodeStatus struct {
 }
 
 type partStatus struct {
+	Owner     string `json:"-"`
 	Partition int    `json:"partition"`
 	Applied   uint64 `json:"applied"`
 	Ready     bool   `json:"ready"`
@@ -371,6 +372,7 @@ func (n *Node) tick() {
 			expired := time.Since(p.renew) > n.cfg.LeaseTTL
 			p.mu.Unlock()
 			if expired {
+				n.log.Warn("cluster: lease expired unrenewed; stopping", "partition", p.id)
 				n.release(p, false)
 				continue
 			}
@@ -534,19 +536,10 @@ func (n *Node) consume(ctx context.Context, p *partition, st *store.Store, done 
 }
 
 func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, name string) error {
-	s, err := n.js.Stream(ctx, name)
-	if err != nil {
-		return err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return err
-	}
-	target := info.State.LastSeq
-	p.last.Store(target)
-	if p.applied.Load() >= target {
-		p.ready.Store(true)
-	}
+	// Readiness comes from the consumer, whose pending count the stream
+	// leader computes: a stream info request can be answered by a replica
+	// that has just restarted and is behind, which would mark a partition
+	// caught up too early and make short answers look complete.
 	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if a := p.applied.Load(); a > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, a+1
@@ -562,6 +555,25 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
+	// Nothing (more) to read delivers no message to say so: ask the
+	// consumer until it answers or a message has.
+	ictx, icancel := context.WithCancel(ctx)
+	defer icancel()
+	go func() {
+		for !p.ready.Load() && ictx.Err() == nil {
+			if ci, err := cons.Info(ictx); err == nil {
+				// Delivered-but-unread messages count as pending for us.
+				if ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream <= p.applied.Load() {
+					p.markReady(n.log, p.applied.Load())
+				}
+				p.last.Store(max(p.last.Load(), ci.Delivered.Stream+ci.NumPending))
+			}
+			select {
+			case <-ictx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
 	var wm [8]byte
 	for {
 		msg, err := it.Next()
@@ -589,9 +601,8 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 		if _, err := p.wm.WriteAt(wm[:], 0); err != nil {
 			return fmt.Errorf("watermark: %w", err)
 		}
-		if !p.ready.Load() && (seq >= target || md.NumPending == 0) {
-			p.ready.Store(true)
-			n.log.Info("cluster: partition caught up", "partition", p.id, "seq", seq)
+		if md.NumPending == 0 {
+			p.markReady(n.log, seq)
 		}
 	}
 }
@@ -615,5 +626,12 @@ func (n *Node) apply(ctx context.Context, p *partition, st *store.Store, b *mode
 			return ctx.Err()
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// markReady marks the partition caught up (once per ownership).
+func (p *partition) markReady(log *slog.Logger, seq uint64) {
+	if p.ready.CompareAndSwap(false, true) {
+		log.Info("cluster: partition caught up", "partition", p.id, "seq", seq)
 	}
 }

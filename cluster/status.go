@@ -3,7 +3,10 @@ package cluster
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Status is GET /v1/cluster: the nodes, each partition's owner and lag.
@@ -53,6 +56,7 @@ func (n *Node) Status(ctx context.Context) (any, error) {
 		s := NodeStatus{Name: ns.Node, Started: ns.Started, LastSeen: ns.Seen, Alerts: ns.Alerts, Tails: ns.Tails, Partitions: []int{}}
 		for _, p := range ns.Partitions {
 			s.Partitions = append(s.Partitions, p.Partition)
+			p.Owner = ns.Node
 			applied[p.Partition] = p
 		}
 		if ns.Alerts {
@@ -62,17 +66,29 @@ func (n *Node) Status(ctx context.Context) (any, error) {
 	}
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
 	owners := *n.owners.Load()
+	// Stream sizes, asked in parallel with a short deadline: during an
+	// election a stream may not answer, and the status must still come back.
+	infos := make([]*jetstream.StreamInfo, len(owners))
+	ictx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	var wg sync.WaitGroup
+	for p := range owners {
+		wg.Go(func() {
+			if s, err := n.js.Stream(ictx, streamName(p)); err == nil {
+				infos[p] = s.CachedInfo()
+			}
+		})
+	}
+	wg.Wait()
+	cancel()
 	for p, o := range owners {
 		ps := PartitionStatus{Partition: p, Owner: o, State: "unowned"}
 		if o == "?" {
 			ps.Owner = ""
 		}
-		if s, err := n.js.Stream(ctx, streamName(p)); err == nil {
-			if info, err := s.Info(ctx); err == nil {
-				ps.LastSeq, ps.Messages, ps.Bytes = info.State.LastSeq, info.State.Msgs, info.State.Bytes
-			}
+		if info := infos[p]; info != nil {
+			ps.LastSeq, ps.Messages, ps.Bytes = info.State.LastSeq, info.State.Msgs, info.State.Bytes
 		}
-		if a, ok := applied[p]; ok && ps.Owner != "" {
+		if a, ok := applied[p]; ok && ps.Owner != "" && a.Owner == ps.Owner {
 			ps.Applied = a.Applied
 			if ps.LastSeq > a.Applied {
 				ps.Lag = ps.LastSeq - a.Applied

@@ -102,9 +102,16 @@ func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
 			return nil, err
 		}
 		tr := model.TimeRange{Start: lq.Start.UnixNano(), End: lq.End.UnixNano()}
+		// A partial answer (cluster mode, a partition moving) is an error, not
+		// a smaller count: the rule keeps its state instead of resolving.
+		var cov query.Coverage
+		ctx = query.WithCoverage(ctx, &cov)
 		total, err := countLines(ctx, e, q, tr)
 		if err != nil {
 			return nil, err
+		}
+		if m := cov.Missing(); len(m) > 0 {
+			return nil, fmt.Errorf("%w: partitions %v have no live owner right now; not evaluated", model.ErrUnavailable, m)
 		}
 		if total == 0 {
 			if len(lq.By) == 0 {
@@ -115,6 +122,9 @@ func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
 		res, err := e.Search(ctx, query.SearchParams{Query: q, Range: tr, Limit: alertSampleLines})
 		if err != nil {
 			return nil, err
+		}
+		if m := cov.Missing(); len(m) > 0 {
+			return nil, fmt.Errorf("%w: partitions %v have no live owner right now; not evaluated", model.ErrUnavailable, m)
 		}
 		exact := res.NextCursor == ""
 		type acc struct {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,32 +96,73 @@ type clusterAlerts struct {
 	view  func() (*alert.Manager, error)
 	log   *slog.Logger
 
+	held    atomic.Bool   // the node holds the alert lease
+	kick    chan struct{} // held changed
+	ready   chan struct{} // closed once start may be called
+	done    chan struct{} // closed when the loop ends
+	quit    chan struct{}
 	mu      sync.Mutex
 	running *alerting
-	ready   chan struct{} // closed once start may be called
+}
+
+func newClusterAlerts(log *slog.Logger) *clusterAlerts {
+	return &clusterAlerts{log: log, kick: make(chan struct{}, 1), ready: make(chan struct{}),
+		done: make(chan struct{}), quit: make(chan struct{})}
 }
 
 // onLease is the node's lease callback; it must not block the lease loop.
 func (c *clusterAlerts) onLease(held bool) {
-	go func() {
-		<-c.ready
+	c.held.Store(held)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop starts and stops evaluation as the lease comes and goes, in order; a
+// start that fails (the cluster's alert state briefly unreadable during an
+// election) is retried for as long as the lease is held.
+func (c *clusterAlerts) loop() {
+	defer close(c.done)
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		if held && c.running == nil {
+		held, running := c.held.Load(), c.running != nil
+		switch {
+		case held && !running:
 			a, err := c.start()
 			if err != nil {
-				c.log.Error("cluster: cannot start alert evaluation", "err", err)
-				return
+				c.log.Error("cluster: cannot start alert evaluation; retrying", "err", err)
+				retry.Reset(time.Second)
+			} else {
+				c.running = a
 			}
-			c.running = a
-		} else if !held && c.running != nil {
+		case !held && running:
 			c.running.stop()
 			c.running = nil
 		}
-	}()
+		c.mu.Unlock()
+		select {
+		case <-c.quit:
+			return
+		case <-c.kick:
+		case <-retry.C:
+		}
+	}
 }
 
 func (c *clusterAlerts) stop() {
+	select {
+	case <-c.quit:
+	default:
+		close(c.quit)
+	}
+	select {
+	case <-c.ready:
+		<-c.done
+	default:
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.running != nil {

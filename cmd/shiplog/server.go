@@ -219,7 +219,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ccfg.Store.RetentionBytes = so.RetentionBytes / int64(ccfg.Partitions)
 		ccfg.Log, ccfg.Registerer, ccfg.Hub = log, reg, hub
 		if *rulesFile != "" {
-			calerts = &clusterAlerts{log: log, ready: make(chan struct{})}
+			calerts = newClusterAlerts(log)
 			ccfg.OnAlertLease = calerts.onLease
 		}
 		if node, err = startClusterNode(ctx, *ccfg); err != nil {
@@ -233,13 +233,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			calerts.start = func() (*alerting, error) {
 				return startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, kv, node, core.Metrics, log, areg)
 			}
-			calerts.view = func() (*alert.Manager, error) { return viewAlerts(*rulesFile, kv, log) }
+			quiet := slog.New(slog.DiscardHandler)
+			calerts.view = func() (*alert.Manager, error) { return viewAlerts(*rulesFile, kv, quiet) }
 			if _, err := calerts.view(); err != nil {
 				closeAll()
 				return usagef("server: --rules %v", err)
 			}
 			core.Alerts = calerts
 			close(calerts.ready)
+			go calerts.loop()
 		}
 	case *rulesFile != "":
 		if al, err = startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, st, core.Query, core.Metrics, log, reg); err != nil {
