@@ -165,6 +165,9 @@ func decodeBatch(buf []byte) (model.Batch, error) {
 	}
 	b.AgentID = d.s()
 	flags := d.byte1()
+	if flags&^3 != 0 {
+		d.fail()
+	}
 	b.Closing = flags&1 != 0
 	b.Dropped = d.uv()
 	if flags&2 != 0 {
@@ -176,7 +179,13 @@ func decodeBatch(buf []byte) (model.Batch, error) {
 			}
 		}
 		r.Start, r.End = d.sv(), d.sv()
-		r.Finished = d.byte1() != 0
+		switch d.byte1() {
+		case 0:
+		case 1:
+			r.Finished = true
+		default:
+			d.fail()
+		}
 		ec := d.sv()
 		if ec < math.MinInt32 || ec > math.MaxInt32 {
 			d.fail()

@@ -37,15 +37,26 @@ const (
 
 func streamName(p int) string { return "LOGS_" + strconv.Itoa(p) }
 
-// natsLogger sends nats-server's log to slog, quietly.
-type natsLogger struct{ log *slog.Logger }
+// natsLogger sends nats-server's log to slog, quietly; a fatal message also
+// goes to fatal, for startNATS to report.
+type natsLogger struct {
+	log   *slog.Logger
+	fatal chan string
+}
 
 func (l natsLogger) Noticef(f string, v ...any) { l.log.Debug("nats: " + fmt.Sprintf(f, v...)) }
 func (l natsLogger) Warnf(f string, v ...any)   { l.log.Warn("nats: " + fmt.Sprintf(f, v...)) }
-func (l natsLogger) Fatalf(f string, v ...any)  { l.log.Error("nats: " + fmt.Sprintf(f, v...)) }
-func (l natsLogger) Errorf(f string, v ...any)  { l.log.Warn("nats: " + fmt.Sprintf(f, v...)) }
-func (l natsLogger) Debugf(f string, v ...any)  {}
-func (l natsLogger) Tracef(f string, v ...any)  {}
+func (l natsLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	l.log.Error("nats: " + msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l natsLogger) Errorf(f string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(f, v...)) }
+func (l natsLogger) Debugf(f string, v ...any) {}
+func (l natsLogger) Tracef(f string, v ...any) {}
 
 func randomToken() string {
 	var b [24]byte
@@ -82,19 +93,27 @@ func startNATS(cfg *Config) (*natsserver.Server, *nats.Conn, error) {
 		StoreDir:           filepath.Join(cfg.Dir, "jetstream"),
 		JetStreamMaxMemory: cfg.MaxMemory,
 		JetStreamMaxStore:  cfg.MaxStore,
-		Cluster:            natsserver.ClusterOpts{Name: clusterName, Host: host, Port: port},
 	}
 	if len(routes) > 0 {
+		// With no peer, JetStream runs standalone (one replica): nats-server
+		// refuses a cluster of one.
+		opts.Cluster = natsserver.ClusterOpts{Name: clusterName, Host: host, Port: port}
 		opts.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: start NATS: %w", err)
 	}
-	ns.SetLoggerV2(natsLogger{cfg.Log}, false, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(natsLogger{log: cfg.Log, fatal: fatal}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
+		select {
+		case msg := <-fatal:
+			return nil, nil, fmt.Errorf("cluster: NATS did not start: %s", msg)
+		default:
+		}
 		return nil, nil, fmt.Errorf("cluster: NATS did not start on %s within 30s", cfg.Listen)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(cfg.Node), nats.Token(opts.Authorization),

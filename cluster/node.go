@@ -376,6 +376,7 @@ func (n *Node) tick() {
 				n.release(p, false)
 				continue
 			}
+			owners[p.id] = n.cfg.Node
 			mine++
 			continue
 		}
@@ -536,10 +537,23 @@ func (n *Node) consume(ctx context.Context, p *partition, st *store.Store, done 
 }
 
 func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, name string) error {
-	// Readiness comes from the consumer, whose pending count the stream
-	// leader computes: a stream info request can be answered by a replica
-	// that has just restarted and is behind, which would mark a partition
-	// caught up too early and make short answers look complete.
+	// The target is the stream's last sequence as its leader knows it, asked
+	// when the partition is taken: a replica that has just restarted can be
+	// behind, and its stream info or a consumer placed on it would call the
+	// partition caught up too early, making short answers look complete.
+	stream, err := n.js.Stream(ctx, name)
+	if err != nil {
+		return err
+	}
+	subject := logsSubject + strconv.Itoa(p.id)
+	target, err := leaderLastSeq(ctx, stream, subject)
+	if err != nil {
+		return err
+	}
+	p.last.Store(max(p.last.Load(), target))
+	if p.applied.Load() >= target {
+		p.markReady(n.log, p.applied.Load())
+	}
 	cc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if a := p.applied.Load(); a > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, a+1
@@ -552,25 +566,34 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, it.Stop)
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(cctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	// Nothing (more) to read delivers no message to say so: ask the
-	// consumer until it answers or a message has.
-	ictx, icancel := context.WithCancel(ctx)
-	defer icancel()
+	// A watchdog: keeps the lag current from the leader, and restarts a
+	// consumer that has stopped delivering while the stream has more.
 	go func() {
-		for !p.ready.Load() && ictx.Err() == nil {
-			if ci, err := cons.Info(ictx); err == nil {
-				// Delivered-but-unread messages count as pending for us.
-				if ci.NumPending == 0 && ci.NumAckPending == 0 && ci.Delivered.Stream <= p.applied.Load() {
-					p.markReady(n.log, p.applied.Load())
-				}
-				p.last.Store(max(p.last.Load(), ci.Delivered.Stream+ci.NumPending))
-			}
+		lastApplied, since := p.applied.Load(), time.Now()
+		for {
 			select {
-			case <-ictx.Done():
-			case <-time.After(500 * time.Millisecond):
+			case <-cctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			last, err := leaderLastSeq(cctx, stream, subject)
+			if err != nil {
+				continue
+			}
+			p.last.Store(max(p.last.Load(), last))
+			a := p.applied.Load()
+			if a != lastApplied || a >= last {
+				lastApplied, since = a, time.Now()
+				continue
+			}
+			if time.Since(since) > 6*time.Second {
+				cancel(fmt.Errorf("consumer delivered nothing for %s while the stream is at %d and we are at %d", time.Since(since).Round(time.Second), last, a))
+				return
 			}
 		}
 	}()
@@ -578,6 +601,9 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 	for {
 		msg, err := it.Next()
 		if err != nil {
+			if c := context.Cause(cctx); c != nil && ctx.Err() == nil {
+				return c
+			}
 			return err
 		}
 		md, err := msg.Metadata()
@@ -588,7 +614,7 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 		if seq <= p.applied.Load() {
 			continue
 		}
-		p.last.Store(seq + md.NumPending)
+		p.last.Store(max(p.last.Load(), seq+md.NumPending))
 		b, err := decodeBatch(msg.Data())
 		if err != nil {
 			n.ins.corrupt.Inc()
@@ -601,10 +627,26 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 		if _, err := p.wm.WriteAt(wm[:], 0); err != nil {
 			return fmt.Errorf("watermark: %w", err)
 		}
-		if md.NumPending == 0 {
+		if seq >= target {
 			p.markReady(n.log, seq)
 		}
 	}
+}
+
+// leaderLastSeq is the stream's last sequence from its leader: a message get
+// (not a direct get, which any replica may answer) of the last message on
+// the stream's one subject; 0 when the stream is empty.
+func leaderLastSeq(ctx context.Context, s jetstream.Stream, subject string) (uint64, error) {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := s.GetLastMsgForSubject(c, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return m.Sequence, nil
 }
 
 // apply appends one batch, retrying while the store refuses for a passing

@@ -368,7 +368,9 @@ type getter struct {
 }
 
 func (g getter) Get(id model.ID) (model.Record, error) {
-	resps, err := g.n.fanout(g.ctx, rpcReq{Op: "get", ID: id})
+	var cov query.Coverage
+	resps, err := g.n.fanout(query.WithCoverage(g.ctx, &cov), rpcReq{Op: "get", ID: id})
+	query.ReportMissing(g.ctx, cov.Missing()...)
 	if err != nil {
 		return model.Record{}, err
 	}
@@ -376,6 +378,10 @@ func (g getter) Get(id model.ID) (model.Record, error) {
 		if r.Record != nil {
 			return *r.Record, nil
 		}
+	}
+	if m := cov.Missing(); len(m) > 0 {
+		// It may be in a partition that is moving: not "not found".
+		return model.Record{}, fmt.Errorf("%w: record %s not found, but partitions %v have no live owner right now; retry", model.ErrUnavailable, id, m)
 	}
 	return model.Record{}, fmt.Errorf("record %s: %w", id, store.ErrNotFound)
 }
@@ -394,6 +400,8 @@ func (n *Node) Catalog(ctx context.Context) (query.Catalog, error) {
 			c.runs[k] = append(c.runs[k], v...)
 		}
 	}
+	sort.Slice(c.streams, func(i, j int) bool { return c.streams[i].ID < c.streams[j].ID })
+	sort.Slice(c.agents, func(i, j int) bool { return c.agents[i].ID < c.agents[j].ID })
 	return c, nil
 }
 
