@@ -54,7 +54,15 @@ func (l natsLogger) Fatalf(f string, v ...any) {
 	default:
 	}
 }
-func (l natsLogger) Errorf(f string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(f, v...)) }
+func (l natsLogger) Errorf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	if strings.Contains(msg, "trying to connect to route") {
+		// Once a second per dead peer: /v1/cluster shows who is missing.
+		l.log.Debug("nats: " + msg)
+		return
+	}
+	l.log.Warn("nats: " + msg)
+}
 func (l natsLogger) Debugf(f string, v ...any) {}
 func (l natsLogger) Tracef(f string, v ...any) {}
 
