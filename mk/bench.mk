@@ -6,6 +6,13 @@
 # HTTP. Each run starts its own server on free loopback ports with a fresh data dir,
 # checks every query answer against the data set's .expect.json and fails on a
 # mismatch. Results also go to $(BENCH_DIR)/result-{grpc,http}.json.
+#
+# make bench-cluster (not part of `make bench`: it takes minutes, most of them
+# waiting for the machine to be idle): three cluster nodes on this machine
+# against one node, on the same data set in the same run; ingest, apply lag,
+# queries through a node owning no data, takeover after SIGKILL. Results in
+# $(BENCH_DIR)/result-cluster.json. BENCH_CLUSTER_FLAGS for more flags, e.g.
+# "-idle-wait 0s" to measure at once whatever the load.
 
 BENCH_ROOT  := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 BENCH_LINES ?= 2000000
@@ -14,15 +21,19 @@ BENCH_FILE  ?= $(BENCH_DIR)/logs-$(if $(filter 2000000,$(BENCH_LINES)),2M,$(BENC
 BENCH_GEN   ?= $(BENCH_ROOT)/../shared/bench/gen_logs.py
 # Extra flags for shiplog-bench, e.g. BENCH_FLAGS="-conns 8 -batch 2000".
 BENCH_FLAGS ?=
+BENCH_CLUSTER_FLAGS ?=
 GO          ?= go
 
-.PHONY: bench bench-build bench-data
+.PHONY: bench bench-build bench-data bench-cluster
 
 bench: bench-build bench-data
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode grpc -json $(BENCH_DIR)/result-grpc.json $(BENCH_FLAGS)
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode http -json $(BENCH_DIR)/result-http.json $(BENCH_FLAGS)
 	cd $(BENCH_ROOT) && bin/shiplog-agent-bench -bin bin/shiplog -input $(BENCH_FILE)
 	cd $(BENCH_ROOT) && $(GO) test -run XXX -bench . -benchtime 1x ./metrics ./e2e 2>/dev/null | grep -E "^Benchmark|ns/op" || true
+
+bench-cluster: bench-build bench-data
+	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -cluster 3 -json $(BENCH_DIR)/result-cluster.json $(BENCH_FLAGS) $(BENCH_CLUSTER_FLAGS)
 
 bench-build:
 	cd $(BENCH_ROOT) && $(GO) build -o bin/shiplog ./cmd/shiplog

@@ -12,6 +12,12 @@
 // SIGTERM, measures the data dir, restarts the server on it and times five
 // queries over HTTP (median of -runs), checking every answer. Any wrong answer
 // or failure exits 1.
+//
+// With -cluster 3 it does that once over gRPC, then starts three cluster nodes
+// on this machine (docs/cluster.md) and measures ingest through all of them,
+// the owners' apply lag, the queries through a node that owns none of the data
+// and through an owner, and the takeover of a SIGKILLed node's partitions
+// (cluster.go; `make bench-cluster`).
 package main
 
 import (
@@ -86,6 +92,16 @@ func main() {
 		jsonOut      = flag.String("json", "", "also write the results as JSON to this file")
 		readyTimeout = flag.Duration("ready-timeout", 5*time.Minute, "how long to wait for /readyz")
 		stopTimeout  = flag.Duration("stop-timeout", 5*time.Minute, "how long to wait for exit after SIGTERM")
+		clusterN     = flag.Int("cluster", 0, "cluster mode: start this many nodes (3) on this machine and measure ingest, apply lag, queries through a node owning no data, and takeover after SIGKILL (see cluster.go); runs the single-node gRPC bench first for comparison")
+		clusterParts = flag.Int("cluster-partitions", 16, "cluster mode: --cluster-partitions of the servers")
+		clusterTTL   = flag.Duration("cluster-lease-ttl", 10*time.Second, "cluster mode: --cluster-lease-ttl of the servers")
+		clusterStore = flag.String("cluster-max-store", "", "cluster mode: --cluster-max-store of the servers (default: the server's)")
+		single       = flag.Bool("single", true, "cluster mode: also run the single-node gRPC bench first, for comparison")
+		idleLoad     = flag.Float64("idle-load", 1.0, "cluster mode: before each measured phase wait until the 1-minute load average is below this")
+		idleWait     = flag.Duration("idle-wait", 10*time.Minute, "cluster mode: wait at most this long for -idle-load")
+		takeovers    = flag.Int("takeovers", 1, "cluster mode: rounds of SIGKILL of the node owning the most data, takeover, and restart of the killed node")
+		profile      = flag.String("profile", "", "cluster mode: write a CPU profile of every node during ingest to this directory (perturbs the measurement)")
+		trace        = flag.Duration("trace", 0, "cluster mode: log the nodes' published/applied counters this often during ingest (perturbs the measurement)")
 	)
 	flag.Parse()
 	if *input == "" && flag.NArg() > 0 {
@@ -101,6 +117,29 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shiplog-bench:", err)
 		flag.Usage()
 		os.Exit(2)
+	}
+	if *clusterN > 0 {
+		if cfg.mode != "grpc" || *clusterN < 2 {
+			fmt.Fprintln(os.Stderr, "shiplog-bench: -cluster needs at least 2 nodes and ingests over gRPC Push only (-mode grpc)")
+			os.Exit(2)
+		}
+		cc := clusterConfig{nodes: *clusterN, partitions: *clusterParts, leaseTTL: *clusterTTL, single: *single,
+			idleLoad: *idleLoad, idleWait: *idleWait, maxStore: *clusterStore, trace: *trace, takeovers: *takeovers, profile: *profile}
+		res, err := runCluster(cfg, cc)
+		if res != nil {
+			printClusterTable(os.Stdout, res)
+			if cfg.jsonOut != "" {
+				b, _ := json.MarshalIndent(res, "", "  ")
+				if werr := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); werr != nil {
+					fmt.Fprintln(os.Stderr, "shiplog-bench: write json:", werr)
+				}
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "\nshiplog-bench: FAILED:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	res, err := run(cfg)
 	if res != nil {
@@ -243,7 +282,7 @@ func run(cfg config) (*results, error) {
 	startClock := func() { cpu0, _ = procCPU(srv.pid()) }
 	var wall time.Duration
 	if cfg.mode == "grpc" {
-		wall, err = ingestGRPC(context.Background(), srv.grpcAddr, perConn, cfg.inflight, startClock)
+		wall, err = ingestGRPC(context.Background(), []string{srv.grpcAddr}, perConn, cfg.inflight, startClock)
 	} else if cfg.mode == "otlp" {
 		wall, err = ingestOTLP(context.Background(), srv.grpcAddr, otlpReqs, cfg.inflight, startClock)
 	} else if cfg.mode == "jsonl" {

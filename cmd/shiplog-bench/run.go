@@ -243,15 +243,17 @@ func checkAck(req *shiplogv1.PushRequest, resp *shiplogv1.PushResponse) error {
 	return nil
 }
 
-// ingestGRPC sends perConn[c] on its own connection and Push stream, keeping up to
-// inflight batches unacknowledged, and checks every answer. It returns the wall time
-// from the first send to the last ack; start is called just before the first send.
-func ingestGRPC(ctx context.Context, addr string, perConn [][]*shiplogv1.PushRequest, inflight int, start func()) (time.Duration, error) {
+// ingestGRPC sends perConn[c] on its own connection and Push stream (to
+// addrs[c%len(addrs)]: several addresses spread the streams over a cluster's
+// nodes), keeping up to inflight batches unacknowledged, and checks every answer.
+// It returns the wall time from the first send to the last ack; start is called
+// just before the first send.
+func ingestGRPC(ctx context.Context, addrs []string, perConn [][]*shiplogv1.PushRequest, inflight int, start func()) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	streams := make([]shiplogv1.IngestService_PushClient, len(perConn))
 	for c := range perConn {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(addrs[c%len(addrs)], grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return 0, err
 		}
@@ -436,6 +438,18 @@ func (q *queryClient) get(path string, params url.Values, msg proto.Message) (to
 	}
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, msg); err != nil {
 		return took, fmt.Errorf("GET %s: decode: %w (body %.300s)", u, err, body)
+	}
+	// A cluster answer that lacks partitions says so; the bench wants whole answers.
+	m := msg.ProtoReflect()
+	if fd := m.Descriptor().Fields().ByName("partial"); fd != nil && m.Get(fd).Bool() {
+		var missing []int64
+		if md := m.Descriptor().Fields().ByName("missing_partitions"); md != nil && md.IsList() {
+			l := m.Get(md).List()
+			for i := 0; i < l.Len(); i++ {
+				missing = append(missing, l.Get(i).Int())
+			}
+		}
+		return took, fmt.Errorf("GET %s: partial answer (missing partitions %v)", u, missing)
 	}
 	return took, nil
 }
