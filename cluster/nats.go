@@ -44,8 +44,15 @@ type natsLogger struct {
 	fatal chan string
 }
 
-func (l natsLogger) Noticef(f string, v ...any) { l.log.Debug("nats: " + fmt.Sprintf(f, v...)) }
-func (l natsLogger) Warnf(f string, v ...any)   { l.log.Warn("nats: " + fmt.Sprintf(f, v...)) }
+func (l natsLogger) Noticef(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	if strings.Contains(msg, "Slow Consumer") {
+		l.log.Warn("nats: " + msg)
+		return
+	}
+	l.log.Debug("nats: " + msg)
+}
+func (l natsLogger) Warnf(f string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(f, v...)) }
 func (l natsLogger) Fatalf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
 	l.log.Error("nats: " + msg)
@@ -92,9 +99,11 @@ func startNATS(cfg *Config) (*natsserver.Server, *nats.Conn, error) {
 		// Routing only starts once a client listener is up, so there is
 		// one: loopback, a random port, a random token. The node itself
 		// connects in process.
-		Host:               "127.0.0.1",
-		Port:               natsserver.RANDOM_PORT,
-		Authorization:      randomToken(),
+		Host:          "127.0.0.1",
+		Port:          natsserver.RANDOM_PORT,
+		Authorization: randomToken(),
+		// The node's own connection carries every partition's replay.
+		MaxPending:         512 << 20,
 		NoSigs:             true,
 		MaxPayload:         maxPayload,
 		JetStream:          true,
@@ -125,7 +134,16 @@ func startNATS(cfg *Config) (*natsserver.Server, *nats.Conn, error) {
 		return nil, nil, fmt.Errorf("cluster: NATS did not start on %s within 30s", cfg.Listen)
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(cfg.Node), nats.Token(opts.Authorization),
-		nats.MaxReconnects(-1), nats.ReconnectBufSize(64<<20))
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(64<<20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				cfg.Log.Warn("cluster: connection to the embedded NATS lost", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { cfg.Log.Info("cluster: reconnected to the embedded NATS") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			cfg.Log.Warn("cluster: NATS client error", "err", err)
+		}))
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, fmt.Errorf("cluster: connect to embedded NATS: %w", err)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -320,9 +321,16 @@ func leaseKey(p int) string { return "p." + strconv.Itoa(p) }
 func (n *Node) tick() {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL/2)
 	defer cancel()
-	// Who is alive.
+	// Who is alive. When the bucket cannot be read (its leader is being
+	// elected), the last known peers stand: an empty answer would make this
+	// node think it is alone and claim everything.
 	peers := map[string]nodeStatus{}
-	if keys, err := n.nodes.ListKeys(ctx); err == nil {
+	keys, err := n.nodes.ListKeys(ctx)
+	if err != nil {
+		if last := n.peers.Load(); last != nil {
+			maps.Copy(peers, *last)
+		}
+	} else {
 		for k := range keys.Keys() {
 			e, err := n.nodes.Get(ctx, k)
 			if err != nil {
@@ -355,7 +363,9 @@ func (n *Node) tick() {
 		if rev == 0 {
 			continue
 		}
-		nrev, err := n.leases.Update(ctx, leaseKey(p.id), []byte(n.cfg.Node), rev)
+		uctx, ucancel := context.WithTimeout(ctx, n.cfg.LeaseTTL/5)
+		nrev, err := n.leases.Update(uctx, leaseKey(p.id), []byte(n.cfg.Node), rev)
+		ucancel()
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				// Expired, or another node holds it now: stop at once.
@@ -368,8 +378,11 @@ func (n *Node) tick() {
 			}
 			// Cannot reach the bucket: keep serving until the lease would expire.
 			n.log.Warn("cluster: lease renewal failed", "partition", p.id, "err", err)
+			// The bucket expires the key TTL after the last renewal; this
+			// round may notice up to a round late, so stop two rounds early
+			// rather than overlap with the next owner.
 			p.mu.Lock()
-			expired := time.Since(p.renew) > n.cfg.LeaseTTL
+			expired := time.Since(p.renew) > n.cfg.LeaseTTL-2*n.cfg.LeaseTTL/5
 			p.mu.Unlock()
 			if expired {
 				n.log.Warn("cluster: lease expired unrenewed; stopping", "partition", p.id)
@@ -387,10 +400,17 @@ func (n *Node) tick() {
 		mine++
 	}
 	count[n.cfg.Node] = mine
-	live := len(peers)
-	if _, ok := peers[n.cfg.Node]; !ok {
-		live++
+	// Live: nodes with a heartbeat, this one, and any node holding a lease.
+	alive := map[string]bool{n.cfg.Node: true}
+	for name := range peers {
+		alive[name] = true
 	}
+	for _, o := range owners {
+		if o != "" && o != "?" {
+			alive[o] = true
+		}
+	}
+	live := len(alive)
 	if time.Since(n.started) < n.cfg.LeaseTTL {
 		// Just started: the configured peers are probably starting too;
 		// take only a share, not everything, to save a round of handovers.
@@ -562,7 +582,10 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	// Bounded by bytes, not messages: with batches of a few hundred KiB,
+	// 256 messages per partition in flight overran the connection's pending
+	// limit on catch-up, and the server cut the node off as a slow consumer.
+	it, err := cons.Messages(jetstream.PullMaxBytes(4 << 20))
 	if err != nil {
 		return err
 	}
