@@ -526,7 +526,13 @@ func (n *Node) release(p *partition, deleteLease bool) {
 	p.mu.Unlock()
 	if cancel != nil {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			// Never hold the lease loop (and every other partition's
+			// renewal) hostage to one consumer.
+			n.log.Error("cluster: consumer did not stop within 10s; going on", "partition", p.id)
+		}
 	}
 	if deleteLease && rev != 0 && n.leases != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -622,7 +628,9 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 	}()
 	var wm [8]byte
 	for {
-		msg, err := it.Next()
+		// The context, not only Stop, ends the wait: an ordered consumer
+		// that is recreating its server-side consumer can miss a Stop.
+		msg, err := it.Next(jetstream.NextContext(cctx))
 		if err != nil {
 			if c := context.Cause(cctx); c != nil && ctx.Err() == nil {
 				return c
