@@ -141,13 +141,12 @@ type partition struct {
 
 // nodeStatus is what each node writes to the nodes bucket every tick.
 type nodeStatus struct {
-	Node       string        `json:"node"`
-	Started    time.Time     `json:"started"`
-	Seen       time.Time     `json:"seen"`
-	Partitions []partStatus  `json:"partitions"`
-	Alerts     bool          `json:"alerts"`
-	Tails      int           `json:"tails"`
-	Lag        time.Duration `json:"-"`
+	Node       string       `json:"node"`
+	Started    time.Time    `json:"started"`
+	Seen       time.Time    `json:"seen"`
+	Partitions []partStatus `json:"partitions"`
+	Alerts     bool         `json:"alerts"`
+	Tails      int          `json:"tails"`
 }
 
 type partStatus struct {
@@ -338,7 +337,6 @@ func (n *Node) tick() {
 			}
 			var st nodeStatus
 			if json.Unmarshal(e.Value(), &st) == nil {
-				st.Lag = time.Since(e.Created())
 				peers[k] = st
 			}
 		}

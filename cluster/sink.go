@@ -28,9 +28,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &
 func (n *Node) Append(ctx context.Context, b model.Batch) (model.AppendResult, error) {
 	start := time.Now()
 	var res model.AppendResult
-	for i := range b.Records {
-		res.AckedSeq = max(res.AckedSeq, b.Records[i].Seq)
-	}
+	_, res.AckedSeq = seqRange(&b)
 	p := PartitionOf(&b, n.cfg.Partitions)
 	if err := n.publish(ctx, p, &b, &res); err != nil {
 		n.ins.publishErrors.Inc()
@@ -85,10 +83,15 @@ func (n *Node) publish(ctx context.Context, p int, b *model.Batch, res *model.Ap
 // msgID is the batch's JetStream dedup id: agent_id:first-last seq. Batches
 // without an agent or seq numbers have none (they cannot be told apart).
 func msgID(b *model.Batch) string {
-	if b.AgentID == "" {
+	lo, hi := seqRange(b)
+	if b.AgentID == "" || hi == 0 {
 		return ""
 	}
-	var lo, hi uint64
+	return b.AgentID + ":" + strconv.FormatUint(lo, 10) + "-" + strconv.FormatUint(hi, 10)
+}
+
+// seqRange is the lowest and highest non-zero seq of the batch (0, 0: none).
+func seqRange(b *model.Batch) (lo, hi uint64) {
 	for i := range b.Records {
 		s := b.Records[i].Seq
 		if s == 0 {
@@ -99,8 +102,5 @@ func msgID(b *model.Batch) string {
 		}
 		hi = max(hi, s)
 	}
-	if hi == 0 {
-		return ""
-	}
-	return b.AgentID + ":" + strconv.FormatUint(lo, 10) + "-" + strconv.FormatUint(hi, 10)
+	return lo, hi
 }

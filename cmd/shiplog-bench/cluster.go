@@ -577,13 +577,9 @@ func pickAgents(conns, partitions int, owners []string, dataOwners []string) ([]
 }
 
 func runCluster(cfg config, cc clusterConfig) (*clusterResults, error) {
-	var exp expectation
-	eb, err := os.ReadFile(cfg.expect)
+	exp, err := readExpectation(cfg.expect)
 	if err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(eb, &exp); err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.expect, err)
 	}
 	bin, err := filepath.Abs(cfg.bin)
 	if err != nil {
@@ -615,17 +611,9 @@ func runCluster(cfg config, cc clusterConfig) (*clusterResults, error) {
 
 	// 1. Parse and build the batches before any clock starts.
 	t0 := time.Now()
-	f, err := os.Open(cfg.input)
+	recs, err := readInput(cfg, exp)
 	if err != nil {
 		return res, err
-	}
-	recs, err := readJSONL(f)
-	f.Close()
-	if err != nil {
-		return res, fmt.Errorf("%s: %w", cfg.input, err)
-	}
-	if exp.N != 0 && len(recs) != exp.N {
-		return res, fmt.Errorf("%s has %d lines but %s says n=%d", cfg.input, len(recs), cfg.expect, exp.N)
 	}
 	res.Lines = len(recs)
 	perConn := buildBatches(recs, cfg.batch, cfg.conns, "bench-cluster")

@@ -31,6 +31,8 @@ import (
 	"time"
 
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
 // VictoriaLogs' published numbers for the same five questions on 2M lines.
@@ -128,33 +130,59 @@ func main() {
 		res, err := runCluster(cfg, cc)
 		if res != nil {
 			printClusterTable(os.Stdout, res)
-			if cfg.jsonOut != "" {
-				b, _ := json.MarshalIndent(res, "", "  ")
-				if werr := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); werr != nil {
-					fmt.Fprintln(os.Stderr, "shiplog-bench: write json:", werr)
-				}
-			}
 		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "\nshiplog-bench: FAILED:", err)
-			os.Exit(1)
-		}
+		finish(cfg, res, res != nil, err)
 		return
 	}
 	res, err := run(cfg)
 	if res != nil {
 		printTable(os.Stdout, res)
-		if cfg.jsonOut != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); werr != nil {
-				fmt.Fprintln(os.Stderr, "shiplog-bench: write json:", werr)
-			}
+	}
+	finish(cfg, res, res != nil, err)
+}
+
+// finish writes the results as JSON (with -json) and exits 1 on err.
+func finish(cfg config, res any, have bool, err error) {
+	if have && cfg.jsonOut != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if werr := os.WriteFile(cfg.jsonOut, append(b, '\n'), 0o644); werr != nil {
+			fmt.Fprintln(os.Stderr, "shiplog-bench: write json:", werr)
 		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "\nshiplog-bench: FAILED:", err)
 		os.Exit(1)
 	}
+}
+
+// readExpectation reads gen_logs.py's expected answers.
+func readExpectation(path string) (expectation, error) {
+	var exp expectation
+	eb, err := os.ReadFile(path)
+	if err != nil {
+		return exp, err
+	}
+	if err := json.Unmarshal(eb, &exp); err != nil {
+		return exp, fmt.Errorf("%s: %w", path, err)
+	}
+	return exp, nil
+}
+
+// readInput parses the data set and checks its size against the expectation.
+func readInput(cfg config, exp expectation) ([]*shiplogv1.Record, error) {
+	f, err := os.Open(cfg.input)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := readJSONL(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.input, err)
+	}
+	if exp.N != 0 && len(recs) != exp.N {
+		return nil, fmt.Errorf("%s has %d lines but %s says n=%d", cfg.input, len(recs), cfg.expect, exp.N)
+	}
+	return recs, nil
 }
 
 type config struct {
@@ -185,13 +213,9 @@ func secs(d time.Duration) float64 { return d.Seconds() }
 // run does the whole benchmark. It returns partial results with an error when a
 // step fails, so what was measured is still printed.
 func run(cfg config) (*results, error) {
-	var exp expectation
-	eb, err := os.ReadFile(cfg.expect)
+	exp, err := readExpectation(cfg.expect)
 	if err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(eb, &exp); err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.expect, err)
 	}
 	bin, err := filepath.Abs(cfg.bin)
 	if err != nil {
@@ -203,17 +227,9 @@ func run(cfg config) (*results, error) {
 
 	// Parse and pre-build everything before any clock starts.
 	t0 := time.Now()
-	f, err := os.Open(cfg.input)
+	recs, err := readInput(cfg, exp)
 	if err != nil {
 		return nil, err
-	}
-	recs, err := readJSONL(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.input, err)
-	}
-	if exp.N != 0 && len(recs) != exp.N {
-		return nil, fmt.Errorf("%s has %d lines but %s says n=%d", cfg.input, len(recs), cfg.expect, exp.N)
 	}
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%s: no records", cfg.input)
