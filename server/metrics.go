@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/prometheus/prometheus/promql"
-
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/metrics"
 	"github.com/shiplog/shiplog/model"
@@ -16,7 +14,7 @@ import (
 // write and the Prometheus HTTP API.
 type Metrics struct {
 	Ingest    *ingest.MetricsIngester
-	Engine    *promql.Engine
+	Engine    *metrics.Engine
 	Queryable *metrics.Queryable
 }
 
