@@ -453,6 +453,10 @@ func promWriteError(err error) *promError {
 		return &promError{typ: "unavailable", code: http.StatusServiceUnavailable, err: err}
 	case errors.Is(err, metrics.ErrLimit):
 		return &promError{typ: "execution", code: http.StatusUnprocessableEntity, err: err}
+	case errors.Is(err, errSeriesLimit):
+		// Not 429: Prometheus would resend the batch forever, stalling
+		// every series behind it; what could be stored is.
+		return promBadData(err)
 	}
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
