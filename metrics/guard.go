@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -47,7 +48,7 @@ func (e *Engine) NewInstantQuery(ctx context.Context, q storage.Queryable, opts 
 // than MaxPoints steps or is over the points budget.
 func (e *Engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, step time.Duration) (promql.Query, error) {
 	if step <= 0 {
-		return nil, fmt.Errorf("%w: a range query needs a positive step", ErrLimit)
+		return nil, errors.New("a range query needs a positive step")
 	}
 	// As Prometheus' API: (end-start)/step over MaxPoints is refused.
 	n := max(end.Sub(start)/step, 0)
