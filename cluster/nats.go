@@ -70,6 +70,10 @@ func (l natsLogger) Errorf(f string, v ...any) {
 		l.log.Debug("nats: " + msg)
 		return
 	}
+	if strings.Contains(msg, " - rid:") && strings.Contains(msg, "authentication error") {
+		l.log.Warn("cluster: refused a route without the cluster's secret (an outsider, or a node with another --cluster-secret-file)", "nats", msg)
+		return
+	}
 	l.log.Warn("nats: " + msg)
 }
 func (l natsLogger) Debugf(f string, v ...any) {}
