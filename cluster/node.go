@@ -41,21 +41,14 @@ type Hub interface {
 
 // Config describes one node.
 type Config struct {
-	Node   string   // unique name in the cluster
-	Listen string   // HOST:PORT for the other nodes (NATS routes)
-	Peers  []string // the other nodes' Listen addresses
-	// Secret, when set, authenticates routes: a peer must present it (as
-	// the route password) to join, and this node presents it to its peers.
-	Secret string
-	// RouteTLS, when set, makes routes speak TLS with it both ways: it holds
-	// this node's certificate, the CA to verify peers against (RootCAs and
-	// ClientCAs) and ClientAuth RequireAndVerifyClientCert.
-	RouteTLS   *tls.Config
-	Partitions int    // fixed at cluster creation
-	Dir        string // this node's cluster directory (JetStream, partition stores)
-	MaxMemory  int64  // JetStream memory limit
-	MaxStore   int64  // JetStream disk limit
-	Replicas   int    // stream replicas (default min(3, nodes))
+	Node       string   // unique name in the cluster
+	Listen     string   // HOST:PORT for the other nodes (NATS routes)
+	Peers      []string // the other nodes' Listen addresses
+	Partitions int      // fixed at cluster creation
+	Dir        string   // this node's cluster directory (JetStream, partition stores)
+	MaxMemory  int64    // JetStream memory limit
+	MaxStore   int64    // JetStream disk limit
+	Replicas   int      // stream replicas (default min(3, nodes))
 	LeaseTTL   time.Duration
 	// StreamMaxAge bounds how long the streams keep batches (0: forever). The
 	// streams are what a new owner replays, so keep it at least --retention.
@@ -69,6 +62,13 @@ type Config struct {
 	// OnAlertLease, when set, makes this node compete for the alert lease and
 	// is called when it gains (true) or loses (false) it.
 	OnAlertLease func(held bool)
+	// Secret, when set, authenticates routes: a peer must present it (as
+	// the route password) to join, and this node presents it to its peers.
+	Secret string
+	// RouteTLS, when set, makes routes speak TLS with it both ways: it holds
+	// this node's certificate, the CA to verify peers against (RootCAs and
+	// ClientCAs) and ClientAuth RequireAndVerifyClientCert.
+	RouteTLS *tls.Config
 }
 
 func (c *Config) defaults() error {
