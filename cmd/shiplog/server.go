@@ -46,7 +46,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	silentAfter := fs.Duration("silent-after", 5*time.Minute, "a host with no new line for this long is silent (unless its agent said goodbye)")
 	authFile := fs.String("auth-file", "", "YAML file of tokens and scopes (see docs/operations.md); without it, no token is needed")
-	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file")
+	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file (and --cluster-listen without --cluster-secret-file or --cluster-tls-*)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM) for both listeners; reloaded on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
@@ -82,7 +82,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *data == "" {
 		return usagef("server: --data must not be empty")
 	}
-	ccfg, err := cf.config()
+	ccfg, err := cf.config(*insecure)
 	if err != nil {
 		return err
 	}
@@ -138,6 +138,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return usagef("server: --log-format %q: want text or json", *logFormat)
 	}
+	warnInsecureCluster(ccfg, log)
 
 	if memLimit > 0 {
 		debug.SetMemoryLimit(int64(memLimit))
