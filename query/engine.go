@@ -209,6 +209,7 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
 	}
 
+	done := ctx.Done()
 	h := &hitHeap{asc: p.Asc}
 	// worstKept is read between chunk batches only; scanning happens in
 	// parallel batches of Workers chunks.
@@ -259,8 +260,15 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 				if full() && !better(pos, h.h[0].pos, p.Asc) {
 					continue
 				}
-				if !all && !q.root.match(l, j) {
-					continue
+				if !all {
+					// A pattern can cost milliseconds a line: look at the
+					// context before each line matched.
+					if err := stopped(ctx, done); err != nil {
+						return nil, err
+					}
+					if !q.root.match(l, j) {
+						continue
+					}
 				}
 				if full() {
 					heap.Pop(h)
@@ -397,6 +405,7 @@ func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr 
 	if !r.All && q.text {
 		marks = candidateLines(l, q.need)
 	}
+	done := ctx.Done()
 	for j := 0; j < l.Len(); j++ {
 		if marks != nil && !marks[j] {
 			continue
@@ -405,11 +414,29 @@ func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr 
 		if !tr.Contains(t) {
 			continue
 		}
-		if r.All || q.root.match(l, j) {
+		if r.All {
+			counts[(t-first)/st]++
+			continue
+		}
+		if err := stopped(ctx, done); err != nil {
+			return err
+		}
+		if q.root.match(l, j) {
 			counts[(t-first)/st]++
 		}
 	}
 	return nil
+}
+
+// stopped is ctx's error once done is closed: a check cheap enough for every
+// line of a scan (no lock, unlike ctx.Err).
+func stopped(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return ctx.Err()
+	default:
+		return nil
+	}
 }
 
 func floorDiv(a, b int64) int64 {
