@@ -76,3 +76,24 @@ func TestMatchingStopsAtDeadline(t *testing.T) {
 		})
 	}
 }
+
+func TestPatternSizeLimit(t *testing.T) {
+	for _, tc := range []struct {
+		q  string
+		ok bool
+	}{
+		{`/[a-j ]{1000}[k-z]/`, true},
+		{`/(error|warn|fatal|panic|timeout|refused)/ host:web-*`, true},
+		{`/[a-j ]{1000}[k-z]/ OR /[a-j ]{1000}[k-z]/`, false},
+		{`/` + strings.Repeat(`[a-z]{1000}`, 5) + `/`, false},
+		{`path:/` + strings.Repeat(`x{900}`, 3) + `/`, false},
+	} {
+		_, err := query.Parse(tc.q)
+		if (err == nil) != tc.ok {
+			t.Errorf("Parse(%.60q): %v, want ok=%v", tc.q, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, query.ErrBadQuery) {
+			t.Errorf("Parse(%.60q): %v is not ErrBadQuery", tc.q, err)
+		}
+	}
+}
