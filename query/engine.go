@@ -555,3 +555,28 @@ func (q *Query) MatchRecord(r *model.Record) bool {
 	}
 	return q.root.match(l, 0)
 }
+
+// RecordMatcher matches records one at a time against a query, reusing its
+// buffers (MatchRecord builds a chunk view for every record). Not for
+// concurrent use.
+type RecordMatcher struct {
+	q    *Query
+	meta store.ChunkMeta
+	l    store.Lines
+}
+
+// Matcher returns a RecordMatcher for q.
+func (q *Query) Matcher() *RecordMatcher {
+	m := &RecordMatcher{q: q}
+	m.l = store.Lines{Meta: &m.meta, Times: make([]int64, 1), Levels: make([]model.Level, 1), Msgs: make([]string, 1),
+		Traces: make([]string, 1), Spans: make([]string, 1), Attrs: make([][]model.Attr, 1), Seqs: make([]uint64, 1)}
+	return m
+}
+
+// Match reports whether r matches the query.
+func (m *RecordMatcher) Match(r *model.Record) bool {
+	m.meta = store.ChunkMeta{Labels: r.Labels, Stream: r.ID.Stream, Day: r.ID.Day, FirstLine: r.ID.Line, Count: 1}
+	l := &m.l
+	l.Times[0], l.Levels[0], l.Msgs[0], l.Traces[0], l.Spans[0], l.Attrs[0], l.Seqs[0] = r.Time, r.Level, r.Message, r.TraceID, r.SpanID, r.Attrs, r.Seq
+	return m.q.root.match(l, 0)
+}

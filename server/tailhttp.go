@@ -2,13 +2,13 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shiplog/shiplog/model"
@@ -16,10 +16,12 @@ import (
 	"github.com/shiplog/shiplog/query"
 )
 
-// errTailDropped tells a tail client why it was cut off.
-const errTailDropped = "tail dropped: the client did not keep up with new records (more than 8192 behind)"
+// droppedMessage tells a tail how many records it missed.
+func droppedMessage(n int) string {
+	return fmt.Sprintf("tail fell behind: %d new records were skipped without being matched (they are stored and searchable); the tail goes on", n)
+}
 
-// Tail streams new matching records, batched every 100 ms at most.
+// Tail streams new matching records.
 func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreamingServer[shiplogv1.TailResponse]) error {
 	q, err := query.Parse(req.GetQ())
 	if err != nil {
@@ -27,8 +29,8 @@ func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreami
 	}
 	sub := s.core.Hub.subscribe(q)
 	defer s.core.Hub.unsubscribe(sub)
-	return runTail(stream.Context().Done(), sub, func(recs []model.Record) error {
-		out := &shiplogv1.TailResponse{Records: make([]*shiplogv1.Record, len(recs))}
+	return runTail(stream.Context().Done(), s.core.Hub, sub, func(recs []model.Record, dropped int) error {
+		out := &shiplogv1.TailResponse{Records: make([]*shiplogv1.Record, len(recs)), Dropped: uint64(dropped)}
 		for i := range recs {
 			out.Records[i] = toProto(&recs[i])
 		}
@@ -36,35 +38,72 @@ func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreami
 	})
 }
 
-// runTail delivers a subscriber's records in batches until done, an error, or
-// the subscriber is dropped.
-func runTail(done <-chan struct{}, sub *subscriber, send func([]model.Record) error) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+// tailSendAt is how many matched records are sent at once at most.
+const tailSendAt = 500
+
+// runTail matches and delivers a subscriber's records until done or an
+// error: send gets either matched records or, when the tail fell behind, the
+// number of records it skipped (in the order they happened).
+func runTail(done <-chan struct{}, h *Hub, sub *subscriber, send func(recs []model.Record, dropped int) error) error {
 	var buf []model.Record
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		err := send(buf, 0)
+		buf = buf[:0]
+		return err
+	}
 	for {
 		select {
 		case <-done:
 			return nil
-		case <-sub.dropped:
-			return status.Error(codes.ResourceExhausted, errTailDropped)
-		case r := <-sub.ch:
-			buf = append(buf, r)
-			if len(buf) < 500 {
-				continue
-			}
-		case <-tick.C:
+		case <-sub.wake:
 		}
-		if len(buf) > 0 {
-			if err := send(buf); err != nil {
-				return err
+		for {
+			it, ok := sub.next()
+			if it.skipped > 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+				if err := send(nil, it.skipped); err != nil {
+					return err
+				}
 			}
-			buf = buf[:0]
+			if !ok {
+				break
+			}
+			for rest := it.recs; len(rest) > 0; {
+				n := min(len(rest), tailSendAt)
+				var alive bool
+				if buf, alive = h.matchInto(done, sub.m, rest[:n], buf); !alive {
+					return nil
+				}
+				rest = rest[n:]
+				if len(buf) >= tailSendAt {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return err
 		}
 	}
 }
 
 var tailJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// tailWriteTimeout is how long a write to an HTTP tail may block (a client
+// that stops reading) before the tail is closed.
+const tailWriteTimeout = 30 * time.Second
+
+// tailDropped is the line an HTTP tail gets when it fell behind.
+type tailDropped struct {
+	errorBody
+	Dropped int `json:"dropped"`
+}
 
 // tailHandler serves GET /v1/logs:tail?q= as newline-delimited JSON records.
 func tailHandler(core Core, log *slog.Logger) http.Handler {
@@ -74,18 +113,30 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 			writeHTTPError(w, err)
 			return
 		}
+		release, err := core.Limits.tail()
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		defer release()
 		// Subscribe before the headers go out: a client that has the headers
 		// gets every record stored after that.
 		sub := core.Hub.subscribe(q)
 		defer core.Hub.unsubscribe(sub)
-		fl, _ := w.(http.Flusher)
+		rc := http.NewResponseController(w)
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.WriteHeader(http.StatusOK)
-		if fl != nil {
-			fl.Flush()
-		}
-		err = runTail(r.Context().Done(), sub, func(recs []model.Record) error {
+		_ = rc.Flush()
+		err = runTail(r.Context().Done(), core.Hub, sub, func(recs []model.Record, dropped int) error {
+			_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
+			if dropped > 0 {
+				b, _ := json.Marshal(tailDropped{errorBody{Code: int(codes.ResourceExhausted), Status: codes.ResourceExhausted.String(),
+					Message: droppedMessage(dropped)}, dropped})
+				if _, err := w.Write(append(b, '\n')); err != nil {
+					return err
+				}
+			}
 			for i := range recs {
 				b, err := tailJSON.Marshal(toProto(&recs[i]))
 				if err != nil {
@@ -95,14 +146,10 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 					return err
 				}
 			}
-			if fl != nil {
-				fl.Flush()
-			}
-			return nil
+			return rc.Flush()
 		})
-		if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
-			b, _ := json.Marshal(errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
-			_, _ = w.Write(append(b, '\n'))
+		if err != nil {
+			log.Debug("tail ended", "err", err)
 		}
 	})
 }

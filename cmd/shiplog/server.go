@@ -53,6 +53,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ld := server.DefaultLimits()
 	queryTimeout := fs.Duration("query-timeout", ld.QueryTimeout, "longest a query may run")
 	maxQueries := fs.Int("max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
+	maxTails := fs.Int("max-tails", ld.MaxTails, "live tails open at once; more get ResourceExhausted (429)")
+	hd := server.DefaultHubOptions()
+	tailQueue := fs.Int("tail-queue-records", hd.QueueRecords, "new records a live tail may have waiting to be matched; beyond it the tail skips records and is told how many")
 	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
 	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
 	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
@@ -108,8 +111,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 	}
-	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 {
-		return usagef("server: --query-timeout, --max-concurrent-queries and --max-inflight-batches must be positive")
+	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxTails <= 0 || *tailQueue <= 0 {
+		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --max-tails and --tail-queue-records must be positive")
 	}
 	if *retention < 0 {
 		return usagef("server: --retention must not be negative")
@@ -174,7 +177,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log.Info("store open", "data", *data, "took", time.Since(start).Round(time.Millisecond))
 	io := ingest.DefaultOptions()
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
-	hub := server.NewHub()
+	hub := server.NewHub(server.HubOptions{QueueRecords: *tailQueue})
 	core := server.Core{
 		Query:       query.New(st, query.DefaultOptions()),
 		Catalog:     st,
@@ -182,7 +185,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Hub:         hub,
 		SilentAfter: *silentAfter,
 		Backup:      st.Backup,
-		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries,
+		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries, MaxTails: *maxTails,
 			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data}, log),
 	}
 	mo := metrics.DefaultOptions()
