@@ -18,6 +18,10 @@ type HubOptions struct {
 	// matched. A batch that would go over it is skipped for that tail, which
 	// is told how many records it missed.
 	QueueRecords int
+	// QueueBytes bounds the memory of the batches waiting in all tails'
+	// queues together (a batch is held once however many tails wait for it):
+	// over it, a tail that is behind skips new batches.
+	QueueBytes int64
 	// MatchWorkers is how many tails match records at once (0: half the CPUs,
 	// at least one), so that tails with costly patterns leave ingest and
 	// queries their share of the machine.
@@ -25,7 +29,7 @@ type HubOptions struct {
 }
 
 // DefaultHubOptions returns the server's defaults.
-func DefaultHubOptions() HubOptions { return HubOptions{QueueRecords: 8192} }
+func DefaultHubOptions() HubOptions { return HubOptions{QueueRecords: 65536, QueueBytes: 256 << 20} }
 
 // Hub fans stored records out to live tails. Publishing is off the tails'
 // work: it hands each tail a reference to the batch (one copy for all) and
@@ -39,6 +43,8 @@ type Hub struct {
 	subs  map[*subscriber]struct{}
 	// skipped counts records skipped by tails that fell behind.
 	skipped atomic.Uint64
+	// held is the size of the batches in tails' queues.
+	held atomic.Int64
 }
 
 // NewHub returns an empty hub.
@@ -47,15 +53,42 @@ func NewHub(opts HubOptions) *Hub {
 	if opts.QueueRecords <= 0 {
 		opts.QueueRecords = d.QueueRecords
 	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = d.QueueBytes
+	}
 	if opts.MatchWorkers <= 0 {
 		opts.MatchWorkers = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	return &Hub{opts: opts, match: make(chan struct{}, opts.MatchWorkers), subs: map[*subscriber]struct{}{}}
 }
 
+// tailBatch is one published batch, shared by every tail: read only.
+type tailBatch struct {
+	recs  []model.Record
+	bytes int64
+	refs  atomic.Int32 // queues holding it
+}
+
+// hold counts b in a queue (the first holds its bytes).
+func (h *Hub) hold(b *tailBatch) {
+	if b.refs.Add(1) == 1 {
+		h.held.Add(b.bytes)
+	}
+}
+
+// release ends one hold of b.
+func (h *Hub) release(b *tailBatch) {
+	if b.refs.Add(-1) == 0 {
+		h.held.Add(-b.bytes)
+	}
+}
+
+// Held is the size of the batches waiting in tails' queues.
+func (h *Hub) Held() int64 { return h.held.Load() }
+
 // tailItem is one batch waiting for a tail, after skipped records it missed.
 type tailItem struct {
-	recs    []model.Record // shared by every tail: read only
+	b       *tailBatch // nil: only skipped
 	skipped int
 }
 
@@ -81,6 +114,12 @@ func (h *Hub) unsubscribe(s *subscriber) {
 	h.mu.Lock()
 	delete(h.subs, s)
 	h.mu.Unlock()
+	s.mu.Lock()
+	for _, it := range s.queue {
+		h.release(it.b)
+	}
+	s.queue, s.queued = nil, 0
+	s.mu.Unlock()
 }
 
 // Subscribers is the number of live tails.
@@ -101,33 +140,45 @@ func (h *Hub) Publish(recs []model.Record) {
 	if len(h.subs) == 0 {
 		return
 	}
-	batch := make([]model.Record, 0, len(recs))
+	b := &tailBatch{recs: make([]model.Record, 0, len(recs))}
 	for i := range recs {
-		if !recs[i].ID.IsZero() {
-			batch = append(batch, recs[i])
+		if r := &recs[i]; !r.ID.IsZero() {
+			b.recs = append(b.recs, *r)
+			b.bytes += recordBytes(r)
 		}
 	}
-	if len(batch) == 0 {
+	if len(b.recs) == 0 {
 		return
 	}
 	for s := range h.subs {
-		if !s.offer(batch, h.opts.QueueRecords) {
-			h.skipped.Add(uint64(len(batch)))
+		if !h.offer(s, b) {
+			h.skipped.Add(uint64(len(b.recs)))
 		}
 	}
 }
 
-// offer queues batch unless the queue would go over max records (a batch
-// larger than max still goes to an empty queue).
-func (s *subscriber) offer(batch []model.Record, max int) bool {
+// recordBytes is about what a record holds in memory.
+func recordBytes(r *model.Record) int64 {
+	n := 200 + len(r.Message) + len(r.TraceID) + len(r.SpanID)
+	for _, a := range r.Attrs {
+		n += 32 + len(a.Key) + len(a.Value)
+	}
+	return int64(n)
+}
+
+// offer queues b for s unless s is behind (its queue is not empty) and the
+// queue would go over QueueRecords, or the queues over QueueBytes. A tail that
+// keeps up always gets the batch.
+func (h *Hub) offer(s *subscriber, b *tailBatch) bool {
 	s.mu.Lock()
-	if s.queued > 0 && s.queued+len(batch) > max {
-		s.skipped += len(batch)
+	if s.queued > 0 && (s.queued+len(b.recs) > h.opts.QueueRecords || b.refs.Load() == 0 && h.held.Load()+b.bytes > h.opts.QueueBytes) {
+		s.skipped += len(b.recs)
 		s.mu.Unlock()
 		return false
 	}
-	s.queue = append(s.queue, tailItem{recs: batch, skipped: s.skipped})
-	s.queued += len(batch)
+	h.hold(b)
+	s.queue = append(s.queue, tailItem{b: b, skipped: s.skipped})
+	s.queued += len(b.recs)
 	s.skipped = 0
 	s.mu.Unlock()
 	select {
@@ -138,7 +189,8 @@ func (s *subscriber) offer(batch []model.Record, max int) bool {
 }
 
 // next takes the oldest waiting item; ok is false when none is waiting (the
-// item then carries only the records skipped since the last one).
+// item then carries only the records skipped since the last one). The caller
+// releases the item's batch when done with it.
 func (s *subscriber) next() (it tailItem, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -149,7 +201,7 @@ func (s *subscriber) next() (it tailItem, ok bool) {
 	it = s.queue[0]
 	s.queue[0] = tailItem{}
 	s.queue = s.queue[1:]
-	s.queued -= len(it.recs)
+	s.queued -= len(it.b.recs)
 	if len(s.queue) == 0 {
 		s.queue = nil
 	}

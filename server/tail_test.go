@@ -58,7 +58,7 @@ func mustParseQuery(t *testing.T, s string) *query.Query {
 // not slow publishing (on the old hub, matching ran inside Publish: a batch of
 // 1,000 such lines took tens of seconds).
 func TestPublishDoesNotMatch(t *testing.T) {
-	h := NewHub(HubOptions{})
+	h := NewHub(HubOptions{QueueRecords: 4096})
 	for range 100 {
 		h.subscribe(mustParseQuery(t, `/[a-j ]{1000}[k-z]/`))
 	}
@@ -155,5 +155,43 @@ func TestTailFallsBehind(t *testing.T) {
 	}
 	if h.Skipped() != 400 {
 		t.Errorf("hub counted %d skipped, want 400", h.Skipped())
+	}
+}
+
+// TestTailQueuesShareABudget: batches waiting in tails' queues are held once
+// however many tails wait for them, and over QueueBytes a tail that is behind
+// skips; every hold is released when tails end.
+func TestTailQueuesShareABudget(t *testing.T) {
+	h := NewHub(HubOptions{QueueRecords: 1 << 20, QueueBytes: 1 << 20})
+	var subs []*subscriber
+	for range 50 {
+		subs = append(subs, h.subscribe(mustParseQuery(t, "")))
+	}
+	msg := strings.Repeat("x", 1000)
+	for i := range 100 {
+		h.Publish(tailRecords(i*100, 100, msg)) // 120 KB a batch
+	}
+	if held := h.Held(); held > 1<<20+200<<10 {
+		t.Errorf("queues hold %d bytes, over the budget of %d by more than a batch", held, 1<<20)
+	}
+	if h.Skipped() == 0 {
+		t.Error("nothing skipped over the budget")
+	}
+	t.Logf("held %d KiB for 50 tails, %d records skipped", h.Held()>>10, h.Skipped())
+	// A tail reads its queue; then all end.
+	var c collector
+	done := make(chan struct{})
+	ended := make(chan error, 1)
+	go func() { ended <- runTail(done, h, subs[0], c.send) }()
+	for deadline := time.Now().Add(5 * time.Second); c.count() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(done)
+	<-ended
+	for _, s := range subs {
+		h.unsubscribe(s)
+	}
+	if h.Held() != 0 {
+		t.Errorf("%d bytes still held after every tail ended", h.Held())
 	}
 }

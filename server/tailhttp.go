@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -41,56 +42,136 @@ func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreami
 // tailSendAt is how many matched records are sent at once at most.
 const tailSendAt = 500
 
-// runTail matches and delivers a subscriber's records until done or an
-// error: send gets either matched records or, when the tail fell behind, the
-// number of records it skipped (in the order they happened).
+// tailOutbox is how many matched records a tail holds for a client that
+// does not read; then matching waits and the tail's queue fills.
+const tailOutbox = 4096
+
+// runTail delivers a subscriber's records until done or an error: send gets
+// either matched records or, when the tail fell behind, the number of records
+// it skipped (in the order they happened). Matching runs on a goroutine of its
+// own, ahead of sending by up to tailOutbox matched records, so a client
+// that reads in bursts loses nothing.
 func runTail(done <-chan struct{}, h *Hub, sub *subscriber, send func(recs []model.Record, dropped int) error) error {
-	var buf []model.Record
-	flush := func() error {
-		if len(buf) == 0 {
-			return nil
-		}
-		err := send(buf, 0)
-		buf = buf[:0]
-		return err
-	}
+	stop, matching := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-matching }()
+	ob := &outbox{max: tailOutbox, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	go func() { defer close(matching); h.matchLoop(stop, done, sub, ob) }()
 	for {
 		select {
 		case <-done:
 			return nil
+		case <-ob.ready:
+		}
+		for _, it := range ob.take() {
+			if err := send(it.recs, it.dropped); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// matchLoop matches what the hub queues for sub into ob until stop or done.
+// While ob is full it waits, and the hub skips batches for the tail.
+func (h *Hub) matchLoop(stop, done <-chan struct{}, sub *subscriber, ob *outbox) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-done:
+			return
 		case <-sub.wake:
 		}
 		for {
 			it, ok := sub.next()
-			if it.skipped > 0 {
-				if err := flush(); err != nil {
-					return err
+			if it.skipped > 0 && !ob.put(stop, nil, it.skipped) {
+				if ok {
+					h.release(it.b)
 				}
-				if err := send(nil, it.skipped); err != nil {
-					return err
-				}
+				return
 			}
 			if !ok {
 				break
 			}
-			for rest := it.recs; len(rest) > 0; {
-				n := min(len(rest), tailSendAt)
-				var alive bool
-				if buf, alive = h.matchInto(done, sub.m, rest[:n], buf); !alive {
-					return nil
-				}
-				rest = rest[n:]
-				if len(buf) >= tailSendAt {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
+			if !h.matchItem(stop, sub, it.b, ob) {
+				return
 			}
 		}
-		if err := flush(); err != nil {
-			return err
+	}
+}
+
+// matchItem matches one queued batch into ob; false when stop came first.
+func (h *Hub) matchItem(stop <-chan struct{}, sub *subscriber, b *tailBatch, ob *outbox) bool {
+	defer h.release(b)
+	for rest := b.recs; len(rest) > 0; {
+		n := min(len(rest), tailSendAt)
+		matched, alive := h.matchInto(stop, sub.m, rest[:n], nil)
+		if !alive {
+			return false
+		}
+		rest = rest[n:]
+		if len(matched) > 0 && !ob.put(stop, matched, 0) {
+			return false
 		}
 	}
+	return true
+}
+
+// tailOut is what a tail sends next: matched records, or how many records it
+// skipped.
+type tailOut struct {
+	recs    []model.Record
+	dropped int
+}
+
+// outbox holds a tail's matched records between its matcher and its sender.
+type outbox struct {
+	max   int
+	ready chan struct{} // something to send; capacity 1
+	space chan struct{} // the sender took everything; capacity 1
+
+	mu    sync.Mutex // guards items and n
+	items []tailOut
+	n     int // matched records in items
+}
+
+// put adds matched records (or a skip count) in order, waiting while the
+// outbox is full; false when stop came first.
+func (o *outbox) put(stop <-chan struct{}, recs []model.Record, dropped int) bool {
+	o.mu.Lock()
+	for o.n >= o.max {
+		o.mu.Unlock()
+		select {
+		case <-o.space:
+		case <-stop:
+			return false
+		}
+		o.mu.Lock()
+	}
+	if last := len(o.items) - 1; dropped == 0 && last >= 0 && o.items[last].dropped == 0 && len(o.items[last].recs)+len(recs) <= tailSendAt {
+		o.items[last].recs = append(o.items[last].recs, recs...)
+	} else {
+		o.items = append(o.items, tailOut{recs: recs, dropped: dropped})
+	}
+	o.n += len(recs)
+	o.mu.Unlock()
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take empties the outbox.
+func (o *outbox) take() []tailOut {
+	o.mu.Lock()
+	items := o.items
+	o.items, o.n = nil, 0
+	o.mu.Unlock()
+	select {
+	case o.space <- struct{}{}:
+	default:
+	}
+	return items
 }
 
 var tailJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}

@@ -56,6 +56,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxTails := fs.Int("max-tails", ld.MaxTails, "live tails open at once; more get ResourceExhausted (429)")
 	hd := server.DefaultHubOptions()
 	tailQueue := fs.Int("tail-queue-records", hd.QueueRecords, "new records a live tail may have waiting to be matched; beyond it the tail skips records and is told how many")
+	tailBytes := byteSize(hd.QueueBytes)
+	fs.Var(&tailBytes, "tail-queue-bytes", "memory of the records waiting in all live tails' queues together (each batch counted once); beyond it a tail that is behind skips records")
 	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
 	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
 	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
@@ -111,8 +113,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 	}
-	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxTails <= 0 || *tailQueue <= 0 {
-		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --max-tails and --tail-queue-records must be positive")
+	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxTails <= 0 || *tailQueue <= 0 || tailBytes <= 0 {
+		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --max-tails, --tail-queue-records and --tail-queue-bytes must be positive")
 	}
 	if *retention < 0 {
 		return usagef("server: --retention must not be negative")
@@ -177,7 +179,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log.Info("store open", "data", *data, "took", time.Since(start).Round(time.Millisecond))
 	io := ingest.DefaultOptions()
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
-	hub := server.NewHub(server.HubOptions{QueueRecords: *tailQueue})
+	hub := server.NewHub(server.HubOptions{QueueRecords: *tailQueue, QueueBytes: int64(tailBytes)})
 	core := server.Core{
 		Query:       query.New(st, query.DefaultOptions()),
 		Catalog:     st,
