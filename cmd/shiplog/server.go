@@ -180,6 +180,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	io := ingest.DefaultOptions()
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
 	hub := server.NewHub(server.HubOptions{QueueRecords: *tailQueue, QueueBytes: int64(tailBytes)})
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tails", Help: "Live tails open."},
+			func() float64 { return float64(hub.Subscribers()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shiplog_tail_skipped_records_total",
+			Help: "Records live tails skipped because they fell behind (each tail counted)."},
+			func() float64 { return float64(hub.Skipped()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tail_queue_bytes", Help: "Memory of the batches waiting in live tails' queues (each batch once)."},
+			func() float64 { return float64(hub.Held()) }))
 	core := server.Core{
 		Query:       query.New(st, query.DefaultOptions()),
 		Catalog:     st,
