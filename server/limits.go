@@ -21,11 +21,16 @@ type Limits struct {
 	MaxInflightBatches   int           // batches being stored at once; more get ResourceExhausted
 	MinFreeDisk          uint64        // below this many free bytes in DataDir, ingest is refused
 	DataDir              string
+	// MaxBodyBytesInflight bounds the bytes of HTTP request bodies held at
+	// once, as received and as decoded (gunzipped, unsnappied): a request
+	// that cannot reserve its bytes gets ResourceExhausted (429).
+	MaxBodyBytesInflight int64
 }
 
 // DefaultLimits returns the server's defaults.
 func DefaultLimits() Limits {
-	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxInflightBatches: 64, MinFreeDisk: 256 << 20}
+	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxInflightBatches: 64, MinFreeDisk: 256 << 20,
+		MaxBodyBytesInflight: 512 << 20}
 }
 
 // Limiter enforces Limits.
@@ -33,6 +38,7 @@ type Limiter struct {
 	l       Limits
 	queries chan struct{}
 	batches chan struct{}
+	body    atomic.Int64 // bytes of request bodies held (see body.go)
 	lowDisk atomic.Bool
 	free    atomic.Uint64
 	checked atomic.Int64 // Unix ns of the last free-space check
@@ -50,6 +56,9 @@ func NewLimiter(ctx context.Context, l Limits, log *slog.Logger) *Limiter {
 	}
 	if l.MaxInflightBatches <= 0 {
 		l.MaxInflightBatches = d.MaxInflightBatches
+	}
+	if l.MaxBodyBytesInflight <= 0 {
+		l.MaxBodyBytesInflight = d.MaxBodyBytesInflight
 	}
 	lm := &Limiter{l: l, queries: make(chan struct{}, l.MaxConcurrentQueries), batches: make(chan struct{}, l.MaxInflightBatches), log: log}
 	if l.DataDir != "" && l.MinFreeDisk > 0 {
