@@ -43,6 +43,9 @@ func (m *bodyMem) take(n int64) error {
 		return nil
 	}
 	limit := m.lm.l.MaxBodyBytesInflight
+	if m.held+n > limit {
+		return &tooLarge{limit: limit, msg: fmt.Sprintf("request body needs more than the %d bytes allowed for all request bodies at once", limit)}
+	}
 	for {
 		used := m.lm.body.Load()
 		if used+n > limit {
@@ -159,7 +162,7 @@ func (m *bodyMem) decode(enc string, raw []byte, limit int64) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &decodedTooLarge{claimed: -1, limit: limit}
+			return nil, &tooLarge{limit: limit, msg: fmt.Sprintf("body decompresses to more than the limit of %d bytes", limit)}
 		}
 		if _, ok := status.FromError(err); ok {
 			return nil, err
@@ -184,7 +187,7 @@ func (m *bodyMem) unsnappy(src []byte, limit int64) ([]byte, error) {
 		return nil, invalid("body is not snappy-compressed (block format): bad length header")
 	}
 	if int64(n) > limit {
-		return nil, &decodedTooLarge{claimed: int64(n), limit: limit}
+		return nil, &tooLarge{limit: limit, msg: fmt.Sprintf("body decompresses to %d bytes, over the limit of %d", n, limit)}
 	}
 	if most := maxSnappyLen(len(src) - hdr); int64(n) > most {
 		return nil, invalid("body is not snappy-compressed (block format): its header claims %d bytes, more than %d compressed bytes can hold (%d)",
@@ -200,18 +203,16 @@ func (m *bodyMem) unsnappy(src []byte, limit int64) ([]byte, error) {
 	return out, nil
 }
 
-// decodedTooLarge is a body whose snappy header says it decodes to more than
-// the limit; a *http.MaxBytesError for the error table.
-type decodedTooLarge struct{ claimed, limit int64 }
-
-func (e *decodedTooLarge) Error() string {
-	if e.claimed < 0 {
-		return fmt.Sprintf("body decompresses to more than the limit of %d bytes", e.limit)
-	}
-	return fmt.Sprintf("body decompresses to %d bytes, over the limit of %d", e.claimed, e.limit)
+// tooLarge is a body over a limit, with the words of which; a
+// *http.MaxBytesError for the error table (413).
+type tooLarge struct {
+	limit int64
+	msg   string
 }
 
-func (e *decodedTooLarge) As(target any) bool {
+func (e *tooLarge) Error() string { return e.msg }
+
+func (e *tooLarge) As(target any) bool {
 	if p, ok := target.(**http.MaxBytesError); ok {
 		*p = &http.MaxBytesError{Limit: e.limit}
 		return true
@@ -232,8 +233,8 @@ func (e *bodyTimeoutError) GRPCStatus() *status.Status {
 }
 
 // deadlineBody is a request body read under a deadline set when the request
-// came in; the deadline is lifted once the body is read, so that the request
-// itself (a long query, a stream) is not cut by it.
+// came in; the deadline is lifted once the whole body is read, so that the
+// request itself (a long query, a stream) is not cut by it.
 type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
@@ -243,11 +244,13 @@ type deadlineBody struct {
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && !b.done {
+	switch {
+	case err == io.EOF && !b.done:
 		b.done = true
 		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		// The deadline stays: net/http's discarding of the unread body
+		// after the handler must not wait for the client either.
 		err = &bodyTimeoutError{after: b.timeout}
 	}
 	return n, err

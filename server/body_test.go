@@ -6,9 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/gzip"
@@ -119,7 +122,7 @@ func TestDecodeGzipBomb(t *testing.T) {
 	mem := lm.bodyMem()
 	var err error
 	got := allocated(func() { _, err = mem.decode("gzip", zb.Bytes(), 4<<20) })
-	var dtl *decodedTooLarge
+	var dtl *tooLarge
 	var mbe *http.MaxBytesError
 	if !errors.As(err, &dtl) || !errors.As(err, &mbe) {
 		t.Fatalf("%d-byte bomb: err = %v, want the decoded limit", zb.Len(), err)
@@ -216,4 +219,61 @@ func FuzzUnsnappy(f *testing.F) {
 			t.Fatalf("%d bytes decoded to %d", len(body), len(out))
 		}
 	})
+}
+
+// A body that does not arrive within the read timeout is answered 408 and
+// the connection closed; one that arrives lifts the deadline, so a handler
+// running longer than it (a query, a stream) is not cut.
+func TestBodyReadDeadline(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	lm := testBodyLimiter(t, 1<<20)
+	h := limitBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mem := lm.bodyMem()
+		defer mem.release()
+		b, err := mem.readRaw(r, 1<<20)
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		select { // a long answer after the body
+		case <-time.After(3 * timeout):
+		case <-r.Context().Done():
+			writeHTTPError(w, r.Context().Err())
+			return
+		}
+		_, _ = w.Write(b)
+	}), 1<<20, timeout)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	send := func(req string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return string(b)
+	}
+	if got := send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf"); !strings.HasPrefix(got, "HTTP/1.1 408") ||
+		!strings.Contains(got, "did not arrive within") {
+		t.Errorf("slow body: %q", got)
+	}
+	if got := send("POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nwhole"); !strings.HasPrefix(got, "HTTP/1.1 200") ||
+		!strings.HasSuffix(got, "whole") {
+		t.Errorf("whole body, long answer: %q", got)
+	}
 }

@@ -55,7 +55,7 @@ func writeHTTPError(w http.ResponseWriter, err error, after ...string) {
 	st, code := httpStatusOf(w, err)
 	msg := st.Message()
 	var mbe *http.MaxBytesError
-	var dtl *decodedTooLarge
+	var dtl *tooLarge
 	switch {
 	case errors.As(err, &dtl):
 		msg = dtl.Error()

@@ -23,14 +23,16 @@ type Limits struct {
 	DataDir              string
 	// MaxBodyBytesInflight bounds the bytes of HTTP request bodies held at
 	// once, as received and as decoded (gunzipped, unsnappied): a request
-	// that cannot reserve its bytes gets ResourceExhausted (429).
+	// that cannot reserve its bytes gets ResourceExhausted (429). The
+	// process peaks at about three times it under hostile load (the Go
+	// runtime collects at twice the live heap).
 	MaxBodyBytesInflight int64
 }
 
 // DefaultLimits returns the server's defaults.
 func DefaultLimits() Limits {
 	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxInflightBatches: 64, MinFreeDisk: 256 << 20,
-		MaxBodyBytesInflight: 512 << 20}
+		MaxBodyBytesInflight: 256 << 20}
 }
 
 // Limiter enforces Limits.

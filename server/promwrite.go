@@ -82,7 +82,7 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 // Prometheus API's.
 func promBodyError(err error) *promError {
 	var mbe *http.MaxBytesError
-	var dtl *decodedTooLarge
+	var dtl *tooLarge
 	var bte *bodyTimeoutError
 	switch {
 	case errors.As(err, &dtl):
