@@ -252,3 +252,29 @@ func TestSlowBodies(t *testing.T) {
 		}
 	}
 }
+
+// --syslog-max-conns idle TCP connections do not lock out a new sender: the
+// longest idle is closed for it (before, the new one was closed, for as long
+// as the idle ones stayed).
+func TestSyslogIdleConnsFlag(t *testing.T) {
+	addr := freePort(t)
+	s := startServer(t, t.TempDir(), "--syslog", addr, "--syslog-max-conns", "8", "--syslog-idle-timeout", "1h")
+	for range 8 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	time.Sleep(1500 * time.Millisecond) // idle long enough to be closed for a new one
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "<14>1 - web-1 syslog-full - - - a new sender beside 8 idle connections\n")
+	r := waitRecords(t, s, "service:syslog-full", 1)[0]
+	if r.Message != "a new sender beside 8 idle connections" {
+		t.Errorf("record: %+v", r)
+	}
+}
