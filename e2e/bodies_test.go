@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	ebinary "encoding/binary"
 	"fmt"
 	"io"
@@ -19,6 +20,12 @@ import (
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/prometheus/prompb"
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // snappyZeros is a snappy block of n zero bytes as a hostile client writes
@@ -53,6 +60,16 @@ func gzipZeros(t testing.TB, n int) []byte {
 	}
 	return zb.Bytes()
 }
+
+// bombCompressor "compresses" any gRPC message into the same gzip bomb.
+type bombCompressor struct{ gz []byte }
+
+func (b bombCompressor) Do(w io.Writer, _ []byte) error {
+	_, err := w.Write(b.gz)
+	return err
+}
+
+func (bombCompressor) Type() string { return "gzip" }
 
 // postBody POSTs body to path with headers (name, value, ...) and returns
 // the status and answer.
@@ -104,10 +121,10 @@ func TestDecompressionBombs(t *testing.T) {
 	const clients, rounds = 16, 2
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	codes := map[string]*tally{}
+	answers := map[string]*tally{}
 	var failures []string
 	for _, a := range attacks {
-		codes[a.name] = &tally{}
+		answers[a.name] = &tally{}
 		for range clients {
 			wg.Add(1)
 			go func() {
@@ -120,7 +137,7 @@ func TestDecompressionBombs(t *testing.T) {
 						mu.Unlock()
 						return
 					}
-					codes[a.name].add(fmt.Sprint(code))
+					answers[a.name].add(fmt.Sprint(code))
 					if code/100 == 2 || code >= 500 {
 						mu.Lock()
 						failures = append(failures, fmt.Sprintf("%s: answered %d %.200s", a.name, code, body))
@@ -130,12 +147,36 @@ func TestDecompressionBombs(t *testing.T) {
 			}()
 		}
 	}
+	// And gzip-encoded gRPC messages (OTLP logs) of 64MiB once decompressed.
+	gcodes := &tally{}
+	cc, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithCompressor(bombCompressor{gz}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				_, err := collogspb.NewLogsServiceClient(cc).Export(context.Background(), &collogspb.ExportLogsServiceRequest{
+					ResourceLogs: []*logspb.ResourceLogs{{}}}) // not empty: gRPC compresses only what has bytes
+				gcodes.add(status.Code(err).String())
+				if err == nil || status.Code(err) == codes.Unavailable {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("grpc otlp gzip bomb: %v", err))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
 	wg.Wait()
 	hwm := procStatusKB(s.pid(), "VmHWM")
+	t.Logf("%-45s %d-byte message: answers %s", "grpc otlp logs, gzip bomb", len(gz), gcodes)
 	for _, a := range attacks {
-		t.Logf("%-45s %d-byte body: answers %s", a.name, len(a.body), codes[a.name])
+		t.Logf("%-45s %d-byte body: answers %s", a.name, len(a.body), answers[a.name])
 	}
-	t.Logf("RSS before %d MiB; peak (VmHWM) under %d hostile clients: %d MiB", rss0>>10, clients*len(attacks), hwm>>10)
+	t.Logf("RSS before %d MiB; peak (VmHWM) under %d hostile clients: %d MiB", rss0>>10, clients*(len(attacks)+1), hwm>>10)
 	select {
 	case err := <-s.exited:
 		s.exited <- err

@@ -33,6 +33,7 @@ const bodyChunk = 64 << 10
 type bodyMem struct {
 	lm   *Limiter // nil: no budget
 	held int64
+	wait time.Duration // how long take waits for room (0: it does not)
 }
 
 func (lm *Limiter) bodyMem() *bodyMem { return &bodyMem{lm: lm} }
@@ -46,8 +47,18 @@ func (m *bodyMem) take(n int64) error {
 	if m.held+n > limit {
 		return &tooLarge{limit: limit, msg: fmt.Sprintf("request body needs more than the %d bytes allowed for all request bodies at once", limit)}
 	}
+	var deadline time.Time
 	for {
 		used := m.lm.body.Load()
+		if used+n > limit && m.wait > 0 {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(m.wait)
+			}
+			if time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+		}
 		if used+n > limit {
 			return exhausted(fmt.Sprintf("server busy: request bodies in flight hold %d of the %d bytes allowed, this one needs %d more; retry shortly",
 				used, limit, n), time.Second)
@@ -266,4 +277,30 @@ func bodyDeadline(w http.ResponseWriter, r *http.Request, timeout time.Duration)
 		return
 	}
 	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: timeout}
+}
+
+// grpcGzip decompresses gzip-encoded gRPC messages (OTLP exporters may send
+// them) in the body budget: the message grows as output comes, each buffer
+// reserved before it is made (waiting up to a second for room: gRPC can only
+// answer a decompressor's error as Internal), up to one byte over the
+// message limit, which gRPC then refuses as ResourceExhausted. The bytes are
+// given back once the message is decompressed; the codec turns it into the
+// request as it does an uncompressed one.
+type grpcGzip struct {
+	lm  *Limiter
+	max int64
+}
+
+func (grpcGzip) Type() string { return "gzip" }
+
+func (d grpcGzip) Do(r io.Reader) ([]byte, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	mem := d.lm.bodyMem()
+	mem.wait = time.Second
+	defer mem.release()
+	return mem.readAll(nil, io.LimitReader(zr, d.max+1), d.max+1)
 }

@@ -277,3 +277,41 @@ func TestBodyReadDeadline(t *testing.T) {
 		t.Errorf("whole body, long answer: %q", got)
 	}
 }
+
+// gRPC's gzip messages decompress in the budget: within the message limit
+// they decode; over it, one byte more comes back (which gRPC refuses as
+// ResourceExhausted) and no further; the bytes are given back after.
+func TestGRPCGzip(t *testing.T) {
+	gz := func(b []byte) io.Reader {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		return &zb
+	}
+	lm := testBodyLimiter(t, 8<<20)
+	d := grpcGzip{lm: lm, max: 1 << 20}
+	if out, err := d.Do(gz([]byte("hello"))); err != nil || string(out) != "hello" {
+		t.Fatalf("Do = %q, %v", out, err)
+	}
+	if out, err := d.Do(gz(make([]byte, 32<<20))); err != nil || len(out) != 1<<20+1 {
+		t.Fatalf("bomb: %d bytes, %v", len(out), err)
+	}
+	if n := lm.BodyBytesInflight(); n != 0 {
+		t.Errorf("%d bytes held after", n)
+	}
+	// With the budget taken, it waits (up to a second), then refuses.
+	hog := lm.bodyMem()
+	if err := hog.take(8<<20 - 1000); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(100 * time.Millisecond); hog.release() }()
+	if _, err := d.Do(gz(make([]byte, 100<<10))); err != nil {
+		t.Fatalf("after waiting for room: %v", err)
+	}
+	_ = hog.take(8<<20 - 1000)
+	if _, err := d.Do(gz(make([]byte, 100<<10))); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("no room: %v", err)
+	}
+	hog.release()
+}

@@ -164,6 +164,10 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
+		// Gzip messages are decompressed in the body budget. The option is
+		// deprecated in favour of the process-wide encoding registry, but it
+		// is this server's own and so can reach its Limiter.
+		grpc.RPCDecompressor(grpcGzip{lm: core.Limits, max: int64(opts.MaxRecvBytes)}),
 	}
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
