@@ -190,6 +190,11 @@ func TestDecompressionBombs(t *testing.T) {
 		t.Errorf("peak RSS %d MiB: over 1GiB", hwm>>10)
 	}
 
+	// Every body's bytes were given back.
+	if _, m, err := httpGet(c, "http://"+s.httpAddr, "/metrics", nil); err != nil || !strings.Contains(string(m), "\nshiplog_request_body_bytes_inflight 0\n") {
+		t.Errorf("body bytes in flight after the bombs: %v %s", err, grepLines(string(m), "shiplog_request_body_bytes_inflight"))
+	}
+
 	// Normal writes go through afterwards, on each route.
 	now := time.Now()
 	var lb bytes.Buffer

@@ -151,6 +151,11 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
 	}
 	ins := newInstruments(opts.Registerer)
+	if opts.Registerer != nil && core.Limits != nil {
+		opts.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_request_body_bytes_inflight",
+			Help: "Bytes of request bodies, as received and decompressed, held by requests in flight (bounded by --max-body-bytes-inflight)."},
+			func() float64 { return float64(core.Limits.BodyBytesInflight()) }))
+	}
 	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), ins.unary()}
 	stream := []grpc.StreamServerInterceptor{recoverStream(log)}
 	if opts.Auth != nil {
