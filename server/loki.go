@@ -53,7 +53,6 @@ func lokiPushHandler(core Core, maxBody int64) http.Handler {
 		}
 		if enc != "" {
 			mem.give(int64(cap(raw)))
-			raw = nil
 		}
 		var recs []model.Record
 		if ct == "application/json" {

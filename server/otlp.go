@@ -136,7 +136,6 @@ func otlpHTTPHandler(o *otlpServer, maxBody int64, export func(context.Context, 
 		}
 		if enc != "" {
 			mem.give(int64(cap(raw)))
-			raw = nil
 		}
 		resp, err := export(r.Context(), body, isJSON)
 		if err != nil {

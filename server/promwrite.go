@@ -60,7 +60,6 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mem.give(int64(cap(body)))
-	body = nil
 	var req prompb.WriteRequest
 	if err := req.Unmarshal(raw); err != nil {
 		writePromError(w, promBadData(fmt.Errorf("body is not a prometheus.WriteRequest: %w", err)))
