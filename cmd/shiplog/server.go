@@ -53,6 +53,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ld := server.DefaultLimits()
 	queryTimeout := fs.Duration("query-timeout", ld.QueryTimeout, "longest a query may run")
 	maxQueries := fs.Int("max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
+	maxQuerySamples := fs.Int("query-max-samples", metrics.DefaultOptions().MaxSamples, "PromQL: the most points one query may evaluate (estimated before it runs: subqueries' and range selectors' points times the steps around them) and samples it may hold at once, as Prometheus' --query.max-samples")
+	maxSeries := fs.Int("max-series", store.DefaultMetricsOptions().MaxSeries, "metric series the store may hold (every series with samples on a kept day; --retention frees them); samples of new series beyond it are refused, existing series keep taking samples")
 	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
 	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
 	bodyInflight := byteSize(ld.MaxBodyBytesInflight)
@@ -116,8 +118,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 	}
-	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 {
-		return usagef("server: --query-timeout, --max-concurrent-queries and --max-inflight-batches must be positive")
+	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxQuerySamples <= 0 || *maxSeries <= 0 {
+		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --query-max-samples and --max-series must be positive")
 	}
 	if bodyInflight < byteSize(*maxRecv) {
 		return usagef("server: --max-body-bytes-inflight (%d) must be at least --max-request-bytes (%d)", bodyInflight, *maxRecv)
@@ -179,6 +181,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so := store.DefaultOptions()
 	so.Fsync = *fsync
 	so.Retention, so.RetentionBytes = *retention, int64(retentionSize)
+	so.Metrics.MaxSeries = *maxSeries
 	start := time.Now()
 	var st *store.Store
 	st, err = store.Open(*data, so, log, reg)
@@ -200,7 +203,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data, MaxBodyBytesInflight: int64(bodyInflight)}, log),
 	}
 	mo := metrics.DefaultOptions()
-	mo.Timeout = *queryTimeout
+	mo.Timeout, mo.MaxSamples = *queryTimeout, *maxQuerySamples
 	mio := ingest.DefaultMetricsOptions()
 	mio.MaxPast = *maxPast
 	core.Metrics = &server.Metrics{
