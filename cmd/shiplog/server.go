@@ -121,8 +121,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxQuerySamples <= 0 || *maxSeries <= 0 {
 		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --query-max-samples and --max-series must be positive")
 	}
-	if bodyInflight < byteSize(*maxRecv) {
-		return usagef("server: --max-body-bytes-inflight (%d) must be at least --max-request-bytes (%d)", bodyInflight, *maxRecv)
+	if bodyInflight < 2*byteSize(*maxRecv) {
+		// A body at the limit holds up to twice it while its buffer grows.
+		return usagef("server: --max-body-bytes-inflight (%d) must be at least twice --max-request-bytes (%d)", bodyInflight, *maxRecv)
 	}
 	if *readHeaderTimeout <= 0 || *readTimeout <= 0 || *idleTimeout <= 0 || *syslogIdle <= 0 || *syslogMaxConns <= 0 {
 		return usagef("server: --http-read-header-timeout, --http-read-timeout, --http-idle-timeout, --syslog-idle-timeout and --syslog-max-conns must be positive")
