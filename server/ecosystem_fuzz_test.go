@@ -82,7 +82,7 @@ func FuzzLokiProto(f *testing.F) {
 	f.Add(s2.EncodeSnappy(nil, []byte("\n)\n\x0f{job=\"varlogs\"}\x12\x16\n\x06\b\x80\xe4\x97\xd0\x06\x12\x04line\x1a\x06\n\x01a\x12\x01b")))
 	f.Add([]byte("not snappy"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		recs, err := decodeLokiProto(body, 1<<20)
+		recs, err := decodeLokiProto((*Limiter)(nil).bodyMem(), body, 1<<20)
 		if err != nil {
 			return
 		}

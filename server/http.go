@@ -37,6 +37,10 @@ func httpStatusOf(w http.ResponseWriter, err error) (*status.Status, int) {
 	if errors.As(err, &mbe) {
 		return status.New(codes.ResourceExhausted, err.Error()), http.StatusRequestEntityTooLarge
 	}
+	var bte *bodyTimeoutError
+	if errors.As(err, &bte) {
+		return status.New(codes.DeadlineExceeded, bte.Error()), http.StatusRequestTimeout
+	}
 	st := status.Convert(toStatus(err))
 	code := runtime.HTTPStatusFromCode(st.Code())
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
@@ -51,7 +55,11 @@ func writeHTTPError(w http.ResponseWriter, err error, after ...string) {
 	st, code := httpStatusOf(w, err)
 	msg := st.Message()
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var dtl *tooLarge
+	switch {
+	case errors.As(err, &dtl):
+		msg = dtl.Error()
+	case errors.As(err, &mbe):
 		msg = fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit)
 	}
 	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: msg + strings.Join(after, "")})

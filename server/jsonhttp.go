@@ -5,7 +5,6 @@ package server
 // us a record, more than the store's work).
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -39,32 +38,43 @@ type jsonWriteResponse struct {
 // gzip-compressed or not, answered as Push answers it.
 func newJSONWriteHandler(core Core, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := jsonRequestBody(w, r, maxBody)
+		enc, err := contentEncoding(r)
 		if err != nil {
 			writeHTTPError(w, err)
 			return
 		}
-		defer body.Close()
-		buf := jsonBodyBufs.Get().(*bytes.Buffer)
-		defer putJSONBodyBuf(buf)
-		if r.ContentLength > 0 && r.Header.Get("Content-Encoding") == "" {
-			buf.Grow(int(min(r.ContentLength, maxBody)) + 1)
-		}
-		if _, err := buf.ReadFrom(body); err != nil {
+		// The body is read before a slot is taken (a slow sender holds
+		// none), and decoded holding one.
+		mem := core.Limits.bodyMem()
+		defer mem.release()
+		bp := jsonBodyBufs.Get().(*[]byte)
+		defer putJSONBodyBuf(bp)
+		if err := mem.take(int64(cap(*bp))); err != nil {
 			writeHTTPError(w, err)
 			return
 		}
-		b, _, err := ingest.DecodeBatchJSON(buf.Bytes()) // b carries closing, dropped and run too
+		raw, err := mem.readAll((*bp)[:0], r.Body, maxBody)
 		if err != nil {
-			writeHTTPError(w, err)
+			writeHTTPError(w, bodyReadError(err))
 			return
 		}
+		*bp = raw[:0]
 		release, err := core.Limits.ingest(r.Context())
 		if err != nil {
 			writeHTTPError(w, err)
 			return
 		}
 		defer release()
+		body, err := mem.decode(enc, raw, maxBody)
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		b, _, err := ingest.DecodeBatchJSON(body) // b carries closing, dropped and run too
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
 		res, err := core.Ingest.Ingest(r.Context(), &b)
 		if err != nil {
 			writeHTTPError(w, err)
@@ -118,9 +128,13 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 			return
 		}
 		defer body.Close()
+		// The bytes read since the last chunk was stored are held in the
+		// body budget: the records of a chunk and the line being read.
+		mem := core.Limits.bodyMem()
+		defer mem.release()
 		q := r.URL.Query()
 		def := &model.Record{Labels: model.Labels{Service: q.Get("service"), Host: q.Get("host"), BuildID: q.Get("build_id"), DeployID: q.Get("deploy_id")}}
-		jr := ingest.NewJSONLReader(body, def, int(min(maxBody, jsonlMaxLine)))
+		jr := ingest.NewJSONLReader(budgetReader{body, mem}, def, int(min(maxBody, jsonlMaxLine)))
 		ans := jsonlResponse{Errors: []jsonLineError{}}
 		var recs []model.Record
 		var lines []int
@@ -138,6 +152,9 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 			return err
 		}
 		for {
+			if len(recs) == 0 {
+				mem.release() // nothing read so far is held
+			}
 			rec, line, err := jr.Next()
 			if err == io.EOF {
 				break
@@ -219,6 +236,22 @@ func jsonRequestBody(w http.ResponseWriter, r *http.Request, maxBody int64) (io.
 	}
 }
 
+// budgetReader reserves in mem every byte read from r.
+type budgetReader struct {
+	r   io.Reader
+	mem *bodyMem
+}
+
+func (b budgetReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		if e := b.mem.take(int64(n)); e != nil {
+			return 0, e
+		}
+	}
+	return n, err
+}
+
 type gzipBodyReader struct {
 	zr   *gzip.Reader
 	body io.Closer
@@ -236,17 +269,18 @@ func (g gzipBodyReader) Close() error { return g.body.Close() }
 
 func gzipBodyError(err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var bte *bodyTimeoutError
+	if errors.As(err, &mbe) || errors.As(err, &bte) {
 		return err
 	}
 	return invalid("gzip body: %v", err)
 }
 
-var jsonBodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var jsonBodyBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-func putJSONBodyBuf(b *bytes.Buffer) {
-	if b.Cap() <= 8<<20 {
-		b.Reset()
+func putJSONBodyBuf(b *[]byte) {
+	if cap(*b) <= 8<<20 {
+		*b = (*b)[:0]
 		jsonBodyBufs.Put(b)
 	}
 }

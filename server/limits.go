@@ -23,11 +23,18 @@ type Limits struct {
 	MaxInflightBatches   int           // batches being stored at once; more get ResourceExhausted
 	MinFreeDisk          uint64        // below this many free bytes in DataDir, ingest is refused
 	DataDir              string
+	// MaxBodyBytesInflight bounds the bytes of HTTP request bodies held at
+	// once, as received and as decoded (gunzipped, unsnappied): a request
+	// that cannot reserve its bytes gets ResourceExhausted (429). The
+	// process peaks at about three times it under hostile load (the Go
+	// runtime collects at twice the live heap).
+	MaxBodyBytesInflight int64
 }
 
 // DefaultLimits returns the server's defaults.
 func DefaultLimits() Limits {
-	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxTails: 256, MaxInflightBatches: 64, MinFreeDisk: 256 << 20}
+	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxTails: 256, MaxInflightBatches: 64, MinFreeDisk: 256 << 20,
+		MaxBodyBytesInflight: 256 << 20}
 }
 
 // Limiter enforces Limits.
@@ -36,6 +43,7 @@ type Limiter struct {
 	queries chan struct{}
 	tails   chan struct{}
 	batches chan struct{}
+	body    atomic.Int64 // bytes of request bodies held (see body.go)
 	lowDisk atomic.Bool
 	free    atomic.Uint64
 	checked atomic.Int64 // Unix ns of the last free-space check
@@ -56,6 +64,9 @@ func NewLimiter(ctx context.Context, l Limits, log *slog.Logger) *Limiter {
 	}
 	if l.MaxTails <= 0 {
 		l.MaxTails = d.MaxTails
+	}
+	if l.MaxBodyBytesInflight <= 0 {
+		l.MaxBodyBytesInflight = d.MaxBodyBytesInflight
 	}
 	lm := &Limiter{l: l, queries: make(chan struct{}, l.MaxConcurrentQueries), tails: make(chan struct{}, l.MaxTails),
 		batches: make(chan struct{}, l.MaxInflightBatches), log: log}

@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/grafana/loki/pkg/push"
-	"github.com/klauspost/compress/s2"
 
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
@@ -21,26 +20,45 @@ import (
 
 func lokiPushHandler(core Core, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		switch ct {
+		case "application/json", "", "application/x-protobuf", "application/protobuf":
+		default:
+			writeEcoError(w, invalid("Content-Type %q is not supported: want application/json or application/x-protobuf (snappy)", r.Header.Get("Content-Type")))
+			return
+		}
+		enc, err := contentEncoding(r)
+		if err != nil {
+			writeEcoError(w, err)
+			return
+		}
+		// The body is read before a slot is taken: a slow sender holds none.
+		mem := core.Limits.bodyMem()
+		defer mem.release()
+		raw, err := mem.readRaw(r, maxBody)
+		if err != nil {
+			writeEcoError(w, err)
+			return
+		}
 		release, err := core.Limits.ingest(r.Context())
 		if err != nil {
 			writeEcoError(w, err)
 			return
 		}
 		defer release()
-		body, err := readBody(w, r, maxBody)
+		body, err := mem.decode(enc, raw, maxBody)
 		if err != nil {
 			writeEcoError(w, err)
 			return
 		}
-		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if enc != "" {
+			mem.give(int64(cap(raw)))
+		}
 		var recs []model.Record
-		switch ct {
-		case "application/json":
+		if ct == "application/json" {
 			recs, err = ingest.DecodeLokiJSON(body)
-		case "", "application/x-protobuf", "application/protobuf":
-			recs, err = decodeLokiProto(body, maxBody)
-		default:
-			err = invalid("Content-Type %q is not supported: want application/json or application/x-protobuf (snappy)", r.Header.Get("Content-Type"))
+		} else {
+			recs, err = decodeLokiProto(mem, body, maxBody)
 		}
 		if err != nil {
 			writeEcoError(w, err)
@@ -60,18 +78,12 @@ func lokiPushHandler(core Core, maxBody int64) http.Handler {
 	})
 }
 
-// decodeLokiProto decodes a snappy-compressed (block format) PushRequest.
-func decodeLokiProto(body []byte, maxBody int64) ([]model.Record, error) {
-	n, err := s2.DecodedLen(body)
+// decodeLokiProto decodes a snappy-compressed (block format) PushRequest of at
+// most maxBody bytes decoded, reserved from mem.
+func decodeLokiProto(mem *bodyMem, body []byte, maxBody int64) ([]model.Record, error) {
+	raw, err := mem.unsnappy(body, maxBody)
 	if err != nil {
-		return nil, invalid("body is not snappy-compressed protobuf: %v", err)
-	}
-	if int64(n) > maxBody {
-		return nil, &http.MaxBytesError{Limit: maxBody}
-	}
-	raw, err := s2.Decode(make([]byte, n), body)
-	if err != nil {
-		return nil, invalid("body is not snappy-compressed protobuf: %v", err)
+		return nil, err
 	}
 	var req push.PushRequest
 	if err := req.Unmarshal(raw); err != nil {

@@ -102,6 +102,11 @@ func (ins *instruments) storeMetrics(ctx context.Context, core Core, series []mo
 		return model.MetricsResult{}, err
 	}
 	defer release()
+	return ins.storeMetricsHeld(ctx, core, series)
+}
+
+// storeMetricsHeld is storeMetrics for a caller that holds an ingest slot.
+func (ins *instruments) storeMetricsHeld(ctx context.Context, core Core, series []model.Series) (model.MetricsResult, error) {
 	done := ins.batch("metrics")
 	res, err := core.Metrics.Ingest.Ingest(ctx, series)
 	done()

@@ -12,15 +12,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
 
-	"github.com/klauspost/compress/gzip"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	"google.golang.org/grpc"
@@ -65,6 +62,11 @@ func (o *otlpServer) exportLogs(ctx context.Context, req *collogspb.ExportLogsSe
 		return nil, err
 	}
 	defer release()
+	return o.exportLogsHeld(ctx, req)
+}
+
+// exportLogsHeld is exportLogs for a caller that holds an ingest slot.
+func (o *otlpServer) exportLogsHeld(ctx context.Context, req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
 	var res stored
 	recs := otlpLogs(req, &res)
 	if err := storeRecords(ctx, o.core.Ingest, recs, &res); err != nil {
@@ -82,7 +84,7 @@ func (o *otlpServer) exportLogsHTTP(ctx context.Context, body []byte, isJSON boo
 	if err := otlpUnmarshal(body, isJSON, req); err != nil {
 		return nil, err
 	}
-	return o.exportLogs(ctx, req)
+	return o.exportLogsHeld(ctx, req)
 }
 
 func (o *otlpServer) exportMetricsHTTP(ctx context.Context, body []byte, isJSON bool) (proto.Message, error) {
@@ -90,11 +92,12 @@ func (o *otlpServer) exportMetricsHTTP(ctx context.Context, body []byte, isJSON 
 	if err := otlpUnmarshal(body, isJSON, req); err != nil {
 		return nil, err
 	}
-	return o.exportMetrics(ctx, req)
+	return o.exportMetricsHeld(ctx, req)
 }
 
 // otlpHTTPHandler serves one OTLP/HTTP signal: it reads the (maybe gzipped)
-// body, has export decode and store it, and answers in the request's encoding.
+// body, then takes an ingest slot, decompresses the body and has export
+// decode and store it, and answers in the request's encoding.
 func otlpHTTPHandler(o *otlpServer, maxBody int64, export func(context.Context, []byte, bool) (proto.Message, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -108,10 +111,31 @@ func otlpHTTPHandler(o *otlpServer, maxBody int64, export func(context.Context, 
 				invalid("Content-Type %q is not supported: want application/x-protobuf or application/json", r.Header.Get("Content-Type")))
 			return
 		}
-		body, err := readBody(w, r, maxBody)
+		enc, err := contentEncoding(r)
 		if err != nil {
 			otlpHTTPError(w, isJSON, 0, err)
 			return
+		}
+		mem := o.core.Limits.bodyMem()
+		defer mem.release()
+		raw, err := mem.readRaw(r, maxBody)
+		if err != nil {
+			otlpHTTPError(w, isJSON, 0, err)
+			return
+		}
+		release, err := o.core.Limits.ingest(r.Context())
+		if err != nil {
+			otlpHTTPError(w, isJSON, 0, err)
+			return
+		}
+		defer release()
+		body, err := mem.decode(enc, raw, maxBody)
+		if err != nil {
+			otlpHTTPError(w, isJSON, 0, err)
+			return
+		}
+		if enc != "" {
+			mem.give(int64(cap(raw)))
 		}
 		resp, err := export(r.Context(), body, isJSON)
 		if err != nil {
@@ -151,41 +175,6 @@ func otlpHTTPError(w http.ResponseWriter, isJSON bool, code int, err error) {
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
-}
-
-// readBody reads the request body, gunzipping it when Content-Encoding says
-// so, limited to maxBody bytes before and after decompression.
-func readBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, maxBody)
-	defer body.Close()
-	var rd io.Reader = body
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return nil, invalid("gzip body: %v", err)
-		}
-		defer zr.Close()
-		rd = io.LimitReader(zr, maxBody+1)
-	default:
-		return nil, invalid("Content-Encoding %q is not supported (want gzip or none)", enc)
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 && rd == io.Reader(body) {
-		buf.Grow(int(min(r.ContentLength, maxBody)) + 1)
-	}
-	if _, err := buf.ReadFrom(rd); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, err
-		}
-		return nil, invalid("reading the body: %v", err)
-	}
-	if int64(buf.Len()) > maxBody {
-		return nil, &http.MaxBytesError{Limit: maxBody}
-	}
-	return buf.Bytes(), nil
 }
 
 // otlpUnmarshal decodes an OTLP request body in protobuf or in OTLP's JSON.

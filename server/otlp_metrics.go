@@ -47,6 +47,14 @@ func (o *otlpServer) exportMetrics(ctx context.Context, req *colmetricspb.Export
 		return nil, err
 	}
 	defer release()
+	return o.exportMetricsHeld(ctx, req)
+}
+
+// exportMetricsHeld is exportMetrics for a caller that holds an ingest slot.
+func (o *otlpServer) exportMetricsHeld(ctx context.Context, req *colmetricspb.ExportMetricsServiceRequest) (*colmetricspb.ExportMetricsServiceResponse, error) {
+	if o.core.Metrics == nil || o.core.Metrics.Ingest == nil {
+		return nil, errNoMetrics
+	}
 	var res stored
 	series := otlpMetrics(req, &res)
 	if err := storeSeries(ctx, o.core.Metrics.Ingest, series, &res); err != nil {

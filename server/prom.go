@@ -36,7 +36,8 @@ type promAPI struct {
 	log      *slog.Logger
 	ins      *instruments
 	parser   parser.Parser
-	maxBytes int // largest remote-write body once decompressed
+	maxBytes int   // largest remote-write body once decompressed
+	maxBody  int64 // largest remote-write body as sent
 }
 
 // Prometheus' bounds for optional start and end (web/api/v1 MinTime, MaxTime).

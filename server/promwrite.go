@@ -3,12 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/shiplog/shiplog/model"
@@ -41,30 +39,27 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 			err: fmt.Errorf("content encoding %q: want snappy", enc)})
 		return
 	}
-	body, err := io.ReadAll(r.Body)
+	// The body is read before a slot is taken (a slow sender holds none),
+	// and decoded holding one.
+	mem := a.core.Limits.bodyMem()
+	defer mem.release()
+	body, err := mem.readRaw(r, a.maxBody)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writePromError(w, &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: fmt.Errorf("request body is over the limit of %d bytes", mbe.Limit)})
-			return
-		}
-		writePromError(w, promBadData(fmt.Errorf("read body: %w", err)))
+		writePromError(w, promBodyError(err))
 		return
 	}
-	n, err := snappy.DecodedLen(body)
+	release, err := a.core.Limits.ingest(r.Context())
 	if err != nil {
-		writePromError(w, promBadData(fmt.Errorf("body is not snappy-compressed (block format): %w", err)))
+		writePromError(w, promWriteError(err))
 		return
 	}
-	if n > a.maxBytes {
-		writePromError(w, &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: fmt.Errorf("body decompresses to %d bytes, over the limit of %d", n, a.maxBytes)})
-		return
-	}
-	raw, err := snappy.Decode(nil, body)
+	defer release()
+	raw, err := mem.unsnappy(body, int64(a.maxBytes))
 	if err != nil {
-		writePromError(w, promBadData(fmt.Errorf("body is not snappy-compressed (block format): %w", err)))
+		writePromError(w, promBodyError(err))
 		return
 	}
+	mem.give(int64(cap(body)))
 	var req prompb.WriteRequest
 	if err := req.Unmarshal(raw); err != nil {
 		writePromError(w, promBadData(fmt.Errorf("body is not a prometheus.WriteRequest: %w", err)))
@@ -75,11 +70,28 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 		writePromError(w, promWriteError(err))
 		return
 	}
-	if _, err := a.ins.storeMetrics(r.Context(), a.core, series); err != nil {
+	if _, err := a.ins.storeMetricsHeld(r.Context(), a.core, series); err != nil {
 		writePromError(w, promWriteError(err))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// promBodyError maps an error of reading or decoding a body to the
+// Prometheus API's.
+func promBodyError(err error) *promError {
+	var mbe *http.MaxBytesError
+	var dtl *tooLarge
+	var bte *bodyTimeoutError
+	switch {
+	case errors.As(err, &dtl):
+		return &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: dtl}
+	case errors.As(err, &mbe):
+		return &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: fmt.Errorf("request body is over the limit of %d bytes", mbe.Limit)}
+	case errors.As(err, &bte):
+		return &promError{typ: "bad_data", code: http.StatusRequestTimeout, err: bte}
+	}
+	return promWriteError(err)
 }
 
 func seriesFromRemoteWrite(req *prompb.WriteRequest) ([]model.Series, error) {

@@ -38,6 +38,13 @@ type Options struct {
 	GRPCAddr        string
 	MaxRecvBytes    int           // largest gRPC message and HTTP body
 	ShutdownTimeout time.Duration // for in-flight requests on SIGTERM
+	// ReadHeaderTimeout bounds reading a request's headers, BodyReadTimeout
+	// reading its body (lifted once the body is read: it does not cut long
+	// queries or streams), IdleTimeout a keep-alive connection's wait for its
+	// next request.
+	ReadHeaderTimeout time.Duration
+	BodyReadTimeout   time.Duration
+	IdleTimeout       time.Duration
 	// Gatherer serves /metrics (nil: no /metrics).
 	Gatherer prometheus.Gatherer
 	// UI, when set, serves every path the API does not.
@@ -53,10 +60,13 @@ type Options struct {
 // DefaultOptions returns the contract's defaults.
 func DefaultOptions() Options {
 	return Options{
-		HTTPAddr:        "127.0.0.1:7070",
-		GRPCAddr:        "127.0.0.1:7071",
-		MaxRecvBytes:    64 << 20,
-		ShutdownTimeout: 5 * time.Second,
+		HTTPAddr:          "127.0.0.1:7070",
+		GRPCAddr:          "127.0.0.1:7071",
+		MaxRecvBytes:      64 << 20,
+		ShutdownTimeout:   5 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
+		BodyReadTimeout:   time.Minute,
+		IdleTimeout:       2 * time.Minute,
 	}
 }
 
@@ -121,6 +131,15 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = d.ShutdownTimeout
 	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = d.BodyReadTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = d.IdleTimeout
+	}
 	s := &Server{opts: opts, log: log}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	var err error
@@ -132,6 +151,11 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
 	}
 	ins := newInstruments(opts.Registerer)
+	if opts.Registerer != nil && core.Limits != nil {
+		opts.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_request_body_bytes_inflight",
+			Help: "Bytes of request bodies, as received and decompressed, held by requests in flight (bounded by --max-body-bytes-inflight)."},
+			func() float64 { return float64(core.Limits.BodyBytesInflight()) }))
+	}
 	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), ins.unary()}
 	stream := []grpc.StreamServerInterceptor{recoverStream(log)}
 	if opts.Auth != nil {
@@ -144,6 +168,10 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
+		// Gzip messages are decompressed in the body budget. The option is
+		// deprecated in favour of the process-wide encoding registry, but it
+		// is this server's own and so can reach its Limiter.
+		grpc.RPCDecompressor(grpcGzip{lm: core.Limits, max: int64(opts.MaxRecvBytes)}),
 	}
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
@@ -211,7 +239,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
 	alertHandlers(mux, core)
 	registerEcosystem(s.grpc, mux, core, int64(opts.MaxRecvBytes), log) // OTLP, Loki push
-	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes}
+	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes)}
 	prom.register(mux)
 	mux.Handle("/v1/", gw) // the query limits apply in limitedQueries, below any HTTP method
 	if opts.UI != nil {
@@ -224,9 +252,9 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		handler = opts.Auth.middleware(handler)
 	}
 	s.http = &http.Server{
-		Handler:           limitBody(handler, int64(opts.MaxRecvBytes)),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           limitBody(handler, int64(opts.MaxRecvBytes), opts.BodyReadTimeout),
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       opts.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -272,12 +300,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-func limitBody(h http.Handler, n int64) http.Handler {
+// limitBody bounds every request body to n bytes, and its reading to timeout.
+func limitBody(h http.Handler, n int64, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > n {
 			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: 8, Message: fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, n)})
 			return
 		}
+		bodyDeadline(w, r, timeout)
 		r.Body = http.MaxBytesReader(w, r.Body, n)
 		h.ServeHTTP(w, r)
 	})

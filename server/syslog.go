@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,13 +31,19 @@ type SyslogOptions struct {
 	BatchSize       int           // records handed to Ingest at once
 	Linger          time.Duration // longest a record waits for its batch to fill
 	MaxMessageBytes int           // longer messages are cut (TCP) or dropped by the kernel (UDP)
-	MaxConns        int           // TCP connections at once; more are closed at once
+	MaxConns        int           // TCP connections at once; when full, the longest idle is closed for a new one
+	IdleTimeout     time.Duration // a TCP connection that sends nothing for this long is closed
 	Now             func() time.Time
 }
 
+// syslogEvictIdle is how long a connection must have sent nothing to be closed
+// for a new one when MaxConns are open: one in the middle of a message is not.
+const syslogEvictIdle = time.Second
+
 // DefaultSyslogOptions returns the listener's defaults.
 func DefaultSyslogOptions() SyslogOptions {
-	return SyslogOptions{BatchSize: 1000, Linger: 100 * time.Millisecond, MaxMessageBytes: 64 << 10, MaxConns: 1024, Now: time.Now}
+	return SyslogOptions{BatchSize: 1000, Linger: 100 * time.Millisecond, MaxMessageBytes: 64 << 10, MaxConns: 1024,
+		IdleTimeout: 5 * time.Minute, Now: time.Now}
 }
 
 // Syslog receives syslog messages over TCP and UDP.
@@ -49,9 +56,10 @@ type Syslog struct {
 	recs chan model.Record
 
 	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns map[*syslogConn]struct{}
 
 	malformedLog throttle
+	connLog      throttle
 	droppedLog   throttle
 
 	messages  *prometheus.CounterVec
@@ -75,6 +83,9 @@ func ListenSyslog(in *ingest.Ingester, opts SyslogOptions, log *slog.Logger, reg
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = d.MaxConns
 	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = d.IdleTimeout
+	}
 	if opts.Now == nil {
 		opts.Now = d.Now
 	}
@@ -82,7 +93,7 @@ func ListenSyslog(in *ingest.Ingester, opts SyslogOptions, log *slog.Logger, reg
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Syslog{opts: opts, in: in, log: log.With("component", "syslog"), recs: make(chan model.Record, 4*opts.BatchSize),
-		conns: map[net.Conn]struct{}{},
+		conns: map[*syslogConn]struct{}{},
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shiplog_syslog_messages_total",
 			Help: "Syslog messages received, by transport."}, []string{"transport"}),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_syslog_malformed_total",
@@ -92,7 +103,7 @@ func ListenSyslog(in *ingest.Ingester, opts SyslogOptions, log *slog.Logger, reg
 		connGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_syslog_connections",
 			Help: "Open syslog TCP connections."}),
 	}
-	s.malformedLog.every, s.droppedLog.every = 10*time.Second, 10*time.Second
+	s.malformedLog.every, s.droppedLog.every, s.connLog.every = 10*time.Second, 10*time.Second, 10*time.Second
 	if reg != nil {
 		reg.MustRegister(s.messages, s.malformed, s.dropped, s.connGauge)
 	}
@@ -163,30 +174,83 @@ func (s *Syslog) acceptTCP(readers *sync.WaitGroup) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		sc := &syslogConn{Conn: c, idle: s.opts.IdleTimeout}
+		sc.last.Store(time.Now().UnixNano())
 		s.mu.Lock()
+		var evict *syslogConn
 		if len(s.conns) >= s.opts.MaxConns {
-			s.mu.Unlock()
-			s.log.Warn("too many syslog connections: closing a new one", "remote", c.RemoteAddr().String(), "max", s.opts.MaxConns)
-			_ = c.Close()
-			continue
+			if evict = s.longestIdle(); evict == nil {
+				s.mu.Unlock()
+				if n, ok := s.connLog.allow(); ok {
+					s.log.Warn("too many syslog connections, none idle: closing a new one", "remote", c.RemoteAddr().String(), "max", s.opts.MaxConns, "suppressed", n)
+				}
+				_ = c.Close()
+				continue
+			}
+			delete(s.conns, evict)
+			s.connGauge.Dec()
 		}
-		s.conns[c] = struct{}{}
+		s.conns[sc] = struct{}{}
 		s.mu.Unlock()
+		if evict != nil {
+			_ = evict.Close()
+			if n, ok := s.connLog.allow(); ok {
+				s.log.Warn("too many syslog connections: closed the longest idle for a new one", "closed", evict.RemoteAddr().String(),
+					"idle", time.Since(time.Unix(0, evict.last.Load())).Round(time.Second), "max", s.opts.MaxConns, "suppressed", n)
+			}
+		}
 		s.connGauge.Inc()
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			s.serveConn(c)
+			s.serveConn(sc)
 		}()
 	}
 }
 
-func (s *Syslog) serveConn(c net.Conn) {
+// longestIdle is the connection that has sent nothing for the longest, if
+// that is at least syslogEvictIdle; s.mu is held.
+func (s *Syslog) longestIdle() *syslogConn {
+	var oldest *syslogConn
+	var at int64
+	for c := range s.conns {
+		if l := c.last.Load(); oldest == nil || l < at {
+			oldest, at = c, l
+		}
+	}
+	if oldest == nil || time.Since(time.Unix(0, at)) < syslogEvictIdle {
+		return nil
+	}
+	return oldest
+}
+
+// syslogConn is a syslog TCP connection that is closed when it sends nothing
+// for idle, and knows when it last sent.
+type syslogConn struct {
+	net.Conn
+	idle time.Duration
+	last atomic.Int64 // Unix ns of the last read that brought bytes (or of the accept)
+}
+
+func (c *syslogConn) Read(p []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (s *Syslog) serveConn(c *syslogConn) {
 	defer func() {
 		s.mu.Lock()
-		delete(s.conns, c)
+		if _, ok := s.conns[c]; ok { // not if closed for a new one
+			delete(s.conns, c)
+			s.connGauge.Dec()
+		}
 		s.mu.Unlock()
-		s.connGauge.Dec()
 		_ = c.Close()
 	}()
 	r := ingest.NewSyslogReader(c, s.opts.MaxMessageBytes)

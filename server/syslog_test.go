@@ -107,3 +107,83 @@ func TestSyslogListener(t *testing.T) {
 		t.Error("still accepting after shutdown")
 	}
 }
+
+// closedBy reports when the server closes c (a read ends), on the channel.
+func closedBy(c net.Conn) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		_, _ = c.Read(make([]byte, 1))
+		close(ch)
+	}()
+	return ch
+}
+
+// startSyslog serves a syslog listener on a loopback port into sink until
+// the test ends.
+func startSyslog(t *testing.T, sink *syslogSink, opts SyslogOptions) *Syslog {
+	t.Helper()
+	in := ingest.New(sink, ingest.DefaultOptions(), nil, nil)
+	opts.Addr = "127.0.0.1:0"
+	sl, err := ListenSyslog(in, opts, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sl.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return sl
+}
+
+// MaxConns idle connections do not lock out a new sender: the longest idle
+// is closed for it; a connection idle for IdleTimeout is closed.
+func TestSyslogIdleConnections(t *testing.T) {
+	sink := &syslogSink{}
+	sl := startSyslog(t, sink, SyslogOptions{BatchSize: 1, MaxConns: 4, IdleTimeout: time.Hour})
+	var idle []<-chan struct{}
+	for range 4 {
+		c, err := net.Dial("tcp", sl.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, closedBy(c))
+	}
+	for testutil.ToFloat64(sl.connGauge) < 4 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(syslogEvictIdle + 100*time.Millisecond)
+	c, err := net.Dial("tcp", sl.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "<14>1 - web-1 api - - - from a new connection\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for sink.count() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sink.count() != 1 {
+		t.Fatalf("the new connection's message was not stored (%d records)", sink.count())
+	}
+	select {
+	case <-idle[0]: // the longest idle (the first accepted)
+	case <-time.After(10 * time.Second):
+		t.Error("the longest idle connection was not closed")
+	}
+	if got := testutil.ToFloat64(sl.connGauge); got != 4 {
+		t.Errorf("connections gauge %v, want 4", got)
+	}
+
+	sl = startSyslog(t, &syslogSink{}, SyslogOptions{IdleTimeout: 200 * time.Millisecond})
+	c2, err := net.Dial("tcp", sl.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	select {
+	case <-closedBy(c2):
+	case <-time.After(10 * time.Second):
+		t.Error("an idle connection was not closed after IdleTimeout")
+	}
+}

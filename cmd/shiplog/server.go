@@ -62,6 +62,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&tailBytes, "tail-queue-bytes", "memory of the records waiting in all live tails' queues together (each batch counted once); beyond it a tail that is behind skips records")
 	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
 	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
+	bodyInflight := byteSize(ld.MaxBodyBytesInflight)
+	fs.Var(&bodyInflight, "max-body-bytes-inflight", "bytes of HTTP request bodies, as received and decompressed, held at once by requests in flight; beyond it clients get 429 and retry")
+	readHeaderTimeout := fs.Duration("http-read-header-timeout", sd.ReadHeaderTimeout, "longest an HTTP client may take to send a request's headers")
+	readTimeout := fs.Duration("http-read-timeout", sd.BodyReadTimeout, "longest an HTTP client may take to send a request's body (answers and streams after it are not cut)")
+	idleTimeout := fs.Duration("http-idle-timeout", sd.IdleTimeout, "an idle keep-alive HTTP connection is closed after this long")
+	syd := server.DefaultSyslogOptions()
+	syslogIdle := fs.Duration("syslog-idle-timeout", syd.IdleTimeout, "a syslog TCP connection that sends nothing for this long is closed")
+	syslogMaxConns := fs.Int("syslog-max-conns", syd.MaxConns, "syslog TCP connections at once; when full, the longest idle one is closed for a new one")
 	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
 	retention := fs.Duration("retention", 0, "drop day partitions (logs and metrics) older than this, e.g. 720h; 0 keeps everything")
 	var retentionSize byteSize
@@ -117,6 +125,13 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxQuerySamples <= 0 || *maxSeries <= 0 || *maxTails <= 0 || *tailQueue <= 0 || tailBytes <= 0 {
 		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --query-max-samples, --max-series, --max-tails, --tail-queue-records and --tail-queue-bytes must be positive")
+	}
+	if bodyInflight < 2*byteSize(*maxRecv) {
+		// A body at the limit holds up to twice it while its buffer grows.
+		return usagef("server: --max-body-bytes-inflight (%d) must be at least twice --max-request-bytes (%d)", bodyInflight, *maxRecv)
+	}
+	if *readHeaderTimeout <= 0 || *readTimeout <= 0 || *idleTimeout <= 0 || *syslogIdle <= 0 || *syslogMaxConns <= 0 {
+		return usagef("server: --http-read-header-timeout, --http-read-timeout, --http-idle-timeout, --syslog-idle-timeout and --syslog-max-conns must be positive")
 	}
 	if *retention < 0 {
 		return usagef("server: --retention must not be negative")
@@ -200,7 +215,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		SilentAfter: *silentAfter,
 		Backup:      st.Backup,
 		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries, MaxTails: *maxTails,
-			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data}, log),
+			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data, MaxBodyBytesInflight: int64(bodyInflight)}, log),
 	}
 	mo := metrics.DefaultOptions()
 	mo.Timeout, mo.MaxSamples = *queryTimeout, *maxQuerySamples
@@ -276,6 +291,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so2.UI = web.Handler()
 	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg
 	so2.Auth, so2.TLS = auth, tlsCfg
+	so2.ReadHeaderTimeout, so2.BodyReadTimeout, so2.IdleTimeout = *readHeaderTimeout, *readTimeout, *idleTimeout
 	so2.Registerer = reg
 	srv, err := server.New(core, so2, log)
 	if err != nil {
@@ -303,7 +319,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer stopSyslog()
 	if *syslogAddr != "" {
 		slo := server.DefaultSyslogOptions()
-		slo.Addr = *syslogAddr
+		slo.Addr, slo.IdleTimeout, slo.MaxConns = *syslogAddr, *syslogIdle, *syslogMaxConns
 		sl, err := server.ListenSyslog(core.Ingest, slo, log, reg)
 		if err != nil {
 			closeAll()
