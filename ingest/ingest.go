@@ -211,6 +211,16 @@ func setAttr(as []model.Attr, key, value string) []model.Attr {
 	return slices.Insert(as, i, model.Attr{Key: key, Value: value})
 }
 
+// aheadBy renders ms milliseconds (positive) for a refusal: in whole days
+// from two days on (a time.Duration overflows past ~292 years and would
+// print a negative number), else as a duration.
+func aheadBy(ms int64) string {
+	if ms >= 2*24*3600*1000 {
+		return fmt.Sprintf("%dd", ms/(24*3600*1000))
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
+}
+
 // human renders a duration in days when it is a whole number of them.
 func human(d time.Duration) string {
 	if day := 24 * time.Hour; d >= day && d%day == 0 {
