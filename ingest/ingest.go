@@ -111,6 +111,15 @@ func New(sink Sink, opts Options, log *slog.Logger, reg prometheus.Registerer) *
 	return in
 }
 
+type senderKey struct{}
+
+// WithSender returns ctx carrying the name of the token a request came with.
+// Ingest stamps it on batches (model.Batch.Sender): the store keeps an agent
+// id with the sender that first used it.
+func WithSender(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, senderKey{}, name)
+}
+
 // Ingest validates and normalises b in place, then appends it. A batch with
 // any invalid record is refused whole, with an error naming the record.
 func (in *Ingester) Ingest(ctx context.Context, b *model.Batch) (model.AppendResult, error) {
@@ -118,6 +127,7 @@ func (in *Ingester) Ingest(ctx context.Context, b *model.Batch) (model.AppendRes
 		in.rejected.Inc()
 		return model.AppendResult{}, err
 	}
+	b.Sender, _ = ctx.Value(senderKey{}).(string)
 	res, err := in.sink.Append(ctx, *b)
 	if err != nil {
 		return res, err
