@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
@@ -133,4 +135,144 @@ func TestSeqPoisoningRefused(t *testing.T) {
 	if len(r.Records) != 100 {
 		t.Fatalf("%d victim records, want 100", len(r.Records))
 	}
+}
+
+// Issue 13, item 3 (streams): 50,000 distinct hosts against
+// --max-streams-per-day 2000. Before the fix every host opened a stream and
+// the server's memory grew with them; now the batches that would open
+// streams over the limit are refused whole with ResourceExhausted naming
+// the flag, streams already known keep working, /metrics shows the gauges,
+// and the server's peak RSS stays bounded. /v1/hosts then walks page by
+// page, every host exactly once; start=0 (item 13) is the epoch, not now.
+func TestStreamLimitAndHostPages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	const limit, hosts, perBatch = 2000, 50000, 1000
+	s := startServer(t, t.TempDir(), "--max-streams-per-day", fmt.Sprint(limit))
+	cc := s.dial(t)
+	rss0 := procStatusKB(s.pid(), "VmRSS")
+	t0 := time.Now().Add(-time.Minute)
+	batch := func(from, n int) *shiplogv1.PushRequest {
+		req := &shiplogv1.PushRequest{Defaults: &shiplogv1.Record{Service: "fleet", Level: "info"}}
+		for i := from; i < from+n; i++ {
+			req.Records = append(req.Records, &shiplogv1.Record{Host: fmt.Sprintf("h%05d", i), Message: "hello from a new host",
+				Time: timestamppb.New(t0.Add(time.Duration(i) * time.Microsecond))})
+		}
+		return req
+	}
+	var (
+		mu                sync.Mutex
+		accepted, refused int
+		acceptedFrom      []int
+		otherErrs         []error
+	)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for from := range work {
+				_, err := writeBatch(cc, batch(from, perBatch))
+				mu.Lock()
+				switch {
+				case err == nil:
+					accepted++
+					acceptedFrom = append(acceptedFrom, from)
+				case status.Code(err) == codes.ResourceExhausted && strings.Contains(status.Convert(err).Message(), "--max-streams-per-day"):
+					refused++
+				default:
+					otherErrs = append(otherErrs, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for from := 0; from < hosts; from += perBatch {
+		work <- from
+	}
+	close(work)
+	wg.Wait()
+	hwm := procStatusKB(s.pid(), "VmHWM")
+	t.Logf("%d distinct hosts, limit %d: %d batches accepted, %d refused; RSS %d MiB at start, peak %d MiB",
+		hosts, limit, accepted, refused, rss0>>10, hwm>>10)
+	if len(otherErrs) > 0 || accepted != limit/perBatch || refused != hosts/perBatch-accepted {
+		t.Fatalf("accepted %d, refused %d, other errors %v; want %d accepted, the rest refused naming the flag",
+			accepted, refused, otherErrs, limit/perBatch)
+	}
+	// Streams already known keep working, a new one is still refused.
+	if _, err := writeBatch(cc, batch(acceptedFrom[0], perBatch)); err != nil {
+		t.Fatalf("known streams: %v", err)
+	}
+	if _, err := writeBatch(cc, batch(hosts, 1)); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("one new stream over the limit: %v", err)
+	}
+	if hwm > 256<<10 {
+		t.Fatalf("peak RSS %d MiB: memory grows with refused streams", hwm>>10)
+	}
+	_, m := s.getJSON(t, "/metrics", nil, nil)
+	for _, want := range []string{fmt.Sprintf("shiplog_store_new_streams_today %d", limit), fmt.Sprintf("shiplog_store_streams_limit %d", limit),
+		fmt.Sprintf("shiplog_store_streams_refused_batches_total %d", refused+1), "shiplog_store_active_streams "} {
+		if !strings.Contains(m, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+
+	// Every host once, a page at a time.
+	seen := map[string]int{}
+	p := url.Values{"limit": {"300"}, "service": {"fleet"}}
+	for pages := 0; ; pages++ {
+		if pages > 100 {
+			t.Fatal("paging does not end")
+		}
+		var r struct {
+			Hosts []struct {
+				Host, State string
+			}
+			NextCursor string `json:"next_cursor"`
+			Total      int    `json:"total"`
+		}
+		if code, body := s.getJSON(t, "/v1/hosts", p, &r); code != 200 || r.Total != limit || len(r.Hosts) > 300 {
+			t.Fatalf("hosts page %d: %d, total %d, %d hosts\n%.300s", pages, code, r.Total, len(r.Hosts), body)
+		}
+		for _, h := range r.Hosts {
+			seen[h.Host]++
+		}
+		if r.NextCursor == "" {
+			break
+		}
+		p.Set("cursor", r.NextCursor)
+	}
+	if len(seen) != limit {
+		t.Fatalf("%d hosts walked, want %d", len(seen), limit)
+	}
+	for h, n := range seen {
+		if n != 1 {
+			t.Fatalf("host %s on %d pages", h, n)
+		}
+	}
+	for _, bad := range []url.Values{{"limit": {"20000"}}, {"cursor": {"not-a-cursor"}}, {"state": {"zombie"}}} {
+		if code, _ := s.getJSON(t, "/v1/hosts", bad, nil); code != 400 {
+			t.Fatalf("/v1/hosts?%s: %d, want 400", bad.Encode(), code)
+		}
+	}
+	var none struct{ Total int }
+	if s.getJSON(t, "/v1/hosts", url.Values{"service": {"fleet"}, "state": {"closed"}}, &none); none.Total != 0 {
+		t.Fatalf("closed fleet hosts: %d", none.Total)
+	}
+
+	// Item 13: start=0 is the Unix epoch (it was "now", which hid every line).
+	var r searchResp
+	host := fmt.Sprintf("h%05d", acceptedFrom[0])
+	if code, body := s.getJSON(t, "/v1/logs:search", url.Values{"q": {"host:" + host}, "start": {"0"}}, &r); code != 200 || len(r.Records) != 2 {
+		t.Fatalf("start=0: %d, %d records (want the host's 2)\n%.300s", code, len(r.Records), body)
+	}
+}
+
+// writeBatch sends one batch with Write, without a token.
+func writeBatch(cc *grpc.ClientConn, req *shiplogv1.PushRequest) (*shiplogv1.PushResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return shiplogv1.NewIngestServiceClient(cc).Write(ctx, req)
 }
