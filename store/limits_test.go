@@ -120,6 +120,13 @@ func TestAgentSenderAndSeqWindow(t *testing.T) {
 	if _, err := send("a2", "", 2); err != nil {
 		t.Fatal(err)
 	}
+	// An agent first seen without auth is bound by the first token it uses.
+	if _, err := send("a2", "late", 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send("a2", "other", 4); !errors.Is(err, ErrAgentBound) {
+		t.Fatalf("a2 after its binding: err %v, want ErrAgentBound", err)
+	}
 	// A spool wiped: the agent restarts at 1, answered as duplicates with the
 	// server's position, as before.
 	res, err := send("a1", "ci", 1, 2)

@@ -549,6 +549,9 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		next.Gaps += gaps
 		next.Dropped = max(next.Dropped, b.Dropped)
 		next.LastSeen = now
+		if next.Sender == "" {
+			next.Sender = b.Sender // an agent seen without auth, or before ids were bound
+		}
 		next.Closed = b.Closing
 		if b.Closing {
 			next.ClosedAt = now
