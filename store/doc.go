@@ -134,7 +134,8 @@
 // # Locking
 //
 // Store.mu guards heads, sealing, nextLine, agents, chunks, days, streams,
-// unindexed, walFloor and the WAL file. Sealed ChunkMeta values are immutable
+// unindexed, walFloor, the count of new streams a day (newDay, newStreams)
+// and the WAL file. Sealed ChunkMeta values are immutable
 // once published. A head's columns are appended under mu; readers take a
 // snapshot (slices cut to the current length) under mu and read it without it,
 // since appends only write past that length.

@@ -156,8 +156,9 @@ type Store struct {
 	runs       map[string][]model.Run
 	// newDay is the UTC day (by the clock) newStreams counts the streams
 	// first seen on, against Options.MaxStreamsPerDay.
-	newDay     uint32
-	newStreams int
+	newDay      uint32
+	newStreams  int
+	limitWarned uint32 // the day the limit was last logged as reached
 	// floor: every day below it was dropped by retention; dayDroppers drop
 	// the other parts of a day (metrics).
 	floor       uint32
@@ -694,6 +695,11 @@ func (s *Store) checkNewStreams(groups []*group, now int64) (int, error) {
 	}
 	if s.newStreams+len(fresh) <= limit {
 		return len(fresh), nil
+	}
+	if s.limitWarned != s.newDay {
+		s.limitWarned = s.newDay
+		s.log.Warn("store: the limit of new streams a day is reached: batches opening new streams are refused until 00:00 UTC; known streams go on",
+			"limit", limit, "flag", "--max-streams-per-day")
 	}
 	var first *group
 	for _, g := range groups {

@@ -222,9 +222,6 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// owners; metrics and the node's own state stay in the local store.
 		ccfg.Dir = filepath.Join(*data, "cluster")
 		ccfg.Store, ccfg.StreamMaxAge = so, *retention
-		// A partition's owner applies batches the replicated log has acked
-		// already: it must not refuse any, or the partition would stall.
-		ccfg.Store.MaxStreamsPerDay, ccfg.Store.MaxSeqJump = 0, 0
 		// --retention-size bounds the whole node; each partition store gets a share.
 		ccfg.Store.RetentionBytes = so.RetentionBytes / int64(ccfg.Partitions)
 		ccfg.Log, ccfg.Registerer, ccfg.Hub = log, reg, hub
