@@ -58,8 +58,11 @@ export default function hosts(main, ctx) {
   box.addEventListener('input', debounce(() => { filter = box.value.trim(); draw(); }, 120));
   sel.addEventListener('change', () => { st = sel.value; draw(); });
 
-  // load reads up to n more hosts, a page at a time.
+  // load reads up to n more hosts, a page at a time (one load at a time).
+  let busy = false;
   const load = async (n) => {
+    if (busy) return;
+    busy = true;
     try {
       for (let got = 0; got < n; ) {
         const r = await api('/v1/hosts', { limit: PAGE, cursor: next }, ac.signal);
@@ -75,6 +78,8 @@ export default function hosts(main, ctx) {
       draw();
     } catch (e) {
       if (e.name !== 'AbortError') body.replaceChildren(errorBox(e));
+    } finally {
+      busy = false;
     }
   };
   load(MAX_HOSTS);
