@@ -25,8 +25,8 @@ import (
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
-// getAuthJSON GETs path with a bearer token and decodes a 200 answer into v.
-func (s *server) getAuthJSON(t testing.TB, tok, path string, params url.Values, v any) (int, string) {
+// streamsGetJSONAs GETs path with a bearer token and decodes a 200 answer into v.
+func (s *server) streamsGetJSONAs(t testing.TB, tok, path string, params url.Values, v any) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+s.httpAddr+path+"?"+params.Encode(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -44,8 +44,8 @@ func (s *server) getAuthJSON(t testing.TB, tok, path string, params url.Values, 
 	return resp.StatusCode, string(body)
 }
 
-// writeAs sends one batch with Write under tok.
-func writeAs(cc *grpc.ClientConn, tok, agent string, recs ...*shiplogv1.Record) (*shiplogv1.PushResponse, error) {
+// streamsWriteAs sends one batch with Write under tok.
+func streamsWriteAs(cc *grpc.ClientConn, tok, agent string, recs ...*shiplogv1.Record) (*shiplogv1.PushResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if tok != "" {
@@ -96,16 +96,16 @@ func TestSeqPoisoningRefused(t *testing.T) {
 
 	cc := s.dial(t)
 	poison := &shiplogv1.Record{Message: "poison", Seq: math.MaxUint64}
-	_, err = writeAs(cc, evilTok, victim, poison)
+	_, err = streamsWriteAs(cc, evilTok, victim, poison)
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), `"fleet"`) {
 		t.Fatalf("another token under the victim's id: %v; want PermissionDenied naming the owner", err)
 	}
 	// Under an id of its own, the jump to 2^64-1 is refused too.
-	_, err = writeAs(cc, evilTok, "evil-agent", poison)
+	_, err = streamsWriteAs(cc, evilTok, "evil-agent", poison)
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "window") {
 		t.Fatalf("seq 2^64-1 for a new agent: %v; want InvalidArgument naming the window", err)
 	}
-	if r, err := writeAs(cc, evilTok, "evil-agent", &shiplogv1.Record{Message: "evil 1", Seq: 1}); err != nil || r.Accepted != 1 {
+	if r, err := streamsWriteAs(cc, evilTok, "evil-agent", &shiplogv1.Record{Message: "evil 1", Seq: 1}); err != nil || r.Accepted != 1 {
 		t.Fatalf("a normal first batch of the other token: %v %v", r, err)
 	}
 
@@ -113,13 +113,13 @@ func TestSeqPoisoningRefused(t *testing.T) {
 	s.stop()
 	s.restart()
 	cc = s.dial(t)
-	if _, err = writeAs(cc, evilTok, victim, poison); status.Code(err) != codes.PermissionDenied {
+	if _, err = streamsWriteAs(cc, evilTok, victim, poison); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("after a restart: %v; want PermissionDenied", err)
 	}
 	ship(50, 50)
 
 	var r searchResp
-	code, body := s.getAuthJSON(t, readTok, "/v1/logs:search", url.Values{"q": {"host:victim"}, "limit": {"1000"}}, &r)
+	code, body := s.streamsGetJSONAs(t, readTok, "/v1/logs:search", url.Values{"q": {"host:victim"}, "limit": {"1000"}}, &r)
 	if code != 200 {
 		t.Fatalf("search: %d %s", code, body)
 	}
@@ -174,7 +174,7 @@ func TestStreamLimitAndHostPages(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for from := range work {
-				_, err := writeBatch(cc, batch(from, perBatch))
+				_, err := streamsWrite(cc, batch(from, perBatch))
 				mu.Lock()
 				switch {
 				case err == nil:
@@ -202,10 +202,10 @@ func TestStreamLimitAndHostPages(t *testing.T) {
 			accepted, refused, otherErrs, limit/perBatch)
 	}
 	// Streams already known keep working, a new one is still refused.
-	if _, err := writeBatch(cc, batch(acceptedFrom[0], perBatch)); err != nil {
+	if _, err := streamsWrite(cc, batch(acceptedFrom[0], perBatch)); err != nil {
 		t.Fatalf("known streams: %v", err)
 	}
-	if _, err := writeBatch(cc, batch(hosts, 1)); status.Code(err) != codes.ResourceExhausted {
+	if _, err := streamsWrite(cc, batch(hosts, 1)); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("one new stream over the limit: %v", err)
 	}
 	if hwm > 256<<10 {
@@ -270,8 +270,8 @@ func TestStreamLimitAndHostPages(t *testing.T) {
 	}
 }
 
-// writeBatch sends one batch with Write, without a token.
-func writeBatch(cc *grpc.ClientConn, req *shiplogv1.PushRequest) (*shiplogv1.PushResponse, error) {
+// streamsWrite sends one batch with Write, without a token.
+func streamsWrite(cc *grpc.ClientConn, req *shiplogv1.PushRequest) (*shiplogv1.PushResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return shiplogv1.NewIngestServiceClient(cc).Write(ctx, req)
@@ -292,7 +292,7 @@ func TestUIHostPages(t *testing.T) {
 		for i := from; i < min(from+1000, n); i++ {
 			req.Records = append(req.Records, &shiplogv1.Record{Host: fmt.Sprintf("h%05d", i), Message: "up"})
 		}
-		if _, err := writeBatch(cc, req); err != nil {
+		if _, err := streamsWrite(cc, req); err != nil {
 			t.Fatal(err)
 		}
 	}
