@@ -40,6 +40,16 @@ var errorTable = []struct {
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }
 
+// refusesRecords reports whether err refuses records of a batch for what
+// they are, so that the ingest routes without agent seq numbers (JSON lines,
+// OTLP, Loki, Elasticsearch bulk) split the batch down to the records at
+// fault and store the others: invalid records, and records of new streams
+// over --max-streams-per-day (a retry of the whole request would store
+// again what it had stored, and the new streams stay refused until 00:00 UTC).
+func refusesRecords(err error) bool {
+	return errors.Is(err, ingest.ErrInvalid) || errors.Is(err, store.ErrStreamLimit)
+}
+
 // errInvalid marks request errors found by the handlers themselves.
 var errInvalid = errors.New("invalid request")
 
