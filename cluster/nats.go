@@ -3,11 +3,13 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,10 +70,25 @@ func (l natsLogger) Errorf(f string, v ...any) {
 		l.log.Debug("nats: " + msg)
 		return
 	}
+	if strings.Contains(msg, " - rid:") && strings.Contains(msg, "authentication error") {
+		l.log.Warn("cluster: refused a route without the cluster's secret (an outsider, or a node with another --cluster-secret-file)", "nats", msg)
+		return
+	}
 	l.log.Warn("nats: " + msg)
 }
 func (l natsLogger) Debugf(f string, v ...any) {}
 func (l natsLogger) Tracef(f string, v ...any) {}
+
+// routeUser is the user name routes present with the cluster secret.
+const routeUser = "shiplog"
+
+// routePassword is the route password derived from the cluster secret: hex,
+// so that any secret is safe in a URL and never taken for one of the
+// bcrypt hashes ("$2a$...") nats-server accepts as passwords.
+func routePassword(secret string) string {
+	h := sha256.Sum256([]byte("shiplog cluster route\x00" + secret))
+	return hex.EncodeToString(h[:])
+}
 
 func randomToken() string {
 	var b [24]byte
@@ -90,15 +107,24 @@ func startNATS(cfg *Config) (*natsserver.Server, *nats.Conn, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster listen %q: bad port", cfg.Listen)
 	}
-	var routes []string
+	// Each route URL carries the secret: nats-server sends a URL's user
+	// and password in the route's CONNECT (and those of ClusterOpts on the
+	// routes it learns from its peers).
+	var routes []*url.URL
 	for _, p := range cfg.Peers {
-		routes = append(routes, "nats://"+p)
+		u := &url.URL{Scheme: "nats", Host: p}
+		if cfg.Secret != "" {
+			u.User = url.UserPassword(routeUser, routePassword(cfg.Secret))
+		}
+		routes = append(routes, u)
 	}
 	opts := &natsserver.Options{
 		ServerName: cfg.Node,
-		// Routing only starts once a client listener is up, so there is
-		// one: loopback, a random port, a random token. The node itself
-		// connects in process.
+		// Routing only starts once a client listener is up (nats-server
+		// 2.15 starts routes after its client accept loop, which
+		// DontListen skips), so there is one: loopback only, a random
+		// port, a random 192-bit token nobody outside this process knows.
+		// The node itself connects in process.
 		Host:          "127.0.0.1",
 		Port:          natsserver.RANDOM_PORT,
 		Authorization: randomToken(),
@@ -115,7 +141,18 @@ func startNATS(cfg *Config) (*natsserver.Server, *nats.Conn, error) {
 		// With no peer, JetStream runs standalone (one replica): nats-server
 		// refuses a cluster of one.
 		opts.Cluster = natsserver.ClusterOpts{Name: clusterName, Host: host, Port: port}
-		opts.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
+		opts.Routes = routes
+		if cfg.Secret != "" {
+			// An incoming route whose CONNECT lacks these is closed with
+			// "Authorization Violation" before it sees or sends anything.
+			opts.Cluster.Username, opts.Cluster.Password = routeUser, routePassword(cfg.Secret)
+		}
+		if cfg.RouteTLS != nil {
+			// TLS before anything else, both ways; a peer without a
+			// certificate signed by the CA fails the handshake.
+			opts.Cluster.TLSConfig = cfg.RouteTLS.Clone()
+			opts.Cluster.TLSTimeout = 5
+		}
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {

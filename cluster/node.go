@@ -8,6 +8,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,13 @@ type Config struct {
 	// OnAlertLease, when set, makes this node compete for the alert lease and
 	// is called when it gains (true) or loses (false) it.
 	OnAlertLease func(held bool)
+	// Secret, when set, authenticates routes: a peer must present it (as
+	// the route password) to join, and this node presents it to its peers.
+	Secret string
+	// RouteTLS, when set, makes routes speak TLS with it both ways: it holds
+	// this node's certificate, the CA to verify peers against (RootCAs and
+	// ClientCAs) and ClientAuth RequireAndVerifyClientCert.
+	RouteTLS *tls.Config
 }
 
 func (c *Config) defaults() error {

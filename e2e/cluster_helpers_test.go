@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ type clusterNode struct {
 	*server
 	name   string
 	listen string
+	secret string // the cluster secret it was started with ("" none)
 }
 
 // clusterHTTP is the client of the cluster tests: JetStream calls behind
@@ -36,14 +38,26 @@ type clusterNode struct {
 var clusterHTTP = &http.Client{Timeout: 30 * time.Second}
 
 // startCluster starts n nodes of one cluster (lease TTL 3s, 16 partitions)
-// with extra flags each, and waits until every one answers /readyz.
+// with extra flags each, and waits until every one answers /readyz. Unless
+// extra sets --cluster-secret-file or --cluster-tls-cert, the nodes share a
+// random secret (--cluster-secret-file), so every cluster test runs with
+// authenticated routes.
 func startCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	t.Helper()
 	root := t.TempDir()
+	var secret string
+	if !slices.Contains(extra, "--cluster-secret-file") && !slices.Contains(extra, "--cluster-tls-cert") {
+		secret = rand.Text()
+		file := filepath.Join(root, "cluster-secret")
+		if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra = append([]string{"--cluster-secret-file", file}, extra...)
+	}
 	nodes := make([]*clusterNode, n)
 	var listens []string
 	for i := range nodes {
-		nd := &clusterNode{name: fmt.Sprintf("n%d", i+1), listen: freePort(t)}
+		nd := &clusterNode{name: fmt.Sprintf("n%d", i+1), listen: freePort(t), secret: secret}
 		nd.server = &server{t: t, dir: filepath.Join(root, nd.name), httpAddr: freePort(t), grpcAddr: freePort(t)}
 		listens = append(listens, nd.listen)
 		nodes[i] = nd

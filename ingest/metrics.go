@@ -107,7 +107,7 @@ func (mi *MetricsIngester) Ingest(ctx context.Context, series []model.Series) (m
 		return res, err
 	}
 	mi.requests.Inc()
-	mi.samples.Add(float64(res.Accepted + res.Duplicates + res.OutOfWindow))
+	mi.samples.Add(float64(res.Accepted + res.Duplicates + res.OutOfWindow + res.OverSeriesLimit))
 	return res, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/annotations"
@@ -31,8 +32,8 @@ var ErrLimit = errors.New("query over a limit")
 type Options struct {
 	MaxSeries      int           // series one selector may select
 	MaxSamplesRead int           // stored samples one selector may read
-	MaxSamples     int           // samples the engine may hold at once (promql.EngineOpts.MaxSamples)
-	MaxPoints      int           // points per series of a range query (start, end and step)
+	MaxSamples     int           // samples the engine may hold at once (promql.EngineOpts.MaxSamples), and the estimated points a query may evaluate (Engine)
+	MaxPoints      int           // steps of a range query (start, end and step)
 	Timeout        time.Duration // per query
 	LookbackDelta  time.Duration // how far back an instant selector looks for a sample
 }
@@ -71,14 +72,17 @@ func (o *Options) fill() {
 	}
 }
 
-// NewEngine returns a PromQL engine with opts' limits. reg (nil: none) gets
-// the engine's prometheus_engine_* metrics.
-func NewEngine(opts Options, log *slog.Logger, reg prometheus.Registerer) *promql.Engine {
+// NewEngine returns a PromQL engine with opts' limits, behind the guard that
+// refuses a query over them before evaluating it. reg (nil: none) gets the
+// engine's prometheus_engine_* metrics.
+func NewEngine(opts Options, log *slog.Logger, reg prometheus.Registerer) *Engine {
 	opts.fill()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return promql.NewEngine(promql.EngineOpts{
+	p := parser.NewParser(parser.Options{})
+	return &Engine{opts: opts, parser: p, Engine: promql.NewEngine(promql.EngineOpts{
+		Parser:               p,
 		Logger:               log,
 		Reg:                  reg,
 		MaxSamples:           opts.MaxSamples,
@@ -88,8 +92,8 @@ func NewEngine(opts Options, log *slog.Logger, reg prometheus.Registerer) *promq
 		EnableNegativeOffset: true,
 		// A subquery without a step evaluates every minute, as Prometheus
 		// does with its default evaluation interval.
-		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
-	})
+		NoStepSubqueryIntervalFn: func(int64) int64 { return subqueryDefaultStep.Milliseconds() },
+	})}
 }
 
 // Source is what Queryable reads: the store.

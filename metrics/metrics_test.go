@@ -45,7 +45,7 @@ func appendAll(t testing.TB, st *store.Store, ss ...model.Series) {
 	}
 }
 
-func instant(t testing.TB, e *promql.Engine, q storage.Queryable, expr string, ts time.Time) promql.Vector {
+func instant(t testing.TB, e *Engine, q storage.Queryable, expr string, ts time.Time) promql.Vector {
 	t.Helper()
 	qry, err := e.NewInstantQuery(context.Background(), q, nil, expr, ts)
 	if err != nil {

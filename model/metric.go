@@ -66,4 +66,10 @@ type MetricsResult struct {
 	Accepted    int // samples stored
 	Duplicates  int // samples whose series already had a sample at that time (dropped)
 	OutOfWindow int // samples older than the out-of-order window (dropped)
+	// OverSeriesLimit samples of NewSeriesRefused new series were refused
+	// (dropped): the metric store held MaxSeries series. The samples of
+	// existing series were stored.
+	OverSeriesLimit  int
+	NewSeriesRefused int
+	MaxSeries        int
 }

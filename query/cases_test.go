@@ -132,9 +132,13 @@ func runCase(t *testing.T, e *query.Engine, c queryCase, byseq map[uint64]model.
 	}
 
 	// Live tail matches one record at a time: it must agree with search.
+	m := q.Matcher() // reused across records, as a tail does
 	for seq, r := range byseq {
 		if got := q.MatchRecord(&r); got != slices.Contains(c.want, seq) {
 			t.Errorf("MatchRecord(seq %d) = %v", seq, got)
+		}
+		if got := m.Match(&r); got != slices.Contains(c.want, seq) {
+			t.Errorf("Matcher().Match(seq %d) = %v", seq, got)
 		}
 	}
 

@@ -209,6 +209,7 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
 	}
 
+	done := ctx.Done()
 	h := &hitHeap{asc: p.Asc}
 	// worstKept is read between chunk batches only; scanning happens in
 	// parallel batches of Workers chunks.
@@ -259,8 +260,15 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 				if full() && !better(pos, h.h[0].pos, p.Asc) {
 					continue
 				}
-				if !all && !q.root.match(l, j) {
-					continue
+				if !all {
+					// A pattern can cost milliseconds a line: look at the
+					// context before each line matched.
+					if err := stopped(ctx, done); err != nil {
+						return nil, err
+					}
+					if !q.root.match(l, j) {
+						continue
+					}
 				}
 				if full() {
 					heap.Pop(h)
@@ -397,6 +405,7 @@ func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr 
 	if !r.All && q.text {
 		marks = candidateLines(l, q.need)
 	}
+	done := ctx.Done()
 	for j := 0; j < l.Len(); j++ {
 		if marks != nil && !marks[j] {
 			continue
@@ -405,11 +414,29 @@ func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr 
 		if !tr.Contains(t) {
 			continue
 		}
-		if r.All || q.root.match(l, j) {
+		if r.All {
+			counts[(t-first)/st]++
+			continue
+		}
+		if err := stopped(ctx, done); err != nil {
+			return err
+		}
+		if q.root.match(l, j) {
 			counts[(t-first)/st]++
 		}
 	}
 	return nil
+}
+
+// stopped is ctx's error once done is closed: a check cheap enough for every
+// line of a scan (no lock, unlike ctx.Err).
+func stopped(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return ctx.Err()
+	default:
+		return nil
+	}
 }
 
 func floorDiv(a, b int64) int64 {
@@ -532,4 +559,29 @@ func (q *Query) MatchRecord(r *model.Record) bool {
 		Traces: []string{r.TraceID}, Spans: []string{r.SpanID}, Attrs: [][]model.Attr{r.Attrs}, Seqs: []uint64{r.Seq},
 	}
 	return q.root.match(l, 0)
+}
+
+// RecordMatcher matches records one at a time against a query, reusing its
+// buffers (MatchRecord builds a chunk view for every record). Not for
+// concurrent use.
+type RecordMatcher struct {
+	q    *Query
+	meta store.ChunkMeta
+	l    store.Lines
+}
+
+// Matcher returns a RecordMatcher for q.
+func (q *Query) Matcher() *RecordMatcher {
+	m := &RecordMatcher{q: q}
+	m.l = store.Lines{Meta: &m.meta, Times: make([]int64, 1), Levels: make([]model.Level, 1), Msgs: make([]string, 1),
+		Traces: make([]string, 1), Spans: make([]string, 1), Attrs: make([][]model.Attr, 1), Seqs: make([]uint64, 1)}
+	return m
+}
+
+// Match reports whether r matches the query.
+func (m *RecordMatcher) Match(r *model.Record) bool {
+	m.meta = store.ChunkMeta{Labels: r.Labels, Stream: r.ID.Stream, Day: r.ID.Day, FirstLine: r.ID.Line, Count: 1}
+	l := &m.l
+	l.Times[0], l.Levels[0], l.Msgs[0], l.Traces[0], l.Spans[0], l.Attrs[0], l.Seqs[0] = r.Time, r.Level, r.Message, r.TraceID, r.SpanID, r.Attrs, r.Seq
+	return m.q.root.match(l, 0)
 }

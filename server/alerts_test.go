@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shiplog/shiplog/alert"
+	"github.com/shiplog/shiplog/metrics"
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
 	"github.com/shiplog/shiplog/store"
@@ -330,4 +332,20 @@ func post(t testing.TB, u string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestAlertPromQueryGuard: a rule's PromQL goes through the same guard as
+// the Prometheus API, so a rule cannot run the server out of memory either.
+func TestAlertPromQueryGuard(t *testing.T) {
+	st := openAlertStore(t, t.TempDir())
+	defer st.Close()
+	qf := AlertPromQuery(&Metrics{Engine: metrics.NewEngine(metrics.DefaultOptions(), nil, nil), Queryable: metrics.NewQueryable(st, metrics.DefaultOptions())})
+	_, err := qf(context.Background(), `max_over_time(vector(1)[10000d:1ms]) > 0`, time.Now())
+	if !errors.Is(err, metrics.ErrLimit) {
+		t.Fatalf("hostile rule: %v, want metrics.ErrLimit", err)
+	}
+	got, err := qf(context.Background(), `max_over_time(vector(1)[1h:1m]) > 0`, time.Now())
+	if err != nil || len(got) != 1 || got[0].Value != 1 {
+		t.Fatalf("everyday rule: %v %v", got, err)
+	}
 }

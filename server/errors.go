@@ -32,6 +32,7 @@ var errorTable = []struct {
 	{store.ErrStreamLimit, codes.ResourceExhausted},
 	{store.ErrAgentBound, codes.PermissionDenied},
 	{store.ErrSeqJump, codes.InvalidArgument},
+	{errSeriesLimit, codes.ResourceExhausted},
 	{alert.ErrInvalidRules, codes.FailedPrecondition},
 	{alert.ErrBadRequest, codes.InvalidArgument},
 	{errNoAlerting, codes.Unimplemented},

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 type Limits struct {
 	QueryTimeout         time.Duration // per query
 	MaxConcurrentQueries int           // more wait, up to QueryTimeout
+	MaxTails             int           // live tails open at once; more get ResourceExhausted
 	MaxInflightBatches   int           // batches being stored at once; more get ResourceExhausted
 	MinFreeDisk          uint64        // below this many free bytes in DataDir, ingest is refused
 	DataDir              string
@@ -25,13 +27,14 @@ type Limits struct {
 
 // DefaultLimits returns the server's defaults.
 func DefaultLimits() Limits {
-	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxInflightBatches: 64, MinFreeDisk: 256 << 20}
+	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxTails: 256, MaxInflightBatches: 64, MinFreeDisk: 256 << 20}
 }
 
 // Limiter enforces Limits.
 type Limiter struct {
 	l       Limits
 	queries chan struct{}
+	tails   chan struct{}
 	batches chan struct{}
 	lowDisk atomic.Bool
 	free    atomic.Uint64
@@ -51,7 +54,11 @@ func NewLimiter(ctx context.Context, l Limits, log *slog.Logger) *Limiter {
 	if l.MaxInflightBatches <= 0 {
 		l.MaxInflightBatches = d.MaxInflightBatches
 	}
-	lm := &Limiter{l: l, queries: make(chan struct{}, l.MaxConcurrentQueries), batches: make(chan struct{}, l.MaxInflightBatches), log: log}
+	if l.MaxTails <= 0 {
+		l.MaxTails = d.MaxTails
+	}
+	lm := &Limiter{l: l, queries: make(chan struct{}, l.MaxConcurrentQueries), tails: make(chan struct{}, l.MaxTails),
+		batches: make(chan struct{}, l.MaxInflightBatches), log: log}
 	if l.DataDir != "" && l.MinFreeDisk > 0 {
 		lm.checkDisk(log)
 		go func() {
@@ -125,17 +132,48 @@ func (lm *Limiter) ingest(ctx context.Context) (release func(), err error) {
 	}
 }
 
-// query admits one query with its timeout.
+// errQueryTimeout is the cause of a query context that ran out of its
+// QueryTimeout (rather than being cancelled by the client).
+var errQueryTimeout = errors.New("query timeout")
+
+// query admits one query with its timeout: it waits for a slot (up to the
+// timeout), and the context it returns ends QueryTimeout after the call.
 func (lm *Limiter) query(ctx context.Context) (context.Context, func(), error) {
 	if lm == nil {
 		return ctx, func() {}, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, lm.l.QueryTimeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, lm.l.QueryTimeout, errQueryTimeout)
 	select {
 	case lm.queries <- struct{}{}:
 		return ctx, func() { <-lm.queries; cancel() }, nil
 	case <-ctx.Done():
 		cancel()
+		if !errors.Is(context.Cause(ctx), errQueryTimeout) {
+			return nil, nil, status.FromContextError(ctx.Err()).Err()
+		}
 		return nil, nil, exhausted(fmt.Sprintf("too many concurrent queries (%d): none finished within %s", lm.l.MaxConcurrentQueries, lm.l.QueryTimeout), time.Second)
+	}
+}
+
+// queryError is err as the answer of a query run under ctx from query: when
+// the query ran out of its time limit, DeadlineExceeded in words.
+func (lm *Limiter) queryError(ctx context.Context, err error) error {
+	if err == nil || lm == nil || !errors.Is(context.Cause(ctx), errQueryTimeout) {
+		return err
+	}
+	return status.Errorf(codes.DeadlineExceeded, "the query took longer than its time limit of %s (--query-timeout): narrow it down (time range, labels, a simpler pattern)", lm.l.QueryTimeout)
+}
+
+// tail admits one live tail, without waiting: beyond MaxTails the answer is
+// ResourceExhausted. release must be called when the tail ends.
+func (lm *Limiter) tail() (release func(), err error) {
+	if lm == nil {
+		return func() {}, nil
+	}
+	select {
+	case lm.tails <- struct{}{}:
+		return func() { <-lm.tails }, nil
+	default:
+		return nil, exhausted(fmt.Sprintf("too many live tails (%d, --max-tails): close one or retry later", lm.l.MaxTails), 5*time.Second)
 	}
 }

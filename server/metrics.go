@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
-
-	"github.com/prometheus/prometheus/promql"
 
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/metrics"
@@ -16,7 +16,7 @@ import (
 // write and the Prometheus HTTP API.
 type Metrics struct {
 	Ingest    *ingest.MetricsIngester
-	Engine    *promql.Engine
+	Engine    *metrics.Engine
 	Queryable *metrics.Queryable
 }
 
@@ -108,9 +108,27 @@ func (ins *instruments) storeMetrics(ctx context.Context, core Core, series []mo
 	if err != nil {
 		return res, err
 	}
+	if res.OverSeriesLimit > 0 {
+		return res, seriesLimitError(res)
+	}
 	if res.OutOfWindow > 0 {
 		return res, invalid("%d samples were older than their series' newest by more than the out-of-order window (or than retention) and were dropped; the other %d were stored",
 			res.OutOfWindow, res.Accepted+res.Duplicates)
 	}
 	return res, nil
+}
+
+// errSeriesLimit: a write brought new metric series beyond --max-series;
+// their samples were dropped, the rest stored. gRPC: ResourceExhausted;
+// remote write: 400, so that the sender drops the batch rather than resend
+// it forever (what could be stored is); OTLP: a partial success.
+var errSeriesLimit = errors.New("metric series limit reached")
+
+func seriesLimitError(res model.MetricsResult) error {
+	msg := fmt.Sprintf("%d samples of %d new series were refused: the metric store holds its limit of %d series (--max-series); the %d samples of existing series were stored",
+		res.OverSeriesLimit, res.NewSeriesRefused, res.MaxSeries, res.Accepted+res.Duplicates)
+	if res.OutOfWindow > 0 {
+		msg += fmt.Sprintf(" (%d more were older than the out-of-order window and dropped)", res.OutOfWindow)
+	}
+	return fmt.Errorf("%w: %s", errSeriesLimit, msg)
 }

@@ -73,6 +73,9 @@ func storeSeries(ctx context.Context, mi *ingest.MetricsIngester, series []model
 	case err == nil:
 		res.Accepted += r.Accepted
 		res.Duplicates += r.Duplicates
+		if r.OverSeriesLimit > 0 {
+			res.reject(r.OverSeriesLimit, seriesLimitError(r))
+		}
 		if r.OutOfWindow > 0 {
 			res.reject(r.OutOfWindow, fmt.Errorf("%d samples older than their series' newest by more than the out-of-order window (or than retention)", r.OutOfWindow))
 		}

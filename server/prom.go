@@ -188,7 +188,7 @@ func (a *promAPI) query(ctx context.Context, r *http.Request) ([]byte, []string,
 	m := a.core.Metrics
 	qry, err := m.Engine.NewInstantQuery(ctx, m.Queryable, opts, r.FormValue("query"), ts)
 	if err != nil {
-		return nil, nil, nil, invalidParam("query", err)
+		return nil, nil, nil, newQueryError(ctx, err)
 	}
 	return a.exec(ctx, qry, r)
 }
@@ -226,7 +226,7 @@ func (a *promAPI) queryRange(ctx context.Context, r *http.Request) ([]byte, []st
 	defer cancel()
 	qry, err := m.Engine.NewRangeQuery(ctx, m.Queryable, opts, r.FormValue("query"), start, end, step)
 	if err != nil {
-		return nil, nil, nil, invalidParam("query", err)
+		return nil, nil, nil, newQueryError(ctx, err)
 	}
 	return a.exec(ctx, qry, r)
 }
@@ -256,6 +256,16 @@ func (a *promAPI) exec(ctx context.Context, qry promql.Query, r *http.Request) (
 	}
 	warnings, infos := res.Warnings.AsStrings(r.FormValue("query"), 10, 10)
 	return appendQueryData(nil, v), append(warnings, extra...), infos, nil
+}
+
+// newQueryError maps an error of creating a query: over a limit (the
+// points guard of metrics.Engine) is 422, as for a running query; anything
+// else is a bad query.
+func newQueryError(ctx context.Context, err error) *promError {
+	if errors.Is(err, metrics.ErrLimit) {
+		return execError(ctx, err)
+	}
+	return invalidParam("query", err)
 }
 
 // execError maps an error of a running query to the Prometheus API's.
@@ -443,6 +453,10 @@ func promWriteError(err error) *promError {
 		return &promError{typ: "unavailable", code: http.StatusServiceUnavailable, err: err}
 	case errors.Is(err, metrics.ErrLimit):
 		return &promError{typ: "execution", code: http.StatusUnprocessableEntity, err: err}
+	case errors.Is(err, errSeriesLimit):
+		// Not 429: Prometheus would resend the batch forever, stalling
+		// every series behind it; what could be stored is.
+		return promBadData(err)
 	}
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {

@@ -138,7 +138,6 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		unary = append(unary, opts.Auth.unary())
 		stream = append(stream, opts.Auth.stream())
 	}
-	unary = append(unary, queryLimit(core.Limits))
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
 		grpc.MaxSendMsgSize(opts.MaxRecvBytes),
@@ -152,7 +151,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(gopts...)
 	is := &ingestServer{core: core, log: log, ins: ins}
-	qs := &queryServer{core: core}
+	qs := limitedQueries{s: &queryServer{core: core}, lm: core.Limits}
 	shiplogv1.RegisterIngestServiceServer(s.grpc, is)
 	shiplogv1.RegisterQueryServiceServer(s.grpc, qs)
 	shiplogv1.RegisterAdminServiceServer(s.grpc, &adminServer{core: core})
@@ -214,7 +213,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	registerEcosystem(s.grpc, mux, core, int64(opts.MaxRecvBytes), log) // OTLP, Loki push
 	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes}
 	prom.register(mux)
-	mux.Handle("/v1/", httpQueryLimit(core.Limits, gw))
+	mux.Handle("/v1/", gw) // the query limits apply in limitedQueries, below any HTTP method
 	if opts.UI != nil {
 		mux.Handle("/", opts.UI)
 	} else {

@@ -2,13 +2,14 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shiplog/shiplog/model"
@@ -16,10 +17,12 @@ import (
 	"github.com/shiplog/shiplog/query"
 )
 
-// errTailDropped tells a tail client why it was cut off.
-const errTailDropped = "tail dropped: the client did not keep up with new records (more than 8192 behind)"
+// droppedMessage tells a tail how many records it missed.
+func droppedMessage(n int) string {
+	return fmt.Sprintf("tail fell behind: %d new records were skipped without being matched (they are stored and searchable); the tail goes on", n)
+}
 
-// Tail streams new matching records, batched every 100 ms at most.
+// Tail streams new matching records.
 func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreamingServer[shiplogv1.TailResponse]) error {
 	q, err := query.Parse(req.GetQ())
 	if err != nil {
@@ -27,8 +30,8 @@ func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreami
 	}
 	sub := s.core.Hub.subscribe(q)
 	defer s.core.Hub.unsubscribe(sub)
-	return runTail(stream.Context().Done(), sub, func(recs []model.Record) error {
-		out := &shiplogv1.TailResponse{Records: make([]*shiplogv1.Record, len(recs))}
+	return runTail(stream.Context().Done(), s.core.Hub, sub, func(recs []model.Record, dropped int) error {
+		out := &shiplogv1.TailResponse{Records: make([]*shiplogv1.Record, len(recs)), Dropped: uint64(dropped)}
 		for i := range recs {
 			out.Records[i] = toProto(&recs[i])
 		}
@@ -36,35 +39,152 @@ func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreami
 	})
 }
 
-// runTail delivers a subscriber's records in batches until done, an error, or
-// the subscriber is dropped.
-func runTail(done <-chan struct{}, sub *subscriber, send func([]model.Record) error) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var buf []model.Record
+// tailSendAt is how many matched records are sent at once at most.
+const tailSendAt = 500
+
+// tailOutbox is how many matched records a tail holds for a client that
+// does not read; then matching waits and the tail's queue fills.
+const tailOutbox = 4096
+
+// runTail delivers a subscriber's records until done or an error: send gets
+// either matched records or, when the tail fell behind, the number of records
+// it skipped (in the order they happened). Matching runs on a goroutine of its
+// own, ahead of sending by up to tailOutbox matched records, so a client
+// that reads in bursts loses nothing.
+func runTail(done <-chan struct{}, h *Hub, sub *subscriber, send func(recs []model.Record, dropped int) error) error {
+	stop, matching := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-matching }()
+	ob := &outbox{max: tailOutbox, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	go func() { defer close(matching); h.matchLoop(stop, done, sub, ob) }()
 	for {
 		select {
 		case <-done:
 			return nil
-		case <-sub.dropped:
-			return status.Error(codes.ResourceExhausted, errTailDropped)
-		case r := <-sub.ch:
-			buf = append(buf, r)
-			if len(buf) < 500 {
-				continue
-			}
-		case <-tick.C:
+		case <-ob.ready:
 		}
-		if len(buf) > 0 {
-			if err := send(buf); err != nil {
+		for _, it := range ob.take() {
+			if err := send(it.recs, it.dropped); err != nil {
 				return err
 			}
-			buf = buf[:0]
 		}
 	}
 }
 
+// matchLoop matches what the hub queues for sub into ob until stop or done.
+// While ob is full it waits, and the hub skips batches for the tail.
+func (h *Hub) matchLoop(stop, done <-chan struct{}, sub *subscriber, ob *outbox) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-done:
+			return
+		case <-sub.wake:
+		}
+		for {
+			it, ok := sub.next()
+			if it.skipped > 0 && !ob.put(stop, nil, it.skipped) {
+				if ok {
+					h.release(it.b)
+				}
+				return
+			}
+			if !ok {
+				break
+			}
+			if !h.matchItem(stop, sub, it.b, ob) {
+				return
+			}
+		}
+	}
+}
+
+// matchItem matches one queued batch into ob; false when stop came first.
+func (h *Hub) matchItem(stop <-chan struct{}, sub *subscriber, b *tailBatch, ob *outbox) bool {
+	defer h.release(b)
+	for rest := b.recs; len(rest) > 0; {
+		n := min(len(rest), tailSendAt)
+		matched, alive := h.matchInto(stop, sub.m, rest[:n], nil)
+		if !alive {
+			return false
+		}
+		rest = rest[n:]
+		if len(matched) > 0 && !ob.put(stop, matched, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// tailOut is what a tail sends next: matched records, or how many records it
+// skipped.
+type tailOut struct {
+	recs    []model.Record
+	dropped int
+}
+
+// outbox holds a tail's matched records between its matcher and its sender.
+type outbox struct {
+	max   int
+	ready chan struct{} // something to send; capacity 1
+	space chan struct{} // the sender took everything; capacity 1
+
+	mu    sync.Mutex // guards items and n
+	items []tailOut
+	n     int // matched records in items
+}
+
+// put adds matched records (or a skip count) in order, waiting while the
+// outbox is full; false when stop came first.
+func (o *outbox) put(stop <-chan struct{}, recs []model.Record, dropped int) bool {
+	o.mu.Lock()
+	for o.n >= o.max {
+		o.mu.Unlock()
+		select {
+		case <-o.space:
+		case <-stop:
+			return false
+		}
+		o.mu.Lock()
+	}
+	if last := len(o.items) - 1; dropped == 0 && last >= 0 && o.items[last].dropped == 0 && len(o.items[last].recs)+len(recs) <= tailSendAt {
+		o.items[last].recs = append(o.items[last].recs, recs...)
+	} else {
+		o.items = append(o.items, tailOut{recs: recs, dropped: dropped})
+	}
+	o.n += len(recs)
+	o.mu.Unlock()
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take empties the outbox.
+func (o *outbox) take() []tailOut {
+	o.mu.Lock()
+	items := o.items
+	o.items, o.n = nil, 0
+	o.mu.Unlock()
+	select {
+	case o.space <- struct{}{}:
+	default:
+	}
+	return items
+}
+
 var tailJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// tailWriteTimeout is how long a write to an HTTP tail may block (a client
+// that stops reading) before the tail is closed.
+const tailWriteTimeout = 30 * time.Second
+
+// tailDropped is the line an HTTP tail gets when it fell behind.
+type tailDropped struct {
+	errorBody
+	Dropped int `json:"dropped"`
+}
 
 // tailHandler serves GET /v1/logs:tail?q= as newline-delimited JSON records.
 func tailHandler(core Core, log *slog.Logger) http.Handler {
@@ -74,18 +194,30 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 			writeHTTPError(w, err)
 			return
 		}
+		release, err := core.Limits.tail()
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		defer release()
 		// Subscribe before the headers go out: a client that has the headers
 		// gets every record stored after that.
 		sub := core.Hub.subscribe(q)
 		defer core.Hub.unsubscribe(sub)
-		fl, _ := w.(http.Flusher)
+		rc := http.NewResponseController(w)
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.WriteHeader(http.StatusOK)
-		if fl != nil {
-			fl.Flush()
-		}
-		err = runTail(r.Context().Done(), sub, func(recs []model.Record) error {
+		_ = rc.Flush()
+		err = runTail(r.Context().Done(), core.Hub, sub, func(recs []model.Record, dropped int) error {
+			_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
+			if dropped > 0 {
+				b, _ := json.Marshal(tailDropped{errorBody{Code: int(codes.ResourceExhausted), Status: codes.ResourceExhausted.String(),
+					Message: droppedMessage(dropped)}, dropped})
+				if _, err := w.Write(append(b, '\n')); err != nil {
+					return err
+				}
+			}
 			for i := range recs {
 				b, err := tailJSON.Marshal(toProto(&recs[i]))
 				if err != nil {
@@ -95,14 +227,10 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 					return err
 				}
 			}
-			if fl != nil {
-				fl.Flush()
-			}
-			return nil
+			return rc.Flush()
 		})
-		if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
-			b, _ := json.Marshal(errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
-			_, _ = w.Write(append(b, '\n'))
+		if err != nil {
+			log.Debug("tail ended", "err", err)
 		}
 	})
 }

@@ -109,6 +109,12 @@
 // one at the time of the newest is dropped (Duplicates). Chunks of a series
 // may thus overlap: readers merge them and keep one sample per time.
 //
+// The series index (series, byHash, postings, allIDs) is in memory and holds
+// at most MetricsOptions.MaxSeries series: creation (under createMu) makes
+// only as many new series as there is room for, and the samples of the
+// others are refused (MetricsResult.OverSeriesLimit). Only retention removes
+// series, so the room cannot shrink between the count and the insert.
+//
 // Appends write the accepted samples to the metrics WAL (series id, then
 // time varint and value bits per sample) with one write(2) before they are
 // acked. Segments are deleted once Badger is synced and no open chunk holds

@@ -32,7 +32,12 @@ type MetricsOptions struct {
 	Maintenance      time.Duration // period of sealing old chunks and trimming the WAL
 	LogLinesInterval time.Duration // period of writing shiplog_log_lines_total
 	LogLinesIdle     time.Duration // a log-lines series unchanged this long is no longer written
-	Now              func() time.Time
+	// MaxSeries bounds the series in the index (every series with samples
+	// on a day the store keeps; retention frees them). A write bringing
+	// new series beyond it has those series' samples refused
+	// (MetricsResult.OverSeriesLimit); existing series keep taking samples.
+	MaxSeries int
+	Now       func() time.Time
 }
 
 // DefaultMetricsOptions returns the options shiplog runs with.
@@ -47,6 +52,7 @@ func DefaultMetricsOptions() MetricsOptions {
 		Maintenance:      5 * time.Second,
 		LogLinesInterval: 10 * time.Second,
 		LogLinesIdle:     time.Hour,
+		MaxSeries:        1_000_000,
 		Now:              time.Now,
 	}
 }
@@ -79,6 +85,9 @@ func (o *MetricsOptions) fill() {
 	}
 	if o.LogLinesIdle <= 0 {
 		o.LogLinesIdle = d.LogLinesIdle
+	}
+	if o.MaxSeries <= 0 {
+		o.MaxSeries = d.MaxSeries
 	}
 	if o.Now == nil {
 		o.Now = d.Now
@@ -154,8 +163,9 @@ type metricStore struct {
 	sealQ    []*sealJob
 	walFloor uint64
 
-	chunkSeq atomic.Uint64
-	minDay   atomic.Uint32 // retention: samples on earlier days are refused
+	chunkSeq    atomic.Uint64
+	minDay      atomic.Uint32 // retention: samples on earlier days are refused
+	limitLogged atomic.Int64  // Unix ns of the last series-limit warning
 
 	lines *lineCounter
 
@@ -165,8 +175,9 @@ type metricStore struct {
 }
 
 type metricMetrics struct {
-	samples, duplicates, outOfWindow, chunks, chunkBytes, errors prometheus.Counter
-	series                                                       prometheus.GaugeFunc
+	samples, duplicates, outOfWindow, chunks, chunkBytes, errors, seriesRefused prometheus.Counter
+	series                                                                      prometheus.GaugeFunc
+	seriesLimit                                                                 prometheus.Gauge
 }
 
 func newMetricMetrics(reg prometheus.Registerer, ms *metricStore) *metricMetrics {
@@ -182,9 +193,12 @@ func newMetricMetrics(reg prometheus.Registerer, ms *metricStore) *metricMetrics
 			defer ms.mu.RUnlock()
 			return float64(len(ms.series))
 		}),
+		seriesLimit:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_metrics_series_limit", Help: "The most metric series the index may hold (--max-series)."}),
+		seriesRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_metrics_series_refused_total", Help: "New metric series refused, with their samples, because the index held --max-series series (counted once per write)."}),
 	}
+	m.seriesLimit.Set(float64(ms.opts.MaxSeries))
 	if reg != nil {
-		reg.MustRegister(m.samples, m.duplicates, m.outOfWindow, m.chunks, m.chunkBytes, m.errors, m.series)
+		reg.MustRegister(m.samples, m.duplicates, m.outOfWindow, m.chunks, m.chunkBytes, m.errors, m.series, m.seriesLimit, m.seriesRefused)
 	}
 	return m
 }
@@ -447,8 +461,19 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	}
 	ms.mu.RUnlock()
 	if len(missing) > 0 {
-		if err := ms.create(series, hashes, refs, missing); err != nil {
+		refused, err := ms.create(series, hashes, refs, missing)
+		if err != nil {
 			return res, err
+		}
+		if refused > 0 {
+			res.NewSeriesRefused, res.MaxSeries = refused, ms.opts.MaxSeries
+			for _, i := range missing {
+				if refs[i] == nil {
+					res.OverSeriesLimit += len(series[i].Samples)
+				}
+			}
+			ms.m.seriesRefused.Add(float64(refused))
+			ms.logSeriesLimit(refused)
 		}
 	}
 
@@ -519,8 +544,10 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	return res, nil
 }
 
-// create adds the missing series, writing their labels to Badger first.
-func (ms *metricStore) create(series []model.Series, hashes []uint64, refs []*mseries, missing []int) error {
+// create adds the missing series, writing their labels to Badger first, as
+// many as MaxSeries leaves room for, in the request's order; it returns how
+// many it refused (their refs stay nil).
+func (ms *metricStore) create(series []model.Series, hashes []uint64, refs []*mseries, missing []int) (refused int, err error) {
 	ms.createMu.Lock()
 	defer ms.createMu.Unlock()
 	type pending struct {
@@ -529,22 +556,32 @@ func (ms *metricStore) create(series []model.Series, hashes []uint64, refs []*ms
 	}
 	var todo []pending
 	ms.mu.RLock()
+	// createMu serialises creation and only retention removes series, so
+	// the room cannot shrink before the series below are added.
+	room := ms.opts.MaxSeries - len(ms.series)
+	seen := make(map[uint64][]int, len(missing)) // new series of this request, by hash
 	for _, i := range missing {
 		if refs[i] = ms.lookup(hashes[i], series[i].Labels); refs[i] != nil {
 			continue
 		}
 		// The same series twice in one request.
 		dup := false
-		for _, p := range todo {
-			if hashes[p.i] == hashes[i] && sameLabels(series[p.i].Labels, series[i].Labels) {
+		for _, j := range seen[hashes[i]] {
+			if sameLabels(series[j].Labels, series[i].Labels) {
 				dup = true
 				break
 			}
 		}
-		if !dup {
-			todo = append(todo, pending{i, ms.nextID})
-			ms.nextID++
+		if dup {
+			continue
 		}
+		seen[hashes[i]] = append(seen[hashes[i]], i)
+		if len(todo) >= room {
+			refused++
+			continue
+		}
+		todo = append(todo, pending{i, ms.nextID})
+		ms.nextID++
 	}
 	ms.mu.RUnlock()
 	if len(todo) > 0 {
@@ -552,11 +589,11 @@ func (ms *metricStore) create(series []model.Series, hashes []uint64, refs []*ms
 		for _, p := range todo {
 			if err := wb.Set(seriesKey(p.id), encodeSeriesLabels(series[p.i].Labels)); err != nil {
 				wb.Cancel()
-				return fmt.Errorf("create series: %w", err)
+				return 0, fmt.Errorf("create series: %w", err)
 			}
 		}
 		if err := wb.Flush(); err != nil {
-			return fmt.Errorf("create series: %w", err)
+			return 0, fmt.Errorf("create series: %w", err)
 		}
 	}
 	ms.mu.Lock()
@@ -570,7 +607,18 @@ func (ms *metricStore) create(series []model.Series, hashes []uint64, refs []*ms
 			refs[i] = ms.lookup(hashes[i], series[i].Labels)
 		}
 	}
-	return nil
+	return refused, nil
+}
+
+// logSeriesLimit warns that new series were refused, at most once a minute.
+func (ms *metricStore) logSeriesLimit(refused int) {
+	now := time.Now().UnixNano()
+	last := ms.limitLogged.Load()
+	if now-last < int64(time.Minute) || !ms.limitLogged.CompareAndSwap(last, now) {
+		return
+	}
+	ms.log.Warn("metric series limit reached: new series are refused, existing ones keep taking samples; raise --max-series or find the metric with too many series: topk(10, count by (__name__) ({__name__=~\".+\"}))",
+		"max_series", ms.opts.MaxSeries, "refused_in_write", refused)
 }
 
 type addResult int

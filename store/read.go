@@ -345,7 +345,7 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 		var blooms map[uint64]*bloom
 		if needBloom && len(keep) > 0 {
 			var err error
-			if blooms, err = s.loadBlooms(keep); err != nil {
+			if blooms, err = s.loadBlooms(ctx, keep); err != nil {
 				return nil, err
 			}
 		}
@@ -358,10 +358,13 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 	return out, nil
 }
 
-func (s *Store) loadBlooms(metas []*ChunkMeta) (map[uint64]*bloom, error) {
+func (s *Store) loadBlooms(ctx context.Context, metas []*ChunkMeta) (map[uint64]*bloom, error) {
 	out := make(map[uint64]*bloom, len(metas))
 	err := s.db.View(func(txn *badger.Txn) error {
-		for _, m := range metas {
+		for i, m := range metas {
+			if i%256 == 255 && ctx.Err() != nil {
+				return ctx.Err()
+			}
 			it, err := txn.Get(chunkKey(pfxBloom, m.Day, m.ID))
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				continue

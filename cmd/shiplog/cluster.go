@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +32,10 @@ type clusterFlags struct {
 	maxStore   byteSize
 	maxMemory  byteSize
 	leaseTTL   *time.Duration
+	secretFile *string
+	tlsCert    *string
+	tlsKey     *string
+	tlsCA      *string
 }
 
 func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
@@ -37,6 +45,10 @@ func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 		peers:      fs.String("cluster-peers", "", "cluster mode: the other nodes' --cluster-listen addresses, comma-separated"),
 		partitions: fs.Int("cluster-partitions", 16, "cluster mode: partitions of the replicated log; fixed when the cluster is created"),
 		leaseTTL:   fs.Duration("cluster-lease-ttl", 10*time.Second, "cluster mode: a dead node's partitions move after this long; renewed every fifth of it"),
+		secretFile: fs.String("cluster-secret-file", "", "cluster mode: file holding the secret every node presents to join (at least 16 characters, mode 0600)"),
+		tlsCert:    fs.String("cluster-tls-cert", "", "cluster mode: this node's certificate (PEM) for TLS between nodes; with --cluster-tls-key and --cluster-tls-ca"),
+		tlsKey:     fs.String("cluster-tls-key", "", "cluster mode: the private key (PEM, mode 0600) of --cluster-tls-cert"),
+		tlsCA:      fs.String("cluster-tls-ca", "", "cluster mode: the CA (PEM) that signs every node's certificate; peers without one are refused"),
 		maxStore:   64 << 30,
 		maxMemory:  256 << 20,
 	}
@@ -48,8 +60,13 @@ func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 var nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // config validates the flags; nil means a single node (no cluster flags).
-func (c *clusterFlags) config() (*cluster.Config, error) {
+// insecure (--insecure) allows a non-loopback --cluster-listen with neither
+// a secret nor TLS.
+func (c *clusterFlags) config(insecure bool) (*cluster.Config, error) {
 	if *c.node == "" && *c.listen == "" && *c.peers == "" {
+		if *c.secretFile != "" || *c.tlsCert != "" || *c.tlsKey != "" || *c.tlsCA != "" {
+			return nil, usagef("server: --cluster-secret-file and --cluster-tls-* need cluster mode (--node and --cluster-listen)")
+		}
 		return nil, nil
 	}
 	if *c.node == "" || *c.listen == "" {
@@ -82,8 +99,107 @@ func (c *clusterFlags) config() (*cluster.Config, error) {
 	if c.maxStore < 64<<20 || c.maxMemory < 16<<20 {
 		return nil, usagef("server: --cluster-max-store must be at least 64MiB and --cluster-max-memory at least 16MiB")
 	}
-	return &cluster.Config{Node: *c.node, Listen: *c.listen, Peers: peers, Partitions: *c.partitions,
-		MaxStore: int64(c.maxStore), MaxMemory: int64(c.maxMemory), LeaseTTL: *c.leaseTTL}, nil
+	cfg := &cluster.Config{Node: *c.node, Listen: *c.listen, Peers: peers, Partitions: *c.partitions,
+		MaxStore: int64(c.maxStore), MaxMemory: int64(c.maxMemory), LeaseTTL: *c.leaseTTL}
+	if *c.secretFile != "" {
+		secret, err := readClusterSecret(*c.secretFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Secret = secret
+	}
+	if *c.tlsCert != "" || *c.tlsKey != "" || *c.tlsCA != "" {
+		tc, err := clusterTLS(*c.tlsCert, *c.tlsKey, *c.tlsCA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RouteTLS = tc
+	}
+	if cfg.Secret == "" && cfg.RouteTLS == nil && !insecure && !loopback(cfg.Listen) {
+		return nil, usagef("server: refusing --cluster-listen %s without --cluster-secret-file or --cluster-tls-cert/--cluster-tls-key/--cluster-tls-ca: "+
+			"anyone who can reach it could join the cluster, read every stored batch and write forged ones; add a secret (or mutual TLS), or --insecure if the network is trusted", cfg.Listen)
+	}
+	return cfg, nil
+}
+
+// minClusterSecret is the shortest cluster secret accepted, in bytes.
+const minClusterSecret = 16
+
+// readClusterSecret reads the cluster secret: the file's content without
+// surrounding white space, from a file only its owner may read.
+func readClusterSecret(path string) (string, error) {
+	if err := checkPrivateFile("--cluster-secret-file", path); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", usagef("server: --cluster-secret-file: %v", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if len(secret) < minClusterSecret {
+		return "", usagef("server: --cluster-secret-file %s: the secret is %d bytes, want at least %d (e.g. `openssl rand -hex 32 > %s`)",
+			path, len(secret), minClusterSecret, path)
+	}
+	return secret, nil
+}
+
+// checkPrivateFile refuses a secret file that its group or others may read
+// or write (as ssh refuses such a private key): another local user could
+// read the secret, or replace it.
+func checkPrivateFile(flagName, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return usagef("server: %s: %v", flagName, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return usagef("server: %s %s: not a regular file", flagName, path)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return usagef("server: %s %s: mode %#o lets other users read or write it; run `chmod 600 %s`",
+			flagName, path, fi.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// clusterTLS builds the routes' TLS configuration: the node's certificate,
+// offered both as a server (to peers that connect) and as a client (to the
+// peers it connects to), and the CA every peer's certificate must chain to,
+// both ways.
+func clusterTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" || caFile == "" {
+		return nil, usagef("server: --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together")
+	}
+	if err := checkPrivateFile("--cluster-tls-key", keyFile); err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, usagef("server: --cluster-tls-cert/--cluster-tls-key: %v", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, usagef("server: --cluster-tls-ca: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, usagef("server: --cluster-tls-ca %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}, nil
+}
+
+// warnInsecureCluster logs, at start, a cluster port open to the network
+// with no authentication (allowed by --insecure).
+func warnInsecureCluster(cfg *cluster.Config, log *slog.Logger) {
+	if cfg != nil && cfg.Secret == "" && cfg.RouteTLS == nil && !loopback(cfg.Listen) {
+		log.Warn("cluster: --cluster-listen is not on loopback and routes are not authenticated (--insecure): anyone who reaches it can join the cluster, read every stored batch and write forged ones",
+			"cluster_listen", cfg.Listen)
+	}
 }
 
 // clusterAlerts runs the rules only while this node holds the cluster's

@@ -223,6 +223,9 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			return rpcError(err)
 		}
+		if n := resp.GetDropped(); n > 0 {
+			fmt.Fprintf(stderr, "shiplog tail: fell behind: the server skipped %d new records (they are stored; search for them)\n", n)
+		}
 		for _, r := range resp.GetRecords() {
 			if err := p.print(r); err != nil {
 				return err

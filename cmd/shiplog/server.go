@@ -46,13 +46,20 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	silentAfter := fs.Duration("silent-after", 5*time.Minute, "a host with no new line for this long is silent (unless its agent said goodbye)")
 	authFile := fs.String("auth-file", "", "YAML file of tokens and scopes (see docs/operations.md); without it, no token is needed")
-	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file")
+	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file (and --cluster-listen without --cluster-secret-file or --cluster-tls-*)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM) for both listeners; reloaded on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	ld := server.DefaultLimits()
 	queryTimeout := fs.Duration("query-timeout", ld.QueryTimeout, "longest a query may run")
 	maxQueries := fs.Int("max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
+	maxQuerySamples := fs.Int("query-max-samples", metrics.DefaultOptions().MaxSamples, "PromQL: the most points one query may evaluate (estimated before it runs: subqueries' and range selectors' points times the steps around them) and samples it may hold at once, as Prometheus' --query.max-samples")
+	maxSeries := fs.Int("max-series", store.DefaultMetricsOptions().MaxSeries, "metric series the store may hold (every series with samples on a kept day; --retention frees them); samples of new series beyond it are refused, existing series keep taking samples")
+	maxTails := fs.Int("max-tails", ld.MaxTails, "live tails open at once; more get ResourceExhausted (429)")
+	hd := server.DefaultHubOptions()
+	tailQueue := fs.Int("tail-queue-records", hd.QueueRecords, "new records a live tail may have waiting to be matched; beyond it the tail skips records and is told how many")
+	tailBytes := byteSize(hd.QueueBytes)
+	fs.Var(&tailBytes, "tail-queue-bytes", "memory of the records waiting in all live tails' queues together (each batch counted once); beyond it a tail that is behind skips records")
 	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
 	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
 	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
@@ -83,7 +90,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *data == "" {
 		return usagef("server: --data must not be empty")
 	}
-	ccfg, err := cf.config()
+	ccfg, err := cf.config(*insecure)
 	if err != nil {
 		return err
 	}
@@ -111,8 +118,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 	}
-	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 {
-		return usagef("server: --query-timeout, --max-concurrent-queries and --max-inflight-batches must be positive")
+	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxQuerySamples <= 0 || *maxSeries <= 0 || *maxTails <= 0 || *tailQueue <= 0 || tailBytes <= 0 {
+		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --query-max-samples, --max-series, --max-tails, --tail-queue-records and --tail-queue-bytes must be positive")
 	}
 	if *retention < 0 {
 		return usagef("server: --retention must not be negative")
@@ -142,6 +149,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return usagef("server: --log-format %q: want text or json", *logFormat)
 	}
+	warnInsecureCluster(ccfg, log)
 
 	if memLimit > 0 {
 		debug.SetMemoryLimit(int64(memLimit))
@@ -172,6 +180,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so.Fsync = *fsync
 	so.MaxStreamsPerDay, so.MaxSeqJump = *maxStreams, *maxSeqJump
 	so.Retention, so.RetentionBytes = *retention, int64(retentionSize)
+	so.Metrics.MaxSeries = *maxSeries
 	start := time.Now()
 	var st *store.Store
 	st, err = store.Open(*data, so, log, reg)
@@ -181,7 +190,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log.Info("store open", "data", *data, "took", time.Since(start).Round(time.Millisecond))
 	io := ingest.DefaultOptions()
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
-	hub := server.NewHub()
+	hub := server.NewHub(server.HubOptions{QueueRecords: *tailQueue, QueueBytes: int64(tailBytes)})
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tails", Help: "Live tails open."},
+			func() float64 { return float64(hub.Subscribers()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shiplog_tail_skipped_records_total",
+			Help: "Records live tails skipped because they fell behind (each tail counted)."},
+			func() float64 { return float64(hub.Skipped()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tail_queue_bytes", Help: "Memory of the batches waiting in live tails' queues (each batch once)."},
+			func() float64 { return float64(hub.Held()) }))
 	core := server.Core{
 		Query:       query.New(st, query.DefaultOptions()),
 		Catalog:     st,
@@ -189,11 +206,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Hub:         hub,
 		SilentAfter: *silentAfter,
 		Backup:      st.Backup,
-		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries,
+		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries, MaxTails: *maxTails,
 			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data}, log),
 	}
 	mo := metrics.DefaultOptions()
-	mo.Timeout = *queryTimeout
+	mo.Timeout, mo.MaxSamples = *queryTimeout, *maxQuerySamples
 	mio := ingest.DefaultMetricsOptions()
 	mio.MaxPast = *maxPast
 	core.Metrics = &server.Metrics{

@@ -599,8 +599,12 @@ func (x *TailRequest) GetQ() string {
 }
 
 type TailResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Records this tail skipped, unmatched, because it fell behind (its queue
+	// of new records to match was full), before the records of this response.
+	// The tail goes on; the skipped records are stored and searchable.
+	Dropped       uint64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +644,13 @@ func (x *TailResponse) GetRecords() []*Record {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *TailResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
 }
 
 type LevelCounts struct {
@@ -2029,9 +2040,10 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\apartial\x18\x05 \x01(\bR\apartial\x12-\n" +
 	"\x12missing_partitions\x18\x06 \x03(\x05R\x11missingPartitions\"\x1b\n" +
 	"\vTailRequest\x12\f\n" +
-	"\x01q\x18\x01 \x01(\tR\x01q\"<\n" +
+	"\x01q\x18\x01 \x01(\tR\x01q\"V\n" +
 	"\fTailResponse\x12,\n" +
-	"\arecords\x18\x01 \x03(\v2\x12.shiplog.v1.RecordR\arecords\"\x8d\x01\n" +
+	"\arecords\x18\x01 \x03(\v2\x12.shiplog.v1.RecordR\arecords\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"\x8d\x01\n" +
 	"\vLevelCounts\x12\x14\n" +
 	"\x05trace\x18\x01 \x01(\rR\x05trace\x12\x14\n" +
 	"\x05debug\x18\x02 \x01(\rR\x05debug\x12\x12\n" +
