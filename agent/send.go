@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -48,6 +49,7 @@ func (b *Backoff) Reset() { b.n = 0 }
 var (
 	errAckTimeout = errors.New("no answer from the server in time")
 	errRejected   = errors.New("batch rejected")
+	errNewAgentID = errors.New("continuing under a new agent id: resending what is not stored")
 )
 
 type recvResult struct {
@@ -79,8 +81,8 @@ func (s *Shipper) sendLoop(ctx context.Context) {
 			return
 		}
 		s.setErr(fmt.Errorf("%s: %w", addr, err))
-		if errors.Is(err, errRejected) {
-			continue // the bad batch is gone: go on at once
+		if errors.Is(err, errRejected) || errors.Is(err, errNewAgentID) {
+			continue // the bad batch is gone, or the id changed: go on at once
 		}
 		if !s.down {
 			s.log.Warn("cannot deliver to server: spooling and retrying", "server", addr, "err", err)
@@ -207,7 +209,7 @@ func (s *Shipper) session(ctx context.Context, addr string, bo *Backoff) error {
 			inflight = append(inflight, e)
 		}
 		if goodbye {
-			req := &shiplogv1.PushRequest{AgentId: s.sp.agentID, Defaults: s.defaults, Closing: true, Dropped: dropped}
+			req := &shiplogv1.PushRequest{AgentId: s.AgentID(), Defaults: s.defaults, Closing: true, Dropped: dropped}
 			if err := stream.Send(req); err != nil {
 				return s.streamErr(resps, inflight, err)
 			}
@@ -238,7 +240,9 @@ func (s *Shipper) session(ctx context.Context, addr string, bo *Backoff) error {
 				_ = stream.CloseSend()
 				return nil
 			}
-			s.ack(e, r.resp)
+			if s.ack(e, r.resp) {
+				return errNewAgentID
+			}
 		case <-s.wake:
 		case <-timeout:
 			return fmt.Errorf("%w (%s)", errAckTimeout, s.opts.AckTimeout)
@@ -267,12 +271,16 @@ func (s *Shipper) delivering(addr string) {
 // is not kept in memory. An unreadable batch is dropped.
 func (s *Shipper) load(e *entry) (*shiplogv1.PushRequest, error) {
 	s.mu.Lock()
-	req, removed, path := e.req, e.removed, e.path
+	req, removed, path, id := e.req, e.removed, e.path, s.sp.agentID
+	e.sentAs = id
 	s.mu.Unlock()
 	if removed {
 		return nil, errors.New("batch dropped")
 	}
 	if req != nil {
+		// Sent under the current id: it changes when the server's position
+		// for the old one leaves no room (see ack).
+		req.AgentId = id
 		return req, nil
 	}
 	req, err := readEntry(path)
@@ -290,18 +298,50 @@ func (s *Shipper) load(e *entry) (*shiplogv1.PushRequest, error) {
 		s.changedLocked()
 		return nil, err
 	}
+	req.AgentId = id
 	return req, nil
 }
 
-// ack deletes an answered batch.
-func (s *Shipper) ack(e *entry, r *shiplogv1.PushResponse) {
+// seqRoom is the least room an agent id must leave above the server's
+// position for the agent to continue above it: seq never wraps to 0.
+const seqRoom = 1 << 62
+
+// ack deletes an answered batch. It reports whether the agent took a new id
+// (the session must then end, so that what was answered as duplicates under
+// the old one is sent again).
+func (s *Shipper) ack(e *entry, r *shiplogv1.PushResponse) (newID bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if a := r.GetAckedSeq(); a >= s.sp.state.NextSeq && a > math.MaxUint64-seqRoom {
+		// The server's position for this id is near the end of the range
+		// (someone else sent huge seq numbers under it): continuing above
+		// it would soon wrap seq to 0, and every line would be a duplicate.
+		// Take a fresh id and keep this spool's numbers; the batches not
+		// stored, this one included, go again under the new id.
+		old := s.sp.agentID
+		renewed := e.sentAs != old // sent before an earlier change of id
+		if !renewed {
+			if err := s.sp.newAgentID(); err != nil {
+				s.log.Error("server holds seq numbers near the end of the range for this agent id, and a new id could not be kept", "agent_id", old, "acked_seq", a, "err", err)
+			} else {
+				renewed = true
+				s.log.Error("server holds seq numbers near the end of the range for this agent id (sent by someone else?): continuing under a new agent id",
+					"agent_id", old, "acked_seq", a, "new_agent_id", s.sp.agentID)
+			}
+		}
+		if renewed {
+			if r.GetAccepted() == 0 && !e.removed {
+				s.changedLocked()
+				return true
+			}
+			newID = true
+		}
+	}
 	if !e.removed {
 		s.acked += uint64(e.records)
 		s.sp.remove(e)
 	}
-	if r.GetAckedSeq() >= s.sp.state.NextSeq {
+	if a := r.GetAckedSeq(); a >= s.sp.state.NextSeq && a <= math.MaxUint64-seqRoom {
 		// The server holds numbers this spool never gave out: its state was
 		// lost or restored from a copy. Continue above the server's.
 		s.log.Error("server already holds higher seq numbers for this agent id: spool state was reset; continuing after them",
@@ -313,6 +353,7 @@ func (s *Shipper) ack(e *entry, r *shiplogv1.PushResponse) {
 		}
 	}
 	s.changedLocked()
+	return newID
 }
 
 // streamErr finds the real error behind a failed Send: the stream's status,

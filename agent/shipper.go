@@ -205,7 +205,11 @@ func Open(opts Options, log *slog.Logger) (*Shipper, error) {
 }
 
 // AgentID is the persistent id of this spool's agent.
-func (s *Shipper) AgentID() string { return s.sp.agentID }
+func (s *Shipper) AgentID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sp.agentID
+}
 
 // Dir is the spool directory.
 func (s *Shipper) Dir() string { return s.opts.Dir }

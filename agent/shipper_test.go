@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -314,5 +315,31 @@ func TestBackoff(t *testing.T) {
 		if d := b.Next(); d < 500*time.Millisecond || d >= time.Second {
 			t.Fatalf("jittered wait %v", d)
 		}
+	}
+}
+
+// Someone sent seq 2^64-1 under this agent's id (issue 13): the agent must
+// not wrap its seq to 0 (every line would then be a duplicate); it takes a
+// new id, and every line is stored once, none with seq 0.
+func TestShipperPoisonedSeqTakesNewID(t *testing.T) {
+	f := newFakeServer(t, "")
+	sh := openTest(t, testOptions(t, f.addr, t.TempDir()))
+	old := sh.AgentID()
+	f.mu.Lock()
+	f.acked[old] = math.MaxUint64
+	f.mu.Unlock()
+	addN(sh, 0, 500)
+	closeOK(t, sh)
+	checkExactlyOnce(t, f.messages(), 0, 500)
+	if sh.AgentID() == old {
+		t.Fatal("agent id unchanged")
+	}
+	for _, r := range f.stored {
+		if r.Seq == 0 {
+			t.Fatalf("record %q stored with seq 0", r.Message)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(sh.Dir(), "agent_id")); strings.TrimSpace(string(b)) != sh.AgentID() {
+		t.Fatalf("agent_id file holds %q, want %q", b, sh.AgentID())
 	}
 }

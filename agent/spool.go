@@ -72,7 +72,8 @@ type entry struct {
 	path     string                 // "" when it could not be written: memory only
 	req      *shiplogv1.PushRequest // nil when not kept in memory
 	removed  bool
-	inMemory int64 // bytes counted against the memory budget
+	inMemory int64  // bytes counted against the memory budget
+	sentAs   string // the agent id it was last sent under
 }
 
 // spool is the directory of unacked batches. The Shipper's mutex guards it.
@@ -115,13 +116,8 @@ func (sp *spool) load() error {
 	case err == nil && len(bytes.TrimSpace(b)) > 0:
 		sp.agentID = string(bytes.TrimSpace(b))
 	case err == nil || errors.Is(err, os.ErrNotExist):
-		var r [16]byte
-		if _, err := rand.Read(r[:]); err != nil {
-			return fmt.Errorf("spool: agent id: %w", err)
-		}
-		sp.agentID = hex.EncodeToString(r[:])
-		if err := writeFileAtomic(idPath, []byte(sp.agentID+"\n"), true); err != nil {
-			return fmt.Errorf("spool: %w", err)
+		if err := sp.newAgentID(); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("spool: %w", err)
@@ -181,6 +177,20 @@ func (sp *spool) load() error {
 		sp.state.NextSeq = max(sp.state.NextSeq, e.last+1)
 	}
 	return sp.writeState()
+}
+
+// newAgentID gives the spool a new random agent id and keeps it.
+func (sp *spool) newAgentID() error {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return fmt.Errorf("spool: agent id: %w", err)
+	}
+	id := hex.EncodeToString(r[:])
+	if err := writeFileAtomic(filepath.Join(sp.dir, "agent_id"), []byte(id+"\n"), true); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	sp.agentID = id
+	return nil
 }
 
 // readMeta reads a batch file's head.

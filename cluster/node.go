@@ -503,6 +503,9 @@ func (n *Node) own(p *partition, rev uint64) error {
 	if p.st == nil {
 		so := n.cfg.Store
 		so.StreamSeed = uint64(p.id) + 1
+		// The owner applies batches the replicated log has acked already: it
+		// must refuse none, or the partition would stall on it.
+		so.MaxStreamsPerDay, so.MaxSeqJump = 0, 0
 		so.BadgerMemTable, so.BadgerCache = 8<<20, 16<<20
 		st, err := store.Open(n.partDir(p.id), so, n.log.With("partition", p.id), nil)
 		if err != nil {

@@ -111,6 +111,15 @@ func New(sink Sink, opts Options, log *slog.Logger, reg prometheus.Registerer) *
 	return in
 }
 
+type senderKey struct{}
+
+// WithSender returns ctx carrying the name of the token a request came with.
+// Ingest stamps it on batches (model.Batch.Sender): the store keeps an agent
+// id with the sender that first used it.
+func WithSender(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, senderKey{}, name)
+}
+
 // Ingest validates and normalises b in place, then appends it. A batch with
 // any invalid record is refused whole, with an error naming the record.
 func (in *Ingester) Ingest(ctx context.Context, b *model.Batch) (model.AppendResult, error) {
@@ -118,6 +127,7 @@ func (in *Ingester) Ingest(ctx context.Context, b *model.Batch) (model.AppendRes
 		in.rejected.Inc()
 		return model.AppendResult{}, err
 	}
+	b.Sender, _ = ctx.Value(senderKey{}).(string)
 	res, err := in.sink.Append(ctx, *b)
 	if err != nil {
 		return res, err
@@ -209,6 +219,16 @@ func setAttr(as []model.Attr, key, value string) []model.Attr {
 		return as
 	}
 	return slices.Insert(as, i, model.Attr{Key: key, Value: value})
+}
+
+// aheadBy renders ms milliseconds (positive) for a refusal: in whole days
+// from two days on (a time.Duration overflows past ~292 years and would
+// print a negative number), else as a duration.
+func aheadBy(ms int64) string {
+	if ms >= 2*24*3600*1000 {
+		return fmt.Sprintf("%dd", ms/(24*3600*1000))
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
 }
 
 // human renders a duration in days when it is a whole number of them.

@@ -378,3 +378,23 @@ func TestDefaultOptions(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 }
+
+// The sender (the auth token's name, set by the server's authentication)
+// reaches the sink with the batch; a sender the client wrote is not trusted.
+func TestIngestStampsSender(t *testing.T) {
+	var got []string
+	sink := &fakeSink{AppendFunc: func(_ context.Context, b model.Batch) (model.AppendResult, error) {
+		got = append(got, b.Sender)
+		return model.AppendResult{}, nil
+	}}
+	in := ingest.New(sink, ingest.DefaultOptions(), nil, nil)
+	for _, ctx := range []context.Context{context.Background(), ingest.WithSender(context.Background(), "ci")} {
+		b := model.Batch{AgentID: "a1", Sender: "forged", Records: []model.Record{{Message: "x"}}}
+		if _, err := in.Ingest(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || got[0] != "" || got[1] != "ci" {
+		t.Fatalf("senders %q, want \"\" and \"ci\"", got)
+	}
+}

@@ -136,7 +136,7 @@ func (mi *MetricsIngester) validate(series []model.Series) error {
 			case smp.T > maxT:
 				return fmt.Errorf("%w: series %s: sample at %s is %s ahead of the server's clock (at most %s)", ErrInvalid,
 					model.LabelsString(sr.Labels), time.UnixMilli(smp.T).UTC().Format(time.RFC3339Nano),
-					time.Duration(smp.T-now.UnixMilli())*time.Millisecond, mi.opts.MaxFuture)
+					aheadBy(smp.T-now.UnixMilli()), mi.opts.MaxFuture)
 			case smp.T < minT:
 				return fmt.Errorf("%w: series %s: sample at %s is older than %s", ErrInvalid,
 					model.LabelsString(sr.Labels), time.UnixMilli(smp.T).UTC().Format(time.RFC3339Nano), mi.opts.MaxPast)

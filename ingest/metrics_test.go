@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,9 @@ func TestMetricsValidation(t *testing.T) {
 		{"duplicate label", model.Series{Labels: l("__name__", "up", "a", "1", "a", "2"), Samples: []model.Sample{{T: ok}}}, "twice"},
 		{"bad utf-8", model.Series{Labels: l("__name__", "up", "a", "\xff"), Samples: []model.Sample{{T: ok}}}, "UTF-8"},
 		{"future", model.Series{Labels: l("__name__", "up"), Samples: []model.Sample{{T: now.Add(time.Hour).UnixMilli()}}}, "ahead"},
+		// Far ahead: the distance in days, not an overflowed negative duration.
+		{"far future", model.Series{Labels: l("__name__", "up"), Samples: []model.Sample{{T: math.MaxInt64}}}, "106751970592d ahead"},
+		{"days ahead", model.Series{Labels: l("__name__", "up"), Samples: []model.Sample{{T: now.Add(72 * time.Hour).UnixMilli()}}}, "is 3d ahead"},
 		{"past", model.Series{Labels: l("__name__", "up"), Samples: []model.Sample{{T: now.AddDate(-3, 0, 0).UnixMilli()}}}, "older"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -102,6 +102,9 @@ var ErrUnavailable = errors.New("unavailable")
 // Batch is what one Push or Write delivers.
 type Batch struct {
 	AgentID string
+	// Sender is the name of the token the batch came with ("" without
+	// authentication). An agent id stays with the sender that first used it.
+	Sender  string
 	Records []Record
 	Closing bool   // the agent is shutting down cleanly after this batch
 	Dropped uint64 // total records the agent has dropped so far (it reports it)

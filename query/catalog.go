@@ -354,3 +354,42 @@ func Hosts(c Catalog, f HostFilter, silentAfter time.Duration, now time.Time) []
 	})
 	return out
 }
+
+// HostPage is one page of hosts by service, then host.
+type HostPage struct {
+	Hosts  []Host
+	More   bool           // hosts follow the page's last
+	Total  int            // hosts that match the filter, over every page
+	States map[string]int // hosts that match the filter but for its state, by state
+}
+
+// PageHosts returns up to limit hosts of Hosts(c, f, ...) that sort after
+// the (service, host) pair after (nil: from the first). A page's
+// last host is the next page's after: pages neither repeat nor skip a host
+// while others appear or change.
+func PageHosts(c Catalog, f HostFilter, after *store.HostKey, limit int, silentAfter time.Duration, now time.Time) HostPage {
+	state := f.State
+	f.State = ""
+	all := Hosts(c, f, silentAfter, now)
+	p := HostPage{States: map[string]int{}}
+	keep := all[:0]
+	for _, h := range all {
+		p.States[h.State]++
+		if state == "" || h.State == state {
+			keep = append(keep, h)
+		}
+	}
+	p.Total = len(keep)
+	less := func(a, b store.HostKey) bool {
+		return a.Service < b.Service || a.Service == b.Service && a.Host < b.Host
+	}
+	key := func(h *Host) store.HostKey { return store.HostKey{Service: h.Service, Host: h.Host} }
+	sort.Slice(keep, func(i, j int) bool { return less(key(&keep[i]), key(&keep[j])) })
+	start := 0
+	if after != nil {
+		start = sort.Search(len(keep), func(i int) bool { return less(*after, key(&keep[i])) })
+	}
+	end := min(start+limit, len(keep))
+	p.Hosts, p.More = keep[start:end], end < len(keep)
+	return p
+}

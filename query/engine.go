@@ -469,11 +469,16 @@ func parseTime(s string, now time.Time) (int64, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UnixNano(), nil
 	}
+	// A bare number is Unix seconds, 0 (the epoch) included: it is read
+	// before durations, which would take "0" as "0s ago", i.e. now.
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !strings.ContainsAny(s, "xXpP") {
+		if f >= 0 && f < 1e11 {
+			return int64(f * 1e9), nil
+		}
+		return 0, badf("time %q: Unix seconds must be between 0 and 1e11", s)
+	}
 	if d, err := ParseDuration(s); err == nil {
 		return now.Add(-d).UnixNano(), nil
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && f > 0 && f < 1e11 {
-		return int64(f * 1e9), nil
 	}
 	return 0, badf("time %q: want RFC 3339 (2026-01-02T15:04:05Z), a duration back from now (15m, 24h, 7d) or Unix seconds", s)
 }

@@ -184,6 +184,8 @@ func TestParseTime(t *testing.T) {
 		{"1w", now.Add(-7 * 24 * time.Hour), false},
 		{"0s", now, false},
 		{"1767366245", time.Unix(1767366245, 0), false},
+		{"0", time.Unix(0, 0), false}, // the epoch, not "0s ago"
+		{"0.0", time.Unix(0, 0), false},
 		{"1767366245.5", time.Unix(1767366245, 500000000), false},
 		{"", time.Time{}, true},
 		{"yesterday", time.Time{}, true},

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/shiplog/shiplog/ingest"
 )
 
 // Scopes a token may hold.
@@ -102,21 +104,22 @@ var (
 	errNoScopeFn = func(scope string) error { return fmt.Errorf("the token lacks the %q scope", scope) }
 )
 
-// check returns nil when token holds scope (admin holds every scope).
-func (a *Auth) check(token, scope string) error {
+// check returns the token's name when it holds scope (admin holds every
+// scope).
+func (a *Auth) check(token, scope string) (string, error) {
 	if token == "" {
-		return errNoToken
+		return "", errNoToken
 	}
 	sum := sha256.Sum256([]byte(token))
 	for _, e := range a.tokens {
 		if subtle.ConstantTimeCompare(sum[:], e.sum[:]) == 1 {
 			if slices.Contains(e.scopes, scope) || slices.Contains(e.scopes, ScopeAdmin) {
-				return nil
+				return e.name, nil
 			}
-			return errNoScopeFn(scope)
+			return "", errNoScopeFn(scope)
 		}
 	}
-	return errBadToken
+	return "", errBadToken
 }
 
 func bearer(h string) string {
@@ -141,28 +144,40 @@ func grpcScope(method string) string {
 	return ScopeQuery
 }
 
-func (a *Auth) grpcCheck(ctx context.Context, method string) error {
+// grpcCheck checks the call's token; the context it returns carries the
+// token's name for ingest (an agent id stays with the token that first used it).
+func (a *Auth) grpcCheck(ctx context.Context, method string) (context.Context, error) {
 	scope := grpcScope(method)
 	if scope == "" {
-		return nil
+		return ctx, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var tok string
 	if v := md.Get("authorization"); len(v) > 0 {
 		tok = bearer(v[0])
 	}
-	if err := a.check(tok, scope); err != nil {
+	name, err := a.check(tok, scope)
+	if err != nil {
 		if errors.Is(err, errNoToken) || errors.Is(err, errBadToken) {
-			return status.Error(codes.Unauthenticated, err.Error())
+			return ctx, status.Error(codes.Unauthenticated, err.Error())
 		}
-		return status.Error(codes.PermissionDenied, err.Error())
+		return ctx, status.Error(codes.PermissionDenied, err.Error())
 	}
-	return nil
+	return ingest.WithSender(ctx, name), nil
 }
+
+// namedStream is a server stream whose context carries the token's name.
+type namedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s namedStream) Context() context.Context { return s.ctx }
 
 func (a *Auth) unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if err := a.grpcCheck(ctx, info.FullMethod); err != nil {
+		ctx, err := a.grpcCheck(ctx, info.FullMethod)
+		if err != nil {
 			return nil, err
 		}
 		return h(ctx, req)
@@ -171,10 +186,11 @@ func (a *Auth) unary() grpc.UnaryServerInterceptor {
 
 func (a *Auth) stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		if err := a.grpcCheck(ss.Context(), info.FullMethod); err != nil {
+		ctx, err := a.grpcCheck(ss.Context(), info.FullMethod)
+		if err != nil {
 			return err
 		}
-		return h(srv, ss)
+		return h(srv, namedStream{ss, ctx})
 	}
 }
 
@@ -203,7 +219,8 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if err := a.check(bearer(r.Header.Get("Authorization")), scope); err != nil {
+		name, err := a.check(bearer(r.Header.Get("Authorization")), scope)
+		if err != nil {
 			code, c := http.StatusForbidden, codes.PermissionDenied
 			if errors.Is(err, errNoToken) || errors.Is(err, errBadToken) {
 				code, c = http.StatusUnauthorized, codes.Unauthenticated
@@ -212,6 +229,6 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 			writeJSON(w, code, errorBody{Code: int(c), Status: c.String(), Message: err.Error()})
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(ingest.WithSender(r.Context(), name)))
 	})
 }

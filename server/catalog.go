@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -235,18 +236,56 @@ func (s *queryServer) ListHosts(ctx context.Context, req *shiplogv1.ListHostsReq
 		}
 		f.AliveAt = t
 	}
+	limit := int(req.GetLimit())
+	switch {
+	case limit == 0:
+		limit = defaultHostsPage
+	case limit < 0 || limit > maxHostsPage:
+		return nil, toStatus(invalid("limit %d: want 1 to %d hosts a page", limit, maxHostsPage))
+	}
+	after, err := hostCursor(req.GetCursor())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	var cov query.Coverage
 	cat, err := s.catalog(ctx, &cov)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	hosts := query.Hosts(cat, f, s.core.SilentAfter, now)
-	out := &shiplogv1.ListHostsResponse{Hosts: make([]*shiplogv1.Host, len(hosts))}
+	p := query.PageHosts(cat, f, after, limit, s.core.SilentAfter, now)
+	out := &shiplogv1.ListHostsResponse{Hosts: make([]*shiplogv1.Host, len(p.Hosts)), Total: uint32(p.Total),
+		StateCounts: make(map[string]uint32, len(p.States))}
 	out.Partial, out.MissingPartitions = coverage(&cov)
-	for i := range hosts {
-		out.Hosts[i] = hostProto(&hosts[i])
+	for i := range p.Hosts {
+		out.Hosts[i] = hostProto(&p.Hosts[i])
+	}
+	for st, n := range p.States {
+		out.StateCounts[st] = uint32(n)
+	}
+	if p.More {
+		last := p.Hosts[len(p.Hosts)-1]
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(last.Service + "\x00" + last.Host))
 	}
 	return out, nil
+}
+
+// Pages of ListHosts.
+const (
+	defaultHostsPage = 1000
+	maxHostsPage     = 10000
+)
+
+// hostCursor reads a ListHosts cursor: the (service, host) a page ended with.
+func hostCursor(c string) (*store.HostKey, error) {
+	if c == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	svc, host, ok := strings.Cut(string(b), "\x00")
+	if err != nil || !ok {
+		return nil, invalid("cursor %q is not one this server gave out", c)
+	}
+	return &store.HostKey{Service: svc, Host: host}, nil
 }
 
 func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest) (*shiplogv1.ContextResponse, error) {

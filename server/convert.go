@@ -2,7 +2,9 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -12,6 +14,18 @@ import (
 
 func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errInvalid, fmt.Sprintf(format, a...))
+}
+
+// nanosOf is a valid ts in Unix nanoseconds; false when it is not valid or
+// int64 nanoseconds cannot hold it (before 1678 or after 2262), where
+// Time.UnixNano would wrap around (a time ~584 years ahead would come out as
+// today).
+func nanosOf(ts *timestamppb.Timestamp) (int64, bool) {
+	const lo, hi = math.MinInt64/1_000_000_000 + 1, math.MaxInt64/1_000_000_000 - 1
+	if ts == nil || ts.CheckValid() != nil || ts.GetSeconds() < lo || ts.GetSeconds() > hi {
+		return 0, false
+	}
+	return ts.GetSeconds()*1e9 + int64(ts.GetNanos()), true
 }
 
 // toBatch converts a PushRequest, filling each record's empty fields from the
@@ -27,11 +41,11 @@ func toBatch(req *shiplogv1.PushRequest) (model.Batch, error) {
 		if run.GetBuildId() == "" {
 			return b, invalid("run: build_id is required")
 		}
-		if ts := run.GetStart(); ts != nil && ts.CheckValid() == nil {
-			b.Run.Start = ts.AsTime().UnixNano()
+		if ns, ok := nanosOf(run.GetStart()); ok {
+			b.Run.Start = ns
 		}
-		if ts := run.GetEnd(); ts != nil && ts.CheckValid() == nil {
-			b.Run.End = ts.AsTime().UnixNano()
+		if ns, ok := nanosOf(run.GetEnd()); ok {
+			b.Run.End = ns
 		}
 	}
 	d := req.GetDefaults()
@@ -44,12 +58,20 @@ func toBatch(req *shiplogv1.PushRequest) (model.Batch, error) {
 			if err := ts.CheckValid(); err != nil {
 				return b, invalid("record %d: time: %v", i, err)
 			}
-			rec.Time = ts.AsTime().UnixNano()
+			ns, ok := nanosOf(ts)
+			if !ok {
+				return b, invalid("record %d: time %s is out of range (years 1678 to 2262)", i, ts.AsTime().Format(time.RFC3339Nano))
+			}
+			rec.Time = ns
 			if rec.Time == 0 {
 				rec.Time = 1 // the epoch itself, not "missing"; ingest rejects it as too old
 			}
 		} else if dt := d.GetTime(); dt != nil && dt.CheckValid() == nil {
-			rec.Time = dt.AsTime().UnixNano()
+			ns, ok := nanosOf(dt)
+			if !ok {
+				return b, invalid("defaults: time %s is out of range (years 1678 to 2262)", dt.AsTime().Format(time.RFC3339Nano))
+			}
+			rec.Time = ns
 		}
 		rec.Service = or(r.GetService(), d.GetService())
 		rec.Host = or(r.GetHost(), d.GetHost())

@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -37,7 +36,8 @@ func (s *stored) reject(n int, err error) {
 }
 
 // storeRecords stores recs through the Ingester in chunks. When Ingest refuses
-// a chunk as invalid, each half is stored on its own, down to single records,
+// a chunk for its records (refusesRecords: invalid, or new streams over the
+// limit), each half is stored on its own, down to single records,
 // which are then counted as rejected. It returns an error only for what is
 // not the records' fault (store failures, cancellation); what was counted
 // before it is stored.
@@ -63,7 +63,7 @@ func storeBisect(ctx context.Context, in *ingest.Ingester, recs []model.Record, 
 		res.Duplicates += r.Duplicates
 		res.Done += len(recs)
 		return nil
-	case !errors.Is(err, ingest.ErrInvalid):
+	case !refusesRecords(err):
 		return err
 	case len(recs) == 1:
 		res.reject(1, err)

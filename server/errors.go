@@ -29,6 +29,9 @@ var errorTable = []struct {
 	{store.ErrClosed, codes.Unavailable},
 	{model.ErrUnavailable, codes.Unavailable},
 	{store.ErrNoSpace, codes.ResourceExhausted},
+	{store.ErrStreamLimit, codes.ResourceExhausted},
+	{store.ErrAgentBound, codes.PermissionDenied},
+	{store.ErrSeqJump, codes.InvalidArgument},
 	{errSeriesLimit, codes.ResourceExhausted},
 	{alert.ErrInvalidRules, codes.FailedPrecondition},
 	{alert.ErrBadRequest, codes.InvalidArgument},
@@ -36,6 +39,16 @@ var errorTable = []struct {
 	{errNoMetrics, codes.Unavailable},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
+}
+
+// refusesRecords reports whether err refuses records of a batch for what
+// they are, so that the ingest routes without agent seq numbers (JSON lines,
+// OTLP, Loki, Elasticsearch bulk) split the batch down to the records at
+// fault and store the others: invalid records, and records of new streams
+// over --max-streams-per-day (a retry of the whole request would store
+// again what it had stored, and the new streams stay refused until 00:00 UTC).
+func refusesRecords(err error) bool {
+	return errors.Is(err, ingest.ErrInvalid) || errors.Is(err, store.ErrStreamLimit)
 }
 
 // errInvalid marks request errors found by the handlers themselves.

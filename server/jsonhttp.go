@@ -192,7 +192,8 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 	})
 }
 
-// ingestLines stores recs. When Ingest refuses them as invalid, it stores
+// ingestLines stores recs. When Ingest refuses them for what they are
+// (refusesRecords: invalid, or new streams over the limit), it stores
 // each half on its own, down to single records, which are then rejected:
 // one bad record costs the others no more than a few calls.
 func ingestJSONLines(r *http.Request, core Core, recs []model.Record, lines []int, ans *jsonlResponse) error {
@@ -205,7 +206,7 @@ func ingestJSONLines(r *http.Request, core Core, recs []model.Record, lines []in
 		ans.Accepted += res.Accepted
 		ans.Duplicates += res.Duplicates
 		return nil
-	case !errors.Is(err, ingest.ErrInvalid):
+	case !refusesRecords(err):
 		return err
 	case len(recs) == 1:
 		ans.reject(lines[0], err)

@@ -28,6 +28,7 @@ type AgentInfo struct {
 	ClosedAt   int64  // wall clock, Unix ns
 	LastSeen   int64  // wall clock of its last batch, Unix ns
 	Hosts      []HostKey
+	Sender     string // name of the token that first used the id ("" without auth)
 }
 
 // maxAgentHosts bounds the (service, host) pairs remembered per agent.
@@ -52,11 +53,12 @@ func (a *agentState) addHost(k HostKey) {
 
 // Agent value (key a<agent id>), also carried by every WAL batch of the agent:
 //
-//	version byte (2), acked, received, duplicates, gaps, dropped (uvarint),
+//	version byte (3), acked, received, duplicates, gaps, dropped (uvarint),
 //	closed byte, closedAt, lastSeen (varint), host count uvarint,
-//	then (service, host) strings
+//	then (service, host) strings, then the sender (string; version 2
+//	ends before it)
 func encodeAgent(b []byte, a *AgentInfo) []byte {
-	b = append(b, 2)
+	b = append(b, 3)
 	for _, v := range []uint64{a.AckedSeq, a.Received, a.Duplicates, a.Gaps, a.Dropped} {
 		b = binary.AppendUvarint(b, v)
 	}
@@ -72,11 +74,12 @@ func encodeAgent(b []byte, a *AgentInfo) []byte {
 		b = appendString(b, h.Service)
 		b = appendString(b, h.Host)
 	}
-	return b
+	return appendString(b, a.Sender)
 }
 
 func decodeAgent(r *walReader, a *AgentInfo) {
-	if v := r.byte1(); v != 2 {
+	v := r.byte1()
+	if v != 2 && v != 3 {
 		if r.err == nil {
 			r.err = fmt.Errorf("%w: agent record version %d", errCorrupt, v)
 		}
@@ -94,6 +97,10 @@ func decodeAgent(r *walReader, a *AgentInfo) {
 	a.Hosts = nil
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		a.Hosts = append(a.Hosts, HostKey{Service: r.str(), Host: r.str()})
+	}
+	a.Sender = ""
+	if v == 3 {
+		a.Sender = r.str()
 	}
 }
 

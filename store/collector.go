@@ -4,8 +4,11 @@ import (
 	"io/fs"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // collector reports, at each scrape, the sizes of the store's parts and the
@@ -21,7 +24,11 @@ var (
 	descAgentDup    = prometheus.NewDesc("shiplog_agent_records_duplicate_total", "Records from agents dropped as already stored (same agent and seq).", nil, nil)
 	descAgentGaps   = prometheus.NewDesc("shiplog_agent_seq_gaps_total", "Sequence numbers agents skipped: records never received.", nil, nil)
 	descAgentDrop   = prometheus.NewDesc("shiplog_agent_records_dropped_total", "Records agents reported they dropped (spool full, unreadable lines).", nil, nil)
-	collectorDescs  = []*prometheus.Desc{descBadger, descDir, descAgents, descAgentRecv, descAgentDup, descAgentGaps, descAgentDrop}
+	descActive      = prometheus.NewDesc("shiplog_store_active_streams", "Streams (service, host, build_id, deploy_id) with an open chunk in memory, one per UTC day of their lines.", nil, nil)
+	descNewStreams  = prometheus.NewDesc("shiplog_store_new_streams_today", "Streams first seen today (UTC, since the server started), counted against --max-streams-per-day.", nil, nil)
+	descStreamLimit = prometheus.NewDesc("shiplog_store_streams_limit", "New streams accepted per UTC day (--max-streams-per-day; 0: no limit).", nil, nil)
+	collectorDescs  = []*prometheus.Desc{descBadger, descDir, descAgents, descAgentRecv, descAgentDup, descAgentGaps, descAgentDrop,
+		descActive, descNewStreams, descStreamLimit}
 	collectorDirs   = []string{"wal", "mwal", "index", "badger"}
 	collectorStates = []string{"open", "closed"}
 )
@@ -59,6 +66,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAgentDup, prometheus.CounterValue, dup)
 	ch <- prometheus.MustNewConstMetric(descAgentGaps, prometheus.CounterValue, gaps)
 	ch <- prometheus.MustNewConstMetric(descAgentDrop, prometheus.CounterValue, drop)
+	active, fresh := c.s.streamCounts(time.Now())
+	ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(active))
+	ch <- prometheus.MustNewConstMetric(descNewStreams, prometheus.GaugeValue, float64(fresh))
+	ch <- prometheus.MustNewConstMetric(descStreamLimit, prometheus.GaugeValue, float64(c.s.opts.MaxStreamsPerDay))
+}
+
+// streamCounts is the number of open heads and of streams first seen today.
+func (s *Store) streamCounts(now time.Time) (active, fresh int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.newDay == model.Day(now.UnixNano()) {
+		fresh = s.newStreams
+	}
+	return len(s.heads), fresh
 }
 
 // dirUsage is the space the files under dir take on disk (allocated blocks).

@@ -35,7 +35,9 @@
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one
 //	            byte k, then the bit array; 10 bits per distinct token
 //	p<day><id>  present while the chunk's Bleve document may not be persisted
-//	a<agent>    the agent's highest stored seq (uvarint)
+//	a<agent>    the agent's delivery accounting (encodeAgent in catalog.go):
+//	            highest stored seq, counts, hosts, and the name of the token
+//	            it is bound to
 //	S<id>       a metric series (id uint64 big-endian): its labels, sorted
 //	            by name (encodeSeriesLabels in metrics_chunk.go)
 //	D<day><id>  the series has samples on day; value: the series' newest
@@ -138,7 +140,8 @@
 // # Locking
 //
 // Store.mu guards heads, sealing, nextLine, agents, chunks, days, streams,
-// unindexed, walFloor and the WAL file. Sealed ChunkMeta values are immutable
+// unindexed, walFloor, the count of new streams a day (newDay, newStreams)
+// and the WAL file. Sealed ChunkMeta values are immutable
 // once published. A head's columns are appended under mu; readers take a
 // snapshot (slices cut to the current length) under mu and read it without it,
 // since appends only write past that length.

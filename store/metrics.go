@@ -7,6 +7,7 @@ type metrics struct {
 	appendSeconds, sealSeconds, indexSeconds      prometheus.Histogram
 	droppedDays                                   prometheus.Counter
 	diskBytes                                     prometheus.Gauge
+	streamsRefused                                prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -25,8 +26,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.droppedDays = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_retention_dropped_days_total", Help: "Day partitions dropped by retention."})
 	m.diskBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_store_disk_bytes", Help: "Space the data directory takes on disk, as of the last retention check."})
+	m.streamsRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_streams_refused_batches_total",
+		Help: "Batches refused because they would open more new streams than --max-streams-per-day allows."})
 	if reg != nil {
-		reg.MustRegister(m.droppedDays, m.diskBytes)
+		reg.MustRegister(m.droppedDays, m.diskBytes, m.streamsRefused)
 		reg.MustRegister(m.lines, m.duplicates, m.chunks, m.chunkBytes, m.errors, m.appendSeconds, m.sealSeconds, m.indexSeconds)
 	}
 	return m

@@ -27,6 +27,14 @@ var (
 	ErrClosed   = errors.New("store is closed")
 	ErrNoSpace  = errors.New("no space left on the data directory's disk")
 	ErrNotFound = errors.New("not found")
+	// ErrStreamLimit refuses a batch that would open more new streams than
+	// Options.MaxStreamsPerDay allows today.
+	ErrStreamLimit = errors.New("over the limit of new streams a day")
+	// ErrAgentBound refuses a batch whose agent id belongs to another sender.
+	ErrAgentBound = errors.New("agent id belongs to another token")
+	// ErrSeqJump refuses a seq further than Options.MaxSeqJump above the
+	// agent's highest stored seq.
+	ErrSeqJump = errors.New("seq jumps too far ahead")
 )
 
 // Options tune the store. DefaultOptions gives production values.
@@ -49,6 +57,15 @@ type Options struct {
 	// holding different partitions of one cluster never give two streams the
 	// same id (and so no two records the same id). Fixed for a data directory.
 	StreamSeed uint64
+	// MaxStreamsPerDay bounds the streams the store has never seen that it
+	// accepts per UTC day (by its clock); a batch that would open more is
+	// refused whole with ErrStreamLimit, while streams it knows keep
+	// working. 0: no limit.
+	MaxStreamsPerDay int
+	// MaxSeqJump bounds how far an agent's seq may move above its highest
+	// stored seq (0 for a new agent) in one step; further is refused with
+	// ErrSeqJump. 0: no bound.
+	MaxSeqJump uint64
 
 	// Metrics tunes the metric store (metrics_store.go); Retention applies to it too.
 	Metrics MetricsOptions
@@ -68,7 +85,14 @@ func DefaultOptions() Options {
 		BadgerCache:     64 << 20,
 		Maintenance:     time.Second,
 		RetentionCheck:  time.Minute,
-		Metrics:         DefaultMetricsOptions(),
+		// Sized for a big fleet: 100,000 new (service, host, build, deploy)
+		// combinations a day. An open stream costs a few KiB until its chunk
+		// is sealed, and its metadata stays in memory for good.
+		MaxStreamsPerDay: 100_000,
+		// A real agent's seq moves up by its lines; 2^40 is ~35 years of
+		// 1,000 lines a second, and leaves 2^64 far away.
+		MaxSeqJump: 1 << 40,
+		Metrics:    DefaultMetricsOptions(),
 	}
 }
 
@@ -130,6 +154,11 @@ type Store struct {
 	streamInfo map[uint64]*StreamInfo
 	lastRecv   map[uint64]int64
 	runs       map[string][]model.Run
+	// newDay is the UTC day (by the clock) newStreams counts the streams
+	// first seen on, against Options.MaxStreamsPerDay.
+	newDay      uint32
+	newStreams  int
+	limitWarned uint32 // the day the limit was last logged as reached
 	// floor: every day below it was dropped by retention; dayDroppers drop
 	// the other parts of a day (metrics).
 	floor       uint32
@@ -452,11 +481,15 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	var res model.AppendResult
 	var ag *agentState
 	var maxSeq uint64
+	newAgent := false
 	if b.AgentID != "" {
 		ag = s.agents[b.AgentID]
 		if ag == nil {
-			ag = &agentState{AgentInfo: AgentInfo{ID: b.AgentID}}
-			s.agents[b.AgentID] = ag
+			ag, newAgent = &agentState{AgentInfo: AgentInfo{ID: b.AgentID, Sender: b.Sender}}, true
+		}
+		if err := checkSender(ag, b.Sender); err != nil {
+			s.mu.Unlock()
+			return model.AppendResult{}, err
 		}
 		maxSeq = ag.AckedSeq
 	}
@@ -476,6 +509,12 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 				res.Duplicates++
 				continue
 			}
+			if w := s.opts.MaxSeqJump; w > 0 && r.Seq-ag.AckedSeq > w {
+				// Measured from the batch's start: a batch moves the agent at most w.
+				s.mu.Unlock()
+				return model.AppendResult{}, fmt.Errorf("%w: record %d: seq %d is %d above agent %q's highest stored seq %d; the window is %d",
+					ErrSeqJump, i, r.Seq, r.Seq-ag.AckedSeq, b.AgentID, ag.AckedSeq, w)
+			}
 			gaps += r.Seq - maxSeq - 1
 			maxSeq = r.Seq
 		}
@@ -488,6 +527,18 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		g.recs = append(g.recs, i)
 		res.Accepted++
 	}
+	var fresh int
+	if res.Accepted > 0 {
+		var err error
+		if fresh, err = s.checkNewStreams(groups, now); err != nil {
+			s.mu.Unlock()
+			s.m.streamsRefused.Inc()
+			return model.AppendResult{}, err
+		}
+	}
+	if newAgent {
+		s.agents[b.AgentID] = ag
+	}
 	// The agent's new accounting is applied only once the batch is durable: a
 	// batch that fails to reach the WAL must not count as stored.
 	var next AgentInfo
@@ -499,6 +550,9 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		next.Gaps += gaps
 		next.Dropped = max(next.Dropped, b.Dropped)
 		next.LastSeen = now
+		if next.Sender == "" {
+			next.Sender = b.Sender // an agent seen without auth, or before ids were bound
+		}
 		next.Closed = b.Closing
 		if b.Closing {
 			next.ClosedAt = now
@@ -559,6 +613,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		ag.AgentInfo, ag.dirty = next, true
 		res.AckedSeq = maxSeq
 	}
+	s.newStreams += fresh
 	for _, g := range groups {
 		s.lastRecv[g.key.stream] = now
 		for j, ri := range g.recs {
@@ -590,6 +645,74 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	return res, nil
 }
 
+// checkSender binds a new or unbound agent to the sender (the name of the
+// token that sent the batch) and refuses another sender. Without a sender
+// (no authentication) nothing is checked.
+func checkSender(ag *agentState, sender string) error {
+	if sender == "" || ag.Sender == "" || ag.Sender == sender {
+		return nil
+	}
+	return fmt.Errorf("%w: agent id %q was first used with token %q, not %q; give each agent its own agent id (a fresh spool makes one)",
+		ErrAgentBound, ag.ID, ag.Sender, sender)
+}
+
+// known reports whether the store holds or has held lines of k's stream.
+// Caller holds mu.
+func (s *Store) known(k headKey) bool {
+	if _, ok := s.streamInfo[k.stream]; ok {
+		return true
+	}
+	if _, ok := s.lastRecv[k.stream]; ok {
+		return true
+	}
+	_, ok := s.nextLine[k]
+	return ok
+}
+
+// checkNewStreams counts the streams of groups the store has never seen and
+// refuses them all if they would take today's new streams over
+// Options.MaxStreamsPerDay. Caller holds mu; it adds the count returned to
+// newStreams once the batch is stored.
+func (s *Store) checkNewStreams(groups []*group, now int64) (int, error) {
+	limit := s.opts.MaxStreamsPerDay
+	if limit <= 0 {
+		return 0, nil
+	}
+	if day := model.Day(now); day != s.newDay {
+		s.newDay, s.newStreams = day, 0
+	}
+	var fresh map[uint64]*group
+	for _, g := range groups {
+		if s.known(g.key) {
+			continue
+		}
+		if fresh == nil {
+			fresh = map[uint64]*group{}
+		}
+		if _, ok := fresh[g.key.stream]; !ok {
+			fresh[g.key.stream] = g
+		}
+	}
+	if s.newStreams+len(fresh) <= limit {
+		return len(fresh), nil
+	}
+	if s.limitWarned != s.newDay {
+		s.limitWarned = s.newDay
+		s.log.Warn("store: the limit of new streams a day is reached: batches opening new streams are refused until 00:00 UTC; known streams go on",
+			"limit", limit, "flag", "--max-streams-per-day")
+	}
+	var first *group
+	for _, g := range groups {
+		if fresh[g.key.stream] == g {
+			first = g
+			break
+		}
+	}
+	l := first.labels
+	return 0, fmt.Errorf("%w: the batch opens %d new stream(s) (the first: service=%q host=%q build_id=%q deploy_id=%q) and %d of today's %d are taken (--max-streams-per-day); streams already known are accepted, new ones again from 00:00 UTC",
+		ErrStreamLimit, len(fresh), l.Service, l.Host, l.BuildID, l.DeployID, s.newStreams, limit)
+}
+
 // appendLine adds one line to its head, opening one if needed, and returns the
 // head if it is now full (already moved to sealing). Caller holds mu.
 func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64) *head {
@@ -602,7 +725,9 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 	if h == nil {
 		h = &head{opened: time.Now(), minSeg: seg}
 		h.meta = ChunkMeta{ID: s.nextChunk.Add(1), Stream: k.stream, Day: k.day, FirstLine: line, Labels: labels, MinT: r.Time, MaxT: r.Time}
-		n := 64
+		// Small at first: a stream that sends a line or two (a big fleet's
+		// many hosts) should not cost kilobytes until its chunk is sealed.
+		n := 8
 		h.lines = Lines{
 			Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n),
 			Traces: make([]string, 0, n), Spans: make([]string, 0, n), Attrs: make([][]model.Attr, 0, n), Seqs: make([]uint64, 0, n),

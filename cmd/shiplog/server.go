@@ -75,6 +75,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var retentionSize byteSize
 	fs.Var(&retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
 	fs.Var(&memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
+	sod := store.DefaultOptions()
+	maxStreams := fs.Int("max-streams-per-day", sod.MaxStreamsPerDay, "new streams (service, host, build_id, deploy_id never seen before) accepted per UTC day; a batch opening more gets ResourceExhausted, known streams keep working; 0 = no limit")
+	maxSeqJump := fs.Uint64("max-seq-jump", sod.MaxSeqJump, "refuse (InvalidArgument) a batch whose seq is further than this above its agent's highest stored seq; 0 = no bound")
 	rulesFile := fs.String("rules", "", "alert rules file (see docs/rules.md); reloaded on SIGHUP and POST /-/reload")
 	externalURL := fs.String("external-url", "", "the web UI's address in alert notifications' links (default http://<--http>)")
 	cf := addClusterFlags(fs)
@@ -139,6 +142,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *retention > 0 && *retention < *maxPast {
 		*maxPast = *retention
 	}
+	if *maxStreams < 0 {
+		return usagef("server: --max-streams-per-day must not be negative")
+	}
 	if *silentAfter <= 0 {
 		return usagef("server: --silent-after must be positive")
 	}
@@ -185,8 +191,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	so := store.DefaultOptions()
+	so := sod
 	so.Fsync = *fsync
+	so.MaxStreamsPerDay, so.MaxSeqJump = *maxStreams, *maxSeqJump
 	so.Retention, so.RetentionBytes = *retention, int64(retentionSize)
 	so.Metrics.MaxSeries = *maxSeries
 	start := time.Now()

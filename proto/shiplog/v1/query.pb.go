@@ -1810,8 +1810,12 @@ type ListHostsRequest struct {
 	State    string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	DeployId string                 `protobuf:"bytes,3,opt,name=deploy_id,json=deployId,proto3" json:"deploy_id,omitempty"`
 	// alive_at: only hosts whose first and last lines span this time.
-	AliveAt       string `protobuf:"bytes,4,opt,name=alive_at,json=aliveAt,proto3" json:"alive_at,omitempty"`
-	BuildId       string `protobuf:"bytes,5,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	AliveAt string `protobuf:"bytes,4,opt,name=alive_at,json=aliveAt,proto3" json:"alive_at,omitempty"`
+	BuildId string `protobuf:"bytes,5,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	// limit: hosts in one page (0: 1000; at most 10000).
+	Limit int32 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	// cursor: the next_cursor of the previous page; empty for the first.
+	Cursor        string `protobuf:"bytes,7,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1881,9 +1885,32 @@ func (x *ListHostsRequest) GetBuildId() string {
 	return ""
 }
 
+func (x *ListHostsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListHostsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 type ListHostsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Hosts []*Host                `protobuf:"bytes,1,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// hosts, by service, then host.
+	Hosts []*Host `protobuf:"bytes,1,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// next_cursor: pass it as cursor for the next page; empty after the last.
+	// A cursor is the last host of its page, so pages neither repeat nor skip
+	// a host while others come and go.
+	NextCursor string `protobuf:"bytes,4,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	// total: hosts that match the request's filters, over every page.
+	Total uint32 `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
+	// state_counts: hosts that match the filters other than state, by state.
+	StateCounts map[string]uint32 `protobuf:"bytes,6,rep,name=state_counts,json=stateCounts,proto3" json:"state_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// partial is true when some partition of a cluster could not be included
 	// (no owner yet, its owner is unreachable or still catching up);
 	// missing_partitions names them. Always false on a single node.
@@ -1926,6 +1953,27 @@ func (*ListHostsResponse) Descriptor() ([]byte, []int) {
 func (x *ListHostsResponse) GetHosts() []*Host {
 	if x != nil {
 		return x.Hosts
+	}
+	return nil
+}
+
+func (x *ListHostsResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *ListHostsResponse) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ListHostsResponse) GetStateCounts() map[string]uint32 {
+	if x != nil {
+		return x.StateCounts
 	}
 	return nil
 }
@@ -2108,17 +2156,26 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x06levels\x18\n" +
 	" \x01(\v2\x17.shiplog.v1.LevelCountsR\x06levels\x12\x14\n" +
 	"\x05state\x18\v \x01(\tR\x05state\x12)\n" +
-	"\x06agents\x18\f \x03(\v2\x11.shiplog.v1.AgentR\x06agents\"\x95\x01\n" +
+	"\x06agents\x18\f \x03(\v2\x11.shiplog.v1.AgentR\x06agents\"\xc3\x01\n" +
 	"\x10ListHostsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
 	"\tdeploy_id\x18\x03 \x01(\tR\bdeployId\x12\x19\n" +
 	"\balive_at\x18\x04 \x01(\tR\aaliveAt\x12\x19\n" +
-	"\bbuild_id\x18\x05 \x01(\tR\abuildId\"\x84\x01\n" +
+	"\bbuild_id\x18\x05 \x01(\tR\abuildId\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\a \x01(\tR\x06cursor\"\xce\x02\n" +
 	"\x11ListHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.shiplog.v1.HostR\x05hosts\x12\x18\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.shiplog.v1.HostR\x05hosts\x12\x1f\n" +
+	"\vnext_cursor\x18\x04 \x01(\tR\n" +
+	"nextCursor\x12\x14\n" +
+	"\x05total\x18\x05 \x01(\rR\x05total\x12Q\n" +
+	"\fstate_counts\x18\x06 \x03(\v2..shiplog.v1.ListHostsResponse.StateCountsEntryR\vstateCounts\x12\x18\n" +
 	"\apartial\x18\x02 \x01(\bR\apartial\x12-\n" +
-	"\x12missing_partitions\x18\x03 \x03(\x05R\x11missingPartitions2\xe8\b\n" +
+	"\x12missing_partitions\x18\x03 \x03(\x05R\x11missingPartitions\x1a>\n" +
+	"\x10StateCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x012\xe8\b\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
 	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogram\x12a\n" +
@@ -2148,7 +2205,7 @@ func file_shiplog_v1_query_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_query_proto_rawDescData
 }
 
-var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_shiplog_v1_query_proto_goTypes = []any{
 	(*SearchRequest)(nil),            // 0: shiplog.v1.SearchRequest
 	(*SearchResponse)(nil),           // 1: shiplog.v1.SearchResponse
@@ -2173,74 +2230,76 @@ var file_shiplog_v1_query_proto_goTypes = []any{
 	(*Host)(nil),                     // 20: shiplog.v1.Host
 	(*ListHostsRequest)(nil),         // 21: shiplog.v1.ListHostsRequest
 	(*ListHostsResponse)(nil),        // 22: shiplog.v1.ListHostsResponse
-	(*Record)(nil),                   // 23: shiplog.v1.Record
-	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
-	(*ListAlertsRequest)(nil),        // 25: shiplog.v1.ListAlertsRequest
-	(*ListAlertRulesRequest)(nil),    // 26: shiplog.v1.ListAlertRulesRequest
-	(*ListAlertHistoryRequest)(nil),  // 27: shiplog.v1.ListAlertHistoryRequest
-	(*ListAlertsResponse)(nil),       // 28: shiplog.v1.ListAlertsResponse
-	(*ListAlertRulesResponse)(nil),   // 29: shiplog.v1.ListAlertRulesResponse
-	(*ListAlertHistoryResponse)(nil), // 30: shiplog.v1.ListAlertHistoryResponse
+	nil,                              // 23: shiplog.v1.ListHostsResponse.StateCountsEntry
+	(*Record)(nil),                   // 24: shiplog.v1.Record
+	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
+	(*ListAlertsRequest)(nil),        // 26: shiplog.v1.ListAlertsRequest
+	(*ListAlertRulesRequest)(nil),    // 27: shiplog.v1.ListAlertRulesRequest
+	(*ListAlertHistoryRequest)(nil),  // 28: shiplog.v1.ListAlertHistoryRequest
+	(*ListAlertsResponse)(nil),       // 29: shiplog.v1.ListAlertsResponse
+	(*ListAlertRulesResponse)(nil),   // 30: shiplog.v1.ListAlertRulesResponse
+	(*ListAlertHistoryResponse)(nil), // 31: shiplog.v1.ListAlertHistoryResponse
 }
 var file_shiplog_v1_query_proto_depIdxs = []int32{
-	23, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
+	24, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
 	4,  // 1: shiplog.v1.HistogramResponse.buckets:type_name -> shiplog.v1.Bucket
-	24, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
-	23, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
-	23, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
-	23, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
-	23, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
-	23, // 7: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
-	24, // 8: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
-	24, // 9: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
-	24, // 10: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
-	24, // 11: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
+	25, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
+	24, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
+	24, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
+	24, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
+	24, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
+	24, // 7: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
+	25, // 8: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
+	25, // 9: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
+	25, // 10: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
+	25, // 11: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
 	9,  // 12: shiplog.v1.Build.levels:type_name -> shiplog.v1.LevelCounts
-	24, // 13: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
-	24, // 14: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
+	25, // 13: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
+	25, // 14: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
 	10, // 15: shiplog.v1.Build.runs:type_name -> shiplog.v1.Run
 	11, // 16: shiplog.v1.ListBuildsResponse.builds:type_name -> shiplog.v1.Build
-	24, // 17: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
-	24, // 18: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
+	25, // 17: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
+	25, // 18: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
 	9,  // 19: shiplog.v1.Deploy.levels:type_name -> shiplog.v1.LevelCounts
 	10, // 20: shiplog.v1.Deploy.runs:type_name -> shiplog.v1.Run
 	20, // 21: shiplog.v1.Deploy.host_lives:type_name -> shiplog.v1.Host
 	15, // 22: shiplog.v1.ListDeploysResponse.deploys:type_name -> shiplog.v1.Deploy
-	24, // 23: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	24, // 24: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
-	24, // 25: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
+	25, // 23: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	25, // 24: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
+	25, // 25: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
 	9,  // 26: shiplog.v1.Host.levels:type_name -> shiplog.v1.LevelCounts
 	19, // 27: shiplog.v1.Host.agents:type_name -> shiplog.v1.Agent
 	20, // 28: shiplog.v1.ListHostsResponse.hosts:type_name -> shiplog.v1.Host
-	0,  // 29: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
-	2,  // 30: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
-	5,  // 31: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
-	7,  // 32: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
-	12, // 33: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
-	14, // 34: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
-	16, // 35: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
-	18, // 36: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
-	21, // 37: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
-	25, // 38: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
-	26, // 39: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
-	27, // 40: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
-	1,  // 41: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
-	3,  // 42: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
-	6,  // 43: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
-	8,  // 44: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
-	13, // 45: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
-	11, // 46: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
-	17, // 47: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
-	15, // 48: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
-	22, // 49: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
-	28, // 50: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
-	29, // 51: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
-	30, // 52: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
-	41, // [41:53] is the sub-list for method output_type
-	29, // [29:41] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	23, // 29: shiplog.v1.ListHostsResponse.state_counts:type_name -> shiplog.v1.ListHostsResponse.StateCountsEntry
+	0,  // 30: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
+	2,  // 31: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
+	5,  // 32: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
+	7,  // 33: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
+	12, // 34: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
+	14, // 35: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
+	16, // 36: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
+	18, // 37: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
+	21, // 38: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
+	26, // 39: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
+	27, // 40: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
+	28, // 41: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
+	1,  // 42: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
+	3,  // 43: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
+	6,  // 44: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
+	8,  // 45: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
+	13, // 46: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
+	11, // 47: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
+	17, // 48: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
+	15, // 49: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
+	22, // 50: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
+	29, // 51: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
+	30, // 52: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
+	31, // 53: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
+	42, // [42:54] is the sub-list for method output_type
+	30, // [30:42] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_shiplog_v1_query_proto_init() }
@@ -2256,7 +2315,7 @@ func file_shiplog_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_query_proto_rawDesc), len(file_shiplog_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,7 +55,9 @@ type QueryServiceClient interface {
 	ListDeploys(ctx context.Context, in *ListDeploysRequest, opts ...grpc.CallOption) (*ListDeploysResponse, error)
 	// GetDeploy returns one deploy, with the previous deploy of its service.
 	GetDeploy(ctx context.Context, in *GetDeployRequest, opts ...grpc.CallOption) (*Deploy, error)
-	// ListHosts lists every host ever seen, with its life and delivery accounting.
+	// ListHosts lists every host ever seen, with its life and delivery
+	// accounting, a page at a time by service, then host: follow next_cursor
+	// until it is empty.
 	ListHosts(ctx context.Context, in *ListHostsRequest, opts ...grpc.CallOption) (*ListHostsResponse, error)
 	// ListAlerts returns pending and firing alerts (HTTP: GET /v1/alerts).
 	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
@@ -224,7 +226,9 @@ type QueryServiceServer interface {
 	ListDeploys(context.Context, *ListDeploysRequest) (*ListDeploysResponse, error)
 	// GetDeploy returns one deploy, with the previous deploy of its service.
 	GetDeploy(context.Context, *GetDeployRequest) (*Deploy, error)
-	// ListHosts lists every host ever seen, with its life and delivery accounting.
+	// ListHosts lists every host ever seen, with its life and delivery
+	// accounting, a page at a time by service, then host: follow next_cursor
+	// until it is empty.
 	ListHosts(context.Context, *ListHostsRequest) (*ListHostsResponse, error)
 	// ListAlerts returns pending and firing alerts (HTTP: GET /v1/alerts).
 	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)

@@ -99,7 +99,7 @@ export default function group(main, ctx) {
     list.render();
     let lives = g.host_lives;
     if (kind === 'build') {
-      try { lives = (await api('/v1/hosts', { build_id: id }, ac.signal)).hosts; } catch { lives = null; }
+      try { lives = (await api('/v1/hosts', { build_id: id, limit: 10000 }, ac.signal)).hosts; } catch { lives = null; }
     }
     renderSummary(summary, kind, g, lives || [], filter, path);
     const errs = ((g.levels && g.levels.error) || 0) + ((g.levels && g.levels.fatal) || 0);

@@ -1,7 +1,12 @@
 // Hosts: every host ever seen, live or gone, each one click from its lines.
 // State: /hosts?filter=&state=
+// /v1/hosts answers a page at a time (by service, then host): the view loads
+// up to MAX_HOSTS of them, and more on demand.
 import { h, api, errorBox, info, num, fmtTime, fmtDuration, ago, ms, hostTag, stateBadge, quote, href, debounce } from './lib.js';
 import { iso } from './search.js';
+
+const PAGE = 1000;
+const MAX_HOSTS = 10000;
 
 export default function hosts(main, ctx) {
   document.title = 'Hosts · shiplog';
@@ -13,17 +18,20 @@ export default function hosts(main, ctx) {
     .map(([v, l]) => h('option', { value: v, selected: v === st }, l)));
   const count = h('span', { class: 'count' });
   const body = h('div', {}, info('Loading…'));
-  main.append(h('h1', {}, 'Hosts'), h('form', { class: 'bar', onsubmit: (e) => e.preventDefault() }, box, sel, count), body);
+  const more = h('div', {});
+  main.append(h('h1', {}, 'Hosts'), h('form', { class: 'bar', onsubmit: (e) => e.preventDefault() }, box, sel, count), body, more);
   let all = [];
+  let total = 0, states = {}, next = '';
 
   const draw = () => {
     ctx.replace(href('/hosts', { filter, state: st }));
     const words = filter.toLowerCase().split(/\s+/).filter(Boolean);
     const shown = all.filter((x) => (!st || x.state === st) &&
       words.every((w) => [x.host, x.service, x.build_id, x.deploy_id, ...(x.build_ids || []), ...(x.deploy_ids || [])].some((v) => (v || '').toLowerCase().includes(w))));
-    const counts = { live: 0, silent: 0, closed: 0 };
-    for (const x of all) counts[x.state] = (counts[x.state] || 0) + 1;
-    count.replaceChildren(`${num(shown.length)} of ${num(all.length)} · ${counts.live} live, ${counts.silent} silent, ${counts.closed} closed`);
+    const counts = { live: 0, silent: 0, closed: 0, ...states };
+    count.replaceChildren(`${num(shown.length)} of ${num(total)} · ${num(counts.live)} live, ${num(counts.silent)} silent, ${num(counts.closed)} closed`);
+    more.replaceChildren(...(next ? [info(`Showing the first ${num(all.length)} hosts by service and host name. `),
+      h('button', { type: 'button', onclick: () => load(MAX_HOSTS) }, 'Load more')] : []));
     if (!all.length) { body.replaceChildren(info('No hosts yet: every host that sends a line shows up here.')); return; }
     if (!shown.length) { body.replaceChildren(info('No host matches the filter.')); return; }
     body.replaceChildren(h('table', { class: 'grid' },
@@ -50,9 +58,30 @@ export default function hosts(main, ctx) {
   box.addEventListener('input', debounce(() => { filter = box.value.trim(); draw(); }, 120));
   sel.addEventListener('change', () => { st = sel.value; draw(); });
 
-  api('/v1/hosts', {}, ac.signal).then((r) => {
-    all = (r.hosts || []).sort((a, b) => ms(b.last_seen) - ms(a.last_seen));
-    draw();
-  }, (e) => e.name !== 'AbortError' && body.replaceChildren(errorBox(e)));
+  // load reads up to n more hosts, a page at a time (one load at a time).
+  let busy = false;
+  const load = async (n) => {
+    if (busy) return;
+    busy = true;
+    try {
+      for (let got = 0; got < n; ) {
+        const r = await api('/v1/hosts', { limit: PAGE, cursor: next }, ac.signal);
+        const page = r.hosts || [];
+        all = all.concat(page);
+        got += page.length;
+        total = r.total != null ? r.total : all.length;
+        states = r.state_counts || {};
+        next = r.next_cursor || '';
+        if (!next || !page.length) break;
+      }
+      all.sort((a, b) => ms(b.last_seen) - ms(a.last_seen));
+      draw();
+    } catch (e) {
+      if (e.name !== 'AbortError') body.replaceChildren(errorBox(e));
+    } finally {
+      busy = false;
+    }
+  };
+  load(MAX_HOSTS);
   return () => ac.abort();
 }
