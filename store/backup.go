@@ -163,6 +163,9 @@ func Restore(r io.Reader, dir string) (err error) {
 	if err := loadBackup(vr, filepath.Join(tmp, "badger")); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	if _, err := tightenPerms(tmp); err != nil { // Badger creates some files 0666
+		return fmt.Errorf("restore: %w", err)
+	}
 	// An empty directory at dir (checked above) gives way.
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("restore: %w", err)

@@ -204,7 +204,7 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 	if _, statErr := os.Stat(path); statErr == nil {
 		idx, err = bleve.OpenUsing(path, scorchConfig())
 	} else if create {
-		if err := os.MkdirAll(x.dir, 0o755); err != nil {
+		if err := os.MkdirAll(x.dir, 0o700); err != nil {
 			return nil, err
 		}
 		m := mapping.NewIndexMapping()

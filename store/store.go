@@ -188,8 +188,13 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	if opts.RetentionCheck <= 0 {
 		opts.RetentionCheck = def.RetentionCheck
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if n, err := tightenPerms(dir); err != nil {
+		return nil, fmt.Errorf("open store: make the data directory private: %w", err)
+	} else if n > 0 {
+		log.Warn("store: made the data directory private: removed group and other permissions (left by an older version)", "dir", dir, "entries", n)
 	}
 	bopts := badger.DefaultOptions(filepath.Join(dir, "badger")).
 		WithLogger(badgerLogger{log}).

@@ -43,7 +43,7 @@ type wal struct {
 }
 
 func openWAL(dir string, segBytes int64, fsync bool) (*wal, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	return &wal{dir: dir, segBytes: segBytes, fsync: fsync}, nil
@@ -128,7 +128,7 @@ func (w *wal) startSegment() error {
 		}
 	}
 	w.seg++
-	f, err := os.OpenFile(w.segPath(w.seg), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(w.segPath(w.seg), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}

@@ -140,6 +140,20 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if memLimit > 0 {
 		debug.SetMemoryLimit(int64(memLimit))
 	}
+	// Files the server creates are its own (the WAL holds what clients sent).
+	privateUmask()
+	for _, f := range []struct{ name, path string }{{"auth-file", *authFile}, {"tls-key", *tlsKey}} {
+		if f.path == "" {
+			continue
+		}
+		warn, err := checkSecretFile(f.path, f.name)
+		if err != nil {
+			return err
+		}
+		if warn != "" {
+			log.Warn(warn)
+		}
+	}
 	var auth *server.Auth
 	if *authFile != "" {
 		var err error
@@ -295,6 +309,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		syslogDone = make(chan error, 1)
 		go func() { syslogDone <- sl.Serve(syslogCtx) }()
 		syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
+		if auth != nil {
+			log.Warn("--syslog takes messages from anyone who can reach it, without a token (syslog has no authentication): --auth-file does not cover it; use --syslog-tls with --tls-client-ca, or a firewall", "syslog", sl.Addr())
+		}
 	}
 	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
 		base, srv.GRPCAddr(), base, *data)
