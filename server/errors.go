@@ -29,6 +29,7 @@ var errorTable = []struct {
 	{store.ErrClosed, codes.Unavailable},
 	{model.ErrUnavailable, codes.Unavailable},
 	{store.ErrNoSpace, codes.ResourceExhausted},
+	{store.ErrReadOnly, codes.ResourceExhausted}, // opened on a full disk
 	{alert.ErrInvalidRules, codes.FailedPrecondition},
 	{alert.ErrBadRequest, codes.InvalidArgument},
 	{errNoAlerting, codes.Unimplemented},

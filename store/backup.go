@@ -53,6 +53,10 @@ var ErrBadBackup = errors.New("not a valid shiplog backup")
 
 // Backup writes a consistent copy of the store to w.
 func (s *Store) Backup(w io.Writer) error {
+	if s.readOnly {
+		// It would miss the lines still in the WAL, which cannot be sealed.
+		return fmt.Errorf("backup: %w", s.errReadOnly())
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -46,7 +46,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	silentAfter := fs.Duration("silent-after", 5*time.Minute, "a host with no new line for this long is silent (unless its agent said goodbye)")
 	authFile := fs.String("auth-file", "", "YAML file of tokens and scopes (see docs/operations.md); without it, no token is needed")
-	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file")
+	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file, and a --min-free-disk below 64MiB")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM) for both listeners; reloaded on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
@@ -55,7 +55,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxQueries := fs.Int("max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
 	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
 	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
-	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
+	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB; at least 64MiB unless --insecure, which allows 0 = off)")
 	retention := fs.Duration("retention", 0, "drop day partitions (logs and metrics) older than this, e.g. 720h; 0 keeps everything")
 	var retentionSize byteSize
 	fs.Var(&retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
@@ -110,6 +110,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 {
 		return usagef("server: --query-timeout, --max-concurrent-queries and --max-inflight-batches must be positive")
+	}
+	if minFree < minFreeDiskFloor && !*insecure {
+		return usagef("server: --min-free-disk of %d bytes is below the safe floor of 64MiB: a full disk makes the store fail hard (Badger writes through memory-mapped files); raise it, or add --insecure to accept the risk", uint64(minFree))
 	}
 	if *retention < 0 {
 		return usagef("server: --retention must not be negative")
@@ -186,6 +189,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("store open", "data", *data, "took", time.Since(start).Round(time.Millisecond))
+	readOnly, roWhy := st.ReadOnly()
 	io := ingest.DefaultOptions()
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
 	hub := server.NewHub()
@@ -316,6 +320,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
 		base, srv.GRPCAddr(), base, *data)
 	fmt.Fprint(stdout, syslogLine)
+	if readOnly {
+		fmt.Fprintf(stdout, "  READ-ONLY:           %s; queries are answered, ingest is refused until a restart with free space\n", roWhy)
+	}
 	if f, ok := stdout.(*os.File); ok {
 		_ = f.Sync()
 	}
@@ -341,6 +348,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	return closeErr
 }
+
+// minFreeDiskFloor is the lowest --min-free-disk without --insecure.
+const minFreeDiskFloor = 64 << 20
 
 // onSIGHUP calls fn on every SIGHUP until ctx is done.
 func onSIGHUP(ctx context.Context, fn func()) {
