@@ -93,9 +93,13 @@ func TestFilesPrivate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "wal", "notes"), []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, data, "--auth-file", authFile)
+	s := startServer(t, data, "--auth-file", authFile, "--syslog", freePort(t))
 	if log := s.logText(); !strings.Contains(log, "readable by group or others") || !strings.Contains(log, "made the data directory private") {
 		t.Fatalf("no warning about the auth file's mode or the tightened data directory:\n%s", log)
+	}
+	// Syslog has no tokens: said at start.
+	if log := s.logText(); !strings.Contains(log, "--syslog takes messages without a token") {
+		t.Fatalf("no warning about --syslog beside --auth-file:\n%s", log)
 	}
 	cc, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(plainToken(adminTok)))
 	if err != nil {

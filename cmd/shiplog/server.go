@@ -36,6 +36,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	httpAddr := fs.String("http", sd.HTTPAddr, "HTTP address: JSON API, web UI, /metrics")
 	grpcAddr := fs.String("grpc", sd.GRPCAddr, "gRPC address")
 	syslogAddr := fs.String("syslog", "", "syslog address, TCP and UDP (RFC 5424 and RFC 3164); empty: off")
+	syslogTLSAddr := fs.String("syslog-tls", "", "syslog over TLS address (RFC 5425, usually port 6514) with --tls-cert/--tls-key, and client certificates with --tls-client-ca; empty: off")
 	data := fs.String("data", "./shiplog-data", "data directory")
 	fsync := fs.Bool("fsync", false, "fsync the write-ahead log before every ack (survives power loss, slower)")
 	maxLine := fs.Int("max-line-bytes", ingest.DefaultOptions().MaxLineBytes, "longer messages are cut and marked truncated=true")
@@ -93,13 +94,19 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *tlsClientCA != "" && *tlsCert == "" {
 		return usagef("server: --tls-client-ca needs --tls-cert and --tls-key")
 	}
-	if *syslogAddr != "" {
-		if _, _, err := net.SplitHostPort(*syslogAddr); err != nil {
-			return usagef("server: --syslog %q: want HOST:PORT", *syslogAddr)
+	for _, a := range []struct{ name, v string }{{"syslog", *syslogAddr}, {"syslog-tls", *syslogTLSAddr}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return usagef("server: --%s %q: want HOST:PORT", a.name, a.v)
 		}
 	}
+	if *syslogTLSAddr != "" && *tlsCert == "" {
+		return usagef("server: --syslog-tls needs --tls-cert and --tls-key")
+	}
 	if *authFile == "" && !*insecure {
-		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}, {"syslog", *syslogAddr}} {
+		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}, {"syslog", *syslogAddr}, {"syslog-tls", *syslogTLSAddr}} {
 			if a.v == "" {
 				continue
 			}
@@ -302,9 +309,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var syslogLine string
 	syslogCtx, stopSyslog := context.WithCancel(ctx)
 	defer stopSyslog()
-	if *syslogAddr != "" {
+	if *syslogAddr != "" || *syslogTLSAddr != "" {
 		slo := server.DefaultSyslogOptions()
-		slo.Addr = *syslogAddr
+		slo.Addr, slo.TLSAddr, slo.TLS = *syslogAddr, *syslogTLSAddr, tlsCfg
 		sl, err := server.ListenSyslog(core.Ingest, slo, log, reg)
 		if err != nil {
 			closeAll()
@@ -312,9 +319,18 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		syslogDone = make(chan error, 1)
 		go func() { syslogDone <- sl.Serve(syslogCtx) }()
-		syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
-		if auth != nil {
-			log.Warn("--syslog takes messages from anyone who can reach it, without a token (syslog has no authentication): --auth-file does not cover it; use --syslog-tls with --tls-client-ca, or a firewall", "syslog", sl.Addr())
+		if sl.Addr() != "" {
+			syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
+		}
+		if sl.TLSAddr() != "" {
+			syslogLine += fmt.Sprintf("  syslog (tls):        %s\n", sl.TLSAddr())
+		}
+		// Syslog has no tokens: --auth-file does not cover it.
+		if auth != nil && sl.Addr() != "" {
+			log.Warn("--syslog takes messages without a token from anyone who can reach it (syslog has no authentication; --auth-file does not cover it): use --syslog-tls with --tls-client-ca, or a firewall", "syslog", sl.Addr())
+		}
+		if auth != nil && sl.TLSAddr() != "" && *tlsClientCA == "" {
+			log.Warn("--syslog-tls takes messages without a token from anyone who can reach it: add --tls-client-ca to require client certificates", "syslog_tls", sl.TLSAddr())
 		}
 	}
 	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
