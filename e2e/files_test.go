@@ -130,3 +130,33 @@ func TestFilesPrivate(t *testing.T) {
 	s.stop()
 	assertPrivate(t, data)
 }
+
+// TestRestoreBadFile: `shiplog restore` of a crafted 26-byte file (Badger's
+// loader panicked on it) and of a truncated backup fails with a clear error
+// and leaves no data directory behind.
+func TestRestoreBadFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	dir := t.TempDir()
+	crafted := filepath.Join(dir, "crafted.backup")
+	if err := os.WriteFile(crafted, append([]byte("SHIPLOG-BACKUP 1\n"), 0, 0, 0, 0, 0, 0, 0, 0x80, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.backup")
+	if err := os.WriteFile(truncated, append([]byte("SHIPLOG-BACKUP 2\n"), 5, 0, 0, 0, 0, 0, 0, 0, 0x0a), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{crafted, truncated} {
+		data := filepath.Join(dir, "restored")
+		out, err := exec.Command(binary, "restore", "--from", f, "--data", data).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "not a valid shiplog backup") ||
+			strings.Contains(string(out), "panic") {
+			t.Fatalf("restore %s: %v\n%s", filepath.Base(f), err, out)
+		}
+		t.Logf("%s: %s", filepath.Base(f), strings.TrimSpace(string(out)))
+		if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+			t.Fatalf("restore of %s left %v behind", filepath.Base(f), ents)
+		}
+	}
+}
