@@ -74,7 +74,7 @@ func TestFilesPrivate(t *testing.T) {
 	if err := os.Chmod(authFile, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "server", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--auth-file", authFile)
+	cmd := exec.CommandContext(ctx20(t), binary, "server", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--auth-file", authFile)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -159,4 +159,12 @@ func TestRestoreBadFile(t *testing.T) {
 			t.Fatalf("restore of %s left %v behind", filepath.Base(f), ents)
 		}
 	}
+}
+
+// ctx20 bounds a command expected to exit at once (a server that should
+// refuse to start but does not is killed after 20s).
+func ctx20(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }

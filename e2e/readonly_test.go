@@ -47,7 +47,7 @@ func TestRestartOnFullDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	cmd := exec.Command(binary, "server", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--min-free-disk", "0")
+	cmd := exec.CommandContext(ctx20(t), binary, "server", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--min-free-disk", "0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
