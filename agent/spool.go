@@ -94,7 +94,12 @@ type spool struct {
 
 // openSpool locks dir (creating it) and loads its agent id, state and batches.
 func openSpool(dir string, maxBytes, memBudget int64, fsync bool, log *slog.Logger) (*spool, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "queue"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "queue"), 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	// The spool holds unacked lines: the agent's alone (older versions
+	// created it 0755).
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	lock, err := lockDir(dir)
@@ -370,7 +375,7 @@ func (sp *spool) close() error {
 // writeFileAtomic writes data to path by way of a temporary file and a rename.
 func writeFileAtomic(path string, data []byte, fsync bool) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}

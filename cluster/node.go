@@ -170,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partitions"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partitions"), 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	ns, nc, err := startNATS(&cfg)
@@ -284,10 +284,10 @@ func PartitionOf(b *model.Batch, parts int) int {
 
 func (n *Node) openWatermark(p *partition) error {
 	dir := n.partDir(p.id)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "applied"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, "applied"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}

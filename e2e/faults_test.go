@@ -219,7 +219,7 @@ func testDiskFloor(t *testing.T) {
 	dir := mountTmpfs(t, "48m")
 	// Room the test gives back at the end.
 	ballast(t, dir+"/ballast", 20<<20)
-	s := startServer(t, dir, "--min-free-disk", "16MiB")
+	s := startServer(t, dir, "--min-free-disk", "16MiB", "--insecure")
 	cc := dialNew(t, s)
 	ps := []*agentPusher{{agent: "floor-0", window: 2}, {agent: "floor-1", window: 2}}
 	began := time.Now()
@@ -468,7 +468,7 @@ func pushN(cc *grpc.ClientConn, p *agentPusher, n, size int) error {
 func testDiskENOSPC(t *testing.T) {
 	dir := mountTmpfs(t, "48m")
 	ballast(t, dir+"/ballast", 12<<20)
-	s := startServer(t, dir, "--min-free-disk", "0")
+	s := startServer(t, dir, "--min-free-disk", "0", "--insecure")
 	outOfSpace(t, s, []*agentPusher{{agent: "full-0", window: 4}, {agent: "full-1", window: 4}}, dir, dir+"/ballast")
 }
 
@@ -484,7 +484,7 @@ func testWALENOSPC(t *testing.T) {
 	if err := os.Symlink(wal, dir+"/wal"); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, dir, "--min-free-disk", "0")
+	s := startServer(t, dir, "--min-free-disk", "0", "--insecure")
 	outOfSpace(t, s, []*agentPusher{{agent: "wal-0", window: 4}, {agent: "wal-1", window: 4}}, wal, wal+"/ballast")
 }
 

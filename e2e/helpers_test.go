@@ -106,6 +106,7 @@ func (s *server) start() {
 		}
 		select {
 		case err := <-s.exited:
+			s.exited <- err // for kill
 			t.Fatalf("server exited before ready: %v\n%s", err, s.logText())
 		default:
 		}

@@ -3,8 +3,8 @@
 # Debian/Ubuntu only; everything else comes from the Go module proxy.
 set -euo pipefail
 pkgs=()
-# Packages come here as tests need them (chromium for the UI, rsyslog for syslog).
-want=(rsyslog chromium)
+# Packages come here as tests need them (chromium for the UI, rsyslog and its TLS driver rsyslog-gnutls for syslog).
+want=(rsyslog rsyslog-gnutls chromium)
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done

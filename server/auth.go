@@ -104,8 +104,12 @@ var (
 	errNoScopeFn = func(scope string) error { return fmt.Errorf("the token lacks the %q scope", scope) }
 )
 
+// scopeAny is what a method needs that any valid token may call (gRPC
+// reflection: it reveals the API's shape, not its data).
+const scopeAny = "*"
+
 // check returns the token's name when it holds scope (admin holds every
-// scope).
+// scope; any valid token holds scopeAny).
 func (a *Auth) check(token, scope string) (string, error) {
 	if token == "" {
 		return "", errNoToken
@@ -113,7 +117,7 @@ func (a *Auth) check(token, scope string) (string, error) {
 	sum := sha256.Sum256([]byte(token))
 	for _, e := range a.tokens {
 		if subtle.ConstantTimeCompare(sum[:], e.sum[:]) == 1 {
-			if slices.Contains(e.scopes, scope) || slices.Contains(e.scopes, ScopeAdmin) {
+			if scope == scopeAny || slices.Contains(e.scopes, scope) || slices.Contains(e.scopes, ScopeAdmin) {
 				return e.name, nil
 			}
 			return "", errNoScopeFn(scope)
@@ -138,7 +142,9 @@ func grpcScope(method string) string {
 		return ScopeIngest
 	case strings.HasPrefix(method, "/shiplog.v1.AdminService/"):
 		return ScopeAdmin
-	case strings.HasPrefix(method, "/grpc.reflection."), strings.HasPrefix(method, "/grpc.health."):
+	case strings.HasPrefix(method, "/grpc.reflection."):
+		return scopeAny
+	case strings.HasPrefix(method, "/grpc.health."):
 		return ""
 	}
 	return ScopeQuery

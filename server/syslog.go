@@ -2,13 +2,16 @@ package server
 
 // The syslog listener (--syslog ADDR): TCP and UDP on the same port, RFC 5424
 // and RFC 3164 messages (parsed by ingest.ParseSyslog), octet-counting and
-// newline framing on TCP. Messages are batched, by count and a short linger,
+// newline framing on TCP; and (--syslog-tls ADDR) syslog over TLS, RFC 5425:
+// the same stream of octet-counted messages inside TLS, served by the same
+// connection handler. Messages are batched, by count and a short linger,
 // into the Ingester. Syslog has no acks: a TCP sender is slowed down while the
 // store is behind (its connection is not read), UDP datagrams are dropped by
 // the kernel.
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,7 +30,9 @@ import (
 
 // SyslogOptions tune the syslog listener.
 type SyslogOptions struct {
-	Addr            string        // HOST:PORT for both TCP and UDP
+	Addr            string        // HOST:PORT for both TCP and UDP ("": none)
+	TLSAddr         string        // HOST:PORT for syslog over TLS, RFC 5425 ("": none)
+	TLS             *tls.Config   // for TLSAddr: the server's certificate (and client CA)
 	BatchSize       int           // records handed to Ingest at once
 	Linger          time.Duration // longest a record waits for its batch to fill
 	MaxMessageBytes int           // longer messages are cut (TCP) or dropped by the kernel (UDP)
@@ -51,8 +56,9 @@ type Syslog struct {
 	opts SyslogOptions
 	in   *ingest.Ingester
 	log  *slog.Logger
-	tl   net.Listener
-	ul   net.PacketConn
+	tl   net.Listener   // nil without Addr
+	ul   net.PacketConn // nil without Addr
+	sl   net.Listener   // TLS; nil without TLSAddr
 	recs chan model.Record
 
 	mu    sync.Mutex
@@ -107,34 +113,82 @@ func ListenSyslog(in *ingest.Ingester, opts SyslogOptions, log *slog.Logger, reg
 	if reg != nil {
 		reg.MustRegister(s.messages, s.malformed, s.dropped, s.connGauge)
 	}
-	var err error
-	if s.tl, err = net.Listen("tcp", opts.Addr); err != nil {
-		return nil, fmt.Errorf("listen --syslog %s (tcp): %w", opts.Addr, err)
+	if opts.Addr == "" && opts.TLSAddr == "" {
+		return nil, errors.New("syslog: no address to listen on")
 	}
-	host, _, _ := net.SplitHostPort(opts.Addr)
-	_, port, _ := net.SplitHostPort(s.tl.Addr().String())
-	if s.ul, err = net.ListenPacket("udp", net.JoinHostPort(host, port)); err != nil {
-		_ = s.tl.Close()
-		return nil, fmt.Errorf("listen --syslog %s (udp): %w", opts.Addr, err)
+	if opts.TLSAddr != "" && opts.TLS == nil {
+		return nil, errors.New("syslog: --syslog-tls needs a TLS certificate (--tls-cert and --tls-key)")
+	}
+	var err error
+	if opts.Addr != "" {
+		if s.tl, err = net.Listen("tcp", opts.Addr); err != nil {
+			return nil, fmt.Errorf("listen --syslog %s (tcp): %w", opts.Addr, err)
+		}
+		host, _, _ := net.SplitHostPort(opts.Addr)
+		_, port, _ := net.SplitHostPort(s.tl.Addr().String())
+		if s.ul, err = net.ListenPacket("udp", net.JoinHostPort(host, port)); err != nil {
+			_ = s.tl.Close()
+			return nil, fmt.Errorf("listen --syslog %s (udp): %w", opts.Addr, err)
+		}
+	}
+	if opts.TLSAddr != "" {
+		l, err := net.Listen("tcp", opts.TLSAddr)
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("listen --syslog-tls %s: %w", opts.TLSAddr, err)
+		}
+		cfg := opts.TLS.Clone()
+		cfg.NextProtos = nil // not HTTP
+		s.sl = tls.NewListener(l, cfg)
 	}
 	return s, nil
 }
 
-// Addr is the bound address (the same port for TCP and UDP).
-func (s *Syslog) Addr() string { return s.tl.Addr().String() }
+func (s *Syslog) closeListeners() {
+	if s.tl != nil {
+		_ = s.tl.Close()
+	}
+	if s.ul != nil {
+		_ = s.ul.Close()
+	}
+	if s.sl != nil {
+		_ = s.sl.Close()
+	}
+}
+
+// Addr is the bound address (the same port for TCP and UDP); "" without one.
+func (s *Syslog) Addr() string {
+	if s.tl == nil {
+		return ""
+	}
+	return s.tl.Addr().String()
+}
+
+// TLSAddr is the bound address of syslog over TLS; "" without one.
+func (s *Syslog) TLSAddr() string {
+	if s.sl == nil {
+		return ""
+	}
+	return s.sl.Addr().String()
+}
 
 // Serve receives until ctx is done, then closes the listeners and every
 // connection, stores what was received and returns.
 func (s *Syslog) Serve(ctx context.Context) error {
 	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() { defer readers.Done(); s.serveUDP() }()
-	go func() { defer readers.Done(); s.acceptTCP(&readers) }()
+	if s.tl != nil {
+		readers.Add(2)
+		go func() { defer readers.Done(); s.serveUDP() }()
+		go func() { defer readers.Done(); s.acceptTCP(s.tl, &readers) }()
+	}
+	if s.sl != nil {
+		readers.Add(1)
+		go func() { defer readers.Done(); s.acceptTCP(s.sl, &readers) }()
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); s.batch(context.WithoutCancel(ctx)) }()
 	<-ctx.Done()
-	_ = s.tl.Close()
-	_ = s.ul.Close()
+	s.closeListeners()
 	s.mu.Lock()
 	for c := range s.conns {
 		_ = c.Close()
@@ -163,9 +217,10 @@ func (s *Syslog) serveUDP() {
 	}
 }
 
-func (s *Syslog) acceptTCP(readers *sync.WaitGroup) {
+// acceptTCP serves l: the TCP listener, or the TLS one (RFC 5425).
+func (s *Syslog) acceptTCP(l net.Listener, readers *sync.WaitGroup) {
 	for {
-		c, err := s.tl.Accept()
+		c, err := l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -253,6 +308,10 @@ func (s *Syslog) serveConn(c *syslogConn) {
 		s.mu.Unlock()
 		_ = c.Close()
 	}()
+	transport := "tcp"
+	if _, ok := c.Conn.(*tls.Conn); ok {
+		transport = "tls"
+	}
 	r := ingest.NewSyslogReader(c, s.opts.MaxMessageBytes)
 	for {
 		msg, err := r.Next()
@@ -263,7 +322,7 @@ func (s *Syslog) serveConn(c *syslogConn) {
 			}
 			return
 		}
-		s.messages.WithLabelValues("tcp").Inc()
+		s.messages.WithLabelValues(transport).Inc()
 		s.handle(msg, c.RemoteAddr().String(), r.Truncated())
 	}
 }

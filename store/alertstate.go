@@ -36,6 +36,9 @@ func alertHistKey(seq uint64) []byte {
 
 // PutAlertState writes value under key; a nil value deletes the key.
 func (s *Store) PutAlertState(key string, value []byte) error {
+	if s.readOnly {
+		return s.errReadOnly()
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if value == nil {
 			return txn.Delete(alertStateKey(key))
@@ -73,6 +76,9 @@ func (s *Store) AlertStates() (map[string][]byte, error) {
 // AppendAlertHistory appends one transition, dropping the oldest beyond
 // MaxAlertHistory.
 func (s *Store) AppendAlertHistory(value []byte) error {
+	if s.readOnly {
+		return s.errReadOnly()
+	}
 	for try := 0; ; try++ {
 		err := s.db.Update(func(txn *badger.Txn) error {
 			// Reading the counter with Get makes concurrent appends conflict

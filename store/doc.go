@@ -137,6 +137,22 @@
 // writing of queued chunks. Sealed chunks are immutable; readers copy an open
 // chunk's bytes under mu.
 //
+// # Files, backups, read-only
+//
+// Directories are created 0700 and files 0600; Open removes group and other
+// permissions left by older versions (perms.go). A backup (backup.go) is a
+// header line, Badger's backup frames and a trailer with the length and
+// SHA-256 of all before it; Restore checks every frame and the trailer and
+// loads into a temporary directory renamed into place at the end.
+//
+// With too little free space at Open (Options.MinFreeToWrite plus the WALs
+// and memtable files), or Badger failing to open for lack of space, the store
+// opens read-only: Badger with ReadOnly (its memtable files renamed to
+// *.mem.readonly-aside, put back by the next writable Open), Bleve indexes
+// with read_only; the WALs are replayed into memory and left on disk; no
+// goroutine seals, indexes, truncates or drops, and writes get ErrReadOnly.
+// Store.readOnly is set once by Open and never changes.
+//
 // # Locking
 //
 // Store.mu guards heads, sealing, nextLine, agents, chunks, days, streams,

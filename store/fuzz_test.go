@@ -185,7 +185,7 @@ func FuzzDecodeMeta(f *testing.F) {
 // replay a WAL without Badger or Bleve.
 func bareStore(t testing.TB, dir string) *Store {
 	t.Helper()
-	w, err := openWAL(dir, 1<<20, false)
+	w, err := openWAL(dir, 1<<20, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,9 +165,10 @@ func buildDoc(m *ChunkMeta, t *chunkToks) *document.Document {
 
 // indexSet holds one Bleve index per day, opened on first use.
 type indexSet struct {
-	dir  string
-	mu   sync.Mutex
-	open map[uint32]bleve.Index
+	dir      string
+	readOnly bool // open indexes read-only, create none
+	mu       sync.Mutex
+	open     map[uint32]bleve.Index
 }
 
 func newIndexSet(dir string) *indexSet {
@@ -202,9 +203,13 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 	var idx bleve.Index
 	var err error
 	if _, statErr := os.Stat(path); statErr == nil {
-		idx, err = bleve.OpenUsing(path, scorchConfig())
-	} else if create {
-		if err := os.MkdirAll(x.dir, 0o755); err != nil {
+		cfg := scorchConfig()
+		if x.readOnly {
+			cfg["read_only"] = true
+		}
+		idx, err = bleve.OpenUsing(path, cfg)
+	} else if create && !x.readOnly {
+		if err := os.MkdirAll(x.dir, 0o700); err != nil {
 			return nil, err
 		}
 		m := mapping.NewIndexMapping()

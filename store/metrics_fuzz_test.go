@@ -73,7 +73,7 @@ func bareMetricStore(t testing.TB, dir string) *metricStore {
 		ms.addSeries(id, hashLabels(ls), ls)
 	}
 	var err error
-	if ms.wal, err = openWAL(dir, 1<<20, false); err != nil {
+	if ms.wal, err = openWAL(dir, 1<<20, false, false); err != nil {
 		t.Fatal(err)
 	}
 	return ms

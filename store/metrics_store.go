@@ -147,6 +147,9 @@ type metricStore struct {
 	// retention: days wholly older than this are dropped (0: kept). The
 	// Store's retention also drops the days it drops (dropDay).
 	retention time.Duration
+	// readOnly: the Store was opened read-only (s says why); nothing is written.
+	readOnly bool
+	s        *Store
 
 	createMu sync.Mutex // serialises creating series (ids and S keys)
 	nextID   uint64     // guarded by createMu
@@ -232,7 +235,8 @@ func openMetricStore(s *Store, opts MetricsOptions, reg prometheus.Registerer) (
 		return nil, fmt.Errorf("open metric store: %w", err)
 	}
 	var err error
-	if ms.wal, err = openWAL(filepath.Join(s.dir, "mwal"), opts.WALSegmentBytes, s.opts.Fsync); err != nil {
+	ms.readOnly, ms.s = s.readOnly, s
+	if ms.wal, err = openWAL(filepath.Join(s.dir, "mwal"), opts.WALSegmentBytes, s.opts.Fsync, s.readOnly); err != nil {
 		return nil, fmt.Errorf("open metric store: %w", err)
 	}
 	if err := ms.replay(); err != nil {
@@ -245,6 +249,9 @@ func openMetricStore(s *Store, opts MetricsOptions, reg prometheus.Registerer) (
 	}
 	if reg != nil {
 		reg.MustRegister(&collector{s: s})
+	}
+	if ms.readOnly {
+		return ms, nil // replayed samples stay in memory; nothing is sealed
 	}
 	ms.wg.Add(2)
 	go ms.sealLoop()
@@ -448,6 +455,9 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	refs := make([]*mseries, len(series))
 	hashes := make([]uint64, len(series))
 	var missing []int
+	if ms.readOnly {
+		return res, ms.s.errReadOnly()
+	}
 	ms.mu.RLock()
 	if ms.closed {
 		ms.mu.RUnlock()
@@ -1013,6 +1023,13 @@ func (ms *metricStore) dropDay(day uint32) error {
 // close writes the last log-line counts, seals and writes every chunk and
 // removes the WAL. Appends after close fail with ErrClosed.
 func (ms *metricStore) close() error {
+	if ms.readOnly {
+		ms.mu.Lock()
+		ms.closed = true
+		ms.mu.Unlock()
+		close(ms.stop)
+		return ms.wal.close()
+	}
 	ms.flushLineCounts(true)
 	ms.mu.Lock()
 	if ms.closed {

@@ -64,6 +64,9 @@ func compactDays(ds []uint32) []uint32 {
 
 // DropDaysBefore drops every day partition below day.
 func (s *Store) DropDaysBefore(day uint32) error {
+	if s.readOnly {
+		return s.errReadOnly()
+	}
 	for _, d := range s.Days() {
 		if d >= day {
 			break

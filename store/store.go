@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +36,9 @@ var (
 	// ErrSeqJump refuses a seq further than Options.MaxSeqJump above the
 	// agent's highest stored seq.
 	ErrSeqJump = errors.New("seq jumps too far ahead")
+	// ErrReadOnly: the store was opened read-only (its disk was full at
+	// Open); it answers queries and refuses writes until reopened.
+	ErrReadOnly = errors.New("the store is read-only")
 )
 
 // Options tune the store. DefaultOptions gives production values.
@@ -66,6 +70,16 @@ type Options struct {
 	// stored seq (0 for a new agent) in one step; further is refused with
 	// ErrSeqJump. 0: no bound.
 	MaxSeqJump uint64
+	// MinFreeToWrite: Open opens the store read-only when the data
+	// directory's disk has less free space than this plus what starting
+	// writes (the WALs' lines are sealed into Badger, Badger's memtables
+	// flushed): Badger writes through memory-mapped files, and a write
+	// there on a full disk kills the process (SIGBUS). 0: never read-only.
+	// Open also falls back to read-only when Badger cannot open for lack
+	// of space. A read-only store answers queries (with the WAL's lines,
+	// replayed into memory), refuses writes with ErrReadOnly and writes
+	// nothing: the WAL keeps its lines for the next writable Open.
+	MinFreeToWrite uint64
 
 	// Metrics tunes the metric store (metrics_store.go); Retention applies to it too.
 	Metrics MetricsOptions
@@ -91,8 +105,9 @@ func DefaultOptions() Options {
 		MaxStreamsPerDay: 100_000,
 		// A real agent's seq moves up by its lines; 2^40 is ~35 years of
 		// 1,000 lines a second, and leaves 2^64 far away.
-		MaxSeqJump: 1 << 40,
-		Metrics:    DefaultMetricsOptions(),
+		MaxSeqJump:     1 << 40,
+		MinFreeToWrite: 16 << 20,
+		Metrics:        DefaultMetricsOptions(),
 	}
 }
 
@@ -136,6 +151,10 @@ type Store struct {
 	idx  *indexSet
 	m    *metrics
 	ms   *metricStore // metric series beside the logs (metrics_*.go)
+	// readOnly is set by Open when the disk was full (roWhy says how full);
+	// nothing is then written, sealed, indexed, truncated or dropped.
+	readOnly bool
+	roWhy    string
 
 	mu        sync.RWMutex // guards everything below
 	closed    bool
@@ -217,8 +236,13 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	if opts.RetentionCheck <= 0 {
 		opts.RetentionCheck = def.RetentionCheck
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if n, err := tightenPerms(dir); err != nil {
+		return nil, fmt.Errorf("open store: make the data directory private: %w", err)
+	} else if n > 0 {
+		log.Warn("store: made the data directory private: removed group and other permissions (left by an older version)", "dir", dir, "entries", n)
 	}
 	bopts := badger.DefaultOptions(filepath.Join(dir, "badger")).
 		WithLogger(badgerLogger{log}).
@@ -232,15 +256,50 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		WithValueLogFileSize(256 << 20).
 		WithMetricsEnabled(false).
 		WithNumCompactors(2)
-	db, err := badger.Open(bopts)
+	// A full disk: Badger would write into its memory-mapped files and die
+	// of SIGBUS (and sealing the WAL's lines needs space), so open read-only.
+	var readOnly bool
+	var roWhy string
+	if free, ok := freeBytes(dir); ok && opts.MinFreeToWrite > 0 {
+		need := opts.MinFreeToWrite + filesBytes(filepath.Join(dir, "wal"), ".wal") +
+			filesBytes(filepath.Join(dir, "mwal"), ".wal") + filesBytes(filepath.Join(dir, "badger"), ".mem")
+		if free < need {
+			readOnly, roWhy = true, fmt.Sprintf("the data directory's disk had %d bytes free at start, under the %d needed to start writing", free, need)
+		}
+	}
+	bdir := filepath.Join(dir, "badger")
+	if !readOnly {
+		if err := memtablesAside(bdir, false, log); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	var db *badger.DB
+	var err error
+	if !readOnly {
+		db, err = badger.Open(bopts)
+		if err != nil && isNoSpace(err) {
+			readOnly, roWhy = true, fmt.Sprintf("the data directory's disk is full: %v", err)
+		}
+	}
+	if readOnly {
+		if err := memtablesAside(bdir, true, log); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		db, err = badger.Open(bopts.WithReadOnly(true))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store: badger: %w", err)
+	}
+	if readOnly {
+		log.Warn("store: opened READ-ONLY: queries are answered, writes refused; free space and restart (the write-ahead log keeps every acked line until then)", "why", roWhy, "dir", dir)
 	}
 	s := &Store{
 		opts:       opts,
 		log:        log,
 		dir:        dir,
 		db:         db,
+		readOnly:   readOnly,
+		roWhy:      roWhy,
 		idx:        newIndexSet(filepath.Join(dir, "index")),
 		m:          newMetrics(reg),
 		heads:      map[headKey]*head{},
@@ -258,6 +317,7 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		indexCh:    make(chan *indexJob, 256),
 		stop:       make(chan struct{}),
 	}
+	s.idx.readOnly = readOnly
 	fail := func(err error) (*Store, error) {
 		s.idx.closeAll()
 		_ = db.Close()
@@ -266,15 +326,17 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	if err := s.loadMeta(); err != nil {
 		return fail(err)
 	}
-	if s.wal, err = openWAL(filepath.Join(dir, "wal"), opts.WALSegmentBytes, opts.Fsync); err != nil {
+	if s.wal, err = openWAL(filepath.Join(dir, "wal"), opts.WALSegmentBytes, opts.Fsync, readOnly); err != nil {
 		return fail(err)
 	}
 	pending, err := s.pendingIndex()
 	if err != nil {
 		return fail(err)
 	}
-	s.checkIndexes()
-	if missing := s.missingIndexes(); len(missing) > 0 {
+	if !readOnly {
+		s.checkIndexes() // removes indexes that do not open
+	}
+	if missing := s.missingIndexes(); len(missing) > 0 && !readOnly {
 		log.Info("store: rebuilding missing day indexes from Badger", "chunks", len(missing))
 		pending = append(pending, missing...)
 	}
@@ -287,6 +349,11 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		return fail(err)
 	}
 	s.dayDroppers = append(s.dayDroppers, s.ms.dropDay)
+	if readOnly {
+		// Lines replayed from the WAL stay in memory, searchable; chunks
+		// not yet in Bleve are scanned. Nothing is sealed or indexed.
+		return s, nil
+	}
 	s.start()
 	if len(toSeal) > 0 {
 		s.inflight.Add(1)
@@ -462,6 +529,9 @@ type group struct {
 func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, error) {
 	if err := ctx.Err(); err != nil {
 		return model.AppendResult{}, err
+	}
+	if s.readOnly {
+		return model.AppendResult{}, s.errReadOnly()
 	}
 	start := time.Now()
 	keys := make([]headKey, len(b.Records))
@@ -965,6 +1035,13 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.inflight.Wait()
 	close(s.stop)
+	if s.readOnly {
+		s.mu.Lock()
+		errs := []error{s.wal.close()}
+		s.mu.Unlock()
+		errs = append(errs, s.ms.close(), s.idx.closeAll(), s.db.Close())
+		return errors.Join(errs...)
+	}
 	s.maintWG.Wait()
 	s.maintain(true)
 	close(s.sealCh)
@@ -997,3 +1074,84 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + fmt.
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Infof(string, ...any)        {}
 func (b badgerLogger) Debugf(string, ...any)       {}
+
+// ReadOnly reports whether the store was opened read-only (a full disk), and why.
+func (s *Store) ReadOnly() (bool, string) { return s.readOnly, s.roWhy }
+
+func (s *Store) errReadOnly() error {
+	return fmt.Errorf("%w: %s; free space on it and restart the server to accept writes again", ErrReadOnly, s.roWhy)
+}
+
+// freeBytes is the space left for an unprivileged writer on dir's disk.
+func freeBytes(dir string) (uint64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return st.Bavail * uint64(st.Bsize), true
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
+}
+
+// filesBytes is the space taken by dir's files whose names end in suffix.
+func filesBytes(dir, suffix string) uint64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), suffix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				n += uint64(st.Blocks) * 512
+			} else {
+				n += uint64(fi.Size())
+			}
+		}
+	}
+	return n
+}
+
+// memtableAside is the suffix of a Badger memtable file set aside by a
+// read-only Open. Badger refuses to open read-only with memtable files not
+// cut to their last entry (which a crash leaves), and reading one on a full
+// tmpfs faults; so a read-only store renames them out of Badger's sight (the
+// chunks sealed last before the crash are then not visible) and the next
+// writable Open puts them back before Badger opens.
+const memtableAside = ".readonly-aside"
+
+func memtablesAside(bdir string, aside bool, log *slog.Logger) error {
+	ents, err := os.ReadDir(bdir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	from, to := memtableAside, ""
+	if aside {
+		from, to = "", memtableAside
+	}
+	n := 0
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".mem"+from)
+		if !ok || strings.HasSuffix(name, ".mem") {
+			continue
+		}
+		if err := os.Rename(filepath.Join(bdir, e.Name()), filepath.Join(bdir, name+".mem"+to)); err != nil {
+			return fmt.Errorf("memtable file: %w", err)
+		}
+		n++
+	}
+	if n > 0 && aside {
+		log.Warn("store: read-only: Badger's memtable files set aside until the next writable start; chunks sealed in the last moments before the disk filled are not visible meanwhile", "files", n)
+	} else if n > 0 {
+		log.Info("store: memtable files set aside by a read-only start put back", "files", n)
+	}
+	return nil
+}

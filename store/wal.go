@@ -42,8 +42,13 @@ type wal struct {
 	hdr  [walFrameHeader]byte
 }
 
-func openWAL(dir string, segBytes int64, fsync bool) (*wal, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// openWAL opens the log in dir, creating dir unless readOnly (a read-only
+// store replays the log and never appends).
+func openWAL(dir string, segBytes int64, fsync, readOnly bool) (*wal, error) {
+	if readOnly {
+		return &wal{dir: dir, segBytes: segBytes, fsync: fsync}, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	return &wal{dir: dir, segBytes: segBytes, fsync: fsync}, nil
@@ -56,6 +61,9 @@ func (w *wal) segPath(seg uint64) string {
 // segments lists the segment numbers on disk, ascending.
 func (w *wal) segments() ([]uint64, error) {
 	ents, err := os.ReadDir(w.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // a read-only store's log that was never created
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
@@ -128,7 +136,7 @@ func (w *wal) startSegment() error {
 		}
 	}
 	w.seg++
-	f, err := os.OpenFile(w.segPath(w.seg), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(w.segPath(w.seg), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}

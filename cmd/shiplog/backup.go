@@ -37,7 +37,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return rpcError(err)
 	}
 	tmp := *to + ".partial"
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
@@ -94,6 +94,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer f.Close()
+	privateUmask() // Badger creates some files 0666
 	if err := store.Restore(f, *data); err != nil {
 		return err
 	}

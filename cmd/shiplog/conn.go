@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 
@@ -34,6 +35,13 @@ func (c *connFlags) bearerToken() (string, error) {
 		return "", usagef("--token and --token-file exclude each other")
 	}
 	if *c.tokenFile != "" {
+		warn, err := checkSecretFile(*c.tokenFile, "token-file")
+		if err != nil {
+			return "", err
+		}
+		if warn != "" {
+			fmt.Fprintln(os.Stderr, "shiplog: warning:", warn)
+		}
 		b, err := os.ReadFile(*c.tokenFile)
 		if err != nil {
 			return "", usagef("--token-file: %v", err)

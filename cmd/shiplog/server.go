@@ -36,6 +36,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	httpAddr := fs.String("http", sd.HTTPAddr, "HTTP address: JSON API, web UI, /metrics")
 	grpcAddr := fs.String("grpc", sd.GRPCAddr, "gRPC address")
 	syslogAddr := fs.String("syslog", "", "syslog address, TCP and UDP (RFC 5424 and RFC 3164); empty: off")
+	syslogTLSAddr := fs.String("syslog-tls", "", "syslog over TLS address (RFC 5425, usually port 6514) with --tls-cert/--tls-key, and client certificates with --tls-client-ca; empty: off")
 	data := fs.String("data", "./shiplog-data", "data directory")
 	fsync := fs.Bool("fsync", false, "fsync the write-ahead log before every ack (survives power loss, slower)")
 	maxLine := fs.Int("max-line-bytes", ingest.DefaultOptions().MaxLineBytes, "longer messages are cut and marked truncated=true")
@@ -46,7 +47,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	silentAfter := fs.Duration("silent-after", 5*time.Minute, "a host with no new line for this long is silent (unless its agent said goodbye)")
 	authFile := fs.String("auth-file", "", "YAML file of tokens and scopes (see docs/operations.md); without it, no token is needed")
-	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file (and --cluster-listen without --cluster-secret-file or --cluster-tls-*)")
+	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file, --cluster-listen without --cluster-secret-file or --cluster-tls-*, and a --min-free-disk below 64MiB")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM) for both listeners; reloaded on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
@@ -70,7 +71,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	syd := server.DefaultSyslogOptions()
 	syslogIdle := fs.Duration("syslog-idle-timeout", syd.IdleTimeout, "a syslog TCP connection that sends nothing for this long is closed")
 	syslogMaxConns := fs.Int("syslog-max-conns", syd.MaxConns, "syslog TCP connections at once; when full, the longest idle one is closed for a new one")
-	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB, 0 = off)")
+	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB; at least 64MiB unless --insecure, which allows 0 = off)")
 	retention := fs.Duration("retention", 0, "drop day partitions (logs and metrics) older than this, e.g. 720h; 0 keeps everything")
 	var retentionSize byteSize
 	fs.Var(&retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
@@ -111,13 +112,19 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *tlsClientCA != "" && *tlsCert == "" {
 		return usagef("server: --tls-client-ca needs --tls-cert and --tls-key")
 	}
-	if *syslogAddr != "" {
-		if _, _, err := net.SplitHostPort(*syslogAddr); err != nil {
-			return usagef("server: --syslog %q: want HOST:PORT", *syslogAddr)
+	for _, a := range []struct{ name, v string }{{"syslog", *syslogAddr}, {"syslog-tls", *syslogTLSAddr}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return usagef("server: --%s %q: want HOST:PORT", a.name, a.v)
 		}
 	}
+	if *syslogTLSAddr != "" && *tlsCert == "" {
+		return usagef("server: --syslog-tls needs --tls-cert and --tls-key")
+	}
 	if *authFile == "" && !*insecure {
-		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}, {"syslog", *syslogAddr}} {
+		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}, {"syslog", *syslogAddr}, {"syslog-tls", *syslogTLSAddr}} {
 			if a.v == "" {
 				continue
 			}
@@ -135,6 +142,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *readHeaderTimeout <= 0 || *readTimeout <= 0 || *idleTimeout <= 0 || *syslogIdle <= 0 || *syslogMaxConns <= 0 {
 		return usagef("server: --http-read-header-timeout, --http-read-timeout, --http-idle-timeout, --syslog-idle-timeout and --syslog-max-conns must be positive")
+	}
+	if minFree < minFreeDiskFloor && !*insecure {
+		return usagef("server: --min-free-disk of %d bytes is below the safe floor of 64MiB: a full disk makes the store fail hard (Badger writes through memory-mapped files); raise it, or add --insecure to accept the risk", uint64(minFree))
 	}
 	if *retention < 0 {
 		return usagef("server: --retention must not be negative")
@@ -168,6 +178,20 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	if memLimit > 0 {
 		debug.SetMemoryLimit(int64(memLimit))
+	}
+	// Files the server creates are its own (the WAL holds what clients sent).
+	privateUmask()
+	for _, f := range []struct{ name, path string }{{"auth-file", *authFile}, {"tls-key", *tlsKey}} {
+		if f.path == "" {
+			continue
+		}
+		warn, err := checkSecretFile(f.path, f.name)
+		if err != nil {
+			return err
+		}
+		if warn != "" {
+			log.Warn(warn)
+		}
 	}
 	var auth *server.Auth
 	if *authFile != "" {
@@ -203,6 +227,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("store open", "data", *data, "took", time.Since(start).Round(time.Millisecond))
+	readOnly, roWhy := st.ReadOnly()
 	io := ingest.DefaultOptions()
 	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
 	hub := server.NewHub(server.HubOptions{QueueRecords: *tailQueue, QueueBytes: int64(tailBytes)})
@@ -324,9 +349,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var syslogLine string
 	syslogCtx, stopSyslog := context.WithCancel(ctx)
 	defer stopSyslog()
-	if *syslogAddr != "" {
+	if *syslogAddr != "" || *syslogTLSAddr != "" {
 		slo := server.DefaultSyslogOptions()
-		slo.Addr, slo.IdleTimeout, slo.MaxConns = *syslogAddr, *syslogIdle, *syslogMaxConns
+		slo.Addr, slo.TLSAddr, slo.TLS, slo.IdleTimeout, slo.MaxConns = *syslogAddr, *syslogTLSAddr, tlsCfg, *syslogIdle, *syslogMaxConns
 		sl, err := server.ListenSyslog(core.Ingest, slo, log, reg)
 		if err != nil {
 			closeAll()
@@ -334,11 +359,26 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		syslogDone = make(chan error, 1)
 		go func() { syslogDone <- sl.Serve(syslogCtx) }()
-		syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
+		if sl.Addr() != "" {
+			syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
+		}
+		if sl.TLSAddr() != "" {
+			syslogLine += fmt.Sprintf("  syslog (tls):        %s\n", sl.TLSAddr())
+		}
+		// Syslog has no tokens: --auth-file does not cover it.
+		if auth != nil && sl.Addr() != "" {
+			log.Warn("--syslog takes messages without a token from anyone who can reach it (syslog has no authentication; --auth-file does not cover it): use --syslog-tls with --tls-client-ca, or a firewall", "syslog", sl.Addr())
+		}
+		if auth != nil && sl.TLSAddr() != "" && *tlsClientCA == "" {
+			log.Warn("--syslog-tls takes messages without a token from anyone who can reach it: add --tls-client-ca to require client certificates", "syslog_tls", sl.TLSAddr())
+		}
 	}
 	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
 		base, srv.GRPCAddr(), base, *data)
 	fmt.Fprint(stdout, syslogLine)
+	if readOnly {
+		fmt.Fprintf(stdout, "  READ-ONLY:           %s; queries are answered, ingest is refused until a restart with free space\n", roWhy)
+	}
 	if f, ok := stdout.(*os.File); ok {
 		_ = f.Sync()
 	}
@@ -364,6 +404,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	return closeErr
 }
+
+// minFreeDiskFloor is the lowest --min-free-disk without --insecure.
+const minFreeDiskFloor = 64 << 20
 
 // onSIGHUP calls fn on every SIGHUP until ctx is done.
 func onSIGHUP(ctx context.Context, fn func()) {
