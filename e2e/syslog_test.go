@@ -138,60 +138,10 @@ func grepLines(s, sub string) string {
 // rsyslogd reads a local socket and forwards to shiplog over TCP, RFC 5424
 // in octet-counted frames.
 func TestSyslogRsyslog(t *testing.T) {
-	rsyslogd, err := exec.LookPath("rsyslogd")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/rsyslogd", "/sbin/rsyslogd"} {
-			if _, serr := os.Stat(p); serr == nil {
-				rsyslogd, err = p, nil
-			}
-		}
-	}
-	if err != nil {
-		t.Skip("rsyslogd is not installed (make deps installs it)")
-	}
+	rsyslogd := rsyslogdPath(t)
 	s, addr := startSyslogServer(t)
 	host, port, _ := net.SplitHostPort(addr)
-	dir, err := os.MkdirTemp("", "rsyslog") // short: unix socket paths are limited to 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "log.sock")
-	conf := filepath.Join(dir, "rsyslog.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
-global(workDirectory="%s")
-module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket="%s" CreatePath="on" RateLimit.Interval="0")
-*.* action(type="omfwd" target="%s" port="%s" protocol="tcp" TCP_Framing="octet-counted"
-           template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="-1" action.resumeInterval="1")
-`, dir, sock, host, port)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	out, err := os.Create(filepath.Join(dir, "rsyslogd.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		out.Close()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(out.Name())
-			t.Fatalf("rsyslogd did not create %s:\n%s", sock, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sock := startRsyslogd(t, rsyslogd, "", fmt.Sprintf(`target="%s" port="%s" protocol="tcp" TCP_Framing="octet-counted"`, host, port))
 	logger(t, "--socket", sock, "--tag", "rsys-api", "--priority", "daemon.warning", "--id=77", "queue is backing up")
 	logger(t, "--socket", sock, "--tag", "rsys-api", "--priority", "daemon.info", "second line")
 	recs := waitRecords(t, s, "service:rsys-api", 2)
@@ -220,5 +170,68 @@ func TestSyslogFlag(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
 			t.Errorf("--syslog %s: %v\n%s\nwant exit 2 and %q", c.addr, err, out, c.want)
 		}
+	}
+}
+
+// rsyslogdPath finds rsyslogd, or skips the test.
+func rsyslogdPath(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("rsyslogd"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/rsyslogd", "/sbin/rsyslogd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("rsyslogd is not installed (make deps installs it)")
+	return ""
+}
+
+// startRsyslogd runs rsyslogd reading a unix socket it creates, which it
+// returns, and forwarding every message in RFC 5424 with the omfwd
+// parameters fwd; global is added to its global() settings.
+func startRsyslogd(t testing.TB, rsyslogd, global, fwd string) (sock string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rsyslog") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock = filepath.Join(dir, "log.sock")
+	conf := filepath.Join(dir, "rsyslog.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
+global(workDirectory="%s" %s)
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="%s" CreatePath="on" RateLimit.Interval="0")
+*.* action(type="omfwd" %s
+           template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="-1" action.resumeInterval="1")
+`, dir, global, sock, fwd)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	out, err := os.Create(filepath.Join(dir, "rsyslogd.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		out.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(out.Name())
+			t.Fatalf("rsyslogd did not create %s:\n%s", sock, b)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,10 +102,7 @@ func TestSyslogRsyslogTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	rsyslogd := "/usr/sbin/rsyslogd"
-	if _, err := os.Stat(rsyslogd); err != nil {
-		t.Skip("rsyslogd is not installed (make deps installs it)")
-	}
+	rsyslogd := rsyslogdPath(t)
 	if m, _ := filepath.Glob("/usr/lib/*/rsyslog/lmnsd_gtls.so"); len(m) == 0 {
 		t.Skip("rsyslog's gtls driver is not installed (package rsyslog-gnutls; make deps installs it)")
 	}
@@ -115,58 +111,19 @@ func TestSyslogRsyslogTLS(t *testing.T) {
 	s := startServerTLS(t, t.TempDir()+"/data", p.clientTLS(t, true), "--tls-cert", p.srvCert, "--tls-key", p.srvKey,
 		"--tls-client-ca", p.caFile, "--syslog-tls", addr)
 	host, port, _ := net.SplitHostPort(addr)
-	dir, err := os.MkdirTemp("", "rsyslog") // short: unix socket paths are limited to 108 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "log.sock")
-	conf := filepath.Join(dir, "rsyslog.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
-global(workDirectory="%s" DefaultNetstreamDriverCAFile="%s"
-       DefaultNetstreamDriverCertFile="%s" DefaultNetstreamDriverKeyFile="%s")
-module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket="%s" CreatePath="on" RateLimit.Interval="0")
-*.* action(type="omfwd" target="%s" port="%s" protocol="tcp" TCP_Framing="octet-counted"
-           StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid"
-           template="RSYSLOG_SyslogProtocol23Format" action.resumeRetryCount="-1" action.resumeInterval="1")
-`, dir, p.caFile, p.cliCert, p.cliKey, sock, host, port)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	out, err := os.Create(filepath.Join(dir, "rsyslogd.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		out.Close()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(out.Name())
-			t.Fatalf("rsyslogd did not create %s:\n%s", sock, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sock := startRsyslogd(t, rsyslogd,
+		fmt.Sprintf(`DefaultNetstreamDriverCAFile="%s" DefaultNetstreamDriverCertFile="%s" DefaultNetstreamDriverKeyFile="%s"`, p.caFile, p.cliCert, p.cliKey),
+		fmt.Sprintf(`target="%s" port="%s" protocol="tcp" TCP_Framing="octet-counted"
+           StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid"`, host, port))
 	logger(t, "--socket", sock, "--tag", "rsys-tls", "--priority", "daemon.err", "--id=78", "sent over tls")
-	deadline = time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	var recs []map[string]any
 	for len(recs) == 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 		recs = tlsSearch(t, s, p, "service:rsys-tls")
 	}
 	if len(recs) != 1 {
-		b, _ := os.ReadFile(out.Name())
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(sock), "rsyslogd.out"))
 		t.Fatalf("%d records from rsyslog over TLS, want 1\nrsyslogd:\n%s\nserver:\n%s", len(recs), b, s.logText())
 	}
 	if r := recs[0]; r["message"] != "sent over tls" || r["level"] != "error" {
