@@ -1,0 +1,224 @@
+package metrics
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/promqltest"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/shiplog/shiplog/store"
+)
+
+// Reasons for not running a built-in test file (promql/promqltest/testdata)
+// whole.
+const (
+	whyNativeHistograms = "loads native histograms, which the metric store does not keep (remote write refuses them); its float sections run in TestPromQLBuiltinFloatSections"
+	whyStartTimestamps  = "needs start timestamps (UseStartTimestamps), which the metric store does not keep"
+)
+
+// builtinSkips are the built-in test files RunBuiltinTestsWithStorage does
+// not run, by name, with the reason.
+var builtinSkips = map[string]string{
+	"testdata/aggregators.test":       whyNativeHistograms,
+	"testdata/extended_vectors.test":  whyNativeHistograms,
+	"testdata/functions.test":         whyNativeHistograms,
+	"testdata/histograms.test":        whyNativeHistograms, // load_with_nhcb: classic buckets stored as native histograms
+	"testdata/info.test":              whyNativeHistograms,
+	"testdata/limit.test":             whyNativeHistograms,
+	"testdata/native_histograms.test": whyNativeHistograms,
+	"testdata/operators.test":         whyNativeHistograms,
+	"testdata/range_queries.test":     whyNativeHistograms,
+	"testdata/subquery.test":          whyNativeHistograms,
+	"testdata/start_timestamps.test":  whyStartTimestamps,
+}
+
+// skipRun runs the built-in test files, skipping builtinSkips by name.
+type skipRun struct{ *testing.T }
+
+func (r skipRun) Run(name string, f func(*testing.T)) bool {
+	return r.T.Run(name, func(t *testing.T) {
+		if why, ok := builtinSkips[name]; ok {
+			t.Skip(why)
+		}
+		f(t)
+	})
+}
+
+// testStoreOptions are the store's defaults with small Badger buffers: the
+// suite opens a store for every test file and every "clear".
+func testStoreOptions() store.Options {
+	o := store.DefaultOptions()
+	o.BadgerMemTable = 4 << 20
+	o.BadgerCache = 4 << 20
+	return o
+}
+
+// newTestStorage opens a store in a new directory of t's.
+func newTestStorage(t testing.TB) storage.Storage {
+	st, err := store.Open(t.TempDir(), testStoreOptions(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewStorage(st, Options{})
+}
+
+// reopenStorage is a Storage whose store is closed and opened again after
+// every committed load, so that evaluations read what the store wrote to
+// Badger (Close seals every open chunk) rather than its open chunks.
+type reopenStorage struct {
+	*Storage
+	t   testing.TB
+	dir string
+}
+
+func newReopenStorage(t testing.TB) storage.Storage {
+	dir := t.TempDir()
+	st, err := store.Open(dir, testStoreOptions(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &reopenStorage{Storage: NewStorage(st, Options{}), t: t, dir: dir}
+}
+
+func (s *reopenStorage) reopen() error {
+	if err := s.Storage.Close(); err != nil {
+		return err
+	}
+	st, err := store.Open(s.dir, testStoreOptions(), nil, nil)
+	if err != nil {
+		return err
+	}
+	s.Storage = NewStorage(st, Options{})
+	return nil
+}
+
+func (s *reopenStorage) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return reopenAppender{AppenderV2: s.Storage.AppenderV2(ctx), s: s}
+}
+
+type reopenAppender struct {
+	storage.AppenderV2
+	s *reopenStorage
+}
+
+func (a reopenAppender) Commit() error {
+	if err := a.AppenderV2.Commit(); err != nil {
+		return err
+	}
+	return a.s.reopen()
+}
+
+func testEngine(t *testing.T) promql.QueryEngine {
+	return promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
+}
+
+// TestPromQLBuiltin runs Prometheus' own PromQL test suite
+// (promql/promqltest/testdata) over the metric store on disk, with the
+// store's append and read paths.
+func TestPromQLBuiltin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	promqltest.RunBuiltinTestsWithStorage(skipRun{t}, testEngine(t), newTestStorage)
+}
+
+// TestPromQLBuiltinReopen is TestPromQLBuiltin with the store closed and
+// opened again between each load and the evaluations after it.
+func TestPromQLBuiltinReopen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	promqltest.RunBuiltinTestsWithStorage(skipRun{t}, testEngine(t), newReopenStorage)
+}
+
+// TestPromQLBuiltinFloatSections runs the built-in test files skipped for
+// native histograms without their sections (between two "clear"s) that load
+// native histograms: the rest is float series, which the store keeps.
+func TestPromQLBuiltinFloatSections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	dir := builtinTestdata(t)
+	engine := testEngine(t)
+	for name, why := range builtinSkips {
+		if why != whyNativeHistograms {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.Base(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		floats, kept, dropped := floatSections(string(b))
+		for _, mode := range []struct {
+			name string
+			open func(testing.TB) storage.Storage
+		}{{"", newTestStorage}, {"reopen/", newReopenStorage}} {
+			t.Run(mode.name+name, func(t *testing.T) {
+				t.Logf("%d evals in float sections, %d in sections with native histograms left out", kept, dropped)
+				promqltest.RunTestWithStorage(t, floats, engine, mode.open)
+			})
+		}
+	}
+}
+
+// floatSections returns the test file without the sections that load
+// native histograms, and how many evals it kept and dropped.
+func floatSections(test string) (out string, kept, dropped int) {
+	var sections [][]string
+	cur := []string{}
+	for _, line := range strings.Split(test, "\n") {
+		if strings.TrimSpace(line) == "clear" {
+			sections = append(sections, cur)
+			cur = []string{}
+			continue
+		}
+		cur = append(cur, line)
+	}
+	sections = append(sections, cur)
+	var b strings.Builder
+	for _, sec := range sections {
+		native, evals := false, 0
+		for _, line := range sec {
+			l := strings.TrimSpace(line)
+			if strings.HasPrefix(l, "#") {
+				continue
+			}
+			if strings.Contains(l, "{{") || strings.HasPrefix(l, "load_with_nhcb") {
+				native = true
+			}
+			if strings.HasPrefix(l, "eval") {
+				evals++
+			}
+		}
+		if native {
+			dropped += evals
+			continue
+		}
+		kept += evals
+		b.WriteString("clear\n")
+		b.WriteString(strings.Join(sec, "\n"))
+		b.WriteString("\n")
+	}
+	return b.String(), kept, dropped
+}
+
+// builtinTestdata returns the directory of the built-in test files in the
+// module cache.
+func builtinTestdata(t *testing.T) string {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(goBin, "list", "-m", "-f", "{{.Dir}}", "github.com/prometheus/prometheus").Output()
+	if err != nil {
+		t.Skipf("go list -m github.com/prometheus/prometheus: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "promql", "promqltest", "testdata")
+}
