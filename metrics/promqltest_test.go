@@ -8,11 +8,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
 
+	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/store"
 )
 
@@ -159,7 +161,7 @@ func TestPromQLBuiltinFloatSections(t *testing.T) {
 		for _, mode := range []struct {
 			name string
 			open func(testing.TB) storage.Storage
-		}{{"", newTestStorage}, {"reopen/", newReopenStorage}} {
+		}{{"", newTestStorage}, {"reopen/", newReopenStorage}, {"scrambled/", newScrambleStorage}} {
 			t.Run(mode.name+name, func(t *testing.T) {
 				t.Logf("%d evals in float sections, %d in sections with native histograms left out", kept, dropped)
 				promqltest.RunTestWithStorage(t, floats, engine, mode.open)
@@ -221,4 +223,55 @@ func builtinTestdata(t *testing.T) string {
 		t.Skipf("go list -m github.com/prometheus/prometheus: %v", err)
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), "promql", "promqltest", "testdata")
+}
+
+// scrambleStorage is a Storage over a store with tiny chunks and a wide
+// out-of-order window, whose loads are written in two passes: each series'
+// even samples, then its odd ones (all out of order). Reads must merge
+// many small, overlapping in-order and out-of-order chunks.
+type scrambleStorage struct{ *Storage }
+
+func newScrambleStorage(t testing.TB) storage.Storage {
+	o := testStoreOptions()
+	o.Metrics.ChunkMaxSamples = 7
+	o.Metrics.OutOfOrderMax = 5
+	o.Metrics.OutOfOrderWindow = 1000 * 24 * time.Hour
+	st, err := store.Open(t.TempDir(), o, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scrambleStorage{NewStorage(st, Options{})}
+}
+
+func (s scrambleStorage) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return &scrambleAppender{appenderV2{batch{ctx: ctx, st: s.st}}}
+}
+
+type scrambleAppender struct{ appenderV2 }
+
+func (a *scrambleAppender) Commit() error {
+	all := a.series
+	a.series, a.index = nil, nil
+	for pass := range 2 {
+		for _, s := range all {
+			var part []model.Sample
+			for i := pass; i < len(s.Samples); i += 2 {
+				part = append(part, s.Samples[i])
+			}
+			a.series = append(a.series, model.Series{Labels: s.Labels, Samples: part})
+		}
+		if err := a.appenderV2.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestPromQLBuiltinScrambled is TestPromQLBuiltin with every load written
+// out of order into tiny chunks (scrambleStorage).
+func TestPromQLBuiltinScrambled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	promqltest.RunBuiltinTestsWithStorage(skipRun{t}, testEngine(t), newScrambleStorage)
 }
