@@ -57,64 +57,99 @@ func (r skipRun) Run(name string, f func(*testing.T)) bool {
 // suite opens a store for every test file and every "clear".
 func testStoreOptions() store.Options {
 	o := store.DefaultOptions()
-	o.BadgerMemTable = 4 << 20
-	o.BadgerCache = 4 << 20
+	o.BadgerMemTable = 1 << 20
+	o.BadgerCache = 1 << 20
 	return o
 }
 
-// newTestStorage opens a store in a new directory of t's.
-func newTestStorage(t testing.TB) storage.Storage {
-	st, err := store.Open(t.TempDir(), testStoreOptions(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
+// suiteMode is how the suite's storage writes the loads of a test file.
+type suiteMode struct {
+	name string
+	// reopen closes the store and opens it again after each load, so that
+	// evaluations read what it wrote to Badger (Close seals every open
+	// chunk) rather than its open chunks.
+	reopen bool
+	// scramble gives the store tiny chunks and a wide out-of-order window,
+	// and writes each load in two batches, each series' even samples, then
+	// its odd ones (all out of order): reads merge many small, overlapping
+	// in-order and out-of-order chunks, queued and written concurrently.
+	scramble bool
+}
+
+var suiteModes = []suiteMode{
+	{name: "plain"},
+	{name: "reopen", reopen: true},
+	{name: "scrambled", scramble: true},
+	{name: "scrambled-reopen", scramble: true, reopen: true},
+}
+
+func (m suiteMode) storeOptions() store.Options {
+	o := testStoreOptions()
+	if m.scramble {
+		o.Metrics.ChunkMaxSamples = 7
+		o.Metrics.OutOfOrderMax = 5
+		o.Metrics.OutOfOrderWindow = 1000 * 24 * time.Hour
 	}
-	return NewStorage(st, Options{})
+	return o
 }
 
-// reopenStorage is a Storage whose store is closed and opened again after
-// every committed load, so that evaluations read what the store wrote to
-// Badger (Close seals every open chunk) rather than its open chunks.
-type reopenStorage struct {
-	*Storage
-	t   testing.TB
-	dir string
-}
-
-func newReopenStorage(t testing.TB) storage.Storage {
+// open opens a store in a new directory of t's.
+func (m suiteMode) open(t testing.TB) storage.Storage {
 	dir := t.TempDir()
-	st, err := store.Open(dir, testStoreOptions(), nil, nil)
+	st, err := store.Open(dir, m.storeOptions(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &reopenStorage{Storage: NewStorage(st, Options{}), t: t, dir: dir}
+	return &suiteStorage{Storage: NewStorage(st, Options{}), mode: m, dir: dir}
 }
 
-func (s *reopenStorage) reopen() error {
-	if err := s.Storage.Close(); err != nil {
+// suiteStorage is a Storage that writes its loads as its mode says.
+type suiteStorage struct {
+	*Storage
+	mode suiteMode
+	dir  string
+}
+
+func (s *suiteStorage) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return &suiteAppender{appenderV2: appenderV2{batch{ctx: ctx, st: s.st}}, s: s}
+}
+
+type suiteAppender struct {
+	appenderV2
+	s *suiteStorage
+}
+
+func (a *suiteAppender) Commit() error {
+	if a.s.mode.scramble {
+		all := a.series
+		a.series, a.index = nil, nil
+		for pass := range 2 {
+			for _, sr := range all {
+				var part []model.Sample
+				for i := pass; i < len(sr.Samples); i += 2 {
+					part = append(part, sr.Samples[i])
+				}
+				a.series = append(a.series, model.Series{Labels: sr.Labels, Samples: part})
+			}
+			if err := a.batch.Commit(); err != nil {
+				return err
+			}
+		}
+	} else if err := a.batch.Commit(); err != nil {
 		return err
 	}
-	st, err := store.Open(s.dir, testStoreOptions(), nil, nil)
+	if !a.s.mode.reopen {
+		return nil
+	}
+	if err := a.s.Storage.Close(); err != nil {
+		return err
+	}
+	st, err := store.Open(a.s.dir, a.s.mode.storeOptions(), nil, nil)
 	if err != nil {
 		return err
 	}
-	s.Storage = NewStorage(st, Options{})
+	a.s.Storage = NewStorage(st, Options{})
 	return nil
-}
-
-func (s *reopenStorage) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	return reopenAppender{AppenderV2: s.Storage.AppenderV2(ctx), s: s}
-}
-
-type reopenAppender struct {
-	storage.AppenderV2
-	s *reopenStorage
-}
-
-func (a reopenAppender) Commit() error {
-	if err := a.AppenderV2.Commit(); err != nil {
-		return err
-	}
-	return a.s.reopen()
 }
 
 func testEngine(t *testing.T) promql.QueryEngine {
@@ -122,22 +157,18 @@ func testEngine(t *testing.T) promql.QueryEngine {
 }
 
 // TestPromQLBuiltin runs Prometheus' own PromQL test suite
-// (promql/promqltest/testdata) over the metric store on disk, with the
-// store's append and read paths.
+// (promql/promqltest/testdata) over the metric store on disk, through the
+// store's append and read paths, in each of suiteModes.
 func TestPromQLBuiltin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	promqltest.RunBuiltinTestsWithStorage(skipRun{t}, testEngine(t), newTestStorage)
-}
-
-// TestPromQLBuiltinReopen is TestPromQLBuiltin with the store closed and
-// opened again between each load and the evaluations after it.
-func TestPromQLBuiltinReopen(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
+	engine := testEngine(t)
+	for _, m := range suiteModes {
+		t.Run(m.name, func(t *testing.T) {
+			promqltest.RunBuiltinTestsWithStorage(skipRun{t}, engine, m.open)
+		})
 	}
-	promqltest.RunBuiltinTestsWithStorage(skipRun{t}, testEngine(t), newReopenStorage)
 }
 
 // TestPromQLBuiltinFloatSections runs the built-in test files skipped for
@@ -149,24 +180,23 @@ func TestPromQLBuiltinFloatSections(t *testing.T) {
 	}
 	dir := builtinTestdata(t)
 	engine := testEngine(t)
-	for name, why := range builtinSkips {
-		if why != whyNativeHistograms {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, filepath.Base(name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		floats, kept, dropped := floatSections(string(b))
-		for _, mode := range []struct {
-			name string
-			open func(testing.TB) storage.Storage
-		}{{"", newTestStorage}, {"reopen/", newReopenStorage}, {"scrambled/", newScrambleStorage}} {
-			t.Run(mode.name+name, func(t *testing.T) {
-				t.Logf("%d evals in float sections, %d in sections with native histograms left out", kept, dropped)
-				promqltest.RunTestWithStorage(t, floats, engine, mode.open)
-			})
-		}
+	for _, m := range suiteModes {
+		t.Run(m.name, func(t *testing.T) {
+			for name, why := range builtinSkips {
+				if why != whyNativeHistograms {
+					continue
+				}
+				b, err := os.ReadFile(filepath.Join(dir, filepath.Base(name)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				floats, kept, dropped := floatSections(string(b))
+				t.Run(name, func(t *testing.T) {
+					t.Logf("%d evals in float sections, %d in sections with native histograms left out", kept, dropped)
+					promqltest.RunTestWithStorage(t, floats, engine, m.open)
+				})
+			}
+		})
 	}
 }
 
@@ -223,55 +253,4 @@ func builtinTestdata(t *testing.T) string {
 		t.Skipf("go list -m github.com/prometheus/prometheus: %v", err)
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), "promql", "promqltest", "testdata")
-}
-
-// scrambleStorage is a Storage over a store with tiny chunks and a wide
-// out-of-order window, whose loads are written in two passes: each series'
-// even samples, then its odd ones (all out of order). Reads must merge
-// many small, overlapping in-order and out-of-order chunks.
-type scrambleStorage struct{ *Storage }
-
-func newScrambleStorage(t testing.TB) storage.Storage {
-	o := testStoreOptions()
-	o.Metrics.ChunkMaxSamples = 7
-	o.Metrics.OutOfOrderMax = 5
-	o.Metrics.OutOfOrderWindow = 1000 * 24 * time.Hour
-	st, err := store.Open(t.TempDir(), o, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return scrambleStorage{NewStorage(st, Options{})}
-}
-
-func (s scrambleStorage) AppenderV2(ctx context.Context) storage.AppenderV2 {
-	return &scrambleAppender{appenderV2{batch{ctx: ctx, st: s.st}}}
-}
-
-type scrambleAppender struct{ appenderV2 }
-
-func (a *scrambleAppender) Commit() error {
-	all := a.series
-	a.series, a.index = nil, nil
-	for pass := range 2 {
-		for _, s := range all {
-			var part []model.Sample
-			for i := pass; i < len(s.Samples); i += 2 {
-				part = append(part, s.Samples[i])
-			}
-			a.series = append(a.series, model.Series{Labels: s.Labels, Samples: part})
-		}
-		if err := a.appenderV2.Commit(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// TestPromQLBuiltinScrambled is TestPromQLBuiltin with every load written
-// out of order into tiny chunks (scrambleStorage).
-func TestPromQLBuiltinScrambled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	promqltest.RunBuiltinTestsWithStorage(skipRun{t}, testEngine(t), newScrambleStorage)
 }
