@@ -135,7 +135,10 @@
 // out-of-order buffers, the seal queue and the metrics WAL; createMu
 // serialises the creation of series (their ids and S keys), writeMu the
 // writing of queued chunks. Sealed chunks are immutable; readers copy an open
-// chunk's bytes under mu.
+// chunk's bytes under mu. A queued chunk leaves its series' sealing list only
+// after it is in Badger, and sealGen (under mu) counts those removals: a
+// reader whose Badger view predates the last one takes a new view, under mu,
+// before reading a series' chunks, so it sees every chunk in memory or on disk.
 //
 // # Files, backups, read-only
 //

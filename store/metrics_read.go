@@ -34,11 +34,14 @@ type MetricSeries struct {
 }
 
 // MetricReader reads metric series in [mint, maxt] (Unix ms, inclusive) from
-// one consistent view of Badger, plus what is in memory at each call. It is
-// not safe for concurrent use; Close releases it.
+// what is in memory at each call and a view of Badger at least as new: a
+// chunk leaves memory (sealing) only once written, so Chunks renews the view
+// when chunks were written since it was taken, or it would see such a chunk
+// in neither. It is not safe for concurrent use; Close releases it.
 type MetricReader struct {
 	ms         *metricStore
 	txn        *badger.Txn
+	gen        uint64 // ms.sealGen when txn was made
 	mint, maxt int64
 	d0, d1     uint32
 }
@@ -48,7 +51,10 @@ func (s *Store) MetricReader(mint, maxt int64) *MetricReader { return s.ms.reade
 
 func (ms *metricStore) reader(mint, maxt int64) *MetricReader {
 	mint = max(mint, 0)
-	r := &MetricReader{ms: ms, txn: ms.db.NewTransaction(false), mint: mint, maxt: maxt}
+	r := &MetricReader{ms: ms, mint: mint, maxt: maxt}
+	ms.mu.RLock()
+	r.txn, r.gen = ms.db.NewTransaction(false), ms.sealGen
+	ms.mu.RUnlock()
 	if maxt >= mint {
 		r.d0, r.d1 = msDay(mint), msDay(maxt)
 	}
@@ -313,6 +319,11 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 				ooo = append(ooo, s)
 			}
 		}
+	}
+	if r.gen != ms.sealGen {
+		// Chunks copied above are in memory or in Badger as of now.
+		r.txn.Discard()
+		r.txn, r.gen = ms.db.NewTransaction(false), ms.sealGen
 	}
 	ms.mu.RUnlock()
 	if len(ooo) > 0 {

@@ -165,6 +165,9 @@ type metricStore struct {
 	days     map[uint32]struct{}            // days with data
 	sealQ    []*sealJob
 	walFloor uint64
+	// sealGen counts the times written chunks left the seal queues: a
+	// reader's Badger view older than that may miss them (MetricReader).
+	sealGen uint64
 
 	chunkSeq    atomic.Uint64
 	minDay      atomic.Uint32 // retention: samples on earlier days are refused
@@ -809,6 +812,7 @@ func (ms *metricStore) writeSealed() {
 		}
 		ms.days[j.day] = struct{}{}
 	}
+	ms.sealGen++
 	ms.mu.Unlock()
 	ms.m.chunks.Add(float64(len(jobs)))
 	ms.m.chunkBytes.Add(float64(bytes))

@@ -372,3 +372,44 @@ func TestMetricsCheckpoint(t *testing.T) {
 	defer s.Close()
 	check(s, "after a clean stop")
 }
+
+// A chunk written to Badger after a reader was made, and so no longer queued
+// in memory when the reader reads it, must still be read: found by
+// Prometheus' PromQL tests over scrambled loads (metrics/promqltest_test.go).
+func TestMetricsReaderSeesChunkSealedAfterItsStart(t *testing.T) {
+	o := DefaultOptions()
+	o.Metrics.ChunkMaxSamples = 4
+	s := testOpen(t, t.TempDir(), o)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute).UnixMilli()
+	sr := model.Series{Labels: metricLabels("up")}
+	for i := range 10 {
+		sr.Samples = append(sr.Samples, model.Sample{T: t0 + int64(i)*1000, V: float64(i)})
+	}
+	// Hold the writer so that the sealed chunks stay queued.
+	s.ms.writeMu.Lock()
+	if _, err := s.AppendSamples(context.Background(), []model.Series{sr}); err != nil {
+		s.ms.writeMu.Unlock()
+		t.Fatal(err)
+	}
+	r := s.MetricReader(0, math.MaxInt64)
+	defer r.Close()
+	s.ms.writeMu.Unlock()
+	s.ms.writeSealed()
+	s.ms.mu.RLock()
+	queued := len(s.ms.sealQ)
+	s.ms.mu.RUnlock()
+	if queued != 0 {
+		t.Fatalf("%d chunks still queued", queued)
+	}
+	found := r.Select([]MetricMatcher{eq(model.MetricNameLabel, "up")}, 0)
+	if len(found) != 1 {
+		t.Fatalf("%d series, want 1", len(found))
+	}
+	chunks, err := r.Chunks(found[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mergeChunks(t, chunks, 0, math.MaxInt64); len(got) != len(sr.Samples) {
+		t.Fatalf("read %d samples, want %d: %v", len(got), len(sr.Samples), got)
+	}
+}
