@@ -12,7 +12,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
@@ -269,7 +268,12 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 	deadline := start.Add(n.cfg.ReadWait)
 	by, missing := n.plan()
 	query.ReportMissing(ctx, missing...)
-	ends := n.streamEnds(ctx, by, deadline)
+	se, taken := ctx.Value(endsKey{}).(ends)
+	if taken {
+		se.took = 0 // taken before, for the whole request
+	} else {
+		se = n.streamEnds(ctx, by, deadline)
+	}
 	type result struct {
 		parts []int
 		resp  *rpcResp
@@ -282,7 +286,7 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 		r := req
 		r.Parts, r.Until = nil, nil
 		for _, p := range parts {
-			end, ok := ends.lookup(p)
+			end, ok := se.lookup(p)
 			if !ok {
 				// Its stream's end is unknown (no leader in time): what
 				// was acked on it cannot be told, so it is missing.
@@ -335,7 +339,7 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 		}
 		out = append(out, r.resp)
 	}
-	n.ins.readWait.Observe((ends.took + waited).Seconds())
+	n.ins.readWait.Observe((se.took + waited).Seconds())
 	return out, nil
 }
 
@@ -352,7 +356,7 @@ func (n *Node) streamEnds(ctx context.Context, by map[string][]int, deadline tim
 	for _, parts := range by {
 		for _, p := range parts {
 			wg.Go(func() {
-				seq, err := leaderEnd(ictx, n.js, streamName(p))
+				seq, err := leaderEnd(ictx, n.nc, streamName(p))
 				if err != nil {
 					n.log.Debug("cluster: stream end unknown; partition missing from the answer", "partition", p, "err", err)
 					return
@@ -368,6 +372,10 @@ func (n *Node) streamEnds(ctx context.Context, by map[string][]int, deadline tim
 	return e
 }
 
+// endsKey carries the ends taken at the start of a request that fans out
+// several times (context), so that every part answers as of that start.
+type endsKey struct{}
+
 type ends struct {
 	seqs map[int]uint64
 	took time.Duration
@@ -375,17 +383,35 @@ type ends struct {
 
 func (e ends) lookup(p int) (uint64, bool) { s, ok := e.seqs[p]; return s, ok }
 
-// leaderEnd is a stream's last sequence from its stream info. Only the
-// stream's leader answers that request (its state holds every batch it has
-// acked); while the stream has no leader a replica may answer, with a state
-// that can be behind, and its answer (no leader named) is not taken.
-func leaderEnd(ctx context.Context, js jetstream.JetStream, name string) (uint64, error) {
-	s, err := js.Stream(ctx, name)
+// leaderEnd is a stream's last sequence from its stream info (the JetStream
+// API request itself: the client's Stream call decodes far more than this
+// needs, on every query). Only the stream's leader answers that request (its
+// state holds every batch it has acked); while the stream has no leader a
+// replica may answer, with a state that can be behind, and its answer (no
+// leader named) is not taken.
+func leaderEnd(ctx context.Context, nc *nats.Conn, name string) (uint64, error) {
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+name, nil)
 	if err != nil {
 		return 0, err
 	}
-	info := s.CachedInfo()
-	if info.Cluster != nil && info.Cluster.Leader == "" {
+	var info struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+		State struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+		Cluster *struct {
+			Leader string `json:"leader"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return 0, err
+	}
+	switch {
+	case info.Error != nil:
+		return 0, errors.New(info.Error.Description)
+	case info.Cluster != nil && info.Cluster.Leader == "":
 		return 0, errors.New("the stream has no leader")
 	}
 	return info.State.LastSeq, nil
@@ -458,7 +484,11 @@ func (n *Node) Histogram(ctx context.Context, q *query.Query, tr model.TimeRange
 
 // Context answers a context request across the cluster (g is not used: the
 // record is looked up on its owner).
+// The record and its neighbours are all read as of the partitions' stream
+// ends when the request started.
 func (n *Node) Context(ctx context.Context, _ query.Getter, p query.ContextParams) (*query.ContextResult, error) {
+	by, _ := n.plan()
+	ctx = context.WithValue(ctx, endsKey{}, n.streamEnds(ctx, by, time.Now().Add(n.cfg.ReadWait)))
 	return query.ContextOver(ctx, n, getter{n, ctx}, p, query.DefaultOptions().MaxLimit)
 }
 
@@ -481,7 +511,7 @@ func (g getter) Get(id model.ID) (model.Record, error) {
 	}
 	if m := cov.Missing(); len(m) > 0 {
 		// It may be in a partition that is moving: not "not found".
-		return model.Record{}, fmt.Errorf("%w: record %s not found, but partitions %v have no live owner right now; retry", model.ErrUnavailable, id, m)
+		return model.Record{}, fmt.Errorf("%w: record %s not found, but partitions %v have no live owner, or an owner behind what was acked, right now; retry", model.ErrUnavailable, id, m)
 	}
 	return model.Record{}, fmt.Errorf("record %s: %w", id, store.ErrNotFound)
 }

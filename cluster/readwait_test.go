@@ -396,11 +396,19 @@ func measureReadWait(t *testing.T, nodes []*testNode, tr model.TimeRange, base t
 			}
 		}
 		after := readWaitSum(t, nodes[0])
+		var fetch []time.Duration
+		for range 40 {
+			by, _ := nodes[0].plan()
+			fetch = append(fetch, nodes[0].streamEnds(context.Background(), by, time.Now().Add(time.Second)).took)
+		}
 		slices.Sort(took)
+		slices.Sort(fetch)
 		cnt := after.count - before.count
-		t.Logf("%s: %d histograms via %s: p50 %s, p90 %s; read after ack added %s on average (stream ends plus the owners' wait); %d partial",
-			label, len(took), nodes[0].Name(), took[len(took)/2].Round(10*time.Microsecond), took[len(took)*9/10].Round(10*time.Microsecond),
-			(time.Duration((after.sum - before.sum) / float64(cnt) * 1e9)).Round(10*time.Microsecond), partial)
+		r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+		t.Logf("%s: %d histograms via %s: p50 %s, p90 %s; read after ack added %s on average (stream ends plus the owners' wait); "+
+			"taking the %d streams' ends alone: p50 %s, p90 %s; %d partial",
+			label, len(took), nodes[0].Name(), r(took[len(took)/2]), r(took[len(took)*9/10]),
+			r(time.Duration((after.sum-before.sum)/float64(cnt)*1e9)), nodes[0].Partitions(), r(fetch[len(fetch)/2]), r(fetch[len(fetch)*9/10]), partial)
 	}
 	run("idle")
 	stop := make(chan struct{})
