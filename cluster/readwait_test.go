@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,8 +16,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shiplog/shiplog/alert"
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
+	"github.com/shiplog/shiplog/server"
 	"github.com/shiplog/shiplog/store"
 )
 
@@ -187,34 +191,45 @@ func (a *acked) write(t *testing.T, n *testNode, agent, service string, k int, b
 type answer struct {
 	node, kind string
 	missing    []int
-	lines      []string // search
-	count      int      // histogram
-	agents     []string // catalog
+	lines      []string            // search, context
+	ids        map[string]model.ID // search: by message
+	count      int                 // histogram, alert
+	agents     []string            // catalog
 	err        error
 }
 
-// ask runs a search of service svc, a histogram of everything and the
-// catalog through n, as of now.
-func ask(n *testNode, tr model.TimeRange) []answer {
+// ask runs through n, as of now: a search of service svc, a histogram of
+// everything, the context after anchor (when set), a logs: alert count of
+// service svc and the catalog.
+func ask(n *testNode, tr model.TimeRange, anchor model.ID) []answer {
 	var out []answer
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	add := func(a answer) {
+		mu.Lock()
+		out = append(out, a)
+		mu.Unlock()
+	}
 	q, _ := query.Parse("")
 	svc, err := query.Parse("service:svc")
 	if err != nil {
 		panic(err)
 	}
-	{
+	wg.Go(func() {
 		var cov query.Coverage
 		a := answer{node: n.Name(), kind: "search"}
 		res, err := n.Search(query.WithCoverage(context.Background(), &cov), query.SearchParams{Query: svc, Range: tr, Limit: 10000})
 		a.err, a.missing = err, cov.Missing()
 		if err == nil {
+			a.ids = map[string]model.ID{}
 			for _, r := range res.Records {
 				a.lines = append(a.lines, r.Message)
+				a.ids[r.Message] = r.ID
 			}
 		}
-		out = append(out, a)
-	}
-	{
+		add(a)
+	})
+	wg.Go(func() {
 		var cov query.Coverage
 		a := answer{node: n.Name(), kind: "histogram"}
 		bs, err := n.Histogram(query.WithCoverage(context.Background(), &cov), q, tr, time.Hour)
@@ -222,9 +237,47 @@ func ask(n *testNode, tr model.TimeRange) []answer {
 		for _, b := range bs {
 			a.count += b.Count
 		}
-		out = append(out, a)
+		add(a)
+	})
+	if anchor != (model.ID{}) {
+		wg.Go(func() {
+			// The lines after the anchor on its host, as the UI's context view.
+			var cov query.Coverage
+			a := answer{node: n.Name(), kind: "context"}
+			res, err := n.Context(query.WithCoverage(context.Background(), &cov), nil, query.ContextParams{ID: anchor, After: 10000})
+			a.err, a.missing = err, cov.Missing()
+			if errors.Is(err, model.ErrUnavailable) {
+				// The anchor's partition is behind: 503, retry. Partial.
+				a.err, a.missing = nil, append(a.missing, -1)
+			}
+			if a.err == nil && err == nil {
+				a.lines = append(a.lines, res.Record.Message)
+				for _, r := range res.After {
+					a.lines = append(a.lines, r.Message)
+				}
+			}
+			add(a)
+		})
 	}
-	{
+	wg.Go(func() {
+		// A logs: alert rule's count, as the evaluator takes it: an
+		// Unavailable error is partial (the rule keeps its state).
+		a := answer{node: n.Name(), kind: "alert"}
+		gs, err := server.AlertLogsQuery(n.Node)(context.Background(), alert.LogsQuery{Query: "service:svc",
+			Start: time.Unix(0, tr.Start), End: time.Unix(0, tr.End)})
+		switch {
+		case errors.Is(err, model.ErrUnavailable):
+			a.missing = []int{-1}
+		case err != nil:
+			a.err = err
+		default:
+			for _, g := range gs {
+				a.count += int(g.Count)
+			}
+		}
+		add(a)
+	})
+	wg.Go(func() {
 		var cov query.Coverage
 		a := answer{node: n.Name(), kind: "catalog"}
 		c, err := n.Catalog(query.WithCoverage(context.Background(), &cov))
@@ -234,15 +287,16 @@ func ask(n *testNode, tr model.TimeRange) []answer {
 				a.agents = append(a.agents, ag.ID)
 			}
 		}
-		out = append(out, a)
-	}
+		add(a)
+	})
+	wg.Wait()
 	return out
 }
 
 // check reports how a answers against want (every line of service svc
 // acked before the query started) and total (every line acked before it):
 // complete answers hold all of it.
-func check(t *testing.T, round int, a answer, want map[string]bool, total int, agents []string) (partial bool) {
+func check(t *testing.T, round int, a answer, want map[string]bool, total int, agents []string, anchorAgent string) (partial bool) {
 	t.Helper()
 	if a.err != nil {
 		t.Errorf("round %d: %s via %s: %v", round, a.kind, a.node, a.err)
@@ -276,6 +330,24 @@ func check(t *testing.T, round int, a answer, want map[string]bool, total int, a
 		if a.count < total {
 			t.Errorf("round %d: histogram via %s counts %d, %d lines were acked before it, and it does not say partial", round, a.node, a.count, total)
 		}
+	case "context":
+		seen := map[string]bool{}
+		for _, l := range a.lines {
+			seen[l] = true
+		}
+		lost := 0
+		for l := range want {
+			if strings.HasPrefix(l, anchorAgent+" ") && !seen[l] {
+				lost++
+			}
+		}
+		if lost > 0 {
+			t.Errorf("round %d: context via %s lacks %d acked lines of %s and does not say partial", round, a.node, lost, anchorAgent)
+		}
+	case "alert":
+		if a.count < len(want) {
+			t.Errorf("round %d: alert count via %s is %d, %d lines were acked before it, and it was not refused as partial", round, a.node, a.count, len(want))
+		}
 	case "catalog":
 		for _, ag := range agents {
 			if !slices.Contains(a.agents, ag) {
@@ -288,8 +360,10 @@ func check(t *testing.T, round int, a answer, want map[string]bool, total int, a
 
 // TestClusterReadAfterAck: one node's consumers are held back (a test hook,
 // as a starved CPU would), lines are acked through another node, and every
-// node is asked at once, many rounds: each answer holds every line acked
-// before it or says partial. In rounds where the consumers are held through
+// node is asked at once (search, histogram, context, a logs: alert rule's
+// count through server.AlertLogsQuery, the catalog), many rounds: each
+// answer holds every line acked before it or says partial (for the alert
+// count: is refused as Unavailable, so the rule keeps its state). In rounds where the consumers are held through
 // the queries, the answers must say partial; in the others, they are let go
 // shortly after the write, and the answers may wait for them.
 func TestClusterReadAfterAck(t *testing.T) {
@@ -323,6 +397,7 @@ func TestClusterReadAfterAck(t *testing.T) {
 			}
 		})
 	}
+	var anchor model.ID // the first line of agents[0], once a search found it
 	var partials, complete int
 	var heldPartial int
 	for r := range rounds {
@@ -340,7 +415,7 @@ func TestClusterReadAfterAck(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, tn := range nodes {
 			wg.Go(func() {
-				a := ask(tn, tr)
+				a := ask(tn, tr, anchor)
 				mu.Lock()
 				answers = append(answers, a...)
 				mu.Unlock()
@@ -349,7 +424,10 @@ func TestClusterReadAfterAck(t *testing.T) {
 		wg.Wait()
 		victim.gate.release()
 		for _, a := range answers {
-			if check(t, r, a, want, total, wantAgents) {
+			if a.kind == "search" && len(a.missing) == 0 && anchor == (model.ID{}) {
+				anchor = a.ids[agents[0]+" line 000001"]
+			}
+			if check(t, r, a, want, total, wantAgents, agents[0]) {
 				partials++
 				if held {
 					heldPartial++
