@@ -171,9 +171,12 @@ func (p *partition) changed() {
 	p.movedMu.Unlock()
 }
 
-// caughtUp waits until p is owned, ready and has stored every batch up to
-// stream sequence target, or until deadline or ctx ends; it reports
-// whether p got there. A partition this node does not own fails at once.
+// caughtUp waits until p, owned, has stored every batch up to stream
+// sequence target, or until deadline or ctx ends; it reports whether p got
+// there. A partition this node does not own fails at once, and so does one
+// still replaying after it was taken (not ready) and short of target: it is
+// more than a moment behind, and waiting would only slow every answer down
+// while it replays.
 func (p *partition) caughtUp(ctx context.Context, target uint64, deadline time.Time) bool {
 	var timer *time.Timer
 	defer func() {
@@ -192,11 +195,11 @@ func (p *partition) caughtUp(ctx context.Context, target uint64, deadline time.T
 		if !p.owned.Load() {
 			return false
 		}
-		if p.ready.Load() && p.applied.Load() >= target {
+		if p.applied.Load() >= target {
 			return true
 		}
 		d := time.Until(deadline)
-		if d <= 0 {
+		if d <= 0 || !p.ready.Load() {
 			return false
 		}
 		if timer == nil {

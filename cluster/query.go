@@ -138,8 +138,8 @@ func (l *local) Get(id model.ID) (model.Record, error) {
 }
 
 // view returns the stores of the asked partitions this node owns and has
-// caught up on (up to req.Until, waiting up to req.Wait for that), and the
-// ones it cannot answer for.
+// stored up to req.Until (waiting up to req.Wait for that), and the ones it
+// cannot answer for.
 func (n *Node) view(ctx context.Context, req *rpcReq) (*local, []int) {
 	l := &local{}
 	var missing []int
@@ -149,11 +149,14 @@ func (n *Node) view(ctx context.Context, req *rpcReq) (*local, []int) {
 			continue
 		}
 		p := n.parts[id]
-		var target uint64
-		if i < len(req.Until) {
-			target = req.Until[i]
-		}
-		if !p.caughtUp(ctx, target, deadline) {
+		if len(req.Until) != len(req.Parts) {
+			// From a node without read after ack (a rolling upgrade):
+			// as it expects, a partition is answered for once ready.
+			if !p.ready.Load() {
+				missing = append(missing, id)
+				continue
+			}
+		} else if !p.caughtUp(ctx, req.Until[i], deadline) {
 			missing = append(missing, id)
 			continue
 		}
