@@ -404,6 +404,11 @@ func TestClusterReadAfterAck(t *testing.T) {
 		victim := nodes[r%3]
 		held := r%2 == 1 // held through the queries, or let go at once
 		victim.gate.hold()
+		// The partition written stays the victim's through the round unless
+		// a lease is lost (a starved machine): then nothing is asserted of
+		// the held answers.
+		vp := victim.parts[PartitionOf(&model.Batch{AgentID: agents[r%3]}, parts)]
+		owned := vp.owned.Load()
 		ak.write(t, nodes[(r+1)%3], agents[r%3], "svc", 50, base)
 		want, total := ak.snapshot()
 		wantAgents := slices.Clone(agents[:min(r+1, 3)])
@@ -422,7 +427,11 @@ func TestClusterReadAfterAck(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		owned = owned && vp.owned.Load()
 		victim.gate.release()
+		if held && !owned {
+			t.Logf("round %d: %s lost the partition written during the round; its answers are only checked for completeness", r, victim.Name())
+		}
 		for _, a := range answers {
 			if a.kind == "search" && len(a.missing) == 0 && anchor == (model.ID{}) {
 				anchor = a.ids[agents[0]+" line 000001"]
@@ -434,7 +443,7 @@ func TestClusterReadAfterAck(t *testing.T) {
 				}
 			} else {
 				complete++
-				if held && a.err == nil {
+				if held && owned && a.err == nil {
 					// The victim stored nothing since the write: a complete
 					// answer here would be short, whatever check found.
 					t.Errorf("round %d: %s via %s answered complete while %s's consumers were held behind an acked write", r, a.kind, a.node, victim.Name())
