@@ -12,6 +12,7 @@ type instruments struct {
 	publishSeconds prometheus.Histogram
 	applied        prometheus.Counter
 	corrupt        prometheus.Counter
+	readWait       prometheus.Histogram
 }
 
 var (
@@ -35,9 +36,12 @@ func newInstruments(n *Node, reg prometheus.Registerer) *instruments {
 			Help: "Records consumed from owned partitions into this node's stores."}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_cluster_corrupt_messages_total",
 			Help: "Log messages that did not decode and were skipped."}),
+		readWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shiplog_cluster_read_wait_seconds",
+			Help:    "Added latency of cluster queries asked of this node for read after ack: taking the streams' last sequences, then the longest wait of an owner to store up to them.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	if reg != nil {
-		reg.MustRegister(ins.published, ins.publishErrors, ins.publishSeconds, ins.applied, ins.corrupt, collector{n})
+		reg.MustRegister(ins.published, ins.publishErrors, ins.publishSeconds, ins.applied, ins.corrupt, ins.readWait, collector{n})
 	}
 	return ins
 }

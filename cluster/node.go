@@ -55,10 +55,14 @@ type Config struct {
 	StreamMaxAge   time.Duration
 	PublishTimeout time.Duration // an ack later than this answers Unavailable
 	StartTimeout   time.Duration // for a quorum of peers to appear
-	Store          store.Options // for the partition stores
-	Log            *slog.Logger
-	Registerer     prometheus.Registerer
-	Hub            Hub
+	// ReadWait bounds how long a query waits for the owners to store every
+	// batch acked before it started (default 2s); an owner still behind
+	// then is reported missing and the answer says partial.
+	ReadWait   time.Duration
+	Store      store.Options // for the partition stores
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+	Hub        Hub
 	// OnAlertLease, when set, makes this node compete for the alert lease and
 	// is called when it gains (true) or loses (false) it.
 	OnAlertLease func(held bool)
@@ -69,6 +73,10 @@ type Config struct {
 	// this node's certificate, the CA to verify peers against (RootCAs and
 	// ClientCAs) and ClientAuth RequireAndVerifyClientCert.
 	RouteTLS *tls.Config
+
+	// beforeApply, when set (tests), is called by a partition's consumer
+	// before it stores each batch; blocking in it holds the consumer back.
+	beforeApply func(ctx context.Context, partition int)
 }
 
 func (c *Config) defaults() error {
@@ -89,6 +97,9 @@ func (c *Config) defaults() error {
 	}
 	if c.StartTimeout <= 0 {
 		c.StartTimeout = 2 * time.Minute
+	}
+	if c.ReadWait <= 0 {
+		c.ReadWait = 2 * time.Second
 	}
 	if c.MaxMemory <= 0 {
 		c.MaxMemory = 256 << 20
@@ -145,6 +156,63 @@ type partition struct {
 	applied atomic.Uint64 // last stream sequence stored locally
 	last    atomic.Uint64 // stream's last sequence, as last seen
 	wm      *os.File      // the applied watermark, 8 bytes
+
+	moved   chan struct{} // closed when applied, ready or owned changes; guarded by movedMu
+	movedMu sync.Mutex
+}
+
+// changed wakes the queries waiting for p to catch up (see caughtUp).
+func (p *partition) changed() {
+	p.movedMu.Lock()
+	if p.moved != nil {
+		close(p.moved)
+		p.moved = nil
+	}
+	p.movedMu.Unlock()
+}
+
+// caughtUp waits until p, owned, has stored every batch up to stream
+// sequence target, or until deadline or ctx ends; it reports whether p got
+// there. A partition this node does not own fails at once, and so does one
+// still replaying after it was taken (not ready) and short of target: it is
+// more than a moment behind, and waiting would only slow every answer down
+// while it replays.
+func (p *partition) caughtUp(ctx context.Context, target uint64, deadline time.Time) bool {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		p.movedMu.Lock()
+		if p.moved == nil {
+			p.moved = make(chan struct{})
+		}
+		moved := p.moved
+		p.movedMu.Unlock()
+		// Read after taking the channel: a change from here on closes it.
+		if !p.owned.Load() {
+			return false
+		}
+		if p.applied.Load() >= target {
+			return true
+		}
+		d := time.Until(deadline)
+		if d <= 0 || !p.ready.Load() {
+			return false
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+		}
+		select {
+		case <-moved:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // nodeStatus is what each node writes to the nodes bucket every tick.
@@ -533,6 +601,7 @@ func (n *Node) release(p *partition, deleteLease bool) {
 	p.owned.Store(false)
 	p.ready.Store(false)
 	p.mu.Unlock()
+	p.changed()
 	if cancel != nil {
 		cancel()
 		select {
@@ -655,6 +724,9 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 			continue
 		}
 		p.last.Store(max(p.last.Load(), seq+md.NumPending))
+		if n.cfg.beforeApply != nil {
+			n.cfg.beforeApply(ctx, p.id)
+		}
 		b, err := decodeBatch(msg.Data())
 		if err != nil {
 			n.ins.corrupt.Inc()
@@ -670,6 +742,7 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 		if seq >= target {
 			p.markReady(n.log, seq)
 		}
+		p.changed()
 	}
 }
 
@@ -715,5 +788,6 @@ func (n *Node) apply(ctx context.Context, p *partition, st *store.Store, b *mode
 func (p *partition) markReady(log *slog.Logger, seq uint64) {
 	if p.ready.CompareAndSwap(false, true) {
 		log.Info("cluster: partition caught up", "partition", p.id, "seq", seq)
+		p.changed()
 	}
 }

@@ -24,13 +24,26 @@ import (
 // and merges. A partition with no owner, an owner that does not answer, or an
 // owner still catching up is reported through query.ReportMissing, and the
 // answer says partial.
+//
+// Read after ack: at the start of a query the asking node takes each
+// partition's last stream sequence from the stream's leader (the only place
+// that knows of batches acked through the other nodes), and each owner
+// answers for a partition only once it has stored up to that sequence,
+// waiting at most Config.ReadWait; a partition still behind then is missing.
+// So an answer holds every batch acked before the query started, or says
+// partial.
 
 // rpcTimeout bounds one owner's answer when the caller set no deadline.
 const rpcTimeout = 15 * time.Second
 
 type rpcReq struct {
-	Op     string     `json:"op"` // search, histogram, get, catalog
-	Parts  []int      `json:"parts"`
+	Op    string `json:"op"` // search, histogram, get, catalog
+	Parts []int  `json:"parts"`
+	// Until[i] is the stream sequence partition Parts[i] must have stored
+	// before it is answered for; Wait (ns) how long the owner may wait for
+	// that. Without Until, no wait.
+	Until  []uint64   `json:"until,omitempty"`
+	Wait   int64      `json:"wait,omitempty"`
 	Q      query.Spec `json:"q"`
 	Start  int64      `json:"start,omitempty"`
 	End    int64      `json:"end,omitempty"`
@@ -43,7 +56,8 @@ type rpcReq struct {
 
 type rpcResp struct {
 	Err     string                 `json:"err,omitempty"`
-	Kind    string                 `json:"kind,omitempty"` // bad, notfound
+	Waited  int64                  `json:"waited,omitempty"` // ns spent waiting for Until
+	Kind    string                 `json:"kind,omitempty"`   // bad, notfound
 	Missing []int                  `json:"missing,omitempty"`
 	Records []model.Record         `json:"records,omitempty"`
 	More    bool                   `json:"more,omitempty"`
@@ -124,19 +138,32 @@ func (l *local) Get(id model.ID) (model.Record, error) {
 }
 
 // view returns the stores of the asked partitions this node owns and has
-// caught up on, and the ones it cannot answer for.
-func (n *Node) view(parts []int) (*local, []int) {
+// stored up to req.Until (waiting up to req.Wait for that), and the ones it
+// cannot answer for.
+func (n *Node) view(ctx context.Context, req *rpcReq) (*local, []int) {
 	l := &local{}
 	var missing []int
-	for _, id := range parts {
+	deadline := time.Now().Add(time.Duration(req.Wait))
+	for i, id := range req.Parts {
 		if id < 0 || id >= len(n.parts) {
 			continue
 		}
 		p := n.parts[id]
+		if len(req.Until) != len(req.Parts) {
+			// From a node without read after ack (a rolling upgrade):
+			// as it expects, a partition is answered for once ready.
+			if !p.ready.Load() {
+				missing = append(missing, id)
+				continue
+			}
+		} else if !p.caughtUp(ctx, req.Until[i], deadline) {
+			missing = append(missing, id)
+			continue
+		}
 		p.mu.Lock()
 		st := p.st
 		p.mu.Unlock()
-		if st == nil || !p.owned.Load() || !p.ready.Load() {
+		if st == nil || !p.owned.Load() {
 			missing = append(missing, id)
 			continue
 		}
@@ -147,8 +174,9 @@ func (n *Node) view(parts []int) (*local, []int) {
 
 // answer runs one request over this node's own partitions.
 func (n *Node) answer(ctx context.Context, req *rpcReq) *rpcResp {
-	l, missing := n.view(req.Parts)
-	resp := &rpcResp{Missing: missing}
+	start := time.Now()
+	l, missing := n.view(ctx, req)
+	resp := &rpcResp{Missing: missing, Waited: int64(time.Since(start))}
 	fail := func(err error) *rpcResp {
 		resp.Err = err.Error()
 		switch {
@@ -236,9 +264,19 @@ func (n *Node) plan() (map[string][]int, []int) {
 
 // fanout sends req to every owner (itself in process) and returns the
 // answers; partitions that could not be answered go to query.ReportMissing.
+// Each owner answers as of the partitions' stream ends when fanout started
+// (see "Read after ack" above).
 func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
+	start := time.Now()
+	deadline := start.Add(n.cfg.ReadWait)
 	by, missing := n.plan()
 	query.ReportMissing(ctx, missing...)
+	se, taken := ctx.Value(endsKey{}).(ends)
+	if taken {
+		se.took = 0 // taken before, for the whole request
+	} else {
+		se = n.streamEnds(ctx, by, deadline)
+	}
 	type result struct {
 		parts []int
 		resp  *rpcResp
@@ -249,7 +287,21 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 	var wg sync.WaitGroup
 	for node, parts := range by {
 		r := req
-		r.Parts = parts
+		r.Parts, r.Until = nil, nil
+		for _, p := range parts {
+			end, ok := se.lookup(p)
+			if !ok {
+				// Its stream's end is unknown (no leader in time): what
+				// was acked on it cannot be told, so it is missing.
+				query.ReportMissing(ctx, p)
+				continue
+			}
+			r.Parts, r.Until = append(r.Parts, p), append(r.Until, end)
+		}
+		if len(r.Parts) == 0 {
+			continue
+		}
+		r.Wait = int64(max(time.Until(deadline), 0))
 		wg.Go(func() {
 			var resp *rpcResp
 			var err error
@@ -259,11 +311,12 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 				resp, err = n.call(ctx, node, &r)
 			}
 			mu.Lock()
-			results = append(results, result{parts, resp, err})
+			results = append(results, result{r.Parts, resp, err})
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	var waited time.Duration
 	out := make([]*rpcResp, 0, len(results))
 	for _, r := range results {
 		if r.err != nil {
@@ -274,6 +327,7 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 			query.ReportMissing(ctx, r.parts...)
 			continue
 		}
+		waited = max(waited, time.Duration(r.resp.Waited))
 		query.ReportMissing(ctx, r.resp.Missing...)
 		if r.resp.Err != "" {
 			switch r.resp.Kind {
@@ -288,7 +342,82 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 		}
 		out = append(out, r.resp)
 	}
+	n.ins.readWait.Observe((se.took + waited).Seconds())
 	return out, nil
+}
+
+// streamEnds is the last sequence of each owned partition's stream, asked of
+// the stream's leader in parallel; a partition whose leader does not answer
+// by deadline is left out. took is how long that took.
+func (n *Node) streamEnds(ctx context.Context, by map[string][]int, deadline time.Time) ends {
+	e := ends{seqs: make(map[int]uint64, n.cfg.Partitions)}
+	start := time.Now()
+	ictx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, parts := range by {
+		for _, p := range parts {
+			wg.Go(func() {
+				seq, err := leaderEnd(ictx, n.nc, streamName(p))
+				if err != nil {
+					n.log.Debug("cluster: stream end unknown; partition missing from the answer", "partition", p, "err", err)
+					return
+				}
+				mu.Lock()
+				e.seqs[p] = seq
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	e.took = time.Since(start)
+	return e
+}
+
+// endsKey carries the ends taken at the start of a request that fans out
+// several times (context), so that every part answers as of that start.
+type endsKey struct{}
+
+type ends struct {
+	seqs map[int]uint64
+	took time.Duration
+}
+
+func (e ends) lookup(p int) (uint64, bool) { s, ok := e.seqs[p]; return s, ok }
+
+// leaderEnd is a stream's last sequence from its stream info (the JetStream
+// API request itself: the client's Stream call decodes far more than this
+// needs, on every query). Only the stream's leader answers that request (its
+// state holds every batch it has acked); while the stream has no leader a
+// replica may answer, with a state that can be behind, and its answer (no
+// leader named) is not taken.
+func leaderEnd(ctx context.Context, nc *nats.Conn, name string) (uint64, error) {
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+name, nil)
+	if err != nil {
+		return 0, err
+	}
+	var info struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+		State struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+		Cluster *struct {
+			Leader string `json:"leader"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return 0, err
+	}
+	switch {
+	case info.Error != nil:
+		return 0, errors.New(info.Error.Description)
+	case info.Cluster != nil && info.Cluster.Leader == "":
+		return 0, errors.New("the stream has no leader")
+	}
+	return info.State.LastSeq, nil
 }
 
 func (n *Node) call(ctx context.Context, node string, req *rpcReq) (*rpcResp, error) {
@@ -358,7 +487,11 @@ func (n *Node) Histogram(ctx context.Context, q *query.Query, tr model.TimeRange
 
 // Context answers a context request across the cluster (g is not used: the
 // record is looked up on its owner).
+// The record and its neighbours are all read as of the partitions' stream
+// ends when the request started.
 func (n *Node) Context(ctx context.Context, _ query.Getter, p query.ContextParams) (*query.ContextResult, error) {
+	by, _ := n.plan()
+	ctx = context.WithValue(ctx, endsKey{}, n.streamEnds(ctx, by, time.Now().Add(n.cfg.ReadWait)))
 	return query.ContextOver(ctx, n, getter{n, ctx}, p, query.DefaultOptions().MaxLimit)
 }
 
@@ -381,7 +514,7 @@ func (g getter) Get(id model.ID) (model.Record, error) {
 	}
 	if m := cov.Missing(); len(m) > 0 {
 		// It may be in a partition that is moving: not "not found".
-		return model.Record{}, fmt.Errorf("%w: record %s not found, but partitions %v have no live owner right now; retry", model.ErrUnavailable, id, m)
+		return model.Record{}, fmt.Errorf("%w: record %s not found, but partitions %v have no live owner, or an owner behind what was acked, right now; retry", model.ErrUnavailable, id, m)
 	}
 	return model.Record{}, fmt.Errorf("record %s: %w", id, store.ErrNotFound)
 }

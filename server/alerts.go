@@ -111,7 +111,7 @@ func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
 			return nil, err
 		}
 		if m := cov.Missing(); len(m) > 0 {
-			return nil, fmt.Errorf("%w: partitions %v have no live owner right now; not evaluated", model.ErrUnavailable, m)
+			return nil, fmt.Errorf("%w: partitions %v have no live owner, or an owner behind what was acked, right now; not evaluated", model.ErrUnavailable, m)
 		}
 		if total == 0 {
 			if len(lq.By) == 0 {
@@ -124,7 +124,7 @@ func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
 			return nil, err
 		}
 		if m := cov.Missing(); len(m) > 0 {
-			return nil, fmt.Errorf("%w: partitions %v have no live owner right now; not evaluated", model.ErrUnavailable, m)
+			return nil, fmt.Errorf("%w: partitions %v have no live owner, or an owner behind what was acked, right now; not evaluated", model.ErrUnavailable, m)
 		}
 		exact := res.NextCursor == ""
 		type acc struct {

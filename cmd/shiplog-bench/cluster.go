@@ -151,6 +151,10 @@ type clusterResults struct {
 	LoadQueries     float64       `json:"load_before_queries"`
 	QueriesNonOwner []queryResult `json:"queries_non_owner"`
 	QueriesOwner    []queryResult `json:"queries_owner"`
+	// The mean added latency of read after ack on these queries (the
+	// nodes' shiplog_cluster_read_wait_seconds), idle; ms.
+	ReadWaitMsNonOwner float64 `json:"read_wait_ms_mean_non_owner"`
+	ReadWaitMsOwner    float64 `json:"read_wait_ms_mean_owner"`
 
 	Takeovers   []*takeoverResult `json:"takeovers,omitempty"`
 	StopSeconds float64           `json:"survivors_stop_seconds"`
@@ -466,6 +470,21 @@ func scrape(hc *http.Client, httpAddr string) ([]promSample, error) {
 		out = append(out, s)
 	}
 	return out, sc.Err()
+}
+
+// readWaitMs is the mean of shiplog_cluster_read_wait_seconds on a node
+// since the scrape before, in ms (0 when unknown).
+func readWaitMs(hc *http.Client, httpAddr string, before []promSample) float64 {
+	after, err := scrape(hc, httpAddr)
+	if err != nil {
+		return 0
+	}
+	const m = "shiplog_cluster_read_wait_seconds"
+	n := metricSum(after, m+"_count") - metricSum(before, m+"_count")
+	if n <= 0 {
+		return 0
+	}
+	return (metricSum(after, m+"_sum") - metricSum(before, m+"_sum")) / n * 1000
 }
 
 func metricSum(ss []promSample, name string) float64 {
@@ -859,9 +878,14 @@ func runCluster(cfg config, cc clusterConfig) (*clusterResults, error) {
 	}
 	res.OwnerNode = onode.name
 	res.LoadQueries = waitIdle("the queries", cc.idleLoad, cc.idleWait)
+	qBefore, _ := scrape(hc, qnode.httpAddr)
+	oBefore, _ := scrape(hc, onode.httpAddr)
 	qs, qerrs := runQueriesOn(map[string]string{"non-owner " + qnode.name: qnode.httpAddr, "owner " + onode.name: onode.httpAddr},
 		&exp, cfg.runs)
 	res.QueriesNonOwner, res.QueriesOwner = qs["non-owner "+qnode.name], qs["owner "+onode.name]
+	res.ReadWaitMsNonOwner, res.ReadWaitMsOwner = readWaitMs(hc, qnode.httpAddr, qBefore), readWaitMs(hc, onode.httpAddr, oBefore)
+	logf("read after ack added %.2f ms per query on average through %s, %.2f ms through %s",
+		res.ReadWaitMsNonOwner, qnode.name, res.ReadWaitMsOwner, onode.name)
 	errs = append(errs, qerrs...)
 
 	// 6. Takeover: SIGKILL the node owning the most bytes; with more rounds,
@@ -1435,6 +1459,7 @@ func printClusterTable(w io.Writer, r *clusterResults) {
 		return "-"
 	}
 	fmt.Fprintf(w, "\n  %-58s %14s %14s %14s\n", "query ms (median)", "1 node", "non-owner "+r.QueryNode, "owner "+r.OwnerNode)
+	fmt.Fprintf(w, "  %-58s %14s %14.2f %14.2f\n", "  of which read after ack (mean)", "", r.ReadWaitMsNonOwner, r.ReadWaitMsOwner)
 	for _, q := range r.QueriesNonOwner {
 		fmt.Fprintf(w, "  %-58s %14s %14s %14s\n", q.Name, byName(s.Queries, q.Name), byName(r.QueriesNonOwner, q.Name), byName(r.QueriesOwner, q.Name))
 	}

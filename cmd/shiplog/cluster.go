@@ -32,6 +32,7 @@ type clusterFlags struct {
 	maxStore   byteSize
 	maxMemory  byteSize
 	leaseTTL   *time.Duration
+	readWait   *time.Duration
 	secretFile *string
 	tlsCert    *string
 	tlsKey     *string
@@ -45,6 +46,7 @@ func addClusterFlags(fs *flag.FlagSet) *clusterFlags {
 		peers:      fs.String("cluster-peers", "", "cluster mode: the other nodes' --cluster-listen addresses, comma-separated"),
 		partitions: fs.Int("cluster-partitions", 16, "cluster mode: partitions of the replicated log; fixed when the cluster is created"),
 		leaseTTL:   fs.Duration("cluster-lease-ttl", 10*time.Second, "cluster mode: a dead node's partitions move after this long; renewed every fifth of it"),
+		readWait:   fs.Duration("cluster-read-wait", 2*time.Second, "cluster mode: a query waits up to this long for partition owners to store every batch acked before it started; an owner still behind is reported missing (partial)"),
 		secretFile: fs.String("cluster-secret-file", "", "cluster mode: file holding the secret every node presents to join (at least 16 characters, mode 0600)"),
 		tlsCert:    fs.String("cluster-tls-cert", "", "cluster mode: this node's certificate (PEM) for TLS between nodes; with --cluster-tls-key and --cluster-tls-ca"),
 		tlsKey:     fs.String("cluster-tls-key", "", "cluster mode: the private key (PEM, mode 0600) of --cluster-tls-cert"),
@@ -96,11 +98,14 @@ func (c *clusterFlags) config(insecure bool) (*cluster.Config, error) {
 	if *c.leaseTTL < time.Second || *c.leaseTTL > 5*time.Minute {
 		return nil, usagef("server: --cluster-lease-ttl %s: want 1s to 5m", *c.leaseTTL)
 	}
+	if *c.readWait < 10*time.Millisecond || *c.readWait > time.Minute {
+		return nil, usagef("server: --cluster-read-wait %s: want 10ms to 1m", *c.readWait)
+	}
 	if c.maxStore < 64<<20 || c.maxMemory < 16<<20 {
 		return nil, usagef("server: --cluster-max-store must be at least 64MiB and --cluster-max-memory at least 16MiB")
 	}
 	cfg := &cluster.Config{Node: *c.node, Listen: *c.listen, Peers: peers, Partitions: *c.partitions,
-		MaxStore: int64(c.maxStore), MaxMemory: int64(c.maxMemory), LeaseTTL: *c.leaseTTL}
+		MaxStore: int64(c.maxStore), MaxMemory: int64(c.maxMemory), LeaseTTL: *c.leaseTTL, ReadWait: *c.readWait}
 	if *c.secretFile != "" {
 		secret, err := readClusterSecret(*c.secretFile)
 		if err != nil {

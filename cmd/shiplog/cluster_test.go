@@ -1144,6 +1144,8 @@ func TestClusterFlagUsageErrors(t *testing.T) {
 		{"--node", "n1", "--cluster-listen", l, "--cluster-max-store", "1MiB"},
 		{"--node", "n1", "--cluster-listen", l, "--cluster-max-memory", "1MiB"},
 		{"--node", "n1", "--cluster-listen", l, "--cluster-partitions", "x"},
+		{"--node", "n1", "--cluster-listen", l, "--cluster-read-wait", "0s"},
+		{"--node", "n1", "--cluster-listen", l, "--cluster-read-wait", "2m"},
 	} {
 		full := append([]string{"server", "--data", data, "--http", freeAddr(t), "--grpc", freeAddr(t)}, args...)
 		err := Run(context.Background(), full, io.Discard, io.Discard)
