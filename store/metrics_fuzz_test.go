@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/shiplog/shiplog/model"
@@ -33,11 +34,13 @@ func FuzzDecodeSeriesLabels(f *testing.F) {
 
 func FuzzDecodeChunkValue(f *testing.F) {
 	xor := encodeXOR([]model.Sample{{T: 1000, V: 1}, {T: 2000, V: math.NaN()}, {T: 3500, V: math.Inf(-1)}})
-	f.Add(int64(1000), encodeChunkValue(1000, 3500, xor))
+	f.Add(int64(1000), encodeChunkValue(chunkenc.EncXOR, 1000, 3500, xor))
+	hs := encodeHistograms([]model.HistogramSample{{T: 1000, H: &histogram.Histogram{Count: 3, Sum: 2, Schema: 0, ZeroCount: 1, PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0}}}})
+	f.Add(int64(1000), encodeChunkValue(hs[0].Enc, 1000, 1000, hs[0].Data))
 	f.Add(int64(0), []byte{1, 0})
 	f.Add(int64(5), []byte{2, 1, 0, 0})
 	f.Fuzz(func(t *testing.T, mint int64, v []byte) {
-		maxt, b, err := decodeChunkValue(mint, v)
+		enc, maxt, b, err := decodeChunkValue(mint, v)
 		if err != nil {
 			return
 		}
@@ -50,7 +53,7 @@ func FuzzDecodeChunkValue(f *testing.F) {
 				t.Fatalf("reading a decoded chunk panicked: %v\n%s", r, debug.Stack())
 			}
 		}()
-		c, err := chunkenc.FromData(chunkenc.EncXOR, b)
+		c, err := chunkenc.FromData(enc, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +124,7 @@ func FuzzMetricsWALReplay(f *testing.F) {
 		var chunks []MetricChunk
 		for _, sr := range ms.series {
 			if h := sr.head; h != nil {
-				chunks = append(chunks, MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: h.chunk.Bytes()})
+				chunks = append(chunks, h.metricChunk())
 			}
 			if o := sr.ooo; o != nil {
 				for i := 1; i < len(o.s); i++ {
