@@ -424,6 +424,17 @@ func TestRemoteWriteNativeHistograms(t *testing.T) {
 		checkNear(t, q, vectorBy(t, p, q, end, "job"), map[string]float64{"api": want})
 	}
 
+	// The raw histogram, in the Prometheus API's JSON.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, _, _, err := p.Query(ctx, "rw_latency_seconds", end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vec, ok := v.(pmodel.Vector); !ok || len(vec) != 1 || vec[0].Histogram == nil || float64(vec[0].Histogram.Count) != 10*(metricSteps-1) || len(vec[0].Histogram.Buckets) != 2 {
+		t.Fatalf("rw_latency_seconds: %v", v)
+	}
+
 	// An invalid histogram (its buckets do not add up to its count): 400,
 	// and the floats beside it are stored.
 	bad := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "rw_bad_hist"}}, Histograms: []prompb.Histogram{
