@@ -93,7 +93,25 @@ func metricsWALPayload(id uint64, samples ...model.Sample) []byte {
 	return p
 }
 
+// metricsWALPayload2 is a version 2 payload: one float, then histograms.
+func metricsWALPayload2(id uint64, hs ...model.HistogramSample) []byte {
+	p := metricsWALPayload(id, model.Sample{T: 1, V: 1})
+	p[0] = 2
+	p = binary.BigEndian.AppendUint32(p, uint32(len(hs)))
+	for _, h := range hs {
+		c := newHistChunk(nil, h)
+		p = binary.AppendVarint(p, h.T)
+		p = append(p, byte(c.enc))
+		p = binary.AppendUvarint(p, uint64(len(c.chunk.Bytes())))
+		p = append(p, c.chunk.Bytes()...)
+	}
+	return p
+}
+
 func FuzzMetricsWALReplay(f *testing.F) {
+	hist := &histogram.Histogram{Count: 3, ZeroCount: 1, PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0}}
+	f.Add(metricsWALPayload2(1, model.HistogramSample{T: 1000, H: hist}, model.HistogramSample{T: 500, FH: hist.ToFloat(nil)},
+		model.HistogramSample{T: 2000, H: hist}), []byte{})
 	f.Add(metricsWALPayload(1, model.Sample{T: 1000, V: 1}, model.Sample{T: 500, V: 2}, model.Sample{T: 1000, V: 3}), []byte{})
 	f.Add(metricsWALPayload(2, model.Sample{T: msPerDay - 1, V: 1}, model.Sample{T: msPerDay, V: 2}), []byte{1, 2, 3})
 	f.Add(metricsWALPayload(9, model.Sample{T: -5, V: 1}), []byte{})
