@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"sort"
@@ -219,5 +220,36 @@ func TestMetricsHistogramCounterReset(t *testing.T) {
 	}
 	if h := c.(*chunkenc.HistogramChunk).GetCounterResetHeader(); h != chunkenc.CounterReset {
 		t.Fatalf("second chunk's header %v, want CounterReset", h)
+	}
+}
+
+// A chunk value as written before native histograms were stored (encoding
+// byte 1, maxt-mint, XOR bytes) reads as before; a histogram chunk's value
+// keeps its encoding; a histogram chunk too short for its header is corrupt.
+func TestMetricChunkValueEncodings(t *testing.T) {
+	xor := encodeXOR([]model.Sample{{T: 1000, V: 1}, {T: 2000, V: 2}})
+	old := append(binary.AppendUvarint([]byte{1}, 1000), xor...)
+	enc, maxt, data, err := decodeChunkValue(1000, old)
+	if err != nil || enc != chunkenc.EncXOR || maxt != 2000 || string(data) != string(xor) {
+		t.Fatalf("old XOR value: %v %d %x %v", enc, maxt, data, err)
+	}
+	hs := encodeHistograms([]model.HistogramSample{{T: 5, H: testHistogram(1, false)}, {T: 9, FH: testHistogram(2, true).ToFloat(nil)}})
+	if len(hs) != 2 || hs[0].Enc != chunkenc.EncHistogram || hs[1].Enc != chunkenc.EncFloatHistogram {
+		t.Fatalf("histogram chunks %+v", hs)
+	}
+	for _, c := range hs {
+		v := encodeChunkValue(c.Enc, c.MinT, c.MaxT, c.Data)
+		if v[0] != byte(c.Enc) {
+			t.Fatalf("encoding byte %d, want %d", v[0], c.Enc)
+		}
+		enc, maxt, data, err := decodeChunkValue(c.MinT, v)
+		if err != nil || enc != c.Enc || maxt != c.MaxT || string(data) != string(c.Data) {
+			t.Fatalf("round trip of %v: %v %d %v", c.Enc, enc, maxt, err)
+		}
+	}
+	for _, bad := range [][]byte{{2, 0, 0, 1}, {4, 0, 0, 0, 0}, {0, 0, 0}} {
+		if _, _, _, err := decodeChunkValue(0, bad); err == nil {
+			t.Fatalf("%x decoded", bad)
+		}
 	}
 }
