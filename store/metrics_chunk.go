@@ -171,8 +171,9 @@ func histEnc(h model.HistogramSample) chunkenc.Encoding {
 	return chunkenc.EncFloatHistogram
 }
 
-// histChunk is an open histogram chunk and its appender.
-type histChunk struct {
+// openChunk is a chunk being written and its appender: a series' head (of
+// any encoding), or histograms being encoded (newHistChunk, append).
+type openChunk struct {
 	enc        chunkenc.Encoding
 	chunk      chunkenc.Chunk
 	app        chunkenc.Appender
@@ -183,7 +184,7 @@ type histChunk struct {
 // newHistChunk starts a chunk with one histogram. prev (nil: none) is the
 // appender of the series' chunk before, if it has h's encoding: the new
 // chunk's counter reset header is then set from it, as Prometheus' head does.
-func newHistChunk(prev chunkenc.Appender, h model.HistogramSample) *histChunk {
+func newHistChunk(prev chunkenc.Appender, h model.HistogramSample) *openChunk {
 	var c chunkenc.Chunk
 	enc := histEnc(h)
 	if enc == chunkenc.EncHistogram {
@@ -192,7 +193,7 @@ func newHistChunk(prev chunkenc.Appender, h model.HistogramSample) *histChunk {
 		c = chunkenc.NewFloatHistogramChunk()
 	}
 	app, _ := c.Appender() // an empty chunk's appender cannot fail
-	hc := &histChunk{enc: enc, chunk: c, app: app, mint: h.T, maxt: h.T}
+	hc := &openChunk{enc: enc, chunk: c, app: app, mint: h.T, maxt: h.T}
 	_ = hc.append(prev, h)
 	return hc
 }
@@ -202,7 +203,7 @@ func newHistChunk(prev chunkenc.Appender, h model.HistogramSample) *histChunk {
 // layout change the chunk cannot take, a full chunk), the chunk is left as it
 // is and the new one, holding only h, is returned; prev is the appender of
 // the chunk before (nil: none), for the counter reset header.
-func (hc *histChunk) append(prev chunkenc.Appender, h model.HistogramSample) *histChunk {
+func (hc *openChunk) append(prev chunkenc.Appender, h model.HistogramSample) *openChunk {
 	var (
 		nc      chunkenc.Chunk
 		recoded bool
@@ -210,8 +211,7 @@ func (hc *histChunk) append(prev chunkenc.Appender, h model.HistogramSample) *hi
 		err     error
 	)
 	if hc.n >= math.MaxUint16-1 {
-		next := newHistChunk(nil, h)
-		return next
+		return newHistChunk(nil, h)
 	}
 	if h.H != nil {
 		nc, recoded, app, err = hc.app.AppendHistogram(prev, 0, h.T, h.H, false)
@@ -232,10 +232,10 @@ func (hc *histChunk) append(prev chunkenc.Appender, h model.HistogramSample) *hi
 		hc.maxt = h.T
 		return nil
 	}
-	return &histChunk{enc: hc.enc, chunk: nc, app: app, mint: h.T, maxt: h.T, n: 1}
+	return &openChunk{enc: hc.enc, chunk: nc, app: app, mint: h.T, maxt: h.T, n: 1}
 }
 
-func (hc *histChunk) metricChunk() MetricChunk {
+func (hc *openChunk) metricChunk() MetricChunk {
 	return MetricChunk{MinT: hc.mint, MaxT: hc.maxt, Enc: hc.enc, Data: hc.chunk.Bytes()}
 }
 
@@ -244,7 +244,7 @@ func (hc *histChunk) metricChunk() MetricChunk {
 // or needs one.
 func encodeHistograms(hs []model.HistogramSample) []MetricChunk {
 	var out []MetricChunk
-	var cur *histChunk
+	var cur *openChunk
 	for _, h := range hs {
 		if cur == nil {
 			cur = newHistChunk(nil, h)

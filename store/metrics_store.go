@@ -109,14 +109,14 @@ type mseries struct {
 	// prevHist is the appender of the last histogram head sealed, nil if
 	// a float head came after it: the next histogram head takes its
 	// counter reset header from it.
-	prevHist *histChunk
+	prevHist *openChunk
 }
 
 // mhead is a series' open chunk: XOR (floats) or a histogram encoding; its
 // samples are in time order and on one day.
 type mhead struct {
-	histChunk        // the chunk, its encoding, appender, bounds and count
-	day       uint32 //
+	openChunk // the chunk, its encoding, appender, bounds and count
+	day       uint32
 	minSeg    uint64 // oldest WAL segment with a sample not yet in Badger
 	opened    time.Time
 	seq       uint64 // of its key: checkpoints and the final chunk share it
@@ -728,7 +728,7 @@ func (ms *metricStore) add(sr *mseries, t int64, v float64, seg uint64, now time
 		c := chunkenc.NewXORChunk()
 		app, _ := c.Appender() // an empty chunk's appender cannot fail
 		app.Append(0, t, v)
-		sr.head = &mhead{histChunk: histChunk{enc: chunkenc.EncXOR, chunk: c, app: app, mint: t, maxt: t, n: 1}, day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
+		sr.head = &mhead{openChunk: openChunk{enc: chunkenc.EncXOR, chunk: c, app: app, mint: t, maxt: t, n: 1}, day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
 		sr.maxT = t
 		ms.addDay(sr, day)
 		return addOK
@@ -776,7 +776,7 @@ func (ms *metricStore) addHist(sr *mseries, hs model.HistogramSample, seg uint64
 			// The encoding started a new chunk (a counter reset, a new
 			// bucket layout): seal the old one, keep the new one open.
 			ms.sealHead(sr)
-			sr.head = &mhead{histChunk: *next, day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
+			sr.head = &mhead{openChunk: *next, day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
 			return addOK
 		}
 		ms.sealHead(sr)
@@ -786,7 +786,7 @@ func (ms *metricStore) addHist(sr *mseries, hs model.HistogramSample, seg uint64
 		if p := sr.prevHist; p != nil && p.enc == histEnc(hs) && p.maxt < t {
 			prev = p.app
 		}
-		sr.head = &mhead{histChunk: *newHistChunk(prev, hs), day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
+		sr.head = &mhead{openChunk: *newHistChunk(prev, hs), day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
 		sr.prevHist = nil
 		sr.maxT = t
 		ms.addDay(sr, day)
@@ -826,7 +826,7 @@ func (ms *metricStore) sealHead(sr *mseries) {
 	sr.head = nil
 	sr.prevHist = nil
 	if h.enc != chunkenc.EncXOR {
-		sr.prevHist = &h.histChunk
+		sr.prevHist = &h.openChunk
 	}
 	h.chunk.Compact()
 	ms.queue(&sealJob{sr: sr, day: h.day, c: h.metricChunk(), minSeg: h.minSeg, seq: h.seq})
