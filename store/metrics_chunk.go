@@ -179,6 +179,7 @@ type openChunk struct {
 	app        chunkenc.Appender
 	mint, maxt int64
 	n          int
+	last       model.HistogramSample // the newest histogram (none in an XOR chunk)
 }
 
 // newHistChunk starts a chunk with one histogram. prev (nil: none) is the
@@ -224,15 +225,15 @@ func (hc *openChunk) append(prev chunkenc.Appender, h model.HistogramSample) *op
 		return newHistChunk(nil, h)
 	case nc == nil:
 		hc.n++
-		hc.maxt = h.T
+		hc.maxt, hc.last = h.T, h
 		return nil
 	case recoded:
 		hc.chunk, hc.app = nc, app
 		hc.n++
-		hc.maxt = h.T
+		hc.maxt, hc.last = h.T, h
 		return nil
 	}
-	return &openChunk{enc: hc.enc, chunk: nc, app: app, mint: h.T, maxt: h.T, n: 1}
+	return &openChunk{enc: hc.enc, chunk: nc, app: app, mint: h.T, maxt: h.T, n: 1, last: h}
 }
 
 func (hc *openChunk) metricChunk() MetricChunk {

@@ -253,3 +253,44 @@ func TestMetricChunkValueEncodings(t *testing.T) {
 		}
 	}
 }
+
+// A histogram chunk cut for its size takes its counter reset header from
+// the chunk before (NotCounterReset here), as Prometheus' head does; one
+// after a float chunk does not know.
+func TestMetricsHistogramHeaderAfterCut(t *testing.T) {
+	o := DefaultOptions()
+	o.Metrics.ChunkMaxSamples = 3
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	t0 := time.Now().Add(-time.Hour).UnixMilli()
+	sr := model.Series{Labels: metricLabels("h")}
+	for i := 0; i < 6; i++ {
+		sr.Histograms = append(sr.Histograms, model.HistogramSample{T: t0 + int64(i)*1000, H: testHistogram(i+1, false)})
+	}
+	sr.Samples = []model.Sample{{T: t0 + 6000, V: 1}}
+	sr.Histograms = append(sr.Histograms, model.HistogramSample{T: t0 + 7000, H: testHistogram(8, false)})
+	if _, err := s.AppendSamples(context.Background(), []model.Series{sr}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.MetricReader(0, math.MaxInt64)
+	defer r.Close()
+	chunks, err := r.Chunks(r.Select(nil, 0)[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var headers []chunkenc.CounterResetHeader
+	for _, c := range chunks {
+		if c.Enc != chunkenc.EncHistogram {
+			continue
+		}
+		hc, err := chunkenc.FromData(c.Enc, c.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers = append(headers, hc.(*chunkenc.HistogramChunk).GetCounterResetHeader())
+	}
+	want := []chunkenc.CounterResetHeader{chunkenc.UnknownCounterReset, chunkenc.NotCounterReset, chunkenc.UnknownCounterReset}
+	if fmt.Sprint(headers) != fmt.Sprint(want) {
+		t.Fatalf("headers %v, want %v", headers, want)
+	}
+}

@@ -106,10 +106,10 @@ type mseries struct {
 	head    *mhead     // open in-order chunk, or nil
 	ooo     *oooBuf    // samples older than maxT, or nil
 	sealing []*sealJob // chunks queued for Badger
-	// prevHist is the appender of the last histogram head sealed, nil if
-	// a float head came after it: the next histogram head takes its
-	// counter reset header from it.
-	prevHist *openChunk
+	// lastHist is the last histogram of the last histogram head sealed
+	// (none if a float head came after it): the next histogram head takes
+	// its counter reset header from it. Only it is kept, not the chunk.
+	lastHist model.HistogramSample
 }
 
 // mhead is a series' open chunk: XOR (floats) or a histogram encoding; its
@@ -783,11 +783,13 @@ func (ms *metricStore) addHist(sr *mseries, hs model.HistogramSample, seg uint64
 	}
 	if sr.head == nil && t > sr.maxT {
 		var prev chunkenc.Appender
-		if p := sr.prevHist; p != nil && p.enc == histEnc(hs) && p.maxt < t {
-			prev = p.app
+		if l := sr.lastHist; (l.H != nil || l.FH != nil) && histEnc(l) == histEnc(hs) && l.T < t {
+			// An appender holding only the last histogram compares as
+			// the sealed chunk's would.
+			prev = newHistChunk(nil, l).app
 		}
 		sr.head = &mhead{openChunk: *newHistChunk(prev, hs), day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
-		sr.prevHist = nil
+		sr.lastHist = model.HistogramSample{}
 		sr.maxT = t
 		ms.addDay(sr, day)
 		return addOK
@@ -824,10 +826,7 @@ func (ms *metricStore) sealHead(sr *mseries) {
 		return
 	}
 	sr.head = nil
-	sr.prevHist = nil
-	if h.enc != chunkenc.EncXOR {
-		sr.prevHist = &h.openChunk
-	}
+	sr.lastHist = h.last
 	h.chunk.Compact()
 	ms.queue(&sealJob{sr: sr, day: h.day, c: h.metricChunk(), minSeg: h.minSeg, seq: h.seq})
 }
