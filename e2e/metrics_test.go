@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	pmodel "github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -384,4 +385,65 @@ func TestMetricsBadInput(t *testing.T) {
 	if _, _, _, err := p.Series(ctx, []string{`{k=""}`}, now.Add(-time.Hour), now); !errors.As(err, &apiErr) || apiErr.Type != v1.ErrBadData {
 		t.Fatalf("series with only empty matchers: %v", err)
 	}
+}
+
+// TestRemoteWriteNativeHistograms: Prometheus with send_native_histograms
+// sends native histograms next to floats in one batch; both are stored and
+// PromQL answers over them. An invalid histogram is dropped with a 400 that
+// says so, and the rest of its batch is stored.
+func TestRemoteWriteNativeHistograms(t *testing.T) {
+	s := startServer(t, filepath.Join(t.TempDir(), "data"))
+	end := time.Now().Add(-time.Minute).Truncate(time.Second)
+	at := func(i int) int64 { return end.Add(-time.Duration(metricSteps-1-i) * metricStep).UnixMilli() }
+	lat := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "rw_latency_seconds"}, {Name: "job", Value: "api"}}}
+	fl := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "rw_float_hist"}, {Name: "job", Value: "api"}}}
+	up := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "rw_up"}, {Name: "job", Value: "api"}}}
+	for i := 0; i < metricSteps; i++ {
+		// 10 observations a step: 4 in (0.5, 1], 6 in (1, 2] (schema 0).
+		n := uint64(i)
+		h := &histogram.Histogram{
+			Schema: 0, Count: 10 * n, Sum: 13 * float64(n),
+			PositiveSpans:   []histogram.Span{{Offset: 0, Length: 2}},
+			PositiveBuckets: []int64{4 * int64(n), 2 * int64(n)},
+		}
+		lat.Histograms = append(lat.Histograms, prompb.FromIntHistogram(at(i), h))
+		fl.Histograms = append(fl.Histograms, prompb.FromFloatHistogram(at(i), h.ToFloat(nil)))
+		up.Samples = append(up.Samples, prompb.Sample{Timestamp: at(i), Value: 1})
+	}
+	if code, body := postRemoteWrite(t, s, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{lat, up, fl}}); code != http.StatusNoContent {
+		t.Fatalf("remote write with native histograms: %d %s", code, body)
+	}
+	p := promClient(t, s)
+	for q, want := range map[string]float64{
+		`histogram_count(rw_latency_seconds)`:                    10 * (metricSteps - 1),
+		`histogram_sum(rw_float_hist)`:                           13 * (metricSteps - 1),
+		`histogram_count(rate(rw_latency_seconds[5m]))`:          10 / metricStep.Seconds(),
+		`histogram_fraction(0, 1, rate(rw_latency_seconds[5m]))`: 0.4,
+		`rw_up`: 1,
+	} {
+		checkNear(t, q, vectorBy(t, p, q, end, "job"), map[string]float64{"api": want})
+	}
+
+	// The raw histogram, in the Prometheus API's JSON.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, _, _, err := p.Query(ctx, "rw_latency_seconds", end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vec, ok := v.(pmodel.Vector); !ok || len(vec) != 1 || vec[0].Histogram == nil || float64(vec[0].Histogram.Count) != 10*(metricSteps-1) || len(vec[0].Histogram.Buckets) != 2 {
+		t.Fatalf("rw_latency_seconds: %v", v)
+	}
+
+	// An invalid histogram (its buckets do not add up to its count): 400,
+	// and the floats beside it are stored.
+	bad := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "rw_bad_hist"}}, Histograms: []prompb.Histogram{
+		prompb.FromIntHistogram(end.UnixMilli(), &histogram.Histogram{Count: 1, PositiveSpans: []histogram.Span{{Length: 1}}, PositiveBuckets: []int64{5}}),
+	}}
+	more := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: "rw_more"}, {Name: "job", Value: "api"}}, Samples: []prompb.Sample{{Timestamp: end.UnixMilli(), Value: 7}}}
+	code, body := postRemoteWrite(t, s, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{bad, more}})
+	if code != http.StatusBadRequest || !strings.Contains(body, "native histogram") {
+		t.Fatalf("remote write with an invalid histogram: %d %s", code, body)
+	}
+	checkNear(t, "rw_more", vectorBy(t, p, "rw_more", end, "job"), map[string]float64{"api": 7})
 }

@@ -294,7 +294,11 @@ func TestOTLPMetricsSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader := sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(time.Hour))
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(otelResource(t, "metrics-api", "build-000777")), sdkmetric.WithReader(reader))
+	// rpc.size as an exponential histogram (at the SDK's scale 20, merged
+	// down to Prometheus' 8).
+	expView := sdkmetric.NewView(sdkmetric.Instrument{Name: "rpc.size"},
+		sdkmetric.Stream{Aggregation: sdkmetric.AggregationBase2ExponentialHistogram{MaxSize: 160, MaxScale: 20}})
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(otelResource(t, "metrics-api", "build-000777")), sdkmetric.WithReader(reader), sdkmetric.WithView(expView))
 	meter := mp.Meter("shiplog/e2e")
 	requests, err := meter.Int64Counter("http.server.requests", metric.WithUnit("1"))
 	if err != nil {
@@ -311,6 +315,13 @@ func TestOTLPMetricsSDK(t *testing.T) {
 	temp, err := meter.Float64Gauge("room.temperature")
 	if err != nil {
 		t.Fatal(err)
+	}
+	size, err := meter.Int64Histogram("rpc.size", metric.WithUnit("By"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int64{100, 200, 400} {
+		size.Record(ctx, v)
 	}
 	route := metric.WithAttributes(attribute.String("http.route", "/v1/users"))
 	requests.Add(ctx, 5, route)
@@ -336,6 +347,10 @@ func TestOTLPMetricsSDK(t *testing.T) {
 	waitPromValue(t, s, `http_server_request_duration_seconds_bucket{`+sel+`,le="+Inf"}`, "4")
 	waitPromValue(t, s, `http_server_request_duration_seconds_count{`+sel+`}`, "4")
 	waitPromValue(t, s, `http_server_request_duration_seconds_sum{`+sel+`}`, "4.25")
+	// The exponential histogram is a native histogram.
+	waitPromValue(t, s, `histogram_count(rpc_size_bytes{`+sel+`})`, "3")
+	waitPromValue(t, s, `histogram_sum(rpc_size_bytes{`+sel+`})`, "700")
+	waitPromValue(t, s, `histogram_fraction(0, 300, rpc_size_bytes{`+sel+`})`, "0.6666666666666666")
 }
 
 // A body too large for the server is refused with 413 before it is read.

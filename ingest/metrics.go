@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -117,7 +118,7 @@ func (mi *MetricsIngester) validate(series []model.Series) error {
 	minT := now.Add(-mi.opts.MaxPast).UnixMilli()
 	n := 0
 	for i := range series {
-		n += len(series[i].Samples)
+		n += len(series[i].Samples) + len(series[i].Histograms)
 	}
 	if n > mi.opts.MaxSamples {
 		return fmt.Errorf("%w: %d samples in one batch, over the limit of %d", ErrInvalid, n, mi.opts.MaxSamples)
@@ -128,20 +129,49 @@ func (mi *MetricsIngester) validate(series []model.Series) error {
 			return fmt.Errorf("%w: series %d %s: %v", ErrInvalid, i, model.LabelsString(sr.Labels), err)
 		}
 		for j := range sr.Samples {
-			smp := &sr.Samples[j]
-			if smp.T == 0 {
-				smp.T = now.UnixMilli()
-			}
-			switch {
-			case smp.T > maxT:
-				return fmt.Errorf("%w: series %s: sample at %s is %s ahead of the server's clock (at most %s)", ErrInvalid,
-					model.LabelsString(sr.Labels), time.UnixMilli(smp.T).UTC().Format(time.RFC3339Nano),
-					aheadBy(smp.T-now.UnixMilli()), mi.opts.MaxFuture)
-			case smp.T < minT:
-				return fmt.Errorf("%w: series %s: sample at %s is older than %s", ErrInvalid,
-					model.LabelsString(sr.Labels), time.UnixMilli(smp.T).UTC().Format(time.RFC3339Nano), mi.opts.MaxPast)
+			if err := mi.validateTime(sr, &sr.Samples[j].T, now, minT, maxT); err != nil {
+				return err
 			}
 		}
+		for j := range sr.Histograms {
+			h := &sr.Histograms[j]
+			if err := mi.validateTime(sr, &h.T, now, minT, maxT); err != nil {
+				return err
+			}
+			var err error
+			switch {
+			case h.H != nil && h.FH != nil:
+				err = errors.New("both an integer and a float histogram")
+			case h.H != nil:
+				err = h.H.Validate()
+			case h.FH != nil:
+				err = h.FH.Validate()
+			default:
+				err = errors.New("no histogram")
+			}
+			if err != nil {
+				return fmt.Errorf("%w: series %s: native histogram at %s: %v", ErrInvalid,
+					model.LabelsString(sr.Labels), time.UnixMilli(h.T).UTC().Format(time.RFC3339Nano), err)
+			}
+		}
+	}
+	return nil
+}
+
+// validateTime fills a zero sample time with now and checks it is within
+// [minT, maxT].
+func (mi *MetricsIngester) validateTime(sr *model.Series, t *int64, now time.Time, minT, maxT int64) error {
+	if *t == 0 {
+		*t = now.UnixMilli()
+	}
+	switch {
+	case *t > maxT:
+		return fmt.Errorf("%w: series %s: sample at %s is %s ahead of the server's clock (at most %s)", ErrInvalid,
+			model.LabelsString(sr.Labels), time.UnixMilli(*t).UTC().Format(time.RFC3339Nano),
+			aheadBy(*t-now.UnixMilli()), mi.opts.MaxFuture)
+	case *t < minT:
+		return fmt.Errorf("%w: series %s: sample at %s is older than %s", ErrInvalid,
+			model.LabelsString(sr.Labels), time.UnixMilli(*t).UTC().Format(time.RFC3339Nano), mi.opts.MaxPast)
 	}
 	return nil
 }

@@ -179,9 +179,7 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 				return storage.ErrSeriesSet(fmt.Errorf("read series %s: %w", s.lset, err))
 			}
 			for _, c := range chunks {
-				if len(c.XOR) >= 2 {
-					read += int(c.XOR[0])<<8 | int(c.XOR[1])
-				}
+				read += c.Samples()
 			}
 			if read > q.opts.MaxSamplesRead {
 				return storage.ErrSeriesSet(fmt.Errorf("%w: %s would read more than %d stored samples; narrow the time range or the labels",
@@ -239,23 +237,24 @@ type series struct {
 func (s *series) Labels() labels.Labels { return s.lset }
 
 // Iterator merges the series' chunks in time order; the chunks of one
-// series rarely overlap, and of samples with equal times one is kept.
+// series rarely overlap, and of samples with equal times one is kept. A
+// chunk holds floats or native histograms (ValHistogram, ValFloatHistogram).
 func (s *series) Iterator(reuse chunkenc.Iterator) chunkenc.Iterator {
 	switch len(s.chunks) {
 	case 0:
 		return chunkenc.NewNopIterator()
 	case 1:
-		return xorIterator(s.chunks[0].XOR, reuse)
+		return chunkIterator(s.chunks[0], reuse)
 	}
 	its := make([]chunkenc.Iterator, len(s.chunks))
 	for i, c := range s.chunks {
-		its[i] = xorIterator(c.XOR, nil)
+		its[i] = chunkIterator(c, nil)
 	}
 	return storage.ChainSampleIteratorFromIterators(reuse, its)
 }
 
-func xorIterator(b []byte, reuse chunkenc.Iterator) chunkenc.Iterator {
-	c, err := chunkenc.FromData(chunkenc.EncXOR, b)
+func chunkIterator(mc store.MetricChunk, reuse chunkenc.Iterator) chunkenc.Iterator {
+	c, err := chunkenc.FromData(mc.Enc, mc.Data)
 	if err != nil {
 		// FromData only fails for an unknown encoding.
 		return chunkenc.NewNopIterator()

@@ -2,11 +2,6 @@ package metrics
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,24 +16,13 @@ import (
 // Reasons for not running a built-in test file (promql/promqltest/testdata)
 // whole.
 const (
-	whyNativeHistograms = "loads native histograms, which the metric store does not keep (remote write refuses them); its float sections run in TestPromQLBuiltinFloatSections"
-	whyStartTimestamps  = "needs start timestamps (UseStartTimestamps), which the metric store does not keep"
+	whyStartTimestamps = "needs start timestamps (UseStartTimestamps), which the metric store does not keep"
 )
 
 // builtinSkips are the built-in test files RunBuiltinTestsWithStorage does
 // not run, by name, with the reason.
 var builtinSkips = map[string]string{
-	"testdata/aggregators.test":       whyNativeHistograms,
-	"testdata/extended_vectors.test":  whyNativeHistograms,
-	"testdata/functions.test":         whyNativeHistograms,
-	"testdata/histograms.test":        whyNativeHistograms, // load_with_nhcb: classic buckets stored as native histograms
-	"testdata/info.test":              whyNativeHistograms,
-	"testdata/limit.test":             whyNativeHistograms,
-	"testdata/native_histograms.test": whyNativeHistograms,
-	"testdata/operators.test":         whyNativeHistograms,
-	"testdata/range_queries.test":     whyNativeHistograms,
-	"testdata/subquery.test":          whyNativeHistograms,
-	"testdata/start_timestamps.test":  whyStartTimestamps,
+	"testdata/start_timestamps.test": whyStartTimestamps,
 }
 
 // skipRun runs the built-in test files, skipping builtinSkips by name; seen
@@ -134,7 +118,14 @@ func (a *suiteAppender) Commit() error {
 				for i := pass; i < len(sr.Samples); i += 2 {
 					part = append(part, sr.Samples[i])
 				}
-				a.series = append(a.series, model.Series{Labels: sr.Labels, Samples: part})
+				// Histograms go in order: the counter reset hints the
+				// suite expects are those of in-order chunks (Prometheus
+				// too leaves them unknown in out-of-order chunks).
+				var hpart []model.HistogramSample
+				if pass == 0 {
+					hpart = sr.Histograms
+				}
+				a.series = append(a.series, model.Series{Labels: sr.Labels, Samples: part, Histograms: hpart})
 			}
 			if err := a.batch.Commit(); err != nil {
 				return err
@@ -185,88 +176,4 @@ func TestPromQLBuiltin(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestPromQLBuiltinFloatSections runs the built-in test files skipped for
-// native histograms without their sections (between two "clear"s) that load
-// native histograms: the rest is float series, which the store keeps.
-func TestPromQLBuiltinFloatSections(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	dir := builtinTestdata(t)
-	engine := testEngine(t)
-	for _, m := range suiteModes {
-		t.Run(m.name, func(t *testing.T) {
-			for name, why := range builtinSkips {
-				if why != whyNativeHistograms {
-					continue
-				}
-				b, err := os.ReadFile(filepath.Join(dir, filepath.Base(name)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				floats, kept, dropped := floatSections(string(b))
-				t.Run(name, func(t *testing.T) {
-					t.Logf("%d evals in float sections, %d in sections with native histograms left out", kept, dropped)
-					promqltest.RunTestWithStorage(t, floats, engine, m.open)
-				})
-			}
-		})
-	}
-}
-
-// floatSections returns the test file without the sections that load
-// native histograms, and how many evals it kept and dropped.
-func floatSections(test string) (out string, kept, dropped int) {
-	var sections [][]string
-	cur := []string{}
-	for _, line := range strings.Split(test, "\n") {
-		if strings.TrimSpace(line) == "clear" {
-			sections = append(sections, cur)
-			cur = []string{}
-			continue
-		}
-		cur = append(cur, line)
-	}
-	sections = append(sections, cur)
-	var b strings.Builder
-	for _, sec := range sections {
-		native, evals := false, 0
-		for _, line := range sec {
-			l := strings.TrimSpace(line)
-			if strings.HasPrefix(l, "#") {
-				continue
-			}
-			if strings.Contains(l, "{{") || strings.HasPrefix(l, "load_with_nhcb") {
-				native = true
-			}
-			if strings.HasPrefix(l, "eval") {
-				evals++
-			}
-		}
-		if native {
-			dropped += evals
-			continue
-		}
-		kept += evals
-		b.WriteString("clear\n")
-		b.WriteString(strings.Join(sec, "\n"))
-		b.WriteString("\n")
-	}
-	return b.String(), kept, dropped
-}
-
-// builtinTestdata returns the directory of the built-in test files in the
-// module cache.
-func builtinTestdata(t *testing.T) string {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out, err := exec.Command(goBin, "list", "-m", "-f", "{{.Dir}}", "github.com/prometheus/prometheus").Output()
-	if err != nil {
-		t.Skipf("go list -m github.com/prometheus/prometheus: %v", err)
-	}
-	return filepath.Join(strings.TrimSpace(string(out)), "promql", "promqltest", "testdata")
 }

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -15,16 +14,12 @@ import (
 	"github.com/shiplog/shiplog/store"
 )
 
-// ErrNativeHistogram is returned for a native histogram sample: the metric
-// store keeps float samples only.
-var ErrNativeHistogram = errors.New("native histograms are not stored")
-
 // Storage is a storage.Storage over the metric store: appends go through
 // store.Store.AppendSamples (the path every push and remote write takes),
 // reads through Queryable (the server's read path). It lets Prometheus' own
-// tests (promqltest) run over shiplog's storage. Start timestamps, exemplars
-// and metadata are dropped; native histograms are refused with
-// ErrNativeHistogram. Close closes the store.
+// tests (promqltest) run over shiplog's storage. Floats and native
+// histograms are stored; start timestamps, exemplars and metadata are
+// dropped. Close closes the store.
 type Storage struct {
 	st *store.Store
 	*Queryable
@@ -78,9 +73,9 @@ type batch struct {
 	index  map[string]int // the labels (labels.Labels.Bytes) -> index into series
 }
 
-// add adds one float sample of series l and returns its reference (the
-// hash of its labels).
-func (b *batch) add(l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
+// add adds one sample of series l, a float or (h or fh set) a native
+// histogram, and returns its reference (the hash of its labels).
+func (b *batch) add(l labels.Labels, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
 	if t < 0 {
 		return 0, fmt.Errorf("%s: time %d: %w", l, t, storage.ErrOutOfBounds)
 	}
@@ -96,7 +91,14 @@ func (b *batch) add(l labels.Labels, t int64, v float64) (storage.SeriesRef, err
 		b.series = append(b.series, model.Series{Labels: ls})
 		b.index[key] = i
 	}
-	b.series[i].Samples = append(b.series[i].Samples, model.Sample{T: t, V: v})
+	switch {
+	case h != nil:
+		b.series[i].Histograms = append(b.series[i].Histograms, model.HistogramSample{T: t, H: h.Copy()})
+	case fh != nil:
+		b.series[i].Histograms = append(b.series[i].Histograms, model.HistogramSample{T: t, FH: fh.Copy()})
+	default:
+		b.series[i].Samples = append(b.series[i].Samples, model.Sample{T: t, V: v})
+	}
 	return storage.SeriesRef(max(lset.Hash(), 1)), nil
 }
 
@@ -142,17 +144,14 @@ type appenderV2 struct{ batch }
 
 // Append implements storage.AppenderV2. st, exemplars and metadata are dropped.
 func (a *appenderV2) Append(_ storage.SeriesRef, l labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
-	if h != nil || fh != nil {
-		return 0, fmt.Errorf("%s: %w", l, ErrNativeHistogram)
-	}
-	return a.add(l, t, v)
+	return a.add(l, t, v, h, fh)
 }
 
 type appender struct{ batch }
 
 // Append implements storage.Appender.
 func (a *appender) Append(_ storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
-	return a.add(l, t, v)
+	return a.add(l, t, v, nil, nil)
 }
 
 func (a *appender) SetOptions(*storage.AppendOptions) {}
@@ -161,12 +160,15 @@ func (a *appender) AppendExemplar(ref storage.SeriesRef, _ labels.Labels, _ exem
 	return ref, nil
 }
 
-func (a *appender) AppendHistogram(_ storage.SeriesRef, l labels.Labels, _ int64, _ *histogram.Histogram, _ *histogram.FloatHistogram) (storage.SeriesRef, error) {
-	return 0, fmt.Errorf("%s: %w", l, ErrNativeHistogram)
+// AppendHistogram implements storage.Appender.
+func (a *appender) AppendHistogram(_ storage.SeriesRef, l labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return a.add(l, t, 0, h, fh)
 }
 
-func (a *appender) AppendHistogramSTZeroSample(_ storage.SeriesRef, l labels.Labels, _, _ int64, _ *histogram.Histogram, _ *histogram.FloatHistogram) (storage.SeriesRef, error) {
-	return 0, fmt.Errorf("%s: %w", l, ErrNativeHistogram)
+// AppendHistogramSTZeroSample implements storage.Appender: the store keeps no
+// start times.
+func (a *appender) AppendHistogramSTZeroSample(ref storage.SeriesRef, _ labels.Labels, _, _ int64, _ *histogram.Histogram, _ *histogram.FloatHistogram) (storage.SeriesRef, error) {
+	return ref, nil
 }
 
 func (a *appender) UpdateMetadata(ref storage.SeriesRef, _ labels.Labels, _ metadata.Metadata) (storage.SeriesRef, error) {

@@ -14,7 +14,8 @@ import (
 	"github.com/shiplog/shiplog/store"
 )
 
-// readStorage returns every series in s as labels -> samples.
+// readStorage returns every series in s as labels -> samples (of a native
+// histogram, its count).
 func readStorage(t testing.TB, s storage.Queryable) map[string][]float64 {
 	t.Helper()
 	q, err := s.Querier(0, math.MaxInt64)
@@ -27,9 +28,15 @@ func readStorage(t testing.TB, s storage.Queryable) map[string][]float64 {
 	for set.Next() {
 		it := set.At().Iterator(nil)
 		var vs []float64
-		for it.Next() == chunkenc.ValFloat {
-			_, v := it.At()
-			vs = append(vs, v)
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			switch vt {
+			case chunkenc.ValFloat:
+				_, v := it.At()
+				vs = append(vs, v)
+			default:
+				_, h := it.AtFloatHistogram(nil)
+				vs = append(vs, h.Count)
+			}
 		}
 		out[set.At().Labels().String()] = vs
 	}
@@ -63,8 +70,9 @@ func TestStorageAppend(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := app.Append(0, up, 0, 5000, 0, nil, &histogram.FloatHistogram{}, storage.AOptions{}); !errors.Is(err, ErrNativeHistogram) {
-		t.Fatalf("native histogram: %v, want ErrNativeHistogram", err)
+	hist := labels.FromStrings("__name__", "rpc_seconds", "job", "a")
+	if _, err := app.Append(0, hist, 0, 5000, 0, nil, &histogram.FloatHistogram{Count: 2, ZeroCount: 2}, storage.AOptions{}); err != nil {
+		t.Fatalf("native histogram: %v", err)
 	}
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
@@ -73,15 +81,19 @@ func TestStorageAppend(t *testing.T) {
 	if _, err := a1.Append(0, up, 3000, 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a1.AppendHistogram(0, up, 4000, nil, &histogram.FloatHistogram{}); !errors.Is(err, ErrNativeHistogram) {
-		t.Fatalf("native histogram (v1): %v, want ErrNativeHistogram", err)
+	if _, err := a1.AppendHistogram(0, hist, 6000, &histogram.Histogram{Count: 3, ZeroCount: 3}, nil); err != nil {
+		t.Fatalf("native histogram (v1): %v", err)
 	}
 	if err := a1.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	got := readStorage(t, s)
-	if vs := got[`{__name__="up", job="a"}`]; len(got) != 1 || len(vs) != 3 || vs[0] != 1 || !math.IsInf(vs[1], 1) || vs[2] != 3 {
+	if vs := got[`{__name__="up", job="a"}`]; len(got) != 2 || len(vs) != 3 || vs[0] != 1 || !math.IsInf(vs[1], 1) || vs[2] != 3 {
 		t.Fatalf("stored: %v", got)
+	}
+	// An integer histogram after a float one starts a chunk of its own.
+	if hs := got[`{__name__="rpc_seconds", job="a"}`]; len(hs) != 2 || hs[0] != 2 || hs[1] != 3 {
+		t.Fatalf("stored histograms: %v", got)
 	}
 
 	// A sample the store drops fails the Commit.

@@ -3,6 +3,8 @@ package model
 import (
 	"sort"
 	"strings"
+
+	"github.com/prometheus/prometheus/model/histogram"
 )
 
 // MetricNameLabel is the label that holds a series' metric name, as in Prometheus.
@@ -21,10 +23,20 @@ type Sample struct {
 	V float64
 }
 
-// Series is a metric series and some of its samples.
+// HistogramSample is one native histogram of a metric series, with integer
+// counts (H) or float counts (FH): exactly one of them is set.
+type HistogramSample struct {
+	T  int64 // Unix milliseconds
+	H  *histogram.Histogram
+	FH *histogram.FloatHistogram
+}
+
+// Series is a metric series and some of its samples: floats, native
+// histograms or both (at distinct times).
 type Series struct {
-	Labels  []Label // sorted by name, names unique, empty values left out; __name__ included
-	Samples []Sample
+	Labels     []Label // sorted by name, names unique, empty values left out; __name__ included
+	Samples    []Sample
+	Histograms []HistogramSample // sorted by time, like Samples
 }
 
 // SortLabels sorts ls by name.

@@ -4,9 +4,10 @@ package server
 // names them (github.com/prometheus/otlptranslator, UnderscoreEscapingWith-
 // Suffixes): gauges and non-monotonic sums are gauges; monotonic cumulative
 // sums are counters (_total); cumulative histograms are _bucket{le}, _sum and
-// _count; summaries are {quantile}, _sum and _count. Delta temporality and
-// exponential histograms are refused (partial_success). The mapping is
-// documented in docs/ingest.md.
+// _count; summaries are {quantile}, _sum and _count; cumulative exponential
+// histograms are native histograms (scales above 8 merged down to 8). Delta
+// temporality is refused (partial_success). The mapping is documented in
+// docs/ingest.md.
 
 import (
 	"context"
@@ -17,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/otlptranslator"
+	"github.com/prometheus/prometheus/model/histogram"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
@@ -91,7 +93,7 @@ func storeSeries(ctx context.Context, mi *ingest.MetricsIngester, series []model
 	case !errors.Is(err, ingest.ErrInvalid):
 		return err
 	case len(series) == 1:
-		res.reject(len(series[0].Samples), err)
+		res.reject(len(series[0].Samples)+len(series[0].Histograms), err)
 		return nil
 	}
 	h := len(series) / 2
@@ -109,6 +111,17 @@ type seriesSet struct {
 }
 
 func (s *seriesSet) add(ls []model.Label, t int64, v float64) {
+	i := s.find(ls)
+	s.series[i].Samples = append(s.series[i].Samples, model.Sample{T: t, V: v})
+}
+
+func (s *seriesSet) addHistogram(ls []model.Label, h model.HistogramSample) {
+	i := s.find(ls)
+	s.series[i].Histograms = append(s.series[i].Histograms, h)
+}
+
+// find returns the index of series ls (sorted here), adding it if new.
+func (s *seriesSet) find(ls []model.Label) int {
 	model.SortLabels(ls)
 	s.key.Reset()
 	for _, l := range ls {
@@ -123,7 +136,7 @@ func (s *seriesSet) add(ls []model.Label, t int64, v float64) {
 		s.index[s.key.String()] = i
 		s.series = append(s.series, model.Series{Labels: ls})
 	}
-	s.series[i].Samples = append(s.series[i].Samples, model.Sample{T: t, V: v})
+	return i
 }
 
 // otlpMetrics converts an export request; data points it cannot take are
@@ -206,8 +219,9 @@ func convertMetric(set *seriesSet, mn *otlptranslator.MetricNamer, m *metricspb.
 		points = len(d.Summary.GetDataPoints())
 		typ = otlptranslator.MetricTypeSummary
 	case *metricspb.Metric_ExponentialHistogram:
-		res.reject(len(d.ExponentialHistogram.GetDataPoints()), invalid("metric %q: exponential histograms are not supported", m.GetName()))
-		return
+		points = len(d.ExponentialHistogram.GetDataPoints())
+		typ = otlptranslator.MetricTypeExponentialHistogram
+		cumulative = d.ExponentialHistogram.GetAggregationTemporality() == metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE
 	default:
 		return
 	}
@@ -237,7 +251,69 @@ func convertMetric(set *seriesSet, mn *otlptranslator.MetricNamer, m *metricspb.
 		for _, p := range d.Summary.GetDataPoints() {
 			addSummary(set, name, base, p)
 		}
+	case *metricspb.Metric_ExponentialHistogram:
+		for _, p := range d.ExponentialHistogram.GetDataPoints() {
+			addExpHistogram(set, name, base, p, res)
+		}
 	}
+}
+
+// addExpHistogram adds an exponential histogram data point as a native
+// histogram, as Prometheus' OTLP receiver does: the scale is the schema
+// (scales above 8 are merged down to 8; below -4 are refused), OTLP bucket
+// i, (base^i, base^(i+1)], is Prometheus bucket i+1.
+func addExpHistogram(set *seriesSet, name string, base []model.Label, p *metricspb.ExponentialHistogramDataPoint, res *stored) {
+	scale := p.GetScale()
+	if scale < histogram.ExponentialSchemaMin {
+		res.reject(1, invalid("exponential histogram %q: scale %d is below %d", name, scale, histogram.ExponentialSchemaMin))
+		return
+	}
+	var down int32
+	if scale > histogram.ExponentialSchemaMax {
+		down, scale = scale-histogram.ExponentialSchemaMax, histogram.ExponentialSchemaMax
+	}
+	h := &histogram.Histogram{
+		Schema:        scale,
+		ZeroThreshold: p.GetZeroThreshold(),
+		ZeroCount:     p.GetZeroCount(),
+		Count:         p.GetCount(),
+		Sum:           p.GetSum(),
+	}
+	h.PositiveSpans, h.PositiveBuckets = expBuckets(p.GetPositive().GetOffset(), p.GetPositive().GetBucketCounts(), down)
+	h.NegativeSpans, h.NegativeBuckets = expBuckets(p.GetNegative().GetOffset(), p.GetNegative().GetBucketCounts(), down)
+	if p.GetFlags()&uint32(metricspb.DataPointFlags_DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK) != 0 {
+		h = &histogram.Histogram{Sum: staleNaN}
+	}
+	set.addHistogram(pointLabels(name, base, p.GetAttributes()), model.HistogramSample{T: otlpMillis(p.GetTimeUnixNano()), H: h})
+}
+
+// expBuckets converts OTLP bucket counts from index offset to Prometheus'
+// spans and delta-encoded buckets, merging 2^down buckets into one.
+func expBuckets(offset int32, counts []uint64, down int32) ([]histogram.Span, []int64) {
+	var spans []histogram.Span
+	var deltas []int64
+	var prev int64
+	var last int32 // Prometheus index of the last bucket added
+	for i := 0; i < len(counts); {
+		idx := (offset + int32(i)) >> down // floor, for negative indexes too
+		var c uint64
+		for ; i < len(counts) && (offset+int32(i))>>down == idx; i++ {
+			c += counts[i]
+		}
+		pidx := idx + 1
+		switch {
+		case len(spans) == 0:
+			spans = append(spans, histogram.Span{Offset: pidx, Length: 1})
+		case pidx == last+1:
+			spans[len(spans)-1].Length++
+		default:
+			spans = append(spans, histogram.Span{Offset: pidx - last - 1, Length: 1})
+		}
+		last = pidx
+		deltas = append(deltas, int64(c)-prev)
+		prev = int64(c)
+	}
+	return spans, deltas
 }
 
 func addHistogram(set *seriesSet, name string, base []model.Label, p *metricspb.HistogramDataPoint, res *stored) {

@@ -154,7 +154,12 @@ func TestOTLPMetrics(t *testing.T) {
 				AggregationTemporality: metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_DELTA,
 				DataPoints:             []*metricspb.NumberDataPoint{{TimeUnixNano: ts, Value: dbl(1)}, {TimeUnixNano: ts, Value: dbl(1)}}}}},
 			{Name: "exp", Data: &metricspb.Metric_ExponentialHistogram{ExponentialHistogram: &metricspb.ExponentialHistogram{
-				DataPoints: []*metricspb.ExponentialHistogramDataPoint{{}}}}},
+				DataPoints: []*metricspb.ExponentialHistogramDataPoint{{}}}}}, // no temporality: delta
+			{Name: "rpc.size", Unit: "By", Data: &metricspb.Metric_ExponentialHistogram{ExponentialHistogram: &metricspb.ExponentialHistogram{
+				AggregationTemporality: metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE,
+				DataPoints: []*metricspb.ExponentialHistogramDataPoint{{TimeUnixNano: ts, Scale: 10, Count: 18, Sum: &sum, ZeroCount: 1, ZeroThreshold: 1e-9,
+					Positive: &metricspb.ExponentialHistogramDataPoint_Buckets{Offset: -3, BucketCounts: []uint64{1, 2, 3, 4, 5}},
+					Negative: &metricspb.ExponentialHistogramDataPoint_Buckets{BucketCounts: []uint64{2}}}}}}},
 			{Name: "rpc.latency", Unit: "ms", Data: &metricspb.Metric_Summary{Summary: &metricspb.Summary{DataPoints: []*metricspb.SummaryDataPoint{
 				{TimeUnixNano: ts, Count: 2, Sum: 30, QuantileValues: []*metricspb.SummaryDataPoint_ValueAtQuantile{{Quantile: 0.5, Value: 10}}}}}}},
 		}}},
@@ -189,6 +194,22 @@ func TestOTLPMetrics(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	if res.Rejected != 3 {
-		t.Errorf("rejected %d, want 3 (two delta points, one exponential histogram)", res.Rejected)
+		t.Errorf("rejected %d, want 3 (two delta points, one exponential histogram without temporality)", res.Rejected)
+	}
+	// Scale 10 merged down to 8: OTLP buckets -3..1 become Prometheus
+	// buckets 0 (1+2+3) and 1 (4+5).
+	var hists []string
+	for _, s := range series {
+		for _, h := range s.Histograms {
+			if err := h.H.Validate(); err != nil {
+				t.Errorf("%s: %v", model.LabelsString(s.Labels), err)
+			}
+			hists = append(hists, fmt.Sprintf("%s %d schema=%d zero=%d count=%d sum=%g pos=%v %v neg=%v %v", model.LabelsString(s.Labels), h.T,
+				h.H.Schema, h.H.ZeroCount, h.H.Count, h.H.Sum, h.H.PositiveSpans, h.H.PositiveBuckets, h.H.NegativeSpans, h.H.NegativeBuckets))
+		}
+	}
+	wantH := `rpc_size_bytes{` + base + `} 1767268800123 schema=8 zero=1 count=18 sum=12.5 pos=[{0 2}] [6 3] neg=[{1 1}] [2]`
+	if strings.Join(hists, "\n") != wantH {
+		t.Errorf("histograms\n%s\nwant\n%s", strings.Join(hists, "\n"), wantH)
 	}
 }

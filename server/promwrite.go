@@ -15,7 +15,7 @@ import (
 // remoteWrite takes Prometheus remote write 1.0: a snappy-compressed
 // prompb.WriteRequest. It answers 204 once the samples are durable; bad input
 // is a 400 in the Prometheus API's error format, which senders do not retry.
-// Native histograms are refused: send classic ones (_bucket, _sum, _count).
+// Native histograms (send_native_histograms) are stored with the floats.
 func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 	if a.core.Metrics == nil {
 		writePromError(w, &promError{typ: "unavailable", code: http.StatusServiceUnavailable, err: errNoMetrics})
@@ -65,13 +65,18 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 		writePromError(w, promBadData(fmt.Errorf("body is not a prometheus.WriteRequest: %w", err)))
 		return
 	}
-	series, err := seriesFromRemoteWrite(&req)
+	series, badHist, err := seriesFromRemoteWrite(&req)
 	if err != nil {
 		writePromError(w, promWriteError(err))
 		return
 	}
 	if _, err := a.ins.storeMetricsHeld(r.Context(), a.core, series); err != nil {
 		writePromError(w, promWriteError(err))
+		return
+	}
+	if badHist != nil {
+		// The rest is stored; a 400 tells the sender not to resend.
+		writePromError(w, promWriteError(badHist))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -94,14 +99,15 @@ func promBodyError(err error) *promError {
 	return promWriteError(err)
 }
 
-func seriesFromRemoteWrite(req *prompb.WriteRequest) ([]model.Series, error) {
+// seriesFromRemoteWrite converts a write request. Native histograms that
+// are not valid are left out, so that the rest of the batch, floats
+// included, is stored; badHist then says how many and why.
+func seriesFromRemoteWrite(req *prompb.WriteRequest) (_ []model.Series, badHist, _ error) {
+	var bad int
 	out := make([]model.Series, 0, len(req.Timeseries))
 	for i := range req.Timeseries {
 		ts := &req.Timeseries[i]
-		if len(ts.Histograms) > 0 {
-			return nil, invalid("series %d: native histograms are not supported; send classic histograms (_bucket, _sum and _count series)", i)
-		}
-		if len(ts.Samples) == 0 {
+		if len(ts.Samples) == 0 && len(ts.Histograms) == 0 {
 			continue
 		}
 		ls := make([]model.Label, 0, len(ts.Labels))
@@ -111,11 +117,40 @@ func seriesFromRemoteWrite(req *prompb.WriteRequest) ([]model.Series, error) {
 		sr := model.Series{Labels: ls, Samples: make([]model.Sample, len(ts.Samples))}
 		for j, s := range ts.Samples {
 			if s.Timestamp < 0 {
-				return nil, invalid("series %d %s: timestamp %d is before 1970", i, model.LabelsString(ls), s.Timestamp)
+				return nil, nil, invalid("series %d %s: timestamp %d is before 1970", i, model.LabelsString(ls), s.Timestamp)
 			}
 			sr.Samples[j] = model.Sample{T: s.Timestamp, V: s.Value}
 		}
+		for j := range ts.Histograms {
+			h := &ts.Histograms[j]
+			if h.Timestamp < 0 {
+				return nil, nil, invalid("series %d %s: timestamp %d is before 1970", i, model.LabelsString(ls), h.Timestamp)
+			}
+			hs := model.HistogramSample{T: h.Timestamp}
+			var err error
+			if h.IsFloatHistogram() {
+				hs.FH = h.ToFloatHistogram()
+				err = hs.FH.Validate()
+			} else {
+				hs.H = h.ToIntHistogram()
+				err = hs.H.Validate()
+			}
+			if err != nil {
+				if bad == 0 {
+					badHist = fmt.Errorf("series %d %s: native histogram at %d: %w", i, model.LabelsString(ls), h.Timestamp, err)
+				}
+				bad++
+				continue
+			}
+			sr.Histograms = append(sr.Histograms, hs)
+		}
+		if len(sr.Samples) == 0 && len(sr.Histograms) == 0 {
+			continue
+		}
 		out = append(out, sr)
 	}
-	return out, nil
+	if bad > 0 {
+		badHist = invalid("%d native histograms were not valid and were dropped, the rest of the batch stored; the first: %v", bad, badHist)
+	}
+	return out, badHist, nil
 }

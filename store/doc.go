@@ -45,7 +45,10 @@
 //	X<day><id><mint><seq>  one chunk of the series' samples on day: mint is
 //	            its first sample time (uint64 big-endian Unix ms, so a day's
 //	            chunks sort by time), seq a unique uint64; value: encoding
-//	            byte 1, maxt-mint uvarint, then a Prometheus XOR chunk
+//	            byte, maxt-mint uvarint, then the chunk in Prometheus'
+//	            encoding of that number (chunkenc.Encoding): 1 XOR (floats),
+//	            2 histogram (native histograms, integer counts), 3 float
+//	            histogram; before native histograms were stored, always 1
 //	ns<key>     alerting state (alertstate.go): one opaque value per key, written
 //	            by the alert package (rule states, notification log)
 //	nh<seq>     one alert transition (seq uint64 big-endian, from 1); the newest
@@ -84,8 +87,9 @@
 //
 // # Metrics
 //
-// Metric samples (float64 at a Unix millisecond, per series) live in the same
-// Badger DB (metrics_*.go). A series is its sorted labels, __name__ included;
+// Metric samples (float64 at a Unix millisecond, per series, or a native
+// histogram with integer or float counts) live in the same Badger DB
+// (metrics_*.go). A series is its sorted labels, __name__ included;
 // it gets the next id when first seen, and its S key is written before any
 // of its samples is acked. On Open every S and D key is read into memory:
 // the label index (label name -> value -> ascending series ids, and all ids)
@@ -96,8 +100,14 @@
 //
 // Samples are encoded with Prometheus' XOR chunk encoding (tsdb/chunkenc:
 // delta-of-delta times, XOR'd values, about 1-2 bytes a sample), bit for bit,
-// so NaN, ±Inf and Prometheus' stale marker are kept as sent. Each series has
-// one open chunk, in time order and on one day; it is sealed (queued, then
+// so NaN, ±Inf and Prometheus' stale marker are kept as sent. Native
+// histograms use Prometheus' HistogramChunk and FloatHistogramChunk
+// encodings. A chunk holds one kind of sample: a series' open chunk is
+// sealed when a sample of another kind (float, integer or float histogram)
+// follows, and when the histogram encoding starts a new chunk (a counter
+// reset, a bucket layout it cannot recode); the next histogram chunk takes
+// its counter reset header from the last one sealed, as in Prometheus' head.
+// Each series has one open chunk, in time order and on one day; it is sealed (queued, then
 // written with its D key in one write batch) at MetricsOptions.ChunkMaxSamples
 // samples, at a new day, or after ChunkMaxAge. When it pins a WAL segment
 // older than WALMaxSegments, a copy is written under the key its final
@@ -106,7 +116,10 @@
 // checkpoint while its chunk is open. A sample older than the series' newest
 // but within OutOfOrderWindow goes to a small sorted buffer, sealed as its own
 // chunks (one per day); older ones are refused (MetricsResult.OutOfWindow), and
-// one at the time of the newest is dropped (Duplicates). Chunks of a series
+// one at the time of the newest is dropped (Duplicates). Out-of-order floats
+// and histograms are buffered apart; histogram chunks sealed from the buffer
+// leave the counter reset header unknown (the engine then compares samples).
+// Chunks of a series
 // may thus overlap: readers merge them and keep one sample per time.
 //
 // The series index (series, byHash, postings, allIDs) is in memory and holds
@@ -115,9 +128,14 @@
 // others are refused (MetricsResult.OverSeriesLimit). Only retention removes
 // series, so the room cannot shrink between the count and the insert.
 //
-// Appends write the accepted samples to the metrics WAL (series id, then
-// time varint and value bits per sample) with one write(2) before they are
-// acked. Segments are deleted once Badger is synced and no open chunk holds
+// Appends write the accepted samples to the metrics WAL with one write(2)
+// before they are acked. A frame's payload is a version byte, then per
+// series its id (uvarint), float count (uint32 BE) and per float its time
+// (varint) and value bits (uint64 BE); version 2 (written when the append
+// holds histograms; 1 otherwise) follows each series' floats with a
+// histogram count (uint32 BE) and per histogram its time (varint), encoding
+// byte (2 or 3) and a one-sample chunk of that encoding (uvarint length +
+// bytes). A series' floats and histograms are added in time order together. Segments are deleted once Badger is synced and no open chunk holds
 // a sample from them; Close seals everything and deletes the WAL. On Open the
 // WAL is replayed into open chunks (samples that were sealed already come
 // back as overlapping chunks, merged away on read).

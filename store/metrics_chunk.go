@@ -61,30 +61,45 @@ func samplesKey(day uint32, id uint64, mint int64, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
-// chunkEncXOR marks a chunk value holding Prometheus' XOR float encoding.
-const chunkEncXOR = 1
+// The encoding byte of a chunk value: Prometheus' chunk encodings, with
+// chunkenc's numbers (chunkenc.EncXOR, EncHistogram, EncFloatHistogram).
+const (
+	chunkEncXOR            = 1 // float samples
+	chunkEncHistogram      = 2 // native histograms, integer counts
+	chunkEncFloatHistogram = 3 // native histograms, float counts
+)
 
 // encodeChunkValue is the value of a samples key:
 //
-//	encoding byte (1: XOR), maxt - mint uvarint, the XOR chunk bytes
-//	(chunkenc.XORChunk: sample count uint16 BE, then the bit stream)
-func encodeChunkValue(mint, maxt int64, xor []byte) []byte {
-	v := make([]byte, 0, 1+binary.MaxVarintLen64+len(xor))
-	v = append(v, chunkEncXOR)
+//	encoding byte (1: XOR, 2: histogram, 3: float histogram),
+//	maxt - mint uvarint, the chunk bytes (chunkenc.XORChunk,
+//	HistogramChunk or FloatHistogramChunk: sample count uint16 BE, ...)
+func encodeChunkValue(enc chunkenc.Encoding, mint, maxt int64, data []byte) []byte {
+	v := make([]byte, 0, 1+binary.MaxVarintLen64+len(data))
+	v = append(v, byte(enc))
 	v = binary.AppendUvarint(v, uint64(maxt-mint))
-	return append(v, xor...)
+	return append(v, data...)
 }
 
-// decodeChunkValue returns the chunk's maxt and XOR bytes (aliasing v).
-func decodeChunkValue(mint int64, v []byte) (maxt int64, xor []byte, err error) {
-	if len(v) < 1 || v[0] != chunkEncXOR {
-		return 0, nil, fmt.Errorf("%w: metric chunk encoding", errCorrupt)
+// decodeChunkValue returns the chunk's encoding, maxt and bytes (aliasing v).
+func decodeChunkValue(mint int64, v []byte) (enc chunkenc.Encoding, maxt int64, data []byte, err error) {
+	if len(v) < 1 || v[0] < chunkEncXOR || v[0] > chunkEncFloatHistogram {
+		return 0, 0, nil, fmt.Errorf("%w: metric chunk encoding", errCorrupt)
 	}
 	d, n := binary.Uvarint(v[1:])
-	if n <= 0 || len(v) < 1+n+2 {
-		return 0, nil, fmt.Errorf("%w: metric chunk header", errCorrupt)
+	if n <= 0 || len(v) < 1+n+chunkHeaderLen(chunkenc.Encoding(v[0])) {
+		return 0, 0, nil, fmt.Errorf("%w: metric chunk header", errCorrupt)
 	}
-	return mint + int64(d), v[1+n:], nil
+	return chunkenc.Encoding(v[0]), mint + int64(d), v[1+n:], nil
+}
+
+// chunkHeaderLen is the least length of a chunk of the encoding: the sample
+// count (uint16), and for histograms the header byte (counter reset).
+func chunkHeaderLen(enc chunkenc.Encoding) int {
+	if enc == chunkenc.EncXOR {
+		return 2
+	}
+	return 3
 }
 
 // encodeSeriesLabels is the value of a series key: uvarint count, then
@@ -116,14 +131,25 @@ func decodeSeriesLabels(v []byte) ([]model.Label, error) {
 	return ls, r.err
 }
 
-// MetricChunk is one chunk of a series' samples in Prometheus' XOR encoding
-// (chunkenc.EncXOR): sealed in Badger, on its way there, or a copy of what is
-// still open in memory. Chunks of one series may overlap in time (out-of-order
-// samples, a replayed WAL); readers merge them, and of samples with equal
-// times keep one.
+// MetricChunk is one chunk of a series' samples in one of Prometheus' chunk
+// encodings (chunkenc.EncXOR for floats, EncHistogram or EncFloatHistogram for
+// native histograms): sealed in Badger, on its way there, or a copy of what
+// is still open in memory. Chunks of one series may overlap in time
+// (out-of-order samples, a replayed WAL); readers merge them, and of samples
+// with equal times keep one.
 type MetricChunk struct {
 	MinT, MaxT int64
-	XOR        []byte
+	Enc        chunkenc.Encoding
+	Data       []byte
+}
+
+// Samples returns the number of samples in the chunk (every encoding starts
+// with it, uint16 big-endian).
+func (c MetricChunk) Samples() int {
+	if len(c.Data) < 2 {
+		return 0
+	}
+	return int(c.Data[0])<<8 | int(c.Data[1])
 }
 
 // encodeXOR encodes samples sorted by time, with distinct times, as one XOR chunk.
@@ -135,4 +161,111 @@ func encodeXOR(samples []model.Sample) []byte {
 	}
 	c.Compact()
 	return c.Bytes()
+}
+
+// histEnc is the chunk encoding of a histogram sample.
+func histEnc(h model.HistogramSample) chunkenc.Encoding {
+	if h.H != nil {
+		return chunkenc.EncHistogram
+	}
+	return chunkenc.EncFloatHistogram
+}
+
+// openChunk is a chunk being written and its appender: a series' head (of
+// any encoding), or histograms being encoded (newHistChunk, append).
+type openChunk struct {
+	enc        chunkenc.Encoding
+	chunk      chunkenc.Chunk
+	app        chunkenc.Appender
+	mint, maxt int64
+	n          int
+	last       model.HistogramSample // the newest histogram (none in an XOR chunk)
+}
+
+// newHistChunk starts a chunk with one histogram. prev (nil: none) is the
+// appender of the series' chunk before, if it has h's encoding: the new
+// chunk's counter reset header is then set from it, as Prometheus' head does.
+func newHistChunk(prev chunkenc.Appender, h model.HistogramSample) *openChunk {
+	var c chunkenc.Chunk
+	enc := histEnc(h)
+	if enc == chunkenc.EncHistogram {
+		c = chunkenc.NewHistogramChunk()
+	} else {
+		c = chunkenc.NewFloatHistogramChunk()
+	}
+	app, _ := c.Appender() // an empty chunk's appender cannot fail
+	hc := &openChunk{enc: enc, chunk: c, app: app, mint: h.T, maxt: h.T}
+	_ = hc.append(prev, h)
+	return hc
+}
+
+// append adds h (later than maxt, of the chunk's encoding) to the chunk. When
+// the encoding needs a new chunk for it (a counter reset, a schema or bucket
+// layout change the chunk cannot take, a full chunk), the chunk is left as it
+// is and the new one, holding only h, is returned; prev is the appender of
+// the chunk before (nil: none), for the counter reset header.
+func (hc *openChunk) append(prev chunkenc.Appender, h model.HistogramSample) *openChunk {
+	var (
+		nc      chunkenc.Chunk
+		recoded bool
+		app     chunkenc.Appender
+		err     error
+	)
+	if hc.n >= math.MaxUint16-1 {
+		return newHistChunk(nil, h)
+	}
+	if h.H != nil {
+		nc, recoded, app, err = hc.app.AppendHistogram(prev, 0, h.T, h.H, false)
+	} else {
+		nc, recoded, app, err = hc.app.AppendFloatHistogram(prev, 0, h.T, h.FH, false)
+	}
+	switch {
+	case err != nil:
+		// Only with appendOnly; start afresh all the same.
+		return newHistChunk(nil, h)
+	case nc == nil:
+		hc.n++
+		hc.maxt, hc.last = h.T, h
+		return nil
+	case recoded:
+		hc.chunk, hc.app = nc, app
+		hc.n++
+		hc.maxt, hc.last = h.T, h
+		return nil
+	}
+	return &openChunk{enc: hc.enc, chunk: nc, app: app, mint: h.T, maxt: h.T, n: 1, last: h}
+}
+
+func (hc *openChunk) metricChunk() MetricChunk {
+	return MetricChunk{MinT: hc.mint, MaxT: hc.maxt, Enc: hc.enc, Data: hc.chunk.Bytes()}
+}
+
+// encodeHistograms encodes histograms sorted by time, with distinct times,
+// as chunks: a new one where the encoding changes (integer or float counts)
+// or needs one.
+func encodeHistograms(hs []model.HistogramSample) []MetricChunk {
+	var out []MetricChunk
+	var cur *openChunk
+	for _, h := range hs {
+		if cur == nil {
+			cur = newHistChunk(nil, h)
+			continue
+		}
+		if histEnc(h) != cur.enc {
+			cur.chunk.Compact()
+			out = append(out, cur.metricChunk())
+			cur = newHistChunk(nil, h)
+			continue
+		}
+		if next := cur.append(nil, h); next != nil {
+			cur.chunk.Compact()
+			out = append(out, cur.metricChunk())
+			cur = next
+		}
+	}
+	if cur != nil {
+		cur.chunk.Compact()
+		out = append(out, cur.metricChunk())
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/shiplog/shiplog/model"
@@ -33,11 +34,13 @@ func FuzzDecodeSeriesLabels(f *testing.F) {
 
 func FuzzDecodeChunkValue(f *testing.F) {
 	xor := encodeXOR([]model.Sample{{T: 1000, V: 1}, {T: 2000, V: math.NaN()}, {T: 3500, V: math.Inf(-1)}})
-	f.Add(int64(1000), encodeChunkValue(1000, 3500, xor))
+	f.Add(int64(1000), encodeChunkValue(chunkenc.EncXOR, 1000, 3500, xor))
+	hs := encodeHistograms([]model.HistogramSample{{T: 1000, H: &histogram.Histogram{Count: 3, Sum: 2, Schema: 0, ZeroCount: 1, PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0}}}})
+	f.Add(int64(1000), encodeChunkValue(hs[0].Enc, 1000, 1000, hs[0].Data))
 	f.Add(int64(0), []byte{1, 0})
 	f.Add(int64(5), []byte{2, 1, 0, 0})
 	f.Fuzz(func(t *testing.T, mint int64, v []byte) {
-		maxt, b, err := decodeChunkValue(mint, v)
+		enc, maxt, b, err := decodeChunkValue(mint, v)
 		if err != nil {
 			return
 		}
@@ -50,7 +53,7 @@ func FuzzDecodeChunkValue(f *testing.F) {
 				t.Fatalf("reading a decoded chunk panicked: %v\n%s", r, debug.Stack())
 			}
 		}()
-		c, err := chunkenc.FromData(chunkenc.EncXOR, b)
+		c, err := chunkenc.FromData(enc, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +93,25 @@ func metricsWALPayload(id uint64, samples ...model.Sample) []byte {
 	return p
 }
 
+// metricsWALPayload2 is a version 2 payload: one float, then histograms.
+func metricsWALPayload2(id uint64, hs ...model.HistogramSample) []byte {
+	p := metricsWALPayload(id, model.Sample{T: 1, V: 1})
+	p[0] = 2
+	p = binary.BigEndian.AppendUint32(p, uint32(len(hs)))
+	for _, h := range hs {
+		c := newHistChunk(nil, h)
+		p = binary.AppendVarint(p, h.T)
+		p = append(p, byte(c.enc))
+		p = binary.AppendUvarint(p, uint64(len(c.chunk.Bytes())))
+		p = append(p, c.chunk.Bytes()...)
+	}
+	return p
+}
+
 func FuzzMetricsWALReplay(f *testing.F) {
+	hist := &histogram.Histogram{Count: 3, ZeroCount: 1, PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0}}
+	f.Add(metricsWALPayload2(1, model.HistogramSample{T: 1000, H: hist}, model.HistogramSample{T: 500, FH: hist.ToFloat(nil)},
+		model.HistogramSample{T: 2000, H: hist}), []byte{})
 	f.Add(metricsWALPayload(1, model.Sample{T: 1000, V: 1}, model.Sample{T: 500, V: 2}, model.Sample{T: 1000, V: 3}), []byte{})
 	f.Add(metricsWALPayload(2, model.Sample{T: msPerDay - 1, V: 1}, model.Sample{T: msPerDay, V: 2}), []byte{1, 2, 3})
 	f.Add(metricsWALPayload(9, model.Sample{T: -5, V: 1}), []byte{})
@@ -121,7 +142,7 @@ func FuzzMetricsWALReplay(f *testing.F) {
 		var chunks []MetricChunk
 		for _, sr := range ms.series {
 			if h := sr.head; h != nil {
-				chunks = append(chunks, MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: h.chunk.Bytes()})
+				chunks = append(chunks, h.metricChunk())
 			}
 			if o := sr.ooo; o != nil {
 				for i := 1; i < len(o.s); i++ {

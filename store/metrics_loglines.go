@@ -198,7 +198,10 @@ func lastSample(chunks []MetricChunk) (float64, bool, error) {
 	if !found {
 		return 0, false, nil
 	}
-	c, err := chunkenc.FromData(chunkenc.EncXOR, best.XOR)
+	if best.Enc != chunkenc.EncXOR {
+		return 0, false, nil
+	}
+	c, err := chunkenc.FromData(chunkenc.EncXOR, best.Data)
 	if err != nil {
 		return 0, false, err
 	}

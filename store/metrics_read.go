@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/shiplog/shiplog/model"
 )
@@ -304,7 +305,9 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 	if h := sr.head; h != nil {
 		headSeq = h.seq
 		if h.maxt >= r.mint && h.mint <= r.maxt {
-			chunks = append(chunks, MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: append([]byte(nil), h.chunk.Bytes()...)})
+			c := h.metricChunk()
+			c.Data = append([]byte(nil), c.Data...)
+			chunks = append(chunks, c)
 		}
 	}
 	for _, j := range sr.sealing {
@@ -313,10 +316,16 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 		}
 	}
 	var ooo []model.Sample
+	var oooH []model.HistogramSample
 	if o := sr.ooo; o != nil {
 		for _, s := range o.s {
 			if s.T >= r.mint && s.T <= r.maxt {
 				ooo = append(ooo, s)
+			}
+		}
+		for _, h := range o.h {
+			if h.T >= r.mint && h.T <= r.maxt {
+				oooH = append(oooH, h)
 			}
 		}
 	}
@@ -327,7 +336,10 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 	}
 	ms.mu.RUnlock()
 	if len(ooo) > 0 {
-		chunks = append(chunks, MetricChunk{MinT: ooo[0].T, MaxT: ooo[len(ooo)-1].T, XOR: encodeXOR(ooo)})
+		chunks = append(chunks, MetricChunk{MinT: ooo[0].T, MaxT: ooo[len(ooo)-1].T, Enc: chunkenc.EncXOR, Data: encodeXOR(ooo)})
+	}
+	if len(oooH) > 0 {
+		chunks = append(chunks, encodeHistograms(oooH)...)
 	}
 
 	for _, d := range days {
@@ -346,11 +358,11 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 				continue
 			}
 			err := item.Value(func(v []byte) error {
-				maxt, xor, err := decodeChunkValue(mint, v)
+				enc, maxt, data, err := decodeChunkValue(mint, v)
 				if err != nil || maxt < r.mint {
 					return err
 				}
-				chunks = append(chunks, MetricChunk{MinT: mint, MaxT: maxt, XOR: append([]byte(nil), xor...)})
+				chunks = append(chunks, MetricChunk{MinT: mint, MaxT: maxt, Enc: enc, Data: append([]byte(nil), data...)})
 				return nil
 			})
 			if err != nil {

@@ -106,23 +106,27 @@ type mseries struct {
 	head    *mhead     // open in-order chunk, or nil
 	ooo     *oooBuf    // samples older than maxT, or nil
 	sealing []*sealJob // chunks queued for Badger
+	// lastHist is the last histogram of the last histogram head sealed
+	// (none if a float head came after it): the next histogram head takes
+	// its counter reset header from it. Only it is kept, not the chunk.
+	lastHist model.HistogramSample
 }
 
-// mhead is a series' open XOR chunk; its samples are in time order and on one day.
+// mhead is a series' open chunk: XOR (floats) or a histogram encoding; its
+// samples are in time order and on one day.
 type mhead struct {
-	day        uint32
-	chunk      *chunkenc.XORChunk
-	app        chunkenc.Appender
-	mint, maxt int64
-	n          int
-	minSeg     uint64 // oldest WAL segment with a sample not yet in Badger
-	opened     time.Time
-	seq        uint64 // of its key: checkpoints and the final chunk share it
+	openChunk // the chunk, its encoding, appender, bounds and count
+	day       uint32
+	minSeg    uint64 // oldest WAL segment with a sample not yet in Badger
+	opened    time.Time
+	seq       uint64 // of its key: checkpoints and the final chunk share it
 }
 
-// oooBuf holds a series' out-of-order samples, sorted by time, times unique.
+// oooBuf holds a series' out-of-order samples, floats and histograms apart,
+// each sorted by time, times unique.
 type oooBuf struct {
 	s      []model.Sample
+	h      []model.HistogramSample
 	minSeg uint64
 	opened time.Time
 }
@@ -468,7 +472,7 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	}
 	for i := range series {
 		hashes[i] = hashLabels(series[i].Labels)
-		if refs[i] = ms.lookup(hashes[i], series[i].Labels); refs[i] == nil && len(series[i].Samples) > 0 {
+		if refs[i] = ms.lookup(hashes[i], series[i].Labels); refs[i] == nil && len(series[i].Samples)+len(series[i].Histograms) > 0 {
 			missing = append(missing, i)
 		}
 	}
@@ -482,7 +486,7 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 			res.NewSeriesRefused, res.MaxSeries = refused, ms.opts.MaxSeries
 			for _, i := range missing {
 				if refs[i] == nil {
-					res.OverSeriesLimit += len(series[i].Samples)
+					res.OverSeriesLimit += len(series[i].Samples) + len(series[i].Histograms)
 				}
 			}
 			ms.m.seriesRefused.Add(float64(refused))
@@ -500,8 +504,16 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	if ms.wal.f == nil {
 		seg++ // the first append starts a new segment
 	}
+	// Payload version 1: floats only; 2: floats, then histograms, of each series.
+	version := byte(1)
+	for i := range series {
+		if len(series[i].Histograms) > 0 {
+			version = 2
+			break
+		}
+	}
 	frame := make([]byte, walFrameHeader, walFrameHeader+16+len(series)*24)
-	frame = append(frame, 1)
+	frame = append(frame, version)
 	minDay := ms.minDay.Load()
 	var n int
 	for i := range series {
@@ -513,8 +525,22 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 		frame = binary.AppendUvarint(frame, sr.id)
 		countAt := len(frame)
 		frame = append(frame, 0, 0, 0, 0) // sample count, set below
-		var k uint32
-		for _, smp := range series[i].Samples {
+		// Floats and histograms go in in time order together, so that
+		// neither looks out of order to the other; the record holds the
+		// floats, then the histograms.
+		var k, hk uint32
+		var hrec []byte
+		smps, hs := series[i].Samples, series[i].Histograms
+		for len(smps) > 0 || len(hs) > 0 {
+			if len(hs) > 0 && (len(smps) == 0 || hs[0].T < smps[0].T) {
+				if ms.appendHistogram(&hrec, sr, hs[0], minDay, seg, now, &res) {
+					hk++
+				}
+				hs = hs[1:]
+				continue
+			}
+			smp := smps[0]
+			smps = smps[1:]
 			if msDay(smp.T) < minDay {
 				res.OutOfWindow++
 				continue
@@ -531,11 +557,15 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 				res.OutOfWindow++
 			}
 		}
-		if k == 0 {
+		binary.BigEndian.PutUint32(frame[countAt:], k)
+		if version == 2 {
+			frame = binary.BigEndian.AppendUint32(frame, hk)
+			frame = append(frame, hrec...)
+		}
+		if k == 0 && hk == 0 {
 			frame = frame[:start]
 			continue
 		}
-		binary.BigEndian.PutUint32(frame[countAt:], k)
 		n++
 	}
 	var err error
@@ -555,6 +585,42 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	ms.m.duplicates.Add(float64(res.Duplicates))
 	ms.m.outOfWindow.Add(float64(res.OutOfWindow))
 	return res, nil
+}
+
+// appendHistogram adds h to sr and, when it is accepted, its WAL record to
+// rec: its time (varint), encoding byte and a one-sample chunk of that
+// encoding (uvarint length + bytes). A series' histogram records follow its
+// floats in the frame, after their count (uint32 big-endian). Caller holds mu.
+func (ms *metricStore) appendHistogram(rec *[]byte, sr *mseries, h model.HistogramSample, minDay uint32, seg uint64, now time.Time, res *model.MetricsResult) bool {
+	if h.H == nil && h.FH == nil {
+		return false
+	}
+	if msDay(h.T) < minDay {
+		res.OutOfWindow++
+		return false
+	}
+	// The chunk encoder may rewrite a histogram's buckets: keep the caller's.
+	if h.H != nil {
+		h.H, h.FH = h.H.Copy(), nil
+	} else {
+		h.FH = h.FH.Copy()
+	}
+	switch ms.addHist(sr, h, seg, now, false) {
+	case addOK:
+		c := newHistChunk(nil, h)
+		c.chunk.Compact()
+		b := binary.AppendVarint(*rec, h.T)
+		b = append(b, byte(c.enc))
+		b = binary.AppendUvarint(b, uint64(len(c.chunk.Bytes())))
+		*rec = append(b, c.chunk.Bytes()...)
+		res.Accepted++
+		return true
+	case addDuplicate:
+		res.Duplicates++
+	case addTooOld:
+		res.OutOfWindow++
+	}
+	return false
 }
 
 // create adds the missing series, writing their labels to Badger first, as
@@ -646,7 +712,7 @@ const (
 func (ms *metricStore) add(sr *mseries, t int64, v float64, seg uint64, now time.Time, replay bool) addResult {
 	day := msDay(t)
 	if h := sr.head; h != nil && t > h.maxt {
-		if day == h.day {
+		if day == h.day && h.enc == chunkenc.EncXOR {
 			h.app.Append(0, t, v)
 			h.maxt = t
 			h.n++
@@ -662,7 +728,7 @@ func (ms *metricStore) add(sr *mseries, t int64, v float64, seg uint64, now time
 		c := chunkenc.NewXORChunk()
 		app, _ := c.Appender() // an empty chunk's appender cannot fail
 		app.Append(0, t, v)
-		sr.head = &mhead{day: day, chunk: c, app: app, mint: t, maxt: t, n: 1, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
+		sr.head = &mhead{openChunk: openChunk{enc: chunkenc.EncXOR, chunk: c, app: app, mint: t, maxt: t, n: 1}, day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
 		sr.maxT = t
 		ms.addDay(sr, day)
 		return addOK
@@ -686,7 +752,68 @@ func (ms *metricStore) add(sr *mseries, t int64, v float64, seg uint64, now time
 	copy(o.s[i+1:], o.s[i:])
 	o.s[i] = model.Sample{T: t, V: v}
 	ms.addDay(sr, day)
-	if len(o.s) >= ms.opts.OutOfOrderMax {
+	if len(o.s)+len(o.h) >= ms.opts.OutOfOrderMax {
+		ms.sealOOO(sr)
+	}
+	return addOK
+}
+
+// addHist appends one histogram to its series, as add does a float: a head
+// of another encoding is sealed first. Caller holds mu.
+func (ms *metricStore) addHist(sr *mseries, hs model.HistogramSample, seg uint64, now time.Time, replay bool) addResult {
+	t := hs.T
+	day := msDay(t)
+	if h := sr.head; h != nil && t > h.maxt {
+		if day == h.day && h.enc == histEnc(hs) {
+			next := h.append(nil, hs)
+			sr.maxT = max(sr.maxT, t)
+			if next == nil {
+				if h.n >= ms.opts.ChunkMaxSamples {
+					ms.sealHead(sr)
+				}
+				return addOK
+			}
+			// The encoding started a new chunk (a counter reset, a new
+			// bucket layout): seal the old one, keep the new one open.
+			ms.sealHead(sr)
+			sr.head = &mhead{openChunk: *next, day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
+			return addOK
+		}
+		ms.sealHead(sr)
+	}
+	if sr.head == nil && t > sr.maxT {
+		var prev chunkenc.Appender
+		if l := sr.lastHist; (l.H != nil || l.FH != nil) && histEnc(l) == histEnc(hs) && l.T < t {
+			// An appender holding only the last histogram compares as
+			// the sealed chunk's would.
+			prev = newHistChunk(nil, l).app
+		}
+		sr.head = &mhead{openChunk: *newHistChunk(prev, hs), day: day, minSeg: seg, opened: now, seq: ms.chunkSeq.Add(1)}
+		sr.lastHist = model.HistogramSample{}
+		sr.maxT = t
+		ms.addDay(sr, day)
+		return addOK
+	}
+	if t == sr.maxT {
+		return addDuplicate
+	}
+	if !replay && t < sr.maxT-ms.opts.OutOfOrderWindow.Milliseconds() {
+		return addTooOld
+	}
+	o := sr.ooo
+	if o == nil {
+		o = &oooBuf{minSeg: seg, opened: now}
+		sr.ooo = o
+	}
+	i := sort.Search(len(o.h), func(i int) bool { return o.h[i].T >= t })
+	if i < len(o.h) && o.h[i].T == t {
+		return addDuplicate
+	}
+	o.h = append(o.h, model.HistogramSample{})
+	copy(o.h[i+1:], o.h[i:])
+	o.h[i] = hs
+	ms.addDay(sr, day)
+	if len(o.s)+len(o.h) >= ms.opts.OutOfOrderMax {
 		ms.sealOOO(sr)
 	}
 	return addOK
@@ -699,8 +826,9 @@ func (ms *metricStore) sealHead(sr *mseries) {
 		return
 	}
 	sr.head = nil
+	sr.lastHist = h.last
 	h.chunk.Compact()
-	ms.queue(&sealJob{sr: sr, day: h.day, c: MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: h.chunk.Bytes()}, minSeg: h.minSeg, seq: h.seq})
+	ms.queue(&sealJob{sr: sr, day: h.day, c: h.metricChunk(), minSeg: h.minSeg, seq: h.seq})
 }
 
 // checkpointHead queues a copy of sr's open chunk under the key its final
@@ -712,8 +840,9 @@ func (ms *metricStore) checkpointHead(sr *mseries) {
 	if h == nil {
 		return
 	}
-	xor := append([]byte(nil), h.chunk.Bytes()...)
-	ms.queue(&sealJob{sr: sr, day: h.day, c: MetricChunk{MinT: h.mint, MaxT: h.maxt, XOR: xor}, minSeg: h.minSeg, seq: h.seq})
+	c := h.metricChunk()
+	c.Data = append([]byte(nil), c.Data...)
+	ms.queue(&sealJob{sr: sr, day: h.day, c: c, minSeg: h.minSeg, seq: h.seq})
 	h.minSeg = ms.wal.seg
 }
 
@@ -731,7 +860,18 @@ func (ms *metricStore) sealOOO(sr *mseries) {
 			j++
 		}
 		part := o.s[i:j]
-		ms.queue(&sealJob{sr: sr, day: day, c: MetricChunk{MinT: part[0].T, MaxT: part[len(part)-1].T, XOR: encodeXOR(part)}, minSeg: o.minSeg, seq: ms.chunkSeq.Add(1)})
+		ms.queue(&sealJob{sr: sr, day: day, c: MetricChunk{MinT: part[0].T, MaxT: part[len(part)-1].T, Enc: chunkenc.EncXOR, Data: encodeXOR(part)}, minSeg: o.minSeg, seq: ms.chunkSeq.Add(1)})
+		i = j
+	}
+	for i := 0; i < len(o.h); {
+		day := msDay(o.h[i].T)
+		j := i + 1
+		for j < len(o.h) && msDay(o.h[j].T) == day {
+			j++
+		}
+		for _, c := range encodeHistograms(o.h[i:j]) {
+			ms.queue(&sealJob{sr: sr, day: day, c: c, minSeg: o.minSeg, seq: ms.chunkSeq.Add(1)})
+		}
 		i = j
 	}
 }
@@ -780,7 +920,7 @@ func (ms *metricStore) writeSealed() {
 	err := func() error {
 		for _, j := range jobs {
 			k := samplesKey(j.day, j.sr.id, j.c.MinT, j.seq)
-			v := encodeChunkValue(j.c.MinT, j.c.MaxT, j.c.XOR)
+			v := encodeChunkValue(j.c.Enc, j.c.MinT, j.c.MaxT, j.c.Data)
 			if err := wb.Set(k, v); err != nil {
 				return err
 			}
@@ -998,7 +1138,14 @@ func (ms *metricStore) dropDay(day uint32) error {
 				}
 			}
 			o.s = keep
-			if len(keep) == 0 {
+			keepH := o.h[:0]
+			for _, smp := range o.h {
+				if msDay(smp.T) > day {
+					keepH = append(keepH, smp)
+				}
+			}
+			o.h = keepH
+			if len(keep) == 0 && len(keepH) == 0 {
 				sr.ooo = nil
 			}
 		}
@@ -1075,8 +1222,9 @@ func (ms *metricStore) replay() error {
 	var samples int
 	bad, err := ms.wal.replay(func(seg uint64, p []byte) error {
 		r := &walReader{b: p}
-		if v := r.byte1(); v != 1 {
-			return fmt.Errorf("%w: metrics wal payload version %d", errCorrupt, v)
+		version := r.byte1()
+		if version != 1 && version != 2 {
+			return fmt.Errorf("%w: metrics wal payload version %d", errCorrupt, version)
 		}
 		for len(r.b) > 0 && r.err == nil {
 			id := r.uvarint()
@@ -1091,6 +1239,17 @@ func (ms *metricStore) replay() error {
 				ms.add(sr, t, v, seg, now, true)
 				samples++
 			}
+			if version == 2 {
+				n := readU32(r)
+				for i := uint32(0); i < n && r.err == nil; i++ {
+					h, err := readHistogram(r)
+					if err != nil || sr == nil {
+						continue
+					}
+					ms.addHist(sr, h, seg, now, true)
+					samples++
+				}
+			}
 		}
 		return r.err
 	})
@@ -1104,6 +1263,36 @@ func (ms *metricStore) replay() error {
 		ms.log.Info("store: metrics wal replayed", "samples", samples)
 	}
 	return nil
+}
+
+// readHistogram reads one histogram of a metrics WAL record (appendHistograms).
+func readHistogram(r *walReader) (model.HistogramSample, error) {
+	h := model.HistogramSample{T: r.varint()}
+	enc := chunkenc.Encoding(r.byte1())
+	b := []byte(r.str())
+	if r.err != nil {
+		return h, r.err
+	}
+	if (enc != chunkenc.EncHistogram && enc != chunkenc.EncFloatHistogram) || len(b) < chunkHeaderLen(enc) {
+		return h, fmt.Errorf("%w: metrics wal histogram encoding %d", errCorrupt, enc)
+	}
+	c, err := chunkenc.FromData(enc, b)
+	if err != nil {
+		return h, err
+	}
+	it := c.Iterator(nil)
+	switch it.Next() {
+	case chunkenc.ValHistogram:
+		_, h.H = it.AtHistogram(nil)
+	case chunkenc.ValFloatHistogram:
+		_, h.FH = it.AtFloatHistogram(nil)
+	default:
+		if err := it.Err(); err != nil {
+			return h, err
+		}
+		return h, fmt.Errorf("%w: metrics wal histogram", errCorrupt)
+	}
+	return h, nil
 }
 
 // readU32 reads a big-endian uint32 (a metrics WAL sample count).

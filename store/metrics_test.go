@@ -45,7 +45,10 @@ func mergeChunks(t testing.TB, chunks []MetricChunk, mint, maxt int64) []model.S
 	byT := map[int64]float64{}
 	var ts []int64
 	for _, c := range chunks {
-		ch, err := chunkenc.FromData(chunkenc.EncXOR, c.XOR)
+		if c.Enc != chunkenc.EncXOR {
+			continue
+		}
+		ch, err := chunkenc.FromData(chunkenc.EncXOR, c.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
