@@ -739,23 +739,12 @@ func (ms *metricStore) add(sr *mseries, t int64, v float64, seg uint64, now time
 	if !replay && t < sr.maxT-ms.opts.OutOfOrderWindow.Milliseconds() {
 		return addTooOld
 	}
-	o := sr.ooo
-	if o == nil {
-		o = &oooBuf{minSeg: seg, opened: now}
-		sr.ooo = o
-	}
-	i := sort.Search(len(o.s), func(i int) bool { return o.s[i].T >= t })
-	if i < len(o.s) && o.s[i].T == t {
+	o := sr.oooBuf(seg, now)
+	var ok bool
+	if o.s, ok = insertByTime(o.s, model.Sample{T: t, V: v}, func(s model.Sample) int64 { return s.T }); !ok {
 		return addDuplicate
 	}
-	o.s = append(o.s, model.Sample{})
-	copy(o.s[i+1:], o.s[i:])
-	o.s[i] = model.Sample{T: t, V: v}
-	ms.addDay(sr, day)
-	if len(o.s)+len(o.h) >= ms.opts.OutOfOrderMax {
-		ms.sealOOO(sr)
-	}
-	return addOK
+	return ms.addedOOO(sr, day)
 }
 
 // addHist appends one histogram to its series, as add does a float: a head
@@ -800,23 +789,44 @@ func (ms *metricStore) addHist(sr *mseries, hs model.HistogramSample, seg uint64
 	if !replay && t < sr.maxT-ms.opts.OutOfOrderWindow.Milliseconds() {
 		return addTooOld
 	}
-	o := sr.ooo
-	if o == nil {
-		o = &oooBuf{minSeg: seg, opened: now}
-		sr.ooo = o
-	}
-	i := sort.Search(len(o.h), func(i int) bool { return o.h[i].T >= t })
-	if i < len(o.h) && o.h[i].T == t {
+	o := sr.oooBuf(seg, now)
+	var ok bool
+	if o.h, ok = insertByTime(o.h, hs, func(h model.HistogramSample) int64 { return h.T }); !ok {
 		return addDuplicate
 	}
-	o.h = append(o.h, model.HistogramSample{})
-	copy(o.h[i+1:], o.h[i:])
-	o.h[i] = hs
+	return ms.addedOOO(sr, day)
+}
+
+// oooBuf is the series' out-of-order buffer, made when missing.
+func (sr *mseries) oooBuf(seg uint64, now time.Time) *oooBuf {
+	if sr.ooo == nil {
+		sr.ooo = &oooBuf{minSeg: seg, opened: now}
+	}
+	return sr.ooo
+}
+
+// addedOOO notes a sample put in sr's out-of-order buffer on day, and seals
+// the buffer when it is full. Caller holds mu.
+func (ms *metricStore) addedOOO(sr *mseries, day uint32) addResult {
 	ms.addDay(sr, day)
-	if len(o.s)+len(o.h) >= ms.opts.OutOfOrderMax {
+	if len(sr.ooo.s)+len(sr.ooo.h) >= ms.opts.OutOfOrderMax {
 		ms.sealOOO(sr)
 	}
 	return addOK
+}
+
+// insertByTime inserts v into s, sorted by time, unless s holds that time
+// already (then false).
+func insertByTime[T any](s []T, v T, at func(T) int64) ([]T, bool) {
+	t := at(v)
+	i := sort.Search(len(s), func(i int) bool { return at(s[i]) >= t })
+	if i < len(s) && at(s[i]) == t {
+		return s, false
+	}
+	s = append(s, v)
+	copy(s[i+1:], s[i:])
+	s[i] = v
+	return s, true
 }
 
 // sealHead queues sr's head for Badger. Caller holds mu.
