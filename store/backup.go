@@ -142,15 +142,10 @@ func Restore(r io.Reader, dir string) (err error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("restore: %w", err)
 	}
-	br := bufio.NewReaderSize(r, 1<<20)
-	vr := &backupReader{r: br, h: sha256.New()}
-	head := make([]byte, len(backupMagic))
-	if _, err := io.ReadFull(br, head); err != nil || (string(head) != backupMagic && string(head) != backupMagicV1) {
-		return fmt.Errorf("restore: %w (it should start with %q)", ErrBadBackup, backupMagic[:len(backupMagic)-1])
+	vr, err := newBackupReader(r)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
-	vr.v2 = string(head) == backupMagic
-	vr.h.Write(head)
-	vr.n = int64(len(head))
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -235,6 +230,20 @@ type backupReader struct {
 	off  int
 	done bool
 	err  error
+}
+
+// newBackupReader reads and checks a backup's header.
+func newBackupReader(r io.Reader) (*backupReader, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	vr := &backupReader{r: br, h: sha256.New()}
+	head := make([]byte, len(backupMagic))
+	if _, err := io.ReadFull(br, head); err != nil || (string(head) != backupMagic && string(head) != backupMagicV1) {
+		return nil, fmt.Errorf("%w (it should start with %q)", ErrBadBackup, backupMagic[:len(backupMagic)-1])
+	}
+	vr.v2 = string(head) == backupMagic
+	vr.h.Write(head)
+	vr.n = int64(len(head))
+	return vr, nil
 }
 
 func (b *backupReader) Read(p []byte) (int, error) {
