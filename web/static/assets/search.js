@@ -119,6 +119,10 @@ export default function search(main, ctx) {
       cursor = res.next_cursor || '';
       more.replaceChildren(cursor ? h('button', { type: 'button', onclick: page }, 'More') :
         shown ? info(`End of results: ${num(shown)} line${shown === 1 ? '' : 's'}.`) : '');
+      // The observer only speaks when "more" comes into view: if it is
+      // still in view after this page (a short page, or a scroll while this
+      // one loaded), read on.
+      if (cursor && more.getBoundingClientRect().top < innerHeight + 600) setTimeout(() => { if (!ac.signal.aborted) page().catch(() => {}); }, 0);
       if (!shown) {
         results.replaceChildren(info(h('strong', {}, 'No lines match '), h('code', {}, q || 'everything'), ` in ${rangeLabel(start, end)}. `,
           start ? h('a', { href: href('/search', { q }) }, 'Search all time') : 'Is anything sending lines?'));
