@@ -186,11 +186,24 @@ type searchResp struct {
 // status code and raw body.
 func (s *server) getJSON(t testing.TB, path string, params url.Values, v any) (int, string) {
 	t.Helper()
+	return s.getJSONAs(t, "", path, params, v)
+}
+
+// getJSONAs is getJSON with a bearer token (none when tok is empty).
+func (s *server) getJSONAs(t testing.TB, tok, path string, params url.Values, v any) (int, string) {
+	t.Helper()
 	u := "http://" + s.httpAddr + path
 	if len(params) > 0 {
 		u += "?" + params.Encode()
 	}
-	resp, err := http.Get(u)
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

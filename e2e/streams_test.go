@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -24,25 +23,6 @@ import (
 
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
-
-// streamsGetJSONAs GETs path with a bearer token and decodes a 200 answer into v.
-func (s *server) streamsGetJSONAs(t testing.TB, tok, path string, params url.Values, v any) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+s.httpAddr+path+"?"+params.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == 200 && v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
-			t.Fatalf("decode %s: %v\n%s", path, err, body)
-		}
-	}
-	return resp.StatusCode, string(body)
-}
 
 // streamsWriteAs sends one batch with Write under tok.
 func streamsWriteAs(cc *grpc.ClientConn, tok, agent string, recs ...*shiplogv1.Record) (*shiplogv1.PushResponse, error) {
@@ -119,7 +99,7 @@ func TestSeqPoisoningRefused(t *testing.T) {
 	ship(50, 50)
 
 	var r searchResp
-	code, body := s.streamsGetJSONAs(t, readTok, "/v1/logs:search", url.Values{"q": {"host:victim"}, "limit": {"1000"}}, &r)
+	code, body := s.getJSONAs(t, readTok, "/v1/logs:search", url.Values{"q": {"host:victim"}, "limit": {"1000"}}, &r)
 	if code != 200 {
 		t.Fatalf("search: %d %s", code, body)
 	}

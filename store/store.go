@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -715,74 +714,6 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	return res, nil
 }
 
-// checkSender binds a new or unbound agent to the sender (the name of the
-// token that sent the batch) and refuses another sender. Without a sender
-// (no authentication) nothing is checked.
-func checkSender(ag *agentState, sender string) error {
-	if sender == "" || ag.Sender == "" || ag.Sender == sender {
-		return nil
-	}
-	return fmt.Errorf("%w: agent id %q was first used with token %q, not %q; give each agent its own agent id (a fresh spool makes one)",
-		ErrAgentBound, ag.ID, ag.Sender, sender)
-}
-
-// known reports whether the store holds or has held lines of k's stream.
-// Caller holds mu.
-func (s *Store) known(k headKey) bool {
-	if _, ok := s.streamInfo[k.stream]; ok {
-		return true
-	}
-	if _, ok := s.lastRecv[k.stream]; ok {
-		return true
-	}
-	_, ok := s.nextLine[k]
-	return ok
-}
-
-// checkNewStreams counts the streams of groups the store has never seen and
-// refuses them all if they would take today's new streams over
-// Options.MaxStreamsPerDay. Caller holds mu; it adds the count returned to
-// newStreams once the batch is stored.
-func (s *Store) checkNewStreams(groups []*group, now int64) (int, error) {
-	limit := s.opts.MaxStreamsPerDay
-	if limit <= 0 {
-		return 0, nil
-	}
-	if day := model.Day(now); day != s.newDay {
-		s.newDay, s.newStreams = day, 0
-	}
-	var fresh map[uint64]*group
-	for _, g := range groups {
-		if s.known(g.key) {
-			continue
-		}
-		if fresh == nil {
-			fresh = map[uint64]*group{}
-		}
-		if _, ok := fresh[g.key.stream]; !ok {
-			fresh[g.key.stream] = g
-		}
-	}
-	if s.newStreams+len(fresh) <= limit {
-		return len(fresh), nil
-	}
-	if s.limitWarned != s.newDay {
-		s.limitWarned = s.newDay
-		s.log.Warn("store: the limit of new streams a day is reached: batches opening new streams are refused until 00:00 UTC; known streams go on",
-			"limit", limit, "flag", "--max-streams-per-day")
-	}
-	var first *group
-	for _, g := range groups {
-		if fresh[g.key.stream] == g {
-			first = g
-			break
-		}
-	}
-	l := first.labels
-	return 0, fmt.Errorf("%w: the batch opens %d new stream(s) (the first: service=%q host=%q build_id=%q deploy_id=%q) and %d of today's %d are taken (--max-streams-per-day); streams already known are accepted, new ones again from 00:00 UTC",
-		ErrStreamLimit, len(fresh), l.Service, l.Host, l.BuildID, l.DeployID, s.newStreams, limit)
-}
-
 // appendLine adds one line to its head, opening one if needed, and returns the
 // head if it is now full (already moved to sealing). Caller holds mu.
 func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64) *head {
@@ -1074,84 +1005,3 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + fmt.
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Infof(string, ...any)        {}
 func (b badgerLogger) Debugf(string, ...any)       {}
-
-// ReadOnly reports whether the store was opened read-only (a full disk), and why.
-func (s *Store) ReadOnly() (bool, string) { return s.readOnly, s.roWhy }
-
-func (s *Store) errReadOnly() error {
-	return fmt.Errorf("%w: %s; free space on it and restart the server to accept writes again", ErrReadOnly, s.roWhy)
-}
-
-// freeBytes is the space left for an unprivileged writer on dir's disk.
-func freeBytes(dir string) (uint64, bool) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, false
-	}
-	return st.Bavail * uint64(st.Bsize), true
-}
-
-func isNoSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
-}
-
-// filesBytes is the space taken by dir's files whose names end in suffix.
-func filesBytes(dir, suffix string) uint64 {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0
-	}
-	var n uint64
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), suffix) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				n += uint64(st.Blocks) * 512
-			} else {
-				n += uint64(fi.Size())
-			}
-		}
-	}
-	return n
-}
-
-// memtableAside is the suffix of a Badger memtable file set aside by a
-// read-only Open. Badger refuses to open read-only with memtable files not
-// cut to their last entry (which a crash leaves), and reading one on a full
-// tmpfs faults; so a read-only store renames them out of Badger's sight (the
-// chunks sealed last before the crash are then not visible) and the next
-// writable Open puts them back before Badger opens.
-const memtableAside = ".readonly-aside"
-
-func memtablesAside(bdir string, aside bool, log *slog.Logger) error {
-	ents, err := os.ReadDir(bdir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	from, to := memtableAside, ""
-	if aside {
-		from, to = "", memtableAside
-	}
-	n := 0
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".mem"+from)
-		if !ok || strings.HasSuffix(name, ".mem") {
-			continue
-		}
-		if err := os.Rename(filepath.Join(bdir, e.Name()), filepath.Join(bdir, name+".mem"+to)); err != nil {
-			return fmt.Errorf("memtable file: %w", err)
-		}
-		n++
-	}
-	if n > 0 && aside {
-		log.Warn("store: read-only: Badger's memtable files set aside until the next writable start; chunks sealed in the last moments before the disk filled are not visible meanwhile", "files", n)
-	} else if n > 0 {
-		log.Info("store: memtable files set aside by a read-only start put back", "files", n)
-	}
-	return nil
-}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,24 +145,6 @@ func readClusterSecret(path string) (string, error) {
 			path, len(secret), minClusterSecret, path)
 	}
 	return secret, nil
-}
-
-// checkPrivateFile refuses a secret file that its group or others may read
-// or write (as ssh refuses such a private key): another local user could
-// read the secret, or replace it.
-func checkPrivateFile(flagName, path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return usagef("server: %s: %v", flagName, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return usagef("server: %s %s: not a regular file", flagName, path)
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return usagef("server: %s %s: mode %#o lets other users read or write it; run `chmod 600 %s`",
-			flagName, path, fi.Mode().Perm(), path)
-	}
-	return nil
 }
 
 // clusterTLS builds the routes' TLS configuration: the node's certificate,
