@@ -101,6 +101,10 @@ func (l *local) Load(ctx context.Context, r store.ChunkRef, text bool) (*store.L
 	return l.stores[r.Src].Load(ctx, r, text)
 }
 
+func (l *local) LoadAttrs(ctx context.Context, r store.ChunkRef) (*store.Lines, error) {
+	return l.stores[r.Src].LoadAttrs(ctx, r)
+}
+
 func (l *local) LoadText(ctx context.Context, ln *store.Lines) error {
 	return l.stores[ln.Src].LoadText(ctx, ln)
 }
