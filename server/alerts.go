@@ -291,17 +291,34 @@ func AlertPromQuery(m *Metrics) alert.QueryFunc {
 		case promql.Vector:
 			out := make([]alert.Sample, 0, len(v))
 			for _, smp := range v {
-				if smp.H != nil {
-					continue // a native histogram is no value to compare
-				}
 				lbls := make(map[string]string, smp.Metric.Len())
 				smp.Metric.Range(func(l labels.Label) { lbls[l.Name] = l.Value })
-				out = append(out, alert.Sample{Labels: lbls, Value: smp.F})
+				out = append(out, alert.Sample{Labels: lbls, Value: smp.F, H: smp.H})
 			}
 			return out, nil
 		case promql.Scalar:
 			return []alert.Sample{{Labels: map[string]string{}, Value: v.V}}, nil
 		}
 		return nil, fmt.Errorf("the expression gives a %s, not an instant vector or scalar", res.Value.Type())
+	}
+}
+
+// AlertAppend writes recording rules' series into the metric store, through
+// the path remote write takes; nil when the server has no metric store.
+func AlertAppend(m *Metrics) alert.AppendFunc {
+	if m == nil || m.Ingest == nil {
+		return nil
+	}
+	return func(ctx context.Context, series []model.Series) error {
+		res, err := m.Ingest.Ingest(ctx, series)
+		switch {
+		case err != nil:
+			return err
+		case res.OverSeriesLimit > 0:
+			return seriesLimitError(res)
+		case res.OutOfWindow > 0:
+			return fmt.Errorf("%d samples were older than their series' newest by more than the out-of-order window and were dropped", res.OutOfWindow)
+		}
+		return nil
 	}
 }
