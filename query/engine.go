@@ -29,11 +29,17 @@ type Options struct {
 	MaxLimit   int // largest page of a search
 	MaxBuckets int // most buckets of a histogram
 	Workers    int // chunks decoded in parallel
+	// MaxGroups bounds the groups one stats answer tracks (before Limit
+	// cuts them), and the distinct values of one facet field.
+	MaxGroups int
+	// MaxCells bounds a stats answer's memory: groups times (buckets +
+	// aggregates) it may hold.
+	MaxCells int
 }
 
 // DefaultOptions returns the engine's defaults.
 func DefaultOptions() Options {
-	return Options{MaxLimit: 10000, MaxBuckets: 11000, Workers: 2}
+	return Options{MaxLimit: 10000, MaxBuckets: 11000, Workers: 2, MaxGroups: 100000, MaxCells: 8 << 20}
 }
 
 // Engine evaluates queries over a store.
@@ -53,6 +59,12 @@ func New(st Store, opts Options) *Engine {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = d.Workers
+	}
+	if opts.MaxGroups <= 0 {
+		opts.MaxGroups = d.MaxGroups
+	}
+	if opts.MaxCells <= 0 {
+		opts.MaxCells = d.MaxCells
 	}
 	return &Engine{st: st, opts: opts}
 }
