@@ -37,6 +37,10 @@ type LogsQuery struct {
 	Start, End time.Time // [Start, End)
 	By         []string  // fields to group by; none: one group of every match
 	Agg        string    // an aggregate such as quantile(0.99, latency_ms); "": only the count
+	// Keep says which groups the rule keeps (those past its threshold): only
+	// they need links, so only their shared build and deploy are looked up
+	// (nil: every group).
+	Keep func(value float64) bool
 }
 
 // LogsGroup is the count of one by: group. Without By there is exactly one,

@@ -227,7 +227,8 @@ func (m *Manager) query(ctx context.Context, g *group, r *rule, ts time.Time) ([
 		return out, nil
 	}
 	start := qts.Add(-s.Window)
-	groups, err := m.logsGroups(ctx, s, start, qts)
+	keep := func(v float64) bool { return !math.IsNaN(v) && s.Threshold.Match(v) }
+	groups, err := m.logsGroups(ctx, s, start, qts, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -252,11 +253,11 @@ func (m *Manager) query(ctx context.Context, g *group, r *rule, ts time.Time) ([
 }
 
 // logsGroups runs a logs rule's count (or aggregate) over [start, end).
-func (m *Manager) logsGroups(ctx context.Context, s *Rule, start, end time.Time) ([]LogsGroup, error) {
+func (m *Manager) logsGroups(ctx context.Context, s *Rule, start, end time.Time, keep func(float64) bool) ([]LogsGroup, error) {
 	if m.opts.Logs == nil {
 		return nil, fmt.Errorf("log queries are not available")
 	}
-	return m.opts.Logs(ctx, LogsQuery{Query: s.Logs, Start: start, End: end, By: s.By, Agg: s.Agg})
+	return m.opts.Logs(ctx, LogsQuery{Query: s.Logs, Start: start, End: end, By: s.By, Agg: s.Agg, Keep: keep})
 }
 
 func (m *Manager) searchURL(q string, start, end time.Time) string {

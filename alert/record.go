@@ -110,7 +110,7 @@ func (m *Manager) recordSeries(ctx context.Context, g *group, r *rule, qts time.
 		if window <= 0 {
 			window = g.interval
 		}
-		groups, err := m.logsGroups(ctx, s, qts.Add(-window), qts)
+		groups, err := m.logsGroups(ctx, s, qts.Add(-window), qts, func(float64) bool { return false })
 		if err != nil {
 			return nil, err
 		}

@@ -80,7 +80,6 @@ func TestRecordingRules(t *testing.T) {
 				{Labels: map[string]string{"service": "db", "http.status": ""}, Count: 20000}}, nil
 		}}
 	r := newRig(t, nil, newClock(), eng)
-	r.mgr.opts.Parse.ByAttributes = true
 	f, probs := Parse([]byte(`
 groups:
   - name: rec
@@ -95,7 +94,7 @@ groups:
       - record: errors:by_service
         logs: level:error
         by: [service, http.status]
-`), ParseOptions{ByAttributes: true})
+`), ParseOptions{CheckBy: func(string) error { return nil }})
 	if len(probs) > 0 {
 		t.Fatal(probs)
 	}

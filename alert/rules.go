@@ -217,8 +217,9 @@ type ParseOptions struct {
 	CheckLogsQuery func(string) error
 	// CheckAgg validates a logs rule's agg: (nil: not checked).
 	CheckAgg func(string) error
-	// ByAttributes lets by: name any attribute key, not only ByFields.
-	ByAttributes bool
+	// CheckBy validates a by: field beyond ByFields, such as an attribute
+	// key (nil: only ByFields).
+	CheckBy func(string) error
 }
 
 // LoadFile reads and parses a rules file. The error, when not nil, is a

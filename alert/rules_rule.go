@@ -2,8 +2,8 @@ package alert
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -227,9 +227,9 @@ func (p *fileParser) byFields(v *yaml.Node) []string {
 		if !ok {
 			continue
 		}
-		switch {
-		case !p.groupable(s):
-			p.at(b, "by: %q is not a field to group by (want %s)", s, strings.Join(ByFields, ", "))
+		switch err := p.groupable(s); {
+		case err != nil:
+			p.at(b, "by: %v", err)
 		case seen[s]:
 			p.at(b, "by: %q twice", s)
 		case len(out) == MaxBy:
@@ -245,14 +245,15 @@ func (p *fileParser) byFields(v *yaml.Node) []string {
 // MaxBy bounds the by: fields of a logs rule.
 const MaxBy = 5
 
-func (p *fileParser) groupable(f string) bool {
-	if p.opts.ByAttributes {
-		return attrKeyRE.MatchString(f)
+func (p *fileParser) groupable(f string) error {
+	switch {
+	case slices.Contains(ByFields, f):
+		return nil
+	case p.opts.CheckBy != nil:
+		return p.opts.CheckBy(f)
 	}
-	return slices.Contains(ByFields, f)
+	return fmt.Errorf("%q is not a field to group by (want %s)", f, strings.Join(ByFields, ", "))
 }
-
-var attrKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.\-]*$`)
 
 // ruleReceivers reads a rule's receivers: list.
 func (p *fileParser) ruleReceivers(v *yaml.Node, recv []Receiver) []string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,7 +88,8 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 	mux.HandleFunc("PUT /-/reload", reload) // as Prometheus takes it too
 }
 
-// alertSampleLines is how many matching lines a logs rule reads to group
+// alertSampleLines is how many matching lines a logs rule reads, where the
+// query path has no stats engine (StatsQuerier), to group
 // them by: fields and find a shared build or deploy; beyond it, each group
 // found is counted exactly and its shared build or deploy checked by counts.
 const alertSampleLines = 5000
@@ -102,6 +104,16 @@ func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
 			return nil, err
 		}
 		tr := model.TimeRange{Start: lq.Start.UnixNano(), End: lq.End.UnixNano()}
+		if sq, ok := e.(StatsQuerier); ok {
+			if tr.Start >= tr.End {
+				return []alert.LogsGroup{{Labels: map[string]string{}, Query: lq.Query, Value: math.NaN()}}, nil
+			}
+			return statsGroups(ctx, sq, q, tr, lq)
+		}
+		if lq.Agg != "" {
+			return nil, fmt.Errorf("agg: %s needs the stats engine, which this server's query path does not offer", lq.Agg)
+		}
+		// Without the stats engine (a cluster's query path): a sample.
 		// A partial answer (cluster mode, a partition moving) is an error, not
 		// a smaller count: the rule keeps its state instead of resolving.
 		var cov query.Coverage
@@ -235,6 +247,11 @@ func recordField(r *model.Record, f string) string {
 		return r.DeployID
 	case "level":
 		return r.Level.String()
+	}
+	for _, a := range r.Attrs {
+		if a.Key == f {
+			return a.Value
+		}
 	}
 	return ""
 }
