@@ -85,8 +85,9 @@ func rejectMessage(err error) string {
 
 // registerEcosystem adds the OTLP services to the gRPC server and the OTLP/HTTP
 // and Loki push endpoints to the HTTP mux.
-func registerEcosystem(gs *grpc.Server, mux *http.ServeMux, core Core, maxBody int64, log *slog.Logger) {
-	o := &otlpServer{core: core, log: log}
+func registerEcosystem(gs *grpc.Server, mux *http.ServeMux, core Core, opts Options, log *slog.Logger, meta *metaStore) {
+	maxBody := int64(opts.MaxRecvBytes)
+	o := &otlpServer{core: core, log: log, meta: meta, names: newOTLPNames(opts.OTLPBuildAttrs, opts.OTLPDeployAttrs)}
 	registerOTLPGRPC(gs, o)
 	mux.Handle("POST /v1/logs", otlpHTTPHandler(o, maxBody, o.exportLogsHTTP))
 	mux.Handle("POST /v1/metrics", otlpHTTPHandler(o, maxBody, o.exportMetricsHTTP))
