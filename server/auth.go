@@ -212,7 +212,7 @@ func httpScope(r *http.Request) string {
 	case r.Method == http.MethodPost && (p == "/v1/logs:write" || p == "/v1/logs:jsonl" || p == "/v1/logs" ||
 		p == "/v1/metrics" || p == "/v1/metrics:push" || p == "/api/v1/write" || p == "/loki/api/v1/push" || strings.HasPrefix(p, "/otlp/")):
 		return ScopeIngest
-	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || p == "/metrics":
+	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || p == "/metrics" || p == "/federate":
 		return ScopeQuery
 	}
 	return ""

@@ -171,6 +171,11 @@ func rw2Labels(refs []uint32, syms []string) ([]model.Label, error) {
 		return nil, fmt.Errorf("no metric name (label %s)", model.MetricNameLabel)
 	}
 	model.SortLabels(ls)
+	for i := 1; i < len(ls); i++ {
+		if ls[i].Name == ls[i-1].Name {
+			return nil, fmt.Errorf("label %s appears twice", ls[i].Name)
+		}
+	}
 	return ls, nil
 }
 
