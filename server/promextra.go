@@ -253,4 +253,3 @@ func addFederated(byName map[string]*dto.MetricFamily, ls labels.Labels, t int64
 	})
 	mf.Metric = append(mf.Metric, m)
 }
-
