@@ -257,7 +257,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	} else {
 		mux.Handle("/", gw)
 	}
-	var handler http.Handler = ins.middleware(mux)
+	var handler http.Handler = ins.middleware(esFront(mux, esBulkHandler(core, int64(opts.MaxRecvBytes))))
 	if opts.Auth != nil {
 		handler = opts.Auth.middleware(handler)
 	}
