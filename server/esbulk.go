@@ -230,4 +230,3 @@ func esBulkAnswer(b *ingest.ESBulk, refused map[int]error, took time.Duration) [
 	}
 	return append(out, "]}\n"...)
 }
-
