@@ -4,11 +4,13 @@ package ingest
 // create and index, the document on the next line. Documents are mapped from
 // the Elastic Common Schema (ECS), nested or dotted:
 //
-//	@timestamp                time (RFC 3339, or Unix time as a number)
-//	message                   message
+//	@timestamp, timestamp     time (RFC 3339, or Unix time as a number)
+//	message, log, msg         message (the first present; log as a string,
+//	                          as Fluent Bit's tail input sends it)
 //	log.level                 level (an unknown spelling stays an attribute)
 //	service.name              service
-//	host.name, host.hostname  host (host.name wins)
+//	host.name, host.hostname, host, hostname   host (the first present;
+//	                          host as a string, as Vector sends it)
 //	trace.id, span.id         trace_id, span_id
 //	build_id, labels.build_id, deploy_id, labels.deploy_id   build_id, deploy_id
 //	labels.K                  attribute K
@@ -113,11 +115,13 @@ func nextLine(b []byte) (line, rest []byte) {
 }
 
 type esDecoder struct {
-	d    *jsonDecoder
-	path []byte // the dotted path of the member being read
-	rr   rawJSONRecord
-	host strSpan // host.hostname, for when host.name is missing
-	lv   strSpan // log.level as written
+	d       *jsonDecoder
+	path    []byte // the dotted path of the member being read
+	rr      rawJSONRecord
+	hosts   [3]strSpan // host.hostname, host, hostname: for when host.name is missing
+	msgs    [2]strSpan // log, msg: for when message is missing
+	lv      strSpan    // log.level as written
+	altTime int64      // timestamp, for when @timestamp is missing
 }
 
 // action reads {"create"|"index"|"delete"|"update": {"_index": .., "_id": ..}}.
@@ -181,7 +185,9 @@ func (e *esDecoder) document(line []byte, index string) (model.Record, error) {
 	d := e.d
 	d.data, d.pos, d.rec = line, 0, inJSONDocument
 	e.rr = rawJSONRecord{msg: noSpan, alias: noSpan, trace: noSpan, spanID: noSpan}
-	e.host, e.lv = noSpan, noSpan
+	e.hosts = [3]strSpan{noSpan, noSpan, noSpan}
+	e.msgs = [2]strSpan{noSpan, noSpan}
+	e.lv, e.altTime = noSpan, 0
 	d.buf, d.attrs, d.gen = d.buf[:0], d.attrs[:0], 0
 	e.path = e.path[:0]
 	if err := e.object(1); err != nil {
@@ -190,8 +196,18 @@ func (e *esDecoder) document(line []byte, index string) (model.Record, error) {
 	if err := d.end(); err != nil {
 		return model.Record{}, err
 	}
-	if e.rr.host == "" && e.host.a >= 0 {
-		e.rr.host = string(d.buf[e.host.a:e.host.b])
+	for _, h := range e.hosts {
+		if e.rr.host == "" && h.a >= 0 {
+			e.rr.host = d.intern(d.buf[h.a:h.b])
+		}
+	}
+	for _, m := range e.msgs {
+		if e.rr.alias.a < 0 && m.a >= 0 {
+			e.rr.alias = m
+		}
+	}
+	if e.rr.time == 0 {
+		e.rr.time = e.altTime
 	}
 	if e.lv.a >= 0 {
 		raw := d.buf[e.lv.a:e.lv.b]
@@ -254,7 +270,20 @@ func (e *esDecoder) member(depth int) error {
 	case "host.name":
 		return e.labelField(&rr.host)
 	case "host.hostname":
-		return e.scalar(&e.host)
+		return e.scalar(&e.hosts[0])
+	case "host":
+		return e.scalar(&e.hosts[1])
+	case "hostname":
+		return e.scalar(&e.hosts[2])
+	case "log":
+		return e.scalar(&e.msgs[0])
+	case "msg":
+		return e.scalar(&e.msgs[1])
+	case "timestamp":
+		var tmp rawJSONRecord
+		err := d.timeField(&tmp, "timestamp")
+		e.altTime = tmp.time
+		return err
 	case "trace.id":
 		return e.scalar(&rr.trace)
 	case "span.id":

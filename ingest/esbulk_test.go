@@ -38,6 +38,10 @@ func TestDecodeESBulk(t *testing.T) {
 		`{"message": "broken"`,
 		`{"index":{"_index":"n"}}`,
 		`{"message":"nested","a":{"b":{"c":{"d":1}}},"arr":[{"x":1}]}`,
+		`{"index":{"_index":"vector"}}`,
+		`{"timestamp":"2026-01-01T12:00:01Z","message":"from vector","host":"v-1","source_type":"file"}`,
+		`{"index":{"_index":"fluentbit"}}`,
+		`{"@timestamp":"2026-01-01T12:00:02Z","log":"from fluent bit","hostname":"fb-1","stream":"stdout"}`,
 	}, "\n") + "\n"
 	b, err := DecodeESBulk([]byte(body), "default-idx", 100)
 	if err != nil {
@@ -54,7 +58,7 @@ func TestDecodeESBulk(t *testing.T) {
 		}
 		items = append(items, s)
 	}
-	wantItems := "create logs-api a1 rec=0|index default-idx  rec=1|delete x 1 rec=-1 err|update default-idx 1 rec=-1 err|create other  rec=-1 err|index n  rec=2"
+	wantItems := "create logs-api a1 rec=0|index default-idx  rec=1|delete x 1 rec=-1 err|update default-idx 1 rec=-1 err|create other  rec=-1 err|index n  rec=2|index vector  rec=3|index fluentbit  rec=4"
 	if got := strings.Join(items, "|"); got != wantItems {
 		t.Errorf("items\n got %s\nwant %s", got, wantItems)
 	}
@@ -63,6 +67,8 @@ func TestDecodeESBulk(t *testing.T) {
 			`attrs=[env=prod host.ip=["10.0.0.1","10.0.0.2"] http.response.status_code=500 index=logs-api log.logger=db ok=false service.version=1.2]`,
 		`t=1767268800000000000 svc= host=h-2 build= deploy=d-1 level=info trace= span= msg="hi" attrs=[index=default-idx log.level=chatty]`,
 		`t=0 svc= host= build= deploy= level=info trace= span= msg="nested" attrs=[a.b.c.d=1 arr=[{"x":1}] index=n]`,
+		`t=1767268801000000000 svc= host=v-1 build= deploy= level=info trace= span= msg="from vector" attrs=[index=vector source_type=file]`,
+		`t=1767268802000000000 svc= host=fb-1 build= deploy= level=info trace= span= msg="from fluent bit" attrs=[index=fluentbit stream=stdout]`,
 	}
 	if len(b.Records) != len(want) {
 		t.Fatalf("%d records, want %d", len(b.Records), len(want))
