@@ -20,7 +20,7 @@ import (
 const assumedSampleInterval = 15 * time.Second
 
 // subqueryDefaultStep is the step of a subquery written without one
-// (x[1h:]), as NewEngine's NoStepSubqueryIntervalFn says.
+// (x[1h:]) that EstimatePoints assumes; Engine uses Options.DefaultStep.
 const subqueryDefaultStep = time.Minute
 
 // Engine is Prometheus' PromQL engine behind shiplog's guard: before a query
@@ -69,7 +69,7 @@ func (e *Engine) check(qs string, span, step time.Duration) error {
 	if err != nil {
 		return nil
 	}
-	c := EstimatePoints(expr, span, step)
+	c := estimatePoints(expr, span, step, e.opts.DefaultStep)
 	if c.Points <= float64(e.opts.MaxSamples) {
 		return nil
 	}
@@ -86,6 +86,7 @@ type Cost struct {
 	Points      float64 // every evaluation step and every point a function reads, summed
 	Worst       string  // the subquery or range selector with the most points
 	WorstPoints float64
+	defStep     time.Duration
 }
 
 // EstimatePoints estimates, from the expression alone, the points the
@@ -99,10 +100,16 @@ type Cost struct {
 // is per series (it cannot know how many a selector matches); the engine's
 // MaxSamples bounds the rest while evaluating.
 func EstimatePoints(expr parser.Expr, span, step time.Duration) Cost {
+	return estimatePoints(expr, span, step, subqueryDefaultStep)
+}
+
+// estimatePoints is EstimatePoints with defStep the step of subqueries
+// written without one.
+func estimatePoints(expr parser.Expr, span, step, defStep time.Duration) Cost {
 	if step <= 0 {
 		step = time.Second // any: an instant query has one step
 	}
-	c := Cost{}
+	c := Cost{defStep: defStep}
 	sp, st := float64(span), float64(step)
 	c.Points = sp/st + 1
 	c.walk(expr, sp, st)
@@ -117,9 +124,9 @@ func (c *Cost) walk(node parser.Node, span, step float64) {
 		c.add(steps*float64(n.Range)/float64(assumedSampleInterval), "["+promDuration(n.Range)+"]")
 		return
 	case *parser.SubqueryExpr:
-		sstep := float64(subqueryStep(n))
+		sstep := float64(c.subqueryStep(n))
 		inner := span + float64(n.Range)
-		c.add(steps*float64(n.Range)/sstep+inner/sstep+1, "["+promDuration(n.Range)+":"+promDuration(subqueryStep(n))+"]")
+		c.add(steps*float64(n.Range)/sstep+inner/sstep+1, "["+promDuration(n.Range)+":"+promDuration(c.subqueryStep(n))+"]")
 		c.walk(n.Expr, inner, sstep)
 		return
 	}
@@ -135,11 +142,11 @@ func (c *Cost) add(pts float64, what string) {
 	}
 }
 
-func subqueryStep(sq *parser.SubqueryExpr) time.Duration {
+func (c *Cost) subqueryStep(sq *parser.SubqueryExpr) time.Duration {
 	if sq.Step > 0 {
 		return sq.Step
 	}
-	return subqueryDefaultStep
+	return c.defStep
 }
 
 func promDuration(d time.Duration) string { return prommodel.Duration(d).String() }

@@ -36,6 +36,9 @@ type Options struct {
 	MaxPoints      int           // steps of a range query (start, end and step)
 	Timeout        time.Duration // per query
 	LookbackDelta  time.Duration // how far back an instant selector looks for a sample
+	// DefaultStep is the step of a subquery written without one (x[1h:]):
+	// Prometheus uses its global evaluation interval, 1m by default.
+	DefaultStep time.Duration
 }
 
 // DefaultOptions returns the limits shiplog runs with.
@@ -47,6 +50,7 @@ func DefaultOptions() Options {
 		MaxPoints:      11_000,
 		Timeout:        2 * time.Minute,
 		LookbackDelta:  5 * time.Minute,
+		DefaultStep:    time.Minute,
 	}
 }
 
@@ -70,6 +74,9 @@ func (o *Options) fill() {
 	if o.LookbackDelta <= 0 {
 		o.LookbackDelta = d.LookbackDelta
 	}
+	if o.DefaultStep <= 0 {
+		o.DefaultStep = d.DefaultStep
+	}
 }
 
 // NewEngine returns a PromQL engine with opts' limits, behind the guard that
@@ -90,9 +97,9 @@ func NewEngine(opts Options, log *slog.Logger, reg prometheus.Registerer) *Engin
 		LookbackDelta:        opts.LookbackDelta,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
-		// A subquery without a step evaluates every minute, as Prometheus
-		// does with its default evaluation interval.
-		NoStepSubqueryIntervalFn: func(int64) int64 { return subqueryDefaultStep.Milliseconds() },
+		// A subquery without a step evaluates every DefaultStep, as
+		// Prometheus does every evaluation interval.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return opts.DefaultStep.Milliseconds() },
 	})}
 }
 

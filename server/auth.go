@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -126,6 +127,37 @@ func (a *Auth) check(token, scope string) (string, error) {
 	return "", errBadToken
 }
 
+// checkHTTP checks an Authorization header: a bearer token; or, as
+// Elasticsearch clients send one, "ApiKey" with the token, or with
+// base64("id:token"); or Basic with the token as the password.
+func (a *Auth) checkHTTP(h, scope string) (string, error) {
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(h), " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case strings.EqualFold(scheme, "ApiKey") && cred != "":
+		name, err := a.check(cred, scope)
+		if errors.Is(err, errBadToken) {
+			if dec, derr := base64.StdEncoding.DecodeString(cred); derr == nil {
+				if _, key, ok := strings.Cut(string(dec), ":"); ok && key != "" {
+					return a.check(key, scope)
+				}
+			}
+		}
+		return name, err
+	case strings.EqualFold(scheme, "Basic") && cred != "":
+		dec, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return "", errBadToken
+		}
+		_, pass, _ := strings.Cut(string(dec), ":")
+		if pass == "" {
+			return "", errBadToken
+		}
+		return a.check(pass, scope)
+	}
+	return a.check(bearer(h), scope)
+}
+
 func bearer(h string) string {
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		return strings.TrimSpace(h[7:])
@@ -209,10 +241,12 @@ func httpScope(r *http.Request) string {
 		return ""
 	case p == "/-/reload" || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/v1/admin/"):
 		return ScopeAdmin
+	case (r.Method == http.MethodPost || r.Method == http.MethodPut) && (p == "/_bulk" || esIndexBulk(p)):
+		return ScopeIngest
 	case r.Method == http.MethodPost && (p == "/v1/logs:write" || p == "/v1/logs:jsonl" || p == "/v1/logs" ||
 		p == "/v1/metrics" || p == "/v1/metrics:push" || p == "/api/v1/write" || p == "/loki/api/v1/push" || strings.HasPrefix(p, "/otlp/")):
 		return ScopeIngest
-	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || p == "/metrics":
+	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || p == "/metrics" || p == "/federate":
 		return ScopeQuery
 	}
 	return ""
@@ -225,7 +259,7 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		name, err := a.check(bearer(r.Header.Get("Authorization")), scope)
+		name, err := a.checkHTTP(r.Header.Get("Authorization"), scope)
 		if err != nil {
 			code, c := http.StatusForbidden, codes.PermissionDenied
 			if errors.Is(err, errNoToken) || errors.Is(err, errBadToken) {

@@ -25,6 +25,9 @@ type stored struct {
 	Accepted, Duplicates, Rejected int
 	FirstReject                    error // why the first rejected record was refused
 	Done                           int   // records handled (stored or refused), a prefix of those given
+	// OnReject, when set, hears of each record storeRecords refuses (its
+	// index among those given) and why.
+	OnReject func(i int, err error)
 }
 
 func (s *stored) reject(n int, err error) {
@@ -42,17 +45,16 @@ func (s *stored) reject(n int, err error) {
 // not the records' fault (store failures, cancellation); what was counted
 // before it is stored.
 func storeRecords(ctx context.Context, in *ingest.Ingester, recs []model.Record, res *stored) error {
-	for len(recs) > 0 {
-		n := min(len(recs), ecoChunk)
-		if err := storeBisect(ctx, in, recs[:n], res); err != nil {
+	for off := 0; off < len(recs); off += ecoChunk {
+		n := min(len(recs)-off, ecoChunk)
+		if err := storeBisect(ctx, in, recs[off:off+n], off, res); err != nil {
 			return err
 		}
-		recs = recs[n:]
 	}
 	return nil
 }
 
-func storeBisect(ctx context.Context, in *ingest.Ingester, recs []model.Record, res *stored) error {
+func storeBisect(ctx context.Context, in *ingest.Ingester, recs []model.Record, off int, res *stored) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -67,13 +69,16 @@ func storeBisect(ctx context.Context, in *ingest.Ingester, recs []model.Record, 
 		return err
 	case len(recs) == 1:
 		res.reject(1, err)
+		if res.OnReject != nil {
+			res.OnReject(off, err)
+		}
 		return nil
 	}
 	h := len(recs) / 2
-	if err := storeBisect(ctx, in, recs[:h], res); err != nil {
+	if err := storeBisect(ctx, in, recs[:h], off, res); err != nil {
 		return err
 	}
-	return storeBisect(ctx, in, recs[h:], res)
+	return storeBisect(ctx, in, recs[h:], off+h, res)
 }
 
 // rejectMessage is the reason a record was refused, without ingest's
@@ -85,10 +90,12 @@ func rejectMessage(err error) string {
 
 // registerEcosystem adds the OTLP services to the gRPC server and the OTLP/HTTP
 // and Loki push endpoints to the HTTP mux.
-func registerEcosystem(gs *grpc.Server, mux *http.ServeMux, core Core, maxBody int64, log *slog.Logger) {
-	o := &otlpServer{core: core, log: log}
+func registerEcosystem(gs *grpc.Server, mux *http.ServeMux, core Core, opts Options, log *slog.Logger, meta *metaStore) {
+	maxBody := int64(opts.MaxRecvBytes)
+	o := &otlpServer{core: core, log: log, meta: meta, names: newOTLPNames(opts.OTLPBuildAttrs, opts.OTLPDeployAttrs)}
 	registerOTLPGRPC(gs, o)
 	mux.Handle("POST /v1/logs", otlpHTTPHandler(o, maxBody, o.exportLogsHTTP))
 	mux.Handle("POST /v1/metrics", otlpHTTPHandler(o, maxBody, o.exportMetricsHTTP))
 	mux.Handle("POST /loki/api/v1/push", lokiPushHandler(core, maxBody))
+	registerES(mux, core, maxBody)
 }

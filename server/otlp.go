@@ -27,8 +27,10 @@ import (
 )
 
 type otlpServer struct {
-	core Core
-	log  *slog.Logger
+	core  Core
+	log   *slog.Logger
+	meta  *metaStore
+	names *otlpNames
 }
 
 type otlpLogsService struct {
@@ -68,7 +70,7 @@ func (o *otlpServer) exportLogs(ctx context.Context, req *collogspb.ExportLogsSe
 // exportLogsHeld is exportLogs for a caller that holds an ingest slot.
 func (o *otlpServer) exportLogsHeld(ctx context.Context, req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
 	var res stored
-	recs := otlpLogs(req, &res)
+	recs := o.names.logs(req, &res)
 	if err := storeRecords(ctx, o.core.Ingest, recs, &res); err != nil {
 		return nil, err
 	}

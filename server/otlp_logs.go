@@ -35,18 +35,53 @@ const (
 	otelMaxFlattenDeep = 16 // nesting of kvlists flattened into dotted keys; deeper is JSON text
 )
 
-// isLabelKey reports whether an attribute key maps to a record field.
-func isLabelKey(k string) bool {
-	switch k {
-	case otelServiceName, otelHostName, otelInstanceID, otelDeploymentID, otelPipelineRunID, otelBuildID:
-		return true
-	}
-	return false
+// otlpNames says which attributes become the build and deploy fields (and
+// labels), in order of preference: the first present wins, and is taken out
+// of the attributes; the others stay.
+type otlpNames struct {
+	build, deploy []string
 }
 
-// otlpLogs converts an export request. A record that cannot be converted is
-// counted in res as rejected, with why.
+// Default attribute names of the build and the deploy: OpenTelemetry's
+// semantic conventions, then the names shiplog's own records use.
+var (
+	defaultBuildAttrs  = []string{otelPipelineRunID, otelBuildID, "build_id"}
+	defaultDeployAttrs = []string{otelDeploymentID, "deploy_id"}
+	defaultOTLPNames   = &otlpNames{build: defaultBuildAttrs, deploy: defaultDeployAttrs}
+)
+
+// otelUnknownService is the service of records that name none, as
+// OpenTelemetry's SDKs default service.name.
+const otelUnknownService = "unknown_service"
+
+func newOTLPNames(build, deploy []string) *otlpNames {
+	n := &otlpNames{build: build, deploy: deploy}
+	if len(n.build) == 0 {
+		n.build = defaultBuildAttrs
+	}
+	if len(n.deploy) == 0 {
+		n.deploy = defaultDeployAttrs
+	}
+	return n
+}
+
+// isLabelKey reports whether an attribute key may map to a record field.
+func (n *otlpNames) isLabelKey(k string) bool {
+	switch k {
+	case otelServiceName, otelHostName, otelInstanceID:
+		return true
+	}
+	return slices.Contains(n.build, k) || slices.Contains(n.deploy, k)
+}
+
+// otlpLogs converts with the default attribute names.
 func otlpLogs(req *collogspb.ExportLogsServiceRequest, res *stored) []model.Record {
+	return defaultOTLPNames.logs(req, res)
+}
+
+// logs converts an export request. A record that cannot be converted is
+// counted in res as rejected, with why.
+func (nm *otlpNames) logs(req *collogspb.ExportLogsServiceRequest, res *stored) []model.Record {
 	n := 0
 	for _, rl := range req.GetResourceLogs() {
 		for _, sl := range rl.GetScopeLogs() {
@@ -58,12 +93,12 @@ func otlpLogs(req *collogspb.ExportLogsServiceRequest, res *stored) []model.Reco
 		resAttrs := slices.Clip(sortAttrs(flattenAttrs(nil, "", rl.GetResource().GetAttributes(), 0)))
 		for _, sl := range rl.GetScopeLogs() {
 			full := scopeAttrs(resAttrs, sl.GetScope())
-			labels, base := pickLabels(full)
+			labels, base := nm.pickLabels(full)
 			for _, lr := range sl.GetLogRecords() {
 				if lr == nil {
 					continue
 				}
-				rec, err := otlpLogRecord(lr, full, labels, base)
+				rec, err := nm.logRecord(lr, full, labels, base)
 				if err != nil {
 					res.reject(1, err)
 					continue
@@ -95,7 +130,7 @@ func scopeAttrs(resAttrs []model.Attr, sc *commonpb.InstrumentationScope) []mode
 	return mergeSorted(resAttrs, sortAttrs(own))
 }
 
-func otlpLogRecord(lr *logspb.LogRecord, full []model.Attr, labels model.Labels, base []model.Attr) (model.Record, error) {
+func (nm *otlpNames) logRecord(lr *logspb.LogRecord, full []model.Attr, labels model.Labels, base []model.Attr) (model.Record, error) {
 	rec := model.Record{Labels: labels, Attrs: base}
 	t := lr.GetTimeUnixNano()
 	if t == 0 {
@@ -131,8 +166,8 @@ func otlpLogRecord(lr *logspb.LogRecord, full []model.Attr, labels model.Labels,
 		return rec, nil
 	}
 	own := sortAttrs(flattenAttrs(extra, "", lr.GetAttributes(), 0))
-	if slices.ContainsFunc(own, func(a model.Attr) bool { return isLabelKey(a.Key) }) {
-		rec.Labels, rec.Attrs = pickLabels(mergeSorted(full, own))
+	if slices.ContainsFunc(own, func(a model.Attr) bool { return nm.isLabelKey(a.Key) }) {
+		rec.Labels, rec.Attrs = nm.pickLabels(mergeSorted(full, own))
 	} else {
 		rec.Attrs = mergeSorted(base, own)
 	}
@@ -169,52 +204,57 @@ func hexID(b []byte) string {
 }
 
 // pickLabels takes the record fields out of sorted attributes: service.name
-// is the service; host.name, else service.instance.id, the host;
-// deployment.id the deploy; cicd.pipeline.run.id, else build.id, the build.
-// The attributes used are left out of the returned list (a new slice when
-// any is). The list returned has no spare capacity: records share it, and
-// Ingest may append to a record's list (truncated=true).
-func pickLabels(attrs []model.Attr) (model.Labels, []model.Attr) {
+// is the service (unknown_service when there is none, as OpenTelemetry's
+// SDKs say); host.name, else service.instance.id, the host; the first of
+// nm's build attributes present the build, of its deploy attributes the
+// deploy. The attributes used are left out of the returned list (a new
+// slice when any is). The list returned has no spare capacity: records share
+// it, and Ingest may append to a record's list (truncated=true).
+func (nm *otlpNames) pickLabels(attrs []model.Attr) (model.Labels, []model.Attr) {
 	var l model.Labels
-	var instance, buildID string
-	used := 0
+	var instance string
+	var usedBuf [5]string
+	used := usedBuf[:0]
+	build, deploy := len(nm.build), len(nm.deploy) // rank of the value taken
 	for _, a := range attrs {
 		switch a.Key {
 		case otelServiceName:
 			l.Service = a.Value
+			used = append(used, a.Key)
 		case otelHostName:
 			l.Host = a.Value
+			used = append(used, a.Key)
 		case otelInstanceID:
 			instance = a.Value
-		case otelDeploymentID:
-			l.DeployID = a.Value
-		case otelPipelineRunID:
-			l.BuildID = a.Value
-		case otelBuildID:
-			buildID = a.Value
-		default:
-			continue
 		}
-		used++
+		if i := slices.Index(nm.build, a.Key); i >= 0 && i < build && a.Value != "" {
+			build, l.BuildID = i, a.Value
+		}
+		if i := slices.Index(nm.deploy, a.Key); i >= 0 && i < deploy && a.Value != "" {
+			deploy, l.DeployID = i, a.Value
+		}
 	}
-	if used == 0 {
+	if l.Service == "" {
+		l.Service = otelUnknownService
+	}
+	if l.Host == "" && instance != "" {
+		l.Host = instance
+		used = append(used, otelInstanceID)
+	}
+	if build < len(nm.build) {
+		used = append(used, nm.build[build])
+	}
+	if deploy < len(nm.deploy) {
+		used = append(used, nm.deploy[deploy])
+	}
+	if len(used) == 0 {
 		return l, slices.Clip(attrs)
 	}
-	keepInstance, keepBuildID := l.Host != "", l.BuildID != ""
-	if l.Host == "" {
-		l.Host = instance
-	}
-	if l.BuildID == "" {
-		l.BuildID = buildID
-	}
-	out := make([]model.Attr, 0, len(attrs)-used+2)
+	out := make([]model.Attr, 0, len(attrs))
 	for _, a := range attrs {
-		switch {
-		case a.Key == otelInstanceID && keepInstance, a.Key == otelBuildID && keepBuildID:
-		case isLabelKey(a.Key):
-			continue
+		if !slices.Contains(used, a.Key) {
+			out = append(out, a)
 		}
-		out = append(out, a)
 	}
 	return l, slices.Clip(out)
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,7 +59,7 @@ func (o *otlpServer) exportMetricsHeld(ctx context.Context, req *colmetricspb.Ex
 		return nil, errNoMetrics
 	}
 	var res stored
-	series := otlpMetrics(req, &res)
+	series := o.names.metrics(req, &res, o.meta)
 	if err := storeSeries(ctx, o.core.Metrics.Ingest, series, &res); err != nil {
 		return nil, err
 	}
@@ -139,25 +140,58 @@ func (s *seriesSet) find(ls []model.Label) int {
 	return i
 }
 
-// otlpMetrics converts an export request; data points it cannot take are
-// counted in res.
+// otlpMetrics converts with the default attribute names, keeping no
+// metadata.
 func otlpMetrics(req *colmetricspb.ExportMetricsServiceRequest, res *stored) []model.Series {
+	return defaultOTLPNames.metrics(req, res, nil)
+}
+
+// metrics converts an export request; data points it cannot take are
+// counted in res. Each resource with series gets a target_info series, and
+// each metric's type, description and unit go to meta (nil: none).
+func (nm *otlpNames) metrics(req *colmetricspb.ExportMetricsServiceRequest, res *stored, meta *metaStore) []model.Series {
 	set := &seriesSet{index: map[string]int{}}
 	mn := otlptranslator.NewMetricNamer("", otlptranslator.UnderscoreEscapingWithSuffixes)
 	for _, rm := range req.GetResourceMetrics() {
-		base := resourceLabels(rm.GetResource().GetAttributes())
+		attrs := rm.GetResource().GetAttributes()
+		base := nm.resourceLabels(attrs)
+		before := len(set.series)
+		var newest int64
 		for _, sm := range rm.GetScopeMetrics() {
 			for _, m := range sm.GetMetrics() {
-				convertMetric(set, &mn, m, base, res)
+				newest = max(newest, convertMetric(set, &mn, m, base, res, meta))
 			}
+		}
+		if len(set.series) > before {
+			addTargetInfo(set, base, attrs, newest)
 		}
 	}
 	return set.series
 }
 
+// addTargetInfo adds the resource's target_info sample (value 1, at the
+// newest data point's time), as Prometheus' OTLP receiver writes it: job
+// and instance, and every resource attribute but those job and instance
+// come from, as labels. A resource with no other attribute gets none.
+func addTargetInfo(set *seriesSet, base []model.Label, attrs []*commonpb.KeyValue, t int64) {
+	var rest []*commonpb.KeyValue
+	for _, kv := range attrs {
+		switch kv.GetKey() {
+		case otelServiceName, "service.namespace", otelInstanceID:
+			continue
+		}
+		rest = append(rest, kv)
+	}
+	if len(rest) == 0 {
+		return
+	}
+	set.add(pointLabels("target_info", base, rest), t, 1)
+}
+
 // resourceLabels are the labels every series of a resource gets.
-func resourceLabels(attrs []*commonpb.KeyValue) []model.Label {
-	var name, namespace, instance, host, deploy, build, buildID string
+func (nm *otlpNames) resourceLabels(attrs []*commonpb.KeyValue) []model.Label {
+	var name, namespace, instance, host, deploy, build string
+	buildRank, deployRank := len(nm.build), len(nm.deploy)
 	for _, kv := range attrs {
 		v := anyString(kv.GetValue())
 		switch kv.GetKey() {
@@ -169,12 +203,12 @@ func resourceLabels(attrs []*commonpb.KeyValue) []model.Label {
 			instance = v
 		case otelHostName:
 			host = v
-		case otelDeploymentID:
-			deploy = v
-		case otelPipelineRunID:
-			build = v
-		case otelBuildID:
-			buildID = v
+		}
+		if i := slices.Index(nm.build, kv.GetKey()); i >= 0 && i < buildRank && v != "" {
+			buildRank, build = i, v
+		}
+		if i := slices.Index(nm.deploy, kv.GetKey()); i >= 0 && i < deployRank && v != "" {
+			deployRank, deploy = i, v
 		}
 	}
 	if namespace != "" && name != "" {
@@ -182,9 +216,6 @@ func resourceLabels(attrs []*commonpb.KeyValue) []model.Label {
 	}
 	if instance == "" {
 		instance = host
-	}
-	if build == "" {
-		build = buildID
 	}
 	var ls []model.Label
 	for _, l := range []model.Label{{Name: promJob, Value: name}, {Name: promInstance, Value: instance}, {Name: promHost, Value: host},
@@ -196,7 +227,9 @@ func resourceLabels(attrs []*commonpb.KeyValue) []model.Label {
 	return ls
 }
 
-func convertMetric(set *seriesSet, mn *otlptranslator.MetricNamer, m *metricspb.Metric, base []model.Label, res *stored) {
+// convertMetric adds m's data points to set, and returns the newest data
+// point's time (Unix milliseconds).
+func convertMetric(set *seriesSet, mn *otlptranslator.MetricNamer, m *metricspb.Metric, base []model.Label, res *stored, meta *metaStore) int64 {
 	var typ otlptranslator.MetricType = otlptranslator.MetricTypeGauge
 	cumulative := true
 	var points int
@@ -223,17 +256,19 @@ func convertMetric(set *seriesSet, mn *otlptranslator.MetricNamer, m *metricspb.
 		typ = otlptranslator.MetricTypeExponentialHistogram
 		cumulative = d.ExponentialHistogram.GetAggregationTemporality() == metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE
 	default:
-		return
+		return 0
 	}
 	if !cumulative && typ != otlptranslator.MetricTypeNonMonotonicCounter {
 		res.reject(points, invalid("metric %q: delta temporality is not supported (configure the exporter for cumulative temporality)", m.GetName()))
-		return
+		return 0
 	}
 	name, err := mn.Build(otlptranslator.Metric{Name: m.GetName(), Unit: m.GetUnit(), Type: typ})
 	if err != nil || !ingest.ValidMetricName(name) {
 		res.reject(points, invalid("metric %q: no valid Prometheus name for it", m.GetName()))
-		return
+		return 0
 	}
+	meta.add(name, metricMeta{Type: promMetaType(typ), Help: m.GetDescription(), Unit: unitNamer.Build(m.GetUnit())})
+	newest := otlpNewest(m)
 	switch d := m.GetData().(type) {
 	case *metricspb.Metric_Gauge:
 		for _, p := range d.Gauge.GetDataPoints() {
@@ -256,6 +291,52 @@ func convertMetric(set *seriesSet, mn *otlptranslator.MetricNamer, m *metricspb.
 			addExpHistogram(set, name, base, p, res)
 		}
 	}
+	return newest
+}
+
+// unitNamer renders OTLP units as Prometheus' OTLP receiver does in
+// metadata (ms: milliseconds).
+var unitNamer = otlptranslator.UnitNamer{}
+
+// promMetaType is the Prometheus metadata type of an OTLP metric type.
+func promMetaType(t otlptranslator.MetricType) string {
+	switch t {
+	case otlptranslator.MetricTypeMonotonicCounter:
+		return "counter"
+	case otlptranslator.MetricTypeHistogram, otlptranslator.MetricTypeExponentialHistogram:
+		return "histogram"
+	case otlptranslator.MetricTypeSummary:
+		return "summary"
+	}
+	return "gauge"
+}
+
+// otlpNewest is the newest of m's data points' times (Unix milliseconds).
+func otlpNewest(m *metricspb.Metric) int64 {
+	var ns uint64
+	switch d := m.GetData().(type) {
+	case *metricspb.Metric_Gauge:
+		for _, p := range d.Gauge.GetDataPoints() {
+			ns = max(ns, p.GetTimeUnixNano())
+		}
+	case *metricspb.Metric_Sum:
+		for _, p := range d.Sum.GetDataPoints() {
+			ns = max(ns, p.GetTimeUnixNano())
+		}
+	case *metricspb.Metric_Histogram:
+		for _, p := range d.Histogram.GetDataPoints() {
+			ns = max(ns, p.GetTimeUnixNano())
+		}
+	case *metricspb.Metric_Summary:
+		for _, p := range d.Summary.GetDataPoints() {
+			ns = max(ns, p.GetTimeUnixNano())
+		}
+	case *metricspb.Metric_ExponentialHistogram:
+		for _, p := range d.ExponentialHistogram.GetDataPoints() {
+			ns = max(ns, p.GetTimeUnixNano())
+		}
+	}
+	return otlpMillis(ns)
 }
 
 // addExpHistogram adds an exponential histogram data point as a native

@@ -82,8 +82,8 @@ func TestOTLPLogs(t *testing.T) {
 			`attrs=[build.id=b-old cloud.region=eu event.name=user.login k8s.ns=prod k8s.pod=p-1 otel.scope.name=app/log otel.scope.version=1.2 service.instance.id=i-1]`,
 		`t=0 svc=worker host=i-1 build=build-7 deploy=deploy-42 level=info trace= span= msg="\"AQI=\"" ` +
 			`attrs=[build.id=b-old cloud.region=eu k8s.ns=prod k8s.pod=p-1 otel.scope.name=app/log otel.scope.version=1.2 severity_text=loud]`,
-		`t=0 svc= host= build= deploy= level=fatal trace= span= msg="bare" attrs=[]`,
-		`t=0 svc= host=i-9 build=b-9 deploy= level=trace trace= span= msg="" attrs=[]`,
+		`t=0 svc=unknown_service host= build= deploy= level=fatal trace= span= msg="bare" attrs=[]`,
+		`t=0 svc=unknown_service host=i-9 build=b-9 deploy= level=trace trace= span= msg="" attrs=[]`,
 	}
 	if len(recs) != len(want) {
 		for _, r := range recs {
@@ -165,7 +165,12 @@ func TestOTLPMetrics(t *testing.T) {
 		}}},
 	}}}
 	var res stored
-	series := otlpMetrics(req, &res)
+	meta := newMetaStore()
+	series := defaultOTLPNames.metrics(req, &res, meta)
+	if got := fmt.Sprint(meta.get("rpc_latency_milliseconds", 0, 0), meta.get("http_requests_total", 0, 0)); got !=
+		"map[rpc_latency_milliseconds:[{summary  milliseconds}]] map[http_requests_total:[{counter  }]]" {
+		t.Errorf("metadata: %s", got)
+	}
 	var got []string
 	for _, s := range series {
 		for _, smp := range s.Samples {
@@ -189,6 +194,8 @@ func TestOTLPMetrics(t *testing.T) {
 		`rpc_latency_milliseconds{` + base + `, quantile="0.5"} 1767268800123 10`,
 		`rpc_latency_milliseconds_sum{` + base + `} 1767268800123 30`,
 		`rpc_latency_milliseconds_count{` + base + `} 1767268800123 2`,
+		// Prometheus' OTLP receiver writes the resource's other attributes here.
+		`target_info{deploy_id="d-1", deployment_id="d-1", host="web-1", host_name="web-1", instance="web-1", job="shop/api"} 1767268800123 1`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -211,5 +218,42 @@ func TestOTLPMetrics(t *testing.T) {
 	wantH := `rpc_size_bytes{` + base + `} 1767268800123 schema=8 zero=1 count=18 sum=12.5 pos=[{0 2}] [6 3] neg=[{1 1}] [2]`
 	if strings.Join(hists, "\n") != wantH {
 		t.Errorf("histograms\n%s\nwant\n%s", strings.Join(hists, "\n"), wantH)
+	}
+}
+
+// TestOTLPLogsNames: build and deploy come from the attribute names
+// configured (--otlp-build-attr, --otlp-deploy-attr), the first present
+// winning; by default build_id and deploy_id count too.
+func TestOTLPLogsNames(t *testing.T) {
+	req := func(attrs ...string) *collogspb.ExportLogsServiceRequest {
+		return &collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{
+			Resource:  &resourcepb.Resource{Attributes: kvs(attrs...)},
+			ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{{Body: str("x")}}}},
+		}}}
+	}
+	cases := []struct {
+		name          string
+		build, deploy []string
+		attrs         []string
+		want          string
+	}{
+		{"default names", nil, nil, []string{"service.name", "api", "build_id", "b-1", "deploy_id", "d-1", "service.version", "1.2"},
+			`t=0 svc=api host= build=b-1 deploy=d-1 level=info trace= span= msg="x" attrs=[service.version=1.2]`},
+		{"semantic conventions first", nil, nil, []string{"build_id", "b-1", "build.id", "b-2", "deploy_id", "d-1", "deployment.id", "d-2"},
+			`t=0 svc=unknown_service host= build=b-2 deploy=d-2 level=info trace= span= msg="x" attrs=[build_id=b-1 deploy_id=d-1]`},
+		{"service.version as the build", []string{"service.version"}, []string{"env.release"}, []string{"service.name", "api", "build.id", "b-2", "service.version", "1.2", "env.release", "r-7"},
+			`t=0 svc=api host= build=1.2 deploy=r-7 level=info trace= span= msg="x" attrs=[build.id=b-2]`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var res stored
+			recs := newOTLPNames(c.build, c.deploy).logs(req(c.attrs...), &res)
+			if len(recs) != 1 {
+				t.Fatalf("%d records", len(recs))
+			}
+			if got := recString(recs[0]); got != c.want {
+				t.Errorf("\n got %s\nwant %s", got, c.want)
+			}
+		})
 	}
 }

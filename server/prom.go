@@ -38,6 +38,10 @@ type promAPI struct {
 	parser   parser.Parser
 	maxBytes int   // largest remote-write body once decompressed
 	maxBody  int64 // largest remote-write body as sent
+	meta     *metaStore
+	// defaultStep is the subquery step when none is given (as Prometheus'
+	// evaluation interval; --promql-default-step).
+	defaultStep time.Duration
 }
 
 // Prometheus' bounds for optional start and end (web/api/v1 MinTime, MaxTime).

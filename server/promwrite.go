@@ -7,32 +7,57 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/shiplog/shiplog/model"
 )
 
-// remoteWrite takes Prometheus remote write 1.0: a snappy-compressed
-// prompb.WriteRequest. It answers 204 once the samples are durable; bad input
-// is a 400 in the Prometheus API's error format, which senders do not retry.
-// Native histograms (send_native_histograms) are stored with the floats.
+// Remote write message types (the proto parameter of the Content-Type).
+const (
+	rwMsgV1 = "prometheus.WriteRequest"
+	rwMsgV2 = "io.prometheus.write.v2.Request"
+)
+
+// remoteWriteMsg is the message type a request's Content-Type names: no
+// Content-Type, or no proto parameter, is remote write 1.0.
+func remoteWriteMsg(r *http.Request) (string, *promError) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return rwMsgV1, nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/x-protobuf" {
+		return "", &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
+			err: fmt.Errorf("content type %q: want application/x-protobuf (Prometheus remote write 1.0 or 2.0)", ct)}
+	}
+	switch p := params["proto"]; p {
+	case "", rwMsgV1:
+		return rwMsgV1, nil
+	case rwMsgV2:
+		return rwMsgV2, nil
+	default:
+		return "", &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
+			err: fmt.Errorf("remote write message %q is not supported: send %s (remote write 1.0) or %s (2.0)", p, rwMsgV1, rwMsgV2)}
+	}
+}
+
+// remoteWrite takes Prometheus remote write 1.0 (a snappy-compressed
+// prompb.WriteRequest) and 2.0 (io.prometheus.write.v2.Request, with its
+// symbols table and per-series metadata). It answers 204 once the samples
+// are durable; bad input is a 400 in the Prometheus API's error format,
+// which senders do not retry. Native histograms are stored with the floats;
+// metadata is kept for /api/v1/metadata. 2.0 answers carry the
+// X-Prometheus-Remote-Write-*-Written headers.
 func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 	if a.core.Metrics == nil {
 		writePromError(w, &promError{typ: "unavailable", code: http.StatusServiceUnavailable, err: errNoMetrics})
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/x-protobuf" {
-			writePromError(w, &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
-				err: fmt.Errorf("content type %q: want application/x-protobuf (Prometheus remote write 1.0)", ct)})
-			return
-		}
-		if p := params["proto"]; p != "" && p != "prometheus.WriteRequest" {
-			writePromError(w, &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
-				err: fmt.Errorf("remote write message %q is not supported: send prometheus.WriteRequest (remote write 1.0)", p)})
-			return
-		}
+	msg, perr := remoteWriteMsg(r)
+	if perr != nil {
+		writePromError(w, perr)
+		return
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
 		writePromError(w, &promError{typ: "bad_data", code: http.StatusUnsupportedMediaType,
@@ -60,6 +85,10 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mem.give(int64(cap(body)))
+	if msg == rwMsgV2 {
+		a.remoteWriteV2(w, r, raw)
+		return
+	}
 	var req prompb.WriteRequest
 	if err := req.Unmarshal(raw); err != nil {
 		writePromError(w, promBadData(fmt.Errorf("body is not a prometheus.WriteRequest: %w", err)))
@@ -69,6 +98,9 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writePromError(w, promWriteError(err))
 		return
+	}
+	for _, m := range req.Metadata {
+		a.meta.add(m.MetricFamilyName, metricMeta{Type: strings.ToLower(m.Type.String()), Help: m.Help, Unit: m.Unit})
 	}
 	if _, err := a.ins.storeMetricsHeld(r.Context(), a.core, series); err != nil {
 		writePromError(w, promWriteError(err))
@@ -126,15 +158,7 @@ func seriesFromRemoteWrite(req *prompb.WriteRequest) (_ []model.Series, badHist,
 			if h.Timestamp < 0 {
 				return nil, nil, invalid("series %d %s: timestamp %d is before 1970", i, model.LabelsString(ls), h.Timestamp)
 			}
-			hs := model.HistogramSample{T: h.Timestamp}
-			var err error
-			if h.IsFloatHistogram() {
-				hs.FH = h.ToFloatHistogram()
-				err = hs.FH.Validate()
-			} else {
-				hs.H = h.ToIntHistogram()
-				err = hs.H.Validate()
-			}
+			hs, err := nativeHistogram(h.Timestamp, h)
 			if err != nil {
 				if bad == 0 {
 					badHist = fmt.Errorf("series %d %s: native histogram at %d: %w", i, model.LabelsString(ls), h.Timestamp, err)
@@ -153,4 +177,22 @@ func seriesFromRemoteWrite(req *prompb.WriteRequest) (_ []model.Series, badHist,
 		badHist = invalid("%d native histograms were not valid and were dropped, the rest of the batch stored; the first: %v", bad, badHist)
 	}
 	return out, badHist, nil
+}
+
+// remoteHistogram is a native histogram of remote write 1.0 or 2.0.
+type remoteHistogram interface {
+	IsFloatHistogram() bool
+	ToIntHistogram() *histogram.Histogram
+	ToFloatHistogram() *histogram.FloatHistogram
+}
+
+// nativeHistogram converts and validates a remote-write histogram.
+func nativeHistogram(t int64, h remoteHistogram) (model.HistogramSample, error) {
+	hs := model.HistogramSample{T: t}
+	if h.IsFloatHistogram() {
+		hs.FH = h.ToFloatHistogram()
+		return hs, hs.FH.Validate()
+	}
+	hs.H = h.ToIntHistogram()
+	return hs, hs.H.Validate()
 }

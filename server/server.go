@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,11 @@ type Options struct {
 	TLS *tls.Config
 	// Registerer gets the server's own metrics (nil: none).
 	Registerer prometheus.Registerer
+	// OTLPBuildAttrs and OTLPDeployAttrs name the OTLP attributes whose
+	// value is a record's (and a series') build_id and deploy_id, the first
+	// present winning (empty: OpenTelemetry's semantic conventions, then
+	// build_id and deploy_id).
+	OTLPBuildAttrs, OTLPDeployAttrs []string
 }
 
 // DefaultOptions returns the contract's defaults.
@@ -70,6 +76,8 @@ func DefaultOptions() Options {
 		ReadHeaderTimeout: 10 * time.Second,
 		BodyReadTimeout:   time.Minute,
 		IdleTimeout:       2 * time.Minute,
+		OTLPBuildAttrs:    slices.Clone(defaultBuildAttrs),
+		OTLPDeployAttrs:   slices.Clone(defaultDeployAttrs),
 	}
 }
 
@@ -246,16 +254,18 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
 	alertHandlers(mux, core)
 	promRulesHandlers(mux, core)
-	registerEcosystem(s.grpc, mux, core, int64(opts.MaxRecvBytes), log) // OTLP, Loki push
-	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes)}
+	meta := newMetaStore()
+	registerEcosystem(s.grpc, mux, core, opts, log, meta) // OTLP, Loki push, Elasticsearch bulk
+	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes), meta: meta}
 	prom.register(mux)
+	prom.registerExtra(mux, s.ready.Load)
 	mux.Handle("/v1/", gw) // the query limits apply in limitedQueries, below any HTTP method
 	if opts.UI != nil {
 		mux.Handle("/", opts.UI)
 	} else {
 		mux.Handle("/", gw)
 	}
-	var handler http.Handler = ins.middleware(mux)
+	var handler http.Handler = ins.middleware(esFront(mux, esBulkHandler(core, int64(opts.MaxRecvBytes))))
 	if opts.Auth != nil {
 		handler = opts.Auth.middleware(handler)
 	}

@@ -55,6 +55,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	queryTimeout := fs.Duration("query-timeout", ld.QueryTimeout, "longest a query may run")
 	maxQueries := fs.Int("max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
 	maxQuerySamples := fs.Int("query-max-samples", metrics.DefaultOptions().MaxSamples, "PromQL: the most points one query may evaluate (estimated before it runs: subqueries' and range selectors' points times the steps around them) and samples it may hold at once, as Prometheus' --query.max-samples")
+	promStep := fs.Duration("promql-default-step", metrics.DefaultOptions().DefaultStep, "PromQL: the step of a subquery written without one (x[1h:]), as Prometheus' evaluation interval")
+	otlpBuild := fs.String("otlp-build-attr", strings.Join(sd.OTLPBuildAttrs, ","), "OTLP: resource or record attributes whose value is the build_id, the first present wins, comma-separated (e.g. add service.version)")
+	otlpDeploy := fs.String("otlp-deploy-attr", strings.Join(sd.OTLPDeployAttrs, ","), "OTLP: resource or record attributes whose value is the deploy_id, the first present wins, comma-separated")
 	maxSeries := fs.Int("max-series", store.DefaultMetricsOptions().MaxSeries, "metric series the store may hold (every series with samples on a kept day; --retention frees them); samples of new series beyond it are refused, existing series keep taking samples")
 	maxTails := fs.Int("max-tails", ld.MaxTails, "live tails open at once; more get ResourceExhausted (429)")
 	hd := server.DefaultHubOptions()
@@ -162,6 +165,17 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *maxPast <= 0 || *maxFuture <= 0 {
 		return usagef("server: --max-past and --max-future must be positive")
 	}
+	if *promStep <= 0 {
+		return usagef("server: --promql-default-step must be positive")
+	}
+	buildAttrs, err := attrList("otlp-build-attr", *otlpBuild)
+	if err != nil {
+		return err
+	}
+	deployAttrs, err := attrList("otlp-deploy-attr", *otlpDeploy)
+	if err != nil {
+		return err
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("server: --log-level %q: want debug, info, warn or error", *logLevel)
@@ -251,7 +265,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data, MaxBodyBytesInflight: int64(bodyInflight)}, log),
 	}
 	mo := metrics.DefaultOptions()
-	mo.Timeout, mo.MaxSamples = *queryTimeout, *maxQuerySamples
+	mo.Timeout, mo.MaxSamples, mo.DefaultStep = *queryTimeout, *maxQuerySamples, *promStep
 	mio := ingest.DefaultMetricsOptions()
 	mio.MaxPast = *maxPast
 	core.Metrics = &server.Metrics{
@@ -336,6 +350,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so2.Auth, so2.TLS = auth, tlsCfg
 	so2.ReadHeaderTimeout, so2.BodyReadTimeout, so2.IdleTimeout = *readHeaderTimeout, *readTimeout, *idleTimeout
 	so2.Registerer = reg
+	so2.OTLPBuildAttrs, so2.OTLPDeployAttrs = buildAttrs, deployAttrs
 	srv, err := server.New(core, so2, log)
 	if err != nil {
 		closeAll()
@@ -445,4 +460,21 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// attrList parses a comma-separated list of attribute names (at most 8,
+// none empty).
+func attrList(flag, v string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(v, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, usagef("server: --%s %q: want attribute names, comma-separated, none empty", flag, v)
+		}
+		out = append(out, a)
+	}
+	if len(out) > 8 {
+		return nil, usagef("server: --%s: at most 8 attribute names", flag)
+	}
+	return out, nil
 }
