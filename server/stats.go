@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 	"github.com/shiplog/shiplog/query"
 )
@@ -35,7 +36,7 @@ func parseStep(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	step, err := query.ParseDuration(s)
+	step, err := model.ParseDuration(s)
 	if err != nil || step <= 0 || step > 100*365*24*time.Hour {
 		return 0, invalid("step %q: want a positive duration such as 1m", s)
 	}
