@@ -83,3 +83,37 @@ func BenchmarkHistogram(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkStats(b *testing.B) {
+	e, tr := benchEngine(b)
+	for _, bc := range []struct {
+		name string
+		p    query.StatsParams
+	}{
+		{"service,level", query.StatsParams{By: []string{"service", "level"}}},
+		{"host/level:error", query.StatsParams{Query: mustParse(b, "level:error"), By: []string{"host"}}},
+		{"host/step", query.StatsParams{By: []string{"host"}, Step: 10 * time.Minute}},
+		{"status/word", query.StatsParams{Query: mustParse(b, "alpha"), By: []string{"status"}}},
+		{"p99-n/service", query.StatsParams{By: []string{"service"}, Aggs: []string{"quantile(0.99,n)"}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			bc.p.Range = tr
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Stats(context.Background(), bc.p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkFacets(b *testing.B) {
+	e, tr := benchEngine(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Facets(context.Background(), query.FacetsParams{Query: mustParse(b, "service:svc-1"), Range: tr}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -152,3 +152,23 @@ func FuzzCursor(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStatsParams: any by, aggregate or facet field list either runs or is
+// refused with ErrBadQuery, never a crash.
+func FuzzStatsParams(f *testing.F) {
+	for _, s := range []string{"service", "level,host", "quantile(0.99,latency_ms)", "count_distinct(host)", "sum(", "quantile(,)", "avg(a(b))", "min(message)", "count()"} {
+		f.Add(s, s)
+	}
+	e := New(oneChunkStore(), Options{})
+	tr := model.TimeRange{Start: 0, End: math.MaxInt64}
+	f.Fuzz(func(t *testing.T, by, agg string) {
+		_, err := e.Stats(context.Background(), StatsParams{Range: tr, By: strings.Split(by, ","), Aggs: SplitAggs(agg)})
+		if err != nil && !errors.Is(err, ErrBadQuery) {
+			t.Fatalf("Stats(by %q, agg %q): %v", by, agg, err)
+		}
+		_, err = e.Facets(context.Background(), FacetsParams{Range: tr, Fields: strings.Split(by, ",")})
+		if err != nil && !errors.Is(err, ErrBadQuery) {
+			t.Fatalf("Facets(%q): %v", by, err)
+		}
+	})
+}

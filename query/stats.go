@@ -219,6 +219,7 @@ type statsPlan struct {
 	// a value, so chunk metadata can answer whole chunks.
 	metaOnly bool
 	attrs    bool // some field is an attribute: lines need their attributes
+	byAttr   bool // some by field is an attribute
 }
 
 // cells a group costs for the group bound: a quantile sketch or a distinct
@@ -266,7 +267,7 @@ func (e *Engine) planStats(p StatsParams) (*statsPlan, error) {
 		seen[f.name] = true
 		pl.by = append(pl.by, f)
 		if f.attr {
-			pl.metaOnly, pl.attrs = false, true
+			pl.metaOnly, pl.attrs, pl.byAttr = false, true, true
 		}
 	}
 	if len(p.Aggs) > MaxAggs {

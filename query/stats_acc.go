@@ -141,6 +141,12 @@ func (a *statsAcc) addLine(l *store.Lines, i int, t int64) error {
 	if err != nil {
 		return err
 	}
+	return a.addTo(g, l, i, t)
+}
+
+// addTo adds line i (at time t) of l to group g.
+func (a *statsAcc) addTo(g *groupState, l *store.Lines, i int, t int64) error {
+	pl := a.pl
 	g.count++
 	if pl.nb > 0 {
 		g.buckets[(t-pl.first)/pl.step]++

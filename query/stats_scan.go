@@ -155,6 +155,12 @@ func (e *Engine) statsChunk(ctx context.Context, pl *statsPlan, r store.ChunkRef
 	if !r.All && q.text {
 		marks = candidateLines(l, q.need)
 	}
+	// Grouped by labels and level only: a chunk has at most one group a
+	// level, looked up once.
+	var byLevel *[model.NumLevels]*groupState
+	if !pl.byAttr {
+		byLevel = new([model.NumLevels]*groupState)
+	}
 	done := ctx.Done()
 	for j := 0; j < l.Len(); j++ {
 		if marks != nil && !marks[j] {
@@ -172,7 +178,22 @@ func (e *Engine) statsChunk(ctx context.Context, pl *statsPlan, r store.ChunkRef
 				continue
 			}
 		}
-		if err := acc.addLine(l, j, t); err != nil {
+		if byLevel == nil {
+			if err := acc.addLine(l, j, t); err != nil {
+				return err
+			}
+			continue
+		}
+		lv := levelOf(l.Levels[j])
+		g := byLevel[lv]
+		if g == nil {
+			acc.metaKey(l.Meta, lv)
+			if g, err = acc.group(); err != nil {
+				return err
+			}
+			byLevel[lv] = g
+		}
+		if err := acc.addTo(g, l, j, t); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 
 // statsServer serves a real server over a store holding n lines a host on
 // hosts web-0..web-(hosts-1), a tenth of them errors, each with latency_ms.
-func statsServer(t *testing.T, auth *Auth) (string, time.Time) {
+func statsServer(t *testing.T, auth *Auth, qo query.Options) (string, time.Time) {
 	t.Helper()
 	st := openAlertStore(t, t.TempDir())
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Minute)
@@ -41,7 +42,7 @@ func statsServer(t *testing.T, auth *Auth) (string, time.Time) {
 	}
 	o := DefaultOptions()
 	o.HTTPAddr, o.GRPCAddr, o.Auth = "127.0.0.1:0", "127.0.0.1:0", auth
-	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Query: query.New(st, query.DefaultOptions()),
+	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Query: query.New(st, qo),
 		Limits: NewLimiter(context.Background(), DefaultLimits(), nil)}
 	srv, err := New(core, o, nil)
 	if err != nil {
@@ -70,7 +71,7 @@ type statsJSON struct {
 // TestStatsHTTP answers GET /v1/logs:stats and /v1/logs:facets in the
 // issue's JSON, and refuses bad parameters with 400 and a JSON message.
 func TestStatsHTTP(t *testing.T) {
-	base, _ := statsServer(t, nil)
+	base, _ := statsServer(t, nil, query.DefaultOptions())
 	get := func(path string, v url.Values, code int, out any) {
 		t.Helper()
 		getJSON(t, base+path+"?"+v.Encode(), code, out)
@@ -141,8 +142,23 @@ func TestStatsNeedQueryScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, _ := statsServer(t, auth)
+	base, _ := statsServer(t, auth, query.DefaultOptions())
 	for _, p := range []string{"/v1/logs:stats", "/v1/logs:facets"} {
 		getJSON(t, base+p, 401, nil)
+	}
+}
+
+// TestStatsTooManyGroups: a grouping past the engine's bound is refused with
+// 429 and words, not cut short.
+func TestStatsTooManyGroups(t *testing.T) {
+	qo := query.DefaultOptions()
+	qo.MaxGroups = 50
+	base, _ := statsServer(t, nil, qo)
+	var e struct {
+		Message string `json:"message"`
+	}
+	getJSON(t, base+"/v1/logs:stats?start=2h&by=latency_ms", 429, &e)
+	if !strings.Contains(e.Message, "more than 50 groups") {
+		t.Fatalf("message %q", e.Message)
 	}
 }

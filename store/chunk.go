@@ -442,31 +442,45 @@ func (l *Lines) decodeText(cv []byte) error {
 	return nil
 }
 
-// decodeAttrs decodes the attributes column of n lines.
+// decodeAttrs decodes the attributes column of n lines. Every line's
+// attributes share one backing array (capacity-limited slices of it), so a
+// chunk costs one allocation, not one a line.
 func decodeAttrs(c []byte, n int) ([][]model.Attr, error) {
 	ab, err := decompress(c)
 	if err != nil {
 		return nil, err
 	}
+	bad := fmt.Errorf("%w: attributes", errCorrupt)
+	// First pass: count them (and check the layout).
+	total := 0
+	for i, b := 0, ab; i < n; i++ {
+		na, k := binary.Uvarint(b)
+		if k <= 0 || na > uint64(len(b)) {
+			return nil, bad
+		}
+		b = b[k:]
+		for j := uint64(0); j < 2*na; j++ {
+			var ok bool
+			if _, b, ok = readString(b); !ok {
+				return nil, bad
+			}
+		}
+		total += int(na)
+	}
+	all := make([]model.Attr, total)
 	out := make([][]model.Attr, n)
+	p := 0
 	for i := 0; i < n; i++ {
 		na, k := binary.Uvarint(ab)
-		if k <= 0 || na > uint64(len(ab)) {
-			return nil, fmt.Errorf("%w: attributes", errCorrupt)
-		}
 		ab = ab[k:]
 		if na == 0 {
 			continue
 		}
-		as := make([]model.Attr, na)
+		as := all[p : p+int(na) : p+int(na)]
+		p += int(na)
 		for j := range as {
-			var ok bool
-			if as[j].Key, ab, ok = readString(ab); !ok {
-				return nil, fmt.Errorf("%w: attributes", errCorrupt)
-			}
-			if as[j].Value, ab, ok = readString(ab); !ok {
-				return nil, fmt.Errorf("%w: attributes", errCorrupt)
-			}
+			as[j].Key, ab, _ = readString(ab)
+			as[j].Value, ab, _ = readString(ab)
 		}
 		out[i] = as
 	}

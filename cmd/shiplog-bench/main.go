@@ -11,7 +11,9 @@
 // records lines/s, server CPU per line and peak RSS, stops the server with
 // SIGTERM, measures the data dir, restarts the server on it and times five
 // queries over HTTP (median of -runs), checking every answer. Any wrong answer
-// or failure exits 1.
+// or failure exits 1. Right after ingest (before the stop) it times the four
+// stats and facets floors of issue 15 (stats.go), checked against counts
+// taken from the parsed data set.
 //
 // With -cluster 3 it does that once over gRPC, then starts three cluster nodes
 // on this machine (docs/cluster.md) and measures ingest through all of them,
@@ -234,6 +236,10 @@ func run(cfg config) (*results, error) {
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%s: no records", cfg.input)
 	}
+	if cfg.mode != "jsonl" { // jsonl posts the file's bytes as they are
+		addLatency(recs)
+	}
+	sw := countStats(recs, exp.ABuild.BuildID)
 	perConn := buildBatches(recs, cfg.batch, cfg.conns, "bench-"+cfg.mode)
 	var bodies [][][]byte
 	if cfg.mode == "http" {
@@ -325,6 +331,17 @@ func run(cfg config) (*results, error) {
 	res.PeakRSSBytes = hwm
 	logf("ingested in %.2fs: %.0f lines/s, %.2f µs CPU/line, peak RSS %.0f MiB",
 		res.IngestSeconds, res.LinesPerSec, res.CPUMicrosPerLine, float64(hwm)/(1<<20))
+	var errs []string
+	// The stats floors, on the live server right after ingest.
+	statsQs, err := buildStatsQueries(newQueryClient(srv.httpAddr), &exp, sw)
+	if err != nil {
+		srv.stop(cfg.stopTimeout)
+		return res, err
+	}
+	logf("stats queries right after ingest (%d runs each)", cfg.runs)
+	qcpu0, _ := procCPU(srv.pid())
+	errs = runQueries(statsQs, cfg.runs, res, errs, 0)
+	qcpu1, _ := procCPU(srv.pid())
 
 	// 2. Clean stop, size on disk.
 	clean, took, cpuTotal, err := srv.stop(cfg.stopTimeout)
@@ -332,7 +349,7 @@ func run(cfg config) (*results, error) {
 	if err != nil {
 		return res, err
 	}
-	res.CPUMicrosPerLineT = secs(cpuTotal-cpu0) * 1e6 / n
+	res.CPUMicrosPerLineT = secs(cpuTotal-cpu0-(qcpu1-qcpu0)) * 1e6 / n // without the stats queries' CPU
 	if res.DiskBytes, err = diskUsage(data); err != nil {
 		return res, err
 	}
@@ -353,27 +370,7 @@ func run(cfg config) (*results, error) {
 		srv.stop(cfg.stopTimeout)
 		return res, err
 	}
-	var errs []string
-	for i, q := range queries {
-		qr := queryResult{Name: q.name, OK: true}
-		if i < len(reference.QueryMs) {
-			qr.ReferenceMs = reference.QueryMs[i]
-		}
-		var lat []time.Duration
-		for r := 0; r < cfg.runs; r++ {
-			d, err := q.run()
-			if err != nil {
-				qr.OK, qr.Error = false, err.Error()
-				errs = append(errs, fmt.Sprintf("query %s: MISMATCH/ERROR (run %d): %v", q.name, r+1, err))
-				logf("query %s: FAILED: %v", q.name, err)
-				break
-			}
-			lat = append(lat, d)
-			qr.RunsMs = append(qr.RunsMs, float64(d.Microseconds())/1000)
-		}
-		qr.MedianMs = float64(median(lat).Microseconds()) / 1000
-		res.Queries = append(res.Queries, qr)
-	}
+	errs = runQueries(queries, cfg.runs, res, errs, len(reference.QueryMs))
 	res.QueryPeakRSSBytes, _ = procHWM(srv.pid())
 	if _, _, _, err := srv.stop(cfg.stopTimeout); err != nil {
 		errs = append(errs, "final stop: "+err.Error())
@@ -387,6 +384,32 @@ func run(cfg config) (*results, error) {
 	}
 	res.OK, failed = true, false
 	return res, nil
+}
+
+// runQueries runs each query runs times into res.Queries (the first nref
+// with VictoriaLogs' reference numbers) and returns errs with its failures.
+func runQueries(queries []query, runs int, res *results, errs []string, nref int) []string {
+	for i, q := range queries {
+		qr := queryResult{Name: q.name, OK: true}
+		if i < nref {
+			qr.ReferenceMs = reference.QueryMs[i]
+		}
+		var lat []time.Duration
+		for r := 0; r < runs; r++ {
+			d, err := q.run()
+			if err != nil {
+				qr.OK, qr.Error = false, err.Error()
+				errs = append(errs, fmt.Sprintf("query %s: MISMATCH/ERROR (run %d): %v", q.name, r+1, err))
+				logf("query %s: FAILED: %v", q.name, err)
+				break
+			}
+			lat = append(lat, d)
+			qr.RunsMs = append(qr.RunsMs, float64(d.Microseconds())/1000)
+		}
+		qr.MedianMs = float64(median(lat).Microseconds()) / 1000
+		res.Queries = append(res.Queries, qr)
+	}
+	return errs
 }
 
 func printTable(w *os.File, r *results) {

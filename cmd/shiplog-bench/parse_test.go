@@ -223,3 +223,21 @@ func TestFormatStepAndMedian(t *testing.T) {
 		t.Errorf("median of even = %v, want 2 ((2+3)/2 rounded down)", m)
 	}
 }
+
+func TestMsLatency(t *testing.T) {
+	for msg, want := range map[string]float64{
+		"GET /x completed status=200 duration=12.3ms bytes=5":    12.3,
+		"payment authorized latency=1.20s caller=pkg/x.go:1":     1200,
+		"search query completed hits=5 took=4.5ms request_id=ab": 4.5,
+		"health check passed latency=bogus":                      -1,
+		"gc cycle finished pause=3ms":                            -1,
+	} {
+		got, ok := msLatency(msg)
+		if !ok {
+			got = -1
+		}
+		if got != want {
+			t.Errorf("%q: %v, want %v", msg, got, want)
+		}
+	}
+}
