@@ -87,12 +87,14 @@ type Server struct {
 	cancelBase context.CancelFunc
 }
 
-// Querier answers searches, histograms and context: a *query.Engine over the
+// Querier answers searches, histograms, context, stats and facets: a *query.Engine over the
 // local store, or, in cluster mode, the cluster's fan-out.
 type Querier interface {
 	Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error)
 	Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) ([]query.Bucket, error)
 	Context(ctx context.Context, g query.Getter, p query.ContextParams) (*query.ContextResult, error)
+	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
+	Facets(ctx context.Context, p query.FacetsParams) (*query.FacetsResult, error)
 }
 
 // Core is what the handlers call.
