@@ -220,6 +220,8 @@ type ParseOptions struct {
 	// CheckBy validates a by: field beyond ByFields, such as an attribute
 	// key (nil: only ByFields).
 	CheckBy func(string) error
+	// MaxBy bounds a logs rule's by: fields (0: MaxBy).
+	MaxBy int
 }
 
 // LoadFile reads and parses a rules file. The error, when not nil, is a
