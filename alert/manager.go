@@ -466,7 +466,7 @@ func ruleStatus(g *group, r *rule) RuleStatus {
 	rs := RuleStatus{Group: g.name, Name: s.Name(), Kind: "alerting", Type: s.Kind(), Query: s.Expr, For: FormatDuration(s.For),
 		Interval: FormatDuration(g.interval), Labels: s.Labels, Annotations: s.Annotations, Receivers: []string{}, By: s.By, Agg: s.Agg}
 	if s.Record != "" {
-		rs.Kind = "recording"
+		rs.Kind, rs.For = "recording", ""
 	}
 	if s.Logs != "" {
 		rs.Query, rs.Threshold = s.Logs, s.Threshold.String()
