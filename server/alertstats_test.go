@@ -75,6 +75,9 @@ groups:
 		for _, a := range mgr.Alerts() {
 			got[a.Rule+"/"+a.Labels["service"]] = a
 		}
+		for _, rs := range mgr.Rules().Rules {
+			t.Logf("rule %s: evaluated in %.1f ms", rs.Name, rs.EvaluationSeconds*1000)
+		}
 		if len(got) != 3 || got["Errors/quiet"].Value != 20 || got["Errors/flood"].Value != 20000 {
 			t.Fatalf("alerts %v", got)
 		}
