@@ -88,10 +88,10 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 	mux.HandleFunc("PUT /-/reload", reload) // as Prometheus takes it too
 }
 
-// AlertLogsQuery counts log lines for alert rules with the query engine's
-// exact aggregation (statsGroups): every by: group, its agg: value, and the
-// build and deploy the lines of a kept group share.
-func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
+// AlertLogsQuery counts log lines for alert rules with the stats engine: the
+// by: groups exactly (a quiet group beside a flood too), the rule's agg: as
+// each group's value, and the build and deploy each group's lines share.
+func AlertLogsQuery(e StatsQuerier) alert.LogsQueryFunc {
 	return func(ctx context.Context, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
 		q, err := query.Parse(lq.Query)
 		if err != nil {

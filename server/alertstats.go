@@ -10,6 +10,11 @@ import (
 	"github.com/shiplog/shiplog/query"
 )
 
+// StatsQuerier answers exact aggregations (a *query.Engine does).
+type StatsQuerier interface {
+	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
+}
+
 // Bounds of a logs rule's grouping: the groups read from one count, and the
 // groups (of those past the threshold) whose shared build and deploy are
 // looked up for links.
@@ -23,7 +28,7 @@ const (
 // flood), with the rule's agg: as each group's value, and for the groups
 // the rule keeps, the build and deploy their lines share, from a count of
 // the group by build_id and deploy_id.
-func statsGroups(ctx context.Context, e Querier, q *query.Query, tr model.TimeRange, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
+func statsGroups(ctx context.Context, e StatsQuerier, q *query.Query, tr model.TimeRange, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
 	p := query.StatsParams{Query: q, Range: tr, By: lq.By, Limit: alertMaxGroups}
 	if lq.Agg != "" {
 		p.Aggs = []string{lq.Agg}
@@ -70,7 +75,7 @@ func statsGroups(ctx context.Context, e Querier, q *query.Query, tr model.TimeRa
 
 // sharedBuild returns the build and the deploy every line matching q has,
 // each "" when the lines have several (or none).
-func sharedBuild(ctx context.Context, e Querier, q *query.Query, tr model.TimeRange) (build, deploy string, err error) {
+func sharedBuild(ctx context.Context, e StatsQuerier, q *query.Query, tr model.TimeRange) (build, deploy string, err error) {
 	for _, f := range []struct {
 		name string
 		dst  *string
