@@ -1,13 +1,19 @@
-// Package alert evaluates alert rules over logs and metrics and notifies
-// receivers: a generic webhook (Alertmanager's webhook body) and Slack incoming
-// webhooks.
+// Package alert evaluates alert and recording rules over logs and metrics
+// and notifies receivers: a generic webhook (Alertmanager's webhook body),
+// Slack incoming webhooks, and Alertmanagers (their /api/v2/alerts, as
+// Prometheus posts it: alertmanager.go).
 //
 // # Rules file
 //
-// Prometheus rule-group YAML plus a receivers: list (rules.go; docs/rules.md).
-// A rule has either expr: (PromQL, one alert per result series) or logs: (a
-// query string counted over window: and compared with threshold:, one alert
-// per by: group). Parse reports every problem with its line and column.
+// Prometheus rule-group YAML plus a receivers: list (rules.go, rules_rule.go;
+// docs/rules.md); what promtool accepts loads. A rule is an alerting rule
+// (alert:) or a recording rule (record:), over expr: (PromQL) or logs: (a
+// query string counted, or aggregated with agg:, over window:, per by:
+// group). Parse reports every problem with its line and column.
+//
+// Recording rules (record.go) write their result through AppendFunc at each
+// evaluation, with stale markers for series that went away. Templates are
+// Prometheus' own (template.go runs prometheus/template).
 //
 // # Evaluation
 //

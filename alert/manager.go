@@ -466,7 +466,7 @@ func ruleStatus(g *group, r *rule) RuleStatus {
 	rs := RuleStatus{Group: g.name, Name: s.Name(), Kind: "alerting", Type: s.Kind(), Query: s.Expr, For: FormatDuration(s.For),
 		Interval: FormatDuration(g.interval), Labels: s.Labels, Annotations: s.Annotations, Receivers: []string{}, By: s.By, Agg: s.Agg}
 	if s.Record != "" {
-		rs.Kind = "recording"
+		rs.Kind, rs.For = "recording", ""
 	}
 	if s.Logs != "" {
 		rs.Query, rs.Threshold = s.Logs, s.Threshold.String()
@@ -555,7 +555,7 @@ func newManagerMetrics(reg prometheus.Registerer, m *Manager) *managerMetrics {
 			Help: "Whether the last load of the rules file succeeded (1) or kept the previous rules (0)."}),
 		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_rules_last_reload_success_timestamp_seconds",
 			Help: "When the rules file last loaded."}),
-		rules: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_rules", Help: "Alert rules loaded."}),
+		rules: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_rules", Help: "Rules loaded, alerting and recording."}),
 		evals: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_rule_evaluations_total", Help: "Rule evaluations."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_rule_evaluation_failures_total",
 			Help: "Rule evaluations that failed (the query failed or no engine)."}),

@@ -220,6 +220,8 @@ type ParseOptions struct {
 	// CheckBy validates a by: field beyond ByFields, such as an attribute
 	// key (nil: only ByFields).
 	CheckBy func(string) error
+	// MaxBy bounds a logs rule's by: fields (0: MaxBy).
+	MaxBy int
 }
 
 // LoadFile reads and parses a rules file. The error, when not nil, is a
@@ -256,10 +258,11 @@ func Parse(data []byte, opts ParseOptions) (*File, []Problem) {
 }
 
 type fileParser struct {
-	data  []byte
-	opts  ParseOptions
-	probs []Problem
-	lines []string // of data, for positions inside block scalars
+	data   []byte
+	opts   ParseOptions
+	probs  []Problem
+	lines  []string // of data, for positions inside block scalars
+	merges int      // merge keys followed so far
 }
 
 func (p *fileParser) at(n *yaml.Node, format string, a ...any) {
@@ -374,6 +377,12 @@ func (p *fileParser) mapping(n *yaml.Node, what string) (fieldList, bool) {
 			srcs = d.Content
 		}
 		for _, src := range srcs {
+			if p.merges++; p.merges > maxMerges {
+				if p.merges == maxMerges+1 {
+					p.at(src, "more than %d merges (<<): not a rules file", maxMerges)
+				}
+				return fl, false
+			}
 			sub, ok := p.mapping(src, "a merge (<<)")
 			if !ok {
 				continue
@@ -389,6 +398,10 @@ func (p *fileParser) mapping(n *yaml.Node, what string) (fieldList, bool) {
 	}
 	return fl, true
 }
+
+// maxMerges bounds the merge keys followed in one file, nested ones
+// included (merges of merges grow exponentially: a billion laughs).
+const maxMerges = 10000
 
 // deref follows an alias (*name) to its anchored node.
 func deref(n *yaml.Node) *yaml.Node {

@@ -232,8 +232,8 @@ func (p *fileParser) byFields(v *yaml.Node) []string {
 			p.at(b, "by: %v", err)
 		case seen[s]:
 			p.at(b, "by: %q twice", s)
-		case len(out) == MaxBy:
-			p.at(b, "by: at most %d fields", MaxBy)
+		case len(out) == p.maxBy():
+			p.at(b, "by: at most %d fields", p.maxBy())
 		default:
 			out = append(out, s)
 		}
@@ -242,8 +242,15 @@ func (p *fileParser) byFields(v *yaml.Node) []string {
 	return out
 }
 
-// MaxBy bounds the by: fields of a logs rule.
+// MaxBy bounds the by: fields of a logs rule, unless ParseOptions.MaxBy says.
 const MaxBy = 5
+
+func (p *fileParser) maxBy() int {
+	if p.opts.MaxBy > 0 {
+		return p.opts.MaxBy
+	}
+	return MaxBy
+}
 
 func (p *fileParser) groupable(f string) error {
 	switch {

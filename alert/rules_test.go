@@ -182,3 +182,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Merges of merges grow exponentially (a billion laughs): bounded.
+func TestMergeBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x0: &a0 {k: v}\n")
+	for i := 1; i < 12; i++ {
+		fmt.Fprintf(&b, "x%d: &a%d {<<: [%s]}\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+	}
+	b.WriteString("groups: [{name: g, rules: [{alert: A, expr: up, labels: *a11}]}]\n")
+	_, probs := Parse([]byte(b.String()), ParseOptions{})
+	found := false
+	for _, p := range probs {
+		found = found || strings.Contains(p.Msg, "more than 10000 merges")
+	}
+	if !found {
+		t.Errorf("problems %v", probs)
+	}
+}

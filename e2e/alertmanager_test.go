@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
 // startAlertmanager runs Debian's prometheus-alertmanager on a loopback port
@@ -212,6 +215,12 @@ groups:
 	}
 	if code, body := s.getJSON(t, "/api/v1/rules", url.Values{"type": {"record"}}, &rules1); code != 200 || len(rules1.Data.Groups[0].Rules) != 2 {
 		t.Errorf("type=record: %d %s", code, body)
+	}
+
+	// Over gRPC too, with each rule's kind.
+	gr, err := shiplogv1.NewQueryServiceClient(s.dial(t)).ListAlertRules(context.Background(), &shiplogv1.ListAlertRulesRequest{})
+	if err != nil || len(gr.Rules) != 3 || gr.Rules[0].Kind != "alerting" || gr.Rules[1].Kind != "recording" || gr.Rules[1].Type != "logs" {
+		t.Errorf("gRPC ListAlertRules: %v %v", gr, err)
 	}
 
 	// The threshold goes up: the alert resolves, and Alertmanager, told

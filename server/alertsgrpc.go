@@ -61,6 +61,7 @@ func (s *queryServer) ListAlertRules(ctx context.Context, _ *shiplogv1.ListAlert
 			Group: r.Group, Name: r.Name, Type: r.Type, Query: r.Query, Window: r.Window, Threshold: r.Threshold, By: r.By,
 			For: r.For, Interval: r.Interval, Receivers: r.Receivers, State: r.State, Health: r.Health, LastError: r.LastError,
 			LastEvaluation: tsOf(r.LastEvaluation), EvaluationSeconds: r.EvaluationSeconds, Alerts: uint32(min(r.Alerts, math.MaxUint32)),
+			Kind: r.Kind, Agg: r.Agg,
 		})
 	}
 	return out, nil

@@ -40,6 +40,9 @@ func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string,
 		return nil, usagef("server: --external-url %q: want an http:// or https:// URL", externalURL)
 	}
 	externalURL = strings.TrimRight(externalURL, "/")
+	if ax.resendDelay <= 0 {
+		return nil, usagef("server: --alert-resend-delay %v: want a positive duration", ax.resendDelay)
+	}
 	no := alert.DefaultNotifierOptions()
 	no.ExternalURL, no.Store = externalURL, st
 	no.ExternalLabels, no.ResendDelay = ax.externalLabels, ax.resendDelay

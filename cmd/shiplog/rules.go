@@ -78,5 +78,6 @@ func rulesParseOptions() alert.ParseOptions {
 		CheckLogsQuery: words(func(s string) error { _, err := query.Parse(s); return err }),
 		CheckAgg:       words(query.CheckAgg),
 		CheckBy:        words(query.CheckStatsField),
+		MaxBy:          query.MaxBy,
 	}
 }

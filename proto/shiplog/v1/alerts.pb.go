@@ -304,8 +304,12 @@ type AlertRule struct {
 	LastEvaluation    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_evaluation,json=lastEvaluation,proto3" json:"last_evaluation,omitempty"`
 	EvaluationSeconds float64                `protobuf:"fixed64,15,opt,name=evaluation_seconds,json=evaluationSeconds,proto3" json:"evaluation_seconds,omitempty"`
 	Alerts            uint32                 `protobuf:"varint,16,opt,name=alerts,proto3" json:"alerts,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// kind: alerting or recording (a recording rule's name is the metric it writes).
+	Kind string `protobuf:"bytes,17,opt,name=kind,proto3" json:"kind,omitempty"`
+	// agg: a logs rule's aggregate compared with the threshold, e.g. quantile(0.99, latency_ms).
+	Agg           string `protobuf:"bytes,18,opt,name=agg,proto3" json:"agg,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AlertRule) Reset() {
@@ -448,6 +452,20 @@ func (x *AlertRule) GetAlerts() uint32 {
 		return x.Alerts
 	}
 	return 0
+}
+
+func (x *AlertRule) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AlertRule) GetAgg() string {
+	if x != nil {
+		return x.Agg
+	}
+	return ""
 }
 
 type ListAlertRulesRequest struct {
@@ -815,7 +833,7 @@ const file_shiplog_v1_alerts_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
 	"\x11ListAlertsRequest\"?\n" +
 	"\x12ListAlertsResponse\x12)\n" +
-	"\x06alerts\x18\x01 \x03(\v2\x11.shiplog.v1.AlertR\x06alerts\"\xca\x03\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x11.shiplog.v1.AlertR\x06alerts\"\xf0\x03\n" +
 	"\tAlertRule\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -834,7 +852,9 @@ const file_shiplog_v1_alerts_proto_rawDesc = "" +
 	"last_error\x18\r \x01(\tR\tlastError\x12C\n" +
 	"\x0flast_evaluation\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0elastEvaluation\x12-\n" +
 	"\x12evaluation_seconds\x18\x0f \x01(\x01R\x11evaluationSeconds\x12\x16\n" +
-	"\x06alerts\x18\x10 \x01(\rR\x06alerts\"\x17\n" +
+	"\x06alerts\x18\x10 \x01(\rR\x06alerts\x12\x12\n" +
+	"\x04kind\x18\x11 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03agg\x18\x12 \x01(\tR\x03agg\"\x17\n" +
 	"\x15ListAlertRulesRequest\"\xd7\x01\n" +
 	"\x16ListAlertRulesResponse\x12+\n" +
 	"\x05rules\x18\x01 \x03(\v2\x15.shiplog.v1.AlertRuleR\x05rules\x12\x12\n" +
