@@ -49,19 +49,33 @@ func appendLines(t testing.TB, st *store.Store, n int, lb model.Labels, lv model
 }
 
 func TestAlertLogsQuery(t *testing.T) {
-	st := openAlertStore(t, t.TempDir())
-	defer st.Close()
-	now := time.Now().UTC().Truncate(time.Second)
-	t0 := now.Add(-2 * time.Minute)
-	api := model.Labels{Service: "api", Host: "web-1", BuildID: "b-1", DeployID: "d-1"}
-	api2 := model.Labels{Service: "api", Host: "web-2", BuildID: "b-1", DeployID: "d-1"}
-	web := model.Labels{Service: "web", Host: "web-9", BuildID: "b-2"}
-	appendLines(t, st, 8, api, model.LevelError, t0)
-	appendLines(t, st, 4, api2, model.LevelError, t0)
-	appendLines(t, st, 3, web, model.LevelError, t0)
-	appendLines(t, st, 50, api, model.LevelInfo, t0)
-	appendLines(t, st, 5, api, model.LevelError, now.Add(-time.Hour)) // outside the window
-	fn := AlertLogsQuery(query.New(st, query.DefaultOptions()))
+	// Both paths: the stats engine's, and the sample of a query path without it.
+	for _, stats := range []bool{true, false} {
+		st := openAlertStore(t, t.TempDir())
+		now := time.Now().UTC().Truncate(time.Second)
+		t0 := now.Add(-2 * time.Minute)
+		api := model.Labels{Service: "api", Host: "web-1", BuildID: "b-1", DeployID: "d-1"}
+		api2 := model.Labels{Service: "api", Host: "web-2", BuildID: "b-1", DeployID: "d-1"}
+		web := model.Labels{Service: "web", Host: "web-9", BuildID: "b-2"}
+		appendLines(t, st, 8, api, model.LevelError, t0)
+		appendLines(t, st, 4, api2, model.LevelError, t0)
+		appendLines(t, st, 3, web, model.LevelError, t0)
+		appendLines(t, st, 50, api, model.LevelInfo, t0)
+		appendLines(t, st, 5, api, model.LevelError, now.Add(-time.Hour)) // outside the window
+		var eng Querier = query.New(st, query.DefaultOptions())
+		if !stats {
+			eng = searchOnly{eng}
+		}
+		checkAlertLogsQuery(t, st, eng, now, t0, api, web)
+		st.Close()
+	}
+}
+
+// searchOnly hides the stats engine, as a cluster's query path does.
+type searchOnly struct{ Querier }
+
+func checkAlertLogsQuery(t *testing.T, st *store.Store, eng Querier, now, t0 time.Time, api, web model.Labels) {
+	fn := AlertLogsQuery(eng)
 	ctx := context.Background()
 	run := func(q string, by ...string) map[string]alert.LogsGroup {
 		t.Helper()
