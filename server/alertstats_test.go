@@ -55,11 +55,8 @@ groups:
         threshold: '> 1000'
         by: [service]
 `)
-	for _, stats := range []bool{true, false} {
-		var eng Querier = query.New(st, query.DefaultOptions())
-		if !stats {
-			eng = searchOnly{eng}
-		}
+	{
+		eng := query.New(st, query.DefaultOptions())
 		mo := alert.DefaultOptions()
 		mo.Now = func() time.Time { return now }
 		mo.Logs = AlertLogsQuery(eng)
@@ -76,17 +73,6 @@ groups:
 		got := map[string]alert.Alert{}
 		for _, a := range mgr.Alerts() {
 			got[a.Rule+"/"+a.Labels["service"]] = a
-		}
-		if !stats {
-			// The old way, for the record: the sample of the newest lines
-			// misses the quiet service, and agg: needs the stats engine.
-			if _, ok := got["Errors/quiet"]; ok || got["Errors/flood"].Value != 20000 {
-				t.Errorf("sample path: %v", got)
-			}
-			if rs := mgr.Rules().Rules[1]; rs.Health != "err" {
-				t.Errorf("agg without stats: %+v", rs)
-			}
-			continue
 		}
 		if len(got) != 3 || got["Errors/quiet"].Value != 20 || got["Errors/flood"].Value != 20000 {
 			t.Fatalf("alerts %v", got)
