@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esutil"
 )
 
 // esDo sends an Elasticsearch API request with an Authorization header
@@ -145,5 +150,60 @@ func (s *server) searchAllAs(t testing.TB, tok string, params url.Values) []stri
 			return out
 		}
 		params.Set("cursor", res.NextCursor)
+	}
+}
+
+// TestElasticsearchGoClient drives shiplog with Elastic's own Go client (what
+// the OpenTelemetry Collector's exporter is built on): its product check on
+// GET /, and its BulkIndexer, which counts what the answers' items say.
+func TestElasticsearchGoClient(t *testing.T) {
+	tok, entry := newToken(t, "es-go", "ingest,query")
+	authFile := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(authFile, []byte("tokens:\n"+entry), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, t.TempDir(), "--auth-file", authFile)
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{"http://" + s.httpAddr},
+		APIKey: base64.StdEncoding.EncodeToString([]byte("es-go:" + tok))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := es.Info()
+	if err != nil || info.IsError() {
+		t.Fatalf("info (the client's product check): %v %v", info, err)
+	}
+	info.Body.Close()
+
+	ctx := context.Background()
+	var failed []string
+	bi, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{Client: es, Index: "logs-go", FlushBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for i := 0; i < 500; i++ {
+		doc := fmt.Sprintf(`{"@timestamp":%q,"message":"go client line %d","log.level":"info","service.name":"esgo","host.name":"h-%d"}`,
+			now.Add(time.Duration(i-500)*time.Millisecond).Format(time.RFC3339Nano), i, i%3)
+		if i == 7 {
+			doc = `{"@timestamp":"1999-01-01T00:00:00Z","message":"too old","service.name":"esgo"}`
+		}
+		err := bi.Add(ctx, esutil.BulkIndexerItem{Action: "create", Body: strings.NewReader(doc),
+			OnFailure: func(_ context.Context, item esutil.BulkIndexerItem, res esutil.BulkIndexerResponseItem, err error) {
+				failed = append(failed, fmt.Sprintf("%d %s %v", res.Status, res.Error.Type, err))
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bi.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := bi.Stats()
+	if st.NumAdded != 500 || st.NumCreated != 499 || st.NumFailed != 1 || len(failed) != 1 || !strings.HasPrefix(failed[0], "400 document_parsing_exception") {
+		t.Fatalf("bulk indexer stats %+v, failures %v", st, failed)
+	}
+	recs := s.searchAllAs(t, tok, url.Values{"q": {"service:esgo"}, "start": {"1h"}})
+	if len(recs) != 499 || !strings.Contains(recs[0], `"index":"logs-go"`) {
+		t.Fatalf("%d records stored, want 499: %.300s", len(recs), recs)
 	}
 }

@@ -103,7 +103,7 @@ func TestRemoteWriteV2(t *testing.T) {
 // endpoints, remote read (both response types, with Prometheus' client),
 // /federate, and the JSON 404 of an unknown /api/v1/ path.
 func TestPromAPIExtras(t *testing.T) {
-	s := startServer(t, t.TempDir())
+	s := startServer(t, t.TempDir(), "--promql-default-step", "30s")
 	ctx := context.Background()
 	now := time.Now().Add(-30 * time.Second)
 	code, body := postRemoteWrite(t, s, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
@@ -125,6 +125,11 @@ func TestPromAPIExtras(t *testing.T) {
 	md, err := p.Metadata(ctx, "temp_celsius", "")
 	if err != nil || len(md) != 1 || md["temp_celsius"][0].Help != "Temperature." {
 		t.Errorf("metadata: %v %v", md, err)
+	}
+	// A subquery without a step evaluates every --promql-default-step.
+	v, _, _, err := p.Query(ctx, `count_over_time(vector(1)[5m:])`, now)
+	if err != nil || !strings.Contains(v.String(), "=> 10 @") {
+		t.Errorf("subquery at the default step of 30s: %v %v", v, err)
 	}
 	var fq struct{ Data string }
 	if code, b := s.getJSON(t, "/api/v1/format_query", url.Values{"query": {"sum(rate(x{a='b'}[5m]))by(job)"}}, &fq); code != 200 || fq.Data != `sum by (job) (rate(x{a="b"}[5m]))` {
@@ -162,6 +167,11 @@ func TestPromAPIExtras(t *testing.T) {
 	want := fmt.Sprintf("temp_celsius{room=\"lab\"} 21.5 %d\n", now.UnixMilli())
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "# TYPE temp_celsius untyped\n") || !strings.Contains(string(b), want) {
 		t.Errorf("federate: %d\n%s\nwant %s", resp.StatusCode, b, want)
+	}
+	if resp, err := http.Get("http://" + s.httpAddr + "/federate"); err != nil || resp.StatusCode != 400 {
+		t.Errorf("federate without match[]: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
 

@@ -16,6 +16,11 @@ package ingest
 //	labels.K                  attribute K
 //	anything else             an attribute under its dotted path (arrays as JSON text)
 //
+// Documents of the OpenTelemetry Collector's elasticsearch exporter in its
+// otel mapping mode map too: resource.attributes.K and attributes.K are read
+// as K (so resource.attributes.service.name is the service), body.text is
+// the message, severity_text the level, trace_id and span_id the ids.
+//
 // The index (the action's _index, else the one of the URL) is the
 // attribute "index". delete and update actions are answered as refused,
 // each on its own; a malformed action line refuses the whole request, as
@@ -258,12 +263,21 @@ func (e *esDecoder) member(depth int) error {
 		return d.literal("null")
 	}
 	rr := &e.rr
-	switch string(e.path) {
+	path := e.path
+	// The OpenTelemetry Collector's elasticsearch exporter, in its otel
+	// mapping mode, nests attributes under these.
+	for _, pre := range [...]string{"resource.attributes.", "attributes."} {
+		if p, ok := bytes.CutPrefix(path, []byte(pre)); ok && len(p) > 0 {
+			path = p
+			break
+		}
+	}
+	switch string(path) {
 	case "@timestamp":
 		return d.timeField(rr, "@timestamp")
 	case "message":
 		return e.scalar(&rr.msg)
-	case "log.level":
+	case "log.level", "severity_text":
 		return e.scalar(&e.lv)
 	case "service.name":
 		return e.labelField(&rr.service)
@@ -277,23 +291,23 @@ func (e *esDecoder) member(depth int) error {
 		return e.scalar(&e.hosts[2])
 	case "log":
 		return e.scalar(&e.msgs[0])
-	case "msg":
+	case "msg", "body.text":
 		return e.scalar(&e.msgs[1])
 	case "timestamp":
 		var tmp rawJSONRecord
 		err := d.timeField(&tmp, "timestamp")
 		e.altTime = tmp.time
 		return err
-	case "trace.id":
+	case "trace.id", "trace_id":
 		return e.scalar(&rr.trace)
-	case "span.id":
+	case "span.id", "span_id":
 		return e.scalar(&rr.spanID)
 	case "build_id", "labels.build_id":
 		return e.labelField(&rr.build)
 	case "deploy_id", "labels.deploy_id":
 		return e.labelField(&rr.deploy)
 	}
-	key := e.path
+	key := path
 	if k, ok := bytes.CutPrefix(key, []byte("labels.")); ok && len(k) > 0 {
 		key = k
 	}

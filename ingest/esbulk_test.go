@@ -42,6 +42,9 @@ func TestDecodeESBulk(t *testing.T) {
 		`{"timestamp":"2026-01-01T12:00:01Z","message":"from vector","host":"v-1","source_type":"file"}`,
 		`{"index":{"_index":"fluentbit"}}`,
 		`{"@timestamp":"2026-01-01T12:00:02Z","log":"from fluent bit","hostname":"fb-1","stream":"stdout"}`,
+		`{"create":{"_index":"logs-generic.otel-default"}}`,
+		`{"@timestamp":"2026-01-01T12:00:03.000000001Z","body":{"text":"from the collector"},"severity_text":"WARN","trace_id":"0af7651916cd43dd8448eb211c80319c",` +
+			`"resource":{"attributes":{"service.name":"otel-api","host.name":"o-1"}},"attributes":{"http.route":"/x"},"scope":{"name":"s"}}`,
 	}, "\n") + "\n"
 	b, err := DecodeESBulk([]byte(body), "default-idx", 100)
 	if err != nil {
@@ -58,7 +61,7 @@ func TestDecodeESBulk(t *testing.T) {
 		}
 		items = append(items, s)
 	}
-	wantItems := "create logs-api a1 rec=0|index default-idx  rec=1|delete x 1 rec=-1 err|update default-idx 1 rec=-1 err|create other  rec=-1 err|index n  rec=2|index vector  rec=3|index fluentbit  rec=4"
+	wantItems := "create logs-api a1 rec=0|index default-idx  rec=1|delete x 1 rec=-1 err|update default-idx 1 rec=-1 err|create other  rec=-1 err|index n  rec=2|index vector  rec=3|index fluentbit  rec=4|create logs-generic.otel-default  rec=5"
 	if got := strings.Join(items, "|"); got != wantItems {
 		t.Errorf("items\n got %s\nwant %s", got, wantItems)
 	}
@@ -69,6 +72,8 @@ func TestDecodeESBulk(t *testing.T) {
 		`t=0 svc= host= build= deploy= level=info trace= span= msg="nested" attrs=[a.b.c.d=1 arr=[{"x":1}] index=n]`,
 		`t=1767268801000000000 svc= host=v-1 build= deploy= level=info trace= span= msg="from vector" attrs=[index=vector source_type=file]`,
 		`t=1767268802000000000 svc= host=fb-1 build= deploy= level=info trace= span= msg="from fluent bit" attrs=[index=fluentbit stream=stdout]`,
+		`t=1767268803000000001 svc=otel-api host=o-1 build= deploy= level=warn trace=0af7651916cd43dd8448eb211c80319c span= msg="from the collector" ` +
+			`attrs=[http.route=/x index=logs-generic.otel-default scope.name=s]`,
 	}
 	if len(b.Records) != len(want) {
 		t.Fatalf("%d records, want %d", len(b.Records), len(want))

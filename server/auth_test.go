@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"testing"
@@ -85,5 +86,40 @@ func TestReflectionNeedsToken(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("services listed: %v", names)
+	}
+}
+
+// An HTTP token may come as a bearer token, as an Elasticsearch API key
+// (raw, or base64 of id:token), or as Basic auth's password.
+func TestCheckHTTPForms(t *testing.T) {
+	authFile := filepath.Join(t.TempDir(), "auth.yaml")
+	yaml := "tokens:\n  - name: beats\n    scopes: [ingest]\n    sha256: " + TokenSHA256("tok-1") + "\n"
+	if err := os.WriteFile(authFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := LoadAuthFile(authFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	for _, c := range []struct {
+		h  string
+		ok bool
+	}{
+		{"Bearer tok-1", true},
+		{"ApiKey tok-1", true},
+		{"apikey " + b64("filebeat:tok-1"), true},
+		{"Basic " + b64("elastic:tok-1"), true},
+		{"Basic " + b64("tok-1:"), false},
+		{"Basic " + b64("elastic:wrong"), false},
+		{"Basic not-base64!", false},
+		{"ApiKey " + b64("id:wrong"), false},
+		{"ApiKey", false},
+		{"", false},
+	} {
+		name, err := auth.checkHTTP(c.h, ScopeIngest)
+		if (err == nil) != c.ok || (c.ok && name != "beats") {
+			t.Errorf("%q: %q %v, want ok=%v", c.h, name, err, c.ok)
+		}
 	}
 }

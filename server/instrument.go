@@ -123,8 +123,12 @@ func route(r *http.Request) string {
 			return "other"
 		}
 		return p
-	case p == "/metrics", p == "/healthz", p == "/readyz", p == "/-/reload":
+	case p == "/metrics", p == "/healthz", p == "/readyz", p == "/-/reload", p == "/-/healthy", p == "/-/ready", p == "/federate":
 		return p
+	case p == "/_bulk", esIndexBulk(p):
+		return "/_bulk"
+	case strings.HasPrefix(p, "/_"):
+		return "/_elasticsearch"
 	case strings.HasPrefix(p, "/debug/"):
 		return "/debug"
 	}

@@ -26,8 +26,12 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// promMaxMetadataLimit bounds /api/v1/metadata's limit parameters.
-const promMaxMetadataLimit = 1 << 20
+const (
+	// promMaxMetadataLimit bounds /api/v1/metadata's limit parameters.
+	promMaxMetadataLimit = 1 << 20
+	// federateMaxMatch bounds /federate's match[] selectors.
+	federateMaxMatch = 64
+)
 
 // registerExtra adds the endpoints of this file; ready reports readiness.
 func (a *promAPI) registerExtra(mux *http.ServeMux, ready func() bool) {
@@ -152,6 +156,10 @@ func (a *promAPI) federate(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "error parsing form values: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if n := len(r.Form["match[]"]); n == 0 || n > federateMaxMatch {
+		http.Error(w, fmt.Sprintf("/federate takes 1 to %d match[] selectors, got %d", federateMaxMatch, n), http.StatusBadRequest)
 		return
 	}
 	sets, perr := a.matcherSets(r)

@@ -62,6 +62,10 @@ func (a *promAPI) remoteRead(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body is not a prometheus.ReadRequest: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if slices.Contains(req.Queries, nil) {
+		http.Error(w, "a query of the read request is empty", http.StatusBadRequest)
+		return
+	}
 	if len(req.Queries) > remoteReadMaxQueries {
 		http.Error(w, fmt.Sprintf("%d queries in one read request, over the limit of %d", len(req.Queries), remoteReadMaxQueries), http.StatusBadRequest)
 		return
