@@ -81,20 +81,15 @@ func chunkTokens(l *Lines) *chunkToks {
 	words := make(map[string]struct{}, 512)
 	ids := make(map[string]struct{}, 2*l.Len())
 	attrs := make(map[string]struct{}, 64)
-	for _, msg := range l.Msgs {
-		for i := 0; ; {
-			a, b := NextToken(msg, i)
-			if a < 0 {
-				break
-			}
-			i = b
-			tok := lowerASCII(msg[a:b])
-			if IsIDLike(tok) {
-				ids[tok] = struct{}{}
-			} else {
-				words[tok] = struct{}{}
-			}
+	add := func(tok string, _ bool) {
+		if IsIDLike(tok) {
+			ids[tok] = struct{}{}
+		} else {
+			words[tok] = struct{}{}
 		}
+	}
+	for _, msg := range l.Msgs {
+		EachToken(msg, add)
 	}
 	for _, as := range l.Attrs {
 		for _, a := range as {
@@ -169,10 +164,34 @@ type indexSet struct {
 	readOnly bool // open indexes read-only, create none
 	mu       sync.Mutex
 	open     map[uint32]bleve.Index
+	formats  map[uint32]int // token format of each open index
 }
 
 func newIndexSet(dir string) *indexSet {
-	return &indexSet{dir: dir, open: map[uint32]bleve.Index{}}
+	return &indexSet{dir: dir, open: map[uint32]bleve.Index{}, formats: map[uint32]int{}}
+}
+
+// TokenFormat is the token format of the indexes this version creates (see
+// tokens.go): 2 cuts wide runs (CJK bigrams, non-ASCII punctuation) and folds
+// their case. An index created before holds format 1 and says nothing; its
+// wide terms are never used to narrow a search (see Cond.Wide).
+const TokenFormat = 2
+
+// formatKey is the Bleve internal key holding an index's token format.
+var formatKey = []byte("shiplog.token_format")
+
+// format returns the token format of day's index (TokenFormat when it does
+// not exist yet).
+func (x *indexSet) format(day uint32) int {
+	if _, err := x.get(day, false); err != nil {
+		return 1
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if f, ok := x.formats[day]; ok {
+		return f
+	}
+	return TokenFormat
 }
 
 func dayName(day uint32) string {
@@ -202,6 +221,7 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 	path := filepath.Join(x.dir, dayName(day))
 	var idx bleve.Index
 	var err error
+	created := false
 	if _, statErr := os.Stat(path); statErr == nil {
 		cfg := scorchConfig()
 		if x.readOnly {
@@ -216,14 +236,31 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 		m.DefaultMapping.Dynamic = false
 		m.IndexDynamic, m.StoreDynamic, m.DocValuesDynamic = false, false, false
 		idx, err = bleve.NewUsing(path, m, scorch.Name, scorch.Name, scorchConfig())
+		created = true
 	} else {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", dayName(day), err)
 	}
+	x.formats[day] = indexFormat(idx, created)
 	x.open[day] = idx
 	return idx, nil
+}
+
+// indexFormat reads (or, for an index just created, writes) its token format.
+func indexFormat(idx bleve.Index, created bool) int {
+	if created {
+		if idx.SetInternal(formatKey, []byte{TokenFormat}) != nil {
+			return 1 // unknown on the next open: read as format 1
+		}
+		return TokenFormat
+	}
+	v, err := idx.GetInternal(formatKey)
+	if err != nil || len(v) != 1 {
+		return 1
+	}
+	return int(v[0])
 }
 
 func (x *indexSet) closeAll() error {
@@ -235,6 +272,7 @@ func (x *indexSet) closeAll() error {
 			first = err
 		}
 		delete(x.open, d)
+		delete(x.formats, d)
 	}
 	return first
 }

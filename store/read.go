@@ -23,6 +23,7 @@ const (
 	CondAnd
 	CondOr
 	CondNot
+	CondNone // no chunk
 )
 
 // Cond is a chunk-level filter: the query planner turns a query into one, and
@@ -30,18 +31,28 @@ const (
 // lines must still be checked one by one).
 //
 // Terms: FieldService, FieldHost, FieldBuild, FieldDeploy match a label exactly;
-// FieldLevel a level name; FieldWord one lower-cased token (see Tokens);
-// FieldAttr attribute Key with exact Value; FieldTrace and FieldSpan an id.
+// FieldLevel a level name; FieldWord one token (see Tokens); FieldAttr
+// attribute Key with exact Value; FieldTrace and FieldSpan an id. A label
+// term with an empty Value matches the chunks without that label.
 type Cond struct {
 	Op    CondOp
 	Field string
 	Key   string
 	Value string
 	Kids  []*Cond
+	// Wide marks a FieldWord token cut from a run with non-ASCII bytes:
+	// indexes of token format 1 do not hold it, nor do older bloom filters,
+	// so neither narrows the search for it there.
+	Wide bool
 }
 
 // Term, And, Or, Not and All build conditions.
 func Term(field, value string) *Cond { return &Cond{Op: CondTerm, Field: field, Value: value} }
+
+// WordTerm matches chunks holding a message token (wide: see Cond.Wide).
+func WordTerm(tok string, wide bool) *Cond {
+	return &Cond{Op: CondTerm, Field: FieldWord, Value: tok, Wide: wide}
+}
 
 // AttrTerm matches attribute key with exactly value.
 func AttrTerm(key, value string) *Cond {
@@ -59,6 +70,9 @@ func Not(kid *Cond) *Cond { return &Cond{Op: CondNot, Kids: []*Cond{kid}} }
 
 // All lets every chunk through: the condition cannot be judged per chunk.
 func All() *Cond { return &Cond{Op: CondAll} }
+
+// None lets no chunk through.
+func None() *Cond { return &Cond{Op: CondNone} }
 
 // tri is a three-valued truth: no line of the chunk matches, some may, all do.
 type tri int8
@@ -111,6 +125,8 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 	case CondAll:
 		// All filters nothing at chunk level; it proves nothing either.
 		return triMaybe
+	case CondNone:
+		return triNo
 	case CondAnd:
 		r := triYes
 		for _, k := range c.Kids {
@@ -164,22 +180,25 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 		}
 		return triNo
 	}
-	if bf != nil && c.inBloom() && !bf.mayContain(c.bloomToken()) {
+	if bf != nil && c.inBloom() && !c.Wide && !bf.mayContain(c.bloomToken()) {
 		return triNo
 	}
 	return triMaybe
 }
 
-// bleveQuery translates c into a Bleve query over chunk documents, or nil when
-// the index cannot narrow the chunks down (every chunk of the day is a candidate).
-func (c *Cond) bleveQuery() query.Query {
+// bleveQuery translates c into a Bleve query over the chunk documents of an
+// index of token format f, or nil when the index cannot narrow the chunks down
+// (every chunk of the day is a candidate).
+func (c *Cond) bleveQuery(f int) query.Query {
 	switch c.Op {
 	case CondAll:
 		return nil
+	case CondNone:
+		return query.NewMatchNoneQuery()
 	case CondAnd:
 		var qs []query.Query
 		for _, k := range c.Kids {
-			if q := k.bleveQuery(); q != nil {
+			if q := k.bleveQuery(f); q != nil {
 				qs = append(qs, q)
 			}
 		}
@@ -193,7 +212,7 @@ func (c *Cond) bleveQuery() query.Query {
 	case CondOr:
 		qs := make([]query.Query, 0, len(c.Kids))
 		for _, k := range c.Kids {
-			q := k.bleveQuery()
+			q := k.bleveQuery(f)
 			if q == nil {
 				return nil
 			}
@@ -208,10 +227,14 @@ func (c *Cond) bleveQuery() query.Query {
 		if k.Op != CondTerm || !isLabelField(k.Field) {
 			return nil
 		}
-		b := query.NewBooleanQuery([]query.Query{query.NewMatchAllQuery()}, nil, []query.Query{k.bleveQuery()})
-		return b
+		kq := k.bleveQuery(f)
+		if kq == nil {
+			return nil
+		}
+		return query.NewBooleanQuery([]query.Query{query.NewMatchAllQuery()}, nil, []query.Query{kq})
 	}
-	if c.inBloom() {
+	if c.inBloom() || c.Wide && f < 2 || c.Value == "" && isLabelField(c.Field) {
+		// A missing label is not in the index: the chunk metadata answers.
 		return nil
 	}
 	var tq *query.TermQuery
@@ -296,7 +319,8 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 	}
 	s.mu.RUnlock()
 
-	bq := c.bleveQuery()
+	var bqs [TokenFormat + 1]query.Query // by index format
+	var built [TokenFormat + 1]bool
 	needBloom := c.usesBloom()
 	seen := make(map[uint64]bool, len(out))
 	for _, r := range out {
@@ -307,10 +331,14 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 			return nil, err
 		}
 		var metas []*ChunkMeta
-		if bq == nil {
+		f := min(max(s.idx.format(d.day), 1), TokenFormat)
+		if !built[f] {
+			bqs[f], built[f] = c.bleveQuery(f), true
+		}
+		if bq := bqs[f]; bq == nil {
 			metas = d.chunks
 		} else {
-			ids, err := s.idx.search(ctx, d.day, bq)
+			ids, err := s.idx.search(ctx, d.day, bqs[f])
 			switch {
 			case ctx.Err() != nil:
 				return nil, ctx.Err()
