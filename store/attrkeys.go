@@ -61,20 +61,8 @@ func (s *Store) noteAttrKeys(h *head, day uint32, as []model.Attr) {
 	if len(as) == 0 {
 		return
 	}
-	if n := len(h.lines.Attrs); n > 0 {
-		prev := h.lines.Attrs[n-1]
-		if len(prev) == len(as) {
-			same := true
-			for i := range as {
-				if prev[i].Key != as[i].Key {
-					same = false
-					break
-				}
-			}
-			if same {
-				return
-			}
-		}
+	if n := len(h.lines.Attrs); n > 0 && sameKeys(h.lines.Attrs[n-1], as) {
+		return
 	}
 	dk := s.dayKeysOf(day)
 	for _, a := range as {
@@ -95,7 +83,10 @@ func (s *Store) attrKeysToWrite(l *Lines) [][]byte {
 	}
 	var out [][]byte
 	seen := map[string]bool{}
-	for _, as := range l.Attrs {
+	for i, as := range l.Attrs {
+		if i > 0 && sameKeys(l.Attrs[i-1], as) {
+			continue
+		}
 		for _, a := range as {
 			if seen[a.Key] {
 				continue
@@ -182,6 +173,19 @@ func (s *Store) HasAttrKey(tr model.TimeRange, key string) bool {
 			return false
 		}
 	}
+}
+
+// sameKeys reports whether a and b have the same keys in the same order.
+func sameKeys(a, b []model.Attr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Key != b[i].Key {
+			return false
+		}
+	}
+	return true
 }
 
 func hasKey(dk *dayKeys, key string) bool {

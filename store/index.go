@@ -89,7 +89,24 @@ func chunkTokens(l *Lines) *chunkToks {
 		}
 	}
 	for _, msg := range l.Msgs {
-		EachToken(msg, add)
+		// EachToken, with its ASCII case inline: most runs are.
+		msg = model.StripANSI(msg)
+		for i := 0; ; {
+			a, b, wide := nextRun(msg, i)
+			if a < 0 {
+				break
+			}
+			i = b
+			if wide {
+				eachWide(msg[a:b], add)
+				continue
+			}
+			if tok := lowerASCII(msg[a:b]); IsIDLike(tok) {
+				ids[tok] = struct{}{}
+			} else {
+				words[tok] = struct{}{}
+			}
+		}
 	}
 	for _, as := range l.Attrs {
 		for _, a := range as {

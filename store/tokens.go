@@ -27,25 +27,43 @@ import (
 // Format 1 (before) kept a wide run whole with ASCII lower-casing only.
 
 // IsTokenByte reports whether b continues a run.
-func IsTokenByte(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b >= 0x80
-}
+func IsTokenByte(b byte) bool { return tokenBytes[b] }
+
+// tokenBytes[b] is IsTokenByte(b), as a table: runs are cut at ingest for
+// every byte of every message.
+var tokenBytes = func() (t [256]bool) {
+	for b := 0; b < 256; b++ {
+		t[b] = b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b >= 0x80
+	}
+	return t
+}()
 
 // NextToken returns the bounds [start, end) of the first run of s at or after
 // offset from; start is -1 when there is none.
 func NextToken(s string, from int) (start, end int) {
+	start, end, _ = nextRun(s, from)
+	return start, end
+}
+
+// nextRun is NextToken that also tells whether the run has non-ASCII bytes.
+func nextRun(s string, from int) (start, end int, wide bool) {
 	i := from
-	for i < len(s) && !IsTokenByte(s[i]) {
+	for i < len(s) && !tokenBytes[s[i]] {
 		i++
 	}
-	if i == len(s) {
-		return -1, -1
+	if i >= len(s) {
+		return -1, -1, false
 	}
-	j := i + 1
-	for j < len(s) && IsTokenByte(s[j]) {
-		j++
+	var or byte
+	j := i
+	for ; j < len(s); j++ {
+		c := s[j]
+		if !tokenBytes[c] {
+			break
+		}
+		or |= c
 	}
-	return i, j
+	return i, j, or >= 0x80
 }
 
 // Tokens appends the tokens of s (see above) to dst.
@@ -59,17 +77,16 @@ func Tokens(dst []string, s string) []string {
 func EachToken(s string, fn func(tok string, wide bool)) {
 	s = model.StripANSI(s)
 	for i := 0; ; {
-		a, b := NextToken(s, i)
+		a, b, wide := nextRun(s, i)
 		if a < 0 {
 			return
 		}
 		i = b
-		run := s[a:b]
-		if isASCII(run) {
-			fn(lowerASCII(run), false)
+		if !wide {
+			fn(lowerASCII(s[a:b]), false)
 			continue
 		}
-		eachWide(run, fn)
+		eachWide(s[a:b], fn)
 	}
 }
 
