@@ -36,7 +36,7 @@ func langRecords() (sealed, open []model.Record) {
 		rec(8, a, "ΕΛΛΗΝΙΚΆ ΚΕΊΜΕΝΟΣ"),
 		rec(9, b, "warn\x1b[0ming split by a colour code"),
 		rec(10, b, "status ok", "status", "200"),
-		rec(11, b, "TestPaymentRefund passed"),
+		rec(11, b, "TestPaymentRefund2 passed"),
 		rec(12, b, ""),
 	}
 	open = []model.Record{
@@ -89,6 +89,9 @@ func TestLanguage(t *testing.T) {
 		{"TestPay*", "5 11"},
 		{"testpay*", "5 11"},
 		{"TestPaymentR*", "11"},
+		{"TestPaymentRefund2", "11"},
+		{"msg:testpayment*", "5 11"},
+		{"Te*", "5 11"},
 		// a:b where a is no field: text.
 		{"payment_test.go:88", "6"},
 		{"stripe-mock:12111", "7"},

@@ -372,7 +372,12 @@ func (msgRegexpNode) cond() *store.Cond { return store.All() }
 // tokenPatternNode matches when some run of the message (store.NextToken,
 // after escape sequences are removed) matches rx: a wildcard sees whole words,
 // CJK runs uncut.
-type tokenPatternNode struct{ rx *regexp.Regexp }
+type tokenPatternNode struct {
+	rx *regexp.Regexp
+	// prefix, for word* of ASCII letters, is word lower-cased: the index
+	// finds the chunks holding a token that starts with it.
+	prefix string
+}
 
 func (n tokenPatternNode) match(l *store.Lines, i int) bool {
 	msg := model.StripANSI(l.Msgs[i])
@@ -387,8 +392,13 @@ func (n tokenPatternNode) match(l *store.Lines, i int) bool {
 		j = b
 	}
 }
-func (tokenPatternNode) needsText() bool   { return true }
-func (tokenPatternNode) cond() *store.Cond { return store.All() }
+func (tokenPatternNode) needsText() bool { return true }
+func (n tokenPatternNode) cond() *store.Cond {
+	if n.prefix != "" {
+		return store.PrefixTerm(n.prefix)
+	}
+	return store.All()
+}
 
 // simplify flattens nested ANDs and ORs and drops match-all parts.
 func simplify(n node) node {

@@ -664,7 +664,7 @@ func patternNode(field, re, src string) (node, error) {
 		if err != nil {
 			return nil, badf("%s: %v", src, err)
 		}
-		return tokenPatternNode{rx}, nil
+		return tokenPatternNode{rx: rx, prefix: indexedPrefix(src)}, nil
 	case fTrace:
 		return stringPatternNode{get: func(l *store.Lines, i int) string { return l.Traces[i] }, rx: rx}, nil
 	case fSpan:
@@ -674,6 +674,22 @@ func patternNode(field, re, src string) (node, error) {
 		return labelPatternNode{field: lf, rx: rx}, nil
 	}
 	return attrPatternNode{key: field, rx: rx}, nil
+}
+
+// indexedPrefix returns w's prefix, lower-cased, when w is a prefix the index
+// can look up: MinIndexedPrefix or more ASCII letters or '_' and one trailing
+// '*' (a digit would make the words id-like, kept in bloom filters only).
+func indexedPrefix(w string) string {
+	p, ok := strings.CutSuffix(w, "*")
+	if !ok || len(p) < store.MinIndexedPrefix {
+		return ""
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_') {
+			return ""
+		}
+	}
+	return strings.ToLower(p)
 }
 
 // wildcardRegexp turns * and ? into a regular expression, quoting the rest.

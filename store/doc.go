@@ -69,7 +69,9 @@
 // One document per chunk, id = chunk id in hex, built by hand (no mapping, no
 // stored fields, no term vectors, no doc values, no norms). Fields, each a list
 // of exact terms: service, host, build_id, deploy_id (the labels), level (the
-// levels present), msg (the distinct ordinary tokens of the messages) and attr
+// levels present), msg (the distinct ordinary tokens of the messages), head
+// (format 2: the leading letters, before the first digit, of the id-like
+// message tokens, when 3 or more: for prefix search) and attr
 // (key=value of attributes with short, not id-like values). Message tokens
 // are cut by token format 2 (tokens.go: escape sequences removed, non-ASCII
 // runs cut at punctuation and into CJK bigrams and case-folded); each day

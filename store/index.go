@@ -34,7 +34,33 @@ const (
 	FieldAttr    = "attr"  // key=value of an attribute
 	FieldTrace   = "trace" // trace id (bloom only)
 	FieldSpan    = "span"  // span id (bloom only)
+	// FieldHead holds the leading letters of id-like message tokens (before
+	// their first digit, when MinIndexedPrefix long or more): testpayment of
+	// testpayment2, so that a prefix finds the tokens kept in bloom filters.
+	FieldHead = "head"
 )
+
+// MinIndexedPrefix is the shortest prefix (TestPay*) looked up in the index;
+// shorter ones check every line of the range.
+const MinIndexedPrefix = 3
+
+// maxPrefixTerms bounds the index terms a prefix may expand to on one day;
+// a prefix with more is not looked up there (its lines are checked instead).
+const maxPrefixTerms = 5000
+
+// idHead returns the leading part of an id-like token before its first
+// digit, or "" when that is shorter than MinIndexedPrefix.
+func idHead(tok string) string {
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c >= '0' && c <= '9' {
+			if i < MinIndexedPrefix {
+				return ""
+			}
+			return tok[:i]
+		}
+	}
+	return tok
+}
 
 // maxIndexedAttrValue: longer attribute values go to the bloom filter.
 const maxIndexedAttrValue = 64
@@ -72,6 +98,7 @@ func (sepAnalyzer) Analyze(b []byte) analysis.TokenStream {
 // chunkToks are the index terms of one chunk.
 type chunkToks struct {
 	words  []string
+	heads  []string
 	attrs  []string
 	levels []string
 	bloom  *bloom
@@ -129,9 +156,14 @@ func chunkTokens(l *Lines) *chunkToks {
 		}
 	}
 	ct := &chunkToks{bloom: newBloom(len(ids))}
+	heads := map[string]struct{}{}
 	for t := range ids {
 		ct.bloom.add(t)
+		if h := idHead(t); h != "" && !strings.Contains(t, "=") {
+			heads[h] = struct{}{}
+		}
 	}
+	ct.heads = setToSlice(heads)
 	ct.words = setToSlice(words)
 	ct.attrs = setToSlice(attrs)
 	for lv := model.LevelTrace; lv < model.NumLevels; lv++ {
@@ -171,6 +203,7 @@ func buildDoc(m *ChunkMeta, t *chunkToks) *document.Document {
 	add(FieldDeploy, m.Labels.DeployID)
 	add(FieldLevel, t.levels...)
 	add(FieldWord, t.words...)
+	add(FieldHead, t.heads...)
 	add(FieldAttr, t.attrs...)
 	return d
 }
@@ -292,6 +325,40 @@ func (x *indexSet) closeAll() error {
 		delete(x.formats, d)
 	}
 	return first
+}
+
+// fewPrefixTerms reports whether prefix p expands to at most maxPrefixTerms
+// terms of day's index (words and heads together).
+func (x *indexSet) fewPrefixTerms(day uint32, p string) bool {
+	idx, err := x.get(day, false)
+	if err != nil || idx == nil {
+		return false
+	}
+	n := 0
+	for _, f := range []string{FieldWord, FieldHead} {
+		d, err := idx.FieldDictPrefix(f, []byte(p))
+		if err != nil {
+			return false
+		}
+		for {
+			e, err := d.Next()
+			if err != nil {
+				_ = d.Close()
+				return false
+			}
+			if e == nil {
+				break
+			}
+			if n++; n > maxPrefixTerms {
+				_ = d.Close()
+				return false
+			}
+		}
+		if err := d.Close(); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // search returns the ids of the chunks of day that match q.

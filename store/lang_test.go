@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,4 +158,59 @@ func TestHasAttrKey(t *testing.T) {
 	defer s.Close()
 	check("older day", day1, "anything", true)
 	check("older day", day2, "day2_key", true)
+}
+
+// TestPrefixTerm: a prefix is looked up among the words and the heads of
+// id-like tokens of format-2 indexes, unless it expands to too many terms.
+func TestPrefixTerm(t *testing.T) {
+	o := DefaultOptions()
+	o.ChunkMaxLines = 2
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var many strings.Builder
+	for i := 0; i <= maxPrefixTerms; i++ {
+		fmt.Fprintf(&many, "pre%c%c%c ", 'a'+i%26, 'a'+i/26%26, 'a'+i/676%26)
+	}
+	var b model.Batch
+	for i, msg := range []string{"TestPayment ok", "x", "TestPaymentRefund2 failed", "y", "other words", "z", many.String(), "w"} {
+		b.Records = append(b.Records, model.Record{Time: t0.Add(time.Duration(i) * time.Second).UnixNano(), Labels: model.Labels{Service: "a"}, Message: msg})
+	}
+	if _, err := s.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	all := model.TimeRange{Start: 0, End: 1 << 62}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		refs, err := s.Candidates(context.Background(), all, Term(FieldWord, "nosuchword"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(refs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("chunks not indexed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		p    string
+		want int
+	}{
+		{"testpay", 2},           // a word and the head of testpaymentrefund2
+		{"testpaymentrefund", 1}, // the head only
+		{"oth", 1},
+		{"zzz", 0},
+		{"pre", 4}, // more than maxPrefixTerms terms: every chunk of the day
+		{"te", 4},  // shorter than MinIndexedPrefix
+	} {
+		refs, err := s.Candidates(context.Background(), all, PrefixTerm(tc.p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(refs) != tc.want {
+			t.Errorf("prefix %q: %d candidate chunks, want %d", tc.p, len(refs), tc.want)
+		}
+	}
 }

@@ -23,7 +23,8 @@ const (
 	CondAnd
 	CondOr
 	CondNot
-	CondNone // no chunk
+	CondNone   // no chunk
+	CondPrefix // a message token starting with Value
 )
 
 // Cond is a chunk-level filter: the query planner turns a query into one, and
@@ -73,6 +74,10 @@ func All() *Cond { return &Cond{Op: CondAll} }
 
 // None lets no chunk through.
 func None() *Cond { return &Cond{Op: CondNone} }
+
+// PrefixTerm matches chunks that may hold a message token starting with p (a
+// lower-case run of at least MinIndexedPrefix ASCII letters or '_').
+func PrefixTerm(p string) *Cond { return &Cond{Op: CondPrefix, Field: FieldWord, Value: p} }
 
 // tri is a three-valued truth: no line of the chunk matches, some may, all do.
 type tri int8
@@ -127,6 +132,8 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 		return triMaybe
 	case CondNone:
 		return triNo
+	case CondPrefix:
+		return triMaybe
 	case CondAnd:
 		r := triYes
 		for _, k := range c.Kids {
@@ -188,17 +195,27 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 
 // bleveQuery translates c into a Bleve query over the chunk documents of an
 // index of token format f, or nil when the index cannot narrow the chunks down
-// (every chunk of the day is a candidate).
-func (c *Cond) bleveQuery(f int) query.Query {
+// (every chunk of the day is a candidate). narrow reports whether a prefix
+// expands to few enough terms in the index to be looked up there.
+func (c *Cond) bleveQuery(f int, narrow func(prefix string) bool) query.Query {
 	switch c.Op {
 	case CondAll:
 		return nil
 	case CondNone:
 		return query.NewMatchNoneQuery()
+	case CondPrefix:
+		if f < 2 || len(c.Value) < MinIndexedPrefix || !narrow(c.Value) {
+			return nil
+		}
+		words := query.NewPrefixQuery(c.Value)
+		words.SetField(FieldWord)
+		heads := query.NewPrefixQuery(c.Value)
+		heads.SetField(FieldHead)
+		return query.NewDisjunctionQuery([]query.Query{words, heads})
 	case CondAnd:
 		var qs []query.Query
 		for _, k := range c.Kids {
-			if q := k.bleveQuery(f); q != nil {
+			if q := k.bleveQuery(f, narrow); q != nil {
 				qs = append(qs, q)
 			}
 		}
@@ -212,7 +229,7 @@ func (c *Cond) bleveQuery(f int) query.Query {
 	case CondOr:
 		qs := make([]query.Query, 0, len(c.Kids))
 		for _, k := range c.Kids {
-			q := k.bleveQuery(f)
+			q := k.bleveQuery(f, narrow)
 			if q == nil {
 				return nil
 			}
@@ -227,7 +244,7 @@ func (c *Cond) bleveQuery(f int) query.Query {
 		if k.Op != CondTerm || !isLabelField(k.Field) {
 			return nil
 		}
-		kq := k.bleveQuery(f)
+		kq := k.bleveQuery(f, narrow)
 		if kq == nil {
 			return nil
 		}
@@ -319,8 +336,6 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 	}
 	s.mu.RUnlock()
 
-	var bqs [TokenFormat + 1]query.Query // by index format
-	var built [TokenFormat + 1]bool
 	needBloom := c.usesBloom()
 	seen := make(map[uint64]bool, len(out))
 	for _, r := range out {
@@ -331,14 +346,12 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 			return nil, err
 		}
 		var metas []*ChunkMeta
-		f := min(max(s.idx.format(d.day), 1), TokenFormat)
-		if !built[f] {
-			bqs[f], built[f] = c.bleveQuery(f), true
-		}
-		if bq := bqs[f]; bq == nil {
+		day := d.day
+		bq := c.bleveQuery(s.idx.format(day), func(p string) bool { return s.idx.fewPrefixTerms(day, p) })
+		if bq == nil {
 			metas = d.chunks
 		} else {
-			ids, err := s.idx.search(ctx, d.day, bqs[f])
+			ids, err := s.idx.search(ctx, d.day, bq)
 			switch {
 			case ctx.Err() != nil:
 				return nil, ctx.Err()
