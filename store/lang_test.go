@@ -214,3 +214,23 @@ func TestPrefixTerm(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTokens: tokens are never empty nor hold ESC, and the tokens of the
+// tokens written out are the same tokens (what a query made of a message's
+// words searches for is what the index holds).
+func FuzzTokens(f *testing.F) {
+	for _, s := range []string{"GET /users 5ms", "\x1b[31mERROR\x1b[0m x", "日本語テキスト", "Ελληνικά ΚΕΊΜΕΝΟΣ", "naïve—test", "東京test1日本", "bad\xffbyte", "ǅ ſ K"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		toks := Tokens(nil, s)
+		for _, tok := range toks {
+			if tok == "" || strings.IndexByte(tok, 0x1b) >= 0 {
+				t.Fatalf("Tokens(%q) has token %q", s, tok)
+			}
+		}
+		if again := Tokens(nil, strings.Join(toks, " ")); !slices.Equal(again, toks) {
+			t.Fatalf("Tokens(%q) = %q, but the tokens of those are %q", s, toks, again)
+		}
+	})
+}
