@@ -177,6 +177,20 @@ func TestUnknownFieldByRange(t *testing.T) {
 			if n != len(tc.want) {
 				t.Fatalf("histogram counts %d, want %d", n, len(tc.want))
 			}
+			st, err := e.Stats(context.Background(), query.StatsParams{Query: q, Range: tc.tr, By: []string{"service"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Total != int64(len(tc.want)) {
+				t.Fatalf("stats total %d, want %d", st.Total, len(tc.want))
+			}
+			fc, err := e.Facets(context.Background(), query.FacetsParams{Query: q, Range: tc.tr, Fields: []string{"service"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fc.Fields) != 1 || len(fc.Fields[0].Values) != 1 || fc.Fields[0].Values[0].Count != int64(len(tc.want)) {
+				t.Fatalf("facets %+v, want service api with %d", fc.Fields, len(tc.want))
+			}
 		})
 	}
 	if r := e.Resolve(q, everything); r != q {
