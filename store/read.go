@@ -345,35 +345,9 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var metas []*ChunkMeta
-		day := d.day
-		bq := c.bleveQuery(s.idx.format(day), func(p string) bool { return s.idx.fewPrefixTerms(day, p) })
-		if bq == nil {
-			metas = d.chunks
-		} else {
-			ids, err := s.idx.search(ctx, d.day, bq)
-			switch {
-			case ctx.Err() != nil:
-				return nil, ctx.Err()
-			case err != nil:
-				// The index cannot answer (a full disk, a broken index): every
-				// chunk of the day is a candidate, checked line by line. Slower,
-				// never wrong.
-				s.indexFailures.Add(1)
-				if s.indexFailures.Load()%100 == 1 {
-					s.log.Warn("store: day index unusable, scanning its chunks", "day", dayName(d.day), "err", err)
-				}
-				metas = append(metas, d.chunks...)
-			default:
-				s.mu.RLock()
-				for _, id := range ids {
-					if m := s.chunks[id]; m != nil {
-						metas = append(metas, m)
-					}
-				}
-				s.mu.RUnlock()
-				metas = append(metas, d.unindexed...)
-			}
+		metas, err := s.dayCandidates(ctx, d.day, c, d.chunks, d.unindexed)
+		if err != nil {
+			return nil, err
 		}
 		var keep []*ChunkMeta
 		for _, m := range metas {
@@ -397,6 +371,39 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 		}
 	}
 	return out, nil
+}
+
+// dayCandidates returns the chunks of day that day's index lets through for
+// c (chunks, every sealed chunk of the day, when it cannot narrow them;
+// unindexed ones always pass).
+func (s *Store) dayCandidates(ctx context.Context, day uint32, c *Cond, chunks, unindexed []*ChunkMeta) ([]*ChunkMeta, error) {
+	bq := c.bleveQuery(s.idx.format(day), func(p string) bool { return s.idx.fewPrefixTerms(day, p) })
+	if bq == nil {
+		return chunks, nil
+	}
+	ids, err := s.idx.search(ctx, day, bq)
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		// The index cannot answer (a full disk, a broken index): every
+		// chunk of the day is a candidate, checked line by line. Slower,
+		// never wrong.
+		s.indexFailures.Add(1)
+		if s.indexFailures.Load()%100 == 1 {
+			s.log.Warn("store: day index unusable, scanning its chunks", "day", dayName(day), "err", err)
+		}
+		return chunks, nil
+	}
+	metas := make([]*ChunkMeta, 0, len(ids)+len(unindexed))
+	s.mu.RLock()
+	for _, id := range ids {
+		if m := s.chunks[id]; m != nil {
+			metas = append(metas, m)
+		}
+	}
+	s.mu.RUnlock()
+	return append(metas, unindexed...), nil
 }
 
 func (s *Store) loadBlooms(ctx context.Context, metas []*ChunkMeta) (map[uint64]*bloom, error) {
