@@ -23,7 +23,8 @@ func TestQueryLanguageOverHTTP(t *testing.T) {
 	if !strings.Contains(string(out), "\x1b[31mERROR\x1b[0m capture failed") {
 		t.Errorf("shiplog run changed the output it passes through:\n%q", out)
 	}
-	jl := `{"host":"h-1","message":"no service here"}` + "\n" + `{"service":"api","host":"h-1","message":"dial tcp stripe-mock:12111: connection refused"}` + "\n"
+	jl := `{"host":"h-1","message":"no service here"}` + "\n" + `{"service":"api","host":"h-1","message":"dial tcp stripe-mock:12111: connection refused"}` + "\n" +
+		`{"service":"api","host":"h-1","level":"\u001b[31mERROR\u001b[0m","message":"coloured level field"}` + "\n"
 	resp, err := http.Post("http://"+s.httpAddr+"/v1/logs:jsonl", "application/x-ndjson", strings.NewReader(jl))
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +47,7 @@ func TestQueryLanguageOverHTTP(t *testing.T) {
 		return msgs
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(search("")) < 8 {
+	for len(search("")) < 9 {
 		if time.Now().After(deadline) {
 			t.Fatalf("records stored: %q", search(""))
 		}
@@ -62,6 +63,7 @@ func TestQueryLanguageOverHTTP(t *testing.T) {
 		{"日本語", "info 日本語テキストを検索する"},
 		{"ελληνικά", "info Ελληνικά γράμματα"},
 		{`service:""`, "info no service here"},
+		{"level:error service:api", "error coloured level field"},
 		{`-build_id:* -service:api`, "info no service here"},
 	} {
 		got := search(tc.q)
