@@ -35,9 +35,14 @@ var levelKeys = map[string]bool{"level": true, "lvl": true, "severity": true, "l
 // DetectLevel reads the level a text line states about itself: "ERROR",
 // "level=warn", "[WARN]", "panic:", "E0102 12:00:00.000 ..." (glog) and the
 // like, normalised with model.ParseLevel. The first such word wins; a line
-// that states none is info.
+// that states none is info. The line is read as a terminal shows it, without
+// its escape sequences: "\x1b[31mERROR\x1b[0m capture failed" is an error.
 func DetectLevel(line string) model.Level {
 	s := line
+	if len(s) > 4*levelScanBytes {
+		s = s[:4*levelScanBytes] // room for colour codes before the cut below
+	}
+	s = model.StripANSI(s)
 	if len(s) > levelScanBytes {
 		s = s[:levelScanBytes]
 	}

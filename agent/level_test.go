@@ -12,6 +12,13 @@ func TestDetectLevel(t *testing.T) {
 		want model.Level
 	}{
 		{"hello world", model.LevelInfo},
+		{"\x1b[31mERROR\x1b[0m capture failed", model.LevelError},
+		{"\x1b[33mwarning:\x1b[0m unused import", model.LevelWarn},
+		{"\x1b[1m\x1b[31mpanic:\x1b[0m nil map", model.LevelFatal},
+		{"main.c:3:14: \x1b[35mwarning:\x1b[0m unused variable", model.LevelWarn},
+		{"\x1b[2m12:00:00\x1b[0m \x1b[31mERR\x1b[0m failed", model.LevelError},
+		{"level=\x1b[31merror\x1b[0m msg=x", model.LevelError},
+		{"\x1b[32mok\x1b[0m  github.com/x 0.1s", model.LevelInfo},
 		{"", model.LevelInfo},
 		{"ERROR bad", model.LevelError},
 		{"2026-01-01T12:00:00Z ERROR db: connection refused", model.LevelError},

@@ -562,3 +562,14 @@ type catalog struct {
 func (c *catalog) Streams() []store.StreamInfo  { return c.streams }
 func (c *catalog) Agents() []store.AgentInfo    { return c.agents }
 func (c *catalog) Runs() map[string][]model.Run { return c.runs }
+
+// HasAttrKey reports whether any of the stores may have attribute key in tr
+// (query.AttrKeys).
+func (l *local) HasAttrKey(tr model.TimeRange, key string) bool {
+	for _, st := range l.stores {
+		if st.HasAttrKey(tr, key) {
+			return true
+		}
+	}
+	return false
+}

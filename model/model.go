@@ -36,8 +36,11 @@ func (l Level) String() string {
 }
 
 // ParseLevel normalises the level spellings found in the wild (WARNING, ERR, E,
-// Critical, panic, 30 for bunyan's info ...). ok is false for an unknown spelling.
+// Critical, panic, 30 for bunyan's info ...), read without terminal escape
+// sequences (a coloured "\x1b[31mERROR\x1b[0m" is error). ok is false for an
+// unknown spelling.
 func ParseLevel(s string) (Level, bool) {
+	s = StripANSI(s)
 	if s == "" {
 		return LevelUnset, true
 	}

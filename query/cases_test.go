@@ -131,7 +131,9 @@ func runCase(t *testing.T, e *query.Engine, c queryCase, byseq map[uint64]model.
 		}
 	}
 
-	// Live tail matches one record at a time: it must agree with search.
+	// Live tail matches one record at a time: it must agree with search
+	// (given the same reading of a:b, which the server resolves too).
+	q = e.Resolve(q, everything)
 	m := q.Matcher() // reused across records, as a tail does
 	for seq, r := range byseq {
 		if got := q.MatchRecord(&r); got != slices.Contains(c.want, seq) {

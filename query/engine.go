@@ -190,6 +190,7 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 	if q == nil {
 		q, _ = Parse("")
 	}
+	q = e.resolve(q, p.Range)
 	var cur *position
 	if p.Cursor != "" {
 		c, err := decodeCursor(p.Cursor)
@@ -313,6 +314,28 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 	return res, nil
 }
 
+// AttrKeys is what the engine asks of a store that can tell which attribute
+// keys occur in a time range (store.Store does), to read a:b as text when no
+// line has attribute a (see Query.Resolve). A store without it: every field
+// is an attribute.
+type AttrKeys interface {
+	HasAttrKey(tr model.TimeRange, key string) bool
+}
+
+// resolve reads q's unknown fields as text for a search over tr.
+func (e *Engine) resolve(q *Query, tr model.TimeRange) *Query {
+	ks, ok := e.st.(AttrKeys)
+	if !ok {
+		return q
+	}
+	return q.Resolve(func(key string) bool { return ks.HasAttrKey(tr, key) })
+}
+
+// Resolve reads q's unknown fields as text for a search over tr, as Search
+// and Histogram do (for callers that match records themselves, such as
+// live tail).
+func (e *Engine) Resolve(q *Query, tr model.TimeRange) *Query { return e.resolve(q, tr) }
+
 // Bucket is one histogram bucket: lines with Start <= time < Start+step.
 type Bucket struct {
 	Start int64
@@ -331,6 +354,7 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 	if q == nil {
 		q, _ = Parse("")
 	}
+	q = e.resolve(q, tr)
 	st := int64(step)
 	first := floorDiv(tr.Start, st) * st
 	// In unsigned arithmetic: the span of two far-apart times overflows int64.

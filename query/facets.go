@@ -75,6 +75,7 @@ func (e *Engine) planFacets(p FacetsParams) (*facetPlan, error) {
 	if q == nil {
 		q, _ = Parse("")
 	}
+	q = e.resolve(q, p.Range)
 	pl := &facetPlan{q: q, tr: p.Range, limit: p.Limit, maxVals: max(1000, e.opts.MaxGroups/10), metaOnly: true}
 	if pl.limit == 0 {
 		pl.limit = DefFacetLimit

@@ -3,6 +3,7 @@ package query
 import (
 	"regexp"
 	"strconv"
+	"sync"
 
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/store"
@@ -76,15 +77,19 @@ func (n notNode) needsText() bool                  { return n.kid.needsText() }
 func (n notNode) cond() *store.Cond                { return store.Not(n.kid.cond()) }
 
 // wordsNode matches messages holding toks as consecutive tokens (one token is a
-// word, several a phrase), case-insensitively.
-type wordsNode struct{ toks []string }
+// word, several a phrase), case-insensitively; wide[i] is set when toks[i] was
+// cut from a run with non-ASCII bytes (see store.EachToken).
+type wordsNode struct {
+	toks []string
+	wide []bool
+}
 
-func (n wordsNode) match(l *store.Lines, i int) bool { return matchTokens(l.Msgs[i], n.toks) }
+func (n wordsNode) match(l *store.Lines, i int) bool { return matchTokens(l.Msgs[i], n) }
 func (wordsNode) needsText() bool                    { return true }
 func (n wordsNode) cond() *store.Cond {
 	cs := make([]*store.Cond, len(n.toks))
 	for i, t := range n.toks {
-		cs[i] = store.Term(store.FieldWord, t)
+		cs[i] = store.WordTerm(t, n.wide[i])
 	}
 	if len(cs) == 1 {
 		return cs[0]
@@ -92,11 +97,48 @@ func (n wordsNode) cond() *store.Cond {
 	return store.And(cs...)
 }
 
-func matchTokens(msg string, toks []string) bool {
+// matchTokens reports whether msg holds n's tokens in a row. A message of
+// ASCII without escape sequences is matched in place; any other is cut into
+// tokens as the index cuts it (store.EachToken): escape sequences removed,
+// wide runs split and case-folded.
+func matchTokens(msg string, n wordsNode) bool {
+	toks := n.toks
 	first := toks[0]
-	if !containsFold(msg, first) {
-		return false
+	if !model.HasANSI(msg) {
+		if !n.wide[0] && !containsFold(msg, first) {
+			return false
+		}
+		if !store.IsWide(msg) {
+			return matchASCII(msg, toks)
+		}
 	}
+	bp := tokPool.Get().(*[]string)
+	defer tokPool.Put(bp)
+	mt := store.Tokens((*bp)[:0], msg)
+	*bp = mt
+	for k := 0; k+len(toks) <= len(mt); k++ {
+		if mt[k] != first {
+			continue
+		}
+		ok := true
+		for j, t := range toks[1:] {
+			if mt[k+1+j] != t {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+var tokPool = sync.Pool{New: func() any { b := make([]string, 0, 64); return &b }}
+
+// matchASCII is matchTokens for a message of ASCII bytes.
+func matchASCII(msg string, toks []string) bool {
+	first := toks[0]
 	for i := 0; ; {
 		a, b := store.NextToken(msg, i)
 		if a < 0 {
@@ -193,7 +235,8 @@ type labelPatternNode struct {
 }
 
 func (n labelPatternNode) match(l *store.Lines, i int) bool {
-	return n.rx.MatchString(labelValue(l.Meta, n.field))
+	v := labelValue(l.Meta, n.field)
+	return v != "" && n.rx.MatchString(v)
 }
 func (labelPatternNode) needsText() bool { return false }
 func (labelPatternNode) cond() *store.Cond {
@@ -209,14 +252,25 @@ func attrOf(as []model.Attr, key string) (string, bool) {
 	return "", false
 }
 
-type attrNode struct{ key, value string }
+// attrNode is key:value; with an empty value, key:"" (the attribute is
+// missing or empty). text, when set, is how the query reads key:value when no
+// line has the attribute (Query.Resolve).
+type attrNode struct {
+	key, value string
+	text       node
+}
 
 func (n attrNode) match(l *store.Lines, i int) bool {
-	v, ok := attrOf(l.Attrs[i], n.key)
-	return ok && v == n.value
+	v, _ := attrOf(l.Attrs[i], n.key)
+	return v == n.value
 }
-func (attrNode) needsText() bool     { return true }
-func (n attrNode) cond() *store.Cond { return store.AttrTerm(n.key, n.value) }
+func (attrNode) needsText() bool { return true }
+func (n attrNode) cond() *store.Cond {
+	if n.value == "" {
+		return store.All()
+	}
+	return store.AttrTerm(n.key, n.value)
+}
 
 type attrPatternNode struct {
 	key string
@@ -224,8 +278,8 @@ type attrPatternNode struct {
 }
 
 func (n attrPatternNode) match(l *store.Lines, i int) bool {
-	v, ok := attrOf(l.Attrs[i], n.key)
-	return ok && n.rx.MatchString(v)
+	v, _ := attrOf(l.Attrs[i], n.key)
+	return v != "" && n.rx.MatchString(v)
 }
 func (attrPatternNode) needsText() bool   { return true }
 func (attrPatternNode) cond() *store.Cond { return store.All() }
@@ -265,17 +319,39 @@ func (n idNode) match(l *store.Lines, i int) bool {
 	}
 	return l.Spans[i] == n.value
 }
-func (idNode) needsText() bool     { return true }
-func (n idNode) cond() *store.Cond { return store.Term(n.field, n.value) }
+func (idNode) needsText() bool { return true }
+func (n idNode) cond() *store.Cond {
+	if n.value == "" {
+		return store.All() // no id: not in the bloom filters
+	}
+	return store.Term(n.field, n.value)
+}
 
 type stringPatternNode struct {
 	get func(l *store.Lines, i int) string
 	rx  *regexp.Regexp
 }
 
-func (n stringPatternNode) match(l *store.Lines, i int) bool { return n.rx.MatchString(n.get(l, i)) }
-func (stringPatternNode) needsText() bool                    { return true }
-func (stringPatternNode) cond() *store.Cond                  { return store.All() }
+func (n stringPatternNode) match(l *store.Lines, i int) bool {
+	v := n.get(l, i)
+	return v != "" && n.rx.MatchString(v)
+}
+func (stringPatternNode) needsText() bool   { return true }
+func (stringPatternNode) cond() *store.Cond { return store.All() }
+
+// msgEmptyNode is message:"": an empty message.
+type msgEmptyNode struct{}
+
+func (msgEmptyNode) match(l *store.Lines, i int) bool { return l.Msgs[i] == "" }
+func (msgEmptyNode) needsText() bool                  { return true }
+func (msgEmptyNode) cond() *store.Cond                { return store.All() }
+
+// noneNode matches nothing.
+type noneNode struct{}
+
+func (noneNode) match(*store.Lines, int) bool { return false }
+func (noneNode) needsText() bool              { return false }
+func (noneNode) cond() *store.Cond            { return store.None() }
 
 type recordIDNode struct{ id model.ID }
 
@@ -283,18 +359,28 @@ func (n recordIDNode) match(l *store.Lines, i int) bool { return l.ID(i) == n.id
 func (recordIDNode) needsText() bool                    { return false }
 func (recordIDNode) cond() *store.Cond                  { return store.All() }
 
-// msgRegexpNode matches a regular expression anywhere in the message.
+// msgRegexpNode matches a regular expression anywhere in the message, as a
+// terminal shows it (without escape sequences).
 type msgRegexpNode struct{ rx *regexp.Regexp }
 
-func (n msgRegexpNode) match(l *store.Lines, i int) bool { return n.rx.MatchString(l.Msgs[i]) }
-func (msgRegexpNode) needsText() bool                    { return true }
-func (msgRegexpNode) cond() *store.Cond                  { return store.All() }
+func (n msgRegexpNode) match(l *store.Lines, i int) bool {
+	return n.rx.MatchString(model.StripANSI(l.Msgs[i]))
+}
+func (msgRegexpNode) needsText() bool   { return true }
+func (msgRegexpNode) cond() *store.Cond { return store.All() }
 
-// tokenPatternNode matches when some token of the message matches rx.
-type tokenPatternNode struct{ rx *regexp.Regexp }
+// tokenPatternNode matches when some run of the message (store.NextToken,
+// after escape sequences are removed) matches rx: a wildcard sees whole words,
+// CJK runs uncut.
+type tokenPatternNode struct {
+	rx *regexp.Regexp
+	// prefix, for word* of ASCII letters, is word lower-cased: the index
+	// finds the chunks holding a token that starts with it.
+	prefix string
+}
 
 func (n tokenPatternNode) match(l *store.Lines, i int) bool {
-	msg := l.Msgs[i]
+	msg := model.StripANSI(l.Msgs[i])
 	for j := 0; ; {
 		a, b := store.NextToken(msg, j)
 		if a < 0 {
@@ -306,8 +392,13 @@ func (n tokenPatternNode) match(l *store.Lines, i int) bool {
 		j = b
 	}
 }
-func (tokenPatternNode) needsText() bool   { return true }
-func (tokenPatternNode) cond() *store.Cond { return store.All() }
+func (tokenPatternNode) needsText() bool { return true }
+func (n tokenPatternNode) cond() *store.Cond {
+	if n.prefix != "" {
+		return store.PrefixTerm(n.prefix)
+	}
+	return store.All()
+}
 
 // simplify flattens nested ANDs and ORs and drops match-all parts.
 func simplify(n node) node {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,9 @@ type Query struct {
 	need string
 	// spec, when set, is how the query travels (Spec); else Spec{Q: src}.
 	spec *Spec
+	// fields are the attribute fields of field:value terms that are read
+	// as text when no line in the range has them (Resolve).
+	fields []string
 }
 
 // String returns the query as written.
@@ -125,10 +129,92 @@ func Parse(s string) (*Query, error) {
 	if n := patternInsts(root); n > MaxPatternInsts {
 		return nil, badf("the patterns of this query compile to %d instructions; the limit is %d (a pattern costs its size for every byte of every line): use fewer or smaller repetitions", n, MaxPatternInsts)
 	}
-	q := &Query{src: s, root: root, cond: root.cond(), text: root.needsText()}
+	return newQuery(s, root), nil
+}
+
+// newQuery plans a parsed (and simplified) query.
+func newQuery(src string, root node) *Query {
+	q := &Query{src: src, root: root, cond: root.cond(), text: root.needsText()}
 	q.countable, q.countLevel = countable(root)
 	q.need = requiredToken(root)
-	return q, nil
+	q.fields = textFields(root, nil)
+	return q
+}
+
+// Fields and text: in a:b, a names a field when it is a label, level,
+// message, trace_id, span_id or id, or an attribute key some line in the
+// searched range has. Otherwise a:b is text, its tokens in a row in the
+// message: payment_test.go:88 and stripe-mock:12111 are found where they are
+// written. The engine decides at the start of each search (Resolve), from
+// the keys the store has seen on the range's days (store.HasAttrKey).
+
+// textFields appends the attribute fields of n's field:value terms that have
+// a text reading.
+func textFields(n node, out []string) []string {
+	switch x := n.(type) {
+	case andNode:
+		for _, k := range x {
+			out = textFields(k, out)
+		}
+	case orNode:
+		for _, k := range x {
+			out = textFields(k, out)
+		}
+	case notNode:
+		out = textFields(x.kid, out)
+	case attrNode:
+		if x.text != nil && !slices.Contains(out, x.key) {
+			out = append(out, x.key)
+		}
+	}
+	return out
+}
+
+// Resolve returns q with each field:value whose field is an attribute that
+// known reports absent read as text (see "Fields and text" above); q itself
+// when there is none.
+func (q *Query) Resolve(known func(key string) bool) *Query {
+	if len(q.fields) == 0 {
+		return q
+	}
+	text := map[string]bool{}
+	for _, f := range q.fields {
+		if !known(f) {
+			text[f] = true
+		}
+	}
+	if len(text) == 0 {
+		return q
+	}
+	r := newQuery(q.src, simplify(asText(q.root, text)))
+	r.spec = q.spec
+	return r
+}
+
+// asText replaces the field:value terms of the attributes in text by their
+// text reading.
+func asText(n node, text map[string]bool) node {
+	switch x := n.(type) {
+	case andNode:
+		out := make(andNode, len(x))
+		for i, k := range x {
+			out[i] = asText(k, text)
+		}
+		return out
+	case orNode:
+		out := make(orNode, len(x))
+		for i, k := range x {
+			out[i] = asText(k, text)
+		}
+		return out
+	case notNode:
+		return notNode{asText(x.kid, text)}
+	case attrNode:
+		if x.text != nil && text[x.key] {
+			return x.text
+		}
+	}
+	return n
 }
 
 // Lexing: the query is cut into items (terms, parentheses and the words AND,
@@ -442,6 +528,9 @@ func leaf(q bq.Query) (node, error) {
 			}
 		}
 	case *bq.WildcardQuery:
+		if x.Wildcard == "*" && x.FieldVal != "" {
+			return existsNode(x.FieldVal)
+		}
 		return patternNode(x.FieldVal, wildcardRegexp(x.Wildcard), x.Wildcard)
 	case *bq.RegexpQuery:
 		return patternNode(x.FieldVal, x.Regexp, "/"+x.Regexp+"/")
@@ -469,15 +558,53 @@ func leaf(q bq.Query) (node, error) {
 	return nil, badf("unsupported term %T", q)
 }
 
+// Empty and missing: a field's value is empty when the record has none (a
+// label, trace or span id, or attribute not set) or it is "". field:"" matches
+// the records where field is empty, field:* those where it is not; patterns
+// never match an empty value. Every record has a level (info when none was
+// given) and an id: level:* and id:* match all, level:"" nothing.
+
+// existsNode is field:*.
+func existsNode(field string) (node, error) {
+	switch field {
+	case fLevel, fID:
+		return allNode{}, nil
+	}
+	n, err := emptyNode(field)
+	if err != nil {
+		return nil, err
+	}
+	return notNode{n}, nil
+}
+
+// emptyNode is field:"".
+func emptyNode(field string) (node, error) {
+	switch field {
+	case fMessage, "msg":
+		return msgEmptyNode{}, nil
+	case fLevel:
+		return noneNode{}, nil
+	case fTrace:
+		return idNode{field: store.FieldTrace}, nil
+	case fSpan:
+		return idNode{field: store.FieldSpan}, nil
+	case fID:
+		return nil, badf(`id:"": every record has an id`)
+	}
+	if lf, ok := labelField(field); ok {
+		return labelNode{field: lf}, nil
+	}
+	return attrNode{key: field}, nil
+}
+
 // valueNode builds the node of field:value (or a bare word when field is empty).
 func valueNode(field, value string, phrase bool) (node, error) {
+	if value == "" && field != "" {
+		return emptyNode(field)
+	}
 	switch field {
 	case "", fMessage, "msg":
-		toks := store.Tokens(nil, value)
-		if len(toks) == 0 {
-			return allNode{}, nil
-		}
-		return wordsNode{toks: toks}, nil
+		return textNode(value), nil
 	case fLevel:
 		lv, ok := model.ParseLevel(value)
 		if !ok || lv == model.LevelUnset {
@@ -498,7 +625,20 @@ func valueNode(field, value string, phrase bool) (node, error) {
 	if lf, ok := labelField(field); ok {
 		return labelNode{field: lf, value: value}, nil
 	}
-	return attrNode{key: field, value: value}, nil
+	return attrNode{key: field, value: value, text: textNode(field + ":" + value)}, nil
+}
+
+// textNode matches the tokens of s in a row in the message (all: none).
+func textNode(s string) node {
+	var w wordsNode
+	store.EachToken(s, func(tok string, wide bool) {
+		w.toks = append(w.toks, tok)
+		w.wide = append(w.wide, wide)
+	})
+	if len(w.toks) == 0 {
+		return allNode{}
+	}
+	return w
 }
 
 func patternNode(field, re, src string) (node, error) {
@@ -524,7 +664,7 @@ func patternNode(field, re, src string) (node, error) {
 		if err != nil {
 			return nil, badf("%s: %v", src, err)
 		}
-		return tokenPatternNode{rx}, nil
+		return tokenPatternNode{rx: rx, prefix: indexedPrefix(src)}, nil
 	case fTrace:
 		return stringPatternNode{get: func(l *store.Lines, i int) string { return l.Traces[i] }, rx: rx}, nil
 	case fSpan:
@@ -534,6 +674,22 @@ func patternNode(field, re, src string) (node, error) {
 		return labelPatternNode{field: lf, rx: rx}, nil
 	}
 	return attrPatternNode{key: field, rx: rx}, nil
+}
+
+// indexedPrefix returns w's prefix, lower-cased, when w is a prefix the index
+// can look up: MinIndexedPrefix or more ASCII letters or '_' and one trailing
+// '*' (a digit would make the words id-like, kept in bloom filters only).
+func indexedPrefix(w string) string {
+	p, ok := strings.CutSuffix(w, "*")
+	if !ok || len(p) < store.MinIndexedPrefix {
+		return ""
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_') {
+			return ""
+		}
+	}
+	return strings.ToLower(p)
 }
 
 // wildcardRegexp turns * and ? into a regular expression, quoting the rest.

@@ -27,7 +27,7 @@ func TestParseErrors(t *testing.T) {
 		{`NOT`, "NOT needs a term"},
 		{`a NOT`, "NOT needs a term"},
 		{`level:loud`, `unknown level "loud" (want trace, debug, info, warn, error or fatal)`},
-		{`level:""`, "unknown level"},
+		{`id:""`, "every record has an id"},
 		{`word~2`, "fuzzy matching (~) is not supported"},
 		{`word~`, "fuzzy matching (~) is not supported"},
 		{`service:api~1`, "fuzzy matching (~) is not supported"},

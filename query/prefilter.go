@@ -15,9 +15,10 @@ import (
 func requiredToken(n node) string {
 	switch x := n.(type) {
 	case wordsNode:
+		// A wide token may be case-folded apart from the message's bytes.
 		best := ""
-		for _, t := range x.toks {
-			if len(t) > len(best) {
+		for i, t := range x.toks {
+			if !x.wide[i] && len(t) > len(best) {
 				best = t
 			}
 		}
@@ -71,6 +72,23 @@ func candidateLines(l *store.Lines, tok string) []bool {
 			break
 		}
 		p += i + 1
+	}
+	// A line with escape sequences may hold tok once they are removed.
+	for p := 0; ; {
+		i := strings.IndexByte(block[p:], 0x1b)
+		if i < 0 {
+			break
+		}
+		off := int32(p + i)
+		line := sort.Search(len(l.MsgStarts), func(j int) bool { return l.MsgStarts[j] > off }) - 1
+		if line < 0 || line+1 >= len(l.MsgStarts) {
+			if line >= 0 {
+				marks[line] = true
+			}
+			break
+		}
+		marks[line] = true
+		p = int(l.MsgStarts[line+1])
 	}
 	return marks
 }

@@ -245,6 +245,7 @@ func (e *Engine) planStats(p StatsParams) (*statsPlan, error) {
 	if q == nil {
 		q, _ = Parse("")
 	}
+	q = e.resolve(q, p.Range)
 	pl := &statsPlan{q: q, tr: p.Range, limit: p.Limit, metaOnly: true}
 	if pl.limit == 0 {
 		pl.limit = DefStatsLimit

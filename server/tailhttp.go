@@ -22,12 +22,26 @@ func droppedMessage(n int) string {
 	return fmt.Sprintf("tail fell behind: %d new records were skipped without being matched (they are stored and searchable); the tail goes on", n)
 }
 
+// tailQuery reads a tail's a:b terms as a search of the last day would
+// (query.Query.Resolve): as text when no line of the last day has attribute a.
+func tailQuery(core Core, q *query.Query) *query.Query {
+	r, ok := core.Query.(interface {
+		Resolve(q *query.Query, tr model.TimeRange) *query.Query
+	})
+	if !ok {
+		return q
+	}
+	now := time.Now()
+	return r.Resolve(q, model.TimeRange{Start: now.Add(-24 * time.Hour).UnixNano(), End: now.Add(time.Hour).UnixNano()})
+}
+
 // Tail streams new matching records.
 func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreamingServer[shiplogv1.TailResponse]) error {
 	q, err := query.Parse(req.GetQ())
 	if err != nil {
 		return toStatus(err)
 	}
+	q = tailQuery(s.core, q)
 	sub := s.core.Hub.subscribe(q)
 	defer s.core.Hub.unsubscribe(sub)
 	return runTail(stream.Context().Done(), s.core.Hub, sub, func(recs []model.Record, dropped int) error {
@@ -200,6 +214,7 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 			return
 		}
 		defer release()
+		q = tailQuery(core, q)
 		// Subscribe before the headers go out: a client that has the headers
 		// gets every record stored after that.
 		sub := core.Hub.subscribe(q)

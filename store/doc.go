@@ -35,6 +35,11 @@
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one
 //	            byte k, then the bit array; 10 bits per distinct token
 //	p<day><id>  present while the chunk's Bleve document may not be persisted
+//	k<day><key> an attribute key seen in a sealed chunk of day (empty value),
+//	            written in that chunk's transaction (attrkeys.go)
+//	k<day>      the day's attribute keys are complete: its first chunk was
+//	            sealed by a version that records them; without it, any key
+//	            may occur on the day (Store.HasAttrKey says yes)
 //	a<agent>    the agent's delivery accounting (encodeAgent in catalog.go):
 //	            highest stored seq, counts, hosts, and the name of the token
 //	            it is bound to
@@ -64,8 +69,16 @@
 // One document per chunk, id = chunk id in hex, built by hand (no mapping, no
 // stored fields, no term vectors, no doc values, no norms). Fields, each a list
 // of exact terms: service, host, build_id, deploy_id (the labels), level (the
-// levels present), msg (the distinct ordinary tokens of the messages) and attr
-// (key=value of attributes with short, not id-like values). Tokens that look
+// levels present), msg (the distinct ordinary tokens of the messages), head
+// (format 2: the leading letters, before the first digit, of the id-like
+// message tokens, when 3 or more: for prefix search) and attr
+// (key=value of attributes with short, not id-like values). Message tokens
+// are cut by token format 2 (tokens.go: escape sequences removed, non-ASCII
+// runs cut at punctuation and into CJK bigrams and case-folded); each day
+// index stores its format in Bleve's internal key "shiplog.token_format"
+// (one byte, 2). An index without it was created before (format 1: non-ASCII
+// runs whole, ASCII lower-casing only), and a search never narrows a Wide
+// term (Cond.Wide) through it, nor through any bloom filter. Tokens that look
 // like identifiers (IsIDLike: 4+ bytes with a digit, or 40+ bytes), long or
 // id-like attribute values, trace and span ids go to the chunk's bloom filter
 // instead: there are too many of them and each is nearly unique.
@@ -177,7 +190,7 @@
 // # Locking
 //
 // Store.mu guards heads, sealing, nextLine, agents, chunks, days, streams,
-// unindexed, walFloor, the count of new streams a day (newDay, newStreams)
+// unindexed, attrKeys, walFloor, the count of new streams a day (newDay, newStreams)
 // and the WAL file. Sealed ChunkMeta values are immutable
 // once published. A head's columns are appended under mu; readers take a
 // snapshot (slices cut to the current length) under mu and read it without it,

@@ -34,7 +34,33 @@ const (
 	FieldAttr    = "attr"  // key=value of an attribute
 	FieldTrace   = "trace" // trace id (bloom only)
 	FieldSpan    = "span"  // span id (bloom only)
+	// FieldHead holds the leading letters of id-like message tokens (before
+	// their first digit, when MinIndexedPrefix long or more): testpayment of
+	// testpayment2, so that a prefix finds the tokens kept in bloom filters.
+	FieldHead = "head"
 )
+
+// MinIndexedPrefix is the shortest prefix (TestPay*) looked up in the index;
+// shorter ones check every line of the range.
+const MinIndexedPrefix = 3
+
+// maxPrefixTerms bounds the index terms a prefix may expand to on one day;
+// a prefix with more is not looked up there (its lines are checked instead).
+const maxPrefixTerms = 5000
+
+// idHead returns the leading part of an id-like token before its first
+// digit, or "" when that is shorter than MinIndexedPrefix.
+func idHead(tok string) string {
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c >= '0' && c <= '9' {
+			if i < MinIndexedPrefix {
+				return ""
+			}
+			return tok[:i]
+		}
+	}
+	return tok
+}
 
 // maxIndexedAttrValue: longer attribute values go to the bloom filter.
 const maxIndexedAttrValue = 64
@@ -72,6 +98,7 @@ func (sepAnalyzer) Analyze(b []byte) analysis.TokenStream {
 // chunkToks are the index terms of one chunk.
 type chunkToks struct {
 	words  []string
+	heads  []string
 	attrs  []string
 	levels []string
 	bloom  *bloom
@@ -81,15 +108,27 @@ func chunkTokens(l *Lines) *chunkToks {
 	words := make(map[string]struct{}, 512)
 	ids := make(map[string]struct{}, 2*l.Len())
 	attrs := make(map[string]struct{}, 64)
+	add := func(tok string, _ bool) {
+		if IsIDLike(tok) {
+			ids[tok] = struct{}{}
+		} else {
+			words[tok] = struct{}{}
+		}
+	}
 	for _, msg := range l.Msgs {
+		// EachToken, with its ASCII case inline: most runs are.
+		msg = model.StripANSI(msg)
 		for i := 0; ; {
-			a, b := NextToken(msg, i)
+			a, b, wide := nextRun(msg, i)
 			if a < 0 {
 				break
 			}
 			i = b
-			tok := lowerASCII(msg[a:b])
-			if IsIDLike(tok) {
+			if wide {
+				eachWide(msg[a:b], add)
+				continue
+			}
+			if tok := lowerASCII(msg[a:b]); IsIDLike(tok) {
 				ids[tok] = struct{}{}
 			} else {
 				words[tok] = struct{}{}
@@ -117,9 +156,14 @@ func chunkTokens(l *Lines) *chunkToks {
 		}
 	}
 	ct := &chunkToks{bloom: newBloom(len(ids))}
+	heads := map[string]struct{}{}
 	for t := range ids {
 		ct.bloom.add(t)
+		if h := idHead(t); h != "" && !strings.Contains(t, "=") {
+			heads[h] = struct{}{}
+		}
 	}
+	ct.heads = setToSlice(heads)
 	ct.words = setToSlice(words)
 	ct.attrs = setToSlice(attrs)
 	for lv := model.LevelTrace; lv < model.NumLevels; lv++ {
@@ -159,6 +203,7 @@ func buildDoc(m *ChunkMeta, t *chunkToks) *document.Document {
 	add(FieldDeploy, m.Labels.DeployID)
 	add(FieldLevel, t.levels...)
 	add(FieldWord, t.words...)
+	add(FieldHead, t.heads...)
 	add(FieldAttr, t.attrs...)
 	return d
 }
@@ -169,10 +214,34 @@ type indexSet struct {
 	readOnly bool // open indexes read-only, create none
 	mu       sync.Mutex
 	open     map[uint32]bleve.Index
+	formats  map[uint32]int // token format of each open index
 }
 
 func newIndexSet(dir string) *indexSet {
-	return &indexSet{dir: dir, open: map[uint32]bleve.Index{}}
+	return &indexSet{dir: dir, open: map[uint32]bleve.Index{}, formats: map[uint32]int{}}
+}
+
+// TokenFormat is the token format of the indexes this version creates (see
+// tokens.go): 2 cuts wide runs (CJK bigrams, non-ASCII punctuation) and folds
+// their case. An index created before holds format 1 and says nothing; its
+// wide terms are never used to narrow a search (see Cond.Wide).
+const TokenFormat = 2
+
+// formatKey is the Bleve internal key holding an index's token format.
+var formatKey = []byte("shiplog.token_format")
+
+// format returns the token format of day's index (TokenFormat when it does
+// not exist yet).
+func (x *indexSet) format(day uint32) int {
+	if _, err := x.get(day, false); err != nil {
+		return 1
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if f, ok := x.formats[day]; ok {
+		return f
+	}
+	return TokenFormat
 }
 
 func dayName(day uint32) string {
@@ -202,6 +271,7 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 	path := filepath.Join(x.dir, dayName(day))
 	var idx bleve.Index
 	var err error
+	created := false
 	if _, statErr := os.Stat(path); statErr == nil {
 		cfg := scorchConfig()
 		if x.readOnly {
@@ -216,14 +286,31 @@ func (x *indexSet) get(day uint32, create bool) (bleve.Index, error) {
 		m.DefaultMapping.Dynamic = false
 		m.IndexDynamic, m.StoreDynamic, m.DocValuesDynamic = false, false, false
 		idx, err = bleve.NewUsing(path, m, scorch.Name, scorch.Name, scorchConfig())
+		created = true
 	} else {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("index %s: %w", dayName(day), err)
 	}
+	x.formats[day] = indexFormat(idx, created)
 	x.open[day] = idx
 	return idx, nil
+}
+
+// indexFormat reads (or, for an index just created, writes) its token format.
+func indexFormat(idx bleve.Index, created bool) int {
+	if created {
+		if idx.SetInternal(formatKey, []byte{TokenFormat}) != nil {
+			return 1 // unknown on the next open: read as format 1
+		}
+		return TokenFormat
+	}
+	v, err := idx.GetInternal(formatKey)
+	if err != nil || len(v) != 1 {
+		return 1
+	}
+	return int(v[0])
 }
 
 func (x *indexSet) closeAll() error {
@@ -235,8 +322,43 @@ func (x *indexSet) closeAll() error {
 			first = err
 		}
 		delete(x.open, d)
+		delete(x.formats, d)
 	}
 	return first
+}
+
+// fewPrefixTerms reports whether prefix p expands to at most maxPrefixTerms
+// terms of day's index (words and heads together).
+func (x *indexSet) fewPrefixTerms(day uint32, p string) bool {
+	idx, err := x.get(day, false)
+	if err != nil || idx == nil {
+		return false
+	}
+	n := 0
+	for _, f := range []string{FieldWord, FieldHead} {
+		d, err := idx.FieldDictPrefix(f, []byte(p))
+		if err != nil {
+			return false
+		}
+		for {
+			e, err := d.Next()
+			if err != nil {
+				_ = d.Close()
+				return false
+			}
+			if e == nil {
+				break
+			}
+			if n++; n > maxPrefixTerms {
+				_ = d.Close()
+				return false
+			}
+		}
+		if err := d.Close(); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // search returns the ids of the chunks of day that match q.

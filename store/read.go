@@ -23,6 +23,8 @@ const (
 	CondAnd
 	CondOr
 	CondNot
+	CondNone   // no chunk
+	CondPrefix // a message token starting with Value
 )
 
 // Cond is a chunk-level filter: the query planner turns a query into one, and
@@ -30,18 +32,28 @@ const (
 // lines must still be checked one by one).
 //
 // Terms: FieldService, FieldHost, FieldBuild, FieldDeploy match a label exactly;
-// FieldLevel a level name; FieldWord one lower-cased token (see Tokens);
-// FieldAttr attribute Key with exact Value; FieldTrace and FieldSpan an id.
+// FieldLevel a level name; FieldWord one token (see Tokens); FieldAttr
+// attribute Key with exact Value; FieldTrace and FieldSpan an id. A label
+// term with an empty Value matches the chunks without that label.
 type Cond struct {
 	Op    CondOp
 	Field string
 	Key   string
 	Value string
 	Kids  []*Cond
+	// Wide marks a FieldWord token cut from a run with non-ASCII bytes:
+	// indexes of token format 1 do not hold it, nor do older bloom filters,
+	// so neither narrows the search for it there.
+	Wide bool
 }
 
 // Term, And, Or, Not and All build conditions.
 func Term(field, value string) *Cond { return &Cond{Op: CondTerm, Field: field, Value: value} }
+
+// WordTerm matches chunks holding a message token (wide: see Cond.Wide).
+func WordTerm(tok string, wide bool) *Cond {
+	return &Cond{Op: CondTerm, Field: FieldWord, Value: tok, Wide: wide}
+}
 
 // AttrTerm matches attribute key with exactly value.
 func AttrTerm(key, value string) *Cond {
@@ -59,6 +71,13 @@ func Not(kid *Cond) *Cond { return &Cond{Op: CondNot, Kids: []*Cond{kid}} }
 
 // All lets every chunk through: the condition cannot be judged per chunk.
 func All() *Cond { return &Cond{Op: CondAll} }
+
+// None lets no chunk through.
+func None() *Cond { return &Cond{Op: CondNone} }
+
+// PrefixTerm matches chunks that may hold a message token starting with p (a
+// lower-case run of at least MinIndexedPrefix ASCII letters or '_').
+func PrefixTerm(p string) *Cond { return &Cond{Op: CondPrefix, Field: FieldWord, Value: p} }
 
 // tri is a three-valued truth: no line of the chunk matches, some may, all do.
 type tri int8
@@ -110,6 +129,10 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 	switch c.Op {
 	case CondAll:
 		// All filters nothing at chunk level; it proves nothing either.
+		return triMaybe
+	case CondNone:
+		return triNo
+	case CondPrefix:
 		return triMaybe
 	case CondAnd:
 		r := triYes
@@ -164,22 +187,35 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 		}
 		return triNo
 	}
-	if bf != nil && c.inBloom() && !bf.mayContain(c.bloomToken()) {
+	if bf != nil && c.inBloom() && !c.Wide && !bf.mayContain(c.bloomToken()) {
 		return triNo
 	}
 	return triMaybe
 }
 
-// bleveQuery translates c into a Bleve query over chunk documents, or nil when
-// the index cannot narrow the chunks down (every chunk of the day is a candidate).
-func (c *Cond) bleveQuery() query.Query {
+// bleveQuery translates c into a Bleve query over the chunk documents of an
+// index of token format f, or nil when the index cannot narrow the chunks down
+// (every chunk of the day is a candidate). narrow reports whether a prefix
+// expands to few enough terms in the index to be looked up there.
+func (c *Cond) bleveQuery(f int, narrow func(prefix string) bool) query.Query {
 	switch c.Op {
 	case CondAll:
 		return nil
+	case CondNone:
+		return query.NewMatchNoneQuery()
+	case CondPrefix:
+		if f < 2 || len(c.Value) < MinIndexedPrefix || !narrow(c.Value) {
+			return nil
+		}
+		words := query.NewPrefixQuery(c.Value)
+		words.SetField(FieldWord)
+		heads := query.NewPrefixQuery(c.Value)
+		heads.SetField(FieldHead)
+		return query.NewDisjunctionQuery([]query.Query{words, heads})
 	case CondAnd:
 		var qs []query.Query
 		for _, k := range c.Kids {
-			if q := k.bleveQuery(); q != nil {
+			if q := k.bleveQuery(f, narrow); q != nil {
 				qs = append(qs, q)
 			}
 		}
@@ -193,7 +229,7 @@ func (c *Cond) bleveQuery() query.Query {
 	case CondOr:
 		qs := make([]query.Query, 0, len(c.Kids))
 		for _, k := range c.Kids {
-			q := k.bleveQuery()
+			q := k.bleveQuery(f, narrow)
 			if q == nil {
 				return nil
 			}
@@ -208,10 +244,14 @@ func (c *Cond) bleveQuery() query.Query {
 		if k.Op != CondTerm || !isLabelField(k.Field) {
 			return nil
 		}
-		b := query.NewBooleanQuery([]query.Query{query.NewMatchAllQuery()}, nil, []query.Query{k.bleveQuery()})
-		return b
+		kq := k.bleveQuery(f, narrow)
+		if kq == nil {
+			return nil
+		}
+		return query.NewBooleanQuery([]query.Query{query.NewMatchAllQuery()}, nil, []query.Query{kq})
 	}
-	if c.inBloom() {
+	if c.inBloom() || c.Wide && f < 2 || c.Value == "" && isLabelField(c.Field) {
+		// A missing label is not in the index: the chunk metadata answers.
 		return nil
 	}
 	var tq *query.TermQuery
@@ -296,7 +336,6 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 	}
 	s.mu.RUnlock()
 
-	bq := c.bleveQuery()
 	needBloom := c.usesBloom()
 	seen := make(map[uint64]bool, len(out))
 	for _, r := range out {
@@ -306,33 +345,9 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		var metas []*ChunkMeta
-		if bq == nil {
-			metas = d.chunks
-		} else {
-			ids, err := s.idx.search(ctx, d.day, bq)
-			switch {
-			case ctx.Err() != nil:
-				return nil, ctx.Err()
-			case err != nil:
-				// The index cannot answer (a full disk, a broken index): every
-				// chunk of the day is a candidate, checked line by line. Slower,
-				// never wrong.
-				s.indexFailures.Add(1)
-				if s.indexFailures.Load()%100 == 1 {
-					s.log.Warn("store: day index unusable, scanning its chunks", "day", dayName(d.day), "err", err)
-				}
-				metas = append(metas, d.chunks...)
-			default:
-				s.mu.RLock()
-				for _, id := range ids {
-					if m := s.chunks[id]; m != nil {
-						metas = append(metas, m)
-					}
-				}
-				s.mu.RUnlock()
-				metas = append(metas, d.unindexed...)
-			}
+		metas, err := s.dayCandidates(ctx, d.day, c, d.chunks, d.unindexed)
+		if err != nil {
+			return nil, err
 		}
 		var keep []*ChunkMeta
 		for _, m := range metas {
@@ -356,6 +371,39 @@ func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]
 		}
 	}
 	return out, nil
+}
+
+// dayCandidates returns the chunks of day that day's index lets through for
+// c (chunks, every sealed chunk of the day, when it cannot narrow them;
+// unindexed ones always pass).
+func (s *Store) dayCandidates(ctx context.Context, day uint32, c *Cond, chunks, unindexed []*ChunkMeta) ([]*ChunkMeta, error) {
+	bq := c.bleveQuery(s.idx.format(day), func(p string) bool { return s.idx.fewPrefixTerms(day, p) })
+	if bq == nil {
+		return chunks, nil
+	}
+	ids, err := s.idx.search(ctx, day, bq)
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		// The index cannot answer (a full disk, a broken index): every
+		// chunk of the day is a candidate, checked line by line. Slower,
+		// never wrong.
+		s.indexFailures.Add(1)
+		if s.indexFailures.Load()%100 == 1 {
+			s.log.Warn("store: day index unusable, scanning its chunks", "day", dayName(day), "err", err)
+		}
+		return chunks, nil
+	}
+	metas := make([]*ChunkMeta, 0, len(ids)+len(unindexed))
+	s.mu.RLock()
+	for _, id := range ids {
+		if m := s.chunks[id]; m != nil {
+			metas = append(metas, m)
+		}
+	}
+	s.mu.RUnlock()
+	return append(metas, unindexed...), nil
 }
 
 func (s *Store) loadBlooms(ctx context.Context, metas []*ChunkMeta) (map[uint64]*bloom, error) {

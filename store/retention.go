@@ -26,7 +26,7 @@ import (
 var floorKey = []byte("!floor")
 
 // dayPrefixes are the key prefixes partitioned by day.
-var dayPrefixes = []byte{pfxChunk, pfxTimes, pfxMeta, pfxBloom, pfxPending}
+var dayPrefixes = []byte{pfxChunk, pfxTimes, pfxMeta, pfxBloom, pfxPending, pfxAttrKey}
 
 // OnDropDay registers fn to run when a day partition is dropped.
 func (s *Store) OnDropDay(fn func(day uint32) error) {
@@ -114,6 +114,7 @@ func (s *Store) dropDay(day uint32) error {
 	s.mu.Lock()
 	metas := s.days[day]
 	delete(s.days, day)
+	delete(s.attrKeys, day)
 	touched := map[uint64]bool{}
 	for _, m := range metas {
 		delete(s.chunks, m.ID)
@@ -244,6 +245,7 @@ func (x *indexSet) drop(day uint32) error {
 		_ = idx.Close()
 		delete(x.open, day)
 	}
+	delete(x.formats, day)
 	if err := os.RemoveAll(filepath.Join(x.dir, dayName(day))); err != nil {
 		return err
 	}

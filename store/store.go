@@ -172,6 +172,7 @@ type Store struct {
 	streamInfo map[uint64]*StreamInfo
 	lastRecv   map[uint64]int64
 	runs       map[string][]model.Run
+	attrKeys   map[uint32]*dayKeys // attribute keys per day (attrkeys.go)
 	// newDay is the UTC day (by the clock) newStreams counts the streams
 	// first seen on, against Options.MaxStreamsPerDay.
 	newDay      uint32
@@ -312,6 +313,7 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		streamInfo: map[uint64]*StreamInfo{},
 		lastRecv:   map[uint64]int64{},
 		runs:       map[string][]model.Run{},
+		attrKeys:   map[uint32]*dayKeys{},
 		sealCh:     make(chan *head, 64),
 		indexCh:    make(chan *indexJob, 256),
 		stop:       make(chan struct{}),
@@ -442,6 +444,7 @@ func (s *Store) loadMeta() error {
 				return err
 			}
 		}
+		s.loadAttrKeys(txn)
 		if err := s.loadFloor(txn); err != nil {
 			return err
 		}
@@ -735,6 +738,7 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 		}
 		s.heads[k] = h
 	}
+	s.noteAttrKeys(h, k.day, r.Attrs)
 	l := &h.lines
 	l.Times = append(l.Times, r.Time)
 	l.Levels = append(l.Levels, r.Level)
@@ -788,8 +792,16 @@ func (s *Store) seal(h *head) {
 	doc := buildDoc(meta, toks)
 	tv, cv := encodeChunk(lines)
 	day, id := meta.Day, meta.ID
+	s.mu.RLock()
+	keys := s.attrKeysToWrite(lines)
+	s.mu.RUnlock()
 	for attempt := 0; ; attempt++ {
 		err := s.db.Update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Set(k, nil); err != nil {
+					return err
+				}
+			}
 			if err := txn.Set(chunkKey(pfxTimes, day, id), tv); err != nil {
 				return err
 			}
@@ -825,6 +837,7 @@ func (s *Store) seal(h *head) {
 		return
 	}
 	s.addSealed(meta)
+	s.attrKeysWritten(day, keys)
 	s.unindexed[id] = meta
 	s.mu.Unlock()
 	s.m.chunks.Inc()

@@ -2,47 +2,207 @@ package store
 
 import (
 	"math"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/shiplog/shiplog/model"
 )
 
-// A token is a maximal run of ASCII letters, digits, '_' or non-ASCII runes,
-// compared case-insensitively (ASCII only). The same rule cuts messages at ingest
-// and query words at search time, so both sides always agree.
+// Tokens are read from a message as a terminal shows it: terminal escape
+// sequences are removed first (model.StripANSI), so "\x1b[33mwarning:" holds
+// the token "warning". A run is a maximal sequence of ASCII letters, digits,
+// '_' or non-ASCII bytes (NextToken). A run of ASCII bytes is one token,
+// lower-cased. A run with non-ASCII bytes ("wide") is cut further, the same
+// way at ingest and at search time (token format 2, see doc.go):
+//   - at runes that are neither letters, marks, numbers nor '_' (CJK and
+//     other non-ASCII punctuation such as 、。— and «»);
+//   - around runs of CJK characters (Han, Hiragana, Katakana, Hangul), which
+//     become overlapping bigrams, as Elastic's CJK analyzer makes them:
+//     日本語テキスト is 日本 本語 語テ テキ キス スト, so 日本語 (日本 本語)
+//     is found inside it as a phrase; a lone CJK character is a token itself;
+//   - and every non-ASCII letter is case-folded (lower(upper(r)), so Σ, σ
+//     and ς agree), unless it would fold to ASCII (the Kelvin sign stays).
+// Format 1 (before) kept a wide run whole with ASCII lower-casing only.
 
-// IsTokenByte reports whether b continues a token.
-func IsTokenByte(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b >= 0x80
-}
+// IsTokenByte reports whether b continues a run.
+func IsTokenByte(b byte) bool { return tokenBytes[b] }
 
-// NextToken returns the bounds [start, end) of the first token of s at or after
+// tokenBytes[b] is IsTokenByte(b), as a table: runs are cut at ingest for
+// every byte of every message.
+var tokenBytes = func() (t [256]bool) {
+	for b := 0; b < 256; b++ {
+		t[b] = b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b >= 0x80
+	}
+	return t
+}()
+
+// NextToken returns the bounds [start, end) of the first run of s at or after
 // offset from; start is -1 when there is none.
 func NextToken(s string, from int) (start, end int) {
-	i := from
-	for i < len(s) && !IsTokenByte(s[i]) {
-		i++
-	}
-	if i == len(s) {
-		return -1, -1
-	}
-	j := i + 1
-	for j < len(s) && IsTokenByte(s[j]) {
-		j++
-	}
-	return i, j
+	start, end, _ = nextRun(s, from)
+	return start, end
 }
 
-// Tokens appends the lower-cased tokens of s to dst.
-func Tokens(dst []string, s string) []string {
-	for i := 0; ; {
-		a, b := NextToken(s, i)
-		if a < 0 {
-			return dst
-		}
-		dst = append(dst, lowerASCII(s[a:b]))
-		i = b
+// nextRun is NextToken that also tells whether the run has non-ASCII bytes.
+func nextRun(s string, from int) (start, end int, wide bool) {
+	i := from
+	for i < len(s) && !tokenBytes[s[i]] {
+		i++
 	}
+	if i >= len(s) {
+		return -1, -1, false
+	}
+	var or byte
+	j := i
+	for ; j < len(s); j++ {
+		c := s[j]
+		if !tokenBytes[c] {
+			break
+		}
+		or |= c
+	}
+	return i, j, or >= 0x80
+}
+
+// Tokens appends the tokens of s (see above) to dst.
+func Tokens(dst []string, s string) []string {
+	EachToken(s, func(tok string, _ bool) { dst = append(dst, tok) })
+	return dst
+}
+
+// EachToken calls fn with every token of s in order; wide is set for the
+// tokens of a run with non-ASCII bytes, which format-1 indexes do not hold.
+func EachToken(s string, fn func(tok string, wide bool)) {
+	s = model.StripANSI(s)
+	for i := 0; ; {
+		a, b, wide := nextRun(s, i)
+		if a < 0 {
+			return
+		}
+		i = b
+		if !wide {
+			fn(lowerASCII(s[a:b]), false)
+			continue
+		}
+		eachWide(s[a:b], fn)
+	}
+}
+
+// IsWide reports whether a token holds non-ASCII bytes.
+func IsWide(tok string) bool { return !isASCII(tok) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// isCJK reports whether r is written without spaces between words, so is
+// indexed as bigrams.
+func isCJK(r rune) bool {
+	return r == 0x30fc || r == 0x3005 || unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul)
+}
+
+// isWordRune reports whether r, inside a wide run, belongs to a token.
+func isWordRune(r rune, size int) bool {
+	return r == '_' || size == 1 && r == utf8.RuneError || unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsNumber(r)
+}
+
+// eachWide cuts a run with non-ASCII bytes into tokens.
+func eachWide(run string, fn func(string, bool)) {
+	piece := -1   // start of the current non-CJK piece
+	prevCJK := -1 // start of the previous CJK rune, in a CJK run
+	prevEnd := 0  // and its end
+	lone := false // the CJK run so far is one rune
+	endCJK := func() {
+		if lone {
+			fn(run[prevCJK:prevEnd], true)
+		}
+		prevCJK, lone = -1, false
+	}
+	for i := 0; i < len(run); {
+		r, size := utf8.DecodeRuneInString(run[i:])
+		switch {
+		case isCJK(r):
+			if piece >= 0 {
+				fn(foldWide(run[piece:i]), true)
+				piece = -1
+			}
+			if prevCJK >= 0 {
+				fn(run[prevCJK:i+size], true)
+				lone = false
+			} else {
+				lone = true
+			}
+			prevCJK, prevEnd = i, i+size
+		case isWordRune(r, size):
+			if prevCJK >= 0 {
+				endCJK()
+			}
+			if piece < 0 {
+				piece = i
+			}
+		default:
+			if prevCJK >= 0 {
+				endCJK()
+			}
+			if piece >= 0 {
+				fn(foldWide(run[piece:i]), true)
+				piece = -1
+			}
+		}
+		i += size
+	}
+	if prevCJK >= 0 {
+		endCJK()
+	}
+	if piece >= 0 {
+		fn(foldWide(run[piece:]), true)
+	}
+}
+
+// foldWide case-folds a piece of a wide run: ASCII letters to lower case,
+// other letters to lower(upper(r)) unless that is ASCII. Invalid UTF-8 bytes
+// are kept as they are.
+func foldWide(p string) string {
+	var b []byte
+	for i := 0; i < len(p); {
+		r, size := utf8.DecodeRuneInString(p[i:])
+		f := r
+		switch {
+		case r < 0x80:
+			if r >= 'A' && r <= 'Z' {
+				f = r + 32
+			}
+		case size == 1:
+			// an invalid byte: kept
+		default:
+			if f = unicode.ToLower(unicode.ToUpper(r)); f < 0x80 {
+				f = r
+			}
+		}
+		if f != r && b == nil {
+			b = make([]byte, i, len(p)+4)
+			copy(b, p[:i])
+		}
+		if b != nil {
+			if size == 1 && r == utf8.RuneError {
+				b = append(b, p[i])
+			} else {
+				b = utf8.AppendRune(b, f)
+			}
+		}
+		i += size
+	}
+	if b == nil {
+		return p
+	}
+	return string(b)
 }
 
 // IsIDLike reports whether a lower-case token looks like an identifier (a hex
