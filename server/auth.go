@@ -133,6 +133,15 @@ func bearer(h string) string {
 	return ""
 }
 
+// httpToken is the request's token: a bearer token, or the password of
+// Basic auth (as Grafana's data sources send it; the user name is ignored).
+func httpToken(r *http.Request) string {
+	if _, pw, ok := r.BasicAuth(); ok {
+		return pw
+	}
+	return bearer(r.Header.Get("Authorization"))
+}
+
 // grpcScope is the scope a gRPC method needs; "" means open.
 func grpcScope(method string) string {
 	switch {
@@ -205,14 +214,14 @@ func (a *Auth) stream() grpc.StreamServerInterceptor {
 func httpScope(r *http.Request) string {
 	p := r.URL.Path
 	switch {
-	case p == "/healthz" || p == "/readyz":
+	case p == "/healthz" || p == "/readyz" || p == "/ready":
 		return ""
 	case p == "/-/reload" || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/v1/admin/"):
 		return ScopeAdmin
 	case r.Method == http.MethodPost && (p == "/v1/logs:write" || p == "/v1/logs:jsonl" || p == "/v1/logs" ||
 		p == "/v1/metrics" || p == "/v1/metrics:push" || p == "/api/v1/write" || p == "/loki/api/v1/push" || strings.HasPrefix(p, "/otlp/")):
 		return ScopeIngest
-	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || p == "/metrics":
+	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/loki/") || p == "/metrics":
 		return ScopeQuery
 	}
 	return ""
@@ -225,7 +234,7 @@ func (a *Auth) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		name, err := a.check(bearer(r.Header.Get("Authorization")), scope)
+		name, err := a.check(httpToken(r), scope)
 		if err != nil {
 			code, c := http.StatusForbidden, codes.PermissionDenied
 			if errors.Is(err, errNoToken) || errors.Is(err, errBadToken) {

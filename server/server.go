@@ -239,6 +239,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
 	alertHandlers(mux, core)
 	registerEcosystem(s.grpc, mux, core, int64(opts.MaxRecvBytes), log) // OTLP, Loki push
+	registerLokiRead(mux, core, log)
 	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes)}
 	prom.register(mux)
 	mux.Handle("/v1/", gw) // the query limits apply in limitedQueries, below any HTTP method
