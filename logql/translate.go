@@ -100,25 +100,23 @@ func slashed(re string) string {
 	return b.String()
 }
 
-// matcherTerm is the term of one label matcher; ok is false when the
-// matcher cannot be written as a term (it matches the empty value, which
-// shiplog's query language does not express), none when no record can match.
+// matcherTerm is the term of one label matcher (an absent label is the
+// empty value, in Loki's matchers as in shiplog's label patterns); none is
+// set when no record can match.
 func matcherTerm(m Matcher) (term string, ok, none bool) {
 	if m.Name == "level" {
 		return levelTerm(m)
 	}
-	if m.Matches("") && m.Op != "!=" {
-		return "", false, false
-	}
-	switch m.Op {
-	case "=":
+	switch {
+	case m.Op == "=" && m.Value == "":
+		return "-" + m.Name + ":/.+/", true, false
+	case m.Op == "=":
 		return m.Name + ":" + quote(m.Value), true, false
-	case "!=":
-		if m.Value == "" {
-			return "", false, false
-		}
+	case m.Op == "!=" && m.Value == "":
+		return m.Name + ":/.+/", true, false
+	case m.Op == "!=":
 		return "-" + m.Name + ":" + quote(m.Value), true, false
-	case "=~":
+	case m.Op == "=~":
 		return m.Name + ":" + slashed(m.Value), true, false
 	}
 	return "-" + m.Name + ":" + slashed(m.Value), true, false
