@@ -48,7 +48,7 @@ func TestTranslate(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for _, c := range []struct {
-		in, want string
+		in, want    string
 		unsupported bool
 	}{
 		{``, "empty query", false},
