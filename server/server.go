@@ -34,8 +34,11 @@ import (
 
 // Options configure the listeners.
 type Options struct {
-	HTTPAddr        string
-	GRPCAddr        string
+	HTTPAddr string
+	GRPCAddr string
+	// HTTPListener, when set, is the HTTP listener, already bound (to
+	// HTTPAddr): the caller needed its address first (a port 0's).
+	HTTPListener    net.Listener
 	MaxRecvBytes    int           // largest gRPC message and HTTP body
 	ShutdownTimeout time.Duration // for in-flight requests on SIGTERM
 	// ReadHeaderTimeout bounds reading a request's headers, BodyReadTimeout
@@ -146,9 +149,11 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	if s.gl, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("listen --grpc %s: %w", opts.GRPCAddr, err)
 	}
-	if s.hl, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
-		_ = s.gl.Close()
-		return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
+	if s.hl = opts.HTTPListener; s.hl == nil {
+		if s.hl, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
+			_ = s.gl.Close()
+			return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
+		}
 	}
 	ins := newInstruments(opts.Registerer)
 	if opts.Registerer != nil && core.Limits != nil {

@@ -258,10 +258,19 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Engine:    metrics.NewEngine(mo, log, reg),
 		Queryable: metrics.NewQueryable(st, mo),
 	}
+	// The HTTP listener is bound now: alert links need its address (a
+	// --http port 0's is known only once bound).
+	hl, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		_ = st.Close()
+		return fmt.Errorf("listen --http %s: %w", *httpAddr, err)
+	}
+	boundHTTP := hl.Addr().String()
 	var al *alerting
 	var node *cluster.Node
 	var calerts *clusterAlerts
 	closeAll := func() {
+		_ = hl.Close()
 		al.stop()
 		if calerts != nil {
 			calerts.stop()
@@ -287,7 +296,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			ccfg.OnAlertLease = calerts.onLease
 		}
 		if node, err = startClusterNode(ctx, *ccfg); err != nil {
-			_ = st.Close()
+			closeAll()
 			return err
 		}
 		core.Query, core.CatalogFor, core.Cluster, core.Catalog, core.Getter = node, node.Catalog, node.Status, nil, nil
@@ -295,7 +304,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			kv := node.AlertStore()
 			areg := reRegisterer{reg}
 			calerts.start = func() (*alerting, error) {
-				return startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, kv, node, core.Metrics, log, areg)
+				return startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, kv, node, core.Metrics, log, areg)
 			}
 			quiet := slog.New(slog.DiscardHandler)
 			calerts.view = func() (*alert.Manager, error) { return viewAlerts(*rulesFile, kv, quiet) }
@@ -308,8 +317,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			go calerts.loop()
 		}
 	case *rulesFile != "":
-		if al, err = startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, st, core.Query, core.Metrics, log, reg); err != nil {
-			_ = st.Close()
+		if al, err = startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, st, core.Query, core.Metrics, log, reg); err != nil {
+			closeAll()
 			return err
 		}
 		core.Alerts = al.mgr
@@ -322,6 +331,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so2 := server.DefaultOptions()
 	so2.UI = web.Handler()
 	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg
+	so2.HTTPListener = hl
 	so2.Auth, so2.TLS = auth, tlsCfg
 	so2.ReadHeaderTimeout, so2.BodyReadTimeout, so2.IdleTimeout = *readHeaderTimeout, *readTimeout, *idleTimeout
 	so2.Registerer = reg
@@ -373,9 +383,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("--syslog-tls takes messages without a token from anyone who can reach it: add --tls-client-ca to require client certificates", "syslog_tls", sl.TLSAddr())
 		}
 	}
-	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
-		base, srv.GRPCAddr(), base, *data)
-	fmt.Fprint(stdout, syslogLine)
+	// "data" ends the address block (internal/harness reads it).
+	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n%s  data:                %s\n",
+		base, srv.GRPCAddr(), base, syslogLine, *data)
 	if readOnly {
 		fmt.Fprintf(stdout, "  READ-ONLY:           %s; queries are answered, ingest is refused until a restart with free space\n", roWhy)
 	}
