@@ -19,7 +19,6 @@ import (
 
 	"github.com/shiplog/shiplog/logql"
 	"github.com/shiplog/shiplog/model"
-	"github.com/shiplog/shiplog/query"
 )
 
 // Bounds of the Loki API.
@@ -151,7 +150,7 @@ func lokiRange(r *http.Request, now time.Time) (model.TimeRange, error) {
 	}
 	tr.Start = tr.End - int64(time.Hour)
 	if v := r.FormValue("since"); v != "" {
-		d, err := query.ParseDuration(v)
+		d, err := model.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return tr, invalid("since %q: want a duration such as 1h", v)
 		}
@@ -182,7 +181,7 @@ func lokiStep(r *http.Request, tr model.TimeRange) (time.Duration, error) {
 		}
 		return time.Duration(f * 1e9), nil
 	}
-	d, err := query.ParseDuration(v)
+	d, err := model.ParseDuration(v)
 	if err != nil || d <= 0 {
 		return 0, invalid("step %q: want a positive duration such as 1m or a number of seconds", v)
 	}
