@@ -45,6 +45,9 @@ type Evaluator struct {
 	lim    EvalLimits
 	series map[string]*acc
 	held   int
+	// wanted are the labels an outer by (...) names: attributes among them
+	// join the series' labels (as Loki's structured metadata does).
+	wanted []string
 }
 
 // acc accumulates one series of the range aggregation.
@@ -71,7 +74,24 @@ func NewEvaluator(e Expr, start, end int64, step time.Duration, lim EvalLimits) 
 	if n > int64(lim.MaxSteps) {
 		return nil, syntaxf("%d steps of %s: the limit is %d; use a larger step or a shorter range", n, step, lim.MaxSteps)
 	}
-	return &Evaluator{expr: e, ra: ra, start: start, step: int64(step), rng: int64(ra.Range), n: int(n), lim: lim, series: map[string]*acc{}}, nil
+	return &Evaluator{expr: e, ra: ra, start: start, step: int64(step), rng: int64(ra.Range), n: int(n), lim: lim,
+		series: map[string]*acc{}, wanted: byLabels(e, nil)}, nil
+}
+
+// byLabels lists the labels of every by (...) of the vector aggregations.
+func byLabels(e Expr, out []string) []string {
+	va, ok := e.(*VectorAgg)
+	if !ok {
+		return out
+	}
+	if va.Grouping != nil && !va.Grouping.Without {
+		for _, l := range va.Grouping.Labels {
+			if !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	return byLabels(va.Inner, out)
 }
 
 // Span is the time range whose lines the evaluation reads: [start-range, end).
@@ -102,6 +122,15 @@ func needsSamples(fn string) bool {
 func (ev *Evaluator) seriesLabels(row *Row) LabelSet {
 	g := ev.ra.Grouping
 	ls := row.Labels()
+	for _, n := range ev.wanted {
+		if ls.Get(n) != "" {
+			continue
+		}
+		if v, ok := row.Get(n); ok && v != "" {
+			ls = append(slices.Clone(ls), Label{n, v})
+			sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+		}
+	}
 	if ev.ra.Unwrap != "" {
 		ls = slices.DeleteFunc(slices.Clone(ls), func(l Label) bool { return l.Name == ev.ra.Unwrap })
 	}

@@ -192,31 +192,47 @@ func (a *lokiAPI) evaluate(ctx context.Context, e logql.Expr, ev *logql.Evaluato
 
 var lokiStreamLabels = []string{"build_id", "deploy_id", "host", "level", "service"}
 
-// fastGroups are the labels the histograms must keep apart: those of an
-// outer sum by (...) when that is all the query does with them, else every
-// stream label.
-func fastGroups(e logql.Expr) []string {
-	if va, ok := e.(*logql.VectorAgg); ok && va.Op == "sum" {
-		if _, inner := va.Inner.(*logql.RangeAgg); inner {
-			if va.Grouping == nil {
-				return []string{}
-			}
-			if !va.Grouping.Without {
-				var out []string
-				for _, l := range va.Grouping.Labels {
-					if !slices.Contains(lokiStreamLabels, l) {
-						return nil // an attribute: lines must be read
-					}
-					if !slices.Contains(out, l) {
-						out = append(out, l)
-					}
-				}
-				sort.Strings(out)
-				return out
-			}
+// sumBy is the by (...) list of a sum over a counting range aggregation,
+// the one shape whose groups can be counted without telling streams apart
+// (nil when e is not of that shape; empty for a sum without by).
+func sumBy(e logql.Expr) []string {
+	va, ok := e.(*logql.VectorAgg)
+	if !ok || va.Op != "sum" {
+		return nil
+	}
+	if _, inner := va.Inner.(*logql.RangeAgg); !inner {
+		return nil
+	}
+	if va.Grouping == nil {
+		return []string{}
+	}
+	if va.Grouping.Without {
+		return nil
+	}
+	out := []string{}
+	for _, l := range va.Grouping.Labels {
+		if !slices.Contains(out, l) {
+			out = append(out, l)
 		}
 	}
-	return lokiStreamLabels
+	sort.Strings(out)
+	return out
+}
+
+// fastGroups are the stream labels the histograms must keep apart: those of
+// an outer sum by (...) when that is all the query does with them, else
+// every stream label; nil when a group is an attribute.
+func fastGroups(e logql.Expr) []string {
+	by := sumBy(e)
+	if by == nil {
+		return lokiStreamLabels
+	}
+	for _, l := range by {
+		if !slices.Contains(lokiStreamLabels, l) {
+			return nil
+		}
+	}
+	return by
 }
 
 func gcd(a, b int64) int64 {

@@ -154,15 +154,20 @@ func (a *lokiAPI) evaluateFast(ctx context.Context, e logql.Expr, ev *logql.Eval
 	if !tl.Exact || !ev.CanAddCounts() {
 		return false, nil
 	}
-	groups := fastGroups(e)
-	if groups == nil {
-		return false, nil
-	}
 	// Buckets that lie whole inside every window they count in: their width
 	// divides the range, the step and the start.
 	start, step := ev.Start(), ev.Step()
 	w := gcd(int64(logql.Range(e)), gcd(int64(step), start))
 	if w <= 0 || (tr.End-tr.Start)/w >= lokiMaxBuckets || tr.Start%w != 0 {
+		return false, nil
+	}
+	if st, ok := a.core.Query.(lokiStatser); ok {
+		if by := sumBy(e); by != nil && len(by) <= query.MaxBy {
+			return true, a.evaluateStats(ctx, st, ev, tl, tr, by, time.Duration(w))
+		}
+	}
+	groups := fastGroups(e)
+	if groups == nil {
 		return false, nil
 	}
 	combos, ok, err := a.fastCombos(ctx, logql.Log(e), groups, tr)
@@ -186,4 +191,39 @@ func (a *lokiAPI) evaluateFast(ctx context.Context, e logql.Expr, ev *logql.Eval
 		}
 	}
 	return true, nil
+}
+
+// lokiStatser is a querier with exact grouped counts (the local engine).
+type lokiStatser interface {
+	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
+}
+
+// evaluateStats counts a sum by (...) of count_over_time or rate with one
+// grouped count per bucket of width w (labels, level or attributes).
+func (a *lokiAPI) evaluateStats(ctx context.Context, st lokiStatser, ev *logql.Evaluator, tl logql.Translation, tr model.TimeRange, by []string, w time.Duration) error {
+	q, err := query.Parse(tl.Query)
+	if err != nil {
+		return err
+	}
+	res, err := st.Stats(ctx, query.StatsParams{Query: q, Range: tr, By: by, Step: w, Limit: lokiMaxSeries})
+	if err != nil {
+		return err
+	}
+	if res.OtherGroups > 0 {
+		return invalid("the query makes more than %d series; group by fewer labels or select fewer streams", lokiMaxSeries)
+	}
+	for _, g := range res.Groups {
+		ls := logql.LabelSet{}
+		for _, name := range by {
+			if v := g.Labels[name]; v != "" {
+				ls = append(ls, logql.Label{Name: name, Value: v})
+			}
+		}
+		for _, b := range g.Buckets {
+			if err := ev.AddCount(ls, b.Start, w, b.Count); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
