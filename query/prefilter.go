@@ -22,6 +22,14 @@ func requiredToken(n node) string {
 			}
 		}
 		return best
+	case msgRegexpNode:
+		// The literal every match begins with (Go leaves case-folded
+		// runes out of it), lower-cased as the block is: ASCII only.
+		prefix, _ := x.rx.LiteralPrefix()
+		if len(prefix) < 3 {
+			return ""
+		}
+		return lowerASCII(prefix)
 	case andNode:
 		best := ""
 		for _, k := range x {
@@ -32,6 +40,16 @@ func requiredToken(n node) string {
 		return best
 	}
 	return ""
+}
+
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 32
+		}
+	}
+	return string(b)
 }
 
 var lowerPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
