@@ -154,17 +154,20 @@ func (a *lokiAPI) evaluateFast(ctx context.Context, e logql.Expr, ev *logql.Eval
 	if !tl.Exact || !ev.CanAddCounts() {
 		return false, nil
 	}
-	// Buckets that lie whole inside every window they count in: their width
-	// divides the range, the step and the start.
-	start, step := ev.Start(), ev.Step()
-	w := gcd(int64(logql.Range(e)), gcd(int64(step), start))
+	rng, step := int64(logql.Range(e)), int64(ev.Step())
+	if sts, ok := a.core.Query.(lokiStatser); ok {
+		// Buckets from the first window's start, of a width that divides the
+		// range and the step: every window is a run of whole buckets.
+		w := gcd(rng, step)
+		if by := sumBy(e); by != nil && len(by) <= query.MaxBy && (tr.End-tr.Start)/w < lokiMaxBuckets && tr.Start == ev.Start()-rng {
+			return true, a.evaluateStats(ctx, sts, ev, tl, tr, by, time.Duration(w))
+		}
+	}
+	// Histogram buckets are aligned to the epoch: their width must divide
+	// the start too.
+	w := gcd(rng, gcd(step, ev.Start()))
 	if w <= 0 || (tr.End-tr.Start)/w >= lokiMaxBuckets || tr.Start%w != 0 {
 		return false, nil
-	}
-	if st, ok := a.core.Query.(lokiStatser); ok {
-		if by := sumBy(e); by != nil && len(by) <= query.MaxBy {
-			return true, a.evaluateStats(ctx, st, ev, tl, tr, by, time.Duration(w))
-		}
 	}
 	groups := fastGroups(e)
 	if groups == nil {
@@ -205,7 +208,7 @@ func (a *lokiAPI) evaluateStats(ctx context.Context, st lokiStatser, ev *logql.E
 	if err != nil {
 		return err
 	}
-	res, err := st.Stats(ctx, query.StatsParams{Query: q, Range: tr, By: by, Step: w, Limit: lokiMaxSeries})
+	res, err := st.Stats(ctx, query.StatsParams{Query: q, Range: tr, By: by, Step: w, AlignStart: true, Limit: lokiMaxSeries})
 	if err != nil {
 		return err
 	}

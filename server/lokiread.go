@@ -265,7 +265,8 @@ func (a *lokiAPI) instant(ctx context.Context, r *http.Request) (any, error) {
 	if le, ok := e.(*logql.LogExpr); ok {
 		return a.logResult(ctx, r, le, model.TimeRange{Start: t - int64(time.Hour), End: t}, began)
 	}
-	return a.metricResult(ctx, e, t, t, time.Second, true, began)
+	// One step: its length only sets the buckets the counts are read in.
+	return a.metricResult(ctx, e, t, t, logql.Range(e), true, began)
 }
 
 func (a *lokiAPI) logResult(ctx context.Context, r *http.Request, le *logql.LogExpr, tr model.TimeRange, began time.Time) (any, error) {
