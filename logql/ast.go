@@ -142,3 +142,8 @@ func RangeOf(e Expr) *RangeAgg {
 	}
 	return nil
 }
+
+// ConstVector is vector(n): one series with no labels and the value n.
+type ConstVector struct{ V float64 }
+
+func (*ConstVector) expr() {}

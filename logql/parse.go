@@ -90,6 +90,9 @@ func Parse(s string) (Expr, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e, err = p.foldConstants(e); err != nil {
+		return nil, err
+	}
 	if t := p.peek(); t.kind != tEOF {
 		if t.kind == tOp && strings.Contains("+-*/%^<>=", t.text) || t.kind == tIdent && isBinaryWord(t.text) {
 			return nil, unsupportedf("binary operations (%s)", t.text)
@@ -123,9 +126,11 @@ func (p *parser) parseExpr() (Expr, error) {
 		return p.parseRangeAgg()
 	case t.kind == tIdent && vectorOps[t.text]:
 		return p.parseVectorAgg()
+	case t.kind == tIdent && t.text == "vector":
+		return p.parseConstVector()
 	case t.kind == tIdent && p.toks[p.pos+1].kind == tOp && p.toks[p.pos+1].text == "(":
 		return nil, unsupportedf("the function %s()", t.text)
-	case t.kind == tIdent && (t.text == "vector" || t.text == "label_replace" || isBinaryWord(t.text)):
+	case t.kind == tIdent && (t.text == "label_replace" || isBinaryWord(t.text)):
 		return nil, unsupportedf("%s", t.text)
 	case t.kind == tNumber:
 		return nil, unsupportedf("scalar expressions (%s)", t.text)
@@ -540,6 +545,9 @@ func (p *parser) parseVectorAgg() (Expr, error) {
 	if _, ok := inner.(*LogExpr); ok {
 		return nil, syntaxf("%s needs a metric expression such as count_over_time({...}[5m]), not a log query", op)
 	}
+	if _, ok := inner.(*ConstVector); ok {
+		return nil, unsupportedf("%s over vector()", op)
+	}
 	va.Inner = inner
 	if err := p.expect(")"); err != nil {
 		return nil, err
@@ -598,4 +606,57 @@ func parseDuration(s string) (time.Duration, error) {
 		s = s[j:]
 	}
 	return total, nil
+}
+
+// parseConstVector reads vector(<number>).
+func (p *parser) parseConstVector() (Expr, error) {
+	p.next()
+	if err := p.expect("("); err != nil {
+		return nil, err
+	}
+	v := p.next()
+	f, err := strconv.ParseFloat(v.text, 64)
+	if v.kind != tNumber || err != nil {
+		return nil, syntaxf("at %d: vector() needs a number, got %s", v.pos, v)
+	}
+	return &ConstVector{V: f}, p.expect(")")
+}
+
+// foldConstants folds + - * / between vector(n) literals (Grafana's health
+// check asks vector(1)+vector(1)); binary operations on anything else are
+// not supported.
+func (p *parser) foldConstants(left Expr) (Expr, error) {
+	for {
+		t := p.peek()
+		if t.kind != tOp || !strings.Contains("+-*/", t.text) {
+			return left, nil
+		}
+		l, ok := left.(*ConstVector)
+		if !ok {
+			return nil, unsupportedf("binary operations (%s)", t.text)
+		}
+		p.next()
+		right, err := p.parseExpr()
+		if err != nil {
+			return nil, err
+		}
+		r, ok := right.(*ConstVector)
+		if !ok {
+			return nil, unsupportedf("binary operations (%s) on anything but vector(n)", t.text)
+		}
+		switch t.text {
+		case "+":
+			l = &ConstVector{V: l.V + r.V}
+		case "-":
+			l = &ConstVector{V: l.V - r.V}
+		case "*":
+			l = &ConstVector{V: l.V * r.V}
+		default:
+			l = &ConstVector{V: l.V / r.V}
+		}
+		if n := p.peek(); n.kind == tOp && strings.Contains("+-*/", n.text) {
+			return nil, unsupportedf("more than one binary operation")
+		}
+		return l, nil
+	}
 }

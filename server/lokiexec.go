@@ -128,6 +128,9 @@ func promPoint(p logql.Point) [2]any {
 }
 
 func (a *lokiAPI) metricResult(ctx context.Context, e logql.Expr, start, end int64, step time.Duration, instant bool, began time.Time) (any, error) {
+	if c, ok := e.(*logql.ConstVector); ok {
+		return constResult(c, start, end, step, instant, began)
+	}
 	ev, err := logql.NewEvaluator(e, start, end, step, logql.EvalLimits{MaxSeries: lokiMaxSeries, MaxSamples: lokiMaxSamples, MaxSteps: lokiMaxSteps})
 	if err != nil {
 		return nil, err
@@ -240,4 +243,24 @@ func gcd(a, b int64) int64 {
 		a, b = b, a%b
 	}
 	return a
+}
+
+// constResult answers vector(n) (Grafana's health check sends
+// vector(1)+vector(1)).
+func constResult(c *logql.ConstVector, start, end int64, step time.Duration, instant bool, began time.Time) (any, error) {
+	var st lokiStats
+	if instant {
+		st.finish(began, 1)
+		return lokiData{"success", lokiResult{ResultType: "vector", Stats: st,
+			Result: []lokiVector{{Metric: map[string]string{}, Value: promPoint(logql.Point{T: end, V: c.V})}}}}, nil
+	}
+	if (end-start)/int64(step) >= lokiMaxSteps {
+		return nil, invalid("more than %d steps of %s; use a larger step or a shorter range", lokiMaxSteps, step)
+	}
+	m := lokiMatrix{Metric: map[string]string{}}
+	for t := start; t <= end; t += int64(step) {
+		m.Values = append(m.Values, promPoint(logql.Point{T: t, V: c.V}))
+	}
+	st.finish(began, len(m.Values))
+	return lokiData{"success", lokiResult{ResultType: "matrix", Result: []lokiMatrix{m}, Stats: st}}, nil
 }

@@ -266,7 +266,7 @@ func (a *lokiAPI) instant(ctx context.Context, r *http.Request) (any, error) {
 		return a.logResult(ctx, r, le, model.TimeRange{Start: t - int64(time.Hour), End: t}, began)
 	}
 	// One step: its length only sets the buckets the counts are read in.
-	return a.metricResult(ctx, e, t, t, logql.Range(e), true, began)
+	return a.metricResult(ctx, e, t, t, max(logql.Range(e), time.Second), true, began)
 }
 
 func (a *lokiAPI) logResult(ctx context.Context, r *http.Request, le *logql.LogExpr, tr model.TimeRange, began time.Time) (any, error) {
