@@ -87,12 +87,14 @@ type Server struct {
 	cancelBase context.CancelFunc
 }
 
-// Querier answers searches, histograms and context: a *query.Engine over the
+// Querier answers searches, histograms, context, stats and facets: a *query.Engine over the
 // local store, or, in cluster mode, the cluster's fan-out.
 type Querier interface {
 	Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error)
 	Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) ([]query.Bucket, error)
 	Context(ctx context.Context, g query.Getter, p query.ContextParams) (*query.ContextResult, error)
+	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
+	Facets(ctx context.Context, p query.FacetsParams) (*query.FacetsResult, error)
 }
 
 // Core is what the handlers call.
@@ -243,6 +245,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
 	alertHandlers(mux, core)
+	promRulesHandlers(mux, core)
 	registerEcosystem(s.grpc, mux, core, int64(opts.MaxRecvBytes), log) // OTLP, Loki push
 	registerLokiRead(mux, core, log)
 	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes)}

@@ -36,6 +36,7 @@ func commands() []command {
 		{"server", "run the log server", runServer},
 		{"query", "print matching records, oldest first", runQuery},
 		{"tail", "follow new matching records", runTail},
+		{"stats", "count matching records by fields, with aggregates, as a table", runStats},
 		{"agent", "ship lines from files or stdin to the server", runAgent},
 		{"run", "run a command, passing its output through and shipping it", runRun},
 		{"token", "make a new auth token: shiplog token new --name N --scopes ...", runToken},

@@ -81,6 +81,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxSeqJump := fs.Uint64("max-seq-jump", sod.MaxSeqJump, "refuse (InvalidArgument) a batch whose seq is further than this above its agent's highest stored seq; 0 = no bound")
 	rulesFile := fs.String("rules", "", "alert rules file (see docs/rules.md); reloaded on SIGHUP and POST /-/reload")
 	externalURL := fs.String("external-url", "", "the web UI's address in alert notifications' links (default http://<--http>)")
+	ax := addAlertFlags(fs)
 	cf := addClusterFlags(fs)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
@@ -304,7 +305,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			kv := node.AlertStore()
 			areg := reRegisterer{reg}
 			calerts.start = func() (*alerting, error) {
-				return startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, kv, node, core.Metrics, log, areg)
+				return startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, ax, kv, node, core.Metrics, log, areg)
 			}
 			quiet := slog.New(slog.DiscardHandler)
 			calerts.view = func() (*alert.Manager, error) { return viewAlerts(*rulesFile, kv, quiet) }
@@ -317,7 +318,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			go calerts.loop()
 		}
 	case *rulesFile != "":
-		if al, err = startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, st, core.Query, core.Metrics, log, reg); err != nil {
+		if al, err = startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, ax, st, core.Query, core.Metrics, log, reg); err != nil {
 			closeAll()
 			return err
 		}

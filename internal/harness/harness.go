@@ -154,6 +154,30 @@ func (p *Proc) setAddrs(a map[string]string) error {
 	return nil
 }
 
+// Addrs are the addresses a server printed.
+type Addrs struct {
+	HTTP, HTTPBase, GRPC, Syslog, SyslogTLS string
+}
+
+// ParseServing reads the first complete address block in a server's output
+// (for servers run in process, whose stdout is a buffer); ok is false until
+// the block has been printed.
+func ParseServing(out string) (a Addrs, ok bool) {
+	ch := make(chan map[string]string, 1)
+	p := &Proc{}
+	p.copied.Add(1)
+	p.copyStdout(strings.NewReader(out), io.Discard, ch)
+	select {
+	case block := <-ch:
+		if p.setAddrs(block) != nil {
+			return a, false
+		}
+		return Addrs{p.HTTPAddr, p.HTTPBase, p.GRPCAddr, p.SyslogAddr, p.SyslogTLSAddr}, true
+	default:
+		return a, false
+	}
+}
+
 // WaitReady waits until /readyz answers 200, the process exits or d passes.
 func (p *Proc) WaitReady(d time.Duration) error {
 	hc := p.cfg.Client
