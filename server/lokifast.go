@@ -155,12 +155,11 @@ func (a *lokiAPI) evaluateFast(ctx context.Context, e logql.Expr, ev *logql.Eval
 		return false, nil
 	}
 	rng, step := int64(logql.Range(e)), int64(ev.Step())
-	if sts, ok := a.core.Query.(lokiStatser); ok {
-		// Buckets from the first window's start, of a width that divides the
-		// range and the step: every window is a run of whole buckets.
-		w := gcd(rng, step)
+	// Buckets from the first window's start, of a width that divides the
+	// range and the step: every window is a run of whole buckets.
+	if w := gcd(rng, step); w > 0 {
 		if by := sumBy(e); by != nil && len(by) <= query.MaxBy && (tr.End-tr.Start)/w < lokiMaxBuckets && tr.Start == ev.Start()-rng {
-			return true, a.evaluateStats(ctx, sts, ev, tl, tr, by, time.Duration(w))
+			return true, a.evaluateStats(ctx, ev, tl, tr, by, time.Duration(w))
 		}
 	}
 	// Histogram buckets are aligned to the epoch: their width must divide
@@ -196,19 +195,14 @@ func (a *lokiAPI) evaluateFast(ctx context.Context, e logql.Expr, ev *logql.Eval
 	return true, nil
 }
 
-// lokiStatser is a querier with exact grouped counts (the local engine).
-type lokiStatser interface {
-	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
-}
-
 // evaluateStats counts a sum by (...) of count_over_time or rate with one
 // grouped count per bucket of width w (labels, level or attributes).
-func (a *lokiAPI) evaluateStats(ctx context.Context, st lokiStatser, ev *logql.Evaluator, tl logql.Translation, tr model.TimeRange, by []string, w time.Duration) error {
+func (a *lokiAPI) evaluateStats(ctx context.Context, ev *logql.Evaluator, tl logql.Translation, tr model.TimeRange, by []string, w time.Duration) error {
 	q, err := query.Parse(tl.Query)
 	if err != nil {
 		return err
 	}
-	res, err := st.Stats(ctx, query.StatsParams{Query: q, Range: tr, By: by, Step: w, AlignStart: true, Limit: lokiMaxSeries})
+	res, err := a.core.Query.Stats(ctx, query.StatsParams{Query: q, Range: tr, By: by, Step: w, AlignStart: true, Limit: lokiMaxSeries})
 	if err != nil {
 		return err
 	}
