@@ -48,6 +48,9 @@ type Evaluator struct {
 	// wanted are the labels an outer by (...) names: attributes among them
 	// join the series' labels (as Loki's structured metadata does).
 	wanted []string
+	// reduce is the grouping of a sum directly over an additive range
+	// aggregation: its series can be summed as they are made.
+	reduce *Grouping
 }
 
 // acc accumulates one series of the range aggregation.
@@ -75,7 +78,28 @@ func NewEvaluator(e Expr, start, end int64, step time.Duration, lim EvalLimits) 
 		return nil, syntaxf("%d steps of %s: the limit is %d; use a larger step or a shorter range", n, step, lim.MaxSteps)
 	}
 	return &Evaluator{expr: e, ra: ra, start: start, step: int64(step), rng: int64(ra.Range), n: int(n), lim: lim,
-		series: map[string]*acc{}, wanted: byLabels(e, nil)}, nil
+		series: map[string]*acc{}, wanted: byLabels(e, nil), reduce: reducible(e)}, nil
+}
+
+// reducible is the grouping of the sum directly over e's range aggregation
+// when summing early gives the same answer (the range function adds up);
+// nil otherwise.
+func reducible(e Expr) *Grouping {
+	va, ok := e.(*VectorAgg)
+	if !ok {
+		return nil
+	}
+	ra, ok := va.Inner.(*RangeAgg)
+	if !ok {
+		return reducible(va.Inner)
+	}
+	if va.Op != "sum" || ra.Grouping != nil || needsSamples(ra.Func) {
+		return nil
+	}
+	if va.Grouping == nil {
+		return &Grouping{}
+	}
+	return va.Grouping
 }
 
 // byLabels lists the labels of every by (...) of the vector aggregations.
@@ -120,7 +144,20 @@ func needsSamples(fn string) bool {
 
 // seriesLabels are the labels of the range aggregation's series for row.
 func (ev *Evaluator) seriesLabels(row *Row) LabelSet {
+	if r := ev.reduce; r != nil && !r.Without {
+		out := make(LabelSet, 0, len(r.Labels))
+		for _, n := range r.Labels {
+			if v, ok := row.Get(n); ok && v != "" && out.Get(n) == "" {
+				out = append(out, Label{n, v})
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+		return out
+	}
 	g := ev.ra.Grouping
+	if r := ev.reduce; r != nil {
+		g = r // sum without (...): the same labels go now
+	}
 	ls := row.Labels()
 	for _, n := range ev.wanted {
 		if ls.Get(n) != "" {

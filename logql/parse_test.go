@@ -2,6 +2,7 @@ package logql
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +155,49 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q: translation %q: %v", s, tr.Query, err)
 		}
 	})
+}
+
+// A sum by (...) over an additive range function sums series as they are
+// made: lines with labels of their own (extracted ids) make no more series
+// than the groups; other aggregations keep every series.
+func TestEvaluatorReduces(t *testing.T) {
+	for _, c := range []struct {
+		q  string
+		ok bool
+	}{
+		{`sum by (status) (count_over_time({service="x"} | logfmt [1m]))`, true},
+		{`topk(1, sum by (status) (rate({service="x"} | logfmt [1m])))`, true},
+		{`sum without (id, ms) (count_over_time({service="x"} | logfmt [1m]))`, true},
+		{`max by (status) (count_over_time({service="x"} | logfmt [1m]))`, false},
+		{`sum by (status) (avg_over_time({service="x"} | logfmt | unwrap ms [1m]))`, false},
+	} {
+		e, err := Parse(c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := NewEvaluator(e, int64(time.Minute), int64(time.Minute), time.Minute, EvalLimits{MaxSeries: 5, MaxSamples: 1000, MaxSteps: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var addErr error
+		for i := 0; i < 50 && addErr == nil; i++ {
+			rec := &model.Record{Labels: model.Labels{Service: "x"}, Time: int64(i) * int64(time.Second),
+				Message: fmt.Sprintf("id=%d status=%d ms=%d", i, 200+i%2, i)}
+			row, _ := NewPipeline(Log(e)).Process(rec)
+			addErr = ev.Add(row)
+		}
+		if (addErr == nil) != c.ok {
+			t.Fatalf("%s: %v", c.q, addErr)
+		}
+		if c.ok {
+			res := ev.Result()
+			total := 0.0
+			for _, s := range res {
+				total += s.Points[0].V
+			}
+			if len(res) == 0 || (!strings.HasPrefix(c.q, "topk") && total != 50 && total*60 != 50) {
+				t.Fatalf("%s: %+v", c.q, res)
+			}
+		}
+	}
 }

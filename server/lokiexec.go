@@ -195,15 +195,19 @@ func (a *lokiAPI) evaluate(ctx context.Context, e logql.Expr, ev *logql.Evaluato
 
 var lokiStreamLabels = []string{"build_id", "deploy_id", "host", "level", "service"}
 
-// sumBy is the by (...) list of a sum over a counting range aggregation,
-// the one shape whose groups can be counted without telling streams apart
-// (nil when e is not of that shape; empty for a sum without by).
+// sumBy is the by (...) list of the sum directly over a counting range
+// aggregation (outer aggregations work on its output alone), the one shape
+// whose groups can be counted without telling streams apart: nil when e is
+// not of that shape; empty for a sum without by.
 func sumBy(e logql.Expr) []string {
 	va, ok := e.(*logql.VectorAgg)
-	if !ok || va.Op != "sum" {
+	if !ok {
 		return nil
 	}
 	if _, inner := va.Inner.(*logql.RangeAgg); !inner {
+		return sumBy(va.Inner)
+	}
+	if va.Op != "sum" {
 		return nil
 	}
 	if va.Grouping == nil {
