@@ -3,6 +3,7 @@ package logql
 import (
 	"math"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,26 @@ const (
 type parser struct {
 	toks []token
 	pos  int
+	// patternInsts sums the compiled size of the query's regular expressions.
+	patternInsts int
+}
+
+// MaxPatternInsts bounds the compiled size of a query's regular expressions
+// together, as shiplog's own query language does.
+const MaxPatternInsts = 2000
+
+// compile compiles a regular expression, counting its size.
+func (p *parser) compile(expr string) (*regexp.Regexp, error) {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return nil, err
+	}
+	p.patternInsts += len(prog.Inst)
+	return regexp.Compile(expr)
 }
 
 func (p *parser) peek() token { return p.toks[p.pos] }
@@ -92,6 +113,9 @@ func Parse(s string) (Expr, error) {
 	}
 	if e, err = p.foldConstants(e); err != nil {
 		return nil, err
+	}
+	if n := p.patternInsts; n > MaxPatternInsts {
+		return nil, unsupportedf("regular expressions this large: they compile to %d instructions, the limit is %d (each costs its size for every byte of every line)", n, MaxPatternInsts)
 	}
 	if t := p.peek(); t.kind != tEOF {
 		if t.kind == tOp && strings.Contains("+-*/%^<>=", t.text) || t.kind == tIdent && isBinaryWord(t.text) {
@@ -174,7 +198,7 @@ func (p *parser) parseSelector(e *LogExpr) error {
 		}
 		m := Matcher{Name: canon, Op: op.text, Value: val.text}
 		if op.text == "=~" || op.text == "!~" {
-			rx, err := regexp.Compile("^(?:" + val.text + ")$")
+			rx, err := p.compile("^(?:" + val.text + ")$")
 			if err != nil {
 				return syntaxf("%s%s%q: %v", name.text, op.text, val.text, err)
 			}
@@ -204,7 +228,7 @@ func (p *parser) parseLineFilter(op string) (LineFilter, error) {
 	}
 	f := LineFilter{Op: op, Value: v.text}
 	if op == "|~" || op == "!~" {
-		rx, err := regexp.Compile(v.text)
+		rx, err := p.compile(v.text)
 		if err != nil {
 			return f, syntaxf("%s %q: %v", op, v.text, err)
 		}
@@ -345,7 +369,7 @@ func (p *parser) parseLabelFilter() (LabelFilter, error) {
 				f.Op = "="
 			}
 		case "=~", "!~":
-			rx, err := regexp.Compile("^(?:" + val.text + ")$")
+			rx, err := p.compile("^(?:" + val.text + ")$")
 			if err != nil {
 				return f, syntaxf("%s%s%q: %v", name.text, op.text, val.text, err)
 			}

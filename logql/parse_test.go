@@ -74,6 +74,7 @@ func TestParseErrors(t *testing.T) {
 		{`{service="x"} |~ "("`, "missing closing )", false},
 		{`{service="x"`, "want", false},
 		{`{service="x"} |= "unterminated`, "unterminated string", false},
+		{`{service="x"} | a=~"[a-j ]{1000}[k-z]" |~ "[a-j ]{1000}"`, "instructions", true},
 	} {
 		_, err := Parse(c.in)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
