@@ -27,6 +27,7 @@ type detectedField struct {
 const (
 	lokiMaxFieldLines = 5000
 	lokiMaxFieldVals  = 10000 // distinct values tracked per field
+	lokiMaxFields     = 1000  // fields tracked
 )
 
 type fieldSeen struct {
@@ -60,14 +61,13 @@ func (a *lokiAPI) detectedFields(ctx context.Context, r *http.Request) (any, err
 			*p.v = n
 		}
 	}
-	streams, _, err := a.logQuery(ctx, le, tr, lines, false)
-	if err != nil {
-		return nil, err
-	}
 	seen := map[string]*fieldSeen{}
 	note := func(name, val, parser string) {
 		f := seen[name]
 		if f == nil {
+			if len(seen) >= lokiMaxFields {
+				return
+			}
 			f = &fieldSeen{vals: map[string]bool{}, types: map[string]bool{}}
 			seen[name] = f
 		}
@@ -79,10 +79,14 @@ func (a *lokiAPI) detectedFields(ctx context.Context, r *http.Request) (any, err
 			f.parsers = append(f.parsers, parser)
 		}
 	}
-	for _, s := range streams {
-		for _, v := range s.Values {
-			a.fieldsOf(v[1], note)
+	err = a.latestRows(ctx, le, tr, lines, func(row *logql.Row) {
+		for _, at := range row.Rec.Attrs { // structured metadata: no parser
+			note(at.Key, at.Value, "")
 		}
+		a.fieldsOf(row.Rec.Message, note)
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]detectedField, 0, len(seen))
 	for name, f := range seen {
@@ -93,6 +97,29 @@ func (a *lokiAPI) detectedFields(ctx context.Context, r *http.Request) (any, err
 		out = out[:limit]
 	}
 	return map[string]any{"fields": out, "limit": limit}, nil
+}
+
+// latestRows hands fn the newest limit records of le's query over tr that
+// pass its pipeline.
+func (a *lokiAPI) latestRows(ctx context.Context, le *logql.LogExpr, tr model.TimeRange, limit int, fn func(*logql.Row)) error {
+	tl := logql.Translate(le)
+	if tl.None || tr.Start >= tr.End {
+		return nil
+	}
+	q, err := query.Parse(tl.Query)
+	if err != nil {
+		return err
+	}
+	pl := logql.NewPipeline(le)
+	kept := 0
+	return a.scan(ctx, q, tr, false, lokiPage, func(rec *model.Record) (bool, error) {
+		row, ok := pl.Process(rec)
+		if ok {
+			fn(row)
+			kept++
+		}
+		return kept < limit, nil
+	})
 }
 
 // fieldsOf notes the fields json (for a line that is a JSON object) or
