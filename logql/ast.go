@@ -44,6 +44,7 @@ const (
 	StageLabelFilter = "label_filter"
 	StageLineFilter  = "line_filter" // a line filter after a parser or label filter
 	StageDrop        = "drop"
+	StageLineFormat  = "line_format"
 )
 
 // Stage is one step of a pipeline evaluated record by record.
@@ -52,6 +53,7 @@ type Stage struct {
 	Filters []LabelFilter // StageLabelFilter: all must hold
 	Line    LineFilter    // StageLineFilter
 	Drop    []string      // StageDrop: label names
+	format  *lineFormat   // StageLineFormat
 }
 
 // LabelFilter compares a label (a stream label, an attribute, or a field

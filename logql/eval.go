@@ -209,7 +209,7 @@ func (ev *Evaluator) Add(row *Row) error {
 	v := 1.0
 	switch ev.ra.Func {
 	case "bytes_over_time", "bytes_rate":
-		v = float64(len(row.Rec.Message))
+		v = float64(len(row.Line))
 	case "count_over_time", "rate":
 	default:
 		s, ok := row.Get(ev.ra.Unwrap)

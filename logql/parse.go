@@ -310,7 +310,19 @@ func (p *parser) parseStage(e *LogExpr) error {
 		return nil
 	case "unwrap":
 		return nil // read by the range aggregation
-	case "line_format", "label_format", "regexp", "pattern", "unpack", "keep", "decolorize", "distinct":
+	case "line_format":
+		p.next()
+		v := p.next()
+		if v.kind != tString {
+			return syntaxf("at %d: want a quoted template after line_format, got %s", v.pos, v)
+		}
+		lf, err := newLineFormat(v.text)
+		if err != nil {
+			return err
+		}
+		e.Stages = append(e.Stages, Stage{Kind: StageLineFormat, format: lf})
+		return nil
+	case "label_format", "regexp", "pattern", "unpack", "keep", "decolorize", "distinct":
 		return unsupportedf("the %s stage", t.text)
 	}
 	fs, err := p.parseLabelFilters()

@@ -67,6 +67,7 @@ func StreamLabels(r *model.Record) LabelSet {
 // Row is a record as a pipeline sees it.
 type Row struct {
 	Rec       *model.Record
+	Line      string            // the line: the message, or what line_format made of it
 	Stream    LabelSet          // labels of the stream
 	Extracted map[string]string // by json/logfmt
 	dropped   map[string]bool
@@ -124,7 +125,7 @@ func NewPipeline(e *LogExpr) *Pipeline { return &Pipeline{e: e} }
 
 // Process runs the pipeline on one record; false when the record is dropped.
 func (p *Pipeline) Process(rec *model.Record) (*Row, bool) {
-	row := &Row{Rec: rec, Stream: StreamLabels(rec)}
+	row := &Row{Rec: rec, Line: rec.Message, Stream: StreamLabels(rec)}
 	for i := range p.e.Matchers {
 		m := &p.e.Matchers[i]
 		if !m.Matches(row.Stream.Get(m.Name)) {
@@ -144,9 +145,11 @@ func (p *Pipeline) Process(rec *model.Record) (*Row, bool) {
 		case StageLogfmt:
 			parseLogfmt(row)
 		case StageLineFilter:
-			if !st.Line.match(rec.Message) {
+			if !st.Line.match(row.Line) {
 				return nil, false
 			}
+		case StageLineFormat:
+			row.Line = st.format.apply(row)
 		case StageDrop:
 			if row.dropped == nil {
 				row.dropped = map[string]bool{}
@@ -238,7 +241,7 @@ func sanitizeLabel(k string) string {
 
 func parseJSON(r *Row) {
 	var v map[string]any
-	if err := json.Unmarshal([]byte(r.Rec.Message), &v); err != nil {
+	if err := json.Unmarshal([]byte(r.Line), &v); err != nil {
 		setExtracted(r, "__error__", "JSONParserErr")
 		return
 	}
@@ -270,7 +273,7 @@ func flattenJSON(r *Row, prefix string, m map[string]any) {
 // parseLogfmt reads key=value pairs (values may be "quoted"); bare keys
 // get the empty value.
 func parseLogfmt(r *Row) {
-	s := r.Rec.Message
+	s := r.Line
 	for i := 0; i < len(s); {
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 			i++

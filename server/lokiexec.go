@@ -94,7 +94,7 @@ func (a *lokiAPI) logQuery(ctx context.Context, le *logql.LogExpr, tr model.Time
 			idx[key] = i
 			out = append(out, lokiStream{Stream: ls.Map()})
 		}
-		out[i].Values = append(out[i].Values, [2]string{strconv.FormatInt(rec.Time, 10), rec.Message})
+		out[i].Values = append(out[i].Values, [2]string{strconv.FormatInt(rec.Time, 10), row.Line})
 		kept++
 		st.Summary.TotalPostFilterLines++
 		return kept < limit, nil

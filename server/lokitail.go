@@ -83,7 +83,7 @@ func (a *lokiAPI) detectedFields(ctx context.Context, r *http.Request) (any, err
 		for _, at := range row.Rec.Attrs { // structured metadata: no parser
 			note(at.Key, at.Value, "")
 		}
-		a.fieldsOf(row.Rec.Message, note)
+		a.fieldsOf(row.Line, note)
 	})
 	if err != nil {
 		return nil, err
@@ -292,7 +292,7 @@ func (a *lokiAPI) runLokiTail(ctx context.Context, conn *websocket.Conn, le *log
 				idx[k] = j
 				msg.Streams = append(msg.Streams, lokiStream{Stream: ls.Map()})
 			}
-			msg.Streams[j].Values = append(msg.Streams[j].Values, [2]string{strconv.FormatInt(recs[i].Time, 10), recs[i].Message})
+			msg.Streams[j].Values = append(msg.Streams[j].Values, [2]string{strconv.FormatInt(recs[i].Time, 10), row.Line})
 		}
 		if dropped > 0 {
 			msg.DroppedEntries = append(msg.DroppedEntries, lokiDropped{Labels: map[string]string{}, Timestamp: strconv.FormatInt(time.Now().UnixNano(), 10)})
