@@ -54,6 +54,7 @@ type rpcReq struct {
 	ID     model.ID   `json:"id,omitempty"`
 	By     []string   `json:"by,omitempty"`     // stats
 	Aggs   []string   `json:"aggs,omitempty"`   // stats
+	Align  bool       `json:"align,omitempty"`  // stats: buckets from Start
 	Fields []string   `json:"fields,omitempty"` // facets
 }
 

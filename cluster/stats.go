@@ -22,7 +22,7 @@ func (n *Node) answerAgg(ctx context.Context, l *local, req *rpcReq, resp *rpcRe
 	eng := query.New(l, query.DefaultOptions())
 	tr := model.TimeRange{Start: req.Start, End: req.End}
 	if req.Op == "stats" {
-		resp.Stats, err = eng.StatsPartial(ctx, query.StatsParams{Query: q, Range: tr, By: req.By, Aggs: req.Aggs, Step: time.Duration(req.Step), Limit: req.Limit})
+		resp.Stats, err = eng.StatsPartial(ctx, query.StatsParams{Query: q, Range: tr, By: req.By, Aggs: req.Aggs, Step: time.Duration(req.Step), AlignStart: req.Align, Limit: req.Limit})
 	} else {
 		resp.Facets, err = eng.FacetsPartial(ctx, query.FacetsParams{Query: q, Range: tr, Fields: req.Fields, Limit: req.Limit})
 	}
@@ -47,7 +47,7 @@ func (n *Node) Stats(ctx context.Context, p query.StatsParams) (*query.StatsResu
 	}
 	var cov query.Coverage
 	resps, err := n.fanout(query.WithCoverage(ctx, &cov), rpcReq{Op: "stats", Q: specOf(p.Query), Start: p.Range.Start, End: p.Range.End,
-		By: p.By, Aggs: p.Aggs, Step: int64(p.Step), Limit: p.Limit})
+		By: p.By, Aggs: p.Aggs, Step: int64(p.Step), Align: p.AlignStart, Limit: p.Limit})
 	missing := cov.Missing()
 	query.ReportMissing(ctx, missing...)
 	if err != nil {

@@ -59,6 +59,25 @@ func TestClusterStats(t *testing.T) {
 			t.Fatalf("%s: facets %+v", n.Name(), f)
 		}
 	}
+	// Buckets from the range's start (LogQL's windows) on every node.
+	off := model.TimeRange{Start: tr.Start + int64(197*time.Second), End: tr.End}
+	res, err := nodes[1].Stats(context.Background(), query.StatsParams{Query: q, Range: off, By: []string{"host"}, Step: 2 * time.Minute, AlignStart: true, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range res.Groups {
+		var a int
+		fmt.Sscanf(g.Labels["host"], "agent-%d", &a)
+		var want int64 // error lines (s%5 == 0) at 197 <= s < 317
+		for s := 197; s < 317 && s <= 50*(a+1); s++ {
+			if s%5 == 0 {
+				want++
+			}
+		}
+		if g.Buckets[0].Start != off.Start || int64(g.Buckets[0].Count) != want {
+			t.Fatalf("aligned: %s: first bucket %+v, want %d lines from %d", g.Labels["host"], g.Buckets[0], want, off.Start)
+		}
+	}
 	if _, err := nodes[0].Stats(context.Background(), query.StatsParams{Range: tr, By: []string{"message"}}); err == nil {
 		t.Fatal("by message: no error")
 	}

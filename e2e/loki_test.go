@@ -7,9 +7,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +92,38 @@ func TestLokiPush(t *testing.T) {
 		recs := waitRecords(t, s, "service:loki-json AND team:core", 2)
 		if r := recs[1]; r.Host != "web-2" || r.DeployID != "deploy-7" || r.SpanID != "b7ad6b7169203331" || r.Attributes["tenant"] != "t1" || r.Level != "info" {
 			t.Errorf("record: %+v", r)
+		}
+	})
+
+	t.Run("read_back", func(t *testing.T) {
+		// What Loki clients pushed, Grafana reads back through Loki's read
+		// API; structured metadata is usable in label filters.
+		waitRecords(t, s, "service:loki-json", 2)
+		u := "http://" + s.httpAddr + "/loki/api/v1/query_range?" + url.Values{
+			"query": {`{service_name="loki-json"} | tenant="t1"`},
+			"start": {strconv.FormatInt(now.Add(-time.Minute).UnixNano(), 10)},
+			"end":   {strconv.FormatInt(now.Add(time.Minute).UnixNano(), 10)}}.Encode()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Status string `json:"status"`
+			Data   struct {
+				ResultType string `json:"resultType"`
+				Result     []struct {
+					Stream map[string]string `json:"stream"`
+					Values [][2]string       `json:"values"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("query_range: %d %v", resp.StatusCode, err)
+		}
+		if out.Data.ResultType != "streams" || len(out.Data.Result) != 1 || len(out.Data.Result[0].Values) != 1 ||
+			out.Data.Result[0].Values[0][1] != "json line two" || out.Data.Result[0].Stream["host"] != "web-2" {
+			t.Fatalf("query_range: %+v", out)
 		}
 	})
 

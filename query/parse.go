@@ -35,8 +35,8 @@ type Query struct {
 	// label terms and at most one level term, all ANDed.
 	countable  bool
 	countLevel model.Level // LevelUnset: every level
-	// need is a token every matching message contains (see requiredToken).
-	need string
+	// need is what every matching message contains (see requiredToken).
+	need needle
 	// spec, when set, is how the query travels (Spec); else Spec{Q: src}.
 	spec *Spec
 	// fields are the attribute fields of field:value terms that are read

@@ -49,6 +49,9 @@ type StatsParams struct {
 	// Step, when set, also counts each group per step (buckets aligned to
 	// multiples of Step since the epoch, as Histogram's).
 	Step time.Duration
+	// AlignStart starts the buckets at Range.Start instead (LogQL's
+	// windows end at start + k*step, whatever start is).
+	AlignStart bool
 	// Limit is the number of groups kept (default 100); the others are
 	// summed into Other.
 	Limit int
@@ -290,7 +293,7 @@ func (e *Engine) planStats(p StatsParams) (*statsPlan, error) {
 		return nil, badf("step must be positive")
 	}
 	if p.Step > 0 {
-		first, nb, err := e.buckets(p.Range, p.Step)
+		first, nb, err := e.buckets(p.Range, p.Step, p.AlignStart)
 		if err != nil {
 			return nil, err
 		}
@@ -300,10 +303,14 @@ func (e *Engine) planStats(p StatsParams) (*statsPlan, error) {
 	return pl, nil
 }
 
-// buckets checks a histogram-style bucketing of tr by step.
-func (e *Engine) buckets(tr model.TimeRange, step time.Duration) (first int64, n int, err error) {
+// buckets checks a histogram-style bucketing of tr by step (from tr.Start
+// with alignStart).
+func (e *Engine) buckets(tr model.TimeRange, step time.Duration, alignStart bool) (first int64, n int, err error) {
 	st := int64(step)
 	first = floorDiv(tr.Start, st) * st
+	if alignStart {
+		first = tr.Start
+	}
 	span := uint64(tr.End) - uint64(first)
 	nb := span / uint64(st)
 	if span%uint64(st) != 0 {

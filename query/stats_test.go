@@ -327,3 +327,36 @@ func TestStatsPartialMerge(t *testing.T) {
 		t.Fatalf("merged:\n%v\nwant\n%v", got, want)
 	}
 }
+
+// With AlignStart the buckets start at the range's start, wherever it is.
+func TestStatsAlignStart(t *testing.T) {
+	recs := statsData()
+	s := loadGenerated(t, recs, 16)
+	e := query.New(s, query.DefaultOptions())
+	first := recs[0].Time
+	for _, r := range recs {
+		first = min(first, r.Time)
+	}
+	step := 37 * time.Minute
+	tr := model.TimeRange{Start: first + int64(13*time.Minute+7*time.Second+3), End: first + int64(9*time.Hour)}
+	res, err := e.Stats(context.Background(), query.StatsParams{Query: mustParse(t, ""), Range: tr, By: []string{"level"}, Step: step, AlignStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range res.Groups {
+		want := map[int64]int{}
+		for _, r := range recs {
+			if tr.Contains(r.Time) && level(r).String() == g.Labels["level"] {
+				want[tr.Start+(r.Time-tr.Start)/int64(step)*int64(step)]++
+			}
+		}
+		if g.Buckets[0].Start != tr.Start {
+			t.Fatalf("first bucket at %d, want %d", g.Buckets[0].Start, tr.Start)
+		}
+		for _, b := range g.Buckets {
+			if b.Count != want[b.Start] {
+				t.Fatalf("level %s bucket %d: %d, want %d", g.Labels["level"], b.Start, b.Count, want[b.Start])
+			}
+		}
+	}
+}

@@ -237,7 +237,7 @@ func (a *Auth) stream() grpc.StreamServerInterceptor {
 func httpScope(r *http.Request) string {
 	p := r.URL.Path
 	switch {
-	case p == "/healthz" || p == "/readyz":
+	case p == "/healthz" || p == "/readyz" || p == "/ready":
 		return ""
 	case p == "/-/reload" || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/v1/admin/"):
 		return ScopeAdmin
@@ -246,7 +246,7 @@ func httpScope(r *http.Request) string {
 	case r.Method == http.MethodPost && (p == "/v1/logs:write" || p == "/v1/logs:jsonl" || p == "/v1/logs" ||
 		p == "/v1/metrics" || p == "/v1/metrics:push" || p == "/api/v1/write" || p == "/loki/api/v1/push" || strings.HasPrefix(p, "/otlp/")):
 		return ScopeIngest
-	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || p == "/metrics" || p == "/federate":
+	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/loki/") || p == "/metrics" || p == "/federate":
 		return ScopeQuery
 	}
 	return ""

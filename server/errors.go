@@ -9,6 +9,7 @@ import (
 
 	"github.com/shiplog/shiplog/alert"
 	"github.com/shiplog/shiplog/ingest"
+	"github.com/shiplog/shiplog/logql"
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
 	"github.com/shiplog/shiplog/store"
@@ -25,6 +26,8 @@ var errorTable = []struct {
 	{query.ErrBadQuery, codes.InvalidArgument},
 	{model.ErrBadID, codes.InvalidArgument},
 	{errInvalid, codes.InvalidArgument},
+	{logql.ErrSyntax, codes.InvalidArgument},
+	{logql.ErrUnsupported, codes.InvalidArgument},
 	{store.ErrNotFound, codes.NotFound},
 	{store.ErrClosed, codes.Unavailable},
 	{model.ErrUnavailable, codes.Unavailable},

@@ -257,6 +257,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	meta := newMetaStore()
 	registerEcosystem(s.grpc, mux, core, opts, log, meta) // OTLP, Loki push, Elasticsearch bulk
 	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes), meta: meta}
+	registerLokiRead(mux, core, log)
 	prom.register(mux)
 	prom.registerExtra(mux, s.ready.Load)
 	mux.Handle("/v1/", gw) // the query limits apply in limitedQueries, below any HTTP method
