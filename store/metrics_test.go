@@ -347,7 +347,7 @@ func TestMetricsCheckpoint(t *testing.T) {
 	}
 	s.ms.mu.RLock()
 	for _, sr := range s.ms.series {
-		if sr.head == nil || sr.head.n != steps {
+		if sr.head == nil || sr.head.segN+sr.head.n != steps {
 			t.Fatalf("series %d: open chunk %v, want one chunk of all %d samples", sr.id, sr.head, steps)
 		}
 	}
