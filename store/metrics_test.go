@@ -416,3 +416,65 @@ func TestMetricsReaderSeesChunkSealedAfterItsStart(t *testing.T) {
 		t.Fatalf("read %d samples, want %d: %v", len(got), len(sr.Samples), got)
 	}
 }
+
+// TestMetricSegments: a float chunk is kept and written in segments of
+// ChunkSegmentSamples; a read of a short window gets only the segments it
+// overlaps, from memory and from Badger (encoding 4), and every read gets
+// exactly the samples in its range.
+func TestMetricSegments(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.Metrics.Maintenance = time.Hour // seal by hand
+	s := testOpen(t, dir, o)
+	ls := metricLabels("seg")
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	if msDay(t0) != msDay(t0+299_000) {
+		t0 -= 300_000 // one day for all 300 samples
+	}
+	var samples []model.Sample
+	for i := 0; i < 300; i++ {
+		samples = append(samples, model.Sample{T: t0 + int64(i)*1000, V: float64(i * i)})
+	}
+	if _, err := s.AppendSamples(context.Background(), []model.Series{{Labels: ls, Samples: samples}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, lo, hi, wantChunks int) {
+		t.Helper()
+		mint, maxt := samples[lo].T, samples[hi].T
+		r := s.MetricReader(mint, maxt)
+		defer r.Close()
+		found := r.Select(nil, 0)
+		if len(found) != 1 {
+			t.Fatalf("%s: %d series", when, len(found))
+		}
+		chunks, err := r.Chunks(found[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chunks) != wantChunks {
+			t.Fatalf("%s: samples %d..%d read from %d chunks, want %d", when, lo, hi, len(chunks), wantChunks)
+		}
+		got := mergeChunks(t, chunks, mint, maxt)
+		if fmt.Sprint(got) != fmt.Sprint(samples[lo:hi+1]) {
+			t.Fatalf("%s: samples %d..%d:\n%v\nwant\n%v", when, lo, hi, got, samples[lo:hi+1])
+		}
+	}
+	for _, when := range []string{"open", "sealed", "reopened"} {
+		check(when, 290, 299, 1) // the last segment (240..299)
+		check(when, 10, 20, 1)   // the first (0..119)
+		check(when, 100, 130, 2) // across two
+		check(when, 0, 299, 3)
+		switch when {
+		case "open":
+			s.ms.maintain(time.Now(), true)
+		case "sealed":
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = testOpen(t, dir, o)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
