@@ -121,8 +121,8 @@ func encodeSegmentsValue(mint, maxt int64, segs []MetricChunk) []byte {
 }
 
 // appendSegments appends to dst the segments of a chunkEncXORSegments value
-// (of a key with mint) that overlap [lo, hi], their bytes copied, skipping
-// the others undecoded.
+// (of a key with mint) that overlap [lo, hi], their bytes aliasing v,
+// skipping the others undecoded.
 func appendSegments(dst []MetricChunk, mint int64, v []byte, lo, hi int64) ([]MetricChunk, error) {
 	r := &walReader{b: v[1:]}
 	span, n := r.uvarint(), r.uvarint()
@@ -144,7 +144,7 @@ func appendSegments(dst []MetricChunk, mint int64, v []byte, lo, hi int64) ([]Me
 		if smax < lo || smin > hi {
 			continue
 		}
-		dst = append(dst, MetricChunk{MinT: smin, MaxT: smax, Enc: chunkenc.EncXOR, Data: append([]byte(nil), data...)})
+		dst = append(dst, MetricChunk{MinT: smin, MaxT: smax, Enc: chunkenc.EncXOR, Data: data})
 	}
 	return dst, nil
 }

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/dgraph-io/badger/v4"
@@ -44,6 +46,7 @@ type MetricReader struct {
 	txn        *badger.Txn
 	gen        uint64                      // ms.sealGen when txn was made
 	iters      map[uint32]*badger.Iterator // of txn, one a day (badgerChunks)
+	slab       []byte                      // copies of chunk bytes (keep)
 	mint, maxt int64
 	d0, d1     uint32
 }
@@ -321,7 +324,7 @@ func (r *MetricReader) AppendChunks(dst []MetricChunk, id uint64) ([]MetricChunk
 			// Closed segments are immutable; only the open one is copied.
 			chunks = r.overlapping(chunks, h.segs)
 			if c := h.metricChunk(); h.n > 0 && c.MaxT >= r.mint && c.MinT <= r.maxt {
-				c.Data = append([]byte(nil), c.Data...)
+				c.Data = r.keep(c.Data)
 				chunks = append(chunks, c)
 			}
 		}
@@ -366,11 +369,19 @@ func (r *MetricReader) AppendChunks(dst []MetricChunk, id uint64) ([]MetricChunk
 			return dst, fmt.Errorf("series %d: %w", id, err)
 		}
 	}
-	out := chunks[from:]
-	if !sort.SliceIsSorted(out, func(i, j int) bool { return out[i].MinT < out[j].MinT }) {
-		sort.Slice(out, func(i, j int) bool { return out[i].MinT < out[j].MinT })
-	}
+	slices.SortFunc(chunks[from:], func(a, b MetricChunk) int { return cmp.Compare(a.MinT, b.MinT) })
 	return chunks, nil
+}
+
+// keep copies b into the reader's slab: chunks read by one reader share a
+// few large allocations instead of one each.
+func (r *MetricReader) keep(b []byte) []byte {
+	if cap(r.slab)-len(r.slab) < len(b) {
+		r.slab = make([]byte, 0, max(64<<10, len(b)))
+	}
+	n := len(r.slab)
+	r.slab = append(r.slab, b...)
+	return r.slab[n:len(r.slab):len(r.slab)]
 }
 
 // overlapping appends the chunks of segs that overlap the reader's range.
@@ -426,14 +437,18 @@ func (r *MetricReader) badgerChunks(chunks []MetricChunk, day uint32, id, headSe
 		}
 		err := item.Value(func(v []byte) (err error) {
 			if len(v) > 0 && v[0] == chunkEncXORSegments {
+				n := len(chunks)
 				chunks, err = appendSegments(chunks, mint, v, r.mint, r.maxt)
+				for i := n; i < len(chunks); i++ {
+					chunks[i].Data = r.keep(chunks[i].Data)
+				}
 				return err
 			}
 			enc, maxt, data, err := decodeChunkValue(mint, v)
 			if err != nil || maxt < r.mint {
 				return err
 			}
-			chunks = append(chunks, MetricChunk{MinT: mint, MaxT: maxt, Enc: enc, Data: append([]byte(nil), data...)})
+			chunks = append(chunks, MetricChunk{MinT: mint, MaxT: maxt, Enc: enc, Data: r.keep(data)})
 			return nil
 		})
 		if err != nil {
