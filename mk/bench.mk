@@ -40,7 +40,7 @@ bench: bench-build bench-data
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode http -json $(BENCH_DIR)/result-http.json $(BENCH_FLAGS)
 	cd $(BENCH_ROOT) && bin/shiplog-agent-bench -bin bin/shiplog -input $(BENCH_FILE)
 	cd $(BENCH_ROOT) && $(GO) test -run XXX -bench . -skip FleetQuery -benchtime 1x ./metrics ./e2e 2>/dev/null | grep -E "^Benchmark|ns/op" || true
-	cd $(BENCH_ROOT) && $(GO) test -run XXX -bench FleetQuery -benchtime $(BENCH_FLEET_TIMES) ./metrics
+	cd $(BENCH_ROOT) && $(GO) test -run XXX -bench FleetQuery -benchtime $(BENCH_FLEET_TIMES) ./metrics ./e2e
 
 bench-cluster: bench-build bench-data
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -cluster 3 -json $(BENCH_DIR)/result-cluster.json $(BENCH_FLAGS) $(BENCH_CLUSTER_FLAGS)
