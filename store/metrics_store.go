@@ -319,6 +319,8 @@ func (ms *metricStore) load() error {
 				if t, n := binary.Varint(v); n > 0 {
 					sr.maxT = max(sr.maxT, t)
 					sr.sealedMaxT = max(sr.sealedMaxT, t)
+				} else {
+					sr.sealedMaxT = math.MaxInt64 // unknown: every read looks in Badger
 				}
 				return nil
 			})
