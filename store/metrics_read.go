@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -44,9 +45,9 @@ type MetricSeries struct {
 type MetricReader struct {
 	ms         *metricStore
 	txn        *badger.Txn
-	gen        uint64                      // ms.sealGen when txn was made
-	iters      map[uint32]*badger.Iterator // of txn, one a day (badgerChunks)
-	slab       []byte                      // copies of chunk bytes (keep)
+	gen        uint64              // ms.sealGen when txn was made
+	iters      map[uint32]*dayIter // of txn, one a day (badgerChunks)
+	slab       []byte              // copies of chunk bytes (keep)
 	mint, maxt int64
 	d0, d1     uint32
 }
@@ -403,26 +404,42 @@ func (r *MetricReader) renew(gen uint64) {
 }
 
 func (r *MetricReader) closeIters() {
-	for d, it := range r.iters {
-		it.Close()
+	for d, di := range r.iters {
+		di.it.Close()
 		delete(r.iters, d)
 	}
+}
+
+// dayIter is a reader's iterator over the chunks of one day and the series
+// it was last positioned for.
+type dayIter struct {
+	it     *badger.Iterator
+	sought bool
+	last   uint64 // id of the last series read
 }
 
 // badgerChunks appends the chunks of series id on day that overlap the
 // reader's range, but the checkpoint of the open chunk (seq headSeq). One
 // iterator a day serves every series the reader reads.
 func (r *MetricReader) badgerChunks(chunks []MetricChunk, day uint32, id, headSeq uint64) ([]MetricChunk, error) {
-	it := r.iters[day]
-	if it == nil {
+	di := r.iters[day]
+	if di == nil {
 		if r.iters == nil {
-			r.iters = map[uint32]*badger.Iterator{}
+			r.iters = map[uint32]*dayIter{}
 		}
-		it = r.txn.NewIterator(badger.IteratorOptions{Prefix: samplesPrefix(day, 0)[:5]})
-		r.iters[day] = it
+		di = &dayIter{it: r.txn.NewIterator(badger.IteratorOptions{Prefix: samplesPrefix(day, 0)[:5]})}
+		r.iters[day] = di
 	}
+	it := di.it
 	prefix := samplesPrefix(day, id)
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+	// Series read in ascending id order: every key before the iterator's
+	// position was visited, so when it is at or past prefix (or at the end)
+	// no Seek is needed.
+	if !di.sought || id <= di.last || it.Valid() && bytes.Compare(it.Item().Key(), prefix) < 0 {
+		it.Seek(prefix)
+	}
+	di.sought, di.last = true, id
+	for ; it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
 		k := item.Key()
 		if len(k) != 29 {
