@@ -478,3 +478,40 @@ func TestMetricSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMetricReaderAnyOrder: one reader reading series from Badger in any
+// order (ascending, as Select returns them, then back and again) gets each
+// series' chunks every time.
+func TestMetricReaderAnyOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := testOpen(t, dir, DefaultOptions())
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Hour).UnixMilli()
+	var batch []model.Series
+	for i := 0; i < 4; i++ {
+		batch = append(batch, model.Series{Labels: metricLabels("o", "i", fmt.Sprint(i)), Samples: []model.Sample{{T: t0, V: float64(i)}, {T: t0 + 1000, V: float64(i)}}})
+	}
+	if _, err := s.AppendSamples(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, DefaultOptions())
+	defer s.Close()
+	r := s.MetricReader(t0, t0+1000)
+	defer r.Close()
+	found := r.Select(nil, 0)
+	if len(found) != 4 {
+		t.Fatalf("%d series", len(found))
+	}
+	for _, k := range []int{0, 1, 3, 2, 0, 3, 3, 1, 2} {
+		chunks, err := r.Chunks(found[k].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := mergeChunks(t, chunks, t0, t0+1000)
+		if len(got) != 2 || got[0].V != got[1].V || model.LabelsString(found[k].Labels) != model.LabelsString(metricLabels("o", "i", fmt.Sprint(got[0].V))) {
+			t.Fatalf("series %v: %v", found[k].Labels, got)
+		}
+	}
+}
