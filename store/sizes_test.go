@@ -22,14 +22,14 @@ func TestSizeGauges(t *testing.T) {
 	o.SizeCheck = 20 * time.Millisecond
 	ctx := context.Background()
 	t0 := time.Now().Add(-time.Minute)
-	ingest := func(s *Store, agent string) {
+	ingest := func(s *Store, agent string, at time.Time) {
 		t.Helper()
-		if _, err := s.Append(ctx, testBatch(agent, 2000, 1, t0)); err != nil {
+		if _, err := s.Append(ctx, testBatch(agent, 2000, 1, at)); err != nil {
 			t.Fatal(err)
 		}
 		var batch []model.Series
 		for i := 0; i < 50; i++ {
-			batch = append(batch, model.Series{Labels: metricLabels("x", "i", fmt.Sprint(i)), Samples: []model.Sample{{T: t0.UnixMilli(), V: float64(i)}}})
+			batch = append(batch, model.Series{Labels: metricLabels("x", "i", fmt.Sprint(i)), Samples: []model.Sample{{T: at.UnixMilli(), V: float64(i)}}})
 		}
 		if _, err := s.AppendSamples(ctx, batch); err != nil {
 			t.Fatal(err)
@@ -37,7 +37,7 @@ func TestSizeGauges(t *testing.T) {
 	}
 	// A first run leaves Badger's tables (.sst) and Bleve's index behind.
 	s := testOpen(t, dir, o)
-	ingest(s, "a1")
+	ingest(s, "a1", t0)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestSizeGauges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ingest(s, "a2") // lines in the WAL, samples in the metrics WAL
+	ingest(s, "a2", t0.Add(time.Second)) // lines in the WAL, samples in the metrics WAL
 	want := []string{"shiplog_store_disk_bytes", "shiplog_store_badger_bytes{kind=lsm}", "shiplog_store_badger_bytes{kind=vlog}",
 		"shiplog_store_dir_bytes{dir=wal}", "shiplog_store_dir_bytes{dir=mwal}", "shiplog_store_dir_bytes{dir=index}", "shiplog_store_dir_bytes{dir=badger}"}
 	var got map[string]float64
