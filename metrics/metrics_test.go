@@ -167,14 +167,6 @@ func TestLimits(t *testing.T) {
 		return qry.Exec(context.Background()).Err
 	}
 	o := DefaultOptions()
-	o.MaxSeries = 10
-	if err := run(NewQueryable(st, o), `sum(x)`); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "more than 10 series") {
-		t.Fatalf("series limit: %v", err)
-	}
-	if err := run(NewQueryable(st, o), `sum(x{i=~"1|2"})`); err != nil {
-		t.Fatalf("under the series limit: %v", err)
-	}
-	o = DefaultOptions()
 	o.MaxSamplesRead = 500
 	if err := run(NewQueryable(st, o), `sum(rate(x[5m]))`); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "stored samples") {
 		t.Fatalf("samples limit: %v", err)
@@ -221,3 +213,50 @@ func Example() {
 
 func osMkdirTemp() (string, error) { return os.MkdirTemp("", "shiplog-metrics-example") }
 func osRemoveAll(dir string)       { _ = os.RemoveAll(dir) }
+
+// TestCountManySeries: a selector is bounded by what it loads, not by its
+// series: count() over 200,000 series answers (Prometheus does), and a query
+// loading more than MaxSamplesRead is still refused.
+func TestCountManySeries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200,000 series")
+	}
+	st := openStore(t, store.DefaultOptions())
+	now := time.Now().Add(-time.Minute)
+	const n = 200_000
+	batch := make([]model.Series, 0, 10_000)
+	for i := 0; i < n; i++ {
+		batch = append(batch, model.Series{Labels: lbls("up", "instance", fmt.Sprintf("i%06d", i)),
+			Samples: []model.Sample{{T: now.Add(-30 * time.Second).UnixMilli(), V: 1}, {T: now.UnixMilli(), V: 1}}})
+		if len(batch) == cap(batch) {
+			appendAll(t, st, batch...)
+			batch = batch[:0]
+		}
+	}
+	e := NewEngine(DefaultOptions(), nil, nil)
+	run := func(q *Queryable, expr string) (promql.Vector, error) {
+		qry, err := e.NewInstantQuery(context.Background(), q, nil, expr, now)
+		if err != nil {
+			return nil, err
+		}
+		defer qry.Close()
+		res := qry.Exec(context.Background())
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		v, err := res.Vector()
+		return append(promql.Vector(nil), v...), err
+	}
+	v, err := run(NewQueryable(st, DefaultOptions()), `count(up)`)
+	if err != nil || len(v) != 1 || v[0].F != n {
+		t.Fatalf("count(up) over %d series: %v %v", n, v, err)
+	}
+	o := DefaultOptions()
+	o.MaxSamplesRead = n // the series and their samples are more
+	if _, err := run(NewQueryable(st, o), `count(up)`); !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "would load more than") {
+		t.Fatalf("over the loaded samples limit: %v", err)
+	}
+	if _, err := run(NewQueryable(st, DefaultOptions()), `count(max_over_time(up[10000d:1ms]))`); !errors.Is(err, ErrLimit) {
+		t.Fatalf("hostile query: %v", err)
+	}
+}

@@ -17,8 +17,8 @@ import (
 type collector struct{ s *Store }
 
 var (
-	descBadger      = prometheus.NewDesc("shiplog_store_badger_bytes", "Size of Badger's files by kind: lsm (keys, metadata, small values) and vlog (chunk bodies), as Badger last measured them.", []string{"kind"}, nil)
-	descDir         = prometheus.NewDesc("shiplog_store_dir_bytes", "Space a part of the data directory takes on disk: wal (log lines not yet in chunks), mwal (metric samples not yet in chunks), index (Bleve), badger.", []string{"dir"}, nil)
+	descBadger      = prometheus.NewDesc("shiplog_store_badger_bytes", "Size of Badger's files by kind: lsm (.sst: keys, metadata, small values) and vlog (.vlog: large values), as of the last measurement of the data directory (every 30 s).", []string{"kind"}, nil)
+	descDir         = prometheus.NewDesc("shiplog_store_dir_bytes", "Space a part of the data directory takes on disk: wal (log lines not yet in chunks), mwal (metric samples not yet in chunks), index (Bleve), badger; as of the last measurement (every 30 s).", []string{"dir"}, nil)
 	descAgents      = prometheus.NewDesc("shiplog_agents", "Agents ever seen, by state: open or closed (said goodbye).", []string{"state"}, nil)
 	descAgentRecv   = prometheus.NewDesc("shiplog_agent_records_received_total", "Records received from agents, duplicates included.", nil, nil)
 	descAgentDup    = prometheus.NewDesc("shiplog_agent_records_duplicate_total", "Records from agents dropped as already stored (same agent and seq).", nil, nil)
@@ -40,11 +40,18 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	lsm, vlog := c.s.db.Size()
+	sz := &c.s.sizes
+	sz.mu.Lock()
+	lsm, vlog := sz.lsm, sz.vlog
+	dirs := make([]float64, len(collectorDirs))
+	for i, d := range collectorDirs {
+		dirs[i] = float64(sz.dirs[d])
+	}
+	sz.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descBadger, prometheus.GaugeValue, float64(lsm), "lsm")
 	ch <- prometheus.MustNewConstMetric(descBadger, prometheus.GaugeValue, float64(vlog), "vlog")
-	for _, d := range collectorDirs {
-		ch <- prometheus.MustNewConstMetric(descDir, prometheus.GaugeValue, float64(dirUsage(filepath.Join(c.s.dir, d))), d)
+	for i, d := range collectorDirs {
+		ch <- prometheus.MustNewConstMetric(descDir, prometheus.GaugeValue, dirs[i], d)
 	}
 	var states [2]float64
 	var recv, dup, gaps, drop float64

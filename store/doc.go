@@ -120,6 +120,14 @@
 // follows, and when the histogram encoding starts a new chunk (a counter
 // reset, a bucket layout it cannot recode); the next histogram chunk takes
 // its counter reset header from the last one sealed, as in Prometheus' head.
+// A float chunk is cut in segments of MetricsOptions.ChunkSegmentSamples
+// (120) samples, each its own XOR chunk; the open chunk keeps its closed
+// segments (immutable, shared with readers) and one open segment, and is
+// written as one value of encoding 4 (encodeSegmentsValue: the segments with
+// their time bounds), so a read of a short window decodes only the segments
+// it overlaps. Values of encodings 1-3 (one chunk) are read as before. Each
+// series remembers the newest time it has in Badger (sealedMaxT, from the D
+// keys after a restart): a read of later times does not look in Badger.
 // Each series has one open chunk, in time order and on one day; it is sealed (queued, then
 // written with its D key in one write batch) at MetricsOptions.ChunkMaxSamples
 // samples, at a new day, or after ChunkMaxAge. When it pins a WAL segment

@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 	}
 	m.droppedDays = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_retention_dropped_days_total", Help: "Day partitions dropped by retention."})
-	m.diskBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_store_disk_bytes", Help: "Space the data directory takes on disk, as of the last retention check."})
+	m.diskBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_store_disk_bytes", Help: "Space the data directory takes on disk, as of the last measurement (every 30 s, and at each retention check)."})
 	m.streamsRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_streams_refused_batches_total",
 		Help: "Batches refused because they would open more new streams than --max-streams-per-day allows."})
 	if reg != nil {

@@ -67,6 +67,10 @@ const (
 	chunkEncXOR            = 1 // float samples
 	chunkEncHistogram      = 2 // native histograms, integer counts
 	chunkEncFloatHistogram = 3 // native histograms, float counts
+	// chunkEncXORSegments: float samples as XOR chunks of at most
+	// MetricsOptions.ChunkSegmentSamples each (encodeSegmentsValue), so
+	// that a read of a short window decodes one segment, not the chunk.
+	chunkEncXORSegments = 4
 )
 
 // encodeChunkValue is the value of a samples key:
@@ -91,6 +95,58 @@ func decodeChunkValue(mint int64, v []byte) (enc chunkenc.Encoding, maxt int64, 
 		return 0, 0, nil, fmt.Errorf("%w: metric chunk header", errCorrupt)
 	}
 	return chunkenc.Encoding(v[0]), mint + int64(d), v[1+n:], nil
+}
+
+// encodeSegmentsValue is the value of a samples key holding a float chunk in
+// segments (segs, sorted by time, each an XOR chunk):
+//
+//	4, maxt - mint uvarint, the segment count uvarint, then per segment its
+//	MinT - mint, MaxT - MinT and byte length (uvarints) and its XOR chunk
+func encodeSegmentsValue(mint, maxt int64, segs []MetricChunk) []byte {
+	n := 1 + 2*binary.MaxVarintLen64
+	for _, sg := range segs {
+		n += 3*binary.MaxVarintLen64 + len(sg.Data)
+	}
+	v := make([]byte, 0, n)
+	v = append(v, chunkEncXORSegments)
+	v = binary.AppendUvarint(v, uint64(maxt-mint))
+	v = binary.AppendUvarint(v, uint64(len(segs)))
+	for _, sg := range segs {
+		v = binary.AppendUvarint(v, uint64(sg.MinT-mint))
+		v = binary.AppendUvarint(v, uint64(sg.MaxT-sg.MinT))
+		v = binary.AppendUvarint(v, uint64(len(sg.Data)))
+		v = append(v, sg.Data...)
+	}
+	return v
+}
+
+// appendSegments appends to dst the segments of a chunkEncXORSegments value
+// (of a key with mint) that overlap [lo, hi], their bytes aliasing v,
+// skipping the others undecoded.
+func appendSegments(dst []MetricChunk, mint int64, v []byte, lo, hi int64) ([]MetricChunk, error) {
+	r := &walReader{b: v[1:]}
+	span, n := r.uvarint(), r.uvarint()
+	if r.err != nil || n > uint64(len(v)) {
+		return dst, fmt.Errorf("%w: metric chunk segments header", errCorrupt)
+	}
+	if mint+int64(span) < lo {
+		return dst, nil
+	}
+	for i := uint64(0); i < n; i++ {
+		off, d, l := r.uvarint(), r.uvarint(), r.uvarint()
+		if r.err != nil || l < uint64(chunkHeaderLen(chunkenc.EncXOR)) || l > uint64(len(r.b)) {
+			return dst, fmt.Errorf("%w: metric chunk segment %d", errCorrupt, i)
+		}
+		data := r.b[:l]
+		r.b = r.b[l:]
+		smin := mint + int64(off)
+		smax := smin + int64(d)
+		if smax < lo || smin > hi {
+			continue
+		}
+		dst = append(dst, MetricChunk{MinT: smin, MaxT: smax, Enc: chunkenc.EncXOR, Data: data})
+	}
+	return dst, nil
 }
 
 // chunkHeaderLen is the least length of a chunk of the encoding: the sample

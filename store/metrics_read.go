@@ -1,8 +1,11 @@
 package store
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/dgraph-io/badger/v4"
@@ -42,7 +45,9 @@ type MetricSeries struct {
 type MetricReader struct {
 	ms         *metricStore
 	txn        *badger.Txn
-	gen        uint64 // ms.sealGen when txn was made
+	gen        uint64              // ms.sealGen when txn was made
+	iters      map[uint32]*dayIter // of txn, one a day (badgerChunks)
+	slab       []byte              // copies of chunk bytes (keep)
 	mint, maxt int64
 	d0, d1     uint32
 }
@@ -63,7 +68,10 @@ func (ms *metricStore) reader(mint, maxt int64) *MetricReader {
 }
 
 // Close releases the reader.
-func (r *MetricReader) Close() { r.txn.Discard() }
+func (r *MetricReader) Close() {
+	r.closeIters()
+	r.txn.Discard()
+}
 
 func (r *MetricReader) empty() bool { return r.maxt < r.mint }
 
@@ -282,37 +290,53 @@ func (r *MetricReader) anyInRange(vals map[string][]uint64) bool {
 
 // Chunks returns the chunks of series id that overlap the reader's range,
 // sorted by MinT. They may overlap each other (see MetricChunk).
-func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
+func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) { return r.AppendChunks(nil, id) }
+
+// AppendChunks appends the chunks of Chunks(id) to dst. Reading series in
+// ascending id order (as Select returns them) walks Badger once a day.
+func (r *MetricReader) AppendChunks(dst []MetricChunk, id uint64) ([]MetricChunk, error) {
 	if r.empty() {
-		return nil, nil
+		return dst, nil
 	}
 	ms := r.ms
-	var chunks []MetricChunk
-	var days []uint32
+	from := len(dst)
+	chunks := dst
 	ms.mu.RLock()
 	sr := ms.series[id]
 	if sr == nil {
 		ms.mu.RUnlock()
-		return nil, nil
+		return dst, nil
 	}
-	for _, d := range sr.days {
-		if d >= r.d0 && d <= r.d1 {
-			days = append(days, d)
+	// Badger holds nothing newer than sealedMaxT: a read of later times
+	// (the last minutes, in the open chunk) does not look there.
+	var days []uint32
+	if sr.sealedMaxT >= r.mint {
+		for _, d := range sr.days {
+			if d >= r.d0 && d <= r.d1 {
+				days = append(days, d)
+			}
 		}
 	}
 	// Checkpoints of the open chunk (same seq) hold a part of it: skip them.
 	var headSeq uint64
 	if h := sr.head; h != nil {
 		headSeq = h.seq
-		if h.maxt >= r.mint && h.mint <= r.maxt {
-			c := h.metricChunk()
-			c.Data = append([]byte(nil), c.Data...)
-			chunks = append(chunks, c)
+		if h.maxt >= r.mint && h.minT() <= r.maxt {
+			// Closed segments are immutable; only the open one is copied.
+			chunks = r.overlapping(chunks, h.segs)
+			if c := h.metricChunk(); h.n > 0 && c.MaxT >= r.mint && c.MinT <= r.maxt {
+				c.Data = r.keep(c.Data)
+				chunks = append(chunks, c)
+			}
 		}
 	}
 	for _, j := range sr.sealing {
 		if j.seq != headSeq && j.c.MaxT >= r.mint && j.c.MinT <= r.maxt {
-			chunks = append(chunks, j.c)
+			if j.segs != nil {
+				chunks = r.overlapping(chunks, j.segs)
+			} else {
+				chunks = append(chunks, j.c)
+			}
 		}
 	}
 	var ooo []model.Sample
@@ -329,10 +353,9 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 			}
 		}
 	}
-	if r.gen != ms.sealGen {
+	if r.gen != ms.sealGen && len(days) > 0 {
 		// Chunks copied above are in memory or in Badger as of now.
-		r.txn.Discard()
-		r.txn, r.gen = ms.db.NewTransaction(false), ms.sealGen
+		r.renew(ms.sealGen)
 	}
 	ms.mu.RUnlock()
 	if len(ooo) > 0 {
@@ -341,37 +364,113 @@ func (r *MetricReader) Chunks(id uint64) ([]MetricChunk, error) {
 	if len(oooH) > 0 {
 		chunks = append(chunks, encodeHistograms(oooH)...)
 	}
-
 	for _, d := range days {
-		it := r.txn.NewIterator(badger.IteratorOptions{Prefix: samplesPrefix(d, id)})
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			k := item.Key()
-			if len(k) != 29 {
-				continue
-			}
-			mint := int64(binary.BigEndian.Uint64(k[13:]))
-			if mint > r.maxt {
-				break
-			}
-			if headSeq != 0 && binary.BigEndian.Uint64(k[21:]) == headSeq {
-				continue
-			}
-			err := item.Value(func(v []byte) error {
-				enc, maxt, data, err := decodeChunkValue(mint, v)
-				if err != nil || maxt < r.mint {
-					return err
-				}
-				chunks = append(chunks, MetricChunk{MinT: mint, MaxT: maxt, Enc: enc, Data: append([]byte(nil), data...)})
-				return nil
-			})
-			if err != nil {
-				it.Close()
-				return nil, fmt.Errorf("series %d: %w", id, err)
-			}
+		var err error
+		if chunks, err = r.badgerChunks(chunks, d, id, headSeq); err != nil {
+			return dst, fmt.Errorf("series %d: %w", id, err)
 		}
-		it.Close()
 	}
-	sort.Slice(chunks, func(i, j int) bool { return chunks[i].MinT < chunks[j].MinT })
+	slices.SortFunc(chunks[from:], func(a, b MetricChunk) int { return cmp.Compare(a.MinT, b.MinT) })
+	return chunks, nil
+}
+
+// keep copies b into the reader's slab: chunks read by one reader share a
+// few large allocations instead of one each.
+func (r *MetricReader) keep(b []byte) []byte {
+	if cap(r.slab)-len(r.slab) < len(b) {
+		r.slab = make([]byte, 0, max(64<<10, len(b)))
+	}
+	n := len(r.slab)
+	r.slab = append(r.slab, b...)
+	return r.slab[n:len(r.slab):len(r.slab)]
+}
+
+// overlapping appends the chunks of segs that overlap the reader's range.
+func (r *MetricReader) overlapping(dst, segs []MetricChunk) []MetricChunk {
+	for _, c := range segs {
+		if c.MaxT >= r.mint && c.MinT <= r.maxt {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// renew closes the reader's iterators and takes a new view of Badger.
+// Caller holds ms.mu (read).
+func (r *MetricReader) renew(gen uint64) {
+	r.closeIters()
+	r.txn.Discard()
+	r.txn, r.gen = r.ms.db.NewTransaction(false), gen
+}
+
+func (r *MetricReader) closeIters() {
+	for d, di := range r.iters {
+		di.it.Close()
+		delete(r.iters, d)
+	}
+}
+
+// dayIter is a reader's iterator over the chunks of one day and the series
+// it was last positioned for.
+type dayIter struct {
+	it     *badger.Iterator
+	sought bool
+	last   uint64 // id of the last series read
+}
+
+// badgerChunks appends the chunks of series id on day that overlap the
+// reader's range, but the checkpoint of the open chunk (seq headSeq). One
+// iterator a day serves every series the reader reads.
+func (r *MetricReader) badgerChunks(chunks []MetricChunk, day uint32, id, headSeq uint64) ([]MetricChunk, error) {
+	di := r.iters[day]
+	if di == nil {
+		if r.iters == nil {
+			r.iters = map[uint32]*dayIter{}
+		}
+		di = &dayIter{it: r.txn.NewIterator(badger.IteratorOptions{Prefix: samplesPrefix(day, 0)[:5]})}
+		r.iters[day] = di
+	}
+	it := di.it
+	prefix := samplesPrefix(day, id)
+	// Series read in ascending id order: every key before the iterator's
+	// position was visited, so when it is at or past prefix (or at the end)
+	// no Seek is needed.
+	if !di.sought || id <= di.last || it.Valid() && bytes.Compare(it.Item().Key(), prefix) < 0 {
+		it.Seek(prefix)
+	}
+	di.sought, di.last = true, id
+	for ; it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if len(k) != 29 {
+			continue
+		}
+		mint := int64(binary.BigEndian.Uint64(k[13:]))
+		if mint > r.maxt {
+			break
+		}
+		if headSeq != 0 && binary.BigEndian.Uint64(k[21:]) == headSeq {
+			continue
+		}
+		err := item.Value(func(v []byte) (err error) {
+			if len(v) > 0 && v[0] == chunkEncXORSegments {
+				n := len(chunks)
+				chunks, err = appendSegments(chunks, mint, v, r.mint, r.maxt)
+				for i := n; i < len(chunks); i++ {
+					chunks[i].Data = r.keep(chunks[i].Data)
+				}
+				return err
+			}
+			enc, maxt, data, err := decodeChunkValue(mint, v)
+			if err != nil || maxt < r.mint {
+				return err
+			}
+			chunks = append(chunks, MetricChunk{MinT: mint, MaxT: maxt, Enc: enc, Data: r.keep(data)})
+			return nil
+		})
+		if err != nil {
+			return chunks, err
+		}
+	}
 	return chunks, nil
 }

@@ -23,15 +23,18 @@ import (
 
 // MetricsOptions tune the metric store. The zero value of a field means its default.
 type MetricsOptions struct {
-	ChunkMaxSamples  int           // seal a series' open chunk at this many samples
-	ChunkMaxAge      time.Duration // ... or when it has been open this long
-	OutOfOrderMax    int           // seal a series' out-of-order buffer at this many samples
-	OutOfOrderWindow time.Duration // accept samples up to this far behind a series' newest
-	WALSegmentBytes  int64         // size of one metrics WAL segment
-	WALMaxSegments   int           // chunks pinning older segments are sealed early
-	Maintenance      time.Duration // period of sealing old chunks and trimming the WAL
-	LogLinesInterval time.Duration // period of writing shiplog_log_lines_total
-	LogLinesIdle     time.Duration // a log-lines series unchanged this long is no longer written
+	ChunkMaxSamples int // seal a series' open chunk at this many samples
+	// ChunkSegmentSamples cuts a float chunk in segments of this many
+	// samples, read apart: a short window decodes one segment.
+	ChunkSegmentSamples int
+	ChunkMaxAge         time.Duration // ... or when it has been open this long
+	OutOfOrderMax       int           // seal a series' out-of-order buffer at this many samples
+	OutOfOrderWindow    time.Duration // accept samples up to this far behind a series' newest
+	WALSegmentBytes     int64         // size of one metrics WAL segment
+	WALMaxSegments      int           // chunks pinning older segments are sealed early
+	Maintenance         time.Duration // period of sealing old chunks and trimming the WAL
+	LogLinesInterval    time.Duration // period of writing shiplog_log_lines_total
+	LogLinesIdle        time.Duration // a log-lines series unchanged this long is no longer written
 	// MaxSeries bounds the series in the index (every series with samples
 	// on a day the store keeps; retention frees them). A write bringing
 	// new series beyond it has those series' samples refused
@@ -43,17 +46,18 @@ type MetricsOptions struct {
 // DefaultMetricsOptions returns the options shiplog runs with.
 func DefaultMetricsOptions() MetricsOptions {
 	return MetricsOptions{
-		ChunkMaxSamples:  480,
-		ChunkMaxAge:      2 * time.Hour,
-		OutOfOrderMax:    120,
-		OutOfOrderWindow: time.Hour,
-		WALSegmentBytes:  32 << 20,
-		WALMaxSegments:   8,
-		Maintenance:      5 * time.Second,
-		LogLinesInterval: 10 * time.Second,
-		LogLinesIdle:     time.Hour,
-		MaxSeries:        1_000_000,
-		Now:              time.Now,
+		ChunkMaxSamples:     480,
+		ChunkSegmentSamples: 120,
+		ChunkMaxAge:         2 * time.Hour,
+		OutOfOrderMax:       120,
+		OutOfOrderWindow:    time.Hour,
+		WALSegmentBytes:     32 << 20,
+		WALMaxSegments:      8,
+		Maintenance:         5 * time.Second,
+		LogLinesInterval:    10 * time.Second,
+		LogLinesIdle:        time.Hour,
+		MaxSeries:           1_000_000,
+		Now:                 time.Now,
 	}
 }
 
@@ -61,6 +65,9 @@ func (o *MetricsOptions) fill() {
 	d := DefaultMetricsOptions()
 	if o.ChunkMaxSamples <= 0 || o.ChunkMaxSamples > math.MaxUint16 {
 		o.ChunkMaxSamples = d.ChunkMaxSamples
+	}
+	if o.ChunkSegmentSamples <= 0 {
+		o.ChunkSegmentSamples = d.ChunkSegmentSamples
 	}
 	if o.ChunkMaxAge <= 0 {
 		o.ChunkMaxAge = d.ChunkMaxAge
@@ -106,6 +113,10 @@ type mseries struct {
 	head    *mhead     // open in-order chunk, or nil
 	ooo     *oooBuf    // samples older than maxT, or nil
 	sealing []*sealJob // chunks queued for Badger
+	// sealedMaxT bounds the newest sample of any chunk queued for or
+	// written to Badger (from the day marks after a restart): a read of
+	// later times needs nothing from Badger. math.MinInt64: none.
+	sealedMaxT int64
 	// lastHist is the last histogram of the last histogram head sealed
 	// (none if a float head came after it): the next histogram head takes
 	// its counter reset header from it. Only it is kept, not the chunk.
@@ -113,9 +124,12 @@ type mseries struct {
 }
 
 // mhead is a series' open chunk: XOR (floats) or a histogram encoding; its
-// samples are in time order and on one day.
+// samples are in time order and on one day. A float chunk is cut in
+// segments: the closed ones in segs, the open one in openChunk.
 type mhead struct {
-	openChunk // the chunk, its encoding, appender, bounds and count
+	openChunk               // the (open segment of the) chunk, its encoding, appender, bounds and count
+	segs      []MetricChunk // closed XOR segments, oldest first; immutable once here
+	segN      int           // samples in segs
 	day       uint32
 	minSeg    uint64 // oldest WAL segment with a sample not yet in Badger
 	opened    time.Time
@@ -135,7 +149,8 @@ type oooBuf struct {
 type sealJob struct {
 	sr     *mseries
 	day    uint32
-	c      MetricChunk
+	c      MetricChunk   // with segs: only its bounds and encoding
+	segs   []MetricChunk // a float chunk's segments, or nil
 	minSeg uint64
 	maxT   int64  // the series' newest sample when queued (the day key's value)
 	seq    uint64 // of its key
@@ -303,6 +318,9 @@ func (ms *metricStore) load() error {
 			_ = it2.Item().Value(func(v []byte) error {
 				if t, n := binary.Varint(v); n > 0 {
 					sr.maxT = max(sr.maxT, t)
+					sr.sealedMaxT = max(sr.sealedMaxT, t)
+				} else {
+					sr.sealedMaxT = math.MaxInt64 // unknown: every read looks in Badger
 				}
 				return nil
 			})
@@ -348,7 +366,7 @@ func (ms *metricStore) lookup(h uint64, ls []model.Label) *mseries {
 
 // addSeries puts a series in the index. Caller holds mu (or owns ms).
 func (ms *metricStore) addSeries(id, h uint64, ls []model.Label) *mseries {
-	sr := &mseries{id: id, hash: h, lset: ls, maxT: math.MinInt64}
+	sr := &mseries{id: id, hash: h, lset: ls, maxT: math.MinInt64, sealedMaxT: math.MinInt64}
 	ms.series[id] = sr
 	ms.byHash[h] = append(ms.byHash[h], sr)
 	for _, l := range ls {
@@ -713,11 +731,14 @@ func (ms *metricStore) add(sr *mseries, t int64, v float64, seg uint64, now time
 	day := msDay(t)
 	if h := sr.head; h != nil && t > h.maxt {
 		if day == h.day && h.enc == chunkenc.EncXOR {
+			if h.n >= ms.opts.ChunkSegmentSamples {
+				h.cutSegment(t)
+			}
 			h.app.Append(0, t, v)
 			h.maxt = t
 			h.n++
 			sr.maxT = max(sr.maxT, t)
-			if h.n >= ms.opts.ChunkMaxSamples {
+			if h.segN+h.n >= ms.opts.ChunkMaxSamples {
 				ms.sealHead(sr)
 			}
 			return addOK
@@ -829,6 +850,36 @@ func insertByTime[T any](s []T, v T, at func(T) int64) ([]T, bool) {
 	return s, true
 }
 
+// cutSegment closes the open segment of a float head and opens another,
+// whose first sample will be at t. Caller holds mu.
+func (h *mhead) cutSegment(t int64) {
+	h.chunk.Compact()
+	h.segs = append(h.segs, h.metricChunk())
+	h.segN += h.n
+	c := chunkenc.NewXORChunk()
+	h.chunk, h.mint, h.n = c, t, 0
+	h.app, _ = c.Appender() // an empty chunk's appender cannot fail
+}
+
+// minT is the time of the head's first sample.
+func (h *mhead) minT() int64 {
+	if len(h.segs) > 0 {
+		return h.segs[0].MinT
+	}
+	return h.mint
+}
+
+// job is the head as a chunk to write: with segments, their list (the open
+// one's bytes shared: copy them unless the head is done).
+func (h *mhead) job(sr *mseries) *sealJob {
+	j := &sealJob{sr: sr, day: h.day, c: h.metricChunk(), minSeg: h.minSeg, seq: h.seq}
+	if len(h.segs) > 0 {
+		j.segs = append(h.segs[:len(h.segs):len(h.segs)], j.c)
+		j.c = MetricChunk{MinT: h.minT(), MaxT: h.maxt, Enc: chunkenc.EncXOR}
+	}
+	return j
+}
+
 // sealHead queues sr's head for Badger. Caller holds mu.
 func (ms *metricStore) sealHead(sr *mseries) {
 	h := sr.head
@@ -838,7 +889,7 @@ func (ms *metricStore) sealHead(sr *mseries) {
 	sr.head = nil
 	sr.lastHist = h.last
 	h.chunk.Compact()
-	ms.queue(&sealJob{sr: sr, day: h.day, c: h.metricChunk(), minSeg: h.minSeg, seq: h.seq})
+	ms.queue(h.job(sr))
 }
 
 // checkpointHead queues a copy of sr's open chunk under the key its final
@@ -850,9 +901,14 @@ func (ms *metricStore) checkpointHead(sr *mseries) {
 	if h == nil {
 		return
 	}
-	c := h.metricChunk()
-	c.Data = append([]byte(nil), c.Data...)
-	ms.queue(&sealJob{sr: sr, day: h.day, c: c, minSeg: h.minSeg, seq: h.seq})
+	j := h.job(sr)
+	if j.segs != nil {
+		last := &j.segs[len(j.segs)-1]
+		last.Data = append([]byte(nil), last.Data...)
+	} else {
+		j.c.Data = append([]byte(nil), j.c.Data...)
+	}
+	ms.queue(j)
 	h.minSeg = ms.wal.seg
 }
 
@@ -888,6 +944,7 @@ func (ms *metricStore) sealOOO(sr *mseries) {
 
 func (ms *metricStore) queue(j *sealJob) {
 	j.maxT = max(j.sr.maxT, j.c.MaxT)
+	j.sr.sealedMaxT = max(j.sr.sealedMaxT, j.c.MaxT)
 	j.sr.sealing = append(j.sr.sealing, j)
 	ms.sealQ = append(ms.sealQ, j)
 }
@@ -931,6 +988,9 @@ func (ms *metricStore) writeSealed() {
 		for _, j := range jobs {
 			k := samplesKey(j.day, j.sr.id, j.c.MinT, j.seq)
 			v := encodeChunkValue(j.c.Enc, j.c.MinT, j.c.MaxT, j.c.Data)
+			if j.segs != nil {
+				v = encodeSegmentsValue(j.c.MinT, j.c.MaxT, j.segs)
+			}
 			if err := wb.Set(k, v); err != nil {
 				return err
 			}

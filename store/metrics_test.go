@@ -347,7 +347,7 @@ func TestMetricsCheckpoint(t *testing.T) {
 	}
 	s.ms.mu.RLock()
 	for _, sr := range s.ms.series {
-		if sr.head == nil || sr.head.n != steps {
+		if sr.head == nil || sr.head.segN+sr.head.n != steps {
 			t.Fatalf("series %d: open chunk %v, want one chunk of all %d samples", sr.id, sr.head, steps)
 		}
 	}
@@ -414,5 +414,104 @@ func TestMetricsReaderSeesChunkSealedAfterItsStart(t *testing.T) {
 	}
 	if got := mergeChunks(t, chunks, 0, math.MaxInt64); len(got) != len(sr.Samples) {
 		t.Fatalf("read %d samples, want %d: %v", len(got), len(sr.Samples), got)
+	}
+}
+
+// TestMetricSegments: a float chunk is kept and written in segments of
+// ChunkSegmentSamples; a read of a short window gets only the segments it
+// overlaps, from memory and from Badger (encoding 4), and every read gets
+// exactly the samples in its range.
+func TestMetricSegments(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.Metrics.Maintenance = time.Hour // seal by hand
+	s := testOpen(t, dir, o)
+	ls := metricLabels("seg")
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
+	if msDay(t0) != msDay(t0+299_000) {
+		t0 -= 300_000 // one day for all 300 samples
+	}
+	var samples []model.Sample
+	for i := 0; i < 300; i++ {
+		samples = append(samples, model.Sample{T: t0 + int64(i)*1000, V: float64(i * i)})
+	}
+	if _, err := s.AppendSamples(context.Background(), []model.Series{{Labels: ls, Samples: samples}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, lo, hi, wantChunks int) {
+		t.Helper()
+		mint, maxt := samples[lo].T, samples[hi].T
+		r := s.MetricReader(mint, maxt)
+		defer r.Close()
+		found := r.Select(nil, 0)
+		if len(found) != 1 {
+			t.Fatalf("%s: %d series", when, len(found))
+		}
+		chunks, err := r.Chunks(found[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chunks) != wantChunks {
+			t.Fatalf("%s: samples %d..%d read from %d chunks, want %d", when, lo, hi, len(chunks), wantChunks)
+		}
+		got := mergeChunks(t, chunks, mint, maxt)
+		if fmt.Sprint(got) != fmt.Sprint(samples[lo:hi+1]) {
+			t.Fatalf("%s: samples %d..%d:\n%v\nwant\n%v", when, lo, hi, got, samples[lo:hi+1])
+		}
+	}
+	for _, when := range []string{"open", "sealed", "reopened"} {
+		check(when, 290, 299, 1) // the last segment (240..299)
+		check(when, 10, 20, 1)   // the first (0..119)
+		check(when, 100, 130, 2) // across two
+		check(when, 0, 299, 3)
+		switch when {
+		case "open":
+			s.ms.maintain(time.Now(), true)
+		case "sealed":
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = testOpen(t, dir, o)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMetricReaderAnyOrder: one reader reading series from Badger in any
+// order (ascending, as Select returns them, then back and again) gets each
+// series' chunks every time.
+func TestMetricReaderAnyOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := testOpen(t, dir, DefaultOptions())
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Hour).UnixMilli()
+	var batch []model.Series
+	for i := 0; i < 4; i++ {
+		batch = append(batch, model.Series{Labels: metricLabels("o", "i", fmt.Sprint(i)), Samples: []model.Sample{{T: t0, V: float64(i)}, {T: t0 + 1000, V: float64(i)}}})
+	}
+	if _, err := s.AppendSamples(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, DefaultOptions())
+	defer s.Close()
+	r := s.MetricReader(t0, t0+1000)
+	defer r.Close()
+	found := r.Select(nil, 0)
+	if len(found) != 4 {
+		t.Fatalf("%d series", len(found))
+	}
+	for _, k := range []int{0, 1, 3, 2, 0, 3, 3, 1, 2} {
+		chunks, err := r.Chunks(found[k].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := mergeChunks(t, chunks, t0, t0+1000)
+		if len(got) != 2 || got[0].V != got[1].V || model.LabelsString(found[k].Labels) != model.LabelsString(metricLabels("o", "i", fmt.Sprint(got[0].V))) {
+			t.Fatalf("series %v: %v", found[k].Labels, got)
+		}
 	}
 }

@@ -56,6 +56,7 @@ type Options struct {
 	Retention       time.Duration // drop day partitions older than this (0: keep)
 	RetentionBytes  int64         // drop the oldest days while the data directory is larger (0: no bound)
 	RetentionCheck  time.Duration // how often retention runs (default 1m)
+	SizeCheck       time.Duration // how often the data directory's sizes are measured for /metrics (default 30s)
 	// StreamSeed, when not zero, is mixed into every stream id, so that stores
 	// holding different partitions of one cluster never give two streams the
 	// same id (and so no two records the same id). Fixed for a data directory.
@@ -98,6 +99,7 @@ func DefaultOptions() Options {
 		BadgerCache:     64 << 20,
 		Maintenance:     time.Second,
 		RetentionCheck:  time.Minute,
+		SizeCheck:       30 * time.Second,
 		// Sized for a big fleet: 100,000 new (service, host, build, deploy)
 		// combinations a day. An open stream costs a few KiB until its chunk
 		// is sealed, and its metadata stays in memory for good.
@@ -143,13 +145,14 @@ func (h *head) snapshot() *Lines {
 // Store keeps log records: a WAL for acked lines, compressed chunks and their
 // metadata in Badger, and one Bleve index per day over chunks. See doc.go.
 type Store struct {
-	opts Options
-	log  *slog.Logger
-	dir  string
-	db   *badger.DB
-	idx  *indexSet
-	m    *metrics
-	ms   *metricStore // metric series beside the logs (metrics_*.go)
+	opts  Options
+	log   *slog.Logger
+	dir   string
+	db    *badger.DB
+	idx   *indexSet
+	m     *metrics
+	ms    *metricStore // metric series beside the logs (metrics_*.go)
+	sizes dirSizes     // the data directory as last measured (sizes.go)
 	// readOnly is set by Open when the disk was full (roWhy says how full);
 	// nothing is then written, sealed, indexed, truncated or dropped.
 	readOnly bool
@@ -235,6 +238,9 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	}
 	if opts.RetentionCheck <= 0 {
 		opts.RetentionCheck = def.RetentionCheck
+	}
+	if opts.SizeCheck <= 0 {
+		opts.SizeCheck = def.SizeCheck
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -350,6 +356,7 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		return fail(err)
 	}
 	s.dayDroppers = append(s.dayDroppers, s.ms.dropDay)
+	s.measureSizes()
 	if readOnly {
 		// Lines replayed from the WAL stay in memory, searchable; chunks
 		// not yet in Bleve are scanned. Nothing is sealed or indexed.
@@ -382,8 +389,9 @@ func (s *Store) start() {
 		s.indexWG.Add(1)
 		go s.indexLoop()
 	}
-	s.maintWG.Add(1)
+	s.maintWG.Add(2)
 	go s.maintLoop()
+	go s.sizeLoop()
 }
 
 // Key prefixes in Badger (see doc.go).

@@ -409,6 +409,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_ = f.Sync()
 	}
 	serveErr := srv.Serve(ctx)
+	stopping := time.Now()
 	stopSyslog()
 	if syslogDone != nil {
 		<-syslogDone // the syslog listener stores what it received first
@@ -427,6 +428,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	closeErr := st.Close()
 	if serveErr != nil && !strings.Contains(serveErr.Error(), "use of closed") {
 		return serveErr
+	}
+	if closeErr == nil {
+		// The last line of a clean stop: everything acked is in the store.
+		log.Info("shutdown complete: every acked record and sample is stored", "took", time.Since(stopping).Round(time.Millisecond))
 	}
 	return closeErr
 }
