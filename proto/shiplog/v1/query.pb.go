@@ -387,8 +387,17 @@ type ContextRequest struct {
 	Cross bool `protobuf:"varint,4,opt,name=cross,proto3" json:"cross,omitempty"`
 	// window for cross, a duration such as "5s" (default 5s, at most 1h).
 	Window string `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
-	// cross_limit caps the cross lines (default 200, at most 10000).
-	CrossLimit    int32 `protobuf:"varint,6,opt,name=cross_limit,json=crossLimit,proto3" json:"cross_limit,omitempty"`
+	// cross_limit caps the cross lines (default 200, at most 10000); without
+	// cross_before and cross_after it is shared between the two sides.
+	CrossLimit int32 `protobuf:"varint,6,opt,name=cross_limit,json=crossLimit,proto3" json:"cross_limit,omitempty"`
+	// scope of the cross lines: "deploy", "build" or "service" (the record's
+	// own), or "all"; empty: the record's deploy, else its build, else its
+	// service.
+	Scope string `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"`
+	// cross_before and cross_after: other hosts' lines just before and just
+	// after the record, within window (at most cross_limit together).
+	CrossBefore   int32 `protobuf:"varint,8,opt,name=cross_before,json=crossBefore,proto3" json:"cross_before,omitempty"`
+	CrossAfter    int32 `protobuf:"varint,9,opt,name=cross_after,json=crossAfter,proto3" json:"cross_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -465,14 +474,53 @@ func (x *ContextRequest) GetCrossLimit() int32 {
 	return 0
 }
 
+func (x *ContextRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ContextRequest) GetCrossBefore() int32 {
+	if x != nil {
+		return x.CrossBefore
+	}
+	return 0
+}
+
+func (x *ContextRequest) GetCrossAfter() int32 {
+	if x != nil {
+		return x.CrossAfter
+	}
+	return 0
+}
+
 type ContextResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Record *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
 	// before: older lines, oldest first; after: newer lines, oldest first.
 	Before []*Record `protobuf:"bytes,2,rep,name=before,proto3" json:"before,omitempty"`
 	After  []*Record `protobuf:"bytes,3,rep,name=after,proto3" json:"after,omitempty"`
-	// cross: lines of other hosts around the record's time, oldest first.
+	// cross: lines of other hosts around the record's time, oldest first:
+	// the cross_before lines just before it and the cross_after lines just
+	// after it, within the window.
 	Cross []*Record `protobuf:"bytes,4,rep,name=cross,proto3" json:"cross,omitempty"`
+	// With cross: the scope applied (deploy, build, service or all), and
+	// cross_query, the query of the scope's lines of every host (the record's
+	// own too) between window_start and window_end.
+	Scope       string                 `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"`
+	CrossQuery  string                 `protobuf:"bytes,8,opt,name=cross_query,json=crossQuery,proto3" json:"cross_query,omitempty"`
+	WindowStart *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	// Lines of other hosts in the scope and window that cross leaves out,
+	// before its first line and after its last.
+	CrossOmittedBefore uint32 `protobuf:"varint,11,opt,name=cross_omitted_before,json=crossOmittedBefore,proto3" json:"cross_omitted_before,omitempty"`
+	CrossOmittedAfter  uint32 `protobuf:"varint,12,opt,name=cross_omitted_after,json=crossOmittedAfter,proto3" json:"cross_omitted_after,omitempty"`
+	// To read on: GET /v1/logs:search with q=cross_query, start=window_start,
+	// end=window_end and order=desc from cross_before_cursor (earlier lines)
+	// or order=asc from cross_after_cursor (later lines).
+	CrossBeforeCursor string `protobuf:"bytes,13,opt,name=cross_before_cursor,json=crossBeforeCursor,proto3" json:"cross_before_cursor,omitempty"`
+	CrossAfterCursor  string `protobuf:"bytes,14,opt,name=cross_after_cursor,json=crossAfterCursor,proto3" json:"cross_after_cursor,omitempty"`
 	// partial is true when some partition of a cluster could not be included
 	// (no owner yet, its owner is unreachable or still catching up);
 	// missing_partitions names them. Always false on a single node.
@@ -538,6 +586,62 @@ func (x *ContextResponse) GetCross() []*Record {
 		return x.Cross
 	}
 	return nil
+}
+
+func (x *ContextResponse) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ContextResponse) GetCrossQuery() string {
+	if x != nil {
+		return x.CrossQuery
+	}
+	return ""
+}
+
+func (x *ContextResponse) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetCrossOmittedBefore() uint32 {
+	if x != nil {
+		return x.CrossOmittedBefore
+	}
+	return 0
+}
+
+func (x *ContextResponse) GetCrossOmittedAfter() uint32 {
+	if x != nil {
+		return x.CrossOmittedAfter
+	}
+	return 0
+}
+
+func (x *ContextResponse) GetCrossBeforeCursor() string {
+	if x != nil {
+		return x.CrossBeforeCursor
+	}
+	return ""
+}
+
+func (x *ContextResponse) GetCrossAfterCursor() string {
+	if x != nil {
+		return x.CrossAfterCursor
+	}
+	return ""
 }
 
 func (x *ContextResponse) GetPartial() bool {
@@ -745,7 +849,8 @@ type Run struct {
 	Command []string               `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
 	Start   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
 	End     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
-	// status: running, passed or failed.
+	// status: running, passed or failed; lost when a run that never reported
+	// its end has sent no line for --silent-after (killed, its host gone).
 	Status          string  `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
 	ExitCode        int32   `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	DurationSeconds float64 `protobuf:"fixed64,8,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
@@ -849,21 +954,26 @@ type Build struct {
 	LastTime  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
 	Lines     uint32                 `protobuf:"varint,7,opt,name=lines,proto3" json:"lines,omitempty"`
 	Levels    *LevelCounts           `protobuf:"bytes,8,opt,name=levels,proto3" json:"levels,omitempty"`
-	// status: running, passed or failed when shiplog run reported the build;
+	// status: running, passed or failed when shiplog run reported the build
+	// (failed when any run failed; lost when a run is lost and none failed);
 	// "unknown" otherwise.
 	Status          string                 `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
 	Start           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=start,proto3" json:"start,omitempty"`
 	End             *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=end,proto3" json:"end,omitempty"`
 	DurationSeconds float64                `protobuf:"fixed64,12,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
-	ExitCode        int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Runs            []*Run                 `protobuf:"bytes,14,rep,name=runs,proto3" json:"runs,omitempty"`
+	// exit_code: of the failing run that finished last, when one failed;
+	// else of the run that finished last. Each run has its own in runs.
+	ExitCode int32  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Runs     []*Run `protobuf:"bytes,14,rep,name=runs,proto3" json:"runs,omitempty"`
 	// partial is true when some partition of a cluster could not be included
 	// (no owner yet, its owner is unreachable or still catching up);
 	// missing_partitions names them. Always false on a single node.
 	Partial           bool    `protobuf:"varint,15,opt,name=partial,proto3" json:"partial,omitempty"`
 	MissingPartitions []int32 `protobuf:"varint,16,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// host_lines: this build's lines by host.
+	HostLines     map[string]uint32 `protobuf:"bytes,17,rep,name=host_lines,json=hostLines,proto3" json:"host_lines,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Build) Reset() {
@@ -1004,6 +1114,13 @@ func (x *Build) GetPartial() bool {
 func (x *Build) GetMissingPartitions() []int32 {
 	if x != nil {
 		return x.MissingPartitions
+	}
+	return nil
+}
+
+func (x *Build) GetHostLines() map[string]uint32 {
+	if x != nil {
+		return x.HostLines
 	}
 	return nil
 }
@@ -1231,8 +1348,10 @@ type Deploy struct {
 	// missing_partitions names them. Always false on a single node.
 	Partial           bool    `protobuf:"varint,15,opt,name=partial,proto3" json:"partial,omitempty"`
 	MissingPartitions []int32 `protobuf:"varint,16,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// host_lines: this deploy's lines by host.
+	HostLines     map[string]uint32 `protobuf:"bytes,17,rep,name=host_lines,json=hostLines,proto3" json:"host_lines,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Deploy) Reset() {
@@ -1373,6 +1492,13 @@ func (x *Deploy) GetPartial() bool {
 func (x *Deploy) GetMissingPartitions() []int32 {
 	if x != nil {
 		return x.MissingPartitions
+	}
+	return nil
+}
+
+func (x *Deploy) GetHostLines() map[string]uint32 {
+	if x != nil {
+		return x.HostLines
 	}
 	return nil
 }
@@ -2023,7 +2149,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\"N\n" +
 	"\x06Bucket\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\x9d\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\xf7\x01\n" +
 	"\x0eContextRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06before\x18\x02 \x01(\x05R\x06before\x12\x14\n" +
@@ -2031,12 +2157,27 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x05cross\x18\x04 \x01(\bR\x05cross\x12\x16\n" +
 	"\x06window\x18\x05 \x01(\tR\x06window\x12\x1f\n" +
 	"\vcross_limit\x18\x06 \x01(\x05R\n" +
-	"crossLimit\"\x86\x02\n" +
+	"crossLimit\x12\x14\n" +
+	"\x05scope\x18\a \x01(\tR\x05scope\x12!\n" +
+	"\fcross_before\x18\b \x01(\x05R\vcrossBefore\x12\x1f\n" +
+	"\vcross_after\x18\t \x01(\x05R\n" +
+	"crossAfter\"\xf7\x04\n" +
 	"\x0fContextResponse\x12*\n" +
 	"\x06record\x18\x01 \x01(\v2\x12.shiplog.v1.RecordR\x06record\x12*\n" +
 	"\x06before\x18\x02 \x03(\v2\x12.shiplog.v1.RecordR\x06before\x12(\n" +
 	"\x05after\x18\x03 \x03(\v2\x12.shiplog.v1.RecordR\x05after\x12(\n" +
-	"\x05cross\x18\x04 \x03(\v2\x12.shiplog.v1.RecordR\x05cross\x12\x18\n" +
+	"\x05cross\x18\x04 \x03(\v2\x12.shiplog.v1.RecordR\x05cross\x12\x14\n" +
+	"\x05scope\x18\a \x01(\tR\x05scope\x12\x1f\n" +
+	"\vcross_query\x18\b \x01(\tR\n" +
+	"crossQuery\x12=\n" +
+	"\fwindow_start\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x120\n" +
+	"\x14cross_omitted_before\x18\v \x01(\rR\x12crossOmittedBefore\x12.\n" +
+	"\x13cross_omitted_after\x18\f \x01(\rR\x11crossOmittedAfter\x12.\n" +
+	"\x13cross_before_cursor\x18\r \x01(\tR\x11crossBeforeCursor\x12,\n" +
+	"\x12cross_after_cursor\x18\x0e \x01(\tR\x10crossAfterCursor\x12\x18\n" +
 	"\apartial\x18\x05 \x01(\bR\apartial\x12-\n" +
 	"\x12missing_partitions\x18\x06 \x03(\x05R\x11missingPartitions\"\x1b\n" +
 	"\vTailRequest\x12\f\n" +
@@ -2059,7 +2200,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x16\n" +
 	"\x06status\x18\x06 \x01(\tR\x06status\x12\x1b\n" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12)\n" +
-	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\"\xdc\x04\n" +
+	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\"\xdb\x05\n" +
 	"\x05Build\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
@@ -2079,7 +2220,12 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\texit_code\x18\r \x01(\x05R\bexitCode\x12#\n" +
 	"\x04runs\x18\x0e \x03(\v2\x0f.shiplog.v1.RunR\x04runs\x12\x18\n" +
 	"\apartial\x18\x0f \x01(\bR\apartial\x12-\n" +
-	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\"\xa9\x01\n" +
+	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\x12?\n" +
+	"\n" +
+	"host_lines\x18\x11 \x03(\v2 .shiplog.v1.Build.HostLinesEntryR\thostLines\x1a<\n" +
+	"\x0eHostLinesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xa9\x01\n" +
 	"\x11ListBuildsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
@@ -2094,7 +2240,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\apartial\x18\x03 \x01(\bR\apartial\x12-\n" +
 	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\",\n" +
 	"\x0fGetBuildRequest\x12\x19\n" +
-	"\bbuild_id\x18\x01 \x01(\tR\abuildId\"\xe3\x04\n" +
+	"\bbuild_id\x18\x01 \x01(\tR\abuildId\"\xe3\x05\n" +
 	"\x06Deploy\x12\x1b\n" +
 	"\tdeploy_id\x18\x01 \x01(\tR\bdeployId\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
@@ -2115,7 +2261,12 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"host_lives\x18\x0e \x03(\v2\x10.shiplog.v1.HostR\thostLives\x12\x18\n" +
 	"\apartial\x18\x0f \x01(\bR\apartial\x12-\n" +
-	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\"\x92\x01\n" +
+	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\x12@\n" +
+	"\n" +
+	"host_lines\x18\x11 \x03(\v2!.shiplog.v1.Deploy.HostLinesEntryR\thostLines\x1a<\n" +
+	"\x0eHostLinesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x92\x01\n" +
 	"\x12ListDeploysRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
@@ -2175,7 +2326,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x12missing_partitions\x18\x03 \x03(\x05R\x11missingPartitions\x1a>\n" +
 	"\x10StateCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x012\xe8\b\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x012\x83\t\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
 	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogram\x12a\n" +
@@ -2183,10 +2334,11 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x04Tail\x12\x17.shiplog.v1.TailRequest\x1a\x18.shiplog.v1.TailResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/logs:tail0\x01\x12_\n" +
 	"\n" +
 	"ListBuilds\x12\x1d.shiplog.v1.ListBuildsRequest\x1a\x1e.shiplog.v1.ListBuildsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/builds\x12Y\n" +
-	"\bGetBuild\x12\x1b.shiplog.v1.GetBuildRequest\x1a\x11.shiplog.v1.Build\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/builds/{build_id}\x12c\n" +
-	"\vListDeploys\x12\x1e.shiplog.v1.ListDeploysRequest\x1a\x1f.shiplog.v1.ListDeploysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/deploys\x12^\n" +
-	"\tGetDeploy\x12\x1c.shiplog.v1.GetDeployRequest\x1a\x12.shiplog.v1.Deploy\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/deploys/{deploy_id}\x12[\n" +
+	"/v1/builds\x12f\n" +
+	"\bGetBuild\x12\x1b.shiplog.v1.GetBuildRequest\x1a\x11.shiplog.v1.Build\"*\x82\xd3\xe4\x93\x02$Z\v\x12\t/v1/build\x12\x15/v1/builds/{build_id}\x12c\n" +
+	"\vListDeploys\x12\x1e.shiplog.v1.ListDeploysRequest\x1a\x1f.shiplog.v1.ListDeploysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/deploys\x12l\n" +
+	"\tGetDeploy\x12\x1c.shiplog.v1.GetDeployRequest\x1a\x12.shiplog.v1.Deploy\"-\x82\xd3\xe4\x93\x02'Z\f\x12\n" +
+	"/v1/deploy\x12\x17/v1/deploys/{deploy_id}\x12[\n" +
 	"\tListHosts\x12\x1c.shiplog.v1.ListHostsRequest\x1a\x1d.shiplog.v1.ListHostsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/hosts\x12K\n" +
 	"\n" +
 	"ListAlerts\x12\x1d.shiplog.v1.ListAlertsRequest\x1a\x1e.shiplog.v1.ListAlertsResponse\x12W\n" +
@@ -2205,7 +2357,7 @@ func file_shiplog_v1_query_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_query_proto_rawDescData
 }
 
-var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_shiplog_v1_query_proto_goTypes = []any{
 	(*SearchRequest)(nil),            // 0: shiplog.v1.SearchRequest
 	(*SearchResponse)(nil),           // 1: shiplog.v1.SearchResponse
@@ -2230,76 +2382,82 @@ var file_shiplog_v1_query_proto_goTypes = []any{
 	(*Host)(nil),                     // 20: shiplog.v1.Host
 	(*ListHostsRequest)(nil),         // 21: shiplog.v1.ListHostsRequest
 	(*ListHostsResponse)(nil),        // 22: shiplog.v1.ListHostsResponse
-	nil,                              // 23: shiplog.v1.ListHostsResponse.StateCountsEntry
-	(*Record)(nil),                   // 24: shiplog.v1.Record
-	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
-	(*ListAlertsRequest)(nil),        // 26: shiplog.v1.ListAlertsRequest
-	(*ListAlertRulesRequest)(nil),    // 27: shiplog.v1.ListAlertRulesRequest
-	(*ListAlertHistoryRequest)(nil),  // 28: shiplog.v1.ListAlertHistoryRequest
-	(*ListAlertsResponse)(nil),       // 29: shiplog.v1.ListAlertsResponse
-	(*ListAlertRulesResponse)(nil),   // 30: shiplog.v1.ListAlertRulesResponse
-	(*ListAlertHistoryResponse)(nil), // 31: shiplog.v1.ListAlertHistoryResponse
+	nil,                              // 23: shiplog.v1.Build.HostLinesEntry
+	nil,                              // 24: shiplog.v1.Deploy.HostLinesEntry
+	nil,                              // 25: shiplog.v1.ListHostsResponse.StateCountsEntry
+	(*Record)(nil),                   // 26: shiplog.v1.Record
+	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(*ListAlertsRequest)(nil),        // 28: shiplog.v1.ListAlertsRequest
+	(*ListAlertRulesRequest)(nil),    // 29: shiplog.v1.ListAlertRulesRequest
+	(*ListAlertHistoryRequest)(nil),  // 30: shiplog.v1.ListAlertHistoryRequest
+	(*ListAlertsResponse)(nil),       // 31: shiplog.v1.ListAlertsResponse
+	(*ListAlertRulesResponse)(nil),   // 32: shiplog.v1.ListAlertRulesResponse
+	(*ListAlertHistoryResponse)(nil), // 33: shiplog.v1.ListAlertHistoryResponse
 }
 var file_shiplog_v1_query_proto_depIdxs = []int32{
-	24, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
+	26, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
 	4,  // 1: shiplog.v1.HistogramResponse.buckets:type_name -> shiplog.v1.Bucket
-	25, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
-	24, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
-	24, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
-	24, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
-	24, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
-	24, // 7: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
-	25, // 8: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
-	25, // 9: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
-	25, // 10: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
-	25, // 11: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
-	9,  // 12: shiplog.v1.Build.levels:type_name -> shiplog.v1.LevelCounts
-	25, // 13: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
-	25, // 14: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
-	10, // 15: shiplog.v1.Build.runs:type_name -> shiplog.v1.Run
-	11, // 16: shiplog.v1.ListBuildsResponse.builds:type_name -> shiplog.v1.Build
-	25, // 17: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
-	25, // 18: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
-	9,  // 19: shiplog.v1.Deploy.levels:type_name -> shiplog.v1.LevelCounts
-	10, // 20: shiplog.v1.Deploy.runs:type_name -> shiplog.v1.Run
-	20, // 21: shiplog.v1.Deploy.host_lives:type_name -> shiplog.v1.Host
-	15, // 22: shiplog.v1.ListDeploysResponse.deploys:type_name -> shiplog.v1.Deploy
-	25, // 23: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	25, // 24: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
-	25, // 25: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
-	9,  // 26: shiplog.v1.Host.levels:type_name -> shiplog.v1.LevelCounts
-	19, // 27: shiplog.v1.Host.agents:type_name -> shiplog.v1.Agent
-	20, // 28: shiplog.v1.ListHostsResponse.hosts:type_name -> shiplog.v1.Host
-	23, // 29: shiplog.v1.ListHostsResponse.state_counts:type_name -> shiplog.v1.ListHostsResponse.StateCountsEntry
-	0,  // 30: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
-	2,  // 31: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
-	5,  // 32: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
-	7,  // 33: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
-	12, // 34: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
-	14, // 35: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
-	16, // 36: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
-	18, // 37: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
-	21, // 38: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
-	26, // 39: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
-	27, // 40: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
-	28, // 41: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
-	1,  // 42: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
-	3,  // 43: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
-	6,  // 44: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
-	8,  // 45: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
-	13, // 46: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
-	11, // 47: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
-	17, // 48: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
-	15, // 49: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
-	22, // 50: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
-	29, // 51: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
-	30, // 52: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
-	31, // 53: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
-	42, // [42:54] is the sub-list for method output_type
-	30, // [30:42] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	27, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
+	26, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
+	26, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
+	26, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
+	26, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
+	27, // 7: shiplog.v1.ContextResponse.window_start:type_name -> google.protobuf.Timestamp
+	27, // 8: shiplog.v1.ContextResponse.window_end:type_name -> google.protobuf.Timestamp
+	26, // 9: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
+	27, // 10: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
+	27, // 11: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
+	27, // 12: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
+	27, // 13: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
+	9,  // 14: shiplog.v1.Build.levels:type_name -> shiplog.v1.LevelCounts
+	27, // 15: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
+	27, // 16: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
+	10, // 17: shiplog.v1.Build.runs:type_name -> shiplog.v1.Run
+	23, // 18: shiplog.v1.Build.host_lines:type_name -> shiplog.v1.Build.HostLinesEntry
+	11, // 19: shiplog.v1.ListBuildsResponse.builds:type_name -> shiplog.v1.Build
+	27, // 20: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
+	27, // 21: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
+	9,  // 22: shiplog.v1.Deploy.levels:type_name -> shiplog.v1.LevelCounts
+	10, // 23: shiplog.v1.Deploy.runs:type_name -> shiplog.v1.Run
+	20, // 24: shiplog.v1.Deploy.host_lives:type_name -> shiplog.v1.Host
+	24, // 25: shiplog.v1.Deploy.host_lines:type_name -> shiplog.v1.Deploy.HostLinesEntry
+	15, // 26: shiplog.v1.ListDeploysResponse.deploys:type_name -> shiplog.v1.Deploy
+	27, // 27: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	27, // 28: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
+	27, // 29: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
+	9,  // 30: shiplog.v1.Host.levels:type_name -> shiplog.v1.LevelCounts
+	19, // 31: shiplog.v1.Host.agents:type_name -> shiplog.v1.Agent
+	20, // 32: shiplog.v1.ListHostsResponse.hosts:type_name -> shiplog.v1.Host
+	25, // 33: shiplog.v1.ListHostsResponse.state_counts:type_name -> shiplog.v1.ListHostsResponse.StateCountsEntry
+	0,  // 34: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
+	2,  // 35: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
+	5,  // 36: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
+	7,  // 37: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
+	12, // 38: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
+	14, // 39: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
+	16, // 40: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
+	18, // 41: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
+	21, // 42: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
+	28, // 43: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
+	29, // 44: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
+	30, // 45: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
+	1,  // 46: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
+	3,  // 47: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
+	6,  // 48: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
+	8,  // 49: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
+	13, // 50: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
+	11, // 51: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
+	17, // 52: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
+	15, // 53: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
+	22, // 54: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
+	31, // 55: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
+	32, // 56: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
+	33, // 57: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
+	46, // [46:58] is the sub-list for method output_type
+	34, // [34:46] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_shiplog_v1_query_proto_init() }
@@ -2315,7 +2473,7 @@ func file_shiplog_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_query_proto_rawDesc), len(file_shiplog_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
