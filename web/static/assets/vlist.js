@@ -1,6 +1,6 @@
 // A virtualised list of log lines: only the rows on screen (and a few around
 // them) are in the DOM, and lines are fetched in pages around what is shown.
-import { api, h, nsOf } from './lib.js';
+import { api, h, nsOf, selecting } from './lib.js';
 
 const FIRST = 100; // the first page: enough for a screen, fast to answer
 const PAGE = 5000; // the largest page
@@ -135,14 +135,31 @@ export class LineSource {
 }
 
 // LogList shows a LineSource's rows in a scrolling box, drawing only the
-// visible ones. renderRow(rec, i) returns a row element.
+// visible ones. renderRow(rec, i) returns a row element. On a narrow
+// screen a row takes two lines (the message gets the second, whole).
+// Keys: ↑/↓ or k/j move the current line, PageUp/PageDown a screen,
+// Home/End, Enter opens it (onSelect).
+const NARROW = '(max-width: 640px)';
 export class LogList {
-  constructor(source, renderRow, { rowHeight = 20, onSelect } = {}) {
-    Object.assign(this, { source, renderRow, rh: rowHeight, onSelect });
+  constructor(source, renderRow, { onSelect } = {}) {
+    Object.assign(this, { source, renderRow, onSelect });
     this.nodes = new Map();
     this.selected = null;
+    this.cur = -1;
     this.spacer = h('div', { class: 'vspace' });
-    this.el = h('div', { class: 'vlist', tabindex: '0', role: 'log', 'aria-label': 'lines' }, this.spacer);
+    this.el = h('div', { class: 'vlist', tabindex: '0', role: 'log', 'aria-label': 'lines: ↑ ↓ to move, Enter for details' }, this.spacer);
+    this.mq = matchMedia(NARROW);
+    this.layout = () => {
+      this.rh = this.mq.matches ? 38 : 20;
+      this.el.classList.toggle('narrow', this.mq.matches);
+      for (const n of this.nodes.values()) n.remove();
+      this.nodes.clear();
+      if (this.cur >= 0) this.scrollTo(this.cur); else this.render();
+    };
+    this.rh = this.mq.matches ? 38 : 20;
+    this.el.classList.toggle('narrow', this.mq.matches);
+    this.mq.addEventListener('change', this.layout);
+    this.el.addEventListener('keydown', (e) => this.key(e));
     let queued = false;
     this.el.addEventListener('scroll', () => {
       if (queued) return;
@@ -150,10 +167,10 @@ export class LogList {
       requestAnimationFrame(() => { queued = false; this.render(); });
     }, { passive: true });
     this.el.addEventListener('click', (e) => {
-      if (e.target.closest('a')) return;
+      if (e.target.closest('a') || selecting()) return;
       const row = e.target.closest('.vrow');
       const rec = row && this.source.get(+row.dataset.i);
-      if (rec) this.select(rec.id, +row.dataset.i);
+      if (rec) { this.cur = +row.dataset.i; this.select(rec.id, this.cur); }
     });
     this.ro = new ResizeObserver(() => this.render());
     this.ro.observe(this.el);
@@ -163,6 +180,37 @@ export class LogList {
     this.selected = id;
     for (const n of this.nodes.values()) n.classList.toggle('sel', n.dataset.id === id);
     if (this.onSelect && i != null) this.onSelect(this.source.get(i), i);
+  }
+
+  key(e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.target !== this.el) return;
+    const page = Math.max(1, Math.floor(this.el.clientHeight / this.rh) - 1);
+    const step = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, PageDown: page, PageUp: -page }[e.key];
+    const total = this.source.total;
+    if (e.key === 'Enter') {
+      const rec = this.source.get(this.cur);
+      if (rec) { e.preventDefault(); this.select(rec.id, this.cur); }
+      return;
+    }
+    let to;
+    if (step) to = this.cur < 0 ? Math.floor(this.el.scrollTop / this.rh) : this.cur + step;
+    else if (e.key === 'Home') to = 0;
+    else if (e.key === 'End') to = total - 1;
+    else return;
+    e.preventDefault();
+    this.cur = Math.max(0, Math.min(total - 1, to));
+    const rec = this.source.get(this.cur);
+    this.selected = rec ? rec.id : null;
+    this.reveal(this.cur);
+    this.render();
+  }
+
+  // reveal scrolls just enough for row i to be in view.
+  reveal(i) {
+    const top = i * this.rh, box = this.el;
+    if (top < box.scrollTop) box.scrollTop = top;
+    else if (top + this.rh > box.scrollTop + box.clientHeight) box.scrollTop = top + this.rh - box.clientHeight;
+    this.render();
   }
 
   scrollTo(i) {
@@ -180,18 +228,19 @@ export class LogList {
     for (let i = lo; i <= hi; i++) {
       const rec = this.source.get(i);
       let n = this.nodes.get(i);
-      if (n && (n.dataset.id || '') === (rec ? rec.id : '')) { n.classList.toggle('sel', !!rec && rec.id === this.selected); continue; }
+      if (n && (n.dataset.id || '') === (rec ? rec.id : '')) { n.classList.toggle('sel', !!rec && rec.id === this.selected); n.classList.toggle('cur', i === this.cur); continue; }
       const fresh = rec ? this.renderRow(rec, i) : h('div', { class: 'loading' }, '…');
       fresh.classList.add('vrow');
       fresh.dataset.i = i;
       if (rec) fresh.dataset.id = rec.id;
       fresh.style.top = `${i * this.rh}px`;
       fresh.classList.toggle('sel', !!rec && rec.id === this.selected);
+      fresh.classList.toggle('cur', i === this.cur);
       if (n) n.replaceWith(fresh); else this.spacer.append(fresh);
       this.nodes.set(i, fresh);
     }
     this.source.need(a, b + 40);
   }
 
-  destroy() { this.ro.disconnect(); }
+  destroy() { this.ro.disconnect(); this.mq.removeEventListener('change', this.layout); }
 }
