@@ -241,7 +241,7 @@ function timeline(lives, width) {
         s('title', {}, `${life.host}: ${life.state}, ${fmtTimeZ(life.first_seen)} to ${fmtTimeZ(life.last_seen)}, ${num(life.lines)} lines in all`)));
   });
   return h('div', { class: 'timeline' },
-    s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'host lifetimes' },
+    s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'group', 'aria-label': 'host lifetimes' },
       ...rows,
       s('text', { class: 'axis', x: L, y: H - 4 }, fmtTimeZ(t0)),
       s('text', { class: 'axis', x: W - R, y: H - 4, 'text-anchor': 'end' }, fmtTime(t1))),
