@@ -9,6 +9,10 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // QueryFunc runs an instant PromQL query at ts (the metrics engine provides it).
@@ -18,6 +22,9 @@ type QueryFunc func(ctx context.Context, expr string, ts time.Time) ([]Sample, e
 type Sample struct {
 	Labels map[string]string // __name__ is dropped from alert labels
 	Value  float64
+	// H is set when the series is a native histogram (Value is then 0):
+	// recording rules write it; alerting rules alert on it with value 0.
+	H *histogram.FloatHistogram
 }
 
 // LogsQueryFunc counts the log lines that match a query over a time range,
@@ -28,7 +35,12 @@ type LogsQueryFunc func(ctx context.Context, q LogsQuery) ([]LogsGroup, error)
 type LogsQuery struct {
 	Query      string
 	Start, End time.Time // [Start, End)
-	By         []string  // fields of ByFields; none: one group of every match
+	By         []string  // fields to group by; none: one group of every match
+	Agg        string    // an aggregate such as quantile(0.99, latency_ms); "": only the count
+	// Keep says which groups the rule keeps (those past its threshold): only
+	// they need links, so only their shared build and deploy are looked up
+	// (nil: every group).
+	Keep func(value float64) bool
 }
 
 // LogsGroup is the count of one by: group. Without By there is exactly one,
@@ -36,10 +48,22 @@ type LogsQuery struct {
 type LogsGroup struct {
 	Labels   map[string]string // the by: fields' values
 	Count    float64
-	Query    string // the rule's query narrowed to this group, for links
-	BuildID  string // set when every matching line of the group has this build
-	DeployID string // ... and this deploy
+	Value    float64 // the aggregate, when LogsQuery.Agg is set (NaN: no number to aggregate)
+	Query    string  // the rule's query narrowed to this group, for links
+	BuildID  string  // set when every matching line of the group has this build
+	DeployID string  // ... and this deploy
 }
+
+// value is what a logs rule compares or records: the aggregate or the count.
+func (g *LogsGroup) value(r *Rule) float64 {
+	if r.Agg != "" {
+		return g.Value
+	}
+	return g.Count
+}
+
+// AppendFunc writes recording rules' series into the metric store.
+type AppendFunc func(ctx context.Context, series []model.Series) error
 
 // NotifyFunc is handed each rule's firing and just resolved alerts after every
 // evaluation (Notifier.Notify decides what is new and sends it).
@@ -51,8 +75,9 @@ type Notification struct {
 	Group, Rule    string
 	Receivers      []Receiver
 	RepeatInterval time.Duration
-	Summary        string  // what the rule checks, e.g. "count of level:error over 5m > 10"
-	Alerts         []Alert // firing and resolved (pending ones are not sent)
+	Interval       time.Duration // the group's evaluation interval
+	Summary        string        // what the rule checks, e.g. "count of level:error over 5m > 10"
+	Alerts         []Alert       // firing and resolved (pending ones are not sent)
 }
 
 // StateStore keeps alert state across restarts (the store implements it).

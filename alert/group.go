@@ -5,20 +5,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // group is a loaded rule group.
 type group struct {
-	name     string
-	interval time.Duration
-	repeat   time.Duration
-	rules    []*rule
-	evalMu   sync.Mutex // one evaluation of the group at a time
+	name        string
+	interval    time.Duration
+	repeat      time.Duration
+	queryOffset time.Duration
+	limit       int
+	rules       []*rule
+	evalMu      sync.Mutex // one evaluation of the group at a time
+
+	statMu   sync.Mutex // guards lastEval and evalDur
+	lastEval time.Time
+	evalDur  time.Duration
 }
 
 // rule is a loaded rule. Its state outlives reloads that keep the rule.
@@ -40,6 +49,9 @@ type ruleState struct {
 	lastEval  time.Time
 	evalDur   time.Duration
 	persisted []byte // what the store holds
+	// recorded is what a recording rule wrote last, by labels: a series
+	// missing from the next evaluation gets a stale marker.
+	recorded map[string][]model.Label
 }
 
 type savedState struct {
@@ -93,14 +105,22 @@ func (m *Manager) evalGroup(ctx context.Context, g *group) {
 	ts := m.opts.Now()
 	ctx, cancel := context.WithTimeout(ctx, g.interval)
 	defer cancel()
+	start := time.Now()
 	for _, r := range g.rules {
-		m.evalRule(ctx, g, r, ts)
+		if r.spec.Record != "" {
+			m.evalRecording(ctx, g, r, ts)
+		} else {
+			m.evalRule(ctx, g, r, ts)
+		}
 	}
+	g.statMu.Lock()
+	g.lastEval, g.evalDur = ts, time.Since(start)
+	g.statMu.Unlock()
 }
 
 func (m *Manager) evalRule(ctx context.Context, g *group, r *rule, ts time.Time) {
 	start := time.Now()
-	res, err := m.query(ctx, r, ts)
+	res, err := m.query(ctx, g, r, ts)
 	took := time.Since(start)
 	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 		return // shutting down or reloading: not the rule's fault
@@ -120,7 +140,14 @@ func (m *Manager) evalRule(ctx context.Context, g *group, r *rule, ts time.Time)
 		return
 	}
 	st.health, st.lastErr = "ok", ""
-	trans := m.update(r, st, res, ts)
+	trans := m.update(ctx, r, st, res, ts)
+	if n := activeAlerts(st); g.limit > 0 && n > g.limit {
+		// As Prometheus: the rule fails and its alerts are dropped.
+		clear(st.alerts)
+		trans = nil
+		m.met.failures.Inc()
+		st.health, st.lastErr = "err", fmt.Sprintf("exceeded limit of %d with %d alerts", g.limit, n)
+	}
 	var enc []byte
 	if b := st.encode(); string(b) != string(st.persisted) {
 		enc, st.persisted = b, b
@@ -146,8 +173,18 @@ func (m *Manager) evalRule(ctx context.Context, g *group, r *rule, ts time.Time)
 	if m.opts.Notify != nil && len(send) > 0 {
 		sort.Slice(send, func(i, j int) bool { return send[i].Fingerprint < send[j].Fingerprint })
 		m.opts.Notify(ctx, &Notification{GroupKey: r.groupKey, Group: g.name, Rule: r.spec.Alert,
-			Receivers: r.receivers, RepeatInterval: g.repeat, Summary: summary(&r.spec), Alerts: send})
+			Receivers: r.receivers, RepeatInterval: g.repeat, Interval: g.interval, Summary: summary(&r.spec), Alerts: send})
 	}
+}
+
+func activeAlerts(st *ruleState) int {
+	n := 0
+	for _, a := range st.alerts {
+		if a.State != StateInactive {
+			n++
+		}
+	}
+	return n
 }
 
 // summary says what a rule checks, for notifications.
@@ -155,7 +192,11 @@ func summary(r *Rule) string {
 	if r.Logs == "" {
 		return r.Expr
 	}
-	s := fmt.Sprintf("count of %s over %s %s", r.Logs, FormatDuration(r.Window), r.Threshold)
+	what := "count"
+	if r.Agg != "" {
+		what = r.Agg
+	}
+	s := fmt.Sprintf("%s of %s over %s %s", what, r.Logs, FormatDuration(r.Window), r.Threshold)
 	if len(r.By) > 0 {
 		s += " by " + strings.Join(r.By, ", ")
 	}
@@ -163,13 +204,14 @@ func summary(r *Rule) string {
 }
 
 // query runs the rule's query and returns its active series.
-func (m *Manager) query(ctx context.Context, r *rule, ts time.Time) ([]result, error) {
+func (m *Manager) query(ctx context.Context, g *group, r *rule, ts time.Time) ([]result, error) {
 	s := &r.spec
+	qts := ts.Add(-g.queryOffset)
 	if s.Logs == "" {
 		if m.opts.Query == nil {
 			return nil, errNoPromQL
 		}
-		samples, err := m.opts.Query(ctx, s.Expr, ts)
+		samples, err := m.opts.Query(ctx, s.Expr, qts)
 		if err != nil {
 			return nil, err
 		}
@@ -184,17 +226,16 @@ func (m *Manager) query(ctx context.Context, r *rule, ts time.Time) ([]result, e
 		}
 		return out, nil
 	}
-	if m.opts.Logs == nil {
-		return nil, fmt.Errorf("log queries are not available")
-	}
-	start := ts.Add(-s.Window)
-	groups, err := m.opts.Logs(ctx, LogsQuery{Query: s.Logs, Start: start, End: ts, By: s.By})
+	start := qts.Add(-s.Window)
+	keep := func(v float64) bool { return !math.IsNaN(v) && s.Threshold.Match(v) }
+	groups, err := m.logsGroups(ctx, s, start, qts, keep)
 	if err != nil {
 		return nil, err
 	}
 	var out []result
 	for _, lg := range groups {
-		if !s.Threshold.Match(lg.Count) {
+		v := lg.value(s)
+		if math.IsNaN(v) || !s.Threshold.Match(v) {
 			continue
 		}
 		lbls := copyMap(lg.Labels)
@@ -205,10 +246,18 @@ func (m *Manager) query(ctx context.Context, r *rule, ts time.Time) ([]result, e
 		if q == "" {
 			q = s.Logs
 		}
-		out = append(out, result{labels: lbls, value: lg.Count, wstart: start, wend: ts,
-			links: Links{Logs: m.searchURL(q, start, ts), Build: m.pageURL("builds", lg.BuildID), Deploy: m.pageURL("deploys", lg.DeployID)}})
+		out = append(out, result{labels: lbls, value: v, wstart: start, wend: qts,
+			links: Links{Logs: m.searchURL(q, start, qts), Build: m.pageURL("builds", lg.BuildID), Deploy: m.pageURL("deploys", lg.DeployID)}})
 	}
 	return out, nil
+}
+
+// logsGroups runs a logs rule's count (or aggregate) over [start, end).
+func (m *Manager) logsGroups(ctx context.Context, s *Rule, start, end time.Time, keep func(float64) bool) ([]LogsGroup, error) {
+	if m.opts.Logs == nil {
+		return nil, fmt.Errorf("log queries are not available")
+	}
+	return m.opts.Logs(ctx, LogsQuery{Query: s.Logs, Start: start, End: end, By: s.By, Agg: s.Agg, Keep: keep})
 }
 
 func (m *Manager) searchURL(q string, start, end time.Time) string {
@@ -254,8 +303,9 @@ func LabelTerm(field, value string) (string, bool) {
 
 // update moves the rule's alerts through their states, as Prometheus'
 // AlertingRule.Eval does, and returns the transitions. st.mu is held.
-func (m *Manager) update(r *rule, st *ruleState, res []result, ts time.Time) []Transition {
+func (m *Manager) update(ctx context.Context, r *rule, st *ruleState, res []result, ts time.Time) []Transition {
 	s := &r.spec
+	env := m.templateEnv(ctx, ts)
 	var trans []Transition
 	note := func(a *Alert, from, to string) {
 		trans = append(trans, Transition{Time: ts, Group: r.group, Rule: s.Alert, From: from, To: to,
@@ -265,12 +315,12 @@ func (m *Manager) update(r *rule, st *ruleState, res []result, ts time.Time) []T
 	for _, x := range res {
 		lbls := copyMap(x.labels)
 		for k, v := range s.Labels {
-			lbls[k] = expand(k, v, templateData{Labels: x.labels, Value: x.value, ExternalURL: m.opts.ExternalURL})
+			lbls[k] = env.expand(k, v, x.labels, x.value)
 		}
 		lbls["alertname"] = s.Alert
 		ann := make(map[string]string, len(s.Annotations))
 		for k, v := range s.Annotations {
-			ann[k] = expand(k, v, templateData{Labels: lbls, Value: x.value, ExternalURL: m.opts.ExternalURL})
+			ann[k] = env.expand(k, v, lbls, x.value)
 		}
 		fp := Fingerprint(lbls)
 		if seen[fp] {

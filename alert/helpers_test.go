@@ -14,12 +14,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // fakeEngines stands in for the query engines: a struct of func fields.
 type fakeEngines struct {
-	logs  func(ctx context.Context, q LogsQuery) ([]LogsGroup, error)
-	query func(ctx context.Context, expr string, ts time.Time) ([]Sample, error)
+	logs   func(ctx context.Context, q LogsQuery) ([]LogsGroup, error)
+	query  func(ctx context.Context, expr string, ts time.Time) ([]Sample, error)
+	append func(ctx context.Context, series []model.Series) error
 }
 
 func (f *fakeEngines) Logs(ctx context.Context, q LogsQuery) ([]LogsGroup, error) {
@@ -58,6 +61,7 @@ type recorder struct {
 	srv      *httptest.Server
 	bodies   chan []byte
 	fail     atomic.Int32
+	failCode atomic.Int32 // the status of failed requests (0: 500)
 	requests atomic.Int32
 	block    chan struct{}
 }
@@ -79,7 +83,11 @@ func newRecorder(t testing.TB) *recorder {
 			return
 		}
 		if r.fail.Add(-1) >= 0 {
-			http.Error(w, "try again", http.StatusInternalServerError)
+			code := int(r.failCode.Load())
+			if code == 0 {
+				code = http.StatusInternalServerError
+			}
+			http.Error(w, "refused", code)
 			return
 		}
 		r.bodies <- b
@@ -158,6 +166,9 @@ func newRig(t testing.TB, store StateStore, c *clock, eng *fakeEngines) *rig {
 	mo := DefaultOptions()
 	mo.Now, mo.Store, mo.ExternalURL, mo.Notify = c.Now, store, testURL, r.nt.Notify
 	mo.Logs, mo.Query = eng.Logs, eng.Query
+	if eng.append != nil {
+		mo.Append = eng.append
+	}
 	mo.Parse = testParseOptions
 	if r.mgr, err = NewManager(nil, r.reg, mo); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,12 @@ type Options struct {
 	Query QueryFunc
 	// Notify is handed every rule's alerts after each evaluation (nil: none).
 	Notify NotifyFunc
+	// Append writes recording rules' series into the metric store (nil:
+	// recording rules report the store missing).
+	Append AppendFunc
+	// ExternalLabels are $externalLabels in templates (Prometheus'
+	// global external_labels).
+	ExternalLabels map[string]string
 	// Store keeps state across restarts (nil: in memory only).
 	Store StateStore
 	// ExternalURL is the web UI's address, for links (no trailing slash).
@@ -60,10 +67,11 @@ var errNoPromQL = errors.New("PromQL engine not available")
 
 // Manager loads rules, evaluates them and keeps their alerts.
 type Manager struct {
-	opts  Options
-	log   *slog.Logger
-	met   *managerMetrics
-	store StateStore
+	opts   Options
+	extURL *url.URL // opts.ExternalURL, parsed
+	log    *slog.Logger
+	met    *managerMetrics
+	store  StateStore
 
 	mu        sync.Mutex
 	file      string
@@ -115,7 +123,11 @@ func NewManager(log *slog.Logger, reg prometheus.Registerer, opts Options) (*Man
 		opts.PromQLLinkWindow = d.PromQLLinkWindow
 	}
 	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
-	m := &Manager{opts: opts, log: log, store: opts.Store, states: map[string]*ruleState{}, restored: map[string][]byte{}}
+	extURL, err := url.Parse(opts.ExternalURL)
+	if err != nil {
+		return nil, fmt.Errorf("external URL %q: %w", opts.ExternalURL, err)
+	}
+	m := &Manager{opts: opts, extURL: extURL, log: log, store: opts.Store, states: map[string]*ruleState{}, restored: map[string][]byte{}}
 	if m.store == nil {
 		m.store = newMemStore()
 	}
@@ -197,7 +209,7 @@ func (m *Manager) Apply(f *File) {
 	keep := map[string]bool{}
 	var groups []*group
 	for _, gs := range f.Groups {
-		g := &group{name: gs.Name, interval: gs.Interval, repeat: gs.RepeatInterval}
+		g := &group{name: gs.Name, interval: gs.Interval, repeat: gs.RepeatInterval, queryOffset: gs.QueryOffset, limit: gs.Limit}
 		if g.interval <= 0 {
 			g.interval = m.opts.DefaultInterval
 		}
@@ -207,6 +219,9 @@ func (m *Manager) Apply(f *File) {
 		for _, rs := range gs.Rules {
 			r := &rule{spec: rs, group: gs.Name}
 			r.key = keyRule + gs.Name + "/" + ruleID(&rs)
+			for n := 2; keep[r.key]; n++ { // the same rule twice in a group, as Prometheus allows
+				r.key = keyRule + gs.Name + "/" + ruleID(&rs) + "\x00#" + strconv.Itoa(n)
+			}
 			r.groupKey = groupKey(gs.Name, &rs)
 			if rs.Receivers == nil {
 				r.receivers = append([]Receiver(nil), f.Receivers...)
@@ -365,7 +380,9 @@ func (m *Manager) rules() []*rule {
 type RuleStatus struct {
 	Group             string            `json:"group"`
 	Name              string            `json:"name"`
+	Kind              string            `json:"kind"` // alerting or recording
 	Type              string            `json:"type"` // logs or promql
+	Agg               string            `json:"agg,omitempty"`
 	Query             string            `json:"query"`
 	Window            string            `json:"window,omitempty"`
 	Threshold         string            `json:"threshold,omitempty"`
@@ -382,16 +399,30 @@ type RuleStatus struct {
 	LastEvaluation    time.Time         `json:"last_evaluation,omitzero"`
 	EvaluationSeconds float64           `json:"evaluation_seconds"`
 	Alerts            int               `json:"alerts"` // pending and firing
+	// ActiveAlerts are the pending and firing alerts (for /api/v1/rules).
+	ActiveAlerts []Alert `json:"-"`
+}
+
+// GroupStatus describes one loaded group.
+type GroupStatus struct {
+	Name              string    `json:"name"`
+	Interval          string    `json:"interval"`
+	QueryOffset       string    `json:"query_offset,omitempty"`
+	Limit             int       `json:"limit,omitempty"`
+	LastEvaluation    time.Time `json:"last_evaluation,omitzero"`
+	EvaluationSeconds float64   `json:"evaluation_seconds"`
+	IntervalSeconds   float64   `json:"-"`
 }
 
 // RulesStatus is the loaded rules and how the last (re)load went.
 type RulesStatus struct {
-	Rules                []RuleStatus `json:"rules"`
-	File                 string       `json:"file"`
-	LastReloadSuccessful bool         `json:"last_reload_successful"`
-	LastReloadTime       time.Time    `json:"last_reload_time,omitzero"`
-	LastReloadError      string       `json:"last_reload_error,omitempty"`
-	Problems             []string     `json:"problems,omitempty"`
+	Rules                []RuleStatus  `json:"rules"`
+	Groups               []GroupStatus `json:"groups"`
+	File                 string        `json:"file"`
+	LastReloadSuccessful bool          `json:"last_reload_successful"`
+	LastReloadTime       time.Time     `json:"last_reload_time,omitzero"`
+	LastReloadError      string        `json:"last_reload_error,omitempty"`
+	Problems             []string      `json:"problems,omitempty"`
 	Receivers            []struct {
 		Name string `json:"name"`
 		Kind string `json:"kind"`
@@ -402,7 +433,7 @@ type RulesStatus struct {
 func (m *Manager) Rules() RulesStatus {
 	m.mu.Lock()
 	out := RulesStatus{File: m.file, LastReloadSuccessful: m.reload.successful || !m.reload.done,
-		LastReloadTime: m.reload.at, LastReloadError: m.reload.err, Rules: []RuleStatus{}}
+		LastReloadTime: m.reload.at, LastReloadError: m.reload.err, Rules: []RuleStatus{}, Groups: []GroupStatus{}}
 	for _, p := range m.reload.problems {
 		out.Problems = append(out.Problems, p.String())
 	}
@@ -415,38 +446,60 @@ func (m *Manager) Rules() RulesStatus {
 	groups := m.groups
 	m.mu.Unlock()
 	for _, g := range groups {
+		g.statMu.Lock()
+		gs := GroupStatus{Name: g.name, Interval: FormatDuration(g.interval), Limit: g.limit, LastEvaluation: g.lastEval,
+			EvaluationSeconds: g.evalDur.Seconds(), IntervalSeconds: g.interval.Seconds()}
+		g.statMu.Unlock()
+		if g.queryOffset > 0 {
+			gs.QueryOffset = FormatDuration(g.queryOffset)
+		}
+		out.Groups = append(out.Groups, gs)
 		for _, r := range g.rules {
-			s := &r.spec
-			rs := RuleStatus{Group: g.name, Name: s.Alert, Type: s.Kind(), Query: s.Expr, For: FormatDuration(s.For),
-				Interval: FormatDuration(g.interval), Labels: s.Labels, Annotations: s.Annotations, Receivers: []string{}, By: s.By}
-			if s.Logs != "" {
-				rs.Query, rs.Window, rs.Threshold = s.Logs, FormatDuration(s.Window), s.Threshold.String()
-			}
-			if s.KeepFiringFor > 0 {
-				rs.KeepFiringFor = FormatDuration(s.KeepFiringFor)
-			}
-			for _, x := range r.receivers {
-				rs.Receivers = append(rs.Receivers, x.Name)
-			}
-			r.st.mu.Lock()
-			rs.Health, rs.LastError, rs.LastEvaluation = r.st.health, r.st.lastErr, r.st.lastEval
-			rs.EvaluationSeconds = r.st.evalDur.Seconds()
-			state := StateInactive
-			for _, a := range r.st.alerts {
-				if a.State != StateInactive {
-					rs.Alerts++
-				}
-				state = max(state, a.State)
-			}
-			r.st.mu.Unlock()
-			rs.State = state.String()
-			if rs.Health == "" {
-				rs.Health = "unknown"
-			}
-			out.Rules = append(out.Rules, rs)
+			out.Rules = append(out.Rules, ruleStatus(g, r))
 		}
 	}
 	return out
+}
+
+func ruleStatus(g *group, r *rule) RuleStatus {
+	s := &r.spec
+	rs := RuleStatus{Group: g.name, Name: s.Name(), Kind: "alerting", Type: s.Kind(), Query: s.Expr, For: FormatDuration(s.For),
+		Interval: FormatDuration(g.interval), Labels: s.Labels, Annotations: s.Annotations, Receivers: []string{}, By: s.By, Agg: s.Agg}
+	if s.Record != "" {
+		rs.Kind = "recording"
+	}
+	if s.Logs != "" {
+		rs.Query, rs.Threshold = s.Logs, s.Threshold.String()
+		if s.Window > 0 {
+			rs.Window = FormatDuration(s.Window)
+		}
+	}
+	if s.KeepFiringFor > 0 {
+		rs.KeepFiringFor = FormatDuration(s.KeepFiringFor)
+	}
+	if s.Record == "" {
+		for _, x := range r.receivers {
+			rs.Receivers = append(rs.Receivers, x.Name)
+		}
+	}
+	r.st.mu.Lock()
+	rs.Health, rs.LastError, rs.LastEvaluation = r.st.health, r.st.lastErr, r.st.lastEval
+	rs.EvaluationSeconds = r.st.evalDur.Seconds()
+	state := StateInactive
+	for _, a := range r.st.alerts {
+		if a.State != StateInactive {
+			rs.Alerts++
+			rs.ActiveAlerts = append(rs.ActiveAlerts, cloneAlert(a))
+		}
+		state = max(state, a.State)
+	}
+	r.st.mu.Unlock()
+	sort.Slice(rs.ActiveAlerts, func(i, j int) bool { return rs.ActiveAlerts[i].Fingerprint < rs.ActiveAlerts[j].Fingerprint })
+	rs.State = state.String()
+	if rs.Health == "" {
+		rs.Health = "unknown"
+	}
+	return rs
 }
 
 // History returns up to limit transitions, newest first, older than cursor

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,16 +37,24 @@ type NotifierOptions struct {
 	// StaleAfter: a rule's notification not refreshed by an evaluation for
 	// this long (its rule was removed) is dropped instead of repeated.
 	StaleAfter time.Duration
+	// ResendDelay is how often an Alertmanager receiver is told again of
+	// alerts still firing, unless the receiver sets resend_interval
+	// (Prometheus' --rules.alert.resend-delay).
+	ResendDelay time.Duration
+	// ExternalLabels are added to alerts sent to Alertmanager, as Prometheus
+	// adds its external labels.
+	ExternalLabels map[string]string
 }
 
 // DefaultNotifierOptions returns the Notifier's defaults.
 func DefaultNotifierOptions() NotifierOptions {
 	return NotifierOptions{
-		Now:        time.Now,
-		Timeout:    10 * time.Second,
-		MinBackoff: time.Second,
-		MaxBackoff: time.Minute,
-		StaleAfter: time.Hour,
+		Now:         time.Now,
+		Timeout:     10 * time.Second,
+		MinBackoff:  time.Second,
+		MaxBackoff:  time.Minute,
+		StaleAfter:  time.Hour,
+		ResendDelay: time.Minute,
 	}
 }
 
@@ -64,6 +74,9 @@ type Notifier struct {
 	mu     sync.Mutex
 	queues map[string]*queue      // by receiver name
 	nflog  map[string]*nflogEntry // by nflog key (receiver and group key)
+	// refused is the last permanent refusal logged for each receiver, so
+	// that the same one is logged once.
+	refused map[string]string
 }
 
 // nflogRetention is how long a notification log entry outlives its last
@@ -114,11 +127,14 @@ func NewNotifier(log *slog.Logger, reg prometheus.Registerer, opts NotifierOptio
 	if opts.StaleAfter <= 0 {
 		opts.StaleAfter = d.StaleAfter
 	}
+	if opts.ResendDelay <= 0 {
+		opts.ResendDelay = d.ResendDelay
+	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: opts.Timeout}
 	}
 	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
-	n := &Notifier{opts: opts, log: log, store: opts.Store, queues: map[string]*queue{}, nflog: map[string]*nflogEntry{}}
+	n := &Notifier{opts: opts, log: log, store: opts.Store, queues: map[string]*queue{}, nflog: map[string]*nflogEntry{}, refused: map[string]string{}}
 	if n.store == nil {
 		n.store = newMemStore()
 	}
@@ -256,7 +272,7 @@ func (nt *Notifier) deliver(q *queue, key string) bool {
 		nt.mu.Lock()
 		e := nt.nflog[lk]
 		nt.mu.Unlock()
-		alerts, firing, drop := toSend(p, e, now, nt.opts.StaleAfter)
+		alerts, firing, drop := toSend(p, e, now, nt.opts.StaleAfter, nt.repeatOf(recv, p.n))
 		done := func() bool {
 			if drop {
 				q.mu.Lock()
@@ -276,15 +292,29 @@ func (nt *Notifier) deliver(q *queue, key string) bool {
 		if err == nil {
 			nt.met.sent.WithLabelValues(recv.Name, recv.Kind()).Inc()
 			nt.record(lk, firing, now)
+			nt.accepted(recv)
 			return done()
 		}
 		if nt.ctx.Err() != nil {
 			return false
 		}
 		nt.met.failed.WithLabelValues(recv.Name).Inc()
+		var se *statusError
+		if errors.As(err, &se) && se.permanent() {
+			// The receiver refuses this body: sending it again will not
+			// help. Noted as told (so it is not resent until something
+			// changes or the repeat is due), logged once, counted.
+			nt.met.refused.WithLabelValues(recv.Name).Inc()
+			nt.refusedOnce(recv, p.n.Rule, err)
+			nt.record(lk, firing, now)
+			return done()
+		}
 		wait := nt.opts.MinBackoff << min(attempt, 20)
 		if wait > nt.opts.MaxBackoff || wait <= 0 {
 			wait = nt.opts.MaxBackoff
+		}
+		if se != nil && se.retryAfter > wait {
+			wait = min(se.retryAfter, nt.opts.MaxBackoff)
 		}
 		nt.log.Warn("notification failed; retrying", "receiver", recv.Name, "rule", p.n.Rule, "attempt", attempt+1, "retry_in", wait, "err", err)
 		t := time.NewTimer(wait)
@@ -298,12 +328,68 @@ func (nt *Notifier) deliver(q *queue, key string) bool {
 	}
 }
 
+// repeatOf is how often r is told again of alerts still firing: an
+// Alertmanager's resend interval, or the group's repeat interval.
+func (nt *Notifier) repeatOf(r Receiver, n *Notification) time.Duration {
+	if r.Kind() != "alertmanager" {
+		return n.RepeatInterval
+	}
+	if r.ResendInterval > 0 {
+		return r.ResendInterval
+	}
+	return nt.opts.ResendDelay
+}
+
+// refusedOnce logs a permanent refusal, once for the same receiver and message.
+func (nt *Notifier) refusedOnce(r Receiver, rule string, err error) {
+	nt.mu.Lock()
+	same := nt.refused[r.Name] == err.Error()
+	nt.refused[r.Name] = err.Error()
+	nt.mu.Unlock()
+	if same {
+		nt.log.Debug("notification refused again; not retried", "receiver", r.Name, "rule", rule, "err", err)
+		return
+	}
+	nt.log.Error("notification refused by the receiver (a 4xx answer): not retried; fix the receiver or the rule",
+		"receiver", r.Name, "kind", r.Kind(), "rule", rule, "err", err)
+}
+
+// accepted forgets a receiver's refusal once it takes a notification.
+func (nt *Notifier) accepted(r Receiver) {
+	nt.mu.Lock()
+	msg, was := nt.refused[r.Name]
+	delete(nt.refused, r.Name)
+	nt.mu.Unlock()
+	if was {
+		nt.log.Info("receiver accepts notifications again", "receiver", r.Name, "refused_before", msg)
+	}
+}
+
+// statusError is a receiver's non-2xx answer.
+type statusError struct {
+	kind       string
+	status     string
+	code       int
+	msg        string
+	retryAfter time.Duration
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s answered %s: %s", e.kind, e.status, e.msg)
+}
+
+// permanent: a 4xx other than 408 (timeout) and 429 (too many requests)
+// says the request itself is wrong; resending it cannot succeed.
+func (e *statusError) permanent() bool {
+	return e.code >= 400 && e.code < 500 && e.code != http.StatusRequestTimeout && e.code != http.StatusTooManyRequests
+}
+
 // toSend decides what of p to send given what the receiver was last told:
 // every firing alert, and the resolved ones it was told were firing, when an
 // alert is newly firing, one resolved, or the repeat interval has passed.
 // alerts is nil when nothing is to be sent; drop says p has nothing left to
 // say (no firing alert, or stale).
-func toSend(p *pendingNote, e *nflogEntry, now time.Time, staleAfter time.Duration) (alerts []Alert, firing []string, drop bool) {
+func toSend(p *pendingNote, e *nflogEntry, now time.Time, staleAfter, repeat time.Duration) (alerts []Alert, firing []string, drop bool) {
 	if now.Sub(p.at) > staleAfter {
 		return nil, nil, true
 	}
@@ -327,7 +413,6 @@ func toSend(p *pendingNote, e *nflogEntry, now time.Time, staleAfter time.Durati
 		}
 	}
 	drop = len(firing) == 0
-	repeat := p.n.RepeatInterval
 	if repeat <= 0 {
 		repeat = 4 * time.Hour
 	}
@@ -358,9 +443,12 @@ func (nt *Notifier) record(key string, firing []string, now time.Time) {
 // send posts one notification to r.
 func (nt *Notifier) send(r Receiver, n *Notification, alerts []Alert, now time.Time) error {
 	var body any
-	if r.Kind() == "slack" {
+	switch r.Kind() {
+	case "slack":
 		body = slackMessage(n, alerts, now)
-	} else {
+	case "alertmanager":
+		body = alertmanagerMessage(n, alerts, now, nt.repeatOf(r, n), nt.opts.ExternalLabels, nt.opts.ExternalURL)
+	default:
 		body = webhookMessage(r, n, alerts, nt.opts.ExternalURL)
 	}
 	var buf bytes.Buffer
@@ -385,15 +473,21 @@ func (nt *Notifier) send(r Receiver, n *Notification, alerts []Alert, now time.T
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s: %s", r.Kind(), resp.Status, strings.TrimSpace(string(msg)))
+		se := &statusError{kind: r.Kind(), status: resp.Status, code: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
+		if s := resp.Header.Get("Retry-After"); s != "" {
+			if secs, err := strconv.Atoi(s); err == nil && secs > 0 {
+				se.retryAfter = time.Duration(secs) * time.Second
+			}
+		}
+		return se
 	}
 	return nil
 }
 
 type notifierMetrics struct {
-	sent            *prometheus.CounterVec
-	failed, retries *prometheus.CounterVec
-	latency         *prometheus.HistogramVec
+	sent                     *prometheus.CounterVec
+	failed, retries, refused *prometheus.CounterVec
+	latency                  *prometheus.HistogramVec
 }
 
 func newNotifierMetrics(reg prometheus.Registerer) *notifierMetrics {
@@ -402,13 +496,15 @@ func newNotifierMetrics(reg prometheus.Registerer) *notifierMetrics {
 			Help: "Notifications delivered, by receiver and kind (webhook, slack)."}, []string{"receiver", "kind"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shiplog_notification_requests_failed_total",
 			Help: "Notification requests that failed (each is retried with backoff)."}, []string{"receiver"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shiplog_notifications_refused_total",
+			Help: "Notifications a receiver refused with a 4xx (other than 408 and 429): logged and not retried."}, []string{"receiver"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shiplog_notification_retries_total",
 			Help: "Notification requests retried after a failure."}, []string{"receiver"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shiplog_notification_request_duration_seconds",
 			Help: "Time of one notification request.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 8)}, []string{"receiver"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sent, m.failed, m.retries, m.latency)
+		reg.MustRegister(m.sent, m.failed, m.retries, m.refused, m.latency)
 	}
 	return m
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -32,20 +30,30 @@ type Receiver struct {
 	Name            string
 	WebhookURL      string // generic JSON body (Alertmanager's webhook v4)
 	SlackWebhookURL string // Slack incoming webhook
+	AlertmanagerURL string // an Alertmanager: alerts POSTed to its /api/v2/alerts
+	// ResendInterval is how often an Alertmanager is told again of alerts
+	// still firing (0: NotifierOptions.ResendDelay).
+	ResendInterval time.Duration
 }
 
-// Kind is "webhook" or "slack".
+// Kind is "webhook", "slack" or "alertmanager".
 func (r Receiver) Kind() string {
-	if r.SlackWebhookURL != "" {
+	switch {
+	case r.SlackWebhookURL != "":
 		return "slack"
+	case r.AlertmanagerURL != "":
+		return "alertmanager"
 	}
 	return "webhook"
 }
 
 // URL is where the receiver's notifications are posted.
 func (r Receiver) URL() string {
-	if r.SlackWebhookURL != "" {
+	switch {
+	case r.SlackWebhookURL != "":
 		return r.SlackWebhookURL
+	case r.AlertmanagerURL != "":
+		return strings.TrimRight(r.AlertmanagerURL, "/") + "/api/v2/alerts"
 	}
 	return r.WebhookURL
 }
@@ -55,13 +63,24 @@ type Group struct {
 	Name           string
 	Interval       time.Duration // 0: Options.DefaultInterval
 	RepeatInterval time.Duration // 0: Options.RepeatInterval
-	Rules          []Rule
+	// QueryOffset moves every query of the group back in time (Prometheus'
+	// query_offset): a rule evaluated at t queries at t - QueryOffset.
+	QueryOffset time.Duration
+	// Limit bounds the alerts of an alerting rule and the series of a
+	// recording rule (0: none); past it the evaluation fails, as in Prometheus.
+	Limit int
+	// Labels are added to every rule's labels (a rule's own win).
+	Labels map[string]string
+	Rules  []Rule
 }
 
-// Rule is one alerting rule: Expr (PromQL) or Logs (a query string counted over
-// Window and compared with Threshold, per By group).
+// Rule is one rule: an alerting rule (Alert) or a recording rule (Record),
+// over Expr (PromQL) or Logs (a query string counted over Window, per By
+// group; an alert compares the count, or Agg, with Threshold).
 type Rule struct {
 	Alert         string
+	Record        string // the metric a recording rule writes
+	Agg           string // logs rules: an aggregate instead of the count, e.g. quantile(0.99, latency_ms)
 	Expr          string
 	Logs          string
 	Window        time.Duration
@@ -81,6 +100,14 @@ func (r *Rule) Kind() string {
 		return "logs"
 	}
 	return "promql"
+}
+
+// Name is the alert's name, or the recorded metric's.
+func (r *Rule) Name() string {
+	if r.Record != "" {
+		return r.Record
+	}
+	return r.Alert
 }
 
 // Threshold is a comparison such as "> 10".
@@ -188,6 +215,11 @@ func plural(n int) string {
 type ParseOptions struct {
 	// CheckLogsQuery validates a logs: query string (nil: not checked).
 	CheckLogsQuery func(string) error
+	// CheckAgg validates a logs rule's agg: (nil: not checked).
+	CheckAgg func(string) error
+	// CheckBy validates a by: field beyond ByFields, such as an attribute
+	// key (nil: only ByFields).
+	CheckBy func(string) error
 }
 
 // LoadFile reads and parses a rules file. The error, when not nil, is a
@@ -306,10 +338,6 @@ func (fl fieldList) key(name string) *yaml.Node {
 func (fl fieldList) unknown(p *fileParser, known ...string) {
 	for _, k := range fl.keys {
 		if !slices.Contains(known, k.Value) {
-			if k.Value == "record" {
-				p.at(k, "recording rules are not supported: a rule needs alert:")
-				continue
-			}
 			p.at(k, "unknown field %q (want %s)", k.Value, strings.Join(known, ", "))
 		}
 	}
@@ -317,18 +345,17 @@ func (fl fieldList) unknown(p *fileParser, known ...string) {
 
 func (p *fileParser) mapping(n *yaml.Node, what string) (fieldList, bool) {
 	var fl fieldList
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n = deref(n)
 	if n.Kind != yaml.MappingNode {
 		p.at(n, "%s must be a mapping (key: value)", what)
 		return fl, false
 	}
 	seen := map[string]bool{}
+	var merged []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Value == "<<" {
-			p.at(k, "merge keys (<<) are not supported")
+		if k.Value == "<<" && k.Tag == "!!merge" {
+			merged = append(merged, v)
 			continue
 		}
 		if seen[k.Value] {
@@ -339,10 +366,40 @@ func (p *fileParser) mapping(n *yaml.Node, what string) (fieldList, bool) {
 		fl.keys = append(fl.keys, k)
 		fl.vals = append(fl.vals, v)
 	}
+	// Merge keys (<<: *anchor, or a list of them), as YAML and Prometheus
+	// take them: the mapping's own keys win, then the first merged.
+	for _, m := range merged {
+		srcs := []*yaml.Node{m}
+		if d := deref(m); d.Kind == yaml.SequenceNode {
+			srcs = d.Content
+		}
+		for _, src := range srcs {
+			sub, ok := p.mapping(src, "a merge (<<)")
+			if !ok {
+				continue
+			}
+			for i, k := range sub.keys {
+				if !seen[k.Value] {
+					seen[k.Value] = true
+					fl.keys = append(fl.keys, k)
+					fl.vals = append(fl.vals, sub.vals[i])
+				}
+			}
+		}
+	}
 	return fl, true
 }
 
+// deref follows an alias (*name) to its anchored node.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
 func (p *fileParser) sequence(n *yaml.Node, what string) []*yaml.Node {
+	n = deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
@@ -356,6 +413,7 @@ func (p *fileParser) sequence(n *yaml.Node, what string) []*yaml.Node {
 // scalar returns a string value; ok is false (and a problem recorded) when n
 // is not a scalar.
 func (p *fileParser) scalar(n *yaml.Node, what string) (string, bool) {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode {
 		p.at(n, "%s must be a single value", what)
 		return "", false
@@ -424,62 +482,9 @@ func FormatDuration(d time.Duration) string {
 }
 
 var (
-	labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 	nameRE      = regexp.MustCompile(`^[^\x00-\x1f/]+$`)
+	groupNameRE = regexp.MustCompile(`^[^\x00-\x1f]+$`)
 )
-
-func (p *fileParser) receivers(n *yaml.Node) []Receiver {
-	var out []Receiver
-	names := map[string]bool{}
-	for _, item := range p.sequence(n, "receivers") {
-		fl, ok := p.mapping(item, "a receiver")
-		if !ok {
-			continue
-		}
-		var r Receiver
-		if v := fl.get("name"); v != nil {
-			r.Name, _ = p.scalar(v, "name")
-			switch {
-			case r.Name == "":
-				p.at(v, "receiver name must not be empty")
-			case !nameRE.MatchString(r.Name):
-				p.at(v, "receiver name %q must not contain / or control characters", r.Name)
-			case names[r.Name]:
-				p.at(v, "receiver %q is defined twice", r.Name)
-			}
-			names[r.Name] = true
-		} else {
-			p.at(item, "a receiver needs a name:")
-		}
-		var urls []*yaml.Node
-		for _, f := range []struct {
-			key string
-			dst *string
-		}{{"webhook_url", &r.WebhookURL}, {"slack_webhook_url", &r.SlackWebhookURL}} {
-			v := fl.get(f.key)
-			if v == nil {
-				continue
-			}
-			urls = append(urls, v)
-			s, _ := p.scalar(v, f.key)
-			u, err := url.Parse(s)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				p.at(v, "%s %q: want an http:// or https:// URL", f.key, s)
-				continue
-			}
-			*f.dst = s
-		}
-		switch {
-		case len(urls) == 0:
-			p.at(item, "receiver %q needs webhook_url: or slack_webhook_url:", r.Name)
-		case len(urls) > 1:
-			p.at(urls[1], "receiver %q: webhook_url and slack_webhook_url are exclusive: make two receivers", r.Name)
-		}
-		fl.unknown(p, "name", "webhook_url", "slack_webhook_url")
-		out = append(out, r)
-	}
-	return out
-}
 
 func (p *fileParser) groups(n *yaml.Node, recv []Receiver) []Group {
 	var out []Group
@@ -495,8 +500,8 @@ func (p *fileParser) groups(n *yaml.Node, recv []Receiver) []Group {
 			switch {
 			case g.Name == "":
 				p.at(v, "group name must not be empty")
-			case !nameRE.MatchString(g.Name):
-				p.at(v, "group name %q must not contain / or control characters", g.Name)
+			case !groupNameRE.MatchString(g.Name):
+				p.at(v, "group name %q must not contain control characters", g.Name)
 			case names[g.Name]:
 				p.at(v, "group %q is defined twice", g.Name)
 			}
@@ -507,39 +512,51 @@ func (p *fileParser) groups(n *yaml.Node, recv []Receiver) []Group {
 		for _, f := range []struct {
 			key string
 			dst *time.Duration
-		}{{"interval", &g.Interval}, {"repeat_interval", &g.RepeatInterval}} {
+		}{{"interval", &g.Interval}, {"repeat_interval", &g.RepeatInterval}, {"query_offset", &g.QueryOffset}} {
 			if v := fl.get(f.key); v != nil {
 				if d, ok := p.duration(v, f.key); ok {
-					if d <= 0 {
-						p.at(v, "%s must be positive", f.key)
-					}
-					*f.dst = d
+					*f.dst = d // 0: the default, as in Prometheus
 				}
 			}
 		}
+		if v := fl.get("limit"); v != nil {
+			if s, ok := p.scalar(v, "limit"); ok && s != "" {
+				n, err := strconv.Atoi(s)
+				if err != nil || n < 0 {
+					p.at(v, "limit %q: want a number of alerts or series, 0 for none", s)
+				}
+				g.Limit = max(n, 0)
+			}
+		}
+		g.Labels = p.labels(fl.get("labels"), "labels", false)
 		if v := fl.get("rules"); v != nil {
-			seen := map[string]bool{}
 			for _, rn := range p.sequence(v, "rules") {
 				r, ok := p.rule(rn, recv)
 				if !ok {
 					continue
 				}
-				if k := ruleID(&r); r.Alert != "" && seen[k] {
-					p.at(rn, "alert %q with the same labels appears twice in group %q", r.Alert, g.Name)
-				} else {
-					seen[k] = true
+				if len(g.Labels) > 0 {
+					lbls := copyMap(g.Labels)
+					for k, v := range r.Labels {
+						lbls[k] = v
+					}
+					r.Labels = lbls
 				}
 				g.Rules = append(g.Rules, r)
 			}
 		}
-		fl.unknown(p, "name", "interval", "repeat_interval", "rules")
+		fl.unknown(p, "name", "interval", "repeat_interval", "query_offset", "limit", "labels", "rules")
 		out = append(out, g)
 	}
 	return out
 }
 
-// ruleID names a rule within its group: its alert name and static labels.
+// ruleID names a rule within its group: its alert name and static labels
+// (a recording rule: record: and its name).
 func ruleID(r *Rule) string {
+	if r.Record != "" {
+		return "record:" + r.Record
+	}
 	keys := make([]string, 0, len(r.Labels))
 	for k := range r.Labels {
 		keys = append(keys, k)
@@ -551,226 +568,4 @@ func ruleID(r *Rule) string {
 		fmt.Fprintf(&b, "\x00%s=%s", k, r.Labels[k])
 	}
 	return b.String()
-}
-
-func (p *fileParser) rule(n *yaml.Node, recv []Receiver) (Rule, bool) {
-	fl, ok := p.mapping(n, "a rule")
-	if !ok {
-		return Rule{}, false
-	}
-	r := Rule{Line: n.Line}
-	str := func(key string) (string, *yaml.Node) {
-		v := fl.get(key)
-		if v == nil {
-			return "", nil
-		}
-		s, _ := p.scalar(v, key)
-		return s, v
-	}
-	name, nameNode := str("alert")
-	r.Alert = name
-	switch {
-	case nameNode == nil:
-		if fl.get("record") == nil {
-			p.at(n, "a rule needs alert: (its name)")
-		}
-	case name == "":
-		p.at(nameNode, "alert name must not be empty")
-	}
-	var exprNode, logsNode *yaml.Node
-	r.Expr, exprNode = str("expr")
-	r.Logs, logsNode = str("logs")
-	switch {
-	case exprNode != nil && logsNode != nil:
-		p.at(logsNode, "a rule has expr: (PromQL) or logs: (a log query), not both")
-	case exprNode == nil && logsNode == nil:
-		if nameNode != nil {
-			p.at(nameNode, "alert %q needs expr: (PromQL) or logs: (a log query)", name)
-		}
-	case exprNode != nil:
-		p.checkExpr(exprNode, r.Expr)
-		for _, k := range []string{"window", "threshold", "by"} {
-			if kn := fl.key(k); kn != nil {
-				p.at(kn, "%s: is for logs: rules; with expr: put the condition in the PromQL", k)
-			}
-		}
-	case logsNode != nil:
-		if strings.TrimSpace(r.Logs) == "" {
-			p.at(logsNode, "logs: must not be empty")
-		} else if p.opts.CheckLogsQuery != nil {
-			if err := p.opts.CheckLogsQuery(r.Logs); err != nil {
-				p.at(logsNode, "logs: %v", err)
-			}
-		}
-		if v := fl.get("window"); v == nil {
-			p.at(logsNode, "a logs: rule needs window: (how far back to count, e.g. 5m)")
-		} else if d, ok := p.duration(v, "window"); ok {
-			if d <= 0 {
-				p.at(v, "window must be positive")
-			}
-			r.Window = d
-		}
-		if v := fl.get("threshold"); v == nil {
-			p.at(logsNode, "a logs: rule needs threshold: (e.g. '> 10')")
-		} else if s, ok := p.scalar(v, "threshold"); ok {
-			t, err := ParseThreshold(s)
-			if err != nil {
-				p.at(v, "%v", err)
-			}
-			r.Threshold = t
-		}
-		if v := fl.get("by"); v != nil {
-			seen := map[string]bool{}
-			for _, b := range p.sequence(v, "by") {
-				s, ok := p.scalar(b, "by")
-				if !ok {
-					continue
-				}
-				switch {
-				case !slices.Contains(ByFields, s):
-					p.at(b, "by: %q is not a field to group by (want %s)", s, strings.Join(ByFields, ", "))
-				case seen[s]:
-					p.at(b, "by: %q twice", s)
-				default:
-					r.By = append(r.By, s)
-				}
-				seen[s] = true
-			}
-		}
-	}
-	for _, f := range []struct {
-		key string
-		dst *time.Duration
-	}{{"for", &r.For}, {"keep_firing_for", &r.KeepFiringFor}} {
-		if v := fl.get(f.key); v != nil {
-			if d, ok := p.duration(v, f.key); ok {
-				*f.dst = d
-			}
-		}
-	}
-	r.Labels = p.templates(fl.get("labels"), "labels")
-	r.Annotations = p.templates(fl.get("annotations"), "annotations")
-	if v := fl.get("receivers"); v != nil {
-		r.Receivers = []string{}
-		for _, rn := range p.sequence(v, "receivers") {
-			s, ok := p.scalar(rn, "receivers")
-			if !ok {
-				continue
-			}
-			known := false
-			for _, x := range recv {
-				known = known || x.Name == s
-			}
-			if !known {
-				var names []string
-				for _, x := range recv {
-					names = append(names, x.Name)
-				}
-				p.at(rn, "receiver %q is not defined (receivers: %s)", s, strings.Join(names, ", "))
-				continue
-			}
-			r.Receivers = append(r.Receivers, s)
-		}
-	}
-	fl.unknown(p, "alert", "expr", "logs", "window", "threshold", "by", "for", "keep_firing_for", "labels", "annotations", "receivers")
-	return r, true
-}
-
-// templates reads labels: or annotations:, checking names and templates.
-func (p *fileParser) templates(n *yaml.Node, what string) map[string]string {
-	if n == nil {
-		return nil
-	}
-	fl, ok := p.mapping(n, what)
-	if !ok {
-		return nil
-	}
-	out := make(map[string]string, len(fl.keys))
-	for i, k := range fl.keys {
-		if !labelNameRE.MatchString(k.Value) {
-			p.at(k, "%s: %q is not a valid name (letters, digits and _, not starting with a digit)", what, k.Value)
-			continue
-		}
-		s, ok := p.scalar(fl.vals[i], k.Value)
-		if !ok {
-			continue
-		}
-		if err := checkTemplate(k.Value, s); err != nil {
-			p.at(fl.vals[i], "%s: %s: %v", what, k.Value, err)
-		}
-		out[k.Value] = s
-	}
-	return out
-}
-
-// checkExpr parses a PromQL expression and reports its errors where they are
-// in the file.
-func (p *fileParser) checkExpr(n *yaml.Node, expr string) {
-	if strings.TrimSpace(expr) == "" {
-		p.at(n, "expr: must not be empty")
-		return
-	}
-	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
-	if err != nil {
-		var perrs parser.ParseErrors
-		var perr *parser.ParseErr
-		switch {
-		case errors.As(err, &perrs):
-			for _, pe := range perrs {
-				line, col := p.posIn(n, int(pe.PositionRange.Start))
-				p.probs = append(p.probs, Problem{Line: line, Column: col, Msg: "expr: " + pe.Err.Error()})
-			}
-		case errors.As(err, &perr):
-			line, col := p.posIn(n, int(perr.PositionRange.Start))
-			p.probs = append(p.probs, Problem{Line: line, Column: col, Msg: "expr: " + perr.Err.Error()})
-		default:
-			p.at(n, "expr: %v", err)
-		}
-		return
-	}
-	switch t := e.Type(); t {
-	case parser.ValueTypeVector, parser.ValueTypeScalar:
-	default:
-		p.at(n, "expr: must give an instant vector or a scalar, not a %s", t)
-	}
-}
-
-// posIn maps a byte offset in a scalar's value to its line and column in the
-// file. Exact for plain, quoted (without escapes) and literal (|) scalars.
-func (p *fileParser) posIn(n *yaml.Node, off int) (int, int) {
-	if off < 0 || off > len(n.Value) {
-		return n.Line, n.Column
-	}
-	if off == len(n.Value) && off > 0 && n.Value[off-1] == '\n' {
-		off-- // the end of a block: point at its last line
-	}
-	before := n.Value[:off]
-	nl := strings.Count(before, "\n")
-	colIn := off - (strings.LastIndexByte(before, '\n') + 1)
-	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		if p.lines == nil {
-			p.lines = strings.Split(string(p.data), "\n")
-		}
-		line := n.Line + 1 + nl // the block starts on the line after the indicator
-		// Skip blank lines before the content, as YAML does.
-		for line-1 < len(p.lines) && strings.TrimSpace(p.lines[line-1]) == "" && nl == 0 {
-			line++
-		}
-		indent := 0
-		if line-1 < len(p.lines) {
-			s := p.lines[line-1]
-			indent = len(s) - len(strings.TrimLeft(s, " "))
-		}
-		return line, indent + colIn + 1
-	case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
-		if nl == 0 {
-			return n.Line, n.Column + 1 + colIn
-		}
-	default:
-		if nl == 0 {
-			return n.Line, n.Column + colIn
-		}
-	}
-	return n.Line + nl, colIn + 1
 }

@@ -1,117 +1,89 @@
 package alert
 
 import (
+	"context"
 	"fmt"
 	"math"
-	"regexp"
+	"net/url"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
+
+	prommodel "github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/template"
 )
 
-// Templates in labels and annotations see what Prometheus' do: $labels (the
-// alert's labels), $value (the value that triggered it) and $externalURL.
-const templateDefs = "{{$labels := .Labels}}{{$value := .Value}}{{$externalURL := .ExternalURL}}"
+// Templates in labels and annotations are Prometheus' own: they run with
+// github.com/prometheus/prometheus/template, so every function Prometheus
+// offers is there (humanize, humanize1024, humanizeDuration,
+// humanizePercentage, humanizeTimestamp, toTime, parseDuration, safeHtml,
+// stripPort, stripDomain, pathPrefix, externalURL, args, query with
+// first/value/label/sortByLabel, reReplaceAll, match, title, toUpper...),
+// with the variables $labels, $value, $externalURL and $externalLabels.
+const templateDefs = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
 
-// templateData is the dot of label and annotation templates.
-type templateData struct {
-	Labels      map[string]string
-	Value       float64
-	ExternalURL string
+// templateEnv is what templates see besides the alert: the evaluation time,
+// the PromQL engine for query, the external URL and labels.
+type templateEnv struct {
+	ctx            context.Context
+	ts             time.Time
+	query          QueryFunc // nil: query fails
+	externalURL    *url.URL
+	externalLabels map[string]string
 }
 
-var templateFuncs = template.FuncMap{
-	"humanize":           humanize,
-	"humanizeDuration":   humanizeDuration,
-	"humanizePercentage": func(v float64) string { return humanize(v*100) + "%" },
-	"toUpper":            strings.ToUpper,
-	"toLower":            strings.ToLower,
-	"title": func(s string) string {
-		if s == "" {
-			return s
-		}
-		return strings.ToUpper(s[:1]) + s[1:]
-	},
-	"reReplaceAll": func(pattern, repl, text string) (string, error) {
-		re, err := regexp.Compile(pattern)
-		if err != nil {
-			return "", err
-		}
-		return re.ReplaceAllString(text, repl), nil
-	},
-	"match": regexp.MatchString,
-}
-
-func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(templateDefs + text)
-}
-
-// checkTemplate reports a template that does not parse.
+// checkTemplate reports a template that does not parse (as promtool does).
 func checkTemplate(name, text string) error {
 	if !strings.Contains(text, "{{") {
 		return nil
 	}
-	_, err := parseTemplate(name, text)
-	if err != nil {
+	data := template.AlertTemplateData(map[string]string{}, map[string]string{}, "", promql.Sample{})
+	te := template.NewTemplateExpander(context.Background(), templateDefs+text, name, data, 0, nil, &url.URL{}, nil)
+	if err := te.ParseTest(); err != nil {
 		return fmt.Errorf("bad template: %s", strings.TrimPrefix(err.Error(), "template: "))
 	}
 	return nil
 }
 
 // expand runs one template; an error is rendered in place, as Prometheus does.
-func expand(name, text string, d templateData) string {
+func (env *templateEnv) expand(name, text string, lbls map[string]string, value float64) string {
 	if !strings.Contains(text, "{{") {
 		return text
 	}
-	t, err := parseTemplate(name, text)
+	ext := env.externalLabels
+	if ext == nil {
+		ext = map[string]string{}
+	}
+	u := env.externalURL
+	if u == nil {
+		u = &url.URL{}
+	}
+	data := template.AlertTemplateData(lbls, ext, u.String(), promql.Sample{F: value})
+	te := template.NewTemplateExpander(env.ctx, templateDefs+text, name, data,
+		prommodel.TimeFromUnixNano(env.ts.UnixNano()), env.promQuery, u, nil)
+	out, err := te.Expand()
 	if err != nil {
 		return fmt.Sprintf("<error expanding template: %v>", err)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
-		return fmt.Sprintf("<error expanding template: %v>", err)
-	}
-	return b.String()
+	return out
 }
 
-// humanize renders v with an SI prefix: 1234 -> 1.234k.
-func humanize(v float64) string {
-	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return fmt.Sprintf("%.4g", v)
+// promQuery is the query function of templates.
+func (env *templateEnv) promQuery(ctx context.Context, q string, ts time.Time) (promql.Vector, error) {
+	if env.query == nil {
+		return nil, errNoPromQL
 	}
-	if math.Abs(v) >= 1 {
-		prefix := ""
-		for _, p := range []string{"k", "M", "G", "T", "P", "E", "Z", "Y"} {
-			if math.Abs(v) < 1000 {
-				break
-			}
-			prefix = p
-			v /= 1000
-		}
-		return fmt.Sprintf("%.4g%s", v, prefix)
+	samples, err := env.query(ctx, q, ts)
+	if err != nil {
+		return nil, err
 	}
-	prefix := ""
-	for _, p := range []string{"m", "u", "n", "p", "f", "a", "z", "y"} {
-		if math.Abs(v) >= 1 {
-			break
-		}
-		prefix = p
-		v *= 1000
+	out := make(promql.Vector, 0, len(samples))
+	for _, s := range samples {
+		out = append(out, promql.Sample{Metric: labels.FromMap(s.Labels), F: s.Value, H: s.H, T: ts.UnixMilli()})
 	}
-	return fmt.Sprintf("%.4g%s", v, prefix)
-}
-
-// humanizeDuration renders seconds as 1d 2h 3m 4s.
-func humanizeDuration(v float64) string {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return fmt.Sprintf("%.4g", v)
-	}
-	if math.Abs(v) < 1 {
-		return humanize(v) + "s"
-	}
-	d := time.Duration(v * float64(time.Second)).Round(time.Second)
-	return humanizeDur(d)
+	return out, nil
 }
 
 func humanizeDur(d time.Duration) string {

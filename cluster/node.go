@@ -17,7 +17,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -396,145 +395,35 @@ func leaseKey(p int) string { return "p." + strconv.Itoa(p) }
 func (n *Node) tick() {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.LeaseTTL/2)
 	defer cancel()
-	// Who is alive. When the bucket cannot be read (its leader is being
-	// elected), the last known peers stand: an empty answer would make this
-	// node think it is alone and claim everything.
-	peers := map[string]nodeStatus{}
-	keys, err := n.nodes.ListKeys(ctx)
-	if err != nil {
-		if last := n.peers.Load(); last != nil {
-			maps.Copy(peers, *last)
-		}
-	} else {
-		for k := range keys.Keys() {
-			e, err := n.nodes.Get(ctx, k)
-			if err != nil {
-				continue
-			}
-			var st nodeStatus
-			if json.Unmarshal(e.Value(), &st) == nil {
-				peers[k] = st
-			}
-		}
-	}
-	owners := make([]string, len(n.parts))
-	count := map[string]int{}
-	mine := 0
-	for _, p := range n.parts {
-		e, err := n.leases.Get(ctx, leaseKey(p.id))
-		switch {
-		case err == nil:
-			owners[p.id] = string(e.Value())
-			count[owners[p.id]]++
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		default:
-			n.log.Debug("cluster: lease read", "partition", p.id, "err", err)
-			owners[p.id] = "?"
-		}
-		p.mu.Lock()
-		rev := p.rev
-		p.mu.Unlock()
-		if rev == 0 {
-			continue
-		}
-		uctx, ucancel := context.WithTimeout(ctx, n.cfg.LeaseTTL/5)
-		nrev, err := n.leases.Update(uctx, leaseKey(p.id), []byte(n.cfg.Node), rev)
-		ucancel()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-				// Expired, or another node holds it now: stop at once.
-				n.log.Warn("cluster: lost lease", "partition", p.id, "owner", owners[p.id])
-				n.release(p, false)
-				if owners[p.id] == n.cfg.Node {
-					owners[p.id] = ""
-				}
-				continue
-			}
-			// Cannot reach the bucket: keep serving until the lease would expire.
-			n.log.Warn("cluster: lease renewal failed", "partition", p.id, "err", err)
-			// The bucket expires the key TTL after the last renewal; this
-			// round may notice up to a round late, so stop two rounds early
-			// rather than overlap with the next owner.
-			p.mu.Lock()
-			expired := time.Since(p.renew) > n.cfg.LeaseTTL-2*n.cfg.LeaseTTL/5
-			p.mu.Unlock()
-			if expired {
-				n.log.Warn("cluster: lease expired unrenewed; stopping", "partition", p.id)
-				n.release(p, false)
-				continue
-			}
-			owners[p.id] = n.cfg.Node
-			mine++
-			continue
-		}
-		p.mu.Lock()
-		p.rev, p.renew = nrev, time.Now()
-		p.mu.Unlock()
-		owners[p.id] = n.cfg.Node
-		mine++
-	}
-	count[n.cfg.Node] = mine
-	// Live: nodes with a heartbeat, this one, and any node holding a lease.
-	alive := map[string]bool{n.cfg.Node: true}
+	peers := n.readPeers(ctx)
+	owners, mine := n.renewLeases(ctx)
+	v := shareView{self: n.cfg.Node, owners: owners, mine: mine, applied: make([]uint64, len(n.parts))}
 	for name := range peers {
-		alive[name] = true
+		v.peers = append(v.peers, name)
 	}
-	for _, o := range owners {
-		if o != "" && o != "?" {
-			alive[o] = true
-		}
+	for _, p := range n.parts {
+		v.applied[p.id] = p.applied.Load()
 	}
-	live := len(alive)
 	if time.Since(n.started) < n.cfg.LeaseTTL {
 		// Just started: the configured peers are probably starting too;
 		// take only a share, not everything, to save a round of handovers.
-		live = max(live, 1+len(n.cfg.Peers))
+		v.minLive = 1 + len(n.cfg.Peers)
 	}
-	target := (len(n.parts) + live - 1) / live
-	floor := len(n.parts) / live
-	// Claim free partitions, the ones we hold most of first.
-	if mine < target {
-		var free []*partition
-		for _, p := range n.parts {
-			if owners[p.id] == "" {
-				free = append(free, p)
-			}
+	plan := rebalance(v)
+	for _, id := range plan.claim {
+		if mine >= plan.target {
+			break
 		}
-		sort.SliceStable(free, func(i, j int) bool { return free[i].applied.Load() > free[j].applied.Load() })
-		for _, p := range free {
-			if mine >= target {
-				break
-			}
-			rev, err := n.leases.Create(ctx, leaseKey(p.id), []byte(n.cfg.Node))
-			if err != nil {
-				continue // someone was faster
-			}
-			if err := n.own(p, rev); err != nil {
-				n.log.Error("cluster: cannot take partition", "partition", p.id, "err", err)
-				_ = n.leases.Delete(ctx, leaseKey(p.id), jetstream.LastRevision(rev))
-				continue
-			}
-			owners[p.id] = n.cfg.Node
+		if n.claim(ctx, n.parts[id]) {
+			owners[id] = n.cfg.Node
 			mine++
 		}
 	}
-	// Hand partitions back when we hold more than our share and live nodes
-	// hold less than their floor (a node joined or came back).
-	if mine > target {
-		need := 0
-		for name := range peers {
-			if name != n.cfg.Node && count[name] < floor {
-				need += floor - count[name]
-			}
-		}
-		for i := len(n.parts) - 1; i >= 0 && need > 0 && mine > target; i-- {
-			if p := n.parts[i]; p.owned.Load() {
-				n.log.Info("cluster: handing partition over", "partition", p.id)
-				n.release(p, true)
-				owners[p.id] = ""
-				mine--
-				need--
-			}
+	for _, id := range plan.release {
+		if p := n.parts[id]; p.owned.Load() {
+			n.log.Info("cluster: handing partition over", "partition", p.id)
+			n.release(p, true)
+			owners[id] = ""
 		}
 	}
 	n.tickAlerts(ctx)
@@ -548,6 +437,109 @@ func (n *Node) tick() {
 	}
 	peers[n.cfg.Node] = st
 	n.peers.Store(&peers)
+}
+
+// readPeers reads the heartbeats. When the bucket cannot be read (its leader
+// is being elected), the last known peers stand: an empty answer would make
+// this node think it is alone and claim everything.
+func (n *Node) readPeers(ctx context.Context) map[string]nodeStatus {
+	peers := map[string]nodeStatus{}
+	keys, err := n.nodes.ListKeys(ctx)
+	if err != nil {
+		if last := n.peers.Load(); last != nil {
+			maps.Copy(peers, *last)
+		}
+		return peers
+	}
+	for k := range keys.Keys() {
+		e, err := n.nodes.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var st nodeStatus
+		if json.Unmarshal(e.Value(), &st) == nil {
+			peers[k] = st
+		}
+	}
+	return peers
+}
+
+// renewLeases reads every partition's lease holder ("" free, "?" unreadable)
+// and renews this node's leases, giving up the ones lost or expired; mine is
+// how many it still holds.
+func (n *Node) renewLeases(ctx context.Context) (owners []string, mine int) {
+	owners = make([]string, len(n.parts))
+	for _, p := range n.parts {
+		e, err := n.leases.Get(ctx, leaseKey(p.id))
+		switch {
+		case err == nil:
+			owners[p.id] = string(e.Value())
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			n.log.Debug("cluster: lease read", "partition", p.id, "err", err)
+			owners[p.id] = "?"
+		}
+		p.mu.Lock()
+		rev := p.rev
+		p.mu.Unlock()
+		switch {
+		case rev == 0: // not ours
+		case n.renew(ctx, p, rev, owners[p.id]):
+			owners[p.id] = n.cfg.Node
+			mine++
+		case owners[p.id] == n.cfg.Node:
+			owners[p.id] = "" // lost this round
+		}
+	}
+	return owners, mine
+}
+
+// renew renews p's lease (held at rev) and reports whether this node still
+// holds it.
+func (n *Node) renew(ctx context.Context, p *partition, rev uint64, owner string) bool {
+	uctx, ucancel := context.WithTimeout(ctx, n.cfg.LeaseTTL/5)
+	nrev, err := n.leases.Update(uctx, leaseKey(p.id), []byte(n.cfg.Node), rev)
+	ucancel()
+	if err == nil {
+		p.mu.Lock()
+		p.rev, p.renew = nrev, time.Now()
+		p.mu.Unlock()
+		return true
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// Expired, or another node holds it now: stop at once.
+		n.log.Warn("cluster: lost lease", "partition", p.id, "owner", owner)
+		n.release(p, false)
+		return false
+	}
+	// Cannot reach the bucket: keep serving until the lease would expire.
+	n.log.Warn("cluster: lease renewal failed", "partition", p.id, "err", err)
+	// The bucket expires the key TTL after the last renewal; this round may
+	// notice up to a round late, so stop two rounds early rather than
+	// overlap with the next owner.
+	p.mu.Lock()
+	expired := time.Since(p.renew) > n.cfg.LeaseTTL-2*n.cfg.LeaseTTL/5
+	p.mu.Unlock()
+	if expired {
+		n.log.Warn("cluster: lease expired unrenewed; stopping", "partition", p.id)
+		n.release(p, false)
+		return false
+	}
+	return true
+}
+
+// claim takes the free partition p's lease and starts owning it.
+func (n *Node) claim(ctx context.Context, p *partition) bool {
+	rev, err := n.leases.Create(ctx, leaseKey(p.id), []byte(n.cfg.Node))
+	if err != nil {
+		return false // someone was faster
+	}
+	if err := n.own(p, rev); err != nil {
+		n.log.Error("cluster: cannot take partition", "partition", p.id, "err", err)
+		_ = n.leases.Delete(ctx, leaseKey(p.id), jetstream.LastRevision(rev))
+		return false
+	}
+	return true
 }
 
 func (n *Node) status() nodeStatus {

@@ -37,7 +37,7 @@ import (
 const rpcTimeout = 15 * time.Second
 
 type rpcReq struct {
-	Op    string `json:"op"` // search, histogram, get, catalog
+	Op    string `json:"op"` // search, histogram, stats, facets, get, catalog
 	Parts []int  `json:"parts"`
 	// Until[i] is the stream sequence partition Parts[i] must have stored
 	// before it is answered for; Wait (ns) how long the owner may wait for
@@ -52,6 +52,9 @@ type rpcReq struct {
 	Asc    bool       `json:"asc,omitempty"`
 	Step   int64      `json:"step,omitempty"`
 	ID     model.ID   `json:"id,omitempty"`
+	By     []string   `json:"by,omitempty"`     // stats
+	Aggs   []string   `json:"aggs,omitempty"`   // stats
+	Fields []string   `json:"fields,omitempty"` // facets
 }
 
 type rpcResp struct {
@@ -66,6 +69,8 @@ type rpcResp struct {
 	Streams []store.StreamInfo     `json:"streams,omitempty"`
 	Agents  []store.AgentInfo      `json:"agents,omitempty"`
 	Runs    map[string][]model.Run `json:"runs,omitempty"`
+	Stats   *query.StatsPartial    `json:"stats,omitempty"`
+	Facets  *query.FacetsPartial   `json:"facets,omitempty"`
 }
 
 var (
@@ -94,6 +99,10 @@ func (l *local) Candidates(ctx context.Context, tr model.TimeRange, c *store.Con
 
 func (l *local) Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error) {
 	return l.stores[r.Src].Load(ctx, r, text)
+}
+
+func (l *local) LoadAttrs(ctx context.Context, r store.ChunkRef) (*store.Lines, error) {
+	return l.stores[r.Src].LoadAttrs(ctx, r)
 }
 
 func (l *local) LoadText(ctx context.Context, ln *store.Lines) error {
@@ -184,6 +193,8 @@ func (n *Node) answer(ctx context.Context, req *rpcReq) *rpcResp {
 			resp.Kind = "bad"
 		case errors.Is(err, store.ErrNotFound):
 			resp.Kind = "notfound"
+		case errors.Is(err, query.ErrTooManyGroups):
+			resp.Kind = "toomany"
 		}
 		return resp
 	}
@@ -208,6 +219,8 @@ func (n *Node) answer(ctx context.Context, req *rpcReq) *rpcResp {
 			return fail(err)
 		}
 		resp.Records, resp.More = r.Records, r.NextCursor != ""
+	case "stats", "facets":
+		return n.answerAgg(ctx, l, req, resp, fail)
 	case "get":
 		r, err := l.Get(req.ID)
 		if err != nil {
@@ -335,6 +348,8 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 				return nil, fmt.Errorf("%w: %s", query.ErrBadQuery, strings.TrimPrefix(r.resp.Err, query.ErrBadQuery.Error()+": "))
 			case "notfound":
 				return nil, fmt.Errorf("%s: %w", r.resp.Err, store.ErrNotFound)
+			case "toomany":
+				return nil, fmt.Errorf("%w: %s", query.ErrTooManyGroups, strings.TrimPrefix(r.resp.Err, query.ErrTooManyGroups.Error()+": "))
 			}
 			n.log.Warn("cluster: owner failed", "parts", r.parts, "err", r.resp.Err)
 			query.ReportMissing(ctx, r.parts...)

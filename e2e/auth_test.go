@@ -260,7 +260,7 @@ func TestAuthAndTLS(t *testing.T) {
 // startServerTLS is startServer for a server whose HTTP listener speaks TLS.
 func startServerTLS(t testing.TB, dir string, cfg *tls.Config, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, dir: dir, httpAddr: freePort(t), grpcAddr: freePort(t), extraFlags: extra, tls: cfg}
+	s := &server{t: t, dir: dir, extraFlags: extra, tls: cfg}
 	s.start()
 	t.Cleanup(func() { s.kill() })
 	return s

@@ -303,8 +303,8 @@ func TestSlowBodies(t *testing.T) {
 // longest idle is closed for it (before, the new one was closed, for as long
 // as the idle ones stayed).
 func TestSyslogIdleConnsFlag(t *testing.T) {
-	addr := freePort(t)
-	s := startServer(t, t.TempDir(), "--syslog", addr, "--syslog-max-conns", "8", "--syslog-idle-timeout", "1h")
+	s := startServer(t, t.TempDir(), "--syslog", "127.0.0.1:0", "--syslog-max-conns", "8", "--syslog-idle-timeout", "1h")
+	addr := s.syslogAddr
 	for range 8 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {

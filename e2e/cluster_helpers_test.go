@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +32,21 @@ type clusterNode struct {
 	name   string
 	listen string
 	secret string // the cluster secret it was started with ("" none)
+}
+
+// clusterPort picks a free loopback port for --cluster-listen. Unlike HTTP
+// and gRPC (which listen on 127.0.0.1:0 and report it), every node's peer
+// list must name the others' route ports before any of them starts, so these
+// are picked, closed and passed on: the one place a port can be taken in
+// between, and the test then fails at start, not later.
+func clusterPort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // clusterHTTP is the client of the cluster tests: JetStream calls behind
@@ -57,8 +73,8 @@ func startCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	nodes := make([]*clusterNode, n)
 	var listens []string
 	for i := range nodes {
-		nd := &clusterNode{name: fmt.Sprintf("n%d", i+1), listen: freePort(t), secret: secret}
-		nd.server = &server{t: t, dir: filepath.Join(root, nd.name), httpAddr: freePort(t), grpcAddr: freePort(t)}
+		nd := &clusterNode{name: fmt.Sprintf("n%d", i+1), listen: clusterPort(t), secret: secret}
+		nd.server = &server{t: t, dir: filepath.Join(root, nd.name)}
 		listens = append(listens, nd.listen)
 		nodes[i] = nd
 	}
@@ -89,50 +105,9 @@ func startCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	return nodes
 }
 
-// launch starts the node's process without waiting for it.
-func (nd *clusterNode) launch() {
-	t := nd.t
-	t.Helper()
-	logs, err := os.OpenFile(filepath.Join(nd.dir, "..", filepath.Base(nd.dir)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nd.logs = logs
-	args := append([]string{"server", "--data", nd.dir, "--http", nd.httpAddr, "--grpc", nd.grpcAddr}, nd.extraFlags...)
-	nd.cmd = exec.Command(binary, args...)
-	nd.cmd.Stdout, nd.cmd.Stderr = logs, logs
-	if err := nd.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	nd.exited = make(chan error, 1)
-	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(nd.cmd, nd.exited)
-}
-
-// waitReady waits until /readyz answers 200.
-func (nd *clusterNode) waitReady(d time.Duration) {
-	t := nd.t
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := clusterHTTP.Get("http://" + nd.httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		select {
-		case err := <-nd.exited:
-			nd.exited <- err
-			t.Fatalf("node %s exited before ready: %v\n%s", nd.name, err, nd.logText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s not ready after %s\n%s", nd.name, d, nd.logText())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// waitReady waits for the node's start (it prints its addresses once a
+// quorum of its peers is up) and then until /readyz answers 200.
+func (nd *clusterNode) waitReady(d time.Duration) { nd.waitStarted(d) }
 
 // clusterStatus is GET /v1/cluster.
 type clusterStatus struct {

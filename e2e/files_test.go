@@ -93,7 +93,7 @@ func TestFilesPrivate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "wal", "notes"), []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, data, "--auth-file", authFile, "--syslog", freePort(t))
+	s := startServer(t, data, "--auth-file", authFile, "--syslog", "127.0.0.1:0")
 	if log := s.logText(); !strings.Contains(log, "readable by group or others") || !strings.Contains(log, "made the data directory private") {
 		t.Fatalf("no warning about the auth file's mode or the tightened data directory:\n%s", log)
 	}

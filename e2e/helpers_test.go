@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shiplog/shiplog/internal/harness"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
@@ -42,34 +42,27 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// server is a running shiplog server process.
+// server is a running shiplog server process (internal/harness): it listens
+// on ports the kernel picked, and a restart takes the same ones again.
 type server struct {
 	t          testing.TB
+	proc       *harness.Proc
 	cmd        *exec.Cmd
 	dir        string
-	httpAddr   string
+	httpAddr   string // "" until the first start reports it
 	grpcAddr   string
-	logs       *os.File
+	syslogAddr string // with --syslog 127.0.0.1:0
 	exited     chan error
+	started    chan error // the start under way (clusterNode.launch)
 	extraFlags []string
 	tls        *tls.Config // set when the HTTP listener speaks TLS
 }
 
-// startServer starts `shiplog server` on fresh loopback ports over dir and
-// waits until /readyz answers 200.
+// startServer starts `shiplog server` on loopback ports the kernel picks over
+// dir and waits until /readyz answers 200.
 func startServer(t testing.TB, dir string, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, dir: dir, httpAddr: freePort(t), grpcAddr: freePort(t), extraFlags: extra}
+	s := &server{t: t, dir: dir, extraFlags: extra}
 	s.start()
 	t.Cleanup(func() { s.kill() })
 	return s
@@ -78,59 +71,76 @@ func startServer(t testing.TB, dir string, extra ...string) *server {
 func (s *server) start() {
 	t := s.t
 	t.Helper()
-	logs, err := os.OpenFile(filepath.Join(s.dir, "..", filepath.Base(s.dir)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
+	s.launch()
+	s.waitStarted(30 * time.Second)
+}
+
+// launch starts the process without waiting: harness.Start returns once the
+// server prints its addresses, which a cluster node does only once its peers
+// are up.
+func (s *server) launch() {
+	cfg := harness.Config{Bin: binary, Args: append([]string{"--data", s.dir}, s.extraFlags...), LogPath: s.logPath()}
+	if s.httpAddr != "" {
+		cfg.Args = append(cfg.Args, "--http", s.httpAddr, "--grpc", s.grpcAddr)
 	}
-	s.logs = logs
-	args := append([]string{"server", "--data", s.dir, "--http", s.httpAddr, "--grpc", s.grpcAddr}, s.extraFlags...)
-	s.cmd = exec.Command(binary, args...)
-	s.cmd.Stdout, s.cmd.Stderr = logs, logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.exited = make(chan error, 1)
-	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(s.cmd, s.exited)
-	deadline := time.Now().Add(30 * time.Second)
-	hc, scheme := http.DefaultClient, "http://"
 	if s.tls != nil {
-		hc, scheme = &http.Client{Transport: &http.Transport{TLSClientConfig: s.tls}}, "https://"
+		cfg.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: s.tls}}
 	}
-	for {
-		resp, err := hc.Get(scheme + s.httpAddr + "/readyz")
+	ch := make(chan error, 1)
+	s.started = ch
+	go func() {
+		p, err := harness.Start(cfg)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+			s.adopt(p)
 		}
-		select {
-		case err := <-s.exited:
-			s.exited <- err // for kill
-			t.Fatalf("server exited before ready: %v\n%s", err, s.logText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready after 30s\n%s", s.logText())
-		}
-		time.Sleep(50 * time.Millisecond)
+		ch <- err
+	}()
+}
+
+// waitStarted waits for launch and then for /readyz.
+func (s *server) waitStarted(d time.Duration) {
+	t := s.t
+	t.Helper()
+	err := <-s.started
+	s.started <- err // for kill
+	if err == nil {
+		err = s.proc.WaitReady(d)
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, s.logText())
 	}
 }
 
+// adopt takes the started process's addresses and exit.
+func (s *server) adopt(p *harness.Proc) {
+	s.proc, s.cmd = p, p.Cmd
+	s.httpAddr, s.grpcAddr, s.syslogAddr = p.HTTPAddr, p.GRPCAddr, p.SyslogAddr
+	ch := make(chan error, 1)
+	s.exited = ch
+	go func() { ch <- p.Err() }()
+}
+
+func (s *server) logPath() string {
+	return filepath.Join(s.dir, "..", filepath.Base(s.dir)+".log")
+}
+
 func (s *server) logText() string {
-	b, _ := os.ReadFile(s.logs.Name())
+	b, _ := os.ReadFile(s.logPath())
 	return string(b)
 }
 
 // kill sends SIGKILL and waits for the process to go.
 func (s *server) kill() {
+	if s.started != nil {
+		err := <-s.started // a start under way ends first
+		s.started <- err
+	}
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.exited
 	s.exited <- nil // later kills return at once
-	s.logs.Close()
 }
 
 // stop sends SIGTERM and expects exit code 0.
@@ -148,7 +158,6 @@ func (s *server) stop() {
 	case <-time.After(60 * time.Second):
 		s.t.Fatalf("server did not exit within 60s of SIGTERM\n%s", s.logText())
 	}
-	s.logs.Close()
 }
 
 func (s *server) restart() {

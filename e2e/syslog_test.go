@@ -20,9 +20,8 @@ import (
 
 func startSyslogServer(t *testing.T) (*server, string) {
 	t.Helper()
-	addr := freePort(t)
-	s := startServer(t, t.TempDir(), "--syslog", addr)
-	return s, addr
+	s := startServer(t, t.TempDir(), "--syslog", "127.0.0.1:0")
+	return s, s.syslogAddr
 }
 
 func logger(t *testing.T, args ...string) {
@@ -165,7 +164,7 @@ func TestSyslogFlag(t *testing.T) {
 		{"nonsense", `--syslog "nonsense": want HOST:PORT`},
 		{"0.0.0.0:0", "(--syslog) without --auth-file"},
 	} {
-		cmd := exec.Command(binary, "server", "--data", t.TempDir(), "--http", freePort(t), "--grpc", freePort(t), "--syslog", c.addr)
+		cmd := exec.Command(binary, "server", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--syslog", c.addr)
 		out, err := cmd.CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
 			t.Errorf("--syslog %s: %v\n%s\nwant exit 2 and %q", c.addr, err, out, c.want)

@@ -24,9 +24,9 @@ func TestSyslogTLS(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	p := newPKI(t)
-	addr := freePort(t)
 	s := startServerTLS(t, t.TempDir()+"/data", p.clientTLS(t, true), "--tls-cert", p.srvCert, "--tls-key", p.srvKey,
-		"--tls-client-ca", p.caFile, "--syslog-tls", addr)
+		"--tls-client-ca", p.caFile, "--syslog-tls", "127.0.0.1:0")
+	addr := s.proc.SyslogTLSAddr
 	if !strings.Contains(s.logText(), "syslog (tls):        "+addr) {
 		t.Fatalf("banner does not show the TLS syslog address:\n%s", s.logText())
 	}
@@ -107,9 +107,9 @@ func TestSyslogRsyslogTLS(t *testing.T) {
 		t.Skip("rsyslog's gtls driver is not installed (package rsyslog-gnutls; make deps installs it)")
 	}
 	p := newPKI(t)
-	addr := freePort(t)
 	s := startServerTLS(t, t.TempDir()+"/data", p.clientTLS(t, true), "--tls-cert", p.srvCert, "--tls-key", p.srvKey,
-		"--tls-client-ca", p.caFile, "--syslog-tls", addr)
+		"--tls-client-ca", p.caFile, "--syslog-tls", "127.0.0.1:0")
+	addr := s.proc.SyslogTLSAddr
 	host, port, _ := net.SplitHostPort(addr)
 	sock := startRsyslogd(t, rsyslogd,
 		fmt.Sprintf(`DefaultNetstreamDriverCAFile="%s" DefaultNetstreamDriverCertFile="%s" DefaultNetstreamDriverKeyFile="%s"`, p.caFile, p.cliCert, p.cliKey),

@@ -106,11 +106,12 @@ func (d *jsonDecoder) member(rr *rawJSONRecord) error {
 		_, err := d.value(nil, false, 2)
 		return err
 	}
-	// Any other key: a scalar becomes an attribute.
+	// Any other key becomes an attribute: a string as it is, an object's
+	// members as dotted keys (kubernetes.pod), a list, number or boolean as
+	// its JSON text.
 	switch c := d.peek(); c {
-	case '{', '[':
-		_, err := d.value(nil, false, 2)
-		return err
+	case '{':
+		return d.flatten(k, 2)
 	case 'n':
 		return d.literal("null")
 	default:
@@ -127,6 +128,47 @@ func (d *jsonDecoder) member(rr *rawJSONRecord) error {
 		d.attrs = append(d.attrs, jsonAttr{key: key, a: a, b: len(d.buf), prio: prioExtra})
 		return nil
 	}
+}
+
+// flatten reads an object under the key prefix into attributes named
+// prefix.member, nested objects further dotted (the arena holds the joined
+// keys while they are interned).
+func (d *jsonDecoder) flatten(prefix []byte, depth int) error {
+	pre := make([]byte, 0, len(prefix)+16)
+	pre = append(append(pre, prefix...), '.')
+	more, err := d.objStart(depth)
+	for ; more; more, err = d.objNext() {
+		k, _, err := d.key()
+		if err != nil {
+			return err
+		}
+		full := append(pre[:len(pre):len(pre)], k...)
+		switch c := d.peek(); c {
+		case '{':
+			if err := d.flatten(full, depth+1); err != nil {
+				return err
+			}
+			continue
+		case 'n':
+			if err := d.literal("null"); err != nil {
+				return err
+			}
+			continue
+		case '"':
+			a := len(d.buf)
+			if d.buf, err = d.str(d.buf); err != nil {
+				return err
+			}
+			d.attrs = append(d.attrs, jsonAttr{key: d.intern(full), a: a, b: len(d.buf), prio: prioExtra})
+		default:
+			a := len(d.buf)
+			if d.buf, err = d.value(d.buf, true, depth+1); err != nil {
+				return err
+			}
+			d.attrs = append(d.attrs, jsonAttr{key: d.intern(full), a: a, b: len(d.buf), prio: prioExtra})
+		}
+	}
+	return err
 }
 
 // spanField reads a string (or null) into the arena.

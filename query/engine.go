@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -29,11 +28,17 @@ type Options struct {
 	MaxLimit   int // largest page of a search
 	MaxBuckets int // most buckets of a histogram
 	Workers    int // chunks decoded in parallel
+	// MaxGroups bounds the groups one stats answer tracks (before Limit
+	// cuts them), and the distinct values of one facet field.
+	MaxGroups int
+	// MaxCells bounds a stats answer's memory: groups times (buckets +
+	// aggregates) it may hold.
+	MaxCells int
 }
 
 // DefaultOptions returns the engine's defaults.
 func DefaultOptions() Options {
-	return Options{MaxLimit: 10000, MaxBuckets: 11000, Workers: 2}
+	return Options{MaxLimit: 10000, MaxBuckets: 11000, Workers: 2, MaxGroups: 100000, MaxCells: 8 << 20}
 }
 
 // Engine evaluates queries over a store.
@@ -53,6 +58,12 @@ func New(st Store, opts Options) *Engine {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = d.Workers
+	}
+	if opts.MaxGroups <= 0 {
+		opts.MaxGroups = d.MaxGroups
+	}
+	if opts.MaxCells <= 0 {
+		opts.MaxCells = d.MaxCells
 	}
 	return &Engine{st: st, opts: opts}
 }
@@ -477,34 +488,10 @@ func parseTime(s string, now time.Time) (int64, error) {
 		}
 		return 0, badf("time %q: Unix seconds must be between 0 and 1e11", s)
 	}
-	if d, err := ParseDuration(s); err == nil {
+	if d, err := model.ParseDuration(s); err == nil {
 		return now.Add(-d).UnixNano(), nil
 	}
 	return 0, badf("time %q: want RFC 3339 (2026-01-02T15:04:05Z), a duration back from now (15m, 24h, 7d) or Unix seconds", s)
-}
-
-// ParseDuration is time.ParseDuration plus d (days) and w (weeks).
-func ParseDuration(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	for _, u := range []struct {
-		suffix string
-		d      time.Duration
-	}{{"d", 24 * time.Hour}, {"w", 7 * 24 * time.Hour}} {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			f, err := strconv.ParseFloat(n, 64)
-			if err != nil || f < 0 || f*float64(u.d) >= float64(1<<63-1) || f != f {
-				return 0, fmt.Errorf("bad duration %q", s)
-			}
-			return time.Duration(f * float64(u.d)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad duration %q", s)
-	}
-	return d, nil
 }
 
 // ownedRecord returns line i with its strings copied out of the chunk's buffers.

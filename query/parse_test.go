@@ -112,60 +112,6 @@ func TestParseNotBeforeOperator(t *testing.T) {
 	}
 }
 
-func TestParseDuration(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-		err  bool
-	}{
-		{"15m", 15 * time.Minute, false},
-		{"24h", 24 * time.Hour, false},
-		{"1h30m", 90 * time.Minute, false},
-		{"500ms", 500 * time.Millisecond, false},
-		{"0", 0, false},
-		{"0s", 0, false},
-		{"7d", 7 * 24 * time.Hour, false},
-		{"1.5d", 36 * time.Hour, false},
-		{"0d", 0, false},
-		{"2w", 14 * 24 * time.Hour, false},
-		{"0.5w", 84 * time.Hour, false},
-		{"", 0, true},
-		{"d", 0, true},
-		{"w", 0, true},
-		{"-1d", 0, true},
-		{"-5m", 0, true},
-		{"5", 0, true},
-		{"abc", 0, true},
-		{"5 m", 0, true},
-		{"1dd", 0, true},
-		{"5md", 0, true},
-		{"1y", 0, true},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := query.ParseDuration(tc.in)
-			if tc.err {
-				if err == nil {
-					t.Fatalf("ParseDuration(%q) = %v; want an error", tc.in, got)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
-			}
-		})
-	}
-}
-
-// TestParseDurationOverflow: a duration too large for time.Duration must be
-// refused, not wrapped.
-func TestParseDurationOverflow(t *testing.T) {
-	for _, s := range []string{"200000d", "1e300d", "Infd", "NaNd", "20000w"} {
-		if d, err := query.ParseDuration(s); err == nil {
-			t.Errorf("ParseDuration(%q) = %v; want an error", s, d)
-		}
-	}
-}
-
 func TestParseTime(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {

@@ -3,8 +3,9 @@
 # Debian/Ubuntu only; everything else comes from the Go module proxy.
 set -euo pipefail
 pkgs=()
-# Packages come here as tests need them (chromium for the UI, rsyslog and its TLS driver rsyslog-gnutls for syslog).
-want=(rsyslog rsyslog-gnutls chromium)
+# Packages come here as tests need them (chromium for the UI, rsyslog and its TLS driver rsyslog-gnutls for syslog,
+# prometheus-alertmanager for alert delivery, prometheus for promtool's check of rule files).
+want=(rsyslog rsyslog-gnutls chromium prometheus-alertmanager prometheus)
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p")
 done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,156 +88,21 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 	mux.HandleFunc("PUT /-/reload", reload) // as Prometheus takes it too
 }
 
-// alertSampleLines is how many matching lines a logs rule reads to group
-// them by: fields and find a shared build or deploy; beyond it, each group
-// found is counted exactly and its shared build or deploy checked by counts.
-const alertSampleLines = 5000
-
-// AlertLogsQuery counts log lines for alert rules with the query engine: the
-// total with a one-bucket histogram, the by: groups and their shared build
-// and deploy from the matching lines themselves.
-func AlertLogsQuery(e Querier) alert.LogsQueryFunc {
+// AlertLogsQuery counts log lines for alert rules with the stats engine: the
+// by: groups exactly (a quiet group beside a flood too), the rule's agg: as
+// each group's value, and the build and deploy each group's lines share.
+func AlertLogsQuery(e StatsQuerier) alert.LogsQueryFunc {
 	return func(ctx context.Context, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
 		q, err := query.Parse(lq.Query)
 		if err != nil {
 			return nil, err
 		}
 		tr := model.TimeRange{Start: lq.Start.UnixNano(), End: lq.End.UnixNano()}
-		// A partial answer (cluster mode, a partition moving) is an error, not
-		// a smaller count: the rule keeps its state instead of resolving.
-		var cov query.Coverage
-		ctx = query.WithCoverage(ctx, &cov)
-		total, err := countLines(ctx, e, q, tr)
-		if err != nil {
-			return nil, err
+		if tr.Start >= tr.End {
+			return []alert.LogsGroup{{Labels: map[string]string{}, Query: lq.Query, Value: math.NaN()}}, nil
 		}
-		if m := cov.Missing(); len(m) > 0 {
-			return nil, fmt.Errorf("%w: partitions %v have no live owner, or an owner behind what was acked, right now; not evaluated", model.ErrUnavailable, m)
-		}
-		if total == 0 {
-			if len(lq.By) == 0 {
-				return []alert.LogsGroup{{Labels: map[string]string{}, Query: lq.Query}}, nil
-			}
-			return nil, nil
-		}
-		res, err := e.Search(ctx, query.SearchParams{Query: q, Range: tr, Limit: alertSampleLines})
-		if err != nil {
-			return nil, err
-		}
-		if m := cov.Missing(); len(m) > 0 {
-			return nil, fmt.Errorf("%w: partitions %v have no live owner, or an owner behind what was acked, right now; not evaluated", model.ErrUnavailable, m)
-		}
-		exact := res.NextCursor == ""
-		type acc struct {
-			g               alert.LogsGroup
-			builds, deploys map[string]bool
-		}
-		var order []string
-		accs := map[string]*acc{}
-		for i := range res.Records {
-			rec := &res.Records[i]
-			lbls := map[string]string{}
-			for _, f := range lq.By {
-				lbls[f] = recordField(rec, f)
-			}
-			k := alert.Fingerprint(lbls)
-			a := accs[k]
-			if a == nil {
-				a = &acc{g: alert.LogsGroup{Labels: lbls}, builds: map[string]bool{}, deploys: map[string]bool{}}
-				accs[k] = a
-				order = append(order, k)
-			}
-			a.g.Count++
-			a.builds[rec.BuildID] = true
-			a.deploys[rec.DeployID] = true
-		}
-		if len(lq.By) == 0 && len(order) == 0 {
-			return []alert.LogsGroup{{Labels: map[string]string{}, Count: float64(total), Query: lq.Query}}, nil
-		}
-		out := make([]alert.LogsGroup, 0, len(order))
-		for _, k := range order {
-			a := accs[k]
-			g := a.g
-			var nq *query.Query
-			g.Query, nq = narrow(lq.Query, lq.By, g.Labels)
-			switch {
-			case len(lq.By) == 0:
-				g.Count = float64(total)
-			case !exact && nq != nil:
-				n, err := countLines(ctx, e, nq, tr)
-				if err != nil {
-					return nil, err
-				}
-				g.Count = float64(n)
-			}
-			shared := func(set map[string]bool, field string) (string, error) {
-				if len(set) != 1 {
-					return "", nil
-				}
-				var id string
-				for id = range set {
-				}
-				if id == "" || exact {
-					return id, nil
-				}
-				// Only a sample was read: check that the group's lines all have it.
-				term, ok := alert.LabelTerm(field, id)
-				if !ok {
-					return "", nil
-				}
-				cq, err := query.Parse("(" + g.Query + ") AND " + term)
-				if err != nil {
-					return "", nil
-				}
-				n, err := countLines(ctx, e, cq, tr)
-				if err != nil || float64(n) != g.Count {
-					return "", err
-				}
-				return id, nil
-			}
-			if g.BuildID, err = shared(a.builds, "build_id"); err != nil {
-				return nil, err
-			}
-			if g.DeployID, err = shared(a.deploys, "deploy_id"); err != nil {
-				return nil, err
-			}
-			out = append(out, g)
-		}
-		return out, nil
+		return statsGroups(ctx, e, q, tr, lq)
 	}
-}
-
-// countLines counts matches over tr with a histogram of one step (two
-// buckets at most, as buckets are aligned to the epoch).
-func countLines(ctx context.Context, e Querier, q *query.Query, tr model.TimeRange) (int, error) {
-	if tr.Start >= tr.End {
-		return 0, nil
-	}
-	buckets, err := e.Histogram(ctx, q, tr, time.Duration(tr.End-tr.Start))
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, b := range buckets {
-		n += b.Count
-	}
-	return n, nil
-}
-
-func recordField(r *model.Record, f string) string {
-	switch f {
-	case "service":
-		return r.Service
-	case "host":
-		return r.Host
-	case "build_id":
-		return r.BuildID
-	case "deploy_id":
-		return r.DeployID
-	case "level":
-		return r.Level.String()
-	}
-	return ""
 }
 
 // narrow returns q restricted to one by: group, as a string for links and
@@ -291,17 +157,34 @@ func AlertPromQuery(m *Metrics) alert.QueryFunc {
 		case promql.Vector:
 			out := make([]alert.Sample, 0, len(v))
 			for _, smp := range v {
-				if smp.H != nil {
-					continue // a native histogram is no value to compare
-				}
 				lbls := make(map[string]string, smp.Metric.Len())
 				smp.Metric.Range(func(l labels.Label) { lbls[l.Name] = l.Value })
-				out = append(out, alert.Sample{Labels: lbls, Value: smp.F})
+				out = append(out, alert.Sample{Labels: lbls, Value: smp.F, H: smp.H})
 			}
 			return out, nil
 		case promql.Scalar:
 			return []alert.Sample{{Labels: map[string]string{}, Value: v.V}}, nil
 		}
 		return nil, fmt.Errorf("the expression gives a %s, not an instant vector or scalar", res.Value.Type())
+	}
+}
+
+// AlertAppend writes recording rules' series into the metric store, through
+// the path remote write takes; nil when the server has no metric store.
+func AlertAppend(m *Metrics) alert.AppendFunc {
+	if m == nil || m.Ingest == nil {
+		return nil
+	}
+	return func(ctx context.Context, series []model.Series) error {
+		res, err := m.Ingest.Ingest(ctx, series)
+		switch {
+		case err != nil:
+			return err
+		case res.OverSeriesLimit > 0:
+			return seriesLimitError(res)
+		case res.OutOfWindow > 0:
+			return fmt.Errorf("%d samples were older than their series' newest by more than the out-of-order window and were dropped", res.OutOfWindow)
+		}
+		return nil
 	}
 }

@@ -313,7 +313,7 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 		p.CrossLimit = 200
 	}
 	if w := req.GetWindow(); w != "" {
-		if p.Window, err = query.ParseDuration(w); err != nil {
+		if p.Window, err = model.ParseDuration(w); err != nil {
 			return nil, toStatus(invalid("window %q: want a duration such as 5s", w))
 		}
 	}

@@ -33,6 +33,7 @@ var errorTable = []struct {
 	{store.ErrAgentBound, codes.PermissionDenied},
 	{store.ErrSeqJump, codes.InvalidArgument},
 	{errSeriesLimit, codes.ResourceExhausted},
+	{query.ErrTooManyGroups, codes.ResourceExhausted},
 	{store.ErrReadOnly, codes.ResourceExhausted}, // opened on a full disk
 	{alert.ErrInvalidRules, codes.FailedPrecondition},
 	{alert.ErrBadRequest, codes.InvalidArgument},

@@ -160,7 +160,7 @@ func (s *queryServer) Histogram(ctx context.Context, req *shiplogv1.HistogramReq
 	}
 	var step time.Duration
 	if req.GetStep() != "" {
-		if step, err = query.ParseDuration(req.GetStep()); err != nil || step <= 0 || step > 100*365*24*time.Hour {
+		if step, err = model.ParseDuration(req.GetStep()); err != nil || step <= 0 || step > 100*365*24*time.Hour {
 			return nil, toStatus(invalid("step %q: want a positive duration such as 1m", req.GetStep()))
 		}
 	} else {

@@ -41,6 +41,14 @@ func (l limitedQueries) Histogram(ctx context.Context, r *shiplogv1.HistogramReq
 	return limited(ctx, l.lm, r, l.s.Histogram)
 }
 
+func (l limitedQueries) Stats(ctx context.Context, r *shiplogv1.StatsRequest) (*shiplogv1.StatsResponse, error) {
+	return limited(ctx, l.lm, r, l.s.Stats)
+}
+
+func (l limitedQueries) Facets(ctx context.Context, r *shiplogv1.FacetsRequest) (*shiplogv1.FacetsResponse, error) {
+	return limited(ctx, l.lm, r, l.s.Facets)
+}
+
 func (l limitedQueries) Context(ctx context.Context, r *shiplogv1.ContextRequest) (*shiplogv1.ContextResponse, error) {
 	return limited(ctx, l.lm, r, l.s.Context)
 }

@@ -34,8 +34,11 @@ import (
 
 // Options configure the listeners.
 type Options struct {
-	HTTPAddr        string
-	GRPCAddr        string
+	HTTPAddr string
+	GRPCAddr string
+	// HTTPListener, when set, is the HTTP listener, already bound (to
+	// HTTPAddr): the caller needed its address first (a port 0's).
+	HTTPListener    net.Listener
 	MaxRecvBytes    int           // largest gRPC message and HTTP body
 	ShutdownTimeout time.Duration // for in-flight requests on SIGTERM
 	// ReadHeaderTimeout bounds reading a request's headers, BodyReadTimeout
@@ -84,12 +87,14 @@ type Server struct {
 	cancelBase context.CancelFunc
 }
 
-// Querier answers searches, histograms and context: a *query.Engine over the
+// Querier answers searches, histograms, context, stats and facets: a *query.Engine over the
 // local store, or, in cluster mode, the cluster's fan-out.
 type Querier interface {
 	Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error)
 	Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) ([]query.Bucket, error)
 	Context(ctx context.Context, g query.Getter, p query.ContextParams) (*query.ContextResult, error)
+	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
+	Facets(ctx context.Context, p query.FacetsParams) (*query.FacetsResult, error)
 }
 
 // Core is what the handlers call.
@@ -146,9 +151,11 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	if s.gl, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("listen --grpc %s: %w", opts.GRPCAddr, err)
 	}
-	if s.hl, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
-		_ = s.gl.Close()
-		return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
+	if s.hl = opts.HTTPListener; s.hl == nil {
+		if s.hl, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
+			_ = s.gl.Close()
+			return nil, fmt.Errorf("listen --http %s: %w", opts.HTTPAddr, err)
+		}
 	}
 	ins := newInstruments(opts.Registerer)
 	if opts.Registerer != nil && core.Limits != nil {
@@ -243,6 +250,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
 	alertHandlers(mux, core)
+	promRulesHandlers(mux, core)
 	registerEcosystem(s.grpc, mux, core, int64(opts.MaxRecvBytes), log) // OTLP, Loki push
 	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes)}
 	prom.register(mux)

@@ -413,31 +413,8 @@ func (l *Lines) decodeText(cv []byte) error {
 	if l.Spans, err = decodeStrings(cols[colSpans], n); err != nil {
 		return err
 	}
-	ab, err := decompress(cols[colAttrs])
-	if err != nil {
+	if l.Attrs, err = decodeAttrs(cols[colAttrs], n); err != nil {
 		return err
-	}
-	l.Attrs = make([][]model.Attr, n)
-	for i := 0; i < n; i++ {
-		na, k := binary.Uvarint(ab)
-		if k <= 0 || na > uint64(len(ab)) {
-			return fmt.Errorf("%w: attributes", errCorrupt)
-		}
-		ab = ab[k:]
-		if na == 0 {
-			continue
-		}
-		as := make([]model.Attr, na)
-		for j := range as {
-			var ok bool
-			if as[j].Key, ab, ok = readString(ab); !ok {
-				return fmt.Errorf("%w: attributes", errCorrupt)
-			}
-			if as[j].Value, ab, ok = readString(ab); !ok {
-				return fmt.Errorf("%w: attributes", errCorrupt)
-			}
-		}
-		l.Attrs[i] = as
 	}
 	sb, err := decompress(cols[colSeqs])
 	if err != nil {
@@ -463,6 +440,37 @@ func (l *Lines) decodeText(cv []byte) error {
 		sb = sb[k:]
 	}
 	return nil
+}
+
+// decodeAttrs decodes the attributes column of n lines.
+func decodeAttrs(c []byte, n int) ([][]model.Attr, error) {
+	ab, err := decompress(c)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]model.Attr, n)
+	for i := 0; i < n; i++ {
+		na, k := binary.Uvarint(ab)
+		if k <= 0 || na > uint64(len(ab)) {
+			return nil, fmt.Errorf("%w: attributes", errCorrupt)
+		}
+		ab = ab[k:]
+		if na == 0 {
+			continue
+		}
+		as := make([]model.Attr, na)
+		for j := range as {
+			var ok bool
+			if as[j].Key, ab, ok = readString(ab); !ok {
+				return nil, fmt.Errorf("%w: attributes", errCorrupt)
+			}
+			if as[j].Value, ab, ok = readString(ab); !ok {
+				return nil, fmt.Errorf("%w: attributes", errCorrupt)
+			}
+		}
+		out[i] = as
+	}
+	return out, nil
 }
 
 func decodeStrings(c []byte, n int) ([]string, error) {

@@ -434,6 +434,60 @@ func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
 	return l, nil
 }
 
+// LoadAttrs returns a candidate's times, levels and attributes only: of its
+// text value only the attributes column is copied and decoded (Msgs, Traces,
+// Spans and Seqs stay nil, so LoadText still loads them). Open chunks come
+// whole.
+func (s *Store) LoadAttrs(ctx context.Context, r ChunkRef) (*Lines, error) {
+	if r.mem != nil {
+		return r.mem, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m := r.Meta
+	var tv, ac []byte
+	var n int
+	err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(chunkKey(pfxTimes, m.Day, m.ID))
+		if err != nil {
+			return err
+		}
+		if tv, err = it.ValueCopy(nil); err != nil {
+			return err
+		}
+		if it, err = txn.Get(chunkKey(pfxChunk, m.Day, m.ID)); err != nil {
+			return err
+		}
+		return it.Value(func(cv []byte) error {
+			cn, cols, err := splitColumns(cv, numCols-colMsgLens)
+			if err != nil {
+				return err
+			}
+			n, ac = cn, append([]byte(nil), cols[colAttrs-colMsgLens]...)
+			return nil
+		})
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("chunk %d: %w", m.ID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
+	}
+	l, err := decodeChunk(m, tv, nil)
+	if err == nil && n != l.Len() {
+		err = fmt.Errorf("%w: text has %d lines, times %d", errCorrupt, n, l.Len())
+	}
+	if err == nil {
+		l.Attrs, err = decodeAttrs(ac, n)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
+	}
+	l.Src = r.Src
+	return l, nil
+}
+
 // loadText reads the text columns of a sealed chunk into l.
 func (s *Store) loadText(l *Lines) error {
 	m := l.Meta

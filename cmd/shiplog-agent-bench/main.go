@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/shiplog/shiplog/internal/harness"
 )
 
 func main() {
@@ -29,15 +30,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shiplog-agent-bench:", err)
 		os.Exit(1)
 	}
-}
-
-func freePort() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func countLines(path string) (int, error) {
@@ -76,26 +68,16 @@ func run(bin, input string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	httpAddr, grpcAddr := freePort(), freePort()
-	srv := exec.Command(bin, "server", "--data", filepath.Join(tmp, "data"), "--http", httpAddr, "--grpc", grpcAddr, "--log-level", "warn")
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
+	srv, err := harness.Start(harness.Config{Bin: bin, Args: []string{"--data", filepath.Join(tmp, "data"), "--log-level", "warn"},
+		LogPath: filepath.Join(tmp, "server.log")})
+	if err != nil {
 		return err
 	}
-	defer func() { _ = srv.Process.Signal(syscall.SIGTERM); _ = srv.Wait() }()
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if i > 300 {
-			return fmt.Errorf("server not ready")
-		}
-		time.Sleep(50 * time.Millisecond)
+	defer func() { _ = srv.Stop(time.Minute) }()
+	if err := srv.WaitReady(15 * time.Second); err != nil {
+		return err
 	}
+	grpcAddr := srv.GRPCAddr
 	in, err := os.Open(input)
 	if err != nil {
 		return err
@@ -115,7 +97,7 @@ func run(bin, input string) error {
 		Total int `json:"total"`
 	}
 	q := url.Values{"start": {"2000-01-01T00:00:00Z"}, "end": {time.Now().Add(48 * time.Hour).Format(time.RFC3339)}, "step": {"8760h"}}
-	resp, err := http.Get("http://" + httpAddr + "/v1/logs:histogram?" + q.Encode())
+	resp, err := http.Get(srv.HTTPBase + "/v1/logs:histogram?" + q.Encode())
 	if err != nil {
 		return err
 	}

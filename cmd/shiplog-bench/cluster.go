@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +37,7 @@ import (
 	"time"
 
 	"github.com/shiplog/shiplog/cluster"
+	"github.com/shiplog/shiplog/internal/harness"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -201,8 +203,9 @@ func waitIdle(what string, limit float64, wait time.Duration) float64 {
 type cnode struct {
 	*server
 	name, clusterAddr, data string
-	bin                     string
-	args                    []string // to start it again on the same ports and data
+	bin, logPath            string
+	args                    []string   // to start it again on the same ports and data
+	started                 chan error // the start under way
 }
 
 // startCluster starts n nodes (they wait for a quorum of each other before
@@ -211,7 +214,7 @@ func startCluster(bin, work string, cc clusterConfig, readyTimeout time.Duration
 	nodes := make([]*cnode, cc.nodes)
 	var peers []string
 	for i := range nodes {
-		addr, err := freePort()
+		addr, err := clusterPort()
 		if err != nil {
 			return nil, err
 		}
@@ -222,25 +225,14 @@ func startCluster(bin, work string, cc clusterConfig, readyTimeout time.Duration
 		if err := os.MkdirAll(n.data, 0o755); err != nil {
 			return nil, err
 		}
-		httpAddr, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		grpcAddr, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		n.args = []string{"server", "--node", n.name, "--cluster-listen", n.clusterAddr,
+		n.args = []string{"--node", n.name, "--cluster-listen", n.clusterAddr,
 			"--cluster-peers", strings.Join(peers, ","), "--cluster-partitions", strconv.Itoa(cc.partitions),
-			"--cluster-lease-ttl", cc.leaseTTL.String(), "--data", n.data, "--http", httpAddr, "--grpc", grpcAddr}
+			"--cluster-lease-ttl", cc.leaseTTL.String(), "--data", n.data}
 		if cc.maxStore != "" {
 			n.args = append(n.args, "--cluster-max-store", cc.maxStore)
 		}
-		n.server = &server{httpAddr: httpAddr, grpcAddr: grpcAddr, logPath: filepath.Join(work, n.name+".log")}
-		if err := n.start(); err != nil {
-			stopAll(nodes, time.Second)
-			return nil, err
-		}
+		n.logPath = filepath.Join(work, n.name+".log")
+		n.start()
 	}
 	for _, n := range nodes {
 		if err := n.waitReady(readyTimeout); err != nil {
@@ -251,53 +243,59 @@ func startCluster(bin, work string, cc clusterConfig, readyTimeout time.Duration
 	return nodes, nil
 }
 
-// start runs the node's process (again, after a kill: same ports, same data).
-func (n *cnode) start() error {
-	lf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+// start runs the node's process (again, after a kill: same ports, same data)
+// without waiting: a node prints its addresses only once a quorum of its
+// peers is up.
+func (n *cnode) start() {
+	ch := make(chan error, 1)
+	n.started = ch
+	args := n.args
+	go func() {
+		p, err := harness.Start(harness.Config{Bin: n.bin, Args: args, LogPath: n.logPath})
+		if err == nil {
+			n.server = newServer(p, n.logPath)
+		}
+		ch <- err
+	}()
+}
+
+// waitReady waits for the start and then for /readyz; the first start's
+// ports are kept for the next.
+func (n *cnode) waitReady(timeout time.Duration) error {
+	err := <-n.started
+	n.started <- err // for stopAll
 	if err != nil {
-		return err
+		return fmt.Errorf("node %s: %w; log %s:\n%s", n.name, err, n.logPath, logTail(n.logPath))
 	}
-	fmt.Fprintf(lf, "\n==== shiplog-bench: starting %s %s\n", n.bin, strings.Join(n.args, " "))
-	cmd := exec.Command(n.bin, n.args...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return fmt.Errorf("start %s: %w", n.bin, err)
+	if err := n.proc.WaitReady(timeout); err != nil {
+		return fmt.Errorf("node %s: %w; log %s:\n%s", n.name, err, n.logPath, logTail(n.logPath))
 	}
-	s := &server{cmd: cmd, httpAddr: n.httpAddr, grpcAddr: n.grpcAddr, logPath: n.logPath, exited: make(chan struct{})}
-	go func() { s.waitErr = cmd.Wait(); lf.Close(); close(s.exited) }()
-	n.server = s
+	if !slices.Contains(n.args, "--http") {
+		n.args = append(n.args, "--http", n.httpAddr, "--grpc", n.grpcAddr)
+	}
 	return nil
 }
 
-func (n *cnode) waitReady(timeout time.Duration) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-n.exited:
-			return fmt.Errorf("node %s exited before ready (%v); log %s:\n%s", n.name, n.waitErr, n.logPath, logTail(n.logPath))
-		default:
-		}
-		resp, err := hc.Get("http://" + n.httpAddr + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s not ready after %v; log %s:\n%s", n.name, timeout, n.logPath, logTail(n.logPath))
-		}
-		time.Sleep(50 * time.Millisecond)
+// clusterPort picks a free loopback port for --cluster-listen: every node's
+// peer list names the others' route ports before any starts, so these (unlike
+// HTTP and gRPC, which listen on port 0 and report it) are picked in advance.
+func clusterPort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
 	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // stopAll stops the nodes still running, each with SIGTERM (killed after timeout).
 func stopAll(nodes []*cnode, timeout time.Duration) {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
+		if n != nil && n.started != nil {
+			err := <-n.started // a start under way ends first
+			n.started <- err
+		}
 		if n == nil || n.server == nil {
 			continue
 		}
@@ -904,10 +902,7 @@ func runCluster(cfg config, cc clusterConfig) (*clusterResults, error) {
 			break
 		}
 		t0 := time.Now()
-		if err := victim.start(); err != nil {
-			fail("restart %s: %v", victim.name, err)
-			break
-		}
+		victim.start()
 		if err := victim.waitReady(cfg.readyTimeout); err != nil {
 			fail("restart %s: %v", victim.name, err)
 			break

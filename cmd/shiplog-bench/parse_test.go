@@ -4,18 +4,34 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
 const genLine = `{"time":"2026-01-01T00:00:00.329404665Z","service":"search","host":"search-3b982e","level":"error","build_id":"build-000001","deploy_id":"deploy-ec24a3c5","message":"GET /api failed status=502 error=\"upstream connect error\" request_id=0ed42f1a3d4cbf37 caller=cmd/worker.go:68"}`
 
+// parseLine reads one line as the bench reads its input.
+func parseLine(line string) (*shiplogv1.Record, error) {
+	recs, err := readJSONL(strings.NewReader(line))
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != 1 {
+		return nil, fmt.Errorf("%d records", len(recs))
+	}
+	return recs[0], nil
+}
+
 func TestParseGeneratedLine(t *testing.T) {
-	rec, err := newLineParser().parseLine([]byte(genLine))
+	rec, err := parseLine(genLine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,9 +54,9 @@ func TestParseGeneratedLine(t *testing.T) {
 }
 
 func TestParseEscapesKeysAndAttributes(t *testing.T) {
-	line := ` { "_time" : "2026-03-04T05:06:07Z", "_msg":"a\\b\/c\n\t\u00e9\ud83d\ude00 \"q\"",` +
+	line := ` { "time" : "2026-03-04T05:06:07Z", "message":"a\\b\/c\n\t\u00e9\ud83d\ude00 \"q\"",` +
 		`"code": 42, "ok":true, "nested":{"x":[1,"}"]}, "nothing":null, "ts_ms_attr":"x\u0041"} `
-	rec, err := newLineParser().parseLine([]byte(line))
+	rec, err := parseLine(line)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +66,7 @@ func TestParseEscapesKeysAndAttributes(t *testing.T) {
 	if got := rec.GetTime().AsTime(); !got.Equal(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)) {
 		t.Errorf("time = %v", got)
 	}
-	want := map[string]string{"code": "42", "ok": "true", "nested": `{"x":[1,"}"]}`, "ts_ms_attr": "xA"}
+	want := map[string]string{"code": "42", "ok": "true", "nested.x": `[1,"}"]`, "ts_ms_attr": "xA"}
 	if len(rec.Attributes) != len(want) {
 		t.Errorf("attributes = %v, want %v", rec.Attributes, want)
 	}
@@ -69,7 +85,7 @@ func TestParseNumericTime(t *testing.T) {
 		`{"time":1767225600.5}`:                time.Unix(1767225600, 5e8),
 		`{"time":"2026-01-01T01:00:00+01:00"}`: time.Unix(1767225600, 0),
 	} {
-		rec, err := newLineParser().parseLine([]byte(in))
+		rec, err := parseLine(in)
 		if err != nil {
 			t.Errorf("%s: %v", in, err)
 			continue
@@ -86,18 +102,19 @@ func TestParseErrors(t *testing.T) {
 		`{"a":"\q"}`, `{"a":"\u12"}`, `{"time":"yesterday"}`, `{"time":"2026-01-01"}`, `{"a":"x"} junk`,
 		"{\"a\":\"tab\there\"}", `{a:"x"}`,
 	} {
-		if rec, err := newLineParser().parseLine([]byte(in)); err == nil {
+		if rec, err := parseLine(in); err == nil {
 			t.Errorf("%q: want an error, got %v", in, rec)
 		}
 	}
 }
 
 func TestInternShares(t *testing.T) {
-	p := newLineParser()
-	a, _ := p.parseLine([]byte(`{"service":"api","host":"h1","message":"m1"}`))
-	b, _ := p.parseLine([]byte(`{"service":"api","host":"h2","message":"m2"}`))
-	if a.Service != "api" || b.Service != "api" || len(p.intern) != 3 {
-		t.Errorf("intern table %v", p.intern)
+	recs, err := readJSONL(strings.NewReader(`{"service":"api","host":"h1","message":"m1","k":"1"}` + "\n" + `{"service":"api","host":"h2","message":"m2","k":"2"}`))
+	if err != nil || len(recs) != 2 {
+		t.Fatal(recs, err)
+	}
+	if unsafe.StringData(recs[0].Service) != unsafe.StringData(recs[1].Service) {
+		t.Error("the two records' service strings are not shared")
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shiplog/shiplog/internal/harness"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,78 +29,36 @@ import (
 // ---- server process -------------------------------------------------------
 
 type server struct {
+	proc     *harness.Proc
 	cmd      *exec.Cmd
 	httpAddr string
 	grpcAddr string
 	logPath  string
-	exited   chan struct{}
-	waitErr  error
+	exited   <-chan struct{}
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+func newServer(p *harness.Proc, logPath string) *server {
+	return &server{proc: p, cmd: p.Cmd, httpAddr: p.HTTPAddr, grpcAddr: p.GRPCAddr, logPath: logPath, exited: p.Done()}
 }
 
-// startServer runs `bin server` on free loopback ports and waits for /readyz.
+// startServer runs `bin server` on loopback ports the kernel picks (reported
+// by the server) and waits for /readyz.
 func startServer(bin, dataDir, logPath string, readyTimeout time.Duration) (*server, time.Duration, error) {
-	httpAddr, err := freePort()
-	if err != nil {
-		return nil, 0, err
-	}
-	grpcAddr, err := freePort()
-	if err != nil {
-		return nil, 0, err
-	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, 0, err
-	}
-	fmt.Fprintf(logf, "\n==== shiplog-bench: starting %s server --http %s --grpc %s --data %s\n", bin, httpAddr, grpcAddr, dataDir)
-	cmd := exec.Command(bin, "server", "--http", httpAddr, "--grpc", grpcAddr, "--data", dataDir)
-	cmd.Stdout, cmd.Stderr = logf, logf
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, 0, fmt.Errorf("start %s: %w", bin, err)
+	p, err := harness.Start(harness.Config{Bin: bin, Args: []string{"--data", dataDir}, LogPath: logPath})
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w; log %s:\n%s", err, logPath, logTail(logPath))
 	}
-	s := &server{cmd: cmd, httpAddr: httpAddr, grpcAddr: grpcAddr, logPath: logPath, exited: make(chan struct{})}
-	go func() { s.waitErr = cmd.Wait(); logf.Close(); close(s.exited) }()
-
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		select {
-		case <-s.exited:
-			return nil, 0, fmt.Errorf("server exited before ready (%v); log %s:\n%s", s.waitErr, logPath, logTail(logPath))
-		default:
-		}
-		resp, err := hc.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, time.Since(t0), nil
-			}
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return nil, 0, fmt.Errorf("server not ready after %v; log %s:\n%s", readyTimeout, logPath, logTail(logPath))
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := p.WaitReady(readyTimeout); err != nil {
+		p.Kill()
+		return nil, 0, fmt.Errorf("%w; log %s:\n%s", err, logPath, logTail(logPath))
 	}
+	return newServer(p, logPath), time.Since(t0), nil
 }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-func (s *server) kill() {
-	s.cmd.Process.Kill()
-	<-s.exited
-}
+func (s *server) kill() { s.proc.Kill() }
 
 // stop sends SIGTERM and waits. clean is false when the server did not exit 0 in
 // time. cpu is the process's total user+system CPU time.
@@ -119,7 +77,7 @@ func (s *server) stop(timeout time.Duration) (clean bool, took, cpu time.Duratio
 	ps := s.cmd.ProcessState
 	cpu = ps.UserTime() + ps.SystemTime()
 	if !ps.Success() {
-		return false, took, cpu, fmt.Errorf("server did not exit cleanly on SIGTERM: %v; log %s:\n%s", s.waitErr, s.logPath, logTail(s.logPath))
+		return false, took, cpu, fmt.Errorf("server did not exit cleanly on SIGTERM: %v; log %s:\n%s", s.proc.Err(), s.logPath, logTail(s.logPath))
 	}
 	return true, took, cpu, nil
 }

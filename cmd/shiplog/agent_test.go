@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/internal/harness"
 )
 
 // These tests drive real shiplog processes: the test binary itself, run as
@@ -78,18 +80,19 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// testServer is a running `shiplog server` process.
+// testServer is a running `shiplog server` process (internal/harness): the
+// test binary run as shiplog, on ports the kernel picks unless http or grpc
+// is set (a client that had to know the address before the server started);
+// a restart takes the same ports again.
 type testServer struct {
 	t                testing.TB
 	data, http, grpc string
-	cmd              *exec.Cmd
-	exited           chan error
-	logs             *bytes.Buffer
+	proc             *harness.Proc
 }
 
 func startServer(t testing.TB) *testServer {
 	t.Helper()
-	s := &testServer{t: t, data: filepath.Join(t.TempDir(), "data"), http: freeAddr(t), grpc: freeAddr(t)}
+	s := &testServer{t: t, data: filepath.Join(t.TempDir(), "data")}
 	s.start()
 	t.Cleanup(s.kill)
 	return s
@@ -98,43 +101,32 @@ func startServer(t testing.TB) *testServer {
 func (s *testServer) start() {
 	t := s.t
 	t.Helper()
-	s.logs = &bytes.Buffer{}
-	s.cmd = shiplog(t, "server", "--data", s.data, "--http", s.http, "--grpc", s.grpc)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+	cmd := shiplog(t) // the executable and environment
+	cfg := harness.Config{Bin: cmd.Path, Env: cmd.Env, Args: []string{"--data", s.data},
+		LogPath: filepath.Join(filepath.Dir(s.data), "server.log")}
+	if s.http != "" {
+		cfg.Args = append(cfg.Args, "--http", s.http)
 	}
-	s.exited = make(chan error, 1)
-	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(s.cmd, s.exited)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + s.http + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		select {
-		case err := <-s.exited:
-			t.Fatalf("server exited before ready: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server not ready after 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if s.grpc != "" {
+		cfg.Args = append(cfg.Args, "--grpc", s.grpc)
 	}
+	p, err := harness.Start(cfg)
+	if err == nil {
+		err = p.WaitReady(20 * time.Second)
+	}
+	if err != nil {
+		log, _ := os.ReadFile(cfg.LogPath)
+		t.Fatalf("%v\n%s", err, log)
+	}
+	s.proc, s.http, s.grpc = p, p.HTTPAddr, p.GRPCAddr
 }
 
 // kill sends SIGKILL and waits for the process to go.
 func (s *testServer) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
+	if s.proc != nil {
+		s.proc.Kill()
+		s.proc = nil
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.exited
-	s.cmd = nil
 }
 
 // record is a stored record as the HTTP API shows it.

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,7 +27,7 @@ type alerting struct {
 
 // startAlerting loads the rules file (a file that does not load is a usage
 // error at start) and starts evaluating. externalURL "" means http(s)://httpAddr.
-func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string, tls bool, st alert.StateStore, eng server.Querier,
+func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string, tls bool, ax *alertFlags, st alert.StateStore, eng server.Querier,
 	metrics *server.Metrics, log *slog.Logger, reg prometheus.Registerer) (*alerting, error) {
 	if externalURL == "" {
 		scheme := "http://"
@@ -38,6 +42,7 @@ func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string,
 	externalURL = strings.TrimRight(externalURL, "/")
 	no := alert.DefaultNotifierOptions()
 	no.ExternalURL, no.Store = externalURL, st
+	no.ExternalLabels, no.ResendDelay = ax.externalLabels, ax.resendDelay
 	nt, err := alert.NewNotifier(log, reg, no)
 	if err != nil {
 		return nil, err
@@ -45,6 +50,8 @@ func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string,
 	mo := alert.DefaultOptions()
 	mo.Logs = server.AlertLogsQuery(eng)
 	mo.Query = server.AlertPromQuery(metrics)
+	mo.Append = server.AlertAppend(metrics)
+	mo.ExternalLabels = ax.externalLabels
 	mo.Notify, mo.Store, mo.ExternalURL = nt.Notify, st, externalURL
 	mo.Parse = rulesParseOptions()
 	mgr, err := alert.NewManager(log, reg, mo)
@@ -66,6 +73,30 @@ func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string,
 		mgr.Run(ctx)
 	}()
 	return a, nil
+}
+
+// alertFlags are the server's alerting flags besides --rules and --external-url.
+type alertFlags struct {
+	externalLabels map[string]string
+	resendDelay    time.Duration
+}
+
+// addAlertFlags defines --external-labels and --alert-resend-delay on fs.
+func addAlertFlags(fs *flag.FlagSet) *alertFlags {
+	ax := &alertFlags{externalLabels: map[string]string{}}
+	fs.Func("external-labels", "labels NAME=VALUE,... added to alerts sent to an Alertmanager, and $externalLabels in rule templates (Prometheus' external_labels)", func(s string) error {
+		for _, kv := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || k == "" || v == "" || !utf8.ValidString(k+v) || k == "__name__" {
+				return fmt.Errorf("%q: want NAME=VALUE,...", kv)
+			}
+			ax.externalLabels[k] = v
+		}
+		return nil
+	})
+	fs.DurationVar(&ax.resendDelay, "alert-resend-delay", alert.DefaultNotifierOptions().ResendDelay,
+		"how often alerts still firing are sent again to an Alertmanager receiver without its own resend_interval (Prometheus' --rules.alert.resend-delay)")
+	return ax
 }
 
 // reload reads the rules file again (SIGHUP); a bad file keeps the old rules.

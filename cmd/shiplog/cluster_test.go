@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shiplog/shiplog/cluster"
+	"github.com/shiplog/shiplog/internal/harness"
 	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
@@ -116,9 +117,8 @@ var (
 // does not wait for the node to be ready.
 func launchNode(t testing.TB, name, data, listen string, peers []string, extra ...string) *clusterNode {
 	t.Helper()
-	n := &clusterNode{name: name, data: data, http: quietAddr(t), grpc: quietAddr(t), listen: listen,
-		done: make(chan error, 1), logs: &syncBuffer{}}
-	args := []string{"--data", data, "--http", n.http, "--grpc", n.grpc, "--log-level", "debug",
+	n := &clusterNode{name: name, data: data, listen: listen, done: make(chan error, 1), logs: &syncBuffer{}}
+	args := []string{"--data", data, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--log-level", "debug",
 		"--node", name, "--cluster-listen", listen, "--cluster-peers", strings.Join(peers, ",")}
 	args = append(args, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -154,16 +154,23 @@ func (n *clusterNode) stop(t testing.TB) error {
 
 func (n *clusterNode) url(path string) string { return "http://" + n.http + path }
 
-// waitReady waits for /readyz, failing if runServer returns first.
+// waitReady waits for the node to print its addresses (once a quorum of
+// its peers is up) and then for /readyz, failing if runServer returns first.
 func (n *clusterNode) waitReady(t testing.TB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		resp, err := http.Get(n.url("/readyz"))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
+		if n.http == "" {
+			if a, ok := harness.ParseServing(n.logs.String()); ok {
+				n.http, n.grpc = a.HTTP, a.GRPC
+			}
+		}
+		if n.http != "" {
+			if resp, err := http.Get(n.url("/readyz")); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return
+				}
 			}
 		}
 		select {

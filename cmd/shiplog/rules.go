@@ -63,12 +63,20 @@ func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// rulesParseOptions checks logs: queries with the query parser.
+// rulesParseOptions checks logs: queries with the query parser, and agg:
+// and by: fields as the stats engine takes them.
 func rulesParseOptions() alert.ParseOptions {
-	return alert.ParseOptions{CheckLogsQuery: func(s string) error {
-		if _, err := query.Parse(s); err != nil {
-			return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), query.ErrBadQuery.Error()+": "))
+	words := func(check func(string) error) func(string) error {
+		return func(s string) error {
+			if err := check(s); err != nil {
+				return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), query.ErrBadQuery.Error()+": "))
+			}
+			return nil
 		}
-		return nil
-	}}
+	}
+	return alert.ParseOptions{
+		CheckLogsQuery: words(func(s string) error { _, err := query.Parse(s); return err }),
+		CheckAgg:       words(query.CheckAgg),
+		CheckBy:        words(query.CheckStatsField),
+	}
 }

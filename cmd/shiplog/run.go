@@ -9,6 +9,9 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // usageError is a bad command line or config: exit code 2, one line.
@@ -33,6 +36,7 @@ func commands() []command {
 		{"server", "run the log server", runServer},
 		{"query", "print matching records, oldest first", runQuery},
 		{"tail", "follow new matching records", runTail},
+		{"stats", "count matching records by fields, with aggregates, as a table", runStats},
 		{"agent", "ship lines from files or stdin to the server", runAgent},
 		{"run", "run a command, passing its output through and shipping it", runRun},
 		{"token", "make a new auth token: shiplog token new --name N --scopes ...", runToken},
@@ -67,6 +71,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // (upper case, dashes as underscores). Errors are usage errors.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				f.Value = durationFlag{f.Value}
+			}
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
@@ -98,3 +109,15 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 
 // errHelp: --help was printed; exit 0.
 var errHelp = errors.New("help shown")
+
+// durationFlag makes a duration flag take the project's one duration dialect
+// (model.ParseDuration: 1d, 2w, 1h30m, 1.5h), not only Go's.
+type durationFlag struct{ flag.Value }
+
+func (d durationFlag) Set(s string) error {
+	v, err := model.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	return d.Value.Set(v.String())
+}

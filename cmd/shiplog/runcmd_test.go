@@ -136,7 +136,7 @@ func TestRunManyLinesServerDown(t *testing.T) {
 		!strings.Contains(errOut[wantErr.Len():], "not delivered") {
 		t.Fatalf("exit %d, %d/%d bytes out, stderr tail %q", code, len(out), wantOut.Len(), errOut[min(len(errOut), wantErr.Len()):])
 	}
-	s := &testServer{t: t, data: filepath.Join(t.TempDir(), "data"), http: freeAddr(t), grpc: addr}
+	s := &testServer{t: t, data: filepath.Join(t.TempDir(), "data"), grpc: addr}
 	s.start()
 	t.Cleanup(s.kill)
 	if _, errOut, code := runShiplog(t, "--server", addr, "--service", "ci", "--build-id", "b-many-down", "--spool", spool,
@@ -169,7 +169,7 @@ func TestRunServerDown(t *testing.T) {
 		t.Fatalf("took %s", d)
 	}
 	// The next run on the same spool, with the server up, delivers them.
-	s := &testServer{t: t, data: filepath.Join(t.TempDir(), "data"), http: freeAddr(t), grpc: addr}
+	s := &testServer{t: t, data: filepath.Join(t.TempDir(), "data"), grpc: addr}
 	s.start()
 	t.Cleanup(s.kill)
 	if _, errOut, code := runShiplog(t, "--server", addr, "--service", "ci", "--build-id", "b-down", "--spool", spool, "--", "true"); code != 0 || errOut != "" {

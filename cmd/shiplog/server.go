@@ -81,6 +81,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxSeqJump := fs.Uint64("max-seq-jump", sod.MaxSeqJump, "refuse (InvalidArgument) a batch whose seq is further than this above its agent's highest stored seq; 0 = no bound")
 	rulesFile := fs.String("rules", "", "alert rules file (see docs/rules.md); reloaded on SIGHUP and POST /-/reload")
 	externalURL := fs.String("external-url", "", "the web UI's address in alert notifications' links (default http://<--http>)")
+	ax := addAlertFlags(fs)
 	cf := addClusterFlags(fs)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, errHelp) {
@@ -258,10 +259,19 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Engine:    metrics.NewEngine(mo, log, reg),
 		Queryable: metrics.NewQueryable(st, mo),
 	}
+	// The HTTP listener is bound now: alert links need its address (a
+	// --http port 0's is known only once bound).
+	hl, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		_ = st.Close()
+		return fmt.Errorf("listen --http %s: %w", *httpAddr, err)
+	}
+	boundHTTP := hl.Addr().String()
 	var al *alerting
 	var node *cluster.Node
 	var calerts *clusterAlerts
 	closeAll := func() {
+		_ = hl.Close()
 		al.stop()
 		if calerts != nil {
 			calerts.stop()
@@ -287,7 +297,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			ccfg.OnAlertLease = calerts.onLease
 		}
 		if node, err = startClusterNode(ctx, *ccfg); err != nil {
-			_ = st.Close()
+			closeAll()
 			return err
 		}
 		core.Query, core.CatalogFor, core.Cluster, core.Catalog, core.Getter = node, node.Catalog, node.Status, nil, nil
@@ -295,7 +305,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			kv := node.AlertStore()
 			areg := reRegisterer{reg}
 			calerts.start = func() (*alerting, error) {
-				return startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, kv, node, core.Metrics, log, areg)
+				return startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, ax, kv, node, core.Metrics, log, areg)
 			}
 			quiet := slog.New(slog.DiscardHandler)
 			calerts.view = func() (*alert.Manager, error) { return viewAlerts(*rulesFile, kv, quiet) }
@@ -308,8 +318,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			go calerts.loop()
 		}
 	case *rulesFile != "":
-		if al, err = startAlerting(ctx, *rulesFile, *externalURL, *httpAddr, tlsCfg != nil, st, core.Query, core.Metrics, log, reg); err != nil {
-			_ = st.Close()
+		if al, err = startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, ax, st, core.Query, core.Metrics, log, reg); err != nil {
+			closeAll()
 			return err
 		}
 		core.Alerts = al.mgr
@@ -322,6 +332,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	so2 := server.DefaultOptions()
 	so2.UI = web.Handler()
 	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg
+	so2.HTTPListener = hl
 	so2.Auth, so2.TLS = auth, tlsCfg
 	so2.ReadHeaderTimeout, so2.BodyReadTimeout, so2.IdleTimeout = *readHeaderTimeout, *readTimeout, *idleTimeout
 	so2.Registerer = reg
@@ -373,9 +384,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("--syslog-tls takes messages without a token from anyone who can reach it: add --tls-client-ca to require client certificates", "syslog_tls", sl.TLSAddr())
 		}
 	}
-	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n  data:                %s\n",
-		base, srv.GRPCAddr(), base, *data)
-	fmt.Fprint(stdout, syslogLine)
+	// "data" ends the address block (internal/harness reads it).
+	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n%s  data:                %s\n",
+		base, srv.GRPCAddr(), base, syslogLine, *data)
 	if readOnly {
 		fmt.Fprintf(stdout, "  READ-ONLY:           %s; queries are answered, ingest is refused until a restart with free space\n", roWhy)
 	}

@@ -2118,6 +2118,555 @@ func (x *ListHostsResponse) GetMissingPartitions() []int32 {
 	return nil
 }
 
+type StatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Q     string                 `protobuf:"bytes,1,opt,name=q,proto3" json:"q,omitempty"`
+	// start and end as for Search; default: the last 24 hours.
+	Start string `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End   string `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// by: up to 4 comma-separated fields: service, host, build_id, deploy_id,
+	// level or an attribute key.
+	By string `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
+	// limit of groups answered (default 100, at most 10000); the others are
+	// summed into other.
+	Limit int32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// step, when set (a duration such as "1m"), also counts every group per step.
+	Step string `protobuf:"bytes,6,opt,name=step,proto3" json:"step,omitempty"`
+	// agg: comma-separated aggregates: count, count_distinct(f), sum(f),
+	// avg(f), min(f), max(f), quantile(q,f) (at most 8).
+	Agg           string `protobuf:"bytes,7,opt,name=agg,proto3" json:"agg,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsRequest) Reset() {
+	*x = StatsRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsRequest) ProtoMessage() {}
+
+func (x *StatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
+func (*StatsRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StatsRequest) GetQ() string {
+	if x != nil {
+		return x.Q
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *StatsRequest) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetAgg() string {
+	if x != nil {
+		return x.Agg
+	}
+	return ""
+}
+
+// Counts are whole numbers carried as doubles, so that JSON shows them as
+// numbers (exact up to 2^53).
+type StatsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Groups []*StatsGroup          `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// total: every matching record; other: those of the groups past limit.
+	Total float64 `protobuf:"fixed64,2,opt,name=total,proto3" json:"total,omitempty"`
+	Other float64 `protobuf:"fixed64,3,opt,name=other,proto3" json:"other,omitempty"`
+	// skipped: records whose aggregated attribute was not a number.
+	Skipped float64 `protobuf:"fixed64,4,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// other_groups: how many groups were summed into other.
+	OtherGroups float64 `protobuf:"fixed64,5,opt,name=other_groups,json=otherGroups,proto3" json:"other_groups,omitempty"`
+	// partial and missing_partitions as for Search.
+	Partial           bool    `protobuf:"varint,6,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,7,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *StatsResponse) Reset() {
+	*x = StatsResponse{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsResponse) ProtoMessage() {}
+
+func (x *StatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
+func (*StatsResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StatsResponse) GetGroups() []*StatsGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetTotal() float64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetOther() float64 {
+	if x != nil {
+		return x.Other
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetSkipped() float64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetOtherGroups() float64 {
+	if x != nil {
+		return x.OtherGroups
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *StatsResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
+}
+
+type StatsGroup struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Labels map[string]string      `protobuf:"bytes,1,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Count  float64                `protobuf:"fixed64,2,opt,name=count,proto3" json:"count,omitempty"`
+	// values of the aggregates, by the aggregate as written; left out where
+	// the group has no numeric value for it.
+	Values map[string]float64 `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// buckets with step: every bucket of the range, empty ones included.
+	Buckets       []*Bucket `protobuf:"bytes,4,rep,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsGroup) Reset() {
+	*x = StatsGroup{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsGroup) ProtoMessage() {}
+
+func (x *StatsGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsGroup.ProtoReflect.Descriptor instead.
+func (*StatsGroup) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StatsGroup) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *StatsGroup) GetCount() float64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *StatsGroup) GetValues() map[string]float64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *StatsGroup) GetBuckets() []*Bucket {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+type FacetsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Q     string                 `protobuf:"bytes,1,opt,name=q,proto3" json:"q,omitempty"`
+	Start string                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End   string                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// fields: comma-separated (at most 32); default: the labels, level and
+	// the attribute keys of the matching records.
+	Fields string `protobuf:"bytes,4,opt,name=fields,proto3" json:"fields,omitempty"`
+	// limit of values a field (default 10, at most 1000).
+	Limit         int32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FacetsRequest) Reset() {
+	*x = FacetsRequest{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FacetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FacetsRequest) ProtoMessage() {}
+
+func (x *FacetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FacetsRequest.ProtoReflect.Descriptor instead.
+func (*FacetsRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FacetsRequest) GetQ() string {
+	if x != nil {
+		return x.Q
+	}
+	return ""
+}
+
+func (x *FacetsRequest) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *FacetsRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *FacetsRequest) GetFields() string {
+	if x != nil {
+		return x.Fields
+	}
+	return ""
+}
+
+func (x *FacetsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type FacetsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Fields []*Facet               `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty"`
+	// total: the matching records.
+	Total             float64 `protobuf:"fixed64,2,opt,name=total,proto3" json:"total,omitempty"`
+	Partial           bool    `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	MissingPartitions []int32 `protobuf:"varint,4,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FacetsResponse) Reset() {
+	*x = FacetsResponse{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FacetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FacetsResponse) ProtoMessage() {}
+
+func (x *FacetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FacetsResponse.ProtoReflect.Descriptor instead.
+func (*FacetsResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *FacetsResponse) GetFields() []*Facet {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *FacetsResponse) GetTotal() float64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *FacetsResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *FacetsResponse) GetMissingPartitions() []int32 {
+	if x != nil {
+		return x.MissingPartitions
+	}
+	return nil
+}
+
+type Facet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// distinct values of the field among the matches.
+	Distinct float64       `protobuf:"fixed64,2,opt,name=distinct,proto3" json:"distinct,omitempty"`
+	Values   []*FacetValue `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	// count: the matching records that have the field.
+	Count float64 `protobuf:"fixed64,4,opt,name=count,proto3" json:"count,omitempty"`
+	// capped: more distinct values than the server tracks for one field;
+	// distinct is then a lower bound.
+	Capped        bool `protobuf:"varint,5,opt,name=capped,proto3" json:"capped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Facet) Reset() {
+	*x = Facet{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Facet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Facet) ProtoMessage() {}
+
+func (x *Facet) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Facet.ProtoReflect.Descriptor instead.
+func (*Facet) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Facet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Facet) GetDistinct() float64 {
+	if x != nil {
+		return x.Distinct
+	}
+	return 0
+}
+
+func (x *Facet) GetValues() []*FacetValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *Facet) GetCount() float64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Facet) GetCapped() bool {
+	if x != nil {
+		return x.Capped
+	}
+	return false
+}
+
+type FacetValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         string                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Count         float64                `protobuf:"fixed64,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FacetValue) Reset() {
+	*x = FacetValue{}
+	mi := &file_shiplog_v1_query_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FacetValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FacetValue) ProtoMessage() {}
+
+func (x *FacetValue) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_query_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FacetValue.ProtoReflect.Descriptor instead.
+func (*FacetValue) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_query_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FacetValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *FacetValue) GetCount() float64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_shiplog_v1_query_proto protoreflect.FileDescriptor
 
 const file_shiplog_v1_query_proto_rawDesc = "" +
@@ -2326,10 +2875,62 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x12missing_partitions\x18\x03 \x03(\x05R\x11missingPartitions\x1a>\n" +
 	"\x10StateCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x012\x83\t\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x90\x01\n" +
+	"\fStatsRequest\x12\f\n" +
+	"\x01q\x18\x01 \x01(\tR\x01q\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x12\n" +
+	"\x04step\x18\x06 \x01(\tR\x04step\x12\x10\n" +
+	"\x03agg\x18\a \x01(\tR\x03agg\"\xf1\x01\n" +
+	"\rStatsResponse\x12.\n" +
+	"\x06groups\x18\x01 \x03(\v2\x16.shiplog.v1.StatsGroupR\x06groups\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x01R\x05total\x12\x14\n" +
+	"\x05other\x18\x03 \x01(\x01R\x05other\x12\x18\n" +
+	"\askipped\x18\x04 \x01(\x01R\askipped\x12!\n" +
+	"\fother_groups\x18\x05 \x01(\x01R\votherGroups\x12\x18\n" +
+	"\apartial\x18\x06 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\a \x03(\x05R\x11missingPartitions\"\xbe\x02\n" +
+	"\n" +
+	"StatsGroup\x12:\n" +
+	"\x06labels\x18\x01 \x03(\v2\".shiplog.v1.StatsGroup.LabelsEntryR\x06labels\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x01R\x05count\x12:\n" +
+	"\x06values\x18\x03 \x03(\v2\".shiplog.v1.StatsGroup.ValuesEntryR\x06values\x12,\n" +
+	"\abuckets\x18\x04 \x03(\v2\x12.shiplog.v1.BucketR\abuckets\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"s\n" +
+	"\rFacetsRequest\x12\f\n" +
+	"\x01q\x18\x01 \x01(\tR\x01q\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\x12\x16\n" +
+	"\x06fields\x18\x04 \x01(\tR\x06fields\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\"\x9a\x01\n" +
+	"\x0eFacetsResponse\x12)\n" +
+	"\x06fields\x18\x01 \x03(\v2\x11.shiplog.v1.FacetR\x06fields\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x01R\x05total\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12-\n" +
+	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\"\x95\x01\n" +
+	"\x05Facet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bdistinct\x18\x02 \x01(\x01R\bdistinct\x12.\n" +
+	"\x06values\x18\x03 \x03(\v2\x16.shiplog.v1.FacetValueR\x06values\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x01R\x05count\x12\x16\n" +
+	"\x06capped\x18\x05 \x01(\bR\x06capped\"8\n" +
+	"\n" +
+	"FacetValue\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x01R\x05count2\xb3\n" +
+	"\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
-	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogram\x12a\n" +
+	"\tHistogram\x12\x1c.shiplog.v1.HistogramRequest\x1a\x1d.shiplog.v1.HistogramResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/logs:histogram\x12T\n" +
+	"\x05Stats\x12\x18.shiplog.v1.StatsRequest\x1a\x19.shiplog.v1.StatsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/logs:stats\x12X\n" +
+	"\x06Facets\x12\x19.shiplog.v1.FacetsRequest\x1a\x1a.shiplog.v1.FacetsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:facets\x12a\n" +
 	"\aContext\x12\x1a.shiplog.v1.ContextRequest\x1a\x1b.shiplog.v1.ContextResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/logs/{id}:context\x12R\n" +
 	"\x04Tail\x12\x17.shiplog.v1.TailRequest\x1a\x18.shiplog.v1.TailResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/logs:tail0\x01\x12_\n" +
 	"\n" +
@@ -2357,7 +2958,7 @@ func file_shiplog_v1_query_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_query_proto_rawDescData
 }
 
-var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_shiplog_v1_query_proto_goTypes = []any{
 	(*SearchRequest)(nil),            // 0: shiplog.v1.SearchRequest
 	(*SearchResponse)(nil),           // 1: shiplog.v1.SearchResponse
@@ -2382,82 +2983,101 @@ var file_shiplog_v1_query_proto_goTypes = []any{
 	(*Host)(nil),                     // 20: shiplog.v1.Host
 	(*ListHostsRequest)(nil),         // 21: shiplog.v1.ListHostsRequest
 	(*ListHostsResponse)(nil),        // 22: shiplog.v1.ListHostsResponse
-	nil,                              // 23: shiplog.v1.Build.HostLinesEntry
-	nil,                              // 24: shiplog.v1.Deploy.HostLinesEntry
-	nil,                              // 25: shiplog.v1.ListHostsResponse.StateCountsEntry
-	(*Record)(nil),                   // 26: shiplog.v1.Record
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
-	(*ListAlertsRequest)(nil),        // 28: shiplog.v1.ListAlertsRequest
-	(*ListAlertRulesRequest)(nil),    // 29: shiplog.v1.ListAlertRulesRequest
-	(*ListAlertHistoryRequest)(nil),  // 30: shiplog.v1.ListAlertHistoryRequest
-	(*ListAlertsResponse)(nil),       // 31: shiplog.v1.ListAlertsResponse
-	(*ListAlertRulesResponse)(nil),   // 32: shiplog.v1.ListAlertRulesResponse
-	(*ListAlertHistoryResponse)(nil), // 33: shiplog.v1.ListAlertHistoryResponse
+	(*StatsRequest)(nil),             // 23: shiplog.v1.StatsRequest
+	(*StatsResponse)(nil),            // 24: shiplog.v1.StatsResponse
+	(*StatsGroup)(nil),               // 25: shiplog.v1.StatsGroup
+	(*FacetsRequest)(nil),            // 26: shiplog.v1.FacetsRequest
+	(*FacetsResponse)(nil),           // 27: shiplog.v1.FacetsResponse
+	(*Facet)(nil),                    // 28: shiplog.v1.Facet
+	(*FacetValue)(nil),               // 29: shiplog.v1.FacetValue
+	nil,                              // 30: shiplog.v1.Build.HostLinesEntry
+	nil,                              // 31: shiplog.v1.Deploy.HostLinesEntry
+	nil,                              // 32: shiplog.v1.ListHostsResponse.StateCountsEntry
+	nil,                              // 33: shiplog.v1.StatsGroup.LabelsEntry
+	nil,                              // 34: shiplog.v1.StatsGroup.ValuesEntry
+	(*Record)(nil),                   // 35: shiplog.v1.Record
+	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
+	(*ListAlertsRequest)(nil),        // 37: shiplog.v1.ListAlertsRequest
+	(*ListAlertRulesRequest)(nil),    // 38: shiplog.v1.ListAlertRulesRequest
+	(*ListAlertHistoryRequest)(nil),  // 39: shiplog.v1.ListAlertHistoryRequest
+	(*ListAlertsResponse)(nil),       // 40: shiplog.v1.ListAlertsResponse
+	(*ListAlertRulesResponse)(nil),   // 41: shiplog.v1.ListAlertRulesResponse
+	(*ListAlertHistoryResponse)(nil), // 42: shiplog.v1.ListAlertHistoryResponse
 }
 var file_shiplog_v1_query_proto_depIdxs = []int32{
-	26, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
+	35, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
 	4,  // 1: shiplog.v1.HistogramResponse.buckets:type_name -> shiplog.v1.Bucket
-	27, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
-	26, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
-	26, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
-	26, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
-	26, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
-	27, // 7: shiplog.v1.ContextResponse.window_start:type_name -> google.protobuf.Timestamp
-	27, // 8: shiplog.v1.ContextResponse.window_end:type_name -> google.protobuf.Timestamp
-	26, // 9: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
-	27, // 10: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
-	27, // 11: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
-	27, // 12: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
-	27, // 13: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
+	36, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
+	35, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
+	35, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
+	35, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
+	35, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
+	36, // 7: shiplog.v1.ContextResponse.window_start:type_name -> google.protobuf.Timestamp
+	36, // 8: shiplog.v1.ContextResponse.window_end:type_name -> google.protobuf.Timestamp
+	35, // 9: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
+	36, // 10: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
+	36, // 11: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
+	36, // 12: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
+	36, // 13: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
 	9,  // 14: shiplog.v1.Build.levels:type_name -> shiplog.v1.LevelCounts
-	27, // 15: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
-	27, // 16: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
+	36, // 15: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
+	36, // 16: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
 	10, // 17: shiplog.v1.Build.runs:type_name -> shiplog.v1.Run
-	23, // 18: shiplog.v1.Build.host_lines:type_name -> shiplog.v1.Build.HostLinesEntry
+	30, // 18: shiplog.v1.Build.host_lines:type_name -> shiplog.v1.Build.HostLinesEntry
 	11, // 19: shiplog.v1.ListBuildsResponse.builds:type_name -> shiplog.v1.Build
-	27, // 20: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
-	27, // 21: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
+	36, // 20: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
+	36, // 21: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
 	9,  // 22: shiplog.v1.Deploy.levels:type_name -> shiplog.v1.LevelCounts
 	10, // 23: shiplog.v1.Deploy.runs:type_name -> shiplog.v1.Run
 	20, // 24: shiplog.v1.Deploy.host_lives:type_name -> shiplog.v1.Host
-	24, // 25: shiplog.v1.Deploy.host_lines:type_name -> shiplog.v1.Deploy.HostLinesEntry
+	31, // 25: shiplog.v1.Deploy.host_lines:type_name -> shiplog.v1.Deploy.HostLinesEntry
 	15, // 26: shiplog.v1.ListDeploysResponse.deploys:type_name -> shiplog.v1.Deploy
-	27, // 27: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	27, // 28: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
-	27, // 29: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 27: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 28: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
+	36, // 29: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
 	9,  // 30: shiplog.v1.Host.levels:type_name -> shiplog.v1.LevelCounts
 	19, // 31: shiplog.v1.Host.agents:type_name -> shiplog.v1.Agent
 	20, // 32: shiplog.v1.ListHostsResponse.hosts:type_name -> shiplog.v1.Host
-	25, // 33: shiplog.v1.ListHostsResponse.state_counts:type_name -> shiplog.v1.ListHostsResponse.StateCountsEntry
-	0,  // 34: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
-	2,  // 35: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
-	5,  // 36: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
-	7,  // 37: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
-	12, // 38: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
-	14, // 39: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
-	16, // 40: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
-	18, // 41: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
-	21, // 42: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
-	28, // 43: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
-	29, // 44: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
-	30, // 45: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
-	1,  // 46: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
-	3,  // 47: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
-	6,  // 48: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
-	8,  // 49: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
-	13, // 50: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
-	11, // 51: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
-	17, // 52: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
-	15, // 53: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
-	22, // 54: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
-	31, // 55: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
-	32, // 56: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
-	33, // 57: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
-	46, // [46:58] is the sub-list for method output_type
-	34, // [34:46] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	32, // 33: shiplog.v1.ListHostsResponse.state_counts:type_name -> shiplog.v1.ListHostsResponse.StateCountsEntry
+	25, // 34: shiplog.v1.StatsResponse.groups:type_name -> shiplog.v1.StatsGroup
+	33, // 35: shiplog.v1.StatsGroup.labels:type_name -> shiplog.v1.StatsGroup.LabelsEntry
+	34, // 36: shiplog.v1.StatsGroup.values:type_name -> shiplog.v1.StatsGroup.ValuesEntry
+	4,  // 37: shiplog.v1.StatsGroup.buckets:type_name -> shiplog.v1.Bucket
+	28, // 38: shiplog.v1.FacetsResponse.fields:type_name -> shiplog.v1.Facet
+	29, // 39: shiplog.v1.Facet.values:type_name -> shiplog.v1.FacetValue
+	0,  // 40: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
+	2,  // 41: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
+	23, // 42: shiplog.v1.QueryService.Stats:input_type -> shiplog.v1.StatsRequest
+	26, // 43: shiplog.v1.QueryService.Facets:input_type -> shiplog.v1.FacetsRequest
+	5,  // 44: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
+	7,  // 45: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
+	12, // 46: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
+	14, // 47: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
+	16, // 48: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
+	18, // 49: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
+	21, // 50: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
+	37, // 51: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
+	38, // 52: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
+	39, // 53: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
+	1,  // 54: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
+	3,  // 55: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
+	24, // 56: shiplog.v1.QueryService.Stats:output_type -> shiplog.v1.StatsResponse
+	27, // 57: shiplog.v1.QueryService.Facets:output_type -> shiplog.v1.FacetsResponse
+	6,  // 58: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
+	8,  // 59: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
+	13, // 60: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
+	11, // 61: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
+	17, // 62: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
+	15, // 63: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
+	22, // 64: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
+	40, // 65: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
+	41, // 66: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
+	42, // 67: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
+	54, // [54:68] is the sub-list for method output_type
+	40, // [40:54] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_shiplog_v1_query_proto_init() }
@@ -2473,7 +3093,7 @@ func file_shiplog_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_query_proto_rawDesc), len(file_shiplog_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	QueryService_Search_FullMethodName           = "/shiplog.v1.QueryService/Search"
 	QueryService_Histogram_FullMethodName        = "/shiplog.v1.QueryService/Histogram"
+	QueryService_Stats_FullMethodName            = "/shiplog.v1.QueryService/Stats"
+	QueryService_Facets_FullMethodName           = "/shiplog.v1.QueryService/Facets"
 	QueryService_Context_FullMethodName          = "/shiplog.v1.QueryService/Context"
 	QueryService_Tail_FullMethodName             = "/shiplog.v1.QueryService/Tail"
 	QueryService_ListBuilds_FullMethodName       = "/shiplog.v1.QueryService/ListBuilds"
@@ -43,6 +45,12 @@ type QueryServiceClient interface {
 	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error)
 	// Histogram counts matching records per step.
 	Histogram(ctx context.Context, in *HistogramRequest, opts ...grpc.CallOption) (*HistogramResponse, error)
+	// Stats counts matching records exactly, grouped by up to 4 fields, with
+	// numeric aggregates over attributes (see docs/query.md).
+	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// Facets returns, for each field, its number of distinct values and its
+	// most frequent values with exact counts.
+	Facets(ctx context.Context, in *FacetsRequest, opts ...grpc.CallOption) (*FacetsResponse, error)
 	// Context returns the lines around one record on the same host and service.
 	Context(ctx context.Context, in *ContextRequest, opts ...grpc.CallOption) (*ContextResponse, error)
 	// Tail streams new matching records as they are stored.
@@ -89,6 +97,26 @@ func (c *queryServiceClient) Histogram(ctx context.Context, in *HistogramRequest
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HistogramResponse)
 	err := c.cc.Invoke(ctx, QueryService_Histogram_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatsResponse)
+	err := c.cc.Invoke(ctx, QueryService_Stats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) Facets(ctx context.Context, in *FacetsRequest, opts ...grpc.CallOption) (*FacetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FacetsResponse)
+	err := c.cc.Invoke(ctx, QueryService_Facets_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +242,12 @@ type QueryServiceServer interface {
 	Search(context.Context, *SearchRequest) (*SearchResponse, error)
 	// Histogram counts matching records per step.
 	Histogram(context.Context, *HistogramRequest) (*HistogramResponse, error)
+	// Stats counts matching records exactly, grouped by up to 4 fields, with
+	// numeric aggregates over attributes (see docs/query.md).
+	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// Facets returns, for each field, its number of distinct values and its
+	// most frequent values with exact counts.
+	Facets(context.Context, *FacetsRequest) (*FacetsResponse, error)
 	// Context returns the lines around one record on the same host and service.
 	Context(context.Context, *ContextRequest) (*ContextResponse, error)
 	// Tail streams new matching records as they are stored.
@@ -251,6 +285,12 @@ func (UnimplementedQueryServiceServer) Search(context.Context, *SearchRequest) (
 }
 func (UnimplementedQueryServiceServer) Histogram(context.Context, *HistogramRequest) (*HistogramResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Histogram not implemented")
+}
+func (UnimplementedQueryServiceServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedQueryServiceServer) Facets(context.Context, *FacetsRequest) (*FacetsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Facets not implemented")
 }
 func (UnimplementedQueryServiceServer) Context(context.Context, *ContextRequest) (*ContextResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Context not implemented")
@@ -335,6 +375,42 @@ func _QueryService_Histogram_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueryServiceServer).Histogram(ctx, req.(*HistogramRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_Stats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).Stats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_Stats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).Stats(ctx, req.(*StatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_Facets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FacetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).Facets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_Facets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).Facets(ctx, req.(*FacetsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -526,6 +602,14 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Histogram",
 			Handler:    _QueryService_Histogram_Handler,
+		},
+		{
+			MethodName: "Stats",
+			Handler:    _QueryService_Stats_Handler,
+		},
+		{
+			MethodName: "Facets",
+			Handler:    _QueryService_Facets_Handler,
 		},
 		{
 			MethodName: "Context",

@@ -1,0 +1,65 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/model"
+	"github.com/shiplog/shiplog/query"
+)
+
+// TestClusterStats spreads lines over every partition of two nodes and asks
+// each node for stats and facets: the merged answer is exact and whole.
+func TestClusterStats(t *testing.T) {
+	nodes := startTestCluster(t, 2, 4, 5*time.Second)
+	base := time.Now().Add(-time.Hour).Truncate(time.Hour)
+	want := map[string]int64{} // host -> error lines
+	var total int64
+	for a := range 8 {
+		agent := fmt.Sprintf("agent-%d", a)
+		b := model.Batch{AgentID: agent}
+		for s := 1; s <= 50*(a+1); s++ {
+			lv := model.LevelInfo
+			if s%5 == 0 {
+				lv = model.LevelError
+				want[agent]++
+			}
+			b.Records = append(b.Records, model.Record{Time: base.Add(time.Duration(s) * time.Second).UnixNano(), Level: lv, Seq: uint64(s),
+				Labels: model.Labels{Service: "svc", Host: agent}, Message: "m", Attrs: []model.Attr{{Key: "latency_ms", Value: fmt.Sprint(s)}}})
+		}
+		total += int64(len(b.Records))
+		if res, err := nodes[a%2].Append(context.Background(), b); err != nil || res.Accepted != len(b.Records) {
+			t.Fatalf("append %s: %+v %v", agent, res, err)
+		}
+	}
+	tr := model.TimeRange{Start: base.UnixNano(), End: base.Add(time.Hour).UnixNano()}
+	q, _ := query.Parse("level:error")
+	for _, n := range nodes {
+		res, err := n.Stats(context.Background(), query.StatsParams{Query: q, Range: tr, By: []string{"host"}, Limit: 3,
+			Aggs: []string{"max(latency_ms)", "quantile(0.5,latency_ms)"}, Step: 10 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Partial || res.Total != total/5 || len(res.Groups) != 3 || res.OtherGroups != 5 {
+			t.Fatalf("%s: partial %v total %d groups %d other groups %d", n.Name(), res.Partial, res.Total, len(res.Groups), res.OtherGroups)
+		}
+		for i, g := range res.Groups {
+			h := fmt.Sprintf("agent-%d", 7-i)
+			if g.Labels["host"] != h || g.Count != want[h] || g.Values["max(latency_ms)"] != float64(50*(8-i)) {
+				t.Fatalf("%s: group %d: %+v, want host %s with %d", n.Name(), i, g, h, want[h])
+			}
+		}
+		f, err := n.Facets(context.Background(), query.FacetsParams{Range: tr, Fields: []string{"host", "level"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Total != total || f.Fields[0].Distinct != 8 || f.Fields[1].Values[0] != (query.FacetValue{Value: "info", Count: total - total/5}) {
+			t.Fatalf("%s: facets %+v", n.Name(), f)
+		}
+	}
+	if _, err := nodes[0].Stats(context.Background(), query.StatsParams{Range: tr, By: []string{"message"}}); err == nil {
+		t.Fatal("by message: no error")
+	}
+}

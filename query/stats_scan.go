@@ -1,0 +1,198 @@
+package query
+
+import (
+	"context"
+	"sync"
+
+	"github.com/shiplog/shiplog/model"
+	"github.com/shiplog/shiplog/store"
+)
+
+// scanStats runs a plan over the store: chunks the metadata answers are
+// counted here, the others are read by Workers goroutines, each into its own
+// accumulator, merged at the end.
+func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error) {
+	q := pl.q
+	refs, err := e.st.Candidates(ctx, pl.tr, q.cond)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	acc := newStatsAcc(pl)
+	accs := make([]*statsAcc, e.opts.Workers)
+	errs := make([]error, e.opts.Workers)
+	work := make(chan store.ChunkRef)
+	var wg sync.WaitGroup
+	for w := range accs {
+		accs[w] = newStatsAcc(pl)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range work {
+				if errs[w] != nil {
+					continue
+				}
+				if errs[w] = e.statsChunk(ctx, pl, r, accs[w]); errs[w] != nil {
+					cancel()
+				}
+			}
+		}()
+	}
+	var metaErr error
+	for _, r := range refs {
+		if b, ok := pl.metaBucket(r.Meta); ok {
+			if metaErr = acc.addMeta(q, r.Meta, b); metaErr != nil {
+				break
+			}
+			continue
+		}
+		select {
+		case work <- r:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	if metaErr != nil {
+		return nil, metaErr
+	}
+	for w := range accs {
+		if errs[w] != nil {
+			return nil, errs[w]
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, a := range accs {
+		if err := acc.merge(a); err != nil {
+			return nil, err
+		}
+	}
+	return acc, nil
+}
+
+// metaBucket reports whether a chunk's metadata answers it whole: the query
+// and grouping allow it, the chunk lies inside the range, and with a step
+// inside one bucket (its index; -1 without step).
+func (pl *statsPlan) metaBucket(m *store.ChunkMeta) (int64, bool) {
+	if !pl.metaOnly || !pl.q.countable || m.MinT < pl.tr.Start || m.MaxT >= pl.tr.End {
+		return 0, false
+	}
+	if pl.nb == 0 {
+		return -1, true
+	}
+	b := (m.MinT - pl.first) / pl.step
+	if b != (m.MaxT-pl.first)/pl.step || b < 0 || b >= int64(pl.nb) {
+		return 0, false
+	}
+	return b, true
+}
+
+// metaKey builds the key of a chunk's group (level lv when grouping by level).
+func (a *statsAcc) metaKey(m *store.ChunkMeta, lv model.Level) {
+	a.key = a.key[:0]
+	for _, f := range a.pl.by {
+		if f.level {
+			a.key = appendKey(a.key, lv.String())
+		} else {
+			a.key = appendKey(a.key, labelValue(m, f.label))
+		}
+	}
+}
+
+// addMeta counts a whole chunk from its metadata (a countable query, the
+// chunk's labels already checked by the store).
+func (a *statsAcc) addMeta(q *Query, m *store.ChunkMeta, bucket int64) error {
+	byLevel := false
+	for _, f := range a.pl.by {
+		byLevel = byLevel || f.level
+	}
+	if !byLevel {
+		a.metaKey(m, model.LevelUnset)
+		return a.addCount(int64(q.metaCount(m)), bucket)
+	}
+	for lv := model.LevelUnset + 1; lv < model.NumLevels; lv++ {
+		if q.countLevel != model.LevelUnset && lv != q.countLevel {
+			continue
+		}
+		a.metaKey(m, lv)
+		if err := a.addCount(int64(m.Levels[lv]), bucket); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statsChunk adds a chunk's matching lines, reading what the plan needs.
+func (e *Engine) statsChunk(ctx context.Context, pl *statsPlan, r store.ChunkRef, acc *statsAcc) error {
+	q, tr := pl.q, pl.tr
+	if pl.metaOnly && q.countable && q.countLevel >= store.NotableLevel && !r.InMemory() && r.Meta.HasNotable() {
+		// Warnings and errors are listed, with their times, in the metadata.
+		var err error
+		r.Meta.EachNotable(func(_ int, lv model.Level, t int64) {
+			if err != nil || lv != q.countLevel || !tr.Contains(t) {
+				return
+			}
+			acc.metaKey(r.Meta, lv)
+			b := int64(-1)
+			if pl.nb > 0 {
+				b = (t - pl.first) / pl.step
+			}
+			err = acc.addCount(1, b)
+		})
+		return err
+	}
+	l, err := e.loadFor(ctx, r, q.text, pl.attrs)
+	if err != nil {
+		return err
+	}
+	var marks []bool
+	if !r.All && q.text {
+		marks = candidateLines(l, q.need)
+	}
+	done := ctx.Done()
+	for j := 0; j < l.Len(); j++ {
+		if marks != nil && !marks[j] {
+			continue
+		}
+		t := l.Times[j]
+		if !tr.Contains(t) {
+			continue
+		}
+		if !r.All {
+			if err := stopped(ctx, done); err != nil {
+				return err
+			}
+			if !q.root.match(l, j) {
+				continue
+			}
+		}
+		if err := acc.addLine(l, j, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AttrLoader is what a store offers to read a chunk's times, levels and
+// attributes only (not its messages): aggregations over attributes use it
+// when the query itself needs no text.
+type AttrLoader interface {
+	LoadAttrs(ctx context.Context, r store.ChunkRef) (*store.Lines, error)
+}
+
+// loadFor loads what a scan needs of a chunk: the text columns for the
+// query, else the attributes for the fields, else times and levels.
+func (e *Engine) loadFor(ctx context.Context, r store.ChunkRef, text, attrs bool) (*store.Lines, error) {
+	if !text && attrs && !r.InMemory() {
+		if al, ok := e.st.(AttrLoader); ok {
+			return al.LoadAttrs(ctx, r)
+		}
+	}
+	return e.st.Load(ctx, r, text || attrs)
+}
