@@ -295,6 +295,20 @@ func TestUIIssue19(t *testing.T) {
 		u.axeBoth(t, "search with details")
 	})
 
+	t.Run("fields", func(t *testing.T) {
+		u.open(t, "/search?q=service:shop&start=1h")
+		u.wait(t, "the field sidebar", `document.querySelector('.fields [data-field=host] li')`)
+		hosts := eval[map[string]string](t, u, `Object.fromEntries([...document.querySelectorAll('.fields [data-field=host] li')].map(li => [li.querySelector('.fv').textContent, li.querySelector('.fc').textContent]))`)
+		if len(hosts) != 3 || hosts["web-1"] != "200" || hosts["web-2"] != "200" || hosts["web-3"] != "200" {
+			t.Fatalf("host values in the sidebar: %v, want web-1..3 with 200 each", hosts)
+		}
+		u.do(t, chromedp.Click(chromedp.CSS(`.fields [data-field=host] a[aria-label="exclude host=web-1"]`)))
+		u.wait(t, "web-1 excluded", `document.querySelector('[data-query]').value === 'service:shop -host:web-1' && document.querySelector('.fields [data-field=host] li') && document.querySelectorAll('.fields [data-field=host] li').length === 2`)
+		u.do(t, chromedp.Click(chromedp.CSS(`.fields [data-field=level] a.fv`)))
+		u.wait(t, "a level included", `/level:\w+/.test(document.querySelector('[data-query]').value)`)
+		u.axeBoth(t, "search with the field sidebar")
+	})
+
 	t.Run("export", func(t *testing.T) {
 		q := url.Values{"q": {"service:shop"}, "start": {d.t0.Add(-time.Minute).Format(time.RFC3339)}}
 		resp, err := http.Get("http://" + s.httpAddr + "/v1/logs:export?" + q.Encode() + "&format=jsonl")
