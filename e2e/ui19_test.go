@@ -173,6 +173,7 @@ func TestUIIssue19(t *testing.T) {
 		if c := colours["ERROR"]; !strings.HasSuffix(c, " 700") {
 			t.Fatalf("ERROR not bold: %v", colours)
 		}
+		u.shots(t, "build-ansi")
 		u.axeBoth(t, "a build with ANSI colours")
 	})
 
@@ -245,6 +246,7 @@ func TestUIIssue19(t *testing.T) {
 				t.Fatalf("out of time order: %s then %s", times[i-1], times[i])
 			}
 		}
+		u.shots(t, "context-cross-scoped")
 		u.axeBoth(t, "cross-host context")
 		// Widen: every service brings the CI build in.
 		u.open(t, "/context/"+d.errID+"?cross=1&scope=all")
@@ -306,6 +308,7 @@ func TestUIIssue19(t *testing.T) {
 		u.wait(t, "web-1 excluded", `document.querySelector('[data-query]').value === 'service:shop -host:web-1' && document.querySelector('.fields [data-field=host] li') && document.querySelectorAll('.fields [data-field=host] li').length === 2`)
 		u.do(t, chromedp.Click(chromedp.CSS(`.fields [data-field=level] a.fv`)))
 		u.wait(t, "a level included", `/level:\w+/.test(document.querySelector('[data-query]').value)`)
+		u.shots(t, "search-fields")
 		u.axeBoth(t, "search with the field sidebar")
 	})
 
@@ -432,6 +435,9 @@ func TestUIIssue19(t *testing.T) {
 		u.open(t, "/search?q=service:ci&start=1h")
 		u.wait(t, "results", `document.querySelector('.results .rec')`)
 		u.shots(t, "phone-search")
+		u.open(t, buildPage)
+		u.wait(t, "the build", `document.querySelector('.vrow[data-id]')`)
+		u.shots(t, "phone-build")
 		u.axeBoth(t, "search at 390 px")
 	})
 
