@@ -127,8 +127,16 @@ func TestUIIssue19(t *testing.T) {
 		u.wait(t, "the long line wrapped", long+`.offsetHeight > 3 * `+fmt.Sprint(h0)+` && `+long+`.querySelector('.msgtext').scrollWidth <= `+long+`.querySelector('.msgtext').clientWidth + 1`)
 		u.do(t, chromedp.Reload())
 		u.wait(t, "wrap remembered", `document.querySelector('button.wrap').getAttribute('aria-pressed') === 'true' && document.documentElement.classList.contains('wrap')`)
+		// The build's list wraps too: the long line takes several lines and
+		// the rows below it move down.
+		u.open(t, buildPage)
+		rowsOK := `(() => { const rows = [...document.querySelectorAll('.vrow[data-id]')].sort((a, b) => a.dataset.i - b.dataset.i);
+		  const long = rows.find(r => r.querySelector('.msgtext').textContent.startsWith('long '));
+		  return rows.length === 8 && long && long.offsetHeight > 60 && rows.every((r, k) => k === 0 || r.offsetTop >= rows[k - 1].offsetTop + rows[k - 1].offsetHeight - 1); })()`
+		u.wait(t, "wrapped rows in the build's list", rowsOK)
 		u.do(t, chromedp.Click(chromedp.CSS(`button.wrap`)))
 		u.wait(t, "wrap off", `document.querySelector('button.wrap').getAttribute('aria-pressed') === 'false'`)
+		u.wait(t, "one-line rows again", `[...document.querySelectorAll('.vrow[data-id]')].every(r => r.offsetHeight === 20)`)
 	})
 
 	t.Run("time zones", func(t *testing.T) {

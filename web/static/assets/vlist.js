@@ -152,13 +152,15 @@ export class LogList {
     this.layout = () => {
       this.rh = this.mq.matches ? 38 : 20;
       this.el.classList.toggle('narrow', this.mq.matches);
-      for (const n of this.nodes.values()) n.remove();
-      this.nodes.clear();
-      if (this.cur >= 0) this.scrollTo(this.cur); else this.render();
+      this.setWrap(this.wrap);
     };
     this.rh = this.mq.matches ? 38 : 20;
     this.el.classList.toggle('narrow', this.mq.matches);
     this.mq.addEventListener('change', this.layout);
+    this.wrap = document.documentElement.classList.contains('wrap');
+    this.hts = new Map();
+    this.onWrap = () => this.setWrap(document.documentElement.classList.contains('wrap'));
+    window.addEventListener('shiplog-wrap', this.onWrap);
     this.el.addEventListener('keydown', (e) => this.key(e));
     let queued = false;
     this.el.addEventListener('scroll', () => {
@@ -193,7 +195,7 @@ export class LogList {
       return;
     }
     let to;
-    if (step) to = this.cur < 0 ? Math.floor(this.el.scrollTop / this.rh) : this.cur + step;
+    if (step) to = this.cur < 0 ? this.at(this.el.scrollTop) : this.cur + step;
     else if (e.key === 'Home') to = 0;
     else if (e.key === 'End') to = total - 1;
     else return;
@@ -205,42 +207,102 @@ export class LogList {
     this.render();
   }
 
+  // Row geometry. Unwrapped, every row is rh high. Wrapped (the header's
+  // switch), rows are as high as their text: heights are measured as rows
+  // are drawn (rh until then) and offsets summed when they change.
+  setWrap(on) {
+    this.wrap = on;
+    this.hts = new Map();
+    this.offs = null;
+    for (const n of this.nodes.values()) n.remove();
+    this.nodes.clear();
+    if (this.cur >= 0) this.scrollTo(this.cur); else this.render();
+  }
+
+  offsets() {
+    const total = this.source.total;
+    if (!this.offs || this.offs.length !== total + 1) {
+      const o = new Float64Array(total + 1);
+      for (let i = 0; i < total; i++) o[i + 1] = o[i] + (this.hts.get(i) || this.rh);
+      this.offs = o;
+    }
+    return this.offs;
+  }
+
+  top(i) { return this.wrap ? this.offsets()[Math.max(0, Math.min(i, this.source.total))] : i * this.rh; }
+
+  height(i) { return this.wrap ? this.hts.get(i) || this.rh : this.rh; }
+
+  // at is the index of the row at y.
+  at(y) {
+    if (!this.wrap) return Math.floor(y / this.rh);
+    const o = this.offsets();
+    let lo = 0, hi = Math.max(0, o.length - 2);
+    while (lo < hi) { const m = (lo + hi + 1) >> 1; if (o[m] <= y) lo = m; else hi = m - 1; }
+    return lo;
+  }
+
   // reveal scrolls just enough for row i to be in view.
   reveal(i) {
-    const top = i * this.rh, box = this.el;
+    const top = this.top(i), ht = this.height(i), box = this.el;
     if (top < box.scrollTop) box.scrollTop = top;
-    else if (top + this.rh > box.scrollTop + box.clientHeight) box.scrollTop = top + this.rh - box.clientHeight;
+    else if (top + ht > box.scrollTop + box.clientHeight) box.scrollTop = top + ht - box.clientHeight;
     this.render();
   }
 
   scrollTo(i) {
-    this.el.scrollTop = Math.max(0, i * this.rh - this.el.clientHeight / 2 + this.rh / 2);
+    this.el.scrollTop = Math.max(0, this.top(i) - this.el.clientHeight / 2 + this.height(i) / 2);
     this.render();
   }
 
   render() {
     const total = this.source.total;
-    this.spacer.style.height = `${total * this.rh}px`;
+    this.spacer.style.height = `${this.top(total)}px`;
     const top = this.el.scrollTop, height = this.el.clientHeight || 600;
-    const a = Math.floor(top / this.rh), b = Math.min(total - 1, Math.ceil((top + height) / this.rh));
+    const a = this.at(top), b = Math.min(total - 1, this.at(top + height));
     const lo = Math.max(0, a - 20), hi = Math.min(total - 1, b + 20);
     for (const [i, n] of this.nodes) if (i < lo || i > hi) { n.remove(); this.nodes.delete(i); }
     for (let i = lo; i <= hi; i++) {
       const rec = this.source.get(i);
       let n = this.nodes.get(i);
-      if (n && (n.dataset.id || '') === (rec ? rec.id : '')) { n.classList.toggle('sel', !!rec && rec.id === this.selected); n.classList.toggle('cur', i === this.cur); continue; }
+      if (n && (n.dataset.id || '') === (rec ? rec.id : '')) {
+        n.classList.toggle('sel', !!rec && rec.id === this.selected);
+        n.classList.toggle('cur', i === this.cur);
+        if (this.wrap) n.style.top = `${this.top(i)}px`;
+        continue;
+      }
       const fresh = rec ? this.renderRow(rec, i) : h('div', { class: 'loading' }, '…');
       fresh.classList.add('vrow');
       fresh.dataset.i = i;
       if (rec) fresh.dataset.id = rec.id;
-      fresh.style.top = `${i * this.rh}px`;
+      fresh.style.top = `${this.top(i)}px`;
       fresh.classList.toggle('sel', !!rec && rec.id === this.selected);
       fresh.classList.toggle('cur', i === this.cur);
       if (n) n.replaceWith(fresh); else this.spacer.append(fresh);
       this.nodes.set(i, fresh);
     }
+    if (this.wrap) this.measure();
     this.source.need(a, b + 40);
   }
 
-  destroy() { this.ro.disconnect(); this.mq.removeEventListener('change', this.layout); }
+  // measure records the drawn rows' heights; when one changed, the rows
+  // below move (drawn again at the next frame).
+  measure() {
+    let changed = false;
+    for (const [i, n] of this.nodes) {
+      if (!n.dataset.id) continue;
+      const ht = n.offsetHeight;
+      if (ht && ht !== (this.hts.get(i) || this.rh)) { this.hts.set(i, ht); changed = true; }
+    }
+    if (!changed) return;
+    this.offs = null;
+    if (!this.remeasure) this.remeasure = requestAnimationFrame(() => { this.remeasure = 0; this.render(); });
+  }
+
+  destroy() {
+    this.ro.disconnect();
+    this.mq.removeEventListener('change', this.layout);
+    window.removeEventListener('shiplog-wrap', this.onWrap);
+    cancelAnimationFrame(this.remeasure);
+  }
 }
