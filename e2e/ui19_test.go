@@ -399,6 +399,20 @@ func TestUIIssue19(t *testing.T) {
 		u.wait(t, "the end, its status and exit code", `document.querySelector('.summary .badge').textContent === 'failed' && /exit code\s*3/.test(document.querySelector('.facts').innerText)`)
 	})
 
+	t.Run("live deploy", func(t *testing.T) {
+		line := func(m string) {
+			if _, err := client.Write(context.Background(), &shiplogv1.PushRequest{AgentId: "agent-dl", Defaults: &shiplogv1.Record{Service: "shop", Host: "web-9", DeployId: "dep-live"},
+				Records: []*shiplogv1.Record{{Message: m}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		line("deploy started")
+		u.open(t, pathID("deploy", "dep-live"))
+		u.wait(t, "the deploy with a live host", `document.querySelector('.vrow[data-id]') && /1 line/.test(document.querySelector('.count').innerText)`)
+		line("second deploy line")
+		u.wait(t, "the new line without a reload", `[...document.querySelectorAll('.vrow[data-id] .msgtext')].some(e => e.textContent === 'second deploy line') && /2 lines/.test(document.querySelector('.count').innerText)`)
+	})
+
 	t.Run("runner host", func(t *testing.T) {
 		dir := t.TempDir()
 		for i, b := range []string{"b-seq-1", "b-seq-2"} {
