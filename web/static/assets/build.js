@@ -87,24 +87,23 @@ export default function group(main, ctx) {
 
   let timer = null;
   const load = () => api(groupAPI(kind, id), {}, ac.signal);
-  const live = (g) => g.status === 'running' || (kind === 'deploy' && (g.host_lives || []).some((x) => x.state === 'live'));
-  const hostLives = async (g) => {
-    if (kind !== 'build') return g.host_lives || [];
-    try { return (await api('/v1/hosts', { build_id: id, limit: 10000 }, ac.signal)).hosts || []; } catch { return []; }
+  const hostLives = (g) => lifeOf(kind, id, g, ac.signal);
+  const redraw = (n, lives) => {
+    summary.replaceChildren(summary.firstChild);
+    renderSummary(summary, kind, n, lives, filter, path);
+    const errs = ((n.levels && n.levels.error) || 0) + ((n.levels && n.levels.fatal) || 0);
+    firstErr.disabled = !errs && !filter;
   };
   // follow looks again while the build or deploy runs: new lines join the
   // list (which stays at the end if it was there), the summary refreshes,
   // and following stops when it ends.
   const follow = (g) => {
-    if (!live(g)) return;
+    if (!live(kind, g)) return;
     timer = setTimeout(async () => {
       let n;
       try { n = await load(); } catch (e) { if (e.name !== 'AbortError') timer = setTimeout(() => follow(g), FOLLOW); return; }
       const atEnd = list.el.scrollTop + list.el.clientHeight >= list.el.scrollHeight - 30;
-      summary.replaceChildren(summary.firstChild);
-      renderSummary(summary, kind, n, await hostLives(n), filter, path);
-      const errs = ((n.levels && n.levels.error) || 0) + ((n.levels && n.levels.fatal) || 0);
-      firstErr.disabled = !errs && !filter;
+      redraw(n, await hostLives(n));
       if (n.lines !== g.lines || n.last_time !== g.last_time) {
         spreadHues(n.hosts || []);
         await source.setBounds(n.first_time, n.last_time, filter ? null : n.lines).catch(() => {});
@@ -134,9 +133,7 @@ export default function group(main, ctx) {
     for (const n of list.nodes.values()) n.remove();
     list.nodes.clear();
     list.render();
-    renderSummary(summary, kind, g, await hostLives(g), filter, path);
-    const errs = ((g.levels && g.levels.error) || 0) + ((g.levels && g.levels.fatal) || 0);
-    if (!errs && !filter) firstErr.disabled = true;
+    redraw(g, await hostLives(g));
     if (!g.lines) { note.replaceChildren(info(`No lines in this ${kind} yet.`)); }
     try {
       await source.setBounds(g.first_time, g.last_time, filter ? null : g.lines);
@@ -154,6 +151,15 @@ export default function group(main, ctx) {
   })();
 
   return () => { ac.abort(); clearTimeout(timer); list.destroy(); };
+}
+
+// live: whether a build or deploy is still going (a run running, a host live).
+const live = (kind, g) => g.status === 'running' || (kind === 'deploy' && (g.host_lives || []).some((x) => x.state === 'live'));
+
+// lifeOf: the hosts of a build (from /v1/hosts) or deploy, with their states.
+async function lifeOf(kind, id, g, signal) {
+  if (kind !== 'build') return g.host_lives || [];
+  try { return (await api('/v1/hosts', { build_id: id, limit: 10000 }, signal)).hosts || []; } catch { return []; }
 }
 
 function renderSummary(el, kind, g, lives, filter, path) {

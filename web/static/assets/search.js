@@ -76,7 +76,6 @@ export default function search(main, ctx) {
   const status = h('div', { class: 'status' }, 'Searching…');
   const results = h('div', { class: 'results', role: 'list', 'aria-label': 'matching lines' });
   const more = h('div', { class: 'more' });
-  const exp = (format, label) => h('a', { class: 'btn', href: href('/v1/logs:export', { q, start: range.start, end: range.end, format }), download: '', onclick: (e) => download(e, format) }, label);
   const side = h('aside', { class: 'fields', 'aria-label': 'fields of the matching lines' });
   main.append(queryForm(ctx, { q, start, end }), h('div', { class: 'searchgrid' }, side, h('div', { class: 'resultscol' }, hist, status, results, more)));
   const form = main.querySelector('form');
@@ -85,7 +84,7 @@ export default function search(main, ctx) {
   const now = Date.now();
   const r = resolve(start, end, now);
   const range = { start: isNaN(r.start) ? '' : iso(r.start), end: end ? iso(r.end) : '' };
-  status.after(h('div', { class: 'bar exports' }, h('span', { class: 'k' }, 'Download every match:'), exp('jsonl', 'JSON lines'), exp('csv', 'CSV')));
+  status.after(exports(q, range));
   let cursor = '';
   let shown = 0;
   let loading = false;
@@ -148,21 +147,7 @@ export default function search(main, ctx) {
     }
   }
 
-  // The field sidebar: each field's distinct values and its top ones with
-  // exact counts (GET /v1/logs:facets), each one click from narrowing the
-  // query to it or away from it.
-  api('/v1/logs:facets', { q, ...range, limit: 5 }, ac.signal).then((f) => {
-    const fields = (f.fields || []).filter((x) => (x.values || []).length);
-    if (!fields.length) return;
-    side.append(h('details', { open: matchMedia('(min-width: 1000px)').matches },
-      h('summary', {}, h('strong', {}, 'Fields'), h('span', { class: 'muted' }, ` · top values of ${num(f.total)} lines`)),
-      fields.map((x) => h('section', { class: 'field', data: { field: x.name } },
-        h('h3', {}, x.name, h('span', { class: 'muted' }, ` ${num(x.distinct)}${x.capped ? '+' : ''} value${x.distinct === 1 ? '' : 's'}`)),
-        h('ul', {}, x.values.map((v) => h('li', {},
-          h('a', { class: 'fv', href: link(x.name, v.value), title: `${x.name}:${v.value}` }, v.value === '' ? '(empty)' : v.value),
-          h('span', { class: 'fc' }, num(v.count)),
-          h('a', { class: 'fx', href: link(x.name, v.value, true), title: `exclude ${x.name}:${v.value}`, 'aria-label': `exclude ${x.name}=${v.value}` }, '−'))))))));
-  }, () => { /* no sidebar: the results still show */ });
+  fieldSidebar(side, { q, ...range }, link, ac.signal);
 
   const io = new IntersectionObserver((es) => { if (es.some((x) => x.isIntersecting) && cursor && !loading) page().catch(() => {}); }, { rootMargin: '600px' });
   io.observe(more);
@@ -201,6 +186,30 @@ export default function search(main, ctx) {
   })();
 
   return () => { ac.abort(); io.disconnect(); };
+}
+
+// fieldSidebar fills the field sidebar: each field's distinct values and
+// its top ones with exact counts (GET /v1/logs:facets), each one click from
+// narrowing the query to it (link(field, value)) or away from it.
+export function fieldSidebar(side, params, link, signal) {
+  api('/v1/logs:facets', { ...params, limit: 5 }, signal).then((f) => {
+    const fields = (f.fields || []).filter((x) => (x.values || []).length);
+    if (!fields.length) return;
+    side.append(h('details', { open: matchMedia('(min-width: 1000px)').matches },
+      h('summary', {}, h('strong', {}, 'Fields'), h('span', { class: 'muted' }, ` · top values of ${num(f.total)} lines`)),
+      fields.map((x) => h('section', { class: 'field', data: { field: x.name } },
+        h('h3', {}, x.name, h('span', { class: 'muted' }, ` ${num(x.distinct)}${x.capped ? '+' : ''} value${x.distinct === 1 ? '' : 's'}`)),
+        h('ul', {}, x.values.map((v) => h('li', {},
+          h('a', { class: 'fv', href: link(x.name, v.value), title: `${x.name}:${v.value}` }, v.value === '' ? '(empty)' : v.value),
+          h('span', { class: 'fc' }, num(v.count)),
+          h('a', { class: 'fx', href: link(x.name, v.value, true), title: `exclude ${x.name}:${v.value}`, 'aria-label': `exclude ${x.name}=${v.value}` }, '−'))))))));
+  }, () => { /* no sidebar: the results still show */ });
+}
+
+// exports: links to download every match of the query, as JSON lines or CSV.
+function exports(q, range) {
+  const exp = (format, label) => h('a', { class: 'btn', href: href('/v1/logs:export', { q, start: range.start, end: range.end, format }), download: '', onclick: (e) => download(e, format) }, label);
+  return h('div', { class: 'bar exports' }, h('span', { class: 'k' }, 'Download every match:'), exp('jsonl', 'JSON lines'), exp('csv', 'CSV'));
 }
 
 // download: a plain link streams the export to a file; with a token (a
