@@ -163,6 +163,14 @@ func TestUIIssue19(t *testing.T) {
 		u.wait(t, "UTC remembered", fmt.Sprintf(`document.querySelector('.results .rec .time') && document.querySelector('.results .rec .time').textContent === %q`, utc))
 		u.do(t, chromedp.Click(chromedp.CSS(`button.zone`)))
 		u.wait(t, "local again", `document.querySelector('button.zone').textContent === 'UTC+05:30'`)
+		// A custom range is typed in the same 24-hour format, in the zone shown.
+		u.open(t, "/search?start=2026-01-02T10:00:00Z&end=2026-01-02T22:30:00Z")
+		u.wait(t, "the custom range", `!document.querySelector('.custom').hidden`)
+		if got := eval[[]string](t, u, `[...document.querySelectorAll('.custom input')].map(e => e.value)`); got[0] != "2026-01-02 15:30:00" || got[1] != "2026-01-03 04:00:00" {
+			t.Fatalf("custom range inputs %q, want IST 24-hour times", got)
+		}
+		u.do(t, chromedp.SetValue(`.custom input[name=from]`, "2026-01-02 16:00:00"), chromedp.Click(`form.bar button[type=submit]`))
+		u.wait(t, "the new range in the URL", `/start=2026-01-02T10%3A30%3A00.000Z/.test(location.search)`)
 	})
 
 	t.Run("ansi", func(t *testing.T) {
@@ -435,6 +443,7 @@ func TestUIIssue19(t *testing.T) {
 		for _, p := range []struct{ path, ready string }{
 			{"/", `document.querySelector('a[href="/builds/b-norun"]')`},
 			{"/search?q=service:ci&start=1h", `document.querySelector('.results .rec') && document.querySelector('.hist svg')`},
+			{"/search?q=service:ci&start=" + url.QueryEscape(d.t0.Add(-time.Minute).Format(time.RFC3339)) + "&end=" + url.QueryEscape(time.Now().Format(time.RFC3339)), `document.querySelector('.results .rec') && !document.querySelector('.custom').hidden`},
 			{"/hosts", `document.querySelector('tbody tr')`},
 			{"/alerts", `/Alerting is not configured|Firing/.test(document.querySelector('main').innerText)`},
 			{"/tail?q=service:tailsvc", `/following/.test(document.querySelector('.status').innerText)`},

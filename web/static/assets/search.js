@@ -29,8 +29,13 @@ function rangeLabel(start, end) {
 
 // The custom range's inputs show times in the chosen zone.
 const zoneOff = (msec) => (utc() ? 0 : new Date(msec).getTimezoneOffset() * 6e4);
-const localInput = (msec) => (isNaN(msec) ? '' : new Date(msec - zoneOff(msec)).toISOString().slice(0, 19));
-const fromInput = (v) => { const t = Date.parse(v + 'Z'); return isNaN(t) ? NaN : t + zoneOff(t); };
+// They are text in the one 24-hour format (a datetime-local input follows
+// the browser's locale, 12-hour in some).
+const localInput = (msec) => (isNaN(msec) ? '' : new Date(msec - zoneOff(msec)).toISOString().slice(0, 19).replace('T', ' '));
+const fromInput = (v) => { const t = Date.parse(v.trim().replace(' ', 'T') + 'Z'); return isNaN(t) ? NaN : t + zoneOff(t); };
+const TIME_RE = '\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?';
+const timeBox = (name, value) => h('input', { type: 'text', name, value, pattern: TIME_RE, inputmode: 'numeric', size: 19, placeholder: 'YYYY-MM-DD HH:MM:SS',
+  title: `YYYY-MM-DD HH:MM:SS, 24-hour, in ${zoneName()}`, 'aria-label': `${name} (${zoneName()})` });
 
 // queryForm: the query box with its time range; submitting opens the search.
 export function queryForm(ctx, { q, start, end }, action = '/search') {
@@ -40,10 +45,12 @@ export function queryForm(ctx, { q, start, end }, action = '/search') {
     PRESETS.map(([v, label]) => h('option', { value: v, selected: !custom && (start || '') === v }, label)),
     h('option', { value: 'custom', selected: custom }, 'Custom range…'));
   const r = resolve(start, end);
-  const from = h('input', { type: 'datetime-local', step: '1', name: 'from', value: localInput(custom ? r.start : Date.now() - 36e5), 'aria-label': 'from' });
-  const to = h('input', { type: 'datetime-local', step: '1', name: 'to', value: localInput(custom && end ? r.end : Date.now()), 'aria-label': 'to' });
-  const customBox = h('span', { class: 'custom', hidden: !custom }, from, ' to ', to);
-  sel.addEventListener('change', () => { customBox.hidden = sel.value !== 'custom'; if (sel.value !== 'custom') form.requestSubmit(); });
+  const from = timeBox('from', localInput(custom ? r.start : Date.now() - 36e5));
+  const to = timeBox('to', localInput(custom && end ? r.end : Date.now()));
+  const customBox = h('span', { class: 'custom', hidden: !custom }, from, ' to ', to, h('span', { class: 'muted' }, zoneName()));
+  const showCustom = (on) => { customBox.hidden = !on; from.disabled = to.disabled = !on; };
+  showCustom(custom);
+  sel.addEventListener('change', () => { showCustom(sel.value === 'custom'); if (sel.value !== 'custom') form.requestSubmit(); });
   const form = h('form', { class: 'bar', role: 'search' }, box, sel, customBox, h('button', { type: 'submit' }, 'Search'),
     action === '/search' && h('a', { class: 'btn', href: '#', onclick: (e) => { e.preventDefault(); ctx.go(href('/tail', { q: box.value.trim() })); } }, 'Live tail'));
   form.addEventListener('submit', (e) => {
