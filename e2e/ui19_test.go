@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -502,4 +504,41 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestUIAlertsRefresh: the alerts page shows an alert that starts firing
+// while it is open, without a reload.
+func TestUIAlertsRefresh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end, in a browser")
+	}
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(`
+groups:
+  - name: ui
+    interval: 1s
+    rules:
+      - alert: PaymentErrors
+        logs: 'service:pay AND level:error'
+        window: 5m
+        threshold: '> 0'
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, t.TempDir()+"/data", "--rules", rules)
+	u := newUI(t, 1280, 860)
+	u.dir = t.ArtifactDir()
+	u.base = "http://" + s.httpAddr
+	u.open(t, "/alerts")
+	u.wait(t, "the alerts page", `/Nothing is firing/.test(document.querySelector('main').innerText) && /refreshes every/.test(document.querySelector('main').innerText)`)
+	client := shiplogv1.NewIngestServiceClient(s.dial(t))
+	if _, err := client.Write(context.Background(), &shiplogv1.PushRequest{Defaults: &shiplogv1.Record{Service: "pay", Host: "pay-1"},
+		Records: []*shiplogv1.Record{{Level: "error", Message: "card declined"}}}); err != nil {
+		t.Fatal(err)
+	}
+	u.wait(t, "the alert firing without a reload", `/Firing \(1\)/.test(document.querySelector('main').innerText) && /PaymentErrors/.test(document.querySelector('main').innerText)`)
+	u.axeBoth(t, "alerts with a firing alert")
+	if errs := u.exceptions(); len(errs) > 0 {
+		t.Fatalf("uncaught JavaScript exceptions:\n%s", strings.Join(errs, "\n"))
+	}
 }
