@@ -359,6 +359,30 @@ func TestUIIssue19(t *testing.T) {
 				t.Fatalf("csv not oldest first at row %d: %s after %s", i, rows[i][0], rows[i-1][0])
 			}
 		}
+		// Over several pages of the server's reads (2,000 a page): every
+		// line once, oldest first.
+		req := &shiplogv1.PushRequest{Defaults: &shiplogv1.Record{Service: "exp", Host: "exp-1"}}
+		t1 := time.Now().Add(-time.Minute)
+		for i := range 4500 {
+			req.Records = append(req.Records, &shiplogv1.Record{Time: timestamppb.New(t1.Add(time.Duration(i) * time.Millisecond)), Message: fmt.Sprintf("exp %04d", i)})
+		}
+		if _, err := client.Write(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err = http.Get("http://" + s.httpAddr + "/v1/logs:export?q=service:exp&format=csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err = csv.NewReader(resp.Body).ReadAll()
+		resp.Body.Close()
+		if err != nil || len(rows) != 4501 {
+			t.Fatalf("csv export of 4,500 lines: %d rows, %v", len(rows), err)
+		}
+		for i, r := range rows[1:] {
+			if want := fmt.Sprintf("exp %04d", i); r[7] != want {
+				t.Fatalf("row %d: %q, want %q", i+1, r[7], want)
+			}
+		}
 		if code, _ := s.getJSON(t, "/v1/logs:export", url.Values{"format": {"xml"}}, nil); code != 400 {
 			t.Fatalf("format=xml: %d, want 400", code)
 		}
