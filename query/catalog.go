@@ -50,8 +50,14 @@ type Group struct {
 	Status    string // running, passed, failed or unknown
 	Start     int64  // of the runs: earliest start
 	End       int64  // latest end, when every run has finished
-	ExitCode  int    // of the last run to finish
+	ExitCode  int    // of the failing run that finished last, else of the last run to finish
 	HostLives []Host // deploys only
+	// HostLines counts the group's own lines by host.
+	HostLines map[string]uint64
+	// RunStates is each run's status (RunStatus, or "lost"), as Runs.
+	RunStates []string
+	// lastLine: by host, when its latest line of the group arrived.
+	lastLine map[string]int64
 }
 
 // Lines is the group's line count.
@@ -104,6 +110,11 @@ func (a *groupAcc) add(si *store.StreamInfo, other string) {
 		g.Last = si.Last
 	}
 	g.Levels.add(si.Levels)
+	if g.HostLines == nil {
+		g.HostLines, g.lastLine = map[string]uint64{}, map[string]int64{}
+	}
+	g.HostLines[si.Labels.Host] += (*Levels)(&si.Levels).Total()
+	g.lastLine[si.Labels.Host] = max(g.lastLine[si.Labels.Host], si.LastReceived, si.Last)
 	a.services[si.Labels.Service] = true
 	a.hosts[si.Labels.Host] = true
 	if other != "" {
@@ -127,32 +138,77 @@ func (a *groupAcc) done() *Group {
 	g.Services, g.Hosts, g.Others = keys(a.services), keys(a.hosts), keys(a.others)
 	sort.Slice(g.Runs, func(i, j int) bool { return g.Runs[i].Start < g.Runs[j].Start })
 	g.Status = "unknown"
+	g.RunStates = make([]string, len(g.Runs))
+	for i := range g.Runs {
+		g.RunStates[i] = RunStatus(&g.Runs[i])
+	}
 	if len(g.Runs) > 0 {
-		g.Status = "passed"
-		g.Start = g.Runs[0].Start
-		var lastEnd int64
-		for _, r := range g.Runs {
-			g.Start = min(g.Start, r.Start)
-			switch {
-			case !r.Finished:
-				g.Status = "running"
-			case r.ExitCode != 0 && g.Status != "running":
-				g.Status = "failed"
-			}
-			if r.Finished && r.End >= lastEnd {
-				lastEnd, g.ExitCode = r.End, r.ExitCode
-			}
-		}
-		if g.Status != "running" {
-			g.End = lastEnd
-		}
-		if g.First == 0 || g.Start < g.First {
-			if g.Levels.Total() == 0 {
-				g.First, g.Last = g.Start, max(g.End, g.Start)
-			}
-		}
+		g.summarize()
 	}
 	return g
+}
+
+// summarize sets a group's status, start, end and exit code from its runs.
+func (g *Group) summarize() {
+	g.Start = g.Runs[0].Start
+	var lastEnd, failEnd int64
+	failed, running := false, false
+	for _, r := range g.Runs {
+		g.Start = min(g.Start, r.Start)
+		if !r.Finished {
+			running = true
+			continue
+		}
+		if r.End >= lastEnd {
+			lastEnd = r.End
+			if !failed {
+				g.ExitCode = r.ExitCode
+			}
+		}
+		if r.ExitCode != 0 && r.End >= failEnd {
+			failed, failEnd, g.ExitCode = true, r.End, r.ExitCode
+		}
+	}
+	switch {
+	case running:
+		g.Status = "running"
+	case failed:
+		g.Status = "failed"
+	default:
+		g.Status = "passed"
+	}
+	if !running {
+		g.End = lastEnd
+	}
+	if (g.First == 0 || g.Start < g.First) && g.Levels.Total() == 0 {
+		g.First, g.Last = g.Start, max(g.End, g.Start)
+	}
+}
+
+// markLost turns the runs that never reported their end, and whose host has
+// sent no line of the group for silentAfter (nor started within it), lost;
+// a group running only because of lost runs is lost (failed if one failed).
+func (g *Group) markLost(silentAfter time.Duration, now time.Time) {
+	running, lost, failed := false, false, false
+	for i := range g.Runs {
+		r := &g.Runs[i]
+		if r.Finished {
+			failed = failed || r.ExitCode != 0
+			continue
+		}
+		if now.UnixNano()-max(r.Start, g.lastLine[r.Host]) >= int64(silentAfter) {
+			g.RunStates[i], lost = "lost", true
+		} else {
+			running = true
+		}
+	}
+	if !lost || running {
+		return
+	}
+	g.Status = "lost"
+	if failed {
+		g.Status = "failed"
+	}
 }
 
 // RunStatus is the status of one run.
@@ -167,7 +223,10 @@ func RunStatus(r *model.Run) string {
 }
 
 // Builds sums up every build, newest (latest first line) first.
-func Builds(c Catalog) []*Group {
+func Builds(c Catalog) []*Group { return BuildsAt(c, 0, time.Time{}) }
+
+// BuildsAt is Builds with runs judged lost after silentAfter (0: never).
+func BuildsAt(c Catalog, silentAfter time.Duration, now time.Time) []*Group {
 	accs := map[string]*groupAcc{}
 	for _, si := range c.Streams() {
 		if si.Labels.BuildID == "" {
@@ -195,7 +254,13 @@ func Builds(c Catalog) []*Group {
 			}
 		}
 	}
-	return finish(accs)
+	out := finish(accs)
+	if silentAfter > 0 {
+		for _, g := range out {
+			g.markLost(silentAfter, now)
+		}
+	}
+	return out
 }
 
 // Deploys sums up every deploy, newest first, each with the previous deploy of
@@ -230,6 +295,9 @@ func Deploys(c Catalog, silentAfter time.Duration, now time.Time) []*Group {
 		}
 	}
 	out := finish(accs)
+	for _, g := range out {
+		g.markLost(silentAfter, now)
+	}
 	hosts := Hosts(c, HostFilter{}, silentAfter, now)
 	for _, g := range out {
 		for _, h := range hosts {
@@ -330,12 +398,16 @@ func Hosts(c Catalog, f HostFilter, silentAfter time.Duration, now time.Time) []
 		if now.UnixNano()-seen < int64(silentAfter) {
 			h.State = StateLive
 		}
+		// Closed: every agent of the host said goodbye, the last of them
+		// after its latest line (runs one after another each close their
+		// own agent: an earlier run's goodbye is older than later lines).
 		closed := len(h.Agents) > 0
+		var lastClose int64
 		for _, ag := range h.Agents {
-			if !ag.Closed || ag.ClosedAt < a.lastRecv {
-				closed = false
-			}
+			closed = closed && ag.Closed
+			lastClose = max(lastClose, ag.ClosedAt)
 		}
+		closed = closed && lastClose >= a.lastRecv
 		if closed {
 			h.State = StateClosed
 		}

@@ -130,6 +130,18 @@ func ContextOver(ctx context.Context, s Searcher, g Getter, p ContextParams, max
 		if p.CrossLimit <= 0 || p.CrossLimit > maxLimit {
 			return nil, badf("cross_limit must be between 1 and %d", maxLimit)
 		}
+		if p.CrossBefore < 0 || p.CrossAfter < 0 || p.CrossBefore+p.CrossAfter > p.CrossLimit {
+			return nil, badf("cross_before and cross_after must be at least 0 and together at most cross_limit (%d)", p.CrossLimit)
+		}
+		if p.CrossBefore == 0 && p.CrossAfter == 0 {
+			p.CrossBefore = p.CrossLimit / 2
+			p.CrossAfter = p.CrossLimit - p.CrossBefore
+		}
+		switch p.Scope {
+		case "", ScopeDeploy, ScopeBuild, ScopeService, ScopeAll:
+		default:
+			return nil, badf("scope %q: want deploy, build, service or all", p.Scope)
+		}
 	}
 	rec, err := g.Get(p.ID)
 	if err != nil {
@@ -155,12 +167,9 @@ func ContextOver(ctx context.Context, s Searcher, g Getter, p ContextParams, max
 		res.After = r.Records
 	}
 	if p.Cross {
-		w := int64(p.Window)
-		r, err := s.Search(ctx, SearchParams{Query: otherHosts(rec.Host), Range: model.TimeRange{Start: rec.Time - w, End: rec.Time + w + 1}, Limit: p.CrossLimit, Asc: true})
-		if err != nil {
+		if err := crossContext(ctx, s, res, p); err != nil {
 			return nil, err
 		}
-		res.Cross = r.Records
 	}
 	return res, nil
 }

@@ -539,6 +539,15 @@ type ContextResult struct {
 	Record        model.Record
 	Before, After []model.Record // oldest first
 	Cross         []model.Record // other hosts, oldest first
+	// With Cross: the scope applied and its query over every host (for
+	// reading on), the window, and whether the window holds more lines of
+	// other hosts before Cross's first line and after its last (then the
+	// cursors continue the scope's search, desc and asc).
+	Scope                  string
+	ScopeQuery             string
+	Window                 model.TimeRange
+	MoreBefore, MoreAfter  bool
+	BeforeCursor, AfterCur string
 }
 
 // ContextParams describe a context request.
@@ -548,6 +557,12 @@ type ContextParams struct {
 	Cross         bool
 	Window        time.Duration
 	CrossLimit    int
+	// Scope of the cross lines: ScopeDeploy, ScopeBuild, ScopeService,
+	// ScopeAll, or "" (the record's deploy, else build, else service).
+	Scope string
+	// CrossBefore and CrossAfter: other hosts' lines on each side of the
+	// record; when both are 0, CrossLimit is shared between them.
+	CrossBefore, CrossAfter int
 }
 
 // Getter finds one record by id.

@@ -30,12 +30,13 @@ func levelCounts(l *query.Levels) *shiplogv1.LevelCounts {
 		Warn: c(model.LevelWarn), Error: c(model.LevelError), Fatal: c(model.LevelFatal)}
 }
 
-func runsProto(rs []model.Run) []*shiplogv1.Run {
+func runsProto(g *query.Group) []*shiplogv1.Run {
+	rs := g.Runs
 	out := make([]*shiplogv1.Run, len(rs))
 	for i := range rs {
 		r := &rs[i]
 		p := &shiplogv1.Run{Host: r.Host, Service: r.Service, Command: r.Command, Start: ts(r.Start), End: ts(r.End),
-			Status: query.RunStatus(r), ExitCode: int32(r.ExitCode)}
+			Status: g.RunStates[i], ExitCode: int32(r.ExitCode)}
 		if r.Finished && r.End > r.Start {
 			p.DurationSeconds = time.Duration(r.End - r.Start).Seconds()
 		}
@@ -48,12 +49,20 @@ func buildProto(g *query.Group) *shiplogv1.Build {
 	b := &shiplogv1.Build{
 		BuildId: g.ID, Services: g.Services, Hosts: g.Hosts, DeployIds: g.Others,
 		FirstTime: ts(g.First), LastTime: ts(g.Last), Lines: uint32(min(g.Lines(), 1<<32-1)), Levels: levelCounts(&g.Levels),
-		Status: g.Status, Start: ts(g.Start), End: ts(g.End), ExitCode: int32(g.ExitCode), Runs: runsProto(g.Runs),
+		Status: g.Status, Start: ts(g.Start), End: ts(g.End), ExitCode: int32(g.ExitCode), Runs: runsProto(g), HostLines: hostLines(g),
 	}
 	if g.End > g.Start && g.Start > 0 {
 		b.DurationSeconds = time.Duration(g.End - g.Start).Seconds()
 	}
 	return b
+}
+
+func hostLines(g *query.Group) map[string]uint32 {
+	out := make(map[string]uint32, len(g.HostLines))
+	for h, n := range g.HostLines {
+		out[h] = uint32(min(n, 1<<32-1))
+	}
+	return out
 }
 
 func hostProto(h *query.Host) *shiplogv1.Host {
@@ -125,16 +134,16 @@ func filterGroups(groups []*query.Group, service, start, end string, also func(*
 
 func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsRequest) (*shiplogv1.ListBuildsResponse, error) {
 	switch req.GetStatus() {
-	case "", "running", "passed", "failed", "unknown":
+	case "", "running", "passed", "failed", "lost", "unknown":
 	default:
-		return nil, toStatus(invalid("status %q: want running, passed, failed or unknown", req.GetStatus()))
+		return nil, toStatus(invalid("status %q: want running, passed, failed, lost or unknown", req.GetStatus()))
 	}
 	var cov query.Coverage
 	cat, err := s.catalog(ctx, &cov)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	keep, err := filterGroups(query.Builds(cat), req.GetService(), req.GetStart(), req.GetEnd(),
+	keep, err := filterGroups(query.BuildsAt(cat, s.core.SilentAfter, time.Now()), req.GetService(), req.GetStart(), req.GetEnd(),
 		func(g *query.Group) bool { return req.GetStatus() == "" || g.Status == req.GetStatus() })
 	if err != nil {
 		return nil, toStatus(err)
@@ -157,7 +166,7 @@ func (s *queryServer) GetBuild(ctx context.Context, req *shiplogv1.GetBuildReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	for _, g := range query.Builds(cat) {
+	for _, g := range query.BuildsAt(cat, s.core.SilentAfter, time.Now()) {
 		if g.ID == req.GetBuildId() {
 			b := buildProto(g)
 			b.Partial, b.MissingPartitions = coverage(&cov)
@@ -170,7 +179,8 @@ func (s *queryServer) GetBuild(ctx context.Context, req *shiplogv1.GetBuildReque
 func (s *queryServer) deployProto(all []*query.Group, g *query.Group) *shiplogv1.Deploy {
 	d := &shiplogv1.Deploy{
 		DeployId: g.ID, Services: g.Services, Hosts: g.Hosts, BuildIds: g.Others, FirstTime: ts(g.First), LastTime: ts(g.Last),
-		Lines: uint32(min(g.Lines(), 1<<32-1)), Levels: levelCounts(&g.Levels), ErrorRate: g.ErrorRate(), Status: g.Status, Runs: runsProto(g.Runs),
+		Lines: uint32(min(g.Lines(), 1<<32-1)), Levels: levelCounts(&g.Levels), ErrorRate: g.ErrorRate(), Status: g.Status, Runs: runsProto(g),
+		HostLines: hostLines(g),
 	}
 	if p := query.Previous(all, g); p != nil {
 		d.PreviousDeployId, d.PreviousErrorRate = p.ID, p.ErrorRate()
@@ -294,7 +304,8 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 		return nil, toStatus(err)
 	}
 	p := query.ContextParams{ID: id, Before: int(req.GetBefore()), After: int(req.GetAfter()), Cross: req.GetCross(),
-		Window: 5 * time.Second, CrossLimit: int(req.GetCrossLimit())}
+		Window: 5 * time.Second, CrossLimit: int(req.GetCrossLimit()), Scope: req.GetScope(),
+		CrossBefore: int(req.GetCrossBefore()), CrossAfter: int(req.GetCrossAfter())}
 	if p.Before == 0 && p.After == 0 {
 		p.Before, p.After = 10, 10
 	}
@@ -312,6 +323,11 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.ContextResponse{Record: toProto(&res.Record)}
+	if p.Cross {
+		if err := s.crossOmitted(ctx, &cov, res, out); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	out.Partial, out.MissingPartitions = coverage(&cov)
 	for _, l := range []struct {
 		src []model.Record
@@ -322,6 +338,68 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 		}
 	}
 	return out, nil
+}
+
+// crossOmitted fills a cross context's scope, window and cursors, and counts
+// the lines of other hosts in the window that its cross lines leave out.
+func (s *queryServer) crossOmitted(ctx context.Context, cov *query.Coverage, res *query.ContextResult, out *shiplogv1.ContextResponse) error {
+	out.Scope, out.CrossQuery = res.Scope, res.ScopeQuery
+	out.WindowStart, out.WindowEnd = timestamppb.New(timeOf(res.Window.Start)), timestamppb.New(timeOf(res.Window.End))
+	out.CrossBeforeCursor, out.CrossAfterCursor = res.BeforeCursor, res.AfterCur
+	others := "-" + query.QuoteTerm("host", res.Record.Host)
+	if res.ScopeQuery != "" {
+		others = res.ScopeQuery + " " + others
+	}
+	q, err := query.Parse(others)
+	if err != nil {
+		return err
+	}
+	// count: lines of other hosts in [a, b), less those of cross at b-1 (a
+	// page can end part-way through one nanosecond).
+	count := func(a, b int64, edge int64) (uint32, error) {
+		if b <= a {
+			return 0, nil
+		}
+		bs, err := s.core.Query.Histogram(query.WithCoverage(ctx, cov), q, model.TimeRange{Start: a, End: b}, time.Duration(b-a))
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, b := range bs {
+			n += b.Count
+		}
+		for i := range res.Cross {
+			if res.Cross[i].Time == edge && res.Cross[i].Host != res.Record.Host {
+				n--
+			}
+		}
+		return uint32(max(n, 0)), nil
+	}
+	split := 0 // cross lines before the record
+	for split < len(res.Cross) && query.Ahead(&res.Cross[split], &res.Record, true) {
+		split++
+	}
+	if res.MoreBefore {
+		first := &res.Record
+		if split > 0 {
+			first = &res.Cross[0]
+		}
+		if out.CrossOmittedBefore, err = count(res.Window.Start, first.Time+1, first.Time); err != nil {
+			return err
+		}
+	}
+	if res.MoreAfter {
+		last := &res.Record
+		if split < len(res.Cross) {
+			last = &res.Cross[len(res.Cross)-1]
+		}
+		n, err := count(last.Time, res.Window.End, last.Time)
+		if err != nil {
+			return err
+		}
+		out.CrossOmittedAfter = n
+	}
+	return nil
 }
 
 // catalog is the catalog one request reads: the local store's, or, in

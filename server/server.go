@@ -208,6 +208,10 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithErrorHandler(errorHandler),
+		// Path parameters are matched on the escaped path and unescaped
+		// after: an id with "/" (shop/main/1234) arrives as one %2F-encoded
+		// segment and must not be split into several.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 	)
 	ctx := context.Background()
 	if err := shiplogv1.RegisterIngestServiceHandlerServer(ctx, gw, is); err != nil {
@@ -250,6 +254,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		writeJSON(w, http.StatusOK, st)
 	})
 	mux.Handle("GET /v1/logs:tail", tailHandler(core, log))
+	mux.Handle("GET /v1/logs:export", exportHandler(core))
 	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
 	alertHandlers(mux, core)

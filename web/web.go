@@ -153,7 +153,11 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		write(w, r, a, http.StatusOK)
 		return
 	}
-	code, idx := http.StatusNotFound, pages()[route(p)]
+	rt := route(p)
+	if rt == "" && (p == "/builds/" || p == "/deploys/") && r.URL.Query().Has("id") {
+		rt = p // an id that cannot be a path segment ("." or "..")
+	}
+	code, idx := http.StatusNotFound, pages()[rt]
 	if idx != pages()[""] {
 		code = http.StatusOK
 	}

@@ -37,6 +37,8 @@ func TestRoutes(t *testing.T) {
 		{"/tail", 200, "text/html"},
 		{"/alerts", 200, "text/html"},
 		{"/builds/", 404, "text/html"},
+		{"/builds/?id=..", 200, "text/html"},
+		{"/deploys/?id=.", 200, "text/html"},
 		{"/nope", 404, "text/html"},
 		{"/assets/app.js", 200, "text/javascript"},
 		{"/assets/app.css", 200, "text/css"},

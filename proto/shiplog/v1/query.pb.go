@@ -387,8 +387,17 @@ type ContextRequest struct {
 	Cross bool `protobuf:"varint,4,opt,name=cross,proto3" json:"cross,omitempty"`
 	// window for cross, a duration such as "5s" (default 5s, at most 1h).
 	Window string `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
-	// cross_limit caps the cross lines (default 200, at most 10000).
-	CrossLimit    int32 `protobuf:"varint,6,opt,name=cross_limit,json=crossLimit,proto3" json:"cross_limit,omitempty"`
+	// cross_limit caps the cross lines (default 200, at most 10000); without
+	// cross_before and cross_after it is shared between the two sides.
+	CrossLimit int32 `protobuf:"varint,6,opt,name=cross_limit,json=crossLimit,proto3" json:"cross_limit,omitempty"`
+	// scope of the cross lines: "deploy", "build" or "service" (the record's
+	// own), or "all"; empty: the record's deploy, else its build, else its
+	// service.
+	Scope string `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"`
+	// cross_before and cross_after: other hosts' lines just before and just
+	// after the record, within window (at most cross_limit together).
+	CrossBefore   int32 `protobuf:"varint,8,opt,name=cross_before,json=crossBefore,proto3" json:"cross_before,omitempty"`
+	CrossAfter    int32 `protobuf:"varint,9,opt,name=cross_after,json=crossAfter,proto3" json:"cross_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -465,14 +474,53 @@ func (x *ContextRequest) GetCrossLimit() int32 {
 	return 0
 }
 
+func (x *ContextRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ContextRequest) GetCrossBefore() int32 {
+	if x != nil {
+		return x.CrossBefore
+	}
+	return 0
+}
+
+func (x *ContextRequest) GetCrossAfter() int32 {
+	if x != nil {
+		return x.CrossAfter
+	}
+	return 0
+}
+
 type ContextResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Record *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
 	// before: older lines, oldest first; after: newer lines, oldest first.
 	Before []*Record `protobuf:"bytes,2,rep,name=before,proto3" json:"before,omitempty"`
 	After  []*Record `protobuf:"bytes,3,rep,name=after,proto3" json:"after,omitempty"`
-	// cross: lines of other hosts around the record's time, oldest first.
+	// cross: lines of other hosts around the record's time, oldest first:
+	// the cross_before lines just before it and the cross_after lines just
+	// after it, within the window.
 	Cross []*Record `protobuf:"bytes,4,rep,name=cross,proto3" json:"cross,omitempty"`
+	// With cross: the scope applied (deploy, build, service or all), and
+	// cross_query, the query of the scope's lines of every host (the record's
+	// own too) between window_start and window_end.
+	Scope       string                 `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"`
+	CrossQuery  string                 `protobuf:"bytes,8,opt,name=cross_query,json=crossQuery,proto3" json:"cross_query,omitempty"`
+	WindowStart *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
+	// Lines of other hosts in the scope and window that cross leaves out,
+	// before its first line and after its last.
+	CrossOmittedBefore uint32 `protobuf:"varint,11,opt,name=cross_omitted_before,json=crossOmittedBefore,proto3" json:"cross_omitted_before,omitempty"`
+	CrossOmittedAfter  uint32 `protobuf:"varint,12,opt,name=cross_omitted_after,json=crossOmittedAfter,proto3" json:"cross_omitted_after,omitempty"`
+	// To read on: GET /v1/logs:search with q=cross_query, start=window_start,
+	// end=window_end and order=desc from cross_before_cursor (earlier lines)
+	// or order=asc from cross_after_cursor (later lines).
+	CrossBeforeCursor string `protobuf:"bytes,13,opt,name=cross_before_cursor,json=crossBeforeCursor,proto3" json:"cross_before_cursor,omitempty"`
+	CrossAfterCursor  string `protobuf:"bytes,14,opt,name=cross_after_cursor,json=crossAfterCursor,proto3" json:"cross_after_cursor,omitempty"`
 	// partial is true when some partition of a cluster could not be included
 	// (no owner yet, its owner is unreachable or still catching up);
 	// missing_partitions names them. Always false on a single node.
@@ -538,6 +586,62 @@ func (x *ContextResponse) GetCross() []*Record {
 		return x.Cross
 	}
 	return nil
+}
+
+func (x *ContextResponse) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *ContextResponse) GetCrossQuery() string {
+	if x != nil {
+		return x.CrossQuery
+	}
+	return ""
+}
+
+func (x *ContextResponse) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
+func (x *ContextResponse) GetCrossOmittedBefore() uint32 {
+	if x != nil {
+		return x.CrossOmittedBefore
+	}
+	return 0
+}
+
+func (x *ContextResponse) GetCrossOmittedAfter() uint32 {
+	if x != nil {
+		return x.CrossOmittedAfter
+	}
+	return 0
+}
+
+func (x *ContextResponse) GetCrossBeforeCursor() string {
+	if x != nil {
+		return x.CrossBeforeCursor
+	}
+	return ""
+}
+
+func (x *ContextResponse) GetCrossAfterCursor() string {
+	if x != nil {
+		return x.CrossAfterCursor
+	}
+	return ""
 }
 
 func (x *ContextResponse) GetPartial() bool {
@@ -745,7 +849,8 @@ type Run struct {
 	Command []string               `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
 	Start   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
 	End     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
-	// status: running, passed or failed.
+	// status: running, passed or failed; lost when a run that never reported
+	// its end has sent no line for --silent-after (killed, its host gone).
 	Status          string  `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
 	ExitCode        int32   `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	DurationSeconds float64 `protobuf:"fixed64,8,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
@@ -849,21 +954,26 @@ type Build struct {
 	LastTime  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
 	Lines     uint32                 `protobuf:"varint,7,opt,name=lines,proto3" json:"lines,omitempty"`
 	Levels    *LevelCounts           `protobuf:"bytes,8,opt,name=levels,proto3" json:"levels,omitempty"`
-	// status: running, passed or failed when shiplog run reported the build;
+	// status: running, passed or failed when shiplog run reported the build
+	// (failed when any run failed; lost when a run is lost and none failed);
 	// "unknown" otherwise.
 	Status          string                 `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
 	Start           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=start,proto3" json:"start,omitempty"`
 	End             *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=end,proto3" json:"end,omitempty"`
 	DurationSeconds float64                `protobuf:"fixed64,12,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
-	ExitCode        int32                  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Runs            []*Run                 `protobuf:"bytes,14,rep,name=runs,proto3" json:"runs,omitempty"`
+	// exit_code: of the failing run that finished last, when one failed;
+	// else of the run that finished last. Each run has its own in runs.
+	ExitCode int32  `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Runs     []*Run `protobuf:"bytes,14,rep,name=runs,proto3" json:"runs,omitempty"`
 	// partial is true when some partition of a cluster could not be included
 	// (no owner yet, its owner is unreachable or still catching up);
 	// missing_partitions names them. Always false on a single node.
 	Partial           bool    `protobuf:"varint,15,opt,name=partial,proto3" json:"partial,omitempty"`
 	MissingPartitions []int32 `protobuf:"varint,16,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// host_lines: this build's lines by host.
+	HostLines     map[string]uint32 `protobuf:"bytes,17,rep,name=host_lines,json=hostLines,proto3" json:"host_lines,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Build) Reset() {
@@ -1004,6 +1114,13 @@ func (x *Build) GetPartial() bool {
 func (x *Build) GetMissingPartitions() []int32 {
 	if x != nil {
 		return x.MissingPartitions
+	}
+	return nil
+}
+
+func (x *Build) GetHostLines() map[string]uint32 {
+	if x != nil {
+		return x.HostLines
 	}
 	return nil
 }
@@ -1231,8 +1348,10 @@ type Deploy struct {
 	// missing_partitions names them. Always false on a single node.
 	Partial           bool    `protobuf:"varint,15,opt,name=partial,proto3" json:"partial,omitempty"`
 	MissingPartitions []int32 `protobuf:"varint,16,rep,packed,name=missing_partitions,json=missingPartitions,proto3" json:"missing_partitions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// host_lines: this deploy's lines by host.
+	HostLines     map[string]uint32 `protobuf:"bytes,17,rep,name=host_lines,json=hostLines,proto3" json:"host_lines,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Deploy) Reset() {
@@ -1373,6 +1492,13 @@ func (x *Deploy) GetPartial() bool {
 func (x *Deploy) GetMissingPartitions() []int32 {
 	if x != nil {
 		return x.MissingPartitions
+	}
+	return nil
+}
+
+func (x *Deploy) GetHostLines() map[string]uint32 {
+	if x != nil {
+		return x.HostLines
 	}
 	return nil
 }
@@ -2572,7 +2698,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\"N\n" +
 	"\x06Bucket\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\x9d\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\xf7\x01\n" +
 	"\x0eContextRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06before\x18\x02 \x01(\x05R\x06before\x12\x14\n" +
@@ -2580,12 +2706,27 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x05cross\x18\x04 \x01(\bR\x05cross\x12\x16\n" +
 	"\x06window\x18\x05 \x01(\tR\x06window\x12\x1f\n" +
 	"\vcross_limit\x18\x06 \x01(\x05R\n" +
-	"crossLimit\"\x86\x02\n" +
+	"crossLimit\x12\x14\n" +
+	"\x05scope\x18\a \x01(\tR\x05scope\x12!\n" +
+	"\fcross_before\x18\b \x01(\x05R\vcrossBefore\x12\x1f\n" +
+	"\vcross_after\x18\t \x01(\x05R\n" +
+	"crossAfter\"\xf7\x04\n" +
 	"\x0fContextResponse\x12*\n" +
 	"\x06record\x18\x01 \x01(\v2\x12.shiplog.v1.RecordR\x06record\x12*\n" +
 	"\x06before\x18\x02 \x03(\v2\x12.shiplog.v1.RecordR\x06before\x12(\n" +
 	"\x05after\x18\x03 \x03(\v2\x12.shiplog.v1.RecordR\x05after\x12(\n" +
-	"\x05cross\x18\x04 \x03(\v2\x12.shiplog.v1.RecordR\x05cross\x12\x18\n" +
+	"\x05cross\x18\x04 \x03(\v2\x12.shiplog.v1.RecordR\x05cross\x12\x14\n" +
+	"\x05scope\x18\a \x01(\tR\x05scope\x12\x1f\n" +
+	"\vcross_query\x18\b \x01(\tR\n" +
+	"crossQuery\x12=\n" +
+	"\fwindow_start\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x120\n" +
+	"\x14cross_omitted_before\x18\v \x01(\rR\x12crossOmittedBefore\x12.\n" +
+	"\x13cross_omitted_after\x18\f \x01(\rR\x11crossOmittedAfter\x12.\n" +
+	"\x13cross_before_cursor\x18\r \x01(\tR\x11crossBeforeCursor\x12,\n" +
+	"\x12cross_after_cursor\x18\x0e \x01(\tR\x10crossAfterCursor\x12\x18\n" +
 	"\apartial\x18\x05 \x01(\bR\apartial\x12-\n" +
 	"\x12missing_partitions\x18\x06 \x03(\x05R\x11missingPartitions\"\x1b\n" +
 	"\vTailRequest\x12\f\n" +
@@ -2608,7 +2749,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x16\n" +
 	"\x06status\x18\x06 \x01(\tR\x06status\x12\x1b\n" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12)\n" +
-	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\"\xdc\x04\n" +
+	"\x10duration_seconds\x18\b \x01(\x01R\x0fdurationSeconds\"\xdb\x05\n" +
 	"\x05Build\x12\x19\n" +
 	"\bbuild_id\x18\x01 \x01(\tR\abuildId\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
@@ -2628,7 +2769,12 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\texit_code\x18\r \x01(\x05R\bexitCode\x12#\n" +
 	"\x04runs\x18\x0e \x03(\v2\x0f.shiplog.v1.RunR\x04runs\x12\x18\n" +
 	"\apartial\x18\x0f \x01(\bR\apartial\x12-\n" +
-	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\"\xa9\x01\n" +
+	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\x12?\n" +
+	"\n" +
+	"host_lines\x18\x11 \x03(\v2 .shiplog.v1.Build.HostLinesEntryR\thostLines\x1a<\n" +
+	"\x0eHostLinesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xa9\x01\n" +
 	"\x11ListBuildsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
@@ -2643,7 +2789,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\apartial\x18\x03 \x01(\bR\apartial\x12-\n" +
 	"\x12missing_partitions\x18\x04 \x03(\x05R\x11missingPartitions\",\n" +
 	"\x0fGetBuildRequest\x12\x19\n" +
-	"\bbuild_id\x18\x01 \x01(\tR\abuildId\"\xe3\x04\n" +
+	"\bbuild_id\x18\x01 \x01(\tR\abuildId\"\xe3\x05\n" +
 	"\x06Deploy\x12\x1b\n" +
 	"\tdeploy_id\x18\x01 \x01(\tR\bdeployId\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x14\n" +
@@ -2664,7 +2810,12 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"host_lives\x18\x0e \x03(\v2\x10.shiplog.v1.HostR\thostLives\x12\x18\n" +
 	"\apartial\x18\x0f \x01(\bR\apartial\x12-\n" +
-	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\"\x92\x01\n" +
+	"\x12missing_partitions\x18\x10 \x03(\x05R\x11missingPartitions\x12@\n" +
+	"\n" +
+	"host_lines\x18\x11 \x03(\v2!.shiplog.v1.Deploy.HostLinesEntryR\thostLines\x1a<\n" +
+	"\x0eHostLinesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x92\x01\n" +
 	"\x12ListDeploysRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
@@ -2773,7 +2924,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"FacetValue\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x01R\x05count2\x98\n" +
+	"\x05count\x18\x02 \x01(\x01R\x05count2\xb3\n" +
 	"\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
@@ -2784,10 +2935,11 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\x04Tail\x12\x17.shiplog.v1.TailRequest\x1a\x18.shiplog.v1.TailResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/logs:tail0\x01\x12_\n" +
 	"\n" +
 	"ListBuilds\x12\x1d.shiplog.v1.ListBuildsRequest\x1a\x1e.shiplog.v1.ListBuildsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/builds\x12Y\n" +
-	"\bGetBuild\x12\x1b.shiplog.v1.GetBuildRequest\x1a\x11.shiplog.v1.Build\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/builds/{build_id}\x12c\n" +
-	"\vListDeploys\x12\x1e.shiplog.v1.ListDeploysRequest\x1a\x1f.shiplog.v1.ListDeploysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/deploys\x12^\n" +
-	"\tGetDeploy\x12\x1c.shiplog.v1.GetDeployRequest\x1a\x12.shiplog.v1.Deploy\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/deploys/{deploy_id}\x12[\n" +
+	"/v1/builds\x12f\n" +
+	"\bGetBuild\x12\x1b.shiplog.v1.GetBuildRequest\x1a\x11.shiplog.v1.Build\"*\x82\xd3\xe4\x93\x02$Z\v\x12\t/v1/build\x12\x15/v1/builds/{build_id}\x12c\n" +
+	"\vListDeploys\x12\x1e.shiplog.v1.ListDeploysRequest\x1a\x1f.shiplog.v1.ListDeploysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/deploys\x12l\n" +
+	"\tGetDeploy\x12\x1c.shiplog.v1.GetDeployRequest\x1a\x12.shiplog.v1.Deploy\"-\x82\xd3\xe4\x93\x02'Z\f\x12\n" +
+	"/v1/deploy\x12\x17/v1/deploys/{deploy_id}\x12[\n" +
 	"\tListHosts\x12\x1c.shiplog.v1.ListHostsRequest\x1a\x1d.shiplog.v1.ListHostsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/hosts\x12K\n" +
 	"\n" +
 	"ListAlerts\x12\x1d.shiplog.v1.ListAlertsRequest\x1a\x1e.shiplog.v1.ListAlertsResponse\x12W\n" +
@@ -2806,7 +2958,7 @@ func file_shiplog_v1_query_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_query_proto_rawDescData
 }
 
-var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_shiplog_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_shiplog_v1_query_proto_goTypes = []any{
 	(*SearchRequest)(nil),            // 0: shiplog.v1.SearchRequest
 	(*SearchResponse)(nil),           // 1: shiplog.v1.SearchResponse
@@ -2838,88 +2990,94 @@ var file_shiplog_v1_query_proto_goTypes = []any{
 	(*FacetsResponse)(nil),           // 27: shiplog.v1.FacetsResponse
 	(*Facet)(nil),                    // 28: shiplog.v1.Facet
 	(*FacetValue)(nil),               // 29: shiplog.v1.FacetValue
-	nil,                              // 30: shiplog.v1.ListHostsResponse.StateCountsEntry
-	nil,                              // 31: shiplog.v1.StatsGroup.LabelsEntry
-	nil,                              // 32: shiplog.v1.StatsGroup.ValuesEntry
-	(*Record)(nil),                   // 33: shiplog.v1.Record
-	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
-	(*ListAlertsRequest)(nil),        // 35: shiplog.v1.ListAlertsRequest
-	(*ListAlertRulesRequest)(nil),    // 36: shiplog.v1.ListAlertRulesRequest
-	(*ListAlertHistoryRequest)(nil),  // 37: shiplog.v1.ListAlertHistoryRequest
-	(*ListAlertsResponse)(nil),       // 38: shiplog.v1.ListAlertsResponse
-	(*ListAlertRulesResponse)(nil),   // 39: shiplog.v1.ListAlertRulesResponse
-	(*ListAlertHistoryResponse)(nil), // 40: shiplog.v1.ListAlertHistoryResponse
+	nil,                              // 30: shiplog.v1.Build.HostLinesEntry
+	nil,                              // 31: shiplog.v1.Deploy.HostLinesEntry
+	nil,                              // 32: shiplog.v1.ListHostsResponse.StateCountsEntry
+	nil,                              // 33: shiplog.v1.StatsGroup.LabelsEntry
+	nil,                              // 34: shiplog.v1.StatsGroup.ValuesEntry
+	(*Record)(nil),                   // 35: shiplog.v1.Record
+	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
+	(*ListAlertsRequest)(nil),        // 37: shiplog.v1.ListAlertsRequest
+	(*ListAlertRulesRequest)(nil),    // 38: shiplog.v1.ListAlertRulesRequest
+	(*ListAlertHistoryRequest)(nil),  // 39: shiplog.v1.ListAlertHistoryRequest
+	(*ListAlertsResponse)(nil),       // 40: shiplog.v1.ListAlertsResponse
+	(*ListAlertRulesResponse)(nil),   // 41: shiplog.v1.ListAlertRulesResponse
+	(*ListAlertHistoryResponse)(nil), // 42: shiplog.v1.ListAlertHistoryResponse
 }
 var file_shiplog_v1_query_proto_depIdxs = []int32{
-	33, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
+	35, // 0: shiplog.v1.SearchResponse.records:type_name -> shiplog.v1.Record
 	4,  // 1: shiplog.v1.HistogramResponse.buckets:type_name -> shiplog.v1.Bucket
-	34, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
-	33, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
-	33, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
-	33, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
-	33, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
-	33, // 7: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
-	34, // 8: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
-	34, // 9: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
-	34, // 10: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
-	34, // 11: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
-	9,  // 12: shiplog.v1.Build.levels:type_name -> shiplog.v1.LevelCounts
-	34, // 13: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
-	34, // 14: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
-	10, // 15: shiplog.v1.Build.runs:type_name -> shiplog.v1.Run
-	11, // 16: shiplog.v1.ListBuildsResponse.builds:type_name -> shiplog.v1.Build
-	34, // 17: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
-	34, // 18: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
-	9,  // 19: shiplog.v1.Deploy.levels:type_name -> shiplog.v1.LevelCounts
-	10, // 20: shiplog.v1.Deploy.runs:type_name -> shiplog.v1.Run
-	20, // 21: shiplog.v1.Deploy.host_lives:type_name -> shiplog.v1.Host
-	15, // 22: shiplog.v1.ListDeploysResponse.deploys:type_name -> shiplog.v1.Deploy
-	34, // 23: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
-	34, // 24: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
-	34, // 25: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
-	9,  // 26: shiplog.v1.Host.levels:type_name -> shiplog.v1.LevelCounts
-	19, // 27: shiplog.v1.Host.agents:type_name -> shiplog.v1.Agent
-	20, // 28: shiplog.v1.ListHostsResponse.hosts:type_name -> shiplog.v1.Host
-	30, // 29: shiplog.v1.ListHostsResponse.state_counts:type_name -> shiplog.v1.ListHostsResponse.StateCountsEntry
-	25, // 30: shiplog.v1.StatsResponse.groups:type_name -> shiplog.v1.StatsGroup
-	31, // 31: shiplog.v1.StatsGroup.labels:type_name -> shiplog.v1.StatsGroup.LabelsEntry
-	32, // 32: shiplog.v1.StatsGroup.values:type_name -> shiplog.v1.StatsGroup.ValuesEntry
-	4,  // 33: shiplog.v1.StatsGroup.buckets:type_name -> shiplog.v1.Bucket
-	28, // 34: shiplog.v1.FacetsResponse.fields:type_name -> shiplog.v1.Facet
-	29, // 35: shiplog.v1.Facet.values:type_name -> shiplog.v1.FacetValue
-	0,  // 36: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
-	2,  // 37: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
-	23, // 38: shiplog.v1.QueryService.Stats:input_type -> shiplog.v1.StatsRequest
-	26, // 39: shiplog.v1.QueryService.Facets:input_type -> shiplog.v1.FacetsRequest
-	5,  // 40: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
-	7,  // 41: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
-	12, // 42: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
-	14, // 43: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
-	16, // 44: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
-	18, // 45: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
-	21, // 46: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
-	35, // 47: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
-	36, // 48: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
-	37, // 49: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
-	1,  // 50: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
-	3,  // 51: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
-	24, // 52: shiplog.v1.QueryService.Stats:output_type -> shiplog.v1.StatsResponse
-	27, // 53: shiplog.v1.QueryService.Facets:output_type -> shiplog.v1.FacetsResponse
-	6,  // 54: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
-	8,  // 55: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
-	13, // 56: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
-	11, // 57: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
-	17, // 58: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
-	15, // 59: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
-	22, // 60: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
-	38, // 61: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
-	39, // 62: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
-	40, // 63: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
-	50, // [50:64] is the sub-list for method output_type
-	36, // [36:50] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	36, // 2: shiplog.v1.Bucket.time:type_name -> google.protobuf.Timestamp
+	35, // 3: shiplog.v1.ContextResponse.record:type_name -> shiplog.v1.Record
+	35, // 4: shiplog.v1.ContextResponse.before:type_name -> shiplog.v1.Record
+	35, // 5: shiplog.v1.ContextResponse.after:type_name -> shiplog.v1.Record
+	35, // 6: shiplog.v1.ContextResponse.cross:type_name -> shiplog.v1.Record
+	36, // 7: shiplog.v1.ContextResponse.window_start:type_name -> google.protobuf.Timestamp
+	36, // 8: shiplog.v1.ContextResponse.window_end:type_name -> google.protobuf.Timestamp
+	35, // 9: shiplog.v1.TailResponse.records:type_name -> shiplog.v1.Record
+	36, // 10: shiplog.v1.Run.start:type_name -> google.protobuf.Timestamp
+	36, // 11: shiplog.v1.Run.end:type_name -> google.protobuf.Timestamp
+	36, // 12: shiplog.v1.Build.first_time:type_name -> google.protobuf.Timestamp
+	36, // 13: shiplog.v1.Build.last_time:type_name -> google.protobuf.Timestamp
+	9,  // 14: shiplog.v1.Build.levels:type_name -> shiplog.v1.LevelCounts
+	36, // 15: shiplog.v1.Build.start:type_name -> google.protobuf.Timestamp
+	36, // 16: shiplog.v1.Build.end:type_name -> google.protobuf.Timestamp
+	10, // 17: shiplog.v1.Build.runs:type_name -> shiplog.v1.Run
+	30, // 18: shiplog.v1.Build.host_lines:type_name -> shiplog.v1.Build.HostLinesEntry
+	11, // 19: shiplog.v1.ListBuildsResponse.builds:type_name -> shiplog.v1.Build
+	36, // 20: shiplog.v1.Deploy.first_time:type_name -> google.protobuf.Timestamp
+	36, // 21: shiplog.v1.Deploy.last_time:type_name -> google.protobuf.Timestamp
+	9,  // 22: shiplog.v1.Deploy.levels:type_name -> shiplog.v1.LevelCounts
+	10, // 23: shiplog.v1.Deploy.runs:type_name -> shiplog.v1.Run
+	20, // 24: shiplog.v1.Deploy.host_lives:type_name -> shiplog.v1.Host
+	31, // 25: shiplog.v1.Deploy.host_lines:type_name -> shiplog.v1.Deploy.HostLinesEntry
+	15, // 26: shiplog.v1.ListDeploysResponse.deploys:type_name -> shiplog.v1.Deploy
+	36, // 27: shiplog.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 28: shiplog.v1.Host.first_seen:type_name -> google.protobuf.Timestamp
+	36, // 29: shiplog.v1.Host.last_seen:type_name -> google.protobuf.Timestamp
+	9,  // 30: shiplog.v1.Host.levels:type_name -> shiplog.v1.LevelCounts
+	19, // 31: shiplog.v1.Host.agents:type_name -> shiplog.v1.Agent
+	20, // 32: shiplog.v1.ListHostsResponse.hosts:type_name -> shiplog.v1.Host
+	32, // 33: shiplog.v1.ListHostsResponse.state_counts:type_name -> shiplog.v1.ListHostsResponse.StateCountsEntry
+	25, // 34: shiplog.v1.StatsResponse.groups:type_name -> shiplog.v1.StatsGroup
+	33, // 35: shiplog.v1.StatsGroup.labels:type_name -> shiplog.v1.StatsGroup.LabelsEntry
+	34, // 36: shiplog.v1.StatsGroup.values:type_name -> shiplog.v1.StatsGroup.ValuesEntry
+	4,  // 37: shiplog.v1.StatsGroup.buckets:type_name -> shiplog.v1.Bucket
+	28, // 38: shiplog.v1.FacetsResponse.fields:type_name -> shiplog.v1.Facet
+	29, // 39: shiplog.v1.Facet.values:type_name -> shiplog.v1.FacetValue
+	0,  // 40: shiplog.v1.QueryService.Search:input_type -> shiplog.v1.SearchRequest
+	2,  // 41: shiplog.v1.QueryService.Histogram:input_type -> shiplog.v1.HistogramRequest
+	23, // 42: shiplog.v1.QueryService.Stats:input_type -> shiplog.v1.StatsRequest
+	26, // 43: shiplog.v1.QueryService.Facets:input_type -> shiplog.v1.FacetsRequest
+	5,  // 44: shiplog.v1.QueryService.Context:input_type -> shiplog.v1.ContextRequest
+	7,  // 45: shiplog.v1.QueryService.Tail:input_type -> shiplog.v1.TailRequest
+	12, // 46: shiplog.v1.QueryService.ListBuilds:input_type -> shiplog.v1.ListBuildsRequest
+	14, // 47: shiplog.v1.QueryService.GetBuild:input_type -> shiplog.v1.GetBuildRequest
+	16, // 48: shiplog.v1.QueryService.ListDeploys:input_type -> shiplog.v1.ListDeploysRequest
+	18, // 49: shiplog.v1.QueryService.GetDeploy:input_type -> shiplog.v1.GetDeployRequest
+	21, // 50: shiplog.v1.QueryService.ListHosts:input_type -> shiplog.v1.ListHostsRequest
+	37, // 51: shiplog.v1.QueryService.ListAlerts:input_type -> shiplog.v1.ListAlertsRequest
+	38, // 52: shiplog.v1.QueryService.ListAlertRules:input_type -> shiplog.v1.ListAlertRulesRequest
+	39, // 53: shiplog.v1.QueryService.ListAlertHistory:input_type -> shiplog.v1.ListAlertHistoryRequest
+	1,  // 54: shiplog.v1.QueryService.Search:output_type -> shiplog.v1.SearchResponse
+	3,  // 55: shiplog.v1.QueryService.Histogram:output_type -> shiplog.v1.HistogramResponse
+	24, // 56: shiplog.v1.QueryService.Stats:output_type -> shiplog.v1.StatsResponse
+	27, // 57: shiplog.v1.QueryService.Facets:output_type -> shiplog.v1.FacetsResponse
+	6,  // 58: shiplog.v1.QueryService.Context:output_type -> shiplog.v1.ContextResponse
+	8,  // 59: shiplog.v1.QueryService.Tail:output_type -> shiplog.v1.TailResponse
+	13, // 60: shiplog.v1.QueryService.ListBuilds:output_type -> shiplog.v1.ListBuildsResponse
+	11, // 61: shiplog.v1.QueryService.GetBuild:output_type -> shiplog.v1.Build
+	17, // 62: shiplog.v1.QueryService.ListDeploys:output_type -> shiplog.v1.ListDeploysResponse
+	15, // 63: shiplog.v1.QueryService.GetDeploy:output_type -> shiplog.v1.Deploy
+	22, // 64: shiplog.v1.QueryService.ListHosts:output_type -> shiplog.v1.ListHostsResponse
+	40, // 65: shiplog.v1.QueryService.ListAlerts:output_type -> shiplog.v1.ListAlertsResponse
+	41, // 66: shiplog.v1.QueryService.ListAlertRules:output_type -> shiplog.v1.ListAlertRulesResponse
+	42, // 67: shiplog.v1.QueryService.ListAlertHistory:output_type -> shiplog.v1.ListAlertHistoryResponse
+	54, // [54:68] is the sub-list for method output_type
+	40, // [40:54] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_shiplog_v1_query_proto_init() }
@@ -2935,7 +3093,7 @@ func file_shiplog_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_query_proto_rawDesc), len(file_shiplog_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

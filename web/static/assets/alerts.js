@@ -1,13 +1,18 @@
 // Alerts: firing and pending alerts, rules and history when the server has
-// alerting (--rules); otherwise a page saying it is not set up.
-import { h, api, errorBox, info, fmtTime, ago, stateBadge } from './lib.js';
+// alerting (--rules); otherwise a page saying it is not set up. The page
+// looks again every REFRESH ms.
+import { h, api, errorBox, info, fmtTime, fmtTimeZ, ago, stateBadge } from './lib.js';
+
+const REFRESH = 10000;
 
 export default function alerts(main) {
   document.title = 'Alerts · shiplog';
   const ac = new AbortController();
   const body = h('div', {}, info('Loading…'));
-  main.append(h('h1', {}, 'Alerts'), body);
-  Promise.all([
+  const when = h('p', { class: 'muted status' });
+  main.append(h('h1', {}, 'Alerts'), when, body);
+  let timer = null;
+  const load = () => Promise.all([
     api('/v1/alerts', {}, ac.signal),
     api('/v1/alerts/rules', {}, ac.signal).catch(() => null),
     api('/v1/alerts/history', { limit: 100 }, ac.signal).catch(() => null),
@@ -21,18 +26,24 @@ export default function alerts(main) {
       section(`Pending (${pending.length})`, pending, alertRow, ['state', 'alert', 'labels', 'value', 'since', 'lines'], 'Nothing is pending.'),
       section(`Rules${rules && rules.file ? ` from ${rules.file}` : ''}`, (rules && rules.rules) || [], ruleRow, ['state', 'rule', 'query', 'condition', 'for', 'last evaluation'], 'No rules are loaded.'),
       section('History', (hist && hist.transitions) || [], transitionRow, ['time', 'alert', 'change', 'labels', 'value', 'lines'], 'No transitions yet.'));
+    when.textContent = `Updated ${fmtTimeZ(Date.now())}; refreshes every ${REFRESH / 1000} s.`;
+    timer = setTimeout(load, REFRESH);
   }, (e) => {
     if (e.name === 'AbortError') return;
-    body.replaceChildren(e.status === 404 || e.status === 501
-      ? info(h('strong', {}, 'Alerting is not configured on this server. '), 'Start ', h('code', {}, 'shiplog server'), ' with ', h('code', {}, '--rules FILE'), ' to alert on log queries and metrics.')
-      : errorBox(e));
+    if (e.status === 404 || e.status === 501) {
+      body.replaceChildren(info(h('strong', {}, 'Alerting is not configured on this server. '), 'Start ', h('code', {}, 'shiplog server'), ' with ', h('code', {}, '--rules FILE'), ' to alert on log queries and metrics.'));
+      return;
+    }
+    body.replaceChildren(errorBox(e));
+    timer = setTimeout(load, REFRESH);
   });
-  return () => ac.abort();
+  load();
+  return () => { ac.abort(); clearTimeout(timer); };
 }
 
 function section(title, rows, row, cols, empty) {
   return h('section', { class: 'panel' }, h('h2', {}, title), rows.length
-    ? h('table', { class: 'grid' }, h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, c)))), h('tbody', {}, rows.map(row)))
+    ? h('div', { class: 'tablewrap' }, h('table', { class: 'grid' }, h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))), h('tbody', {}, rows.map(row))))
     : info(empty));
 }
 
@@ -55,6 +66,6 @@ function ruleRow(r) {
 }
 
 function transitionRow(t) {
-  return h('tr', {}, h('td', {}, fmtTime(t.time)), h('td', {}, name(t)), h('td', {}, `${t.from || '—'} → `, stateBadge(t.to)),
+  return h('tr', {}, h('td', { title: fmtTimeZ(t.time) }, fmtTime(t.time)), h('td', {}, name(t)), h('td', {}, `${t.from || '—'} → `, stateBadge(t.to)),
     h('td', {}, labels(t.labels)), h('td', {}, value(t.value)), h('td', {}, links(t.links)));
 }

@@ -2,13 +2,13 @@
 // binds the keyboard. Each view is a module loaded when first needed; it
 // renders into <main> and returns a function that stops it (aborts requests,
 // closes streams).
-import { h } from './lib.js';
+import { h, prefs, zoneName } from './lib.js';
 
 const views = [
   [/^\/$/, 'home', () => import('./home.js')],
   [/^\/search$/, 'search', () => import('./search.js')],
-  [/^\/builds\/(.+)$/, 'builds', () => import('./build.js')],
-  [/^\/deploys\/(.+)$/, 'deploys', () => import('./build.js')],
+  [/^\/builds\/(.*)$/, 'builds', () => import('./build.js')],
+  [/^\/deploys\/(.*)$/, 'deploys', () => import('./build.js')],
   [/^\/context\/(.+)$/, 'context', () => import('./context.js')],
   [/^\/hosts$/, 'hosts', () => import('./hosts.js')],
   [/^\/tail$/, 'tail', () => import('./tail.js')],
@@ -26,9 +26,15 @@ async function route() {
   let found = null;
   for (const [re, name, load] of views) {
     const m = path.match(re);
-    if (m) { found = { name, load, arg: m[1] && decodeURIComponent(m[1]) }; break; }
+    if (m) {
+      let arg;
+      try { arg = m[1] ? decodeURIComponent(m[1]) : new URLSearchParams(location.search).get('id'); } catch { arg = null; }
+      found = { name, load, arg };
+      break;
+    }
   }
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('on', !!found && a.dataset.nav === found.name);
+  if (found && found.arg == null && /^(builds|deploys)$/.test(found.name)) found = null;
   if (!found) {
     document.title = 'Not found · shiplog';
     main.replaceChildren(h('div', { class: 'msg' }, h('strong', {}, 'No such page: '), path, ' — ', h('a', { href: '/' }, 'start again')));
@@ -60,6 +66,21 @@ export function replace(url) {
 }
 
 window.addEventListener('popstate', route);
+
+// The header's switches: the time zone of every time shown (UTC or the
+// browser's), and wrapping long lines; both remembered in this browser.
+const zoneBtn = document.querySelector('button.zone');
+const wrapBtn = document.querySelector('button.wrap');
+function showPrefs() {
+  const wrap = prefs.get('wrap', '') === '1';
+  document.documentElement.classList.toggle('wrap', wrap);
+  wrapBtn.setAttribute('aria-pressed', String(wrap));
+  zoneBtn.textContent = zoneName();
+  zoneBtn.title = prefs.get('tz', 'local') === 'utc' ? 'times in UTC: switch to this browser\'s time zone' : 'times in this browser\'s time zone: switch to UTC';
+}
+zoneBtn.addEventListener('click', () => { prefs.set('tz', prefs.get('tz', 'local') === 'utc' ? 'local' : 'utc'); showPrefs(); route(); });
+wrapBtn.addEventListener('click', () => { prefs.set('wrap', prefs.get('wrap', '') === '1' ? '0' : '1'); showPrefs(); window.dispatchEvent(new Event('shiplog-wrap')); });
+showPrefs();
 
 // Links to our own pages stay in the app.
 document.addEventListener('click', (e) => {

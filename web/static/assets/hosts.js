@@ -2,7 +2,7 @@
 // State: /hosts?filter=&state=
 // /v1/hosts answers a page at a time (by service, then host): the view loads
 // up to MAX_HOSTS of them, and more on demand.
-import { h, api, errorBox, info, num, fmtTime, fmtDuration, ago, ms, hostTag, stateBadge, quote, href, debounce } from './lib.js';
+import { h, api, errorBox, info, num, fmtTime, fmtTimeZ, fmtDuration, ago, ms, hostTag, stateBadge, quote, href, debounce, groupPath, badParams } from './lib.js';
 import { iso } from './search.js';
 
 const PAGE = 1000;
@@ -13,6 +13,11 @@ export default function hosts(main, ctx) {
   const ac = new AbortController();
   let filter = ctx.params.get('filter') || '';
   let st = ctx.params.get('state') || '';
+  if (!['', 'live', 'silent', 'closed'].includes(st)) {
+    main.append(h('h1', {}, 'Hosts'));
+    badParams(main, `state=${st}: want live, silent or closed.`, h('a', { href: href('/hosts', { filter }) }, 'Every host'));
+    return null;
+  }
   const box = h('input', { type: 'search', class: 'q', value: filter, placeholder: 'filter hosts by name, service, build or deploy', 'aria-label': 'filter hosts', data: { query: '' } });
   const sel = h('select', { 'aria-label': 'state' }, [['', 'any state'], ['live', 'live'], ['silent', 'silent (vanished)'], ['closed', 'closed']]
     .map(([v, l]) => h('option', { value: v, selected: v === st }, l)));
@@ -34,7 +39,7 @@ export default function hosts(main, ctx) {
       h('button', { type: 'button', onclick: () => load(MAX_HOSTS) }, 'Load more')] : []));
     if (!all.length) { body.replaceChildren(info('No hosts yet: every host that sends a line shows up here.')); return; }
     if (!shown.length) { body.replaceChildren(info('No host matches the filter.')); return; }
-    body.replaceChildren(h('table', { class: 'grid' },
+    body.replaceChildren(h('div', { class: 'tablewrap' }, h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, ['host', 'service', 'state', 'first line', 'last line', 'lifetime', 'lines', 'errors', 'build', 'deploy'].map((c) => h('th', { class: /lines|errors/.test(c) ? 'r' : '' }, c)))),
       h('tbody', {}, shown.map((x) => {
         const lv = x.levels || {};
@@ -46,14 +51,14 @@ export default function hosts(main, ctx) {
           h('td', {}, hostTag(x.host, lines)),
           h('td', {}, x.service),
           h('td', {}, stateBadge(x.state)),
-          h('td', {}, fmtTime(x.first_seen)),
-          h('td', { title: fmtTime(x.last_seen) }, ago(x.last_seen)),
+          h('td', { title: fmtTimeZ(x.first_seen) }, fmtTime(x.first_seen)),
+          h('td', { title: fmtTimeZ(x.last_seen) }, ago(x.last_seen)),
           h('td', {}, fmtDuration((ms(x.last_seen) - ms(x.first_seen)) / 1000)),
           h('td', { class: 'r' }, num(x.lines)),
           h('td', { class: 'r' + (errs ? ' bad' : '') }, errs ? h('a', { href: href('/search', { q: `host:${quote(x.host)} (level:error OR level:fatal)` }) }, num(errs)) : '0'),
-          h('td', {}, x.build_id && h('a', { href: `/builds/${encodeURIComponent(x.build_id)}` }, x.build_id)),
-          h('td', {}, x.deploy_id && h('a', { href: `/deploys/${encodeURIComponent(x.deploy_id)}` }, x.deploy_id)));
-      }))));
+          h('td', {}, x.build_id && h('a', { href: groupPath('build', x.build_id) }, x.build_id)),
+          h('td', {}, x.deploy_id && h('a', { href: groupPath('deploy', x.deploy_id) }, x.deploy_id)));
+      })))));
   };
   box.addEventListener('input', debounce(() => { filter = box.value.trim(); draw(); }, 120));
   sel.addEventListener('change', () => { st = sel.value; draw(); });

@@ -130,22 +130,43 @@ export async function readJSON(resp) {
   return body;
 }
 
-// Formatting.
+// Preferences kept in the browser (localStorage): the time zone of every
+// time shown ("utc" or "local") and whether long lines wrap.
+export const prefs = {
+  get(k, d) { try { return localStorage.getItem('shiplog-' + k) || d; } catch { return d; } },
+  set(k, v) { try { localStorage.setItem('shiplog-' + k, v); } catch { /* private mode */ } },
+};
+export const utc = () => prefs.get('tz', 'local') === 'utc';
+
+// zoneName: "UTC", or the browser's zone as an offset (UTC+01:00).
+export function zoneName(msec = Date.now()) {
+  if (utc()) return 'UTC';
+  const off = -new Date(msec).getTimezoneOffset();
+  return `UTC${off < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+}
+
+// Formatting: one 24-hour format everywhere, in the chosen zone.
 const pad = (n, w = 2) => String(n).padStart(w, '0');
+const parts = (msec) => {
+  const d = new Date(msec);
+  return utc() ? [d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
+    : [d.getFullYear(), d.getMonth(), d.getDate(), d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
+};
 
-export function fmtDate(ms) {
-  const d = new Date(ms);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+export function fmtDate(msec) {
+  const [y, mo, d] = parts(msec);
+  return `${y}-${pad(mo + 1)}-${pad(d)}`;
 }
 
-export function fmtClock(ms, withMs = true) {
-  const d = new Date(ms);
-  const c = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  return withMs ? `${c}.${pad(d.getMilliseconds(), 3)}` : c;
+export function fmtClock(msec, withMs = true) {
+  const [, , , hh, mm, ss, mss] = parts(msec);
+  const c = `${pad(hh)}:${pad(mm)}:${pad(ss)}`;
+  return withMs ? `${c}.${pad(mss, 3)}` : c;
 }
 
-// fmtTime: local date and time with milliseconds.
+// fmtTime: date and time with milliseconds; fmtTimeZ adds the zone.
 export const fmtTime = (t) => (t ? `${fmtDate(ms(t))} ${fmtClock(ms(t))}` : '');
+export const fmtTimeZ = (t) => (t ? `${fmtTime(t)} ${zoneName(ms(t))}` : '');
 
 // ms parses an RFC 3339 time (nanoseconds are cut to milliseconds).
 export const ms = (t) => (typeof t === 'number' ? t : Date.parse(t));
@@ -205,10 +226,128 @@ export function spreadHues(hosts) {
   list.forEach((x, i) => hues.set(x, Math.round(n <= 12 ? (200 + (i * 360) / n) % 360 : (200 + i * 137.508) % 360)));
 }
 
-export function hostTag(host, href) {
-  const el = h(href ? 'a' : 'span', { class: 'host', href, title: host }, host || '—');
-  el.style.setProperty('--hue', hostHue(host));
+// Readable colours: text in a colour keeps a contrast of at least 4.5:1
+// (WCAG AA) with every background a line can have (plain, hovered,
+// selected, highlighted), light and dark. fit moves an sRGB colour's
+// lightness until it does; the answers are kept.
+const lin = (c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+const lum = ([r, g, b]) => 0.2126 * lin(r / 255) + 0.7152 * lin(g / 255) + 0.0722 * lin(b / 255);
+const LIGHT_BG = 0.793; // #ffe58f, the lightest background of a line (target)
+const DARK_BG = 0.0646; // #5a4500, the darkest (target, dark)
+function hsl2rgb(hh, ss, ll) {
+  const k = (n) => (n + hh / 30) % 12, a = ss * Math.min(ll, 1 - ll);
+  return [0, 8, 4].map((n) => Math.round(255 * (ll - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1)))));
+}
+function rgb2hsl([r, g, b]) {
+  r /= 255; g /= 255; b /= 255;
+  const mx = Math.max(r, g, b), mn = Math.min(r, g, b), l = (mx + mn) / 2, d = mx - mn;
+  if (!d) return [0, 0, l];
+  const sat = d / (1 - Math.abs(2 * l - 1));
+  const hue = mx === r ? ((g - b) / d + 6) % 6 : mx === g ? (b - r) / d + 2 : (r - g) / d + 4;
+  return [hue * 60, sat, l];
+}
+const fitted = new Map();
+export function fit(rgb) {
+  const key = rgb.join(',');
+  if (fitted.has(key)) return fitted.get(key);
+  const [hh, ss, l0] = rgb2hsl(rgb);
+  const find = (ok, dir) => { let l = l0; for (let i = 0; i < 100 && !ok(lum(hsl2rgb(hh, ss, l))); i++) l += dir * 0.01; return hsl2rgb(hh, ss, Math.max(0, Math.min(1, l))); };
+  const css = (c) => `rgb(${c.join(' ')})`;
+  const out = [css(find((y) => (LIGHT_BG + 0.05) / (y + 0.05) >= 4.6, -1)), css(find((y) => (y + 0.05) / (DARK_BG + 0.05) >= 4.6, 1))];
+  fitted.set(key, out);
+  return out;
+}
+
+// hostColour sets el's host colour (--hc light, --hcd dark, --hue for borders).
+export function hostColour(el, host) {
+  const hue = hostHue(host);
+  const [l, d] = fit(hsl2rgb(hue, 0.7, 0.45));
+  el.style.setProperty('--hue', hue);
+  el.style.setProperty('--hc', l);
+  el.style.setProperty('--hcd', d);
   return el;
+}
+
+export function hostTag(host, href) {
+  return hostColour(h(href ? 'a' : 'span', { class: 'host', href, title: host }, host || '—'), host);
+}
+
+// ANSI colours: messages keep their escape sequences as sent; rendering
+// turns SGR codes (16, 256 and 24-bit colours, bold, dim, italic,
+// underline, inverse) into styled spans and drops every other sequence.
+const BASE16 = [[0, 0, 0], [205, 49, 49], [13, 188, 121], [229, 229, 16], [36, 114, 200], [188, 63, 188], [17, 168, 205], [229, 229, 229],
+  [102, 102, 102], [241, 76, 76], [35, 209, 139], [245, 245, 67], [59, 142, 234], [214, 112, 214], [41, 184, 219], [255, 255, 255]];
+function c256(n) {
+  if (n < 16) return BASE16[n];
+  if (n < 232) { const v = [0, 95, 135, 175, 215, 255]; n -= 16; return [v[Math.floor(n / 36)], v[Math.floor(n / 6) % 6], v[n % 6]]; }
+  const g = 8 + (n - 232) * 10;
+  return [g, g, g];
+}
+const ESC = /\x1b(?:\[([0-9;:?]*)([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])/g;
+
+// sgr applies one SGR sequence's parameters to state st.
+function sgr(st, params) {
+  const p = params === '' ? [0] : params.split(/[;:]/).map((x) => parseInt(x, 10) || 0);
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i];
+    if (c === 0) Object.assign(st, { fg: null, bg: null, b: false, d: false, i: false, u: false, inv: false });
+    else if (c === 1) st.b = true;
+    else if (c === 2) st.d = true;
+    else if (c === 3) st.i = true;
+    else if (c === 4) st.u = true;
+    else if (c === 7) st.inv = true;
+    else if (c === 22) st.b = st.d = false;
+    else if (c === 23) st.i = false;
+    else if (c === 24) st.u = false;
+    else if (c === 27) st.inv = false;
+    else if (c >= 30 && c <= 37) st.fg = BASE16[c - 30];
+    else if (c >= 90 && c <= 97) st.fg = BASE16[c - 82];
+    else if (c >= 40 && c <= 47) st.bg = BASE16[c - 40];
+    else if (c >= 100 && c <= 107) st.bg = BASE16[c - 92];
+    else if (c === 39) st.fg = null;
+    else if (c === 49) st.bg = null;
+    else if ((c === 38 || c === 48) && p[i + 1] === 5) { st[c === 38 ? 'fg' : 'bg'] = c256(p[i + 2] & 255); i += 2; }
+    else if ((c === 38 || c === 48) && p[i + 1] === 2) { st[c === 38 ? 'fg' : 'bg'] = [p[i + 2] & 255, p[i + 3] & 255, p[i + 4] & 255]; i += 4; }
+  }
+}
+
+function styled(st, text) {
+  if (!st.fg && !st.bg && !st.b && !st.d && !st.i && !st.u && !st.inv) return text;
+  const el = h('span', { class: ['ansi', st.b && 'ab', st.d && 'ad', st.i && 'ai', st.u && 'au'].filter(Boolean).join(' ') }, text);
+  let fg = st.fg, bg = st.bg;
+  if (st.inv) [fg, bg] = [bg || [128, 128, 128], fg || [128, 128, 128]];
+  if (fg) { const [l, d] = fit(fg); el.classList.add('afg'); el.style.setProperty('--ac', l); el.style.setProperty('--acd', d); }
+  if (bg) { el.classList.add('abg'); el.style.setProperty('--abg', `rgb(${bg.join(' ')})`); }
+  return el;
+}
+
+// ansi returns text's nodes: plain text, or spans where SGR codes style it.
+export function ansi(text) {
+  text = text == null ? '' : String(text);
+  if (!text.includes('\x1b')) return [text];
+  const out = [], st = {};
+  let last = 0;
+  for (const m of text.matchAll(ESC)) {
+    if (m.index > last) out.push(styled(st, text.slice(last, m.index)));
+    if (m[2] === 'm') sgr(st, m[1]);
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(styled(st, text.slice(last)));
+  return out;
+}
+
+// stripAnsi: the text without escape sequences (for copying).
+export const stripAnsi = (text) => String(text || '').replace(ESC, '');
+
+// msgText: a line's message as shown in lists (colours rendered,
+// whitespace kept; cut or wrapped as the wrap preference says).
+export const msgText = (text) => h('span', { class: 'msgtext' }, ansi(text));
+
+// selecting reports whether the user is selecting text (a click that ends
+// a selection must not open or close a line's details).
+export function selecting() {
+  const sel = window.getSelection();
+  return !!sel && !sel.isCollapsed && sel.toString().trim() !== '';
 }
 
 export function stateBadge(state) {
@@ -221,6 +360,7 @@ const stateHelp = {
   passed: 'shiplog run: exit code 0',
   failed: 'shiplog run: non-zero exit code',
   running: 'shiplog run: not finished',
+  lost: 'shiplog run: no end reported and no line for --silent-after (killed?)',
   unknown: 'not run under shiplog run',
 };
 
@@ -232,13 +372,36 @@ export function quote(v) {
   return /^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
 }
 
-// narrow adds field:value to a query (ANDed), unless it is there already.
-export function narrow(q, field, value) {
-  const term = `${field}:${quote(value)}`;
-  q = (q || '').trim();
-  if (!q) return term;
-  if (q.split(/\s+/).includes(term)) return q;
-  return /(^|\s)(OR|\|\|)(\s|$)/.test(q) ? `(${q}) ${term}` : `${q} ${term}`;
+// narrow adds field:value (or -field:value with neg) to a query (ANDed),
+// unless it is there already; the opposite term goes.
+export function narrow(q, field, value, neg) {
+  const term = `${field}:${quote(value)}`, want = neg ? '-' + term : term, other = neg ? term : '-' + term;
+  q = (q || '').trim().split(/\s+/).filter((x) => x !== other).join(' ');
+  if (!q) return want;
+  if (q.split(/\s+/).includes(want)) return q;
+  return /(^|\s)(OR|\|\|)(\s|$)/.test(q) ? `(${q}) ${want}` : `${q} ${want}`;
+}
+
+// groupPath is the page of a build or deploy (kind "build" or "deploy");
+// groupAPI its API path. Ids "." and ".." cannot be path segments (browsers
+// and servers resolve them), so those travel as ?id= (page) and
+// ?build_id= / ?deploy_id= (API).
+const dots = (id) => id === '.' || id === '..';
+export const groupPath = (kind, id) => (dots(id) ? `/${kind}s/?id=${encodeURIComponent(id)}` : `/${kind}s/${encodeURIComponent(id)}`);
+export const groupAPI = (kind, id) => (dots(id) ? `/v1/${kind}?${kind}_id=${encodeURIComponent(id)}` : `/v1/${kind}s/${encodeURIComponent(id)}`);
+
+// checkRange reads a URL's start and end: an error in words, or ''.
+export function checkRange(start, end, resolve) {
+  const r = resolve(start, end);
+  if (start && isNaN(r.start)) return `start=${start} is not a time: use RFC 3339 (2026-01-02T15:04:05Z), seconds since 1970, or a duration back from now such as 15m or 24h.`;
+  if (end && isNaN(r.end)) return `end=${end} is not a time: use RFC 3339 (2026-01-02T15:04:05Z), seconds since 1970, a duration back from now such as 15m, or now.`;
+  if (start && r.start >= r.end) return `start=${start} is not before end=${end || 'now'}.`;
+  return '';
+}
+
+// badParams shows what is wrong with a page's URL, with a way out.
+export function badParams(main, what, way) {
+  main.append(h('div', { class: 'msg error', role: 'alert' }, h('strong', {}, 'Bad URL parameter: '), what, ' ', way || h('a', { href: location.pathname }, 'Start without them')));
 }
 
 // href builds a URL path with query parameters (empty ones left out).
@@ -246,7 +409,7 @@ export function href(path, params) {
   const qs = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) if (v != null && v !== '' && v !== false) qs.set(k, v === true ? '1' : v);
   const s = qs.toString();
-  return s ? `${path}?${s}` : path;
+  return s ? `${path}${path.includes('?') ? '&' : '?'}${s}` : path;
 }
 
 // Messages.
@@ -261,24 +424,52 @@ export function errorBox(err) {
 
 export const info = (...kids) => h('div', { class: 'msg' }, ...kids);
 
-// recordDetails: every field and attribute of a record, with links.
-export function recordDetails(r, extra) {
+// copy puts text on the clipboard and says so on the button.
+export async function copy(btn, text) {
+  let ok = false;
+  try { await navigator.clipboard.writeText(text); ok = true; } catch {
+    const ta = h('textarea', { class: 'offscreen', 'aria-hidden': 'true' });
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    try { ok = document.execCommand('copy'); } catch { ok = false; }
+    ta.remove();
+  }
+  const was = btn.dataset.label || btn.textContent;
+  btn.dataset.label = was;
+  btn.textContent = ok ? 'Copied' : 'Copy failed';
+  setTimeout(() => { btn.textContent = was; }, 1500);
+}
+
+export const permalink = (r) => `${location.origin}/context/${encodeURIComponent(r.id)}`;
+
+// recordDetails: every field and attribute of a record, each value with
+// include and exclude actions (refine(field, value, neg) gives their
+// links; default: a search with the term), and links and copy buttons.
+export function recordDetails(r, extra, refine) {
+  refine = refine || ((f, v, neg) => href('/search', { q: narrow('', f, v, neg) }));
   const attrs = Object.entries(r.attributes || {}).sort(([a], [b]) => a.localeCompare(b));
-  const rows = [
-    ['time', r.time],
-    ['id', r.id],
-    r.trace_id && ['trace_id', r.trace_id],
-    r.span_id && ['span_id', r.span_id],
-    ...attrs,
-  ].filter(Boolean);
+  const labels = [['service', r.service], ['host', r.host], ['level', r.level || 'info'], ['build_id', r.build_id], ['deploy_id', r.deploy_id],
+    ['trace_id', r.trace_id], ['span_id', r.span_id]].filter(([, v]) => v);
+  const acts = (k, v) => h('span', { class: 'acts' },
+    h('a', { href: refine(k, v, false), title: `include ${k}:${v}`, 'aria-label': `include ${k}=${v}` }, '+'),
+    h('a', { href: refine(k, v, true), title: `exclude ${k}:${v}`, 'aria-label': `exclude ${k}=${v}` }, '−'));
+  const row = (k, v, act) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, v, act ? acts(k, v) : ''));
+  const cp = (label, text) => { const b = h('button', { type: 'button', class: 'linkish' }, label); b.addEventListener('click', () => copy(b, text())); return b; };
   return h('div', { class: 'details' },
-    h('pre', { class: 'fullmsg' }, r.message),
-    h('table', { class: 'attrs' }, rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))),
+    h('pre', { class: 'fullmsg' }, ansi(r.message)),
+    h('table', { class: 'attrs' }, h('tbody', {},
+      row('time', h('time', { datetime: r.time, title: r.time }, fmtTimeZ(r.time))),
+      row('id', r.id),
+      labels.map(([k, v]) => row(k, v, true)),
+      attrs.map(([k, v]) => row(k, v, true)))),
     h('div', { class: 'links' },
       h('a', { href: `/context/${encodeURIComponent(r.id)}` }, 'Context'),
       h('a', { href: `/context/${encodeURIComponent(r.id)}?cross=1` }, 'Context across hosts'),
-      r.build_id && h('a', { href: href(`/builds/${encodeURIComponent(r.build_id)}`, { line: r.id }) }, `Build ${r.build_id}`),
-      r.deploy_id && h('a', { href: href(`/deploys/${encodeURIComponent(r.deploy_id)}`, { line: r.id }) }, `Deploy ${r.deploy_id}`),
+      r.build_id && h('a', { href: href(groupPath('build', r.build_id), { line: r.id }) }, `Build ${r.build_id}`),
+      r.deploy_id && h('a', { href: href(groupPath('deploy', r.deploy_id), { line: r.id }) }, `Deploy ${r.deploy_id}`),
+      cp('Copy link', () => permalink(r)),
+      cp('Copy text', () => stripAnsi(r.message)),
       extra));
 }
 

@@ -1,6 +1,6 @@
 // Search: query box, time range, histogram (drag to zoom), results newest
 // first with more on scroll. State: /search?q=&start=&end=.
-import { h, s, api, errorBox, info, num, fmtTime, fmtClock, fmtDate, ms, level, hostTag, narrow, href, recordDetails, quote } from './lib.js';
+import { h, s, api, authFetch, readJSON, errorBox, info, num, fmtTime, fmtTimeZ, fmtClock, fmtDate, ms, level, hostTag, narrow, href, recordDetails, quote, msgText, selecting, checkRange, badParams, utc, zoneName } from './lib.js';
 
 export const PRESETS = [['15m', 'Last 15 minutes'], ['1h', 'Last hour'], ['6h', 'Last 6 hours'], ['24h', 'Last 24 hours'],
   ['7d', 'Last 7 days'], ['30d', 'Last 30 days'], ['', 'All time']];
@@ -24,14 +24,18 @@ function rangeLabel(start, end) {
   const p = PRESETS.find(([v]) => v === (start || '') && !end);
   if (p) return p[1].toLowerCase();
   const r = resolve(start, end);
-  return `${fmtTime(r.start)} to ${end ? fmtTime(r.end) : 'now'}`;
+  return `${fmtTime(r.start)} to ${end ? fmtTimeZ(r.end) : `now (${zoneName()})`}`;
 }
 
-const localInput = (msec) => {
-  if (isNaN(msec)) return '';
-  const d = new Date(msec - new Date(msec).getTimezoneOffset() * 6e4);
-  return d.toISOString().slice(0, 19);
-};
+// The custom range's inputs show times in the chosen zone.
+const zoneOff = (msec) => (utc() ? 0 : new Date(msec).getTimezoneOffset() * 6e4);
+// They are text in the one 24-hour format (a datetime-local input follows
+// the browser's locale, 12-hour in some).
+const localInput = (msec) => (isNaN(msec) ? '' : new Date(msec - zoneOff(msec)).toISOString().slice(0, 19).replace('T', ' '));
+const fromInput = (v) => { const t = Date.parse(v.trim().replace(' ', 'T') + 'Z'); return isNaN(t) ? NaN : t + zoneOff(t); };
+const TIME_RE = '\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?';
+const timeBox = (name, value) => h('input', { type: 'text', name, value, pattern: TIME_RE, inputmode: 'numeric', size: 19, placeholder: 'YYYY-MM-DD HH:MM:SS',
+  title: `YYYY-MM-DD HH:MM:SS, 24-hour, in ${zoneName()}`, 'aria-label': `${name} (${zoneName()})` });
 
 // queryForm: the query box with its time range; submitting opens the search.
 export function queryForm(ctx, { q, start, end }, action = '/search') {
@@ -41,17 +45,19 @@ export function queryForm(ctx, { q, start, end }, action = '/search') {
     PRESETS.map(([v, label]) => h('option', { value: v, selected: !custom && (start || '') === v }, label)),
     h('option', { value: 'custom', selected: custom }, 'Custom range…'));
   const r = resolve(start, end);
-  const from = h('input', { type: 'datetime-local', step: '1', name: 'from', value: localInput(custom ? r.start : Date.now() - 36e5), 'aria-label': 'from' });
-  const to = h('input', { type: 'datetime-local', step: '1', name: 'to', value: localInput(custom && end ? r.end : Date.now()), 'aria-label': 'to' });
-  const customBox = h('span', { class: 'custom', hidden: !custom }, from, ' to ', to);
-  sel.addEventListener('change', () => { customBox.hidden = sel.value !== 'custom'; if (sel.value !== 'custom') form.requestSubmit(); });
+  const from = timeBox('from', localInput(custom ? r.start : Date.now() - 36e5));
+  const to = timeBox('to', localInput(custom && end ? r.end : Date.now()));
+  const customBox = h('span', { class: 'custom', hidden: !custom }, from, ' to ', to, h('span', { class: 'muted' }, zoneName()));
+  const showCustom = (on) => { customBox.hidden = !on; from.disabled = to.disabled = !on; };
+  showCustom(custom);
+  sel.addEventListener('change', () => { showCustom(sel.value === 'custom'); if (sel.value !== 'custom') form.requestSubmit(); });
   const form = h('form', { class: 'bar', role: 'search' }, box, sel, customBox, h('button', { type: 'submit' }, 'Search'),
     action === '/search' && h('a', { class: 'btn', href: '#', onclick: (e) => { e.preventDefault(); ctx.go(href('/tail', { q: box.value.trim() })); } }, 'Live tail'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     let st = sel.value, en = '';
     if (st === 'custom') {
-      const a = Date.parse(from.value), b = Date.parse(to.value);
+      const a = fromInput(from.value), b = fromInput(to.value);
       st = isNaN(a) ? '1h' : iso(a);
       en = isNaN(b) ? '' : iso(b);
     }
@@ -66,46 +72,56 @@ export default function search(main, ctx) {
   const start = p.has('start') ? p.get('start') : '';
   const end = p.get('end') || '';
   document.title = `${q || 'everything'} · shiplog`;
+  const bad = checkRange(start, end, resolve);
+  if (bad) {
+    main.append(queryForm(ctx, { q, start: '1h', end: '' }));
+    badParams(main, bad, h('a', { href: href('/search', { q, start: '1h' }) }, 'Search the last hour'));
+    return null;
+  }
   const ac = new AbortController();
   const hist = h('div', { class: 'hist', hidden: true });
   const status = h('div', { class: 'status' }, 'Searching…');
-  const results = h('div', { class: 'results', role: 'list' });
+  const results = h('div', { class: 'results', role: 'list', 'aria-label': 'matching lines' });
   const more = h('div', { class: 'more' });
-  main.append(queryForm(ctx, { q, start, end }), hist, status, results, more);
+  const side = h('aside', { class: 'fields', 'aria-label': 'fields of the matching lines' });
+  main.append(queryForm(ctx, { q, start, end }), h('div', { class: 'searchgrid' }, side, h('div', { class: 'resultscol' }, hist, status, results, more)));
   const form = main.querySelector('form');
   if (!q && !p.has('start')) form.querySelector('[data-query]').focus();
 
   const now = Date.now();
   const r = resolve(start, end, now);
   const range = { start: isNaN(r.start) ? '' : iso(r.start), end: end ? iso(r.end) : '' };
+  status.after(exports(q, range));
   let cursor = '';
   let shown = 0;
   let loading = false;
 
-  const link = (field, value) => href('/search', { q: narrow(q, field, value), start, end });
+  const link = (field, value, neg) => href('/search', { q: narrow(q, field, value, neg), start, end });
   const row = (rec) => {
     const el = h('div', { class: 'rec', role: 'listitem', tabindex: '0', data: { id: rec.id } },
-      h('span', { class: 'time', title: rec.time }, fmtTime(rec.time)),
+      h('span', { class: 'time', title: fmtTimeZ(rec.time) }, fmtTime(rec.time)),
       level(rec.level),
       h('a', { class: 'facet svc', href: link('service', rec.service), title: `narrow to service:${rec.service}` }, rec.service || '—'),
       hostTag(rec.host, link('host', rec.host)),
-      h('span', { class: 'msgtext' }, rec.message),
+      msgText(rec.message),
       h('span', { class: 'tags' },
         rec.build_id && h('a', { class: 'facet', href: link('build_id', rec.build_id), title: 'narrow to this build' }, rec.build_id),
         rec.deploy_id && h('a', { class: 'facet', href: link('deploy_id', rec.deploy_id), title: 'narrow to this deploy' }, rec.deploy_id)));
     const toggle = (e) => {
       if (e.target.closest('a')) return;
       if (e.type === 'keydown' && e.key !== 'Enter') return;
+      if (e.type === 'click' && selecting()) return;
       const open = el.nextSibling && el.nextSibling.classList && el.nextSibling.classList.contains('details');
       if (open) { el.nextSibling.remove(); el.classList.remove('open'); } else {
         el.classList.add('open');
-        el.after(recordDetails(rec, h('a', { href: href('/search', { q: `host:${quote(rec.host)}`, start: iso(ms(rec.time) - 6e4), end: iso(ms(rec.time) + 6e4) }) }, 'This host ±1 min')));
+        el.after(recordDetails(rec, h('a', { href: href('/search', { q: `host:${quote(rec.host)}`, start: iso(ms(rec.time) - 6e4), end: iso(ms(rec.time) + 6e4) }) }, 'This host ±1 min'), link));
       }
     };
     el.addEventListener('click', toggle);
     el.addEventListener('keydown', toggle);
     return el;
   };
+  results.addEventListener('keydown', (e) => moveFocus(e, results, '.rec'));
 
   async function page() {
     if (loading) return;
@@ -137,6 +153,8 @@ export default function search(main, ctx) {
       loading = false;
     }
   }
+
+  fieldSidebar(side, { q, ...range }, link, ac.signal);
 
   const io = new IntersectionObserver((es) => { if (es.some((x) => x.isIntersecting) && cursor && !loading) page().catch(() => {}); }, { rootMargin: '600px' });
   io.observe(more);
@@ -177,6 +195,55 @@ export default function search(main, ctx) {
   return () => { ac.abort(); io.disconnect(); };
 }
 
+// fieldSidebar fills the field sidebar: each field's distinct values and
+// its top ones with exact counts (GET /v1/logs:facets), each one click from
+// narrowing the query to it (link(field, value)) or away from it.
+export function fieldSidebar(side, params, link, signal) {
+  api('/v1/logs:facets', { ...params, limit: 5 }, signal).then((f) => {
+    const fields = (f.fields || []).filter((x) => (x.values || []).length);
+    if (!fields.length) return;
+    side.append(h('details', { open: matchMedia('(min-width: 1000px)').matches },
+      h('summary', {}, h('strong', {}, 'Fields'), h('span', { class: 'muted' }, ` · top values of ${num(f.total)} lines`)),
+      fields.map((x) => h('section', { class: 'field', data: { field: x.name } },
+        h('h3', {}, x.name, h('span', { class: 'muted' }, ` ${num(x.distinct)}${x.capped ? '+' : ''} value${x.distinct === 1 ? '' : 's'}`)),
+        h('ul', {}, x.values.map((v) => h('li', {},
+          h('a', { class: 'fv', href: link(x.name, v.value), title: `${x.name}:${v.value}` }, v.value === '' ? '(empty)' : v.value),
+          h('span', { class: 'fc' }, num(v.count)),
+          h('a', { class: 'fx', href: link(x.name, v.value, true), title: `exclude ${x.name}:${v.value}`, 'aria-label': `exclude ${x.name}=${v.value}` }, '−'))))))));
+  }, () => { /* no sidebar: the results still show */ });
+}
+
+// exports: links to download every match of the query, as JSON lines or CSV.
+function exports(q, range) {
+  const exp = (format, label) => h('a', { class: 'btn', href: href('/v1/logs:export', { q, start: range.start, end: range.end, format }), download: '', onclick: (e) => download(e, format) }, label);
+  return h('div', { class: 'bar exports' }, h('span', { class: 'k' }, 'Download every match:'), exp('jsonl', 'JSON lines'), exp('csv', 'CSV'));
+}
+
+// download: a plain link streams the export to a file; with a token (a
+// server with --auth-file) the browser cannot send it on a link, so the
+// export is fetched with it and saved from memory.
+async function download(e, format) {
+  if (!sessionStorage.getItem('shiplog-token')) return;
+  e.preventDefault();
+  const resp = await authFetch(e.currentTarget.href);
+  if (!resp.ok) { e.currentTarget.after(errorBox(await readJSON(resp).catch((x) => x))); return; }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = h('a', { href: url, download: `shiplog-export.${format}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+// moveFocus moves the focus between a list's rows (sel) with ↑/↓ or k/j.
+export function moveFocus(e, box, sel) {
+  const dir = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1 }[e.key];
+  if (!dir || e.ctrlKey || e.metaKey || e.altKey || !e.target.matches(sel)) return;
+  const rows = [...box.querySelectorAll(sel)];
+  const next = rows[rows.indexOf(e.target) + dir];
+  if (next) { e.preventDefault(); next.focus(); }
+}
+
 // drawHistogram draws bars of counts (errors over them in red) over
 // [start, end); dragging selects a range and calls zoom(a, b).
 export function drawHistogram(box, buckets, errBuckets, start, end, zoom) {
@@ -204,10 +271,10 @@ export function drawHistogram(box, buckets, errBuckets, start, end, zoom) {
   const span = end - start;
   const steps = [1e3, 5e3, 1e4, 3e4, 6e4, 3e5, 6e5, 18e5, 36e5, 108e5, 216e5, 432e5, 864e5, 6048e5, 2592e6];
   const tickStep = steps.find((v) => span / v <= pw / 110) || 2592e6;
-  const offset = new Date(start).getTimezoneOffset() * 6e4;
+  const offset = utc() ? 0 : new Date(start).getTimezoneOffset() * 6e4;
   const ticks = [];
   for (let t = Math.ceil((start - offset) / tickStep) * tickStep + offset; t < end; t += tickStep) {
-    const label = tickStep >= 864e5 || (span > 864e5 && new Date(t).getHours() === 0 && new Date(t).getMinutes() === 0) ? fmtDate(t).slice(5) : fmtClock(t, false).slice(0, tickStep < 6e4 ? 8 : 5);
+    const label = tickStep >= 864e5 || (span > 864e5 && fmtClock(t, false) === '00:00:00') ? fmtDate(t).slice(5) : fmtClock(t, false).slice(0, tickStep < 6e4 ? 8 : 5);
     ticks.push(s('line', { class: 'tick', x1: x(t), x2: x(t), y1: T + ph, y2: T + ph + 4 }), s('text', { class: 'axis', x: x(t), y: H - 5, 'text-anchor': 'middle' }, label));
   }
   const sel = s('rect', { class: 'sel', x: 0, y: T, width: 0, height: ph, visibility: 'hidden' });

@@ -1,16 +1,20 @@
-// Live tail: GET /v1/logs:tail?q= streams newline-delimited JSON records;
-// read with fetch and a ReadableStream. Pause keeps reading and holds the new
-// lines back until resume. State: /tail?q=
-import { h, authFetch, errorBox, readJSON, unreachable, info, num, fmtTime, level, hostTag, hostHue, href } from './lib.js';
+// Live tail: the last 100 matching lines (a search), then GET
+// /v1/logs:tail?q= streams newline-delimited JSON records; read with fetch
+// and a ReadableStream. Pause keeps reading and holds the new lines back
+// until resume. State: /tail?q=
+import { h, api, authFetch, errorBox, readJSON, unreachable, info, num, fmtTime, fmtTimeZ, level, hostTag, hostColour, href, msgText } from './lib.js';
 import { queryForm } from './search.js';
 
 const KEEP = 5000; // lines kept on the page
+const LAST = 100; // lines shown before the first new one
 
 export default function tail(main, ctx) {
   const q = ctx.params.get('q') || '';
   document.title = `Tail ${q || 'everything'} · shiplog`;
   const ac = new AbortController();
   let paused = false, held = [], count = 0, dropped = 0, retry = null;
+  // Until the last lines are shown, new ones wait (ids seen are skipped).
+  let early = [], seen = new Set();
   const status = h('span', { class: 'status live' }, 'connecting…');
   const pauseBtn = h('button', { type: 'button', class: 'pause' }, 'Pause');
   const lines = h('div', { class: 'tail', role: 'log', 'aria-live': 'polite' });
@@ -35,19 +39,21 @@ export default function tail(main, ctx) {
     const atBottom = lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
     const frag = document.createDocumentFragment();
     for (const r of recs) {
+      if (seen.has(r.id)) continue;
+      seen.add(r.id);
       const el = h('div', { class: 'crow', data: { id: r.id } },
-        h('a', { class: 'time', href: `/context/${encodeURIComponent(r.id)}` }, fmtTime(r.time)),
-        h('span', { class: 'svc' }, r.service), hostTag(r.host), level(r.level), h('span', { class: 'msgtext' }, r.message));
-      el.style.setProperty('--hue', hostHue(r.host));
-      frag.append(el);
+        h('a', { class: 'time', href: `/context/${encodeURIComponent(r.id)}`, title: fmtTimeZ(r.time) }, fmtTime(r.time)),
+        h('span', { class: 'svc' }, r.service), hostTag(r.host), level(r.level), msgText(r.message));
+      frag.append(hostColour(el, r.host));
     }
     const empty = lines.querySelector('.msg');
     if (empty) empty.remove();
     lines.append(frag);
-    while (lines.childElementCount > KEEP) lines.firstElementChild.remove();
+    while (lines.childElementCount > KEEP) { seen.delete(lines.firstElementChild.dataset.id); lines.firstElementChild.remove(); }
     if (atBottom) lines.scrollTop = lines.scrollHeight;
   };
   const receive = (recs) => {
+    if (early) { early.push(...recs); return; }
     count += recs.length;
     if (paused) {
       held.push(...recs);
@@ -101,5 +107,19 @@ export default function tail(main, ctx) {
     retry = setTimeout(follow, 3000);
   }
   follow();
+  // The last lines that match, oldest first; then what the tail held.
+  api('/v1/logs:search', { q, limit: LAST, end: new Date(Date.now() + 1000).toISOString() }, ac.signal).then((r) => {
+    const last = (r.records || []).reverse();
+    if (last.length) append(last);
+    const held0 = early;
+    early = null;
+    receive(held0.filter((x) => !seen.has(x.id)));
+  }, (e) => {
+    if (e.name === 'AbortError') return;
+    note.replaceChildren(errorBox(e));
+    const held0 = early;
+    early = null;
+    receive(held0);
+  });
   return () => { ac.abort(); clearTimeout(retry); };
 }

@@ -1,6 +1,6 @@
 // A virtualised list of log lines: only the rows on screen (and a few around
 // them) are in the DOM, and lines are fetched in pages around what is shown.
-import { api, h, nsOf } from './lib.js';
+import { api, h, nsOf, selecting } from './lib.js';
 
 const FIRST = 100; // the first page: enough for a screen, fast to answer
 const PAGE = 5000; // the largest page
@@ -135,14 +135,33 @@ export class LineSource {
 }
 
 // LogList shows a LineSource's rows in a scrolling box, drawing only the
-// visible ones. renderRow(rec, i) returns a row element.
+// visible ones. renderRow(rec, i) returns a row element. On a narrow
+// screen a row takes two lines (the message gets the second, whole).
+// Keys: ↑/↓ or k/j move the current line, PageUp/PageDown a screen,
+// Home/End, Enter opens it (onSelect).
+const NARROW = '(max-width: 640px)';
 export class LogList {
-  constructor(source, renderRow, { rowHeight = 20, onSelect } = {}) {
-    Object.assign(this, { source, renderRow, rh: rowHeight, onSelect });
+  constructor(source, renderRow, { onSelect } = {}) {
+    Object.assign(this, { source, renderRow, onSelect });
     this.nodes = new Map();
     this.selected = null;
+    this.cur = -1;
     this.spacer = h('div', { class: 'vspace' });
-    this.el = h('div', { class: 'vlist', tabindex: '0', role: 'log', 'aria-label': 'lines' }, this.spacer);
+    this.el = h('div', { class: 'vlist', tabindex: '0', role: 'log', 'aria-label': 'lines: ↑ ↓ to move, Enter for details' }, this.spacer);
+    this.mq = matchMedia(NARROW);
+    this.layout = () => {
+      this.rh = this.mq.matches ? 38 : 20;
+      this.el.classList.toggle('narrow', this.mq.matches);
+      this.setWrap(this.wrap);
+    };
+    this.rh = this.mq.matches ? 38 : 20;
+    this.el.classList.toggle('narrow', this.mq.matches);
+    this.mq.addEventListener('change', this.layout);
+    this.wrap = document.documentElement.classList.contains('wrap');
+    this.hts = new Map();
+    this.onWrap = () => this.setWrap(document.documentElement.classList.contains('wrap'));
+    window.addEventListener('shiplog-wrap', this.onWrap);
+    this.el.addEventListener('keydown', (e) => this.key(e));
     let queued = false;
     this.el.addEventListener('scroll', () => {
       if (queued) return;
@@ -150,10 +169,10 @@ export class LogList {
       requestAnimationFrame(() => { queued = false; this.render(); });
     }, { passive: true });
     this.el.addEventListener('click', (e) => {
-      if (e.target.closest('a')) return;
+      if (e.target.closest('a') || selecting()) return;
       const row = e.target.closest('.vrow');
       const rec = row && this.source.get(+row.dataset.i);
-      if (rec) this.select(rec.id, +row.dataset.i);
+      if (rec) { this.cur = +row.dataset.i; this.select(rec.id, this.cur); }
     });
     this.ro = new ResizeObserver(() => this.render());
     this.ro.observe(this.el);
@@ -165,33 +184,125 @@ export class LogList {
     if (this.onSelect && i != null) this.onSelect(this.source.get(i), i);
   }
 
+  key(e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.target !== this.el) return;
+    const page = Math.max(1, Math.floor(this.el.clientHeight / this.rh) - 1);
+    const step = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1, PageDown: page, PageUp: -page }[e.key];
+    const total = this.source.total;
+    if (e.key === 'Enter') {
+      const rec = this.source.get(this.cur);
+      if (rec) { e.preventDefault(); this.select(rec.id, this.cur); }
+      return;
+    }
+    let to;
+    if (step) to = this.cur < 0 ? this.at(this.el.scrollTop) : this.cur + step;
+    else if (e.key === 'Home') to = 0;
+    else if (e.key === 'End') to = total - 1;
+    else return;
+    e.preventDefault();
+    this.cur = Math.max(0, Math.min(total - 1, to));
+    const rec = this.source.get(this.cur);
+    this.selected = rec ? rec.id : null;
+    this.reveal(this.cur);
+    this.render();
+  }
+
+  // Row geometry. Unwrapped, every row is rh high. Wrapped (the header's
+  // switch), rows are as high as their text: heights are measured as rows
+  // are drawn (rh until then) and offsets summed when they change.
+  setWrap(on) {
+    this.wrap = on;
+    this.hts = new Map();
+    this.offs = null;
+    for (const n of this.nodes.values()) n.remove();
+    this.nodes.clear();
+    if (this.cur >= 0) this.scrollTo(this.cur); else this.render();
+  }
+
+  offsets() {
+    const total = this.source.total;
+    if (!this.offs || this.offs.length !== total + 1) {
+      const o = new Float64Array(total + 1);
+      for (let i = 0; i < total; i++) o[i + 1] = o[i] + (this.hts.get(i) || this.rh);
+      this.offs = o;
+    }
+    return this.offs;
+  }
+
+  top(i) { return this.wrap ? this.offsets()[Math.max(0, Math.min(i, this.source.total))] : i * this.rh; }
+
+  height(i) { return this.wrap ? this.hts.get(i) || this.rh : this.rh; }
+
+  // at is the index of the row at y.
+  at(y) {
+    if (!this.wrap) return Math.floor(y / this.rh);
+    const o = this.offsets();
+    let lo = 0, hi = Math.max(0, o.length - 2);
+    while (lo < hi) { const m = (lo + hi + 1) >> 1; if (o[m] <= y) lo = m; else hi = m - 1; }
+    return lo;
+  }
+
+  // reveal scrolls just enough for row i to be in view.
+  reveal(i) {
+    const top = this.top(i), ht = this.height(i), box = this.el;
+    if (top < box.scrollTop) box.scrollTop = top;
+    else if (top + ht > box.scrollTop + box.clientHeight) box.scrollTop = top + ht - box.clientHeight;
+    this.render();
+  }
+
   scrollTo(i) {
-    this.el.scrollTop = Math.max(0, i * this.rh - this.el.clientHeight / 2 + this.rh / 2);
+    this.el.scrollTop = Math.max(0, this.top(i) - this.el.clientHeight / 2 + this.height(i) / 2);
     this.render();
   }
 
   render() {
     const total = this.source.total;
-    this.spacer.style.height = `${total * this.rh}px`;
+    this.spacer.style.height = `${this.top(total)}px`;
     const top = this.el.scrollTop, height = this.el.clientHeight || 600;
-    const a = Math.floor(top / this.rh), b = Math.min(total - 1, Math.ceil((top + height) / this.rh));
+    const a = this.at(top), b = Math.min(total - 1, this.at(top + height));
     const lo = Math.max(0, a - 20), hi = Math.min(total - 1, b + 20);
     for (const [i, n] of this.nodes) if (i < lo || i > hi) { n.remove(); this.nodes.delete(i); }
     for (let i = lo; i <= hi; i++) {
       const rec = this.source.get(i);
       let n = this.nodes.get(i);
-      if (n && (n.dataset.id || '') === (rec ? rec.id : '')) { n.classList.toggle('sel', !!rec && rec.id === this.selected); continue; }
+      if (n && (n.dataset.id || '') === (rec ? rec.id : '')) {
+        n.classList.toggle('sel', !!rec && rec.id === this.selected);
+        n.classList.toggle('cur', i === this.cur);
+        if (this.wrap) n.style.top = `${this.top(i)}px`;
+        continue;
+      }
       const fresh = rec ? this.renderRow(rec, i) : h('div', { class: 'loading' }, '…');
       fresh.classList.add('vrow');
       fresh.dataset.i = i;
       if (rec) fresh.dataset.id = rec.id;
-      fresh.style.top = `${i * this.rh}px`;
+      fresh.style.top = `${this.top(i)}px`;
       fresh.classList.toggle('sel', !!rec && rec.id === this.selected);
+      fresh.classList.toggle('cur', i === this.cur);
       if (n) n.replaceWith(fresh); else this.spacer.append(fresh);
       this.nodes.set(i, fresh);
     }
+    if (this.wrap) this.measure();
     this.source.need(a, b + 40);
   }
 
-  destroy() { this.ro.disconnect(); }
+  // measure records the drawn rows' heights; when one changed, the rows
+  // below move (drawn again at the next frame).
+  measure() {
+    let changed = false;
+    for (const [i, n] of this.nodes) {
+      if (!n.dataset.id) continue;
+      const ht = n.offsetHeight;
+      if (ht && ht !== (this.hts.get(i) || this.rh)) { this.hts.set(i, ht); changed = true; }
+    }
+    if (!changed) return;
+    this.offs = null;
+    if (!this.remeasure) this.remeasure = requestAnimationFrame(() => { this.remeasure = 0; this.render(); });
+  }
+
+  destroy() {
+    this.ro.disconnect();
+    this.mq.removeEventListener('change', this.layout);
+    window.removeEventListener('shiplog-wrap', this.onWrap);
+    cancelAnimationFrame(this.remeasure);
+  }
 }
