@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -56,38 +52,9 @@ remote_read:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config.file", filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path", filepath.Join(dir, "data"),
+	prom := startPromProcess(t, bin, "--config.file", filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path", filepath.Join(dir, "data"),
 		"--web.listen-address=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var logMu sync.Mutex
-	var logBuf strings.Builder
-	promLog := func() string { logMu.Lock(); defer logMu.Unlock(); return logBuf.String() }
-	addrc := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`msg="Listening on" address=(\S+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logMu.Lock()
-			logBuf.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
-			}
-		}
-	}()
-	var promAddr string
-	select {
-	case promAddr = <-addrc:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("prometheus did not start listening within 30s\n%s", promLog())
-	}
+	promAddr, promLog := prom.addr, prom.logText
 
 	c, err := api.NewClient(api.Config{Address: "http://" + promAddr})
 	if err != nil {

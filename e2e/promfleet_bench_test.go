@@ -144,32 +144,18 @@ func startPrometheus(tb testing.TB, path string) (string, int) {
 	if err := os.WriteFile(cfg, []byte("global: {}\n"), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	addr := freePort(tb)
-	logs, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(path, "--config.file", cfg, "--storage.tsdb.path", filepath.Join(dir, "data"),
-		"--web.listen-address", addr, "--web.enable-remote-write-receiver")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logs.Close()
-	})
+	prom := startPromProcess(tb, path, "--config.file", cfg, "--storage.tsdb.path", filepath.Join(dir, "data"),
+		"--web.listen-address=127.0.0.1:0", "--web.enable-remote-write-receiver")
+	addr := prom.addr
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get("http://" + addr + "/-/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return addr, cmd.Process.Pid
+				return addr, prom.cmd.Process.Pid
 			}
 		}
 		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
-			tb.Fatalf("prometheus not ready after 30s:\n%s", b)
+			tb.Fatalf("prometheus not ready after 30s:\n%s", prom.logText())
 		}
 	}
 }
