@@ -105,7 +105,10 @@ func TestRetentionSizeKeepsToday(t *testing.T) {
 	s := testOpen(t, dir, o)
 	defer s.Close()
 	now := time.Now()
-	for _, at := range []time.Time{now.Add(-48 * time.Hour), now, now.Add(20 * time.Hour)} {
+	// Tomorrow, whatever the time of day (now+20h was still today before
+	// 04:00 UTC, and the test failed then).
+	tomorrow := now.UTC().Truncate(24 * time.Hour).Add(24*time.Hour + time.Minute)
+	for _, at := range []time.Time{now.Add(-48 * time.Hour), now, tomorrow} {
 		if _, err := s.Append(context.Background(), testBatch("", 10, 0, at)); err != nil {
 			t.Fatal(err)
 		}
