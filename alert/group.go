@@ -196,7 +196,7 @@ func summary(r *Rule) string {
 	if r.Agg != "" {
 		what = r.Agg
 	}
-	s := fmt.Sprintf("%s of %s over %s %s", what, r.Logs, FormatDuration(r.Window), r.Threshold)
+	s := fmt.Sprintf("%s of %s over %s %s", what, r.Logs, model.FormatDuration(r.Window), r.Threshold)
 	if len(r.By) > 0 {
 		s += " by " + strings.Join(r.By, ", ")
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // Options configure a Manager.
@@ -447,11 +449,11 @@ func (m *Manager) Rules() RulesStatus {
 	m.mu.Unlock()
 	for _, g := range groups {
 		g.statMu.Lock()
-		gs := GroupStatus{Name: g.name, Interval: FormatDuration(g.interval), Limit: g.limit, LastEvaluation: g.lastEval,
+		gs := GroupStatus{Name: g.name, Interval: model.FormatDuration(g.interval), Limit: g.limit, LastEvaluation: g.lastEval,
 			EvaluationSeconds: g.evalDur.Seconds(), IntervalSeconds: g.interval.Seconds()}
 		g.statMu.Unlock()
 		if g.queryOffset > 0 {
-			gs.QueryOffset = FormatDuration(g.queryOffset)
+			gs.QueryOffset = model.FormatDuration(g.queryOffset)
 		}
 		out.Groups = append(out.Groups, gs)
 		for _, r := range g.rules {
@@ -463,19 +465,19 @@ func (m *Manager) Rules() RulesStatus {
 
 func ruleStatus(g *group, r *rule) RuleStatus {
 	s := &r.spec
-	rs := RuleStatus{Group: g.name, Name: s.Name(), Kind: "alerting", Type: s.Kind(), Query: s.Expr, For: FormatDuration(s.For),
-		Interval: FormatDuration(g.interval), Labels: s.Labels, Annotations: s.Annotations, Receivers: []string{}, By: s.By, Agg: s.Agg}
+	rs := RuleStatus{Group: g.name, Name: s.Name(), Kind: "alerting", Type: s.Kind(), Query: s.Expr, For: model.FormatDuration(s.For),
+		Interval: model.FormatDuration(g.interval), Labels: s.Labels, Annotations: s.Annotations, Receivers: []string{}, By: s.By, Agg: s.Agg}
 	if s.Record != "" {
 		rs.Kind, rs.For = "recording", ""
 	}
 	if s.Logs != "" {
 		rs.Query, rs.Threshold = s.Logs, s.Threshold.String()
 		if s.Window > 0 {
-			rs.Window = FormatDuration(s.Window)
+			rs.Window = model.FormatDuration(s.Window)
 		}
 	}
 	if s.KeepFiringFor > 0 {
-		rs.KeepFiringFor = FormatDuration(s.KeepFiringFor)
+		rs.KeepFiringFor = model.FormatDuration(s.KeepFiringFor)
 	}
 	if s.Record == "" {
 		for _, x := range r.receivers {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // ErrInvalidRules wraps every error about a rules file that does not load.
@@ -442,56 +444,12 @@ func (p *fileParser) duration(n *yaml.Node, what string) (time.Duration, bool) {
 	if !ok {
 		return 0, false
 	}
-	d, err := ParseDuration(s)
+	d, err := model.ParseDuration(s)
 	if err != nil {
 		p.at(n, "%s: %v", what, err)
 		return 0, false
 	}
 	return d, true
-}
-
-var durationRE = regexp.MustCompile(`^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$`)
-
-// ParseDuration reads a Prometheus duration: 30s, 5m, 1h30m, 1d, 2w, 1y, 0.
-func ParseDuration(s string) (time.Duration, error) {
-	if s == "0" {
-		return 0, nil
-	}
-	m := durationRE.FindStringSubmatch(s)
-	if s == "" || m == nil {
-		return 0, fmt.Errorf("%q is not a duration (want e.g. 30s, 5m, 1h30m, 1d)", s)
-	}
-	units := []time.Duration{365 * 24 * time.Hour, 7 * 24 * time.Hour, 24 * time.Hour, time.Hour, time.Minute, time.Second, time.Millisecond}
-	var d time.Duration
-	for i, u := range units {
-		if m[i+1] == "" {
-			continue
-		}
-		n, err := strconv.ParseInt(m[i+1], 10, 64)
-		if err != nil || n > int64(math.MaxInt64/u) || d > math.MaxInt64-time.Duration(n)*u {
-			return 0, fmt.Errorf("%q is too long", s)
-		}
-		d += time.Duration(n) * u
-	}
-	return d, nil
-}
-
-// FormatDuration renders d as Prometheus does (1h30m, 5m, 0s).
-func FormatDuration(d time.Duration) string {
-	if d == 0 {
-		return "0s"
-	}
-	var b strings.Builder
-	for _, u := range []struct {
-		name string
-		d    time.Duration
-	}{{"y", 365 * 24 * time.Hour}, {"w", 7 * 24 * time.Hour}, {"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}} {
-		if n := d / u.d; n > 0 {
-			fmt.Fprintf(&b, "%d%s", n, u.name)
-			d -= n * u.d
-		}
-	}
-	return b.String()
 }
 
 var (

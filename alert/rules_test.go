@@ -144,26 +144,6 @@ func TestThreshold(t *testing.T) {
 	}
 }
 
-func TestDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{
-		"0": 0, "30s": 30 * time.Second, "5m": 5 * time.Minute, "1h30m": 90 * time.Minute, "1d": 24 * time.Hour,
-		"2w": 14 * 24 * time.Hour, "1y": 365 * 24 * time.Hour, "1500ms": 1500 * time.Millisecond,
-	} {
-		d, err := ParseDuration(in)
-		if err != nil || d != want {
-			t.Errorf("%q: %v %v, want %v", in, d, err, want)
-		}
-		if in != "0" && in != "1500ms" && FormatDuration(d) != in {
-			t.Errorf("FormatDuration(%v) = %q, want %q", d, FormatDuration(d), in)
-		}
-	}
-	for _, bad := range []string{"", "5", "-5m", "5x", "1.5h", "m", "99999999999999999999y"} {
-		if _, err := ParseDuration(bad); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, p := range files {

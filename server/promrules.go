@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/shiplog/shiplog/alert"
+	"github.com/shiplog/shiplog/model"
 )
 
 // GET /api/v1/rules and GET /api/v1/alerts: the loaded rules and the active
@@ -212,8 +213,8 @@ func toPromRule(rs *alert.RuleStatus, excludeAlerts bool) promRule {
 		return pr
 	}
 	pr.Type, pr.State, pr.Annotations = "alerting", rs.State, nonNilMap(rs.Annotations)
-	forD, _ := alert.ParseDuration(rs.For)
-	keep, _ := alert.ParseDuration(rs.KeepFiringFor)
+	forD, _ := model.ParseDuration(rs.For)
+	keep, _ := model.ParseDuration(rs.KeepFiringFor)
 	d, k := forD.Seconds(), keep.Seconds()
 	pr.Duration, pr.KeepFiringFor = &d, &k
 	if !excludeAlerts {
