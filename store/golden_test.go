@@ -1,0 +1,74 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// TestEncodingsGolden pins the bytes of every on-disk encoding (chunks,
+// metas, WAL batches, agent, run and series values, metric chunk values):
+// restructuring the encoders must not change a byte of what is on disk.
+// The hashes were taken from the encoders as they were before internal/wire.
+func TestEncodingsGolden(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	enc := map[string][]byte{}
+	for _, n := range []int{0, 1, 5, 300} {
+		l := randLines(rng, n)
+		tv, cv := encodeChunk(l)
+		l.Meta.Notable = buildNotable(l)
+		enc["chunk t "+itoa(n)] = tv
+		enc["chunk c "+itoa(n)] = cv
+		enc["meta "+itoa(n)] = encodeMeta(l.Meta)
+	}
+	enc["wal 0"] = walPayload(walBatch(0))
+	enc["wal 20"] = walPayload(walBatch(20))
+	enc["wal no agent"] = walPayload(model.Batch{Records: walBatch(3).Records})
+	enc["agent"] = encodeAgent(nil, &AgentInfo{AckedSeq: 1 << 40, Received: 7, Duplicates: 1, Gaps: 2, Dropped: 3, Closed: true,
+		ClosedAt: -5, LastSeen: 1_770_000_000_000_000_000, Hosts: []HostKey{{"api", "web-1"}, {"", "é"}}, Sender: "10.0.0.1:5"})
+	enc["run"] = encodeRun(&model.Run{BuildID: "b", DeployID: "d", Service: "s", Host: "h", Command: []string{"sh", "-c", ""},
+		Start: 1, End: -2, Finished: true, ExitCode: -3})
+	enc["series labels"] = encodeSeriesLabels([]model.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "x"}})
+	enc["chunk value"] = encodeChunkValue(chunkenc.EncXOR, 100, 1<<33, []byte{0, 1, 2, 3})
+	enc["segments value"] = encodeSegmentsValue(100, 5000, []MetricChunk{{MinT: 100, MaxT: 200, Data: []byte{0, 1, 9}}, {MinT: 300, MaxT: 5000, Data: []byte{0, 2}}})
+	want := map[string]string{
+		"agent":          "6e80294fcf4324af",
+		"chunk c 000":    "20645fdd3a7b5315",
+		"chunk c 001":    "f11d3c4be3dd1c8a",
+		"chunk c 005":    "f6a35603b4808ec7",
+		"chunk c 300":    "cb7c1e765588c289",
+		"chunk t 000":    "bdb5ce7f94e4e552",
+		"chunk t 001":    "c651e3d2927faf6a",
+		"chunk t 005":    "e5e1b3f4b209b063",
+		"chunk t 300":    "4c0bcf886e816ed8",
+		"chunk value":    "0d8dc18017619cb4",
+		"meta 000":       "a21a18085fe91c11",
+		"meta 001":       "7a10abe4aab03686",
+		"meta 005":       "449b147461c492ca",
+		"meta 300":       "30301ec4a4e28224",
+		"run":            "56e447bf2fc29ad7",
+		"segments value": "9f8419ff511d2245",
+		"series labels":  "54420f53a9352c5e",
+		"wal 0":          "7c7450c0793ae406",
+		"wal 20":         "3fdf3654cd7fd696",
+		"wal no agent":   "1826122771e5a59b",
+	}
+	for name, b := range enc {
+		sum := sha256.Sum256(b)
+		got := hex.EncodeToString(sum[:8])
+		if w, ok := want[name]; !ok {
+			t.Errorf("%q: no golden hash; got %s", name, got)
+		} else if got != w {
+			t.Errorf("%q: encoding changed: sha256 %s, want %s", name, got, w)
+		}
+	}
+}
+
+func itoa(n int) string {
+	return string(rune('0'+n/100%10)) + string(rune('0'+n/10%10)) + string(rune('0'+n%10))
+}
