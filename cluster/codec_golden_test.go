@@ -11,18 +11,18 @@ import (
 // hashes were taken from the encoder as it was before internal/wire.
 func TestCodecGolden(t *testing.T) {
 	want := map[string]string{
-		"agent only": "d0d59d47a0037ebe",
-		"closing": "a9b13d5e8a79ab10",
-		"empty": "957b88b12730e646",
-		"many records": "cfc433c5cb971f3c",
-		"max level": "58a370e758599975",
-		"negative times": "fdb0854253ab55d8",
-		"one record": "9cf78fa5e4815647",
+		"agent only":      "d0d59d47a0037ebe",
+		"closing":         "a9b13d5e8a79ab10",
+		"empty":           "957b88b12730e646",
+		"many records":    "cfc433c5cb971f3c",
+		"max level":       "58a370e758599975",
+		"negative times":  "fdb0854253ab55d8",
+		"one record":      "9cf78fa5e4815647",
 		"run exit limits": "30ca2feecc770647",
-		"run finished": "792fe56df112f10c",
-		"run max exit": "7a85780f62bdb45c",
-		"run started": "60c0af0688db89e9",
-		"zero record": "1e6b310f1ab4c32e",
+		"run finished":    "792fe56df112f10c",
+		"run max exit":    "7a85780f62bdb45c",
+		"run started":     "60c0af0688db89e9",
+		"zero record":     "1e6b310f1ab4c32e",
 	}
 	for name, b := range codecBatches() {
 		sum := sha256.Sum256(encodeBatch(nil, &b))
