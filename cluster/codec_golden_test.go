@@ -34,3 +34,16 @@ func TestCodecGolden(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeBatch decodes a 300-record batch message.
+func BenchmarkDecodeBatch(b *testing.B) {
+	bt := codecBatches()["many records"]
+	enc := encodeBatch(nil, &bt)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(enc)))
+	for b.Loop() {
+		if _, err := decodeBatch(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
