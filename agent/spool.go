@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
@@ -215,9 +216,14 @@ func readMeta(path string) (entryMeta, int64, error) {
 	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != spoolMagic {
 		return m, 0, fmt.Errorf("%w: bad magic", errCorrupt)
 	}
-	n, err := binary.ReadUvarint(r)
-	if err != nil || n > uint64(fi.Size()) {
+	head, _ := r.Peek(binary.MaxVarintLen64)
+	hr := wire.NewReader(head, nil)
+	n := hr.Uvarint()
+	if hr.Err() != nil || n > uint64(fi.Size()) {
 		return m, 0, fmt.Errorf("%w: bad meta length", errCorrupt)
+	}
+	if _, err := r.Discard(len(head) - hr.Len()); err != nil {
+		return m, 0, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	mb := make([]byte, n)
 	if _, err := io.ReadFull(r, mb); err != nil {
@@ -233,10 +239,8 @@ func encodeEntry(meta *entryMeta, req []byte) []byte {
 	mb, _ := json.Marshal(meta)
 	b := make([]byte, 0, len(spoolMagic)+len(mb)+len(req)+24)
 	b = append(b, spoolMagic...)
-	b = binary.AppendUvarint(b, uint64(len(mb)))
-	b = append(b, mb...)
-	b = binary.AppendUvarint(b, uint64(len(req)))
-	b = append(b, req...)
+	b = wire.AppendBytes(b, mb)
+	b = wire.AppendBytes(b, req)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
@@ -248,18 +252,15 @@ func decodeEntry(b []byte) (*shiplogv1.PushRequest, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
-	p := body[len(spoolMagic):]
-	n, k := binary.Uvarint(p)
-	if k <= 0 || n > uint64(len(p)-k) {
+	r := wire.NewReader(body[len(spoolMagic):], nil)
+	if r.Bytes(); r.Err() != nil {
 		return nil, fmt.Errorf("%w: bad meta length", errCorrupt)
 	}
-	p = p[k+int(n):]
-	n, k = binary.Uvarint(p)
-	if k <= 0 || n != uint64(len(p)-k) {
+	if n := r.Uvarint(); r.Err() != nil || n != uint64(r.Len()) {
 		return nil, fmt.Errorf("%w: bad request length", errCorrupt)
 	}
 	req := &shiplogv1.PushRequest{}
-	if err := proto.Unmarshal(p[k:], req); err != nil {
+	if err := proto.Unmarshal(r.Rest(), req); err != nil {
 		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	return req, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -28,9 +29,9 @@ var errCorrupt = errors.New("cluster: corrupt batch message")
 
 type encoder struct{ b []byte }
 
-func (e *encoder) uv(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) sv(v int64)  { e.b = binary.AppendVarint(e.b, v) }
-func (e *encoder) s(v string)  { e.uv(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) uv(v uint64) { e.b = wire.AppendUvarint(e.b, v) }
+func (e *encoder) sv(v int64)  { e.b = wire.AppendVarint(e.b, v) }
+func (e *encoder) s(v string)  { e.b = wire.AppendString(e.b, v) }
 
 // encodeBatch appends b's encoding to dst.
 func encodeBatch(dst []byte, b *model.Batch) []byte {
@@ -92,149 +93,81 @@ func encodeRecord(e *encoder, r *model.Record) {
 	}
 }
 
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail() {
-	if d.err == nil {
-		d.err = errCorrupt
-	}
-	d.b = nil
-}
-
-func (d *decoder) uv() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) sv() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) byte1() byte {
-	if len(d.b) < 1 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) s() string {
-	n := d.uv()
-	if n > uint64(len(d.b)) {
-		d.fail()
-		return ""
-	}
-	v := string(d.b[:n])
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads a length that must be plausible for the bytes left (each item
-// takes at least min bytes), so a corrupt length cannot allocate gigabytes.
-func (d *decoder) count(min int) int {
-	n := d.uv()
-	if n > uint64(len(d.b)/min) {
-		d.fail()
-		return 0
-	}
-	return int(n)
-}
-
 // decodeBatch decodes what encodeBatch wrote.
 func decodeBatch(buf []byte) (model.Batch, error) {
 	var b model.Batch
-	d := decoder{b: buf}
-	if v := d.byte1(); d.err == nil && v != codecVersion {
+	rd := wire.NewReader(buf, errCorrupt)
+	d := &rd
+	if v := d.Byte(); d.Err() == nil && v != codecVersion {
 		return b, fmt.Errorf("%w: version %d, want %d", errCorrupt, v, codecVersion)
 	}
-	b.AgentID = d.s()
-	flags := d.byte1()
+	b.AgentID = d.Str()
+	flags := d.Byte()
 	if flags&^3 != 0 {
-		d.fail()
+		d.Fail()
 	}
 	b.Closing = flags&1 != 0
-	b.Dropped = d.uv()
+	b.Dropped = d.Uvarint()
 	if flags&2 != 0 {
-		r := &model.Run{BuildID: d.s(), DeployID: d.s(), Service: d.s(), Host: d.s()}
-		if n := d.count(1); n > 0 {
+		r := &model.Run{BuildID: d.Str(), DeployID: d.Str(), Service: d.Str(), Host: d.Str()}
+		if n := d.Count(1); n > 0 {
 			r.Command = make([]string, n)
 			for i := range r.Command {
-				r.Command[i] = d.s()
+				r.Command[i] = d.Str()
 			}
 		}
-		r.Start, r.End = d.sv(), d.sv()
-		switch d.byte1() {
+		r.Start, r.End = d.Varint(), d.Varint()
+		switch d.Byte() {
 		case 0:
 		case 1:
 			r.Finished = true
 		default:
-			d.fail()
+			d.Fail()
 		}
-		ec := d.sv()
+		ec := d.Varint()
 		if ec < math.MinInt32 || ec > math.MaxInt32 {
-			d.fail()
+			d.Fail()
 		}
 		r.ExitCode = int(ec)
 		b.Run = r
 	}
-	n := d.count(20)
-	if d.err != nil {
-		return b, d.err
+	n := d.Count(20)
+	if d.Err() != nil {
+		return b, d.Err()
 	}
 	b.Records = make([]model.Record, n)
 	for i := range b.Records {
 		r := &b.Records[i]
-		r.Time = d.sv()
-		if len(d.b) < 8 {
-			d.fail()
-			break
-		}
-		r.ID.Stream = binary.LittleEndian.Uint64(d.b)
-		d.b = d.b[8:]
-		day, line := d.uv(), d.uv()
+		r.Time = d.Varint()
+		r.ID.Stream = d.Uint64LE()
+		day, line := d.Uvarint(), d.Uvarint()
 		if day > math.MaxUint32 || line > math.MaxUint32 {
-			d.fail()
+			d.Fail()
 		}
 		r.ID.Day, r.ID.Line = uint32(day), uint32(line)
-		r.Service, r.Host, r.BuildID, r.DeployID = d.s(), d.s(), d.s(), d.s()
-		lv := model.Level(d.byte1())
+		r.Service, r.Host, r.BuildID, r.DeployID = d.Str(), d.Str(), d.Str(), d.Str()
+		lv := model.Level(d.Byte())
 		if lv >= model.NumLevels {
-			d.fail()
+			d.Fail()
 		}
 		r.Level = lv
-		r.Message, r.TraceID, r.SpanID = d.s(), d.s(), d.s()
-		r.Seq = d.uv()
-		if na := d.count(2); na > 0 {
+		r.Message, r.TraceID, r.SpanID = d.Str(), d.Str(), d.Str()
+		r.Seq = d.Uvarint()
+		if na := d.Count(2); na > 0 {
 			r.Attrs = make([]model.Attr, na)
 			for j := range r.Attrs {
-				r.Attrs[j] = model.Attr{Key: d.s(), Value: d.s()}
+				r.Attrs[j] = model.Attr{Key: d.Str(), Value: d.Str()}
 			}
 		}
-		if d.err != nil {
+		if d.Err() != nil {
 			break
 		}
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail()
+	if d.Err() == nil && d.Len() != 0 {
+		d.Fail()
 	}
-	if d.err != nil {
-		return model.Batch{}, d.err
+	if d.Err() != nil {
+		return model.Batch{}, d.Err()
 	}
 	return b, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -60,47 +61,46 @@ func (a *agentState) addHost(k HostKey) {
 func encodeAgent(b []byte, a *AgentInfo) []byte {
 	b = append(b, 3)
 	for _, v := range []uint64{a.AckedSeq, a.Received, a.Duplicates, a.Gaps, a.Dropped} {
-		b = binary.AppendUvarint(b, v)
+		b = wire.AppendUvarint(b, v)
 	}
 	closed := byte(0)
 	if a.Closed {
 		closed = 1
 	}
 	b = append(b, closed)
-	b = binary.AppendVarint(b, a.ClosedAt)
-	b = binary.AppendVarint(b, a.LastSeen)
-	b = binary.AppendUvarint(b, uint64(len(a.Hosts)))
+	b = wire.AppendVarint(b, a.ClosedAt)
+	b = wire.AppendVarint(b, a.LastSeen)
+	b = wire.AppendUvarint(b, uint64(len(a.Hosts)))
 	for _, h := range a.Hosts {
-		b = appendString(b, h.Service)
-		b = appendString(b, h.Host)
+		b = wire.AppendString(b, h.Service)
+		b = wire.AppendString(b, h.Host)
 	}
-	return appendString(b, a.Sender)
+	return wire.AppendString(b, a.Sender)
 }
 
-func decodeAgent(r *walReader, a *AgentInfo) {
-	v := r.byte1()
+// decodeAgent reads what encodeAgent wrote; a bad value is r's error.
+func decodeAgent(r *wire.Reader, a *AgentInfo) {
+	v := r.Byte()
 	if v != 2 && v != 3 {
-		if r.err == nil {
-			r.err = fmt.Errorf("%w: agent record version %d", errCorrupt, v)
-		}
+		r.FailWith(fmt.Errorf("%w: agent record version %d", errCorrupt, v))
 		return
 	}
-	a.AckedSeq, a.Received, a.Duplicates, a.Gaps, a.Dropped = r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint()
-	a.Closed = r.byte1() == 1
-	a.ClosedAt = r.varint()
-	a.LastSeen = r.varint()
-	n := r.uvarint()
+	a.AckedSeq, a.Received, a.Duplicates, a.Gaps, a.Dropped = r.Uvarint(), r.Uvarint(), r.Uvarint(), r.Uvarint(), r.Uvarint()
+	a.Closed = r.Byte() == 1
+	a.ClosedAt = r.Varint()
+	a.LastSeen = r.Varint()
+	n := r.Uvarint()
 	if n > maxAgentHosts {
-		r.err = fmt.Errorf("%w: agent hosts", errCorrupt)
+		r.FailWith(fmt.Errorf("%w: agent hosts", errCorrupt))
 		return
 	}
 	a.Hosts = nil
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		a.Hosts = append(a.Hosts, HostKey{Service: r.str(), Host: r.str()})
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		a.Hosts = append(a.Hosts, HostKey{Service: r.Str(), Host: r.Str()})
 	}
 	a.Sender = ""
 	if v == 3 {
-		a.Sender = r.str()
+		a.Sender = r.Str()
 	}
 }
 
@@ -191,39 +191,42 @@ func runKey(r *model.Run) []byte {
 
 func encodeRun(r *model.Run) []byte {
 	b := []byte{1}
-	b = appendString(b, r.BuildID)
-	b = appendString(b, r.DeployID)
-	b = appendString(b, r.Service)
-	b = appendString(b, r.Host)
-	b = binary.AppendUvarint(b, uint64(len(r.Command)))
+	b = wire.AppendString(b, r.BuildID)
+	b = wire.AppendString(b, r.DeployID)
+	b = wire.AppendString(b, r.Service)
+	b = wire.AppendString(b, r.Host)
+	b = wire.AppendUvarint(b, uint64(len(r.Command)))
 	for _, c := range r.Command {
-		b = appendString(b, c)
+		b = wire.AppendString(b, c)
 	}
-	b = binary.AppendVarint(b, r.Start)
-	b = binary.AppendVarint(b, r.End)
+	b = wire.AppendVarint(b, r.Start)
+	b = wire.AppendVarint(b, r.End)
 	fin := byte(0)
 	if r.Finished {
 		fin = 1
 	}
 	b = append(b, fin)
-	return binary.AppendVarint(b, int64(r.ExitCode))
+	return wire.AppendVarint(b, int64(r.ExitCode))
 }
 
+// errRunValue is the error of a run value that does not decode.
+var errRunValue = fmt.Errorf("%w: run value", errCorrupt)
+
 func decodeRun(v []byte) (model.Run, error) {
-	r := &walReader{b: v}
+	r := wire.NewReader(v, errRunValue)
 	var run model.Run
-	if r.byte1() != 1 {
+	if r.Byte() != 1 {
 		return run, fmt.Errorf("%w: run version", errCorrupt)
 	}
-	run.BuildID, run.DeployID, run.Service, run.Host = r.str(), r.str(), r.str(), r.str()
-	n := r.uvarint()
-	for i := uint64(0); i < n && r.err == nil && i < 4096; i++ {
-		run.Command = append(run.Command, r.str())
+	run.BuildID, run.DeployID, run.Service, run.Host = r.Str(), r.Str(), r.Str(), r.Str()
+	n := r.Uvarint()
+	for i := uint64(0); i < n && r.Err() == nil && i < 4096; i++ {
+		run.Command = append(run.Command, r.Str())
 	}
-	run.Start, run.End = r.varint(), r.varint()
-	run.Finished = r.byte1() == 1
-	run.ExitCode = int(r.varint())
-	return run, r.err
+	run.Start, run.End = r.Varint(), r.Varint()
+	run.Finished = r.Byte() == 1
+	run.ExitCode = int(r.Varint())
+	return run, r.Err()
 }
 
 // putRun records the start or end of a run. The end of a run replaces its

@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -48,21 +49,16 @@ func (m *ChunkMeta) HasNotable() bool {
 
 // EachNotable calls fn for every line at NotableLevel or above.
 func (m *ChunkMeta) EachNotable(fn func(line int, lv model.Level, t int64)) {
-	b := m.Notable
+	r := wire.NewReader(m.Notable, nil)
 	line := 0
-	for len(b) > 0 {
-		d, k := binary.Uvarint(b)
-		if k <= 0 || len(b) < k+1 {
+	for r.Len() > 0 {
+		d := r.Uvarint()
+		lv := model.Level(r.Byte())
+		dt := r.Varint()
+		if r.Err() != nil {
 			return
 		}
 		line += int(d)
-		lv := model.Level(b[k])
-		b = b[k+1:]
-		dt, k := binary.Varint(b)
-		if k <= 0 {
-			return
-		}
-		b = b[k:]
 		fn(line, lv, m.MinT+dt)
 	}
 }
@@ -72,9 +68,9 @@ func buildNotable(l *Lines) []byte {
 	prev := 0
 	for i, lv := range l.Levels {
 		if lv >= NotableLevel {
-			out = binary.AppendUvarint(out, uint64(i-prev))
+			out = wire.AppendUvarint(out, uint64(i-prev))
 			out = append(out, byte(lv))
-			out = binary.AppendVarint(out, l.Times[i]-l.Meta.MinT)
+			out = wire.AppendVarint(out, l.Times[i]-l.Meta.MinT)
 			prev = i
 		}
 	}
@@ -194,7 +190,7 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 
 	prev := l.Meta.MinT
 	for _, t := range l.Times {
-		b = binary.AppendVarint(b, t-prev)
+		b = wire.AppendVarint(b, t-prev)
 		prev = t
 	}
 	cols[colTimes] = compress(b)
@@ -205,7 +201,7 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 	cols[colLevels] = compress(b)
 	b = b[:0]
 	for _, m := range l.Msgs {
-		b = binary.AppendUvarint(b, uint64(len(m)))
+		b = wire.AppendUvarint(b, uint64(len(m)))
 	}
 	cols[colMsgLens] = compress(b)
 	b = b[:0]
@@ -219,10 +215,10 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 	cols[colSpans] = compress(b)
 	b = b[:0]
 	for _, as := range l.Attrs {
-		b = binary.AppendUvarint(b, uint64(len(as)))
+		b = wire.AppendUvarint(b, uint64(len(as)))
 		for _, a := range as {
-			b = appendString(b, a.Key)
-			b = appendString(b, a.Value)
+			b = wire.AppendString(b, a.Key)
+			b = wire.AppendString(b, a.Value)
 		}
 	}
 	cols[colAttrs] = compress(b)
@@ -230,7 +226,7 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 	prevSeq := uint64(0)
 	for _, s := range l.Seqs {
 		// An agent numbers its lines 1, 2, 3 ...: deltas are mostly 1.
-		b = binary.AppendVarint(b, int64(s-prevSeq))
+		b = wire.AppendVarint(b, int64(s-prevSeq))
 		prevSeq = s
 	}
 	cols[colSeqs] = compress(b)
@@ -248,10 +244,10 @@ func packColumns(version byte, n int, cols [][]byte) []byte {
 	}
 	out := make([]byte, 0, size)
 	out = append(out, version)
-	out = binary.AppendUvarint(out, uint64(n))
-	out = binary.AppendUvarint(out, uint64(len(cols)))
+	out = wire.AppendUvarint(out, uint64(n))
+	out = wire.AppendUvarint(out, uint64(len(cols)))
 	for _, c := range cols {
-		out = binary.AppendUvarint(out, uint64(len(c)))
+		out = wire.AppendUvarint(out, uint64(len(c)))
 	}
 	for _, c := range cols {
 		out = append(out, c...)
@@ -295,33 +291,28 @@ func splitColumns(v []byte, want int) (n int, cols [][]byte, err error) {
 	if len(v) < 1 || v[0] != 1 && v[0] != textVersion {
 		return 0, nil, fmt.Errorf("%w: version", errCorrupt)
 	}
-	p := 1
-	cnt, k := binary.Uvarint(v[p:])
-	if k <= 0 {
+	r := wire.NewReader(v[1:], nil)
+	cnt := r.Uvarint()
+	if r.Err() != nil {
 		return 0, nil, fmt.Errorf("%w: count", errCorrupt)
 	}
-	p += k
-	nc, k := binary.Uvarint(v[p:])
-	if k <= 0 || nc > 64 {
+	nc := r.Uvarint()
+	if r.Err() != nil || nc > 64 {
 		return 0, nil, fmt.Errorf("%w: columns", errCorrupt)
 	}
-	p += k
-	lens := make([]uint64, nc)
-	for i := range lens {
-		l, k := binary.Uvarint(v[p:])
-		if k <= 0 {
+	var lens [64]uint64
+	for i := range nc {
+		if lens[i] = r.Uvarint(); r.Err() != nil {
 			return 0, nil, fmt.Errorf("%w: column length", errCorrupt)
 		}
-		lens[i] = l
-		p += k
 	}
 	cols = make([][]byte, nc)
-	for i, l := range lens {
-		if uint64(len(v)-p) < l {
+	for i, l := range lens[:nc] {
+		if uint64(r.Len()) < l {
 			return 0, nil, fmt.Errorf("%w: short column %d", errCorrupt, i)
 		}
-		cols[i] = v[p : p+int(l)]
-		p += int(l)
+		cols[i] = r.Rest()[:l]
+		r.Next(int(l))
 	}
 	if len(cols) < want {
 		return 0, nil, fmt.Errorf("%w: %d columns", errCorrupt, len(cols))
@@ -345,14 +336,13 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 		return nil, err
 	}
 	prev := meta.MinT
-	for i := 0; i < n; i++ {
-		d, k := binary.Varint(b)
-		if k <= 0 {
-			return nil, fmt.Errorf("%w: times", errCorrupt)
-		}
-		prev += d
+	r := wire.NewReader(b, nil)
+	for i := range l.Times {
+		prev += r.Varint()
 		l.Times[i] = prev
-		b = b[k:]
+	}
+	if r.Err() != nil {
+		return nil, fmt.Errorf("%w: times", errCorrupt)
 	}
 	b, err = decompress(cols[colLevels])
 	if err != nil {
@@ -396,12 +386,12 @@ func (l *Lines) decodeText(cv []byte) error {
 	l.Msgs = make([]string, n)
 	l.MsgStarts = make([]int32, n)
 	p := 0
+	lr := wire.NewReader(lens, nil)
 	for i := 0; i < n; i++ {
-		ml, k := binary.Uvarint(lens)
-		if k <= 0 || uint64(len(all)-p) < ml {
+		ml := lr.Uvarint()
+		if lr.Err() != nil || uint64(len(all)-p) < ml {
 			return fmt.Errorf("%w: messages", errCorrupt)
 		}
-		lens = lens[k:]
 		l.Msgs[i] = all[p : p+int(ml)]
 		l.MsgStarts[i] = int32(p)
 		p += int(ml)
@@ -421,23 +411,20 @@ func (l *Lines) decodeText(cv []byte) error {
 		return err
 	}
 	l.Seqs = make([]uint64, n)
-	prev := uint64(0)
-	for i := 0; i < n; i++ {
-		var s uint64
-		var k int
-		if cv[0] == textVersion {
-			var d int64
-			d, k = binary.Varint(sb)
-			s = prev + uint64(d)
-			prev = s
-		} else {
-			s, k = binary.Uvarint(sb)
+	sr := wire.NewReader(sb, nil)
+	if cv[0] == textVersion {
+		prev := uint64(0)
+		for i := range l.Seqs {
+			prev += uint64(sr.Varint())
+			l.Seqs[i] = prev
 		}
-		if k <= 0 {
-			return fmt.Errorf("%w: seqs", errCorrupt)
+	} else {
+		for i := range l.Seqs {
+			l.Seqs[i] = sr.Uvarint()
 		}
-		l.Seqs[i] = s
-		sb = sb[k:]
+	}
+	if sr.Err() != nil {
+		return fmt.Errorf("%w: seqs", errCorrupt)
 	}
 	return nil
 }
@@ -450,37 +437,35 @@ func decodeAttrs(c []byte, n int) ([][]model.Attr, error) {
 	if err != nil {
 		return nil, err
 	}
-	bad := fmt.Errorf("%w: attributes", errCorrupt)
 	// First pass: count them (and check the layout).
 	total := 0
-	for i, b := 0, ab; i < n; i++ {
-		na, k := binary.Uvarint(b)
-		if k <= 0 || na > uint64(len(b)) {
-			return nil, bad
+	r := wire.NewReader(ab, nil)
+	for i := 0; i < n && r.Err() == nil; i++ {
+		na := r.Uvarint()
+		if na > uint64(r.Len()) {
+			r.Fail()
 		}
-		b = b[k:]
-		for j := uint64(0); j < 2*na; j++ {
-			var ok bool
-			if _, b, ok = readString(b); !ok {
-				return nil, bad
-			}
+		for j := uint64(0); j < 2*na && r.Err() == nil; j++ {
+			r.Bytes()
 		}
 		total += int(na)
+	}
+	if r.Err() != nil {
+		return nil, fmt.Errorf("%w: attributes", errCorrupt)
 	}
 	all := make([]model.Attr, total)
 	out := make([][]model.Attr, n)
 	p := 0
+	r = wire.NewReader(ab, nil)
 	for i := 0; i < n; i++ {
-		na, k := binary.Uvarint(ab)
-		ab = ab[k:]
+		na := int(r.Uvarint())
 		if na == 0 {
 			continue
 		}
-		as := all[p : p+int(na) : p+int(na)]
-		p += int(na)
+		as := all[p : p+na : p+na]
+		p += na
 		for j := range as {
-			as[j].Key, ab, _ = readString(ab)
-			as[j].Value, ab, _ = readString(ab)
+			as[j].Key, as[j].Value = r.StrAlias(), r.StrAlias()
 		}
 		out[i] = as
 	}
@@ -493,38 +478,21 @@ func decodeStrings(c []byte, n int) ([]string, error) {
 		return nil, err
 	}
 	out := make([]string, n)
-	for i := 0; i < n; i++ {
-		var ok bool
-		if out[i], b, ok = readString(b); !ok {
-			return nil, fmt.Errorf("%w: strings", errCorrupt)
-		}
+	r := wire.NewReader(b, nil)
+	for i := range out {
+		out[i] = r.StrAlias()
+	}
+	if r.Err() != nil {
+		return nil, fmt.Errorf("%w: strings", errCorrupt)
 	}
 	return out, nil
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 func appendStrings(b []byte, ss []string) []byte {
 	for _, s := range ss {
-		b = appendString(b, s)
+		b = wire.AppendString(b, s)
 	}
 	return b
-}
-
-// readString reads what appendString wrote. The string shares b's memory.
-func readString(b []byte) (string, []byte, bool) {
-	l, k := binary.Uvarint(b)
-	if k <= 0 || uint64(len(b)-k) < l {
-		return "", b, false
-	}
-	b = b[k:]
-	if l == 0 {
-		return "", b, true
-	}
-	return unsafe.String(&b[0], int(l)), b[l:], true
 }
 
 // Meta value (key m/<day>/<id>):
@@ -536,19 +504,19 @@ func encodeMeta(m *ChunkMeta) []byte {
 	b := make([]byte, 0, 96+len(m.Labels.Service)+len(m.Labels.Host)+len(m.Labels.BuildID)+len(m.Labels.DeployID))
 	b = append(b, 1)
 	b = binary.BigEndian.AppendUint64(b, m.Stream)
-	b = binary.AppendUvarint(b, uint64(m.FirstLine))
-	b = binary.AppendUvarint(b, uint64(m.Count))
-	b = binary.AppendVarint(b, m.MinT)
-	b = binary.AppendUvarint(b, uint64(m.MaxT-m.MinT))
+	b = wire.AppendUvarint(b, uint64(m.FirstLine))
+	b = wire.AppendUvarint(b, uint64(m.Count))
+	b = wire.AppendVarint(b, m.MinT)
+	b = wire.AppendUvarint(b, uint64(m.MaxT-m.MinT))
 	for _, c := range m.Levels {
-		b = binary.AppendUvarint(b, uint64(c))
+		b = wire.AppendUvarint(b, uint64(c))
 	}
-	b = binary.AppendUvarint(b, m.RawBytes)
-	b = appendString(b, m.Labels.Service)
-	b = appendString(b, m.Labels.Host)
-	b = appendString(b, m.Labels.BuildID)
-	b = appendString(b, m.Labels.DeployID)
-	b = binary.AppendUvarint(b, uint64(len(m.Notable)))
+	b = wire.AppendUvarint(b, m.RawBytes)
+	b = wire.AppendString(b, m.Labels.Service)
+	b = wire.AppendString(b, m.Labels.Host)
+	b = wire.AppendString(b, m.Labels.BuildID)
+	b = wire.AppendString(b, m.Labels.DeployID)
+	b = wire.AppendUvarint(b, uint64(len(m.Notable)))
 	b = append(b, m.Notable...)
 	return b
 }
@@ -558,43 +526,23 @@ func decodeMeta(day uint32, id uint64, v []byte) (*ChunkMeta, error) {
 	if len(v) < 9 || v[0] != 1 {
 		return nil, bad
 	}
-	m := &ChunkMeta{ID: id, Day: day, Stream: binary.BigEndian.Uint64(v[1:9])}
-	b := v[9:]
-	uv := func() uint64 {
-		x, k := binary.Uvarint(b)
-		if k <= 0 {
-			b = nil
-			return 0
-		}
-		b = b[k:]
-		return x
-	}
-	m.FirstLine = uint32(uv())
-	m.Count = uint32(uv())
-	minT, k := binary.Varint(b)
-	if k <= 0 {
-		return nil, bad
-	}
-	b = b[k:]
-	m.MinT = minT
-	m.MaxT = minT + int64(uv())
+	r := wire.NewReader(v[1:], bad)
+	m := &ChunkMeta{ID: id, Day: day, Stream: r.Uint64BE()}
+	m.FirstLine = uint32(r.Uvarint())
+	m.Count = uint32(r.Uvarint())
+	m.MinT = r.Varint()
+	m.MaxT = m.MinT + int64(r.Uvarint())
 	for i := range m.Levels {
-		m.Levels[i] = uint32(uv())
+		m.Levels[i] = uint32(r.Uvarint())
 	}
-	m.RawBytes = uv()
-	if b == nil {
+	m.RawBytes = r.Uvarint()
+	// Labels are copied: v belongs to Badger.
+	m.Labels = model.Labels{Service: r.Str(), Host: r.Str(), BuildID: r.Str(), DeployID: r.Str()}
+	if r.Err() != nil {
 		return nil, bad
 	}
-	var ok bool
-	for _, p := range []*string{&m.Labels.Service, &m.Labels.Host, &m.Labels.BuildID, &m.Labels.DeployID} {
-		var s string
-		if s, b, ok = readString(b); !ok {
-			return nil, bad
-		}
-		*p = string([]byte(s)) // own the memory: v belongs to Badger
-	}
-	if n, k := binary.Uvarint(b); k > 0 && uint64(len(b)-k) >= n {
-		m.Notable = append([]byte{}, b[k:k+int(n)]...)
+	if n := r.Bytes(); r.Err() == nil {
+		m.Notable = append([]byte{}, n...)
 	}
 	return m, nil
 }

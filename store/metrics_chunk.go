@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -81,7 +82,7 @@ const (
 func encodeChunkValue(enc chunkenc.Encoding, mint, maxt int64, data []byte) []byte {
 	v := make([]byte, 0, 1+binary.MaxVarintLen64+len(data))
 	v = append(v, byte(enc))
-	v = binary.AppendUvarint(v, uint64(maxt-mint))
+	v = wire.AppendUvarint(v, uint64(maxt-mint))
 	return append(v, data...)
 }
 
@@ -90,11 +91,12 @@ func decodeChunkValue(mint int64, v []byte) (enc chunkenc.Encoding, maxt int64, 
 	if len(v) < 1 || v[0] < chunkEncXOR || v[0] > chunkEncFloatHistogram {
 		return 0, 0, nil, fmt.Errorf("%w: metric chunk encoding", errCorrupt)
 	}
-	d, n := binary.Uvarint(v[1:])
-	if n <= 0 || len(v) < 1+n+chunkHeaderLen(chunkenc.Encoding(v[0])) {
+	r := wire.NewReader(v[1:], nil)
+	d := r.Uvarint()
+	if r.Err() != nil || r.Len() < chunkHeaderLen(chunkenc.Encoding(v[0])) {
 		return 0, 0, nil, fmt.Errorf("%w: metric chunk header", errCorrupt)
 	}
-	return chunkenc.Encoding(v[0]), mint + int64(d), v[1+n:], nil
+	return chunkenc.Encoding(v[0]), mint + int64(d), r.Rest(), nil
 }
 
 // encodeSegmentsValue is the value of a samples key holding a float chunk in
@@ -109,12 +111,12 @@ func encodeSegmentsValue(mint, maxt int64, segs []MetricChunk) []byte {
 	}
 	v := make([]byte, 0, n)
 	v = append(v, chunkEncXORSegments)
-	v = binary.AppendUvarint(v, uint64(maxt-mint))
-	v = binary.AppendUvarint(v, uint64(len(segs)))
+	v = wire.AppendUvarint(v, uint64(maxt-mint))
+	v = wire.AppendUvarint(v, uint64(len(segs)))
 	for _, sg := range segs {
-		v = binary.AppendUvarint(v, uint64(sg.MinT-mint))
-		v = binary.AppendUvarint(v, uint64(sg.MaxT-sg.MinT))
-		v = binary.AppendUvarint(v, uint64(len(sg.Data)))
+		v = wire.AppendUvarint(v, uint64(sg.MinT-mint))
+		v = wire.AppendUvarint(v, uint64(sg.MaxT-sg.MinT))
+		v = wire.AppendUvarint(v, uint64(len(sg.Data)))
 		v = append(v, sg.Data...)
 	}
 	return v
@@ -124,21 +126,20 @@ func encodeSegmentsValue(mint, maxt int64, segs []MetricChunk) []byte {
 // (of a key with mint) that overlap [lo, hi], their bytes aliasing v,
 // skipping the others undecoded.
 func appendSegments(dst []MetricChunk, mint int64, v []byte, lo, hi int64) ([]MetricChunk, error) {
-	r := &walReader{b: v[1:]}
-	span, n := r.uvarint(), r.uvarint()
-	if r.err != nil || n > uint64(len(v)) {
+	r := wire.NewReader(v[1:], nil)
+	span, n := r.Uvarint(), r.Uvarint()
+	if r.Err() != nil || n > uint64(len(v)) {
 		return dst, fmt.Errorf("%w: metric chunk segments header", errCorrupt)
 	}
 	if mint+int64(span) < lo {
 		return dst, nil
 	}
 	for i := uint64(0); i < n; i++ {
-		off, d, l := r.uvarint(), r.uvarint(), r.uvarint()
-		if r.err != nil || l < uint64(chunkHeaderLen(chunkenc.EncXOR)) || l > uint64(len(r.b)) {
+		off, d, l := r.Uvarint(), r.Uvarint(), r.Uvarint()
+		if r.Err() != nil || l < uint64(chunkHeaderLen(chunkenc.EncXOR)) || l > uint64(r.Len()) {
 			return dst, fmt.Errorf("%w: metric chunk segment %d", errCorrupt, i)
 		}
-		data := r.b[:l]
-		r.b = r.b[l:]
+		data := r.Next(int(l))
 		smin := mint + int64(off)
 		smax := smin + int64(d)
 		if smax < lo || smin > hi {
@@ -166,25 +167,28 @@ func encodeSeriesLabels(ls []model.Label) []byte {
 		n += 4 + len(l.Name) + len(l.Value)
 	}
 	b := make([]byte, 0, n)
-	b = binary.AppendUvarint(b, uint64(len(ls)))
+	b = wire.AppendUvarint(b, uint64(len(ls)))
 	for _, l := range ls {
-		b = appendString(b, l.Name)
-		b = appendString(b, l.Value)
+		b = wire.AppendString(b, l.Name)
+		b = wire.AppendString(b, l.Value)
 	}
 	return b
 }
 
+// errSeriesLabels is the error of a series value that does not decode.
+var errSeriesLabels = fmt.Errorf("%w: series labels", errCorrupt)
+
 func decodeSeriesLabels(v []byte) ([]model.Label, error) {
-	r := &walReader{b: v}
-	n := r.uvarint()
+	r := wire.NewReader(v, errSeriesLabels)
+	n := r.Uvarint()
 	if n > uint64(len(v)) {
-		return nil, fmt.Errorf("%w: series labels", errCorrupt)
+		return nil, errSeriesLabels
 	}
 	ls := make([]model.Label, 0, n)
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		ls = append(ls, model.Label{Name: r.str(), Value: r.str()})
+	for i := uint64(0); i < n && r.Err() == nil; i++ {
+		ls = append(ls, model.Label{Name: r.Str(), Value: r.Str()})
 	}
-	return ls, r.err
+	return ls, r.Err()
 }
 
 // MetricChunk is one chunk of a series' samples in one of Prometheus' chunk

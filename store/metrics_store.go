@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -316,7 +317,8 @@ func (ms *metricStore) load() error {
 			}
 			ms.addDay(sr, day)
 			_ = it2.Item().Value(func(v []byte) error {
-				if t, n := binary.Varint(v); n > 0 {
+				r := wire.NewReader(v, nil)
+				if t := r.Varint(); r.Err() == nil {
 					sr.maxT = max(sr.maxT, t)
 					sr.sealedMaxT = max(sr.sealedMaxT, t)
 				} else {
@@ -540,7 +542,7 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 			continue
 		}
 		start := len(frame)
-		frame = binary.AppendUvarint(frame, sr.id)
+		frame = wire.AppendUvarint(frame, sr.id)
 		countAt := len(frame)
 		frame = append(frame, 0, 0, 0, 0) // sample count, set below
 		// Floats and histograms go in in time order together, so that
@@ -565,7 +567,7 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 			}
 			switch ms.add(sr, smp.T, smp.V, seg, now, false) {
 			case addOK:
-				frame = binary.AppendVarint(frame, smp.T)
+				frame = wire.AppendVarint(frame, smp.T)
 				frame = binary.BigEndian.AppendUint64(frame, math.Float64bits(smp.V))
 				k++
 				res.Accepted++
@@ -627,9 +629,9 @@ func (ms *metricStore) appendHistogram(rec *[]byte, sr *mseries, h model.Histogr
 	case addOK:
 		c := newHistChunk(nil, h)
 		c.chunk.Compact()
-		b := binary.AppendVarint(*rec, h.T)
+		b := wire.AppendVarint(*rec, h.T)
 		b = append(b, byte(c.enc))
-		b = binary.AppendUvarint(b, uint64(len(c.chunk.Bytes())))
+		b = wire.AppendUvarint(b, uint64(len(c.chunk.Bytes())))
 		*rec = append(b, c.chunk.Bytes()...)
 		res.Accepted++
 		return true
@@ -994,7 +996,7 @@ func (ms *metricStore) writeSealed() {
 			if err := wb.Set(k, v); err != nil {
 				return err
 			}
-			if err := wb.Set(seriesDayKey(j.day, j.sr.id), binary.AppendVarint(nil, j.maxT)); err != nil {
+			if err := wb.Set(seriesDayKey(j.day, j.sr.id), wire.AppendVarint(nil, j.maxT)); err != nil {
 				return err
 			}
 			bytes += len(k) + len(v)
@@ -1291,27 +1293,28 @@ func (ms *metricStore) replay() error {
 	now := ms.opts.Now()
 	var samples int
 	bad, err := ms.wal.replay(func(seg uint64, p []byte) error {
-		r := &walReader{b: p}
-		version := r.byte1()
+		rd := wire.NewReader(p, errMetricsWALPayload)
+		r := &rd
+		version := r.Byte()
 		if version != 1 && version != 2 {
 			return fmt.Errorf("%w: metrics wal payload version %d", errCorrupt, version)
 		}
-		for len(r.b) > 0 && r.err == nil {
-			id := r.uvarint()
-			n := readU32(r)
+		for r.Len() > 0 && r.Err() == nil {
+			id := r.Uvarint()
+			n := r.Uint32BE()
 			sr := ms.series[id]
-			for i := uint32(0); i < n && r.err == nil; i++ {
-				t := r.varint()
-				v := math.Float64frombits(r.u64())
-				if r.err != nil || sr == nil {
+			for i := uint32(0); i < n && r.Err() == nil; i++ {
+				t := r.Varint()
+				v := math.Float64frombits(r.Uint64BE())
+				if r.Err() != nil || sr == nil {
 					continue
 				}
 				ms.add(sr, t, v, seg, now, true)
 				samples++
 			}
 			if version == 2 {
-				n := readU32(r)
-				for i := uint32(0); i < n && r.err == nil; i++ {
+				n := r.Uint32BE()
+				for i := uint32(0); i < n && r.Err() == nil; i++ {
 					h, err := readHistogram(r)
 					if err != nil || sr == nil {
 						continue
@@ -1321,7 +1324,7 @@ func (ms *metricStore) replay() error {
 				}
 			}
 		}
-		return r.err
+		return r.Err()
 	})
 	if err != nil {
 		return err
@@ -1336,12 +1339,12 @@ func (ms *metricStore) replay() error {
 }
 
 // readHistogram reads one histogram of a metrics WAL record (appendHistograms).
-func readHistogram(r *walReader) (model.HistogramSample, error) {
-	h := model.HistogramSample{T: r.varint()}
-	enc := chunkenc.Encoding(r.byte1())
-	b := []byte(r.str())
-	if r.err != nil {
-		return h, r.err
+func readHistogram(r *wire.Reader) (model.HistogramSample, error) {
+	h := model.HistogramSample{T: r.Varint()}
+	enc := chunkenc.Encoding(r.Byte())
+	b := []byte(r.Str())
+	if r.Err() != nil {
+		return h, r.Err()
 	}
 	if (enc != chunkenc.EncHistogram && enc != chunkenc.EncFloatHistogram) || len(b) < chunkHeaderLen(enc) {
 		return h, fmt.Errorf("%w: metrics wal histogram encoding %d", errCorrupt, enc)
@@ -1365,13 +1368,6 @@ func readHistogram(r *walReader) (model.HistogramSample, error) {
 	return h, nil
 }
 
-// readU32 reads a big-endian uint32 (a metrics WAL sample count).
-func readU32(r *walReader) uint32 {
-	if r.err != nil || len(r.b) < 4 {
-		r.err = fmt.Errorf("%w: metrics wal payload", errCorrupt)
-		return 0
-	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
+// errMetricsWALPayload is the error of a metrics WAL payload that does not
+// decode.
+var errMetricsWALPayload = fmt.Errorf("%w: metrics wal payload", errCorrupt)

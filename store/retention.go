@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -87,7 +88,7 @@ func (s *Store) raiseFloor(day uint32) error {
 	s.floor = day
 	s.mu.Unlock()
 	return s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(floorKey, binary.AppendUvarint(nil, uint64(day)))
+		return txn.Set(floorKey, wire.AppendUvarint(nil, uint64(day)))
 	})
 }
 
@@ -100,8 +101,9 @@ func (s *Store) loadFloor(txn *badger.Txn) error {
 		return err
 	}
 	return it.Value(func(v []byte) error {
-		d, k := binary.Uvarint(v)
-		if k <= 0 {
+		r := wire.NewReader(v, nil)
+		d := r.Uvarint()
+		if r.Err() != nil {
 			return fmt.Errorf("%w: floor", errCorrupt)
 		}
 		s.floor = uint32(d)

@@ -19,6 +19,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -440,10 +441,10 @@ func (s *Store) loadMeta() error {
 			agent := string(it2.Item().Key()[1:])
 			if err := it2.Item().Value(func(v []byte) error {
 				a := &agentState{}
-				r := &walReader{b: v}
-				decodeAgent(r, &a.AgentInfo)
-				if r.err != nil {
-					return fmt.Errorf("agent %q: %w", agent, r.err)
+				r := wire.NewReader(v, errWALPayload)
+				decodeAgent(&r, &a.AgentInfo)
+				if r.Err() != nil {
+					return fmt.Errorf("agent %q: %w", agent, r.Err())
 				}
 				a.ID = agent
 				s.agents[agent] = a

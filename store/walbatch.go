@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -36,119 +37,57 @@ func encodeWALBatch(b model.Batch, agentRec []byte, groups []*group) []byte {
 	}
 	out := make([]byte, walFrameHeader, size)
 	out = append(out, 1)
-	out = appendString(out, b.AgentID)
-	out = binary.AppendUvarint(out, uint64(len(agentRec)))
+	out = wire.AppendString(out, b.AgentID)
+	out = wire.AppendUvarint(out, uint64(len(agentRec)))
 	out = append(out, agentRec...)
-	out = binary.AppendUvarint(out, uint64(len(groups)))
+	out = wire.AppendUvarint(out, uint64(len(groups)))
 	for _, g := range groups {
 		out = binary.BigEndian.AppendUint64(out, g.key.stream)
-		out = binary.AppendUvarint(out, uint64(g.key.day))
-		out = binary.AppendUvarint(out, uint64(g.firstLine))
-		out = appendString(out, g.labels.Service)
-		out = appendString(out, g.labels.Host)
-		out = appendString(out, g.labels.BuildID)
-		out = appendString(out, g.labels.DeployID)
-		out = binary.AppendUvarint(out, uint64(len(g.recs)))
+		out = wire.AppendUvarint(out, uint64(g.key.day))
+		out = wire.AppendUvarint(out, uint64(g.firstLine))
+		out = wire.AppendString(out, g.labels.Service)
+		out = wire.AppendString(out, g.labels.Host)
+		out = wire.AppendString(out, g.labels.BuildID)
+		out = wire.AppendString(out, g.labels.DeployID)
+		out = wire.AppendUvarint(out, uint64(len(g.recs)))
 		for _, ri := range g.recs {
 			r := &b.Records[ri]
-			out = binary.AppendVarint(out, r.Time)
+			out = wire.AppendVarint(out, r.Time)
 			out = append(out, byte(r.Level))
-			out = appendString(out, r.Message)
-			out = appendString(out, r.TraceID)
-			out = appendString(out, r.SpanID)
-			out = binary.AppendUvarint(out, uint64(len(r.Attrs)))
+			out = wire.AppendString(out, r.Message)
+			out = wire.AppendString(out, r.TraceID)
+			out = wire.AppendString(out, r.SpanID)
+			out = wire.AppendUvarint(out, uint64(len(r.Attrs)))
 			for _, a := range r.Attrs {
-				out = appendString(out, a.Key)
-				out = appendString(out, a.Value)
+				out = wire.AppendString(out, a.Key)
+				out = wire.AppendString(out, a.Value)
 			}
-			out = binary.AppendUvarint(out, r.Seq)
+			out = wire.AppendUvarint(out, r.Seq)
 		}
 	}
 	return out
 }
 
-// walReader decodes a payload; strings are copied out of the payload.
-type walReader struct {
-	b   []byte
-	err error
-}
-
-func (r *walReader) uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, k := binary.Uvarint(r.b)
-	if k <= 0 {
-		r.err = fmt.Errorf("%w: wal payload", errCorrupt)
-		return 0
-	}
-	r.b = r.b[k:]
-	return v
-}
-
-func (r *walReader) varint() int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, k := binary.Varint(r.b)
-	if k <= 0 {
-		r.err = fmt.Errorf("%w: wal payload", errCorrupt)
-		return 0
-	}
-	r.b = r.b[k:]
-	return v
-}
-
-func (r *walReader) byte1() byte {
-	if r.err != nil || len(r.b) < 1 {
-		r.err = fmt.Errorf("%w: wal payload", errCorrupt)
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *walReader) u64() uint64 {
-	if r.err != nil || len(r.b) < 8 {
-		r.err = fmt.Errorf("%w: wal payload", errCorrupt)
-		return 0
-	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *walReader) str() string {
-	if r.err != nil {
-		return ""
-	}
-	s, rest, ok := readString(r.b)
-	if !ok {
-		r.err = fmt.Errorf("%w: wal payload", errCorrupt)
-		return ""
-	}
-	r.b = rest
-	return string([]byte(s))
-}
+// errWALPayload is the error of a WAL payload that does not decode.
+var errWALPayload = fmt.Errorf("%w: wal payload", errCorrupt)
 
 // replayWAL rebuilds heads from every WAL line not yet sealed in Badger.
 func (s *Store) replayWAL() ([]*head, error) {
 	var lines, skipped int
 	var seal []*head
 	bad, err := s.wal.replay(func(seg uint64, p []byte) error {
-		r := &walReader{b: p}
-		if v := r.byte1(); v != 1 {
+		rd := wire.NewReader(p, errWALPayload)
+		r := &rd
+		if v := r.Byte(); v != 1 {
 			return fmt.Errorf("%w: wal payload version %d", errCorrupt, v)
 		}
-		agent := r.str()
-		if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
+		agent := r.Str()
+		if n := r.Uvarint(); n > 0 && n <= uint64(r.Len()) {
 			var info AgentInfo
-			ar := &walReader{b: r.b[:n]}
-			decodeAgent(ar, &info)
-			r.b = r.b[n:]
-			if ar.err != nil {
-				return ar.err
+			ar := wire.NewReader(r.Next(int(n)), errWALPayload)
+			decodeAgent(&ar, &info)
+			if ar.Err() != nil {
+				return ar.Err()
 			}
 			ag := s.agents[agent]
 			if ag == nil || info.AckedSeq >= ag.AckedSeq {
@@ -156,25 +95,25 @@ func (s *Store) replayWAL() ([]*head, error) {
 				s.agents[agent] = &agentState{AgentInfo: info, dirty: true}
 			}
 		}
-		ng := r.uvarint()
-		for g := uint64(0); g < ng && r.err == nil; g++ {
-			k := headKey{stream: r.u64(), day: uint32(r.uvarint())}
-			first := uint32(r.uvarint())
-			labels := model.Labels{Service: r.str(), Host: r.str(), BuildID: r.str(), DeployID: r.str()}
-			n := r.uvarint()
-			for i := uint64(0); i < n && r.err == nil; i++ {
+		ng := r.Uvarint()
+		for g := uint64(0); g < ng && r.Err() == nil; g++ {
+			k := headKey{stream: r.Uint64BE(), day: uint32(r.Uvarint())}
+			first := uint32(r.Uvarint())
+			labels := model.Labels{Service: r.Str(), Host: r.Str(), BuildID: r.Str(), DeployID: r.Str()}
+			n := r.Uvarint()
+			for i := uint64(0); i < n && r.Err() == nil; i++ {
 				rec := model.Record{Labels: labels}
-				rec.Time = r.varint()
-				rec.Level = model.Level(r.byte1())
-				rec.Message, rec.TraceID, rec.SpanID = r.str(), r.str(), r.str()
-				if na := r.uvarint(); na > 0 && na <= uint64(len(r.b)) {
+				rec.Time = r.Varint()
+				rec.Level = model.Level(r.Byte())
+				rec.Message, rec.TraceID, rec.SpanID = r.Str(), r.Str(), r.Str()
+				if na := r.Uvarint(); na > 0 && na <= uint64(r.Len()) {
 					rec.Attrs = make([]model.Attr, na)
 					for j := range rec.Attrs {
-						rec.Attrs[j] = model.Attr{Key: r.str(), Value: r.str()}
+						rec.Attrs[j] = model.Attr{Key: r.Str(), Value: r.Str()}
 					}
 				}
-				rec.Seq = r.uvarint()
-				if r.err != nil {
+				rec.Seq = r.Uvarint()
+				if r.Err() != nil {
 					break
 				}
 				line := first + uint32(i)
@@ -191,7 +130,7 @@ func (s *Store) replayWAL() ([]*head, error) {
 				lines++
 			}
 		}
-		return r.err
+		return r.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: replay wal: %w", err)
