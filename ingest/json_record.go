@@ -403,7 +403,12 @@ func applyJSONDefaults(r, def *model.Record, deflv defaultLevel) error {
 		r.Level = deflv.level
 	}
 	if len(def.Attrs) > 0 {
-		r.Attrs = mergeDefaultAttrs(r.Attrs, def.Attrs)
+		if len(r.Attrs) == 0 {
+			// A copy of its own: attributes are sorted in place later.
+			r.Attrs = slices.Clone(def.Attrs)
+		} else {
+			r.Attrs = model.MergeAttrs(def.Attrs, r.Attrs)
+		}
 	}
 	return nil
 }
@@ -413,28 +418,6 @@ func orDefault(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// mergeAttrs merges two sorted lists into a new one; own wins.
-func mergeDefaultAttrs(own, def []model.Attr) []model.Attr {
-	out := make([]model.Attr, 0, len(own)+len(def))
-	i, j := 0, 0
-	for i < len(own) && j < len(def) {
-		switch c := strings.Compare(own[i].Key, def[j].Key); {
-		case c < 0:
-			out = append(out, own[i])
-			i++
-		case c > 0:
-			out = append(out, def[j])
-			j++
-		default:
-			out = append(out, own[i])
-			i, j = i+1, j+1
-		}
-	}
-	out = append(out, own[i:]...)
-	out = append(out, def[j:]...)
-	return slices.Clip(out)
 }
 
 // The batch.

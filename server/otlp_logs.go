@@ -127,7 +127,7 @@ func scopeAttrs(resAttrs []model.Attr, sc *commonpb.InstrumentationScope) []mode
 	if len(own) == 0 {
 		return resAttrs
 	}
-	return mergeSorted(resAttrs, sortAttrs(own))
+	return model.MergeAttrs(resAttrs, sortAttrs(own))
 }
 
 func (nm *otlpNames) logRecord(lr *logspb.LogRecord, full []model.Attr, labels model.Labels, base []model.Attr) (model.Record, error) {
@@ -167,9 +167,9 @@ func (nm *otlpNames) logRecord(lr *logspb.LogRecord, full []model.Attr, labels m
 	}
 	own := sortAttrs(flattenAttrs(extra, "", lr.GetAttributes(), 0))
 	if slices.ContainsFunc(own, func(a model.Attr) bool { return nm.isLabelKey(a.Key) }) {
-		rec.Labels, rec.Attrs = nm.pickLabels(mergeSorted(full, own))
+		rec.Labels, rec.Attrs = nm.pickLabels(model.MergeAttrs(full, own))
 	} else {
-		rec.Attrs = mergeSorted(base, own)
+		rec.Attrs = model.MergeAttrs(base, own)
 	}
 	return rec, nil
 }
@@ -395,35 +395,6 @@ func sortAttrs(as []model.Attr) []model.Attr {
 		out = append(out, a)
 	}
 	return out
-}
-
-// mergeSorted merges two sorted lists with unique keys; b wins on equal keys.
-// The result is a new slice unless one list is empty.
-func mergeSorted(a, b []model.Attr) []model.Attr {
-	if len(a) == 0 {
-		return b
-	}
-	if len(b) == 0 {
-		return a
-	}
-	out := make([]model.Attr, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		switch c := strings.Compare(a[i].Key, b[j].Key); {
-		case c < 0:
-			out = append(out, a[i])
-			i++
-		case c > 0:
-			out = append(out, b[j])
-			j++
-		default:
-			out = append(out, b[j])
-			i++
-			j++
-		}
-	}
-	out = append(out, a[i:]...)
-	return slices.Clip(append(out, b[j:]...))
 }
 
 // otlpRejected is the partial_success message for res.
