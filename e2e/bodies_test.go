@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/prometheus/prompb"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
@@ -213,7 +214,7 @@ func TestDecompressionBombs(t *testing.T) {
 	}{
 		{"loki json", "/loki/api/v1/push", []byte(fmt.Sprintf(`{"streams":[{"stream":{"service_name":"after"},"values":[["%d","loki after the bombs"]]}]}`, now.UnixNano())),
 			[]string{"Content-Type", "application/json"}, 204},
-		{"remote write", "/api/v1/write", snappy.Encode(nil, rw), []string{"Content-Type", "application/x-protobuf", "Content-Encoding", "snappy"}, 204},
+		{"remote write", "/api/v1/write", s2.EncodeSnappy(nil, rw), []string{"Content-Type", "application/x-protobuf", "Content-Encoding", "snappy"}, 204},
 		{"otlp logs json", "/v1/logs", []byte(`{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"after"}}]},"scopeLogs":[{"logRecords":[{"body":{"stringValue":"otlp after the bombs"}}]}]}]}`),
 			[]string{"Content-Type", "application/json"}, 200},
 		{"logs:write", "/v1/logs:write", []byte(`{"defaults":{"service":"after"},"records":[{"message":"write after the bombs"}]}`), []string{"Content-Type", "application/json"}, 200},

@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
+
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	pmodel "github.com/prometheus/common/model"
@@ -98,7 +99,7 @@ func postRemoteWrite(t testing.TB, s *server, req *prompb.WriteRequest) (int, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	hreq, err := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+	hreq, err := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/api/v1/write", bytes.NewReader(s2.EncodeSnappy(nil, raw)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
+
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	prommodel "github.com/prometheus/common/model"
@@ -85,7 +86,7 @@ func TestRemoteWriteV2(t *testing.T) {
 		{LabelsRefs: []uint32{1, 9}, Samples: []writev2.Sample{{Timestamp: now, Value: 1}}},
 	}}
 	raw, _ := bad.Marshal()
-	hreq, _ := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(string(snappy.Encode(nil, raw))))
+	hreq, _ := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(string(s2.EncodeSnappy(nil, raw))))
 	hreq.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
 	hreq.Header.Set("Content-Encoding", "snappy")
 	resp, err := http.DefaultClient.Do(hreq)
@@ -181,7 +182,7 @@ func TestPromAPIExtras(t *testing.T) {
 func remoteRead(t *testing.T, s *server, rt prompb.ReadRequest_ResponseType, q *prompb.Query) []string {
 	t.Helper()
 	raw, _ := (&prompb.ReadRequest{Queries: []*prompb.Query{q}, AcceptedResponseTypes: []prompb.ReadRequest_ResponseType{rt}}).Marshal()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/api/v1/read", bytes.NewReader(snappy.Encode(nil, raw)))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.httpAddr+"/api/v1/read", bytes.NewReader(s2.EncodeSnappy(nil, raw)))
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
@@ -203,7 +204,7 @@ func remoteRead(t *testing.T, s *server, rt prompb.ReadRequest_ResponseType, q *
 		out = append(out, b.Labels().String()+" "+strconv.FormatFloat(v, 'g', -1, 64))
 	}
 	if rt == prompb.ReadRequest_SAMPLES {
-		dec, err := snappy.Decode(nil, body)
+		dec, err := s2.Decode(nil, body)
 		if err != nil {
 			t.Fatal(err)
 		}

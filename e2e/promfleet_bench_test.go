@@ -18,7 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
+
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -131,7 +132,7 @@ func fleetWriteRequests(tb testing.TB, end time.Time) [][]byte {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		out = append(out, snappy.Encode(nil, raw))
+		out = append(out, s2.EncodeSnappy(nil, raw))
 	}
 	return out
 }

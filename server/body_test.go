@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
 	"google.golang.org/grpc/codes"
@@ -42,8 +41,9 @@ func TestMaxSnappyLen(t *testing.T) {
 	for _, n := range []int{1, 64, 1000, 1 << 20, 8 << 20} {
 		zeros := make([]byte, n)
 		for name, enc := range map[string][]byte{
-			"golang/snappy": snappy.Encode(nil, zeros),
-			"s2 snappy":     s2.EncodeSnappyBest(nil, zeros),
+			"snappy":        s2.EncodeSnappy(nil, zeros),
+			"snappy better": s2.EncodeSnappyBetter(nil, zeros),
+			"snappy best":   s2.EncodeSnappyBest(nil, zeros),
 		} {
 			_, hdr := binary.Uvarint(enc)
 			if most := maxSnappyLen(len(enc) - hdr); int64(n) > most {
@@ -51,9 +51,23 @@ func TestMaxSnappyLen(t *testing.T) {
 			}
 		}
 	}
-	enc := snappy.Encode(nil, make([]byte, 8<<20))
-	if ratio := float64(8<<20) / float64(len(enc)); ratio < 20 {
-		t.Errorf("zeros compress only %.1fx: the test does not reach the bound", ratio)
+	// The densest valid block, built by hand: one literal zero, then copies
+	// of 64 bytes at offset 1 (3 bytes each). It decodes, and to exactly
+	// what maxSnappyLen allows for its size (s2's encoders stop near 20x).
+	const copies = 1 << 17
+	n := 1 + copies*64
+	enc := binary.AppendUvarint(nil, uint64(n))
+	hdr := len(enc)
+	enc = append(enc, 0<<2|0, 0) // a literal of length 1: the byte 0
+	for range copies {
+		enc = append(enc, (64-1)<<2|2, 1, 0) // copy, 2-byte offset 1, length 64
+	}
+	out, err := s2.Decode(nil, enc)
+	if err != nil || len(out) != n || !bytes.Equal(out, make([]byte, n)) {
+		t.Fatalf("hand-made block: %d bytes, %v", len(out), err)
+	}
+	if most := maxSnappyLen(len(enc) - hdr); int64(n) > most || int64(n) < most-64 {
+		t.Errorf("the densest block of %d bytes holds %d bytes; maxSnappyLen says %d", len(enc)-hdr, n, most)
 	}
 }
 
@@ -98,7 +112,7 @@ func TestUnsnappyRefusesClaims(t *testing.T) {
 	// A real body decodes, its bytes held until released.
 	want := bytes.Repeat([]byte("remote write "), 10000)
 	mem := lm.bodyMem()
-	out, err := mem.unsnappy(snappy.Encode(nil, want), 1<<20)
+	out, err := mem.unsnappy(s2.EncodeSnappy(nil, want), 1<<20)
 	if err != nil || !bytes.Equal(out, want) {
 		t.Fatalf("decode: %v", err)
 	}
@@ -199,8 +213,8 @@ func TestBodyBudget(t *testing.T) {
 // FuzzUnsnappy: any body decodes to at most what snappy's format allows and
 // the limit, or is refused; the budget is whole again after release.
 func FuzzUnsnappy(f *testing.F) {
-	f.Add(snappy.Encode(nil, []byte("hello hello hello hello")))
-	f.Add(snappy.Encode(nil, make([]byte, 5000)))
+	f.Add(s2.EncodeSnappy(nil, []byte("hello hello hello hello")))
+	f.Add(s2.EncodeSnappy(nil, make([]byte, 5000)))
 	f.Add(binary.AppendUvarint(nil, 256<<20))
 	lm := testBodyLimiter(f, 1<<20)
 	f.Fuzz(func(t *testing.T, body []byte) {
