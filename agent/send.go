@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -18,33 +19,18 @@ import (
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
-// Backoff is capped exponential backoff with jitter: the n-th wait is drawn
-// from [d/2, d) where d = Min·2ⁿ, capped at Max.
-type Backoff struct {
-	Min, Max time.Duration
-	n        int
-	rand     func() float64 // [0, 1); nil means math/rand
+// newBackoff is capped exponential backoff with jitter: the n-th wait is
+// drawn from [d/2, d] where d = min·2ⁿ, capped at max; Reset starts again
+// from min (after a success). cenkalti/backoff draws from interval·[1-f, 1+f]:
+// with the interval at ¾d and f = ⅓ that is [d/2, d].
+func newBackoff(min, max time.Duration) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{
+		InitialInterval:     min * 3 / 4,
+		RandomizationFactor: 1.0 / 3,
+		Multiplier:          2,
+		MaxInterval:         max * 3 / 4,
+	}
 }
-
-// Next returns the next wait.
-func (b *Backoff) Next() time.Duration {
-	d := b.Min
-	for i := 0; i < b.n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	if d < b.Max {
-		b.n++
-	}
-	r := rand.Float64
-	if b.rand != nil {
-		r = b.rand
-	}
-	return d/2 + time.Duration(r()*float64(d/2))
-}
-
-// Reset starts again from Min (after a success).
-func (b *Backoff) Reset() { b.n = 0 }
 
 var (
 	errAckTimeout = errors.New("no answer from the server in time")
@@ -63,7 +49,7 @@ type recvResult struct {
 // wait, for the next backoff step, before it starts the round again.
 func (s *Shipper) sendLoop(ctx context.Context) {
 	defer close(s.done)
-	bo := &Backoff{Min: s.opts.BackoffMin, Max: s.opts.BackoffMax}
+	bo := newBackoff(s.opts.BackoffMin, s.opts.BackoffMax)
 	n := len(s.opts.Servers)
 	failed := 0 // servers that failed since the last wait or the last delivery
 	for i := 0; ; {
@@ -100,7 +86,7 @@ func (s *Shipper) sendLoop(ctx context.Context) {
 		}
 		failed = 0
 		select {
-		case <-time.After(bo.Next()):
+		case <-time.After(bo.NextBackOff()):
 		case <-ctx.Done():
 			return
 		}
@@ -133,7 +119,7 @@ func (s *Shipper) setErr(err error) {
 func (s *Shipper) dial(addr string) (*grpc.ClientConn, error) {
 	// A connection attempt gets the longer of MinConnectTimeout and the
 	// first backoff step; the sender does its own backoff across servers.
-	bc := backoff.DefaultConfig
+	bc := grpcbackoff.DefaultConfig
 	bc.BaseDelay = min(bc.BaseDelay, s.opts.ConnectTimeout)
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -150,7 +136,7 @@ var closingMarker = &entry{}
 // session runs one Push stream: it sends spooled batches in order, up to
 // Window at a time, and deletes each when its answer comes. It returns nil
 // once the goodbye batch is answered.
-func (s *Shipper) session(ctx context.Context, addr string, bo *Backoff) error {
+func (s *Shipper) session(ctx context.Context, addr string, bo *backoff.ExponentialBackOff) error {
 	cc, err := s.dial(addr)
 	if err != nil {
 		return err

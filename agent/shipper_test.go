@@ -293,28 +293,29 @@ func TestSpoolRecoversNewerBatchThanState(t *testing.T) {
 	}
 }
 
+// TestBackoff: the n-th wait is drawn from [d/2, d] with d = min·2ⁿ capped
+// at max, and Reset starts again from min.
 func TestBackoff(t *testing.T) {
-	lo := &Backoff{Min: 100 * time.Millisecond, Max: time.Second, rand: func() float64 { return 0 }}
-	hi := &Backoff{Min: 100 * time.Millisecond, Max: time.Second, rand: func() float64 { return 0.999999 }}
-	wantLo := []time.Duration{50, 100, 200, 400, 500, 500, 500}
-	for i, w := range wantLo {
-		if got := lo.Next(); got != w*time.Millisecond {
-			t.Errorf("lo %d: %v, want %v", i, got, w*time.Millisecond)
-		}
-		if got := hi.Next(); got > 2*w*time.Millisecond || got < 2*w*time.Millisecond-time.Millisecond {
-			t.Errorf("hi %d: %v, want about %v", i, got, 2*w*time.Millisecond)
+	bo := newBackoff(100*time.Millisecond, time.Second)
+	caps := []time.Duration{100, 200, 400, 800, 1000, 1000, 1000}
+	for round := 0; round < 50; round++ {
+		bo.Reset()
+		for i, c := range caps {
+			d := c * time.Millisecond
+			if got := bo.NextBackOff(); got < d/2 || got > d+time.Nanosecond {
+				t.Fatalf("round %d, wait %d: %v, want in [%v, %v]", round, i, got, d/2, d)
+			}
 		}
 	}
-	lo.Reset()
-	if got := lo.Next(); got != 50*time.Millisecond {
-		t.Errorf("after reset: %v", got)
+	// The draws spread over the range, not to one end of it.
+	lo, hi := time.Hour, time.Duration(0)
+	for range 200 {
+		bo.Reset()
+		d := bo.NextBackOff()
+		lo, hi = min(lo, d), max(hi, d)
 	}
-	// Real jitter stays in [d/2, d).
-	b := &Backoff{Min: time.Second, Max: time.Second}
-	for i := 0; i < 100; i++ {
-		if d := b.Next(); d < 500*time.Millisecond || d >= time.Second {
-			t.Fatalf("jittered wait %v", d)
-		}
+	if lo > 60*time.Millisecond || hi < 90*time.Millisecond {
+		t.Fatalf("200 first waits span only [%v, %v] of [50ms, 100ms]", lo, hi)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -257,9 +259,16 @@ func (nt *Notifier) Flush() {
 	}
 }
 
+// retryBackoff gives the waits between retries of a failed notification:
+// MinBackoff·2ⁿ capped at MaxBackoff, without jitter.
+func retryBackoff(o NotifierOptions) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: o.MinBackoff, Multiplier: 2, MaxInterval: o.MaxBackoff}
+}
+
 // deliver sends what is new of one rule to q's receiver, retrying with
 // backoff. It returns false when the Notifier is closing.
 func (nt *Notifier) deliver(q *queue, key string) bool {
+	bo := retryBackoff(nt.opts)
 	for attempt := 0; ; attempt++ {
 		q.mu.Lock()
 		p, recv := q.pending[key], q.recv
@@ -309,10 +318,7 @@ func (nt *Notifier) deliver(q *queue, key string) bool {
 			nt.record(lk, firing, now)
 			return done()
 		}
-		wait := nt.opts.MinBackoff << min(attempt, 20)
-		if wait > nt.opts.MaxBackoff || wait <= 0 {
-			wait = nt.opts.MaxBackoff
-		}
+		wait := bo.NextBackOff()
 		if se != nil && se.retryAfter > wait {
 			wait = min(se.retryAfter, nt.opts.MaxBackoff)
 		}

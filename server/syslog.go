@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shiplog/shiplog/ingest"
@@ -386,7 +388,9 @@ func (s *Syslog) batch(ctx context.Context) {
 func (s *Syslog) store(ctx context.Context, recs []model.Record) {
 	var lost int
 	var err, why error
-	for attempt, wait := 0, 100*time.Millisecond; ; attempt, wait = attempt+1, wait*2 {
+	// 100ms, 200ms, ... between the tries, six in all.
+	bo := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, Multiplier: 2, MaxInterval: time.Minute}
+	for attempt := 0; ; attempt++ {
 		var res stored
 		err = storeRecords(ctx, s.in, recs, &res)
 		lost += res.Rejected
@@ -397,7 +401,7 @@ func (s *Syslog) store(ctx context.Context, recs []model.Record) {
 		if err == nil || attempt == 5 {
 			break
 		}
-		time.Sleep(wait)
+		time.Sleep(bo.NextBackOff())
 	}
 	if err != nil {
 		lost += len(recs)
