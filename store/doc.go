@@ -15,6 +15,15 @@
 // when it has been open for ChunkMaxAge, when it pins too much of the WAL
 // (WALMaxSegments), and at Close.
 //
+// # Encoding
+//
+// Every value below and every WAL payload is read and written with
+// internal/wire (the cluster's batch messages and the agent's spool too):
+// "uvarint" and "varint" are encoding/binary's, a string is its uvarint
+// length then its bytes, and a decoder reads with a sticky-error
+// wire.Reader, checking its error once per record. TestEncodingsGolden pins
+// the bytes.
+//
 // # Directory layout
 //
 //	DATA/wal/<16 hex>.wal      write-ahead log segments (see wal.go)
