@@ -311,8 +311,7 @@ func splitColumns(v []byte, want int) (n int, cols [][]byte, err error) {
 		if uint64(r.Len()) < l {
 			return 0, nil, fmt.Errorf("%w: short column %d", errCorrupt, i)
 		}
-		cols[i] = r.Rest()[:l]
-		r.Next(int(l))
+		cols[i] = r.Next(int(l))
 	}
 	if len(cols) < want {
 		return 0, nil, fmt.Errorf("%w: %d columns", errCorrupt, len(cols))
