@@ -43,7 +43,7 @@ type otlpMetricsService struct {
 	o *otlpServer
 }
 
-func registerOTLPGRPC(gs *grpc.Server, o *otlpServer) {
+func registerOTLPGRPC(gs grpc.ServiceRegistrar, o *otlpServer) {
 	collogspb.RegisterLogsServiceServer(gs, otlpLogsService{o: o})
 	colmetricspb.RegisterMetricsServiceServer(gs, otlpMetricsService{o: o})
 }
