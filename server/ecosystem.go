@@ -8,7 +8,6 @@ import (
 	"context"
 	"strings"
 
-
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
 )
