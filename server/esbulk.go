@@ -11,7 +11,6 @@ package server
 // which Elastic's clients check.
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -133,10 +132,6 @@ func writeESError(w http.ResponseWriter, err error) {
 		typ = "security_exception"
 	}
 	msg := st.Message()
-	var dtl *tooLarge
-	if errors.As(err, &dtl) {
-		msg = dtl.Error()
-	}
 	cause := map[string]string{"type": typ, "reason": msg}
 	writeES(w, code, map[string]any{"error": map[string]any{"root_cause": []any{cause}, "type": typ, "reason": msg}, "status": code})
 }

@@ -170,7 +170,7 @@ func otlpHTTPError(w http.ResponseWriter, isJSON bool, code int, err error) {
 		code = c
 	}
 	if isJSON {
-		writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
+		writeJSON(w, code, errorBodyOf(st))
 		return
 	}
 	b, _ := proto.Marshal(st.Proto())

@@ -382,7 +382,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func limitBody(h http.Handler, n int64, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > n {
-			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: 8, Message: fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, n)})
+			writeHTTPError(w, &tooLarge{limit: n, msg: fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, n)})
 			return
 		}
 		bodyDeadline(w, r, timeout)
