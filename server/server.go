@@ -190,6 +190,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	s.grpc = s.newGRPC(core, ins, svc)
 	gw, err := s.newGateway(svc)
 	if err != nil {
+		_, _ = s.gl.Close(), s.hl.Close()
 		return nil, err
 	}
 	s.routes = newRouter()
