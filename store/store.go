@@ -199,49 +199,36 @@ type Store struct {
 	maintWG       sync.WaitGroup
 }
 
+// fill sets every field left at zero (or below) to its default.
+func (o *Options) fill() {
+	def := DefaultOptions()
+	setIfUnset(&o.ChunkMaxLines, def.ChunkMaxLines)
+	setIfUnset(&o.ChunkMaxBytes, def.ChunkMaxBytes)
+	setIfUnset(&o.ChunkMaxAge, def.ChunkMaxAge)
+	setIfUnset(&o.WALSegmentBytes, def.WALSegmentBytes)
+	setIfUnset(&o.WALMaxSegments, def.WALMaxSegments)
+	setIfUnset(&o.Sealers, def.Sealers)
+	setIfUnset(&o.Indexers, def.Indexers)
+	setIfUnset(&o.BadgerMemTable, def.BadgerMemTable)
+	setIfUnset(&o.BadgerCache, def.BadgerCache)
+	setIfUnset(&o.Maintenance, def.Maintenance)
+	setIfUnset(&o.RetentionCheck, def.RetentionCheck)
+	setIfUnset(&o.SizeCheck, def.SizeCheck)
+}
+
+func setIfUnset[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // Open opens or creates the store in dir, replays the WAL and resumes indexing
 // of sealed chunks that were not yet in Bleve.
 func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	def := DefaultOptions()
-	if opts.ChunkMaxLines <= 0 {
-		opts.ChunkMaxLines = def.ChunkMaxLines
-	}
-	if opts.ChunkMaxBytes <= 0 {
-		opts.ChunkMaxBytes = def.ChunkMaxBytes
-	}
-	if opts.ChunkMaxAge <= 0 {
-		opts.ChunkMaxAge = def.ChunkMaxAge
-	}
-	if opts.WALSegmentBytes <= 0 {
-		opts.WALSegmentBytes = def.WALSegmentBytes
-	}
-	if opts.WALMaxSegments <= 0 {
-		opts.WALMaxSegments = def.WALMaxSegments
-	}
-	if opts.Sealers <= 0 {
-		opts.Sealers = def.Sealers
-	}
-	if opts.Indexers <= 0 {
-		opts.Indexers = def.Indexers
-	}
-	if opts.BadgerMemTable <= 0 {
-		opts.BadgerMemTable = def.BadgerMemTable
-	}
-	if opts.BadgerCache <= 0 {
-		opts.BadgerCache = def.BadgerCache
-	}
-	if opts.Maintenance <= 0 {
-		opts.Maintenance = def.Maintenance
-	}
-	if opts.RetentionCheck <= 0 {
-		opts.RetentionCheck = def.RetentionCheck
-	}
-	if opts.SizeCheck <= 0 {
-		opts.SizeCheck = def.SizeCheck
-	}
+	opts.fill()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -250,110 +237,20 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	} else if n > 0 {
 		log.Warn("store: made the data directory private: removed group and other permissions (left by an older version)", "dir", dir, "entries", n)
 	}
-	bopts := badger.DefaultOptions(filepath.Join(dir, "badger")).
-		WithLogger(badgerLogger{log}).
-		WithLoggingLevel(badger.WARNING).
-		WithCompression(options.None).
-		WithValueThreshold(1 << 10).
-		WithMemTableSize(opts.BadgerMemTable).
-		WithNumMemtables(2).
-		WithBlockCacheSize(opts.BadgerCache).
-		WithIndexCacheSize(16 << 20).
-		WithValueLogFileSize(256 << 20).
-		WithMetricsEnabled(false).
-		WithNumCompactors(2)
-	// A full disk: Badger would write into its memory-mapped files and die
-	// of SIGBUS (and sealing the WAL's lines needs space), so open read-only.
-	var readOnly bool
-	var roWhy string
-	if free, ok := freeBytes(dir); ok && opts.MinFreeToWrite > 0 {
-		need := opts.MinFreeToWrite + filesBytes(filepath.Join(dir, "wal"), ".wal") +
-			filesBytes(filepath.Join(dir, "mwal"), ".wal") + filesBytes(filepath.Join(dir, "badger"), ".mem")
-		if free < need {
-			readOnly, roWhy = true, fmt.Sprintf("the data directory's disk had %d bytes free at start, under the %d needed to start writing", free, need)
-		}
-	}
-	bdir := filepath.Join(dir, "badger")
-	if !readOnly {
-		if err := memtablesAside(bdir, false, log); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-	}
-	var db *badger.DB
-	var err error
-	if !readOnly {
-		db, err = badger.Open(bopts)
-		if err != nil && isNoSpace(err) {
-			readOnly, roWhy = true, fmt.Sprintf("the data directory's disk is full: %v", err)
-		}
-	}
-	if readOnly {
-		if err := memtablesAside(bdir, true, log); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-		db, err = badger.Open(bopts.WithReadOnly(true))
-	}
+	db, roWhy, err := openBadger(dir, opts, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store: badger: %w", err)
+		return nil, err
 	}
+	readOnly := roWhy != ""
 	if readOnly {
 		log.Warn("store: opened READ-ONLY: queries are answered, writes refused; free space and restart (the write-ahead log keeps every acked line until then)", "why", roWhy, "dir", dir)
 	}
-	s := &Store{
-		opts:       opts,
-		log:        log,
-		dir:        dir,
-		db:         db,
-		readOnly:   readOnly,
-		roWhy:      roWhy,
-		idx:        newIndexSet(filepath.Join(dir, "index")),
-		m:          newMetrics(reg),
-		heads:      map[headKey]*head{},
-		sealing:    map[uint64]*head{},
-		nextLine:   map[headKey]uint32{},
-		agents:     map[string]*agentState{},
-		chunks:     map[uint64]*ChunkMeta{},
-		days:       map[uint32][]*ChunkMeta{},
-		streams:    map[uint64][]*ChunkMeta{},
-		unindexed:  map[uint64]*ChunkMeta{},
-		streamInfo: map[uint64]*StreamInfo{},
-		lastRecv:   map[uint64]int64{},
-		runs:       map[string][]model.Run{},
-		attrKeys:   map[uint32]*dayKeys{},
-		sealCh:     make(chan *head, 64),
-		indexCh:    make(chan *indexJob, 256),
-		stop:       make(chan struct{}),
-	}
-	s.idx.readOnly = readOnly
-	fail := func(err error) (*Store, error) {
+	s := newStore(dir, opts, log, reg, db, roWhy)
+	pending, toSeal, err := s.restore(reg)
+	if err != nil {
 		s.idx.closeAll()
 		_ = db.Close()
 		return nil, err
-	}
-	if err := s.loadMeta(); err != nil {
-		return fail(err)
-	}
-	if s.wal, err = openWAL(filepath.Join(dir, "wal"), opts.WALSegmentBytes, opts.Fsync, readOnly); err != nil {
-		return fail(err)
-	}
-	pending, err := s.pendingIndex()
-	if err != nil {
-		return fail(err)
-	}
-	if !readOnly {
-		s.checkIndexes() // removes indexes that do not open
-	}
-	if missing := s.missingIndexes(); len(missing) > 0 && !readOnly {
-		log.Info("store: rebuilding missing day indexes from Badger", "chunks", len(missing))
-		pending = append(pending, missing...)
-	}
-	toSeal, err := s.replayWAL()
-	if err != nil {
-		return fail(err)
-	}
-	if s.ms, err = openMetricStore(s, opts.Metrics, reg); err != nil {
-		_ = s.wal.close()
-		return fail(err)
 	}
 	s.dayDroppers = append(s.dayDroppers, s.ms.dropDay)
 	s.measureSizes()
@@ -378,6 +275,113 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		go s.reindex(pending)
 	}
 	return s, nil
+}
+
+// openBadger opens the Badger DB under dir. On a full disk it opens it
+// read-only and says why in roWhy (empty when writable): Badger would write
+// into its memory-mapped files and die of SIGBUS (and sealing the WAL's
+// lines needs space).
+func openBadger(dir string, opts Options, log *slog.Logger) (db *badger.DB, roWhy string, err error) {
+	bdir := filepath.Join(dir, "badger")
+	bopts := badger.DefaultOptions(bdir).
+		WithLogger(badgerLogger{log}).
+		WithLoggingLevel(badger.WARNING).
+		WithCompression(options.None).
+		WithValueThreshold(1 << 10).
+		WithMemTableSize(opts.BadgerMemTable).
+		WithNumMemtables(2).
+		WithBlockCacheSize(opts.BadgerCache).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(256 << 20).
+		WithMetricsEnabled(false).
+		WithNumCompactors(2)
+	if free, ok := freeBytes(dir); ok && opts.MinFreeToWrite > 0 {
+		need := opts.MinFreeToWrite + filesBytes(filepath.Join(dir, "wal"), ".wal") +
+			filesBytes(filepath.Join(dir, "mwal"), ".wal") + filesBytes(filepath.Join(dir, "badger"), ".mem")
+		if free < need {
+			roWhy = fmt.Sprintf("the data directory's disk had %d bytes free at start, under the %d needed to start writing", free, need)
+		}
+	}
+	if roWhy == "" {
+		if err := memtablesAside(bdir, false, log); err != nil {
+			return nil, "", fmt.Errorf("open store: %w", err)
+		}
+		db, err = badger.Open(bopts)
+		if err != nil && isNoSpace(err) {
+			roWhy = fmt.Sprintf("the data directory's disk is full: %v", err)
+		}
+	}
+	if roWhy != "" {
+		if err := memtablesAside(bdir, true, log); err != nil {
+			return nil, "", fmt.Errorf("open store: %w", err)
+		}
+		db, err = badger.Open(bopts.WithReadOnly(true))
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("open store: badger: %w", err)
+	}
+	return db, roWhy, nil
+}
+
+// newStore returns a Store over an open Badger DB with empty in-memory state.
+func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer, db *badger.DB, roWhy string) *Store {
+	s := &Store{
+		opts:       opts,
+		log:        log,
+		dir:        dir,
+		db:         db,
+		readOnly:   roWhy != "",
+		roWhy:      roWhy,
+		idx:        newIndexSet(filepath.Join(dir, "index")),
+		m:          newMetrics(reg),
+		heads:      map[headKey]*head{},
+		sealing:    map[uint64]*head{},
+		nextLine:   map[headKey]uint32{},
+		agents:     map[string]*agentState{},
+		chunks:     map[uint64]*ChunkMeta{},
+		days:       map[uint32][]*ChunkMeta{},
+		streams:    map[uint64][]*ChunkMeta{},
+		unindexed:  map[uint64]*ChunkMeta{},
+		streamInfo: map[uint64]*StreamInfo{},
+		lastRecv:   map[uint64]int64{},
+		runs:       map[string][]model.Run{},
+		attrKeys:   map[uint32]*dayKeys{},
+		sealCh:     make(chan *head, 64),
+		indexCh:    make(chan *indexJob, 256),
+		stop:       make(chan struct{}),
+	}
+	s.idx.readOnly = s.readOnly
+	return s
+}
+
+// restore loads the chunk metadata, opens and replays the WAL and opens the
+// metric store. It returns the sealed chunks Bleve still lacks and the heads
+// replay filled. Open closes Bleve and Badger when it fails.
+func (s *Store) restore(reg prometheus.Registerer) (pending []*ChunkMeta, toSeal []*head, err error) {
+	if err := s.loadMeta(); err != nil {
+		return nil, nil, err
+	}
+	if s.wal, err = openWAL(filepath.Join(s.dir, "wal"), s.opts.WALSegmentBytes, s.opts.Fsync, s.readOnly); err != nil {
+		return nil, nil, err
+	}
+	if pending, err = s.pendingIndex(); err != nil {
+		return nil, nil, err
+	}
+	if !s.readOnly {
+		s.checkIndexes() // removes indexes that do not open
+	}
+	if missing := s.missingIndexes(); len(missing) > 0 && !s.readOnly {
+		s.log.Info("store: rebuilding missing day indexes from Badger", "chunks", len(missing))
+		pending = append(pending, missing...)
+	}
+	if toSeal, err = s.replayWAL(); err != nil {
+		return nil, nil, err
+	}
+	if s.ms, err = openMetricStore(s, s.opts.Metrics, reg); err != nil {
+		_ = s.wal.close()
+		return nil, nil, err
+	}
+	return pending, toSeal, nil
 }
 
 func (s *Store) start() {
@@ -558,9 +562,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	now := time.Now().UnixNano()
-	var res model.AppendResult
 	var ag *agentState
-	var maxSeq uint64
 	newAgent := false
 	if b.AgentID != "" {
 		ag = s.agents[b.AgentID]
@@ -571,46 +573,15 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 			s.mu.Unlock()
 			return model.AppendResult{}, err
 		}
-		maxSeq = ag.AckedSeq
 	}
-	var gaps uint64
-	var groups []*group
-	byKey := make(map[headKey]*group, 4)
-	for i := range b.Records {
-		r := &b.Records[i]
-		r.ID = model.ID{}
-		if keys[i].day < s.floor {
-			// Older than retention keeps: dropped as if stored and expired.
-			res.Expired++
-			continue
-		}
-		if ag != nil && r.Seq != 0 {
-			if r.Seq <= maxSeq {
-				res.Duplicates++
-				continue
-			}
-			if w := s.opts.MaxSeqJump; w > 0 && r.Seq-ag.AckedSeq > w {
-				// Measured from the batch's start: a batch moves the agent at most w.
-				s.mu.Unlock()
-				return model.AppendResult{}, fmt.Errorf("%w: record %d: seq %d is %d above agent %q's highest stored seq %d; the window is %d",
-					ErrSeqJump, i, r.Seq, r.Seq-ag.AckedSeq, b.AgentID, ag.AckedSeq, w)
-			}
-			gaps += r.Seq - maxSeq - 1
-			maxSeq = r.Seq
-		}
-		g := byKey[keys[i]]
-		if g == nil {
-			g = &group{key: keys[i], labels: r.Labels}
-			byKey[keys[i]] = g
-			groups = append(groups, g)
-		}
-		g.recs = append(g.recs, i)
-		res.Accepted++
+	a, err := s.admit(&b, keys, ag)
+	if err != nil {
+		s.mu.Unlock()
+		return model.AppendResult{}, err
 	}
 	var fresh int
-	if res.Accepted > 0 {
-		var err error
-		if fresh, err = s.checkNewStreams(groups, now); err != nil {
+	if a.res.Accepted > 0 {
+		if fresh, err = s.checkNewStreams(a.groups, now); err != nil {
 			s.mu.Unlock()
 			s.m.streamsRefused.Inc()
 			return model.AppendResult{}, err
@@ -623,60 +594,141 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	// batch that fails to reach the WAL must not count as stored.
 	var next AgentInfo
 	if ag != nil {
-		next = ag.AgentInfo
-		next.Hosts = append([]HostKey(nil), ag.Hosts...)
-		next.Received += uint64(len(b.Records))
-		next.Duplicates += uint64(res.Duplicates)
-		next.Gaps += gaps
-		next.Dropped = max(next.Dropped, b.Dropped)
-		next.LastSeen = now
-		if next.Sender == "" {
-			next.Sender = b.Sender // an agent seen without auth, or before ids were bound
-		}
-		next.Closed = b.Closing
-		if b.Closing {
-			next.ClosedAt = now
-		}
-		tmp := agentState{AgentInfo: next}
-		for _, g := range groups {
-			tmp.addHost(HostKey{Service: g.labels.Service, Host: g.labels.Host})
-		}
-		next = tmp.AgentInfo
+		next = nextAgentInfo(ag, &b, a, now)
 	}
-	if res.Accepted == 0 {
-		if ag != nil {
-			ag.AgentInfo, ag.dirty = next, true
-			res.AckedSeq = ag.AckedSeq
-		}
-		var closed []byte
-		if ag != nil && b.Closing {
-			closed = encodeAgent(nil, &ag.AgentInfo)
-		}
-		s.mu.Unlock()
-		s.m.duplicates.Add(float64(res.Duplicates))
-		if closed != nil {
-			// A goodbye without lines has no WAL entry: keep it now.
-			if err := s.saveAgents([]string{b.AgentID}, [][]byte{closed}); err != nil {
-				return res, fmt.Errorf("append: %w", err)
-			}
-		}
-		if b.Run != nil {
-			if err := s.putRun(b.Run); err != nil {
-				return res, err
-			}
-		}
-		return res, nil
+	if a.res.Accepted == 0 {
+		return s.appendNoLines(&b, ag, next, a.res)
 	}
+	res, err := s.appendLines(&b, ag, next, a, fresh, now)
+	if err != nil {
+		return res, err
+	}
+	s.m.appendSeconds.Observe(time.Since(start).Seconds())
+	if b.Run != nil {
+		if err := s.putRun(b.Run); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// admitted is what admit makes of a batch: the accepted records grouped by
+// head, the counts so far, and the agent's seq accounting.
+type admitted struct {
+	groups []*group
+	res    model.AppendResult
+	gaps   uint64 // seqs skipped over
+	maxSeq uint64 // the agent's highest seq once the batch is stored
+}
+
+// admit sorts a batch's records into accepted (grouped by head), expired and
+// duplicate, and clears their ids. Caller holds mu.
+func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState) (admitted, error) {
+	var a admitted
+	if ag != nil {
+		a.maxSeq = ag.AckedSeq
+	}
+	byKey := make(map[headKey]*group, 4)
+	for i := range b.Records {
+		r := &b.Records[i]
+		r.ID = model.ID{}
+		if keys[i].day < s.floor {
+			// Older than retention keeps: dropped as if stored and expired.
+			a.res.Expired++
+			continue
+		}
+		if ag != nil && r.Seq != 0 {
+			if r.Seq <= a.maxSeq {
+				a.res.Duplicates++
+				continue
+			}
+			if w := s.opts.MaxSeqJump; w > 0 && r.Seq-ag.AckedSeq > w {
+				// Measured from the batch's start: a batch moves the agent at most w.
+				return admitted{}, fmt.Errorf("%w: record %d: seq %d is %d above agent %q's highest stored seq %d; the window is %d",
+					ErrSeqJump, i, r.Seq, r.Seq-ag.AckedSeq, b.AgentID, ag.AckedSeq, w)
+			}
+			a.gaps += r.Seq - a.maxSeq - 1
+			a.maxSeq = r.Seq
+		}
+		g := byKey[keys[i]]
+		if g == nil {
+			g = &group{key: keys[i], labels: r.Labels}
+			byKey[keys[i]] = g
+			a.groups = append(a.groups, g)
+		}
+		g.recs = append(g.recs, i)
+		a.res.Accepted++
+	}
+	return a, nil
+}
+
+// nextAgentInfo is the agent's accounting once the batch is stored (but for
+// AckedSeq, which appendLines sets). Caller holds mu.
+func nextAgentInfo(ag *agentState, b *model.Batch, a admitted, now int64) AgentInfo {
+	next := ag.AgentInfo
+	next.Hosts = append([]HostKey(nil), ag.Hosts...)
+	next.Received += uint64(len(b.Records))
+	next.Duplicates += uint64(a.res.Duplicates)
+	next.Gaps += a.gaps
+	next.Dropped = max(next.Dropped, b.Dropped)
+	next.LastSeen = now
+	if next.Sender == "" {
+		next.Sender = b.Sender // an agent seen without auth, or before ids were bound
+	}
+	next.Closed = b.Closing
+	if b.Closing {
+		next.ClosedAt = now
+	}
+	tmp := agentState{AgentInfo: next}
+	for _, g := range a.groups {
+		tmp.addHost(HostKey{Service: g.labels.Service, Host: g.labels.Host})
+	}
+	return tmp.AgentInfo
+}
+
+// appendNoLines finishes a batch none of whose records was accepted: the
+// agent's accounting, its goodbye, and the run report. Caller holds mu, which
+// appendNoLines releases.
+func (s *Store) appendNoLines(b *model.Batch, ag *agentState, next AgentInfo, res model.AppendResult) (model.AppendResult, error) {
+	if ag != nil {
+		ag.AgentInfo, ag.dirty = next, true
+		res.AckedSeq = ag.AckedSeq
+	}
+	var closed []byte
+	if ag != nil && b.Closing {
+		closed = encodeAgent(nil, &ag.AgentInfo)
+	}
+	s.mu.Unlock()
+	s.m.duplicates.Add(float64(res.Duplicates))
+	if closed != nil {
+		// A goodbye without lines has no WAL entry: keep it now.
+		if err := s.saveAgents([]string{b.AgentID}, [][]byte{closed}); err != nil {
+			return res, fmt.Errorf("append: %w", err)
+		}
+	}
+	if b.Run != nil {
+		if err := s.putRun(b.Run); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// appendLines numbers the accepted lines, writes the batch to the WAL, then
+// adds the lines to their heads and sends the full heads to be sealed. Caller
+// holds mu, which appendLines releases.
+func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a admitted, fresh int, now int64) (model.AppendResult, error) {
+	res, groups := a.res, a.groups
 	for _, g := range groups {
 		g.firstLine = s.nextLine[g.key]
 		s.nextLine[g.key] = g.firstLine + uint32(len(g.recs))
 	}
 	var agentRec []byte
 	if ag != nil {
-		next.AckedSeq = maxSeq
+		next.AckedSeq = a.maxSeq
 		agentRec = encodeAgent(nil, &next)
 	}
-	frame := encodeWALBatch(b, agentRec, groups)
+	frame := encodeWALBatch(*b, agentRec, groups)
 	seg, err := s.wal.append(frame)
 	if err != nil {
 		// The lines were not acked: give their numbers back.
@@ -691,7 +743,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	}
 	if ag != nil {
 		ag.AgentInfo, ag.dirty = next, true
-		res.AckedSeq = maxSeq
+		res.AckedSeq = a.maxSeq
 	}
 	s.newStreams += fresh
 	for _, g := range groups {
@@ -709,19 +761,13 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		}
 	}
 	s.mu.Unlock()
-	s.countLines(&b, groups)
+	s.countLines(b, groups)
 
 	for _, h := range full {
 		s.sealCh <- h
 	}
 	s.m.lines.Add(float64(res.Accepted))
 	s.m.duplicates.Add(float64(res.Duplicates))
-	s.m.appendSeconds.Observe(time.Since(start).Seconds())
-	if b.Run != nil {
-		if err := s.putRun(b.Run); err != nil {
-			return res, err
-		}
-	}
 	return res, nil
 }
 
