@@ -477,39 +477,12 @@ var errMetricsClosed = fmt.Errorf("metric store: %w", ErrClosed)
 
 func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error) {
 	var res model.MetricsResult
-	refs := make([]*mseries, len(series))
-	hashes := make([]uint64, len(series))
-	var missing []int
 	if ms.readOnly {
 		return res, ms.s.errReadOnly()
 	}
-	ms.mu.RLock()
-	if ms.closed {
-		ms.mu.RUnlock()
-		return res, errMetricsClosed
-	}
-	for i := range series {
-		hashes[i] = hashLabels(series[i].Labels)
-		if refs[i] = ms.lookup(hashes[i], series[i].Labels); refs[i] == nil && len(series[i].Samples)+len(series[i].Histograms) > 0 {
-			missing = append(missing, i)
-		}
-	}
-	ms.mu.RUnlock()
-	if len(missing) > 0 {
-		refused, err := ms.create(series, hashes, refs, missing)
-		if err != nil {
-			return res, err
-		}
-		if refused > 0 {
-			res.NewSeriesRefused, res.MaxSeries = refused, ms.opts.MaxSeries
-			for _, i := range missing {
-				if refs[i] == nil {
-					res.OverSeriesLimit += len(series[i].Samples) + len(series[i].Histograms)
-				}
-			}
-			ms.m.seriesRefused.Add(float64(refused))
-			ms.logSeriesLimit(refused)
-		}
+	refs, err := ms.resolve(series, &res)
+	if err != nil {
+		return res, err
 	}
 
 	now := ms.opts.Now()
@@ -522,14 +495,7 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	if ms.wal.f == nil {
 		seg++ // the first append starts a new segment
 	}
-	// Payload version 1: floats only; 2: floats, then histograms, of each series.
-	version := byte(1)
-	for i := range series {
-		if len(series[i].Histograms) > 0 {
-			version = 2
-			break
-		}
-	}
+	version := walPayloadVersion(series)
 	frame := make([]byte, walFrameHeader, walFrameHeader+16+len(series)*24)
 	frame = append(frame, version)
 	minDay := ms.minDay.Load()
@@ -586,7 +552,6 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 		}
 		n++
 	}
-	var err error
 	if res.Accepted > 0 {
 		_, err = ms.wal.append(frame)
 	}
@@ -603,6 +568,55 @@ func (ms *metricStore) append(series []model.Series) (model.MetricsResult, error
 	ms.m.duplicates.Add(float64(res.Duplicates))
 	ms.m.outOfWindow.Add(float64(res.OutOfWindow))
 	return res, nil
+}
+
+// resolve finds the series of a request, creating the missing ones that have
+// samples as far as MaxSeries allows. A refused series' ref stays nil and its
+// samples are counted in res.
+func (ms *metricStore) resolve(series []model.Series, res *model.MetricsResult) ([]*mseries, error) {
+	refs := make([]*mseries, len(series))
+	hashes := make([]uint64, len(series))
+	var missing []int
+	ms.mu.RLock()
+	if ms.closed {
+		ms.mu.RUnlock()
+		return nil, errMetricsClosed
+	}
+	for i := range series {
+		hashes[i] = hashLabels(series[i].Labels)
+		if refs[i] = ms.lookup(hashes[i], series[i].Labels); refs[i] == nil && len(series[i].Samples)+len(series[i].Histograms) > 0 {
+			missing = append(missing, i)
+		}
+	}
+	ms.mu.RUnlock()
+	if len(missing) > 0 {
+		refused, err := ms.create(series, hashes, refs, missing)
+		if err != nil {
+			return nil, err
+		}
+		if refused > 0 {
+			res.NewSeriesRefused, res.MaxSeries = refused, ms.opts.MaxSeries
+			for _, i := range missing {
+				if refs[i] == nil {
+					res.OverSeriesLimit += len(series[i].Samples) + len(series[i].Histograms)
+				}
+			}
+			ms.m.seriesRefused.Add(float64(refused))
+			ms.logSeriesLimit(refused)
+		}
+	}
+	return refs, nil
+}
+
+// walPayloadVersion is the version of a metrics WAL payload for series:
+// 1: floats only; 2: floats, then histograms, of each series.
+func walPayloadVersion(series []model.Series) byte {
+	for i := range series {
+		if len(series[i].Histograms) > 0 {
+			return 2
+		}
+	}
+	return 1
 }
 
 // appendHistogram adds h to sr and, when it is accepted, its WAL record to
