@@ -79,7 +79,7 @@ type Options struct {
 	// nothing: the WAL keeps its lines for the next writable Open.
 	MinFreeToWrite uint64
 
-	// Metrics tunes the metric store (metrics_store.go); Retention applies to it too.
+	// Metrics tunes the metric store (metrics_*.go); Retention applies to it too.
 	Metrics MetricsOptions
 }
 
