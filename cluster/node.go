@@ -670,32 +670,7 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 	stop := context.AfterFunc(cctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	// A watchdog: keeps the lag current from the leader, and restarts a
-	// consumer that has stopped delivering while the stream has more.
-	go func() {
-		lastApplied, since := p.applied.Load(), time.Now()
-		for {
-			select {
-			case <-cctx.Done():
-				return
-			case <-time.After(2 * time.Second):
-			}
-			last, err := leaderLastSeq(cctx, stream, subject)
-			if err != nil {
-				continue
-			}
-			p.last.Store(max(p.last.Load(), last))
-			a := p.applied.Load()
-			if a != lastApplied || a >= last {
-				lastApplied, since = a, time.Now()
-				continue
-			}
-			if time.Since(since) > 6*time.Second {
-				cancel(fmt.Errorf("consumer delivered nothing for %s while the stream is at %d and we are at %d", time.Since(since).Round(time.Second), last, a))
-				return
-			}
-		}
-	}()
+	go watchConsumer(cctx, cancel, p, stream, subject)
 	var wm [8]byte
 	for {
 		// The context, not only Stop, ends the wait: an ordered consumer
@@ -735,6 +710,34 @@ func (n *Node) consumeOnce(ctx context.Context, p *partition, st *store.Store, n
 			p.markReady(n.log, seq)
 		}
 		p.changed()
+	}
+}
+
+// watchConsumer is consumeOnce's watchdog: it keeps p's lag current from the
+// stream's leader, and cancels ctx (restarting the consumer) when the consumer
+// has stopped delivering while the stream has more.
+func watchConsumer(ctx context.Context, cancel context.CancelCauseFunc, p *partition, stream jetstream.Stream, subject string) {
+	lastApplied, since := p.applied.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+		last, err := leaderLastSeq(ctx, stream, subject)
+		if err != nil {
+			continue
+		}
+		p.last.Store(max(p.last.Load(), last))
+		a := p.applied.Load()
+		if a != lastApplied || a >= last {
+			lastApplied, since = a, time.Now()
+			continue
+		}
+		if time.Since(since) > 6*time.Second {
+			cancel(fmt.Errorf("consumer delivered nothing for %s while the stream is at %d and we are at %d", time.Since(since).Round(time.Second), last, a))
+			return
+		}
 	}
 }
 
