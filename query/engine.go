@@ -221,14 +221,12 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
 	}
 
-	done := ctx.Done()
-	h := &hitHeap{asc: p.Asc}
-	// worstKept is read between chunk batches only; scanning happens in
-	// parallel batches of Workers chunks.
-	full := func() bool { return h.Len() >= limit }
+	s := &searchScan{q: q, tr: tr, cur: cur, asc: p.Asc, limit: limit, h: &hitHeap{asc: p.Asc}, done: ctx.Done()}
+	// The heap's worst hit is read between chunk batches only; scanning
+	// happens in parallel batches of Workers chunks.
 	for start := 0; start < len(refs); {
-		if full() {
-			worst := h.h[0].pos
+		if s.full() {
+			worst := s.h.h[0].pos
 			r := refs[start].Meta
 			if p.Asc && r.MinT > worst.t || !p.Asc && r.MaxT < worst.t {
 				break
@@ -237,64 +235,105 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 		end := min(start+e.opts.Workers, len(refs))
 		batch := refs[start:end]
 		start = end
-		loaded := make([]*store.Lines, len(batch))
-		errs := make([]error, len(batch))
-		var wg sync.WaitGroup
-		for i := range batch {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				loaded[i], errs[i] = e.st.Load(ctx, batch[i], q.text)
-			}(i)
+		loaded, err := e.loadBatch(ctx, batch, q.text)
+		if err != nil {
+			return nil, err
 		}
-		wg.Wait()
 		for i, l := range loaded {
-			if errs[i] != nil {
-				return nil, errs[i]
-			}
-			all := batch[i].All
-			var marks []bool
-			if !all && q.text {
-				marks = candidateLines(l, q.need)
-			}
-			for j := 0; j < l.Len(); j++ {
-				if marks != nil && !marks[j] {
-					continue
-				}
-				t := l.Times[j]
-				if !tr.Contains(t) {
-					continue
-				}
-				pos := position{t: t, id: l.ID(j)}
-				if cur != nil && !better(*cur, pos, p.Asc) {
-					continue
-				}
-				if full() && !better(pos, h.h[0].pos, p.Asc) {
-					continue
-				}
-				if !all {
-					// A pattern can cost milliseconds a line: look at the
-					// context before each line matched.
-					if err := stopped(ctx, done); err != nil {
-						return nil, err
-					}
-					if !q.root.match(l, j) {
-						continue
-					}
-				}
-				if full() {
-					heap.Pop(h)
-				}
-				x := hit{pos: pos, lines: l, i: j}
-				if l.Msgs != nil && !batch[i].InMemory() {
-					x.rec, x.lines = ownedRecord(l, j), nil
-				}
-				heap.Push(h, x)
+			if err := s.scan(ctx, batch[i], l); err != nil {
+				return nil, err
 			}
 		}
 	}
-	hits := h.h
-	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, p.Asc) })
+	return e.page(ctx, s.h.h, p.Asc, limit)
+}
+
+// loadBatch loads a batch of chunks in parallel, their text columns too when
+// text is set.
+func (e *Engine) loadBatch(ctx context.Context, batch []store.ChunkRef, text bool) ([]*store.Lines, error) {
+	loaded := make([]*store.Lines, len(batch))
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i := range batch {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			loaded[i], errs[i] = e.st.Load(ctx, batch[i], text)
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return loaded, nil
+}
+
+// searchScan is one Search's scan: the query, the range and cursor it runs
+// over, and the best hits so far in a heap holding at most limit.
+type searchScan struct {
+	q     *Query
+	tr    model.TimeRange
+	cur   *position // the page starts after it (nil: at the start)
+	asc   bool
+	limit int
+	h     *hitHeap
+	done  <-chan struct{}
+}
+
+func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
+
+// scan adds the lines of one loaded chunk that match and beat the heap's
+// worst hit.
+func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines) error {
+	all := ref.All
+	var marks []bool
+	if !all && s.q.text {
+		marks = candidateLines(l, s.q.need)
+	}
+	for j := 0; j < l.Len(); j++ {
+		if marks != nil && !marks[j] {
+			continue
+		}
+		t := l.Times[j]
+		if !s.tr.Contains(t) {
+			continue
+		}
+		pos := position{t: t, id: l.ID(j)}
+		if s.cur != nil && !better(*s.cur, pos, s.asc) {
+			continue
+		}
+		if s.full() && !better(pos, s.h.h[0].pos, s.asc) {
+			continue
+		}
+		if !all {
+			// A pattern can cost milliseconds a line: look at the
+			// context before each line matched.
+			if err := stopped(ctx, s.done); err != nil {
+				return err
+			}
+			if !s.q.root.match(l, j) {
+				continue
+			}
+		}
+		if s.full() {
+			heap.Pop(s.h)
+		}
+		x := hit{pos: pos, lines: l, i: j}
+		if l.Msgs != nil && !ref.InMemory() {
+			x.rec, x.lines = ownedRecord(l, j), nil
+		}
+		heap.Push(s.h, x)
+	}
+	return nil
+}
+
+// page sorts the hits into the page's order and makes them records, loading
+// the text of those whose chunk was loaded without it; a full page gets a
+// cursor for the next.
+func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*SearchResult, error) {
+	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, asc) })
 	res := &SearchResult{Records: make([]model.Record, len(hits))}
 	for i, x := range hits {
 		if x.rec != nil {
