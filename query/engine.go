@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -211,41 +212,77 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 	if tr.Start >= tr.End {
 		return &SearchResult{}, nil
 	}
-	refs, err := e.st.Candidates(ctx, tr, q.cond)
-	if err != nil {
-		return nil, err
+	s := &searchScan{q: q, tr: tr, cur: cur, asc: p.Asc, limit: limit, h: &hitHeap{asc: p.Asc}, done: ctx.Done()}
+	// Day by day in the query's order: a page that fills on the newest day
+	// of a month-long range reads neither the other days' indexes nor their
+	// chunks.
+	for _, w := range e.dayWindows(tr, p.Asc) {
+		if s.full() && s.beyond(w.Start, w.End-1) {
+			break
+		}
+		refs, err := e.st.Candidates(ctx, w, q.cond)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.scanRefs(ctx, s, refs); err != nil {
+			return nil, err
+		}
 	}
-	if p.Asc {
+	return e.page(ctx, s.h.h, p.Asc, limit)
+}
+
+// dayWindows splits tr at UTC day boundaries into the windows of the days
+// that hold lines, in the query's order (newest first unless asc). A chunk
+// holds the lines of one stream on one day, so every chunk is in exactly one
+// window. A store that cannot list its days gets tr whole.
+func (e *Engine) dayWindows(tr model.TimeRange, asc bool) []model.TimeRange {
+	dl, ok := e.st.(interface{ Days() []uint32 })
+	if !ok {
+		return []model.TimeRange{tr}
+	}
+	var out []model.TimeRange
+	for _, d := range dl.Days() {
+		w := model.TimeRange{Start: max(tr.Start, model.DayStart(d)), End: min(tr.End, model.DayStart(d+1))}
+		if d == 0 {
+			w.Start = tr.Start // day 0 also holds the times before 1970
+		}
+		if w.Start < w.End {
+			out = append(out, w)
+		}
+	}
+	if !asc {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// scanRefs scans candidate chunks in the query's order, in parallel batches
+// of Workers, until no chunk left can beat the heap's worst hit.
+func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.ChunkRef) error {
+	if s.asc {
 		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MinT < refs[j].Meta.MinT })
 	} else {
 		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
 	}
-
-	s := &searchScan{q: q, tr: tr, cur: cur, asc: p.Asc, limit: limit, h: &hitHeap{asc: p.Asc}, done: ctx.Done()}
-	// The heap's worst hit is read between chunk batches only; scanning
-	// happens in parallel batches of Workers chunks.
+	// The heap's worst hit is read between chunk batches only.
 	for start := 0; start < len(refs); {
-		if s.full() {
-			worst := s.h.h[0].pos
-			r := refs[start].Meta
-			if p.Asc && r.MinT > worst.t || !p.Asc && r.MaxT < worst.t {
-				break
-			}
+		if s.full() && s.beyond(refs[start].Meta.MinT, refs[start].Meta.MaxT) {
+			break
 		}
 		end := min(start+e.opts.Workers, len(refs))
 		batch := refs[start:end]
 		start = end
-		loaded, err := e.loadBatch(ctx, batch, q.text)
+		loaded, err := e.loadBatch(ctx, batch, s.q.text)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for i, l := range loaded {
 			if err := s.scan(ctx, batch[i], l); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return e.page(ctx, s.h.h, p.Asc, limit)
+	return nil
 }
 
 // loadBatch loads a batch of chunks in parallel, their text columns too when
@@ -283,6 +320,13 @@ type searchScan struct {
 }
 
 func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
+
+// beyond reports whether lines between minT and maxT all come after the
+// full heap's worst hit in the query's order (so none can enter the page).
+func (s *searchScan) beyond(minT, maxT int64) bool {
+	worst := s.h.h[0].pos
+	return s.asc && minT > worst.t || !s.asc && maxT < worst.t
+}
 
 // scan adds the lines of one loaded chunk that match and beat the heap's
 // worst hit.
