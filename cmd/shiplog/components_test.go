@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // recorder builds components that write what happens to them into events.
@@ -75,5 +78,35 @@ func TestStartedStopsOnceInReverse(t *testing.T) {
 	log := logs.String()
 	if i, j := strings.Index(log, "shutting down: stopping syslog"), strings.Index(log, "shutting down: stopping store"); i < 0 || j < i {
 		t.Errorf("want the stopping lines, syslog then store:\n%s", log)
+	}
+}
+
+// A real server whose alerting fails to start (the rules file is missing)
+// closes the store it opened: the same data directory opens again at once
+// (Badger holds a lock on it while open).
+func TestServerFailedStartClosesStore(t *testing.T) {
+	data := t.TempDir()
+	args := []string{"server", "--data", data, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}
+	var stderr lockedBuffer
+	err := Run(context.Background(), append(args, "--rules", filepath.Join(data, "missing.yml")), io.Discard, &stderr)
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(ue.msg, "--rules") {
+		t.Fatalf("missing rules file: %v, want a usage error about --rules\n%s", err, stderr.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, args, &stdout, &stderr) }()
+	for !strings.Contains(stdout.String(), "shiplog is serving") {
+		select {
+		case err := <-done:
+			t.Fatalf("second start on the same --data: %v\n%s", err, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stop: %v", err)
 	}
 }
