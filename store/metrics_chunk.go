@@ -94,6 +94,11 @@ func decodeChunkValue(mint int64, v []byte) (enc chunkenc.Encoding, maxt int64, 
 	if n <= 0 || len(v) < 1+n+chunkHeaderLen(chunkenc.Encoding(v[0])) {
 		return 0, 0, nil, fmt.Errorf("%w: metric chunk header", errCorrupt)
 	}
+	if v[0] != chunkEncXOR {
+		if err := checkHistogramLayout(v[1+n:]); err != nil {
+			return 0, 0, nil, err
+		}
+	}
 	return chunkenc.Encoding(v[0]), mint + int64(d), v[1+n:], nil
 }
 
