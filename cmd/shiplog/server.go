@@ -219,6 +219,7 @@ func (r *serverRun) wireCore(ctx context.Context) {
 	}
 	mo := metrics.DefaultOptions()
 	mo.Timeout, mo.MaxSamples, mo.DefaultStep = cfg.queryTimeout, cfg.maxQuerySample, cfg.promStep
+	mo.MaxSamplesRead = cfg.maxSamplesRead
 	mio := ingest.DefaultMetricsOptions()
 	mio.MaxPast = cfg.maxPast
 	r.core.Metrics = &server.Metrics{

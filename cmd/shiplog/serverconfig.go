@@ -33,6 +33,7 @@ type serverConfig struct {
 
 	queryTimeout               time.Duration
 	maxQueries, maxQuerySample int
+	maxSamplesRead             int
 	promStep                   time.Duration
 	otlpBuild, otlpDeploy      string
 	maxSeries, maxTails        int
@@ -126,6 +127,7 @@ func defineLimitFlags(fs *flag.FlagSet, c *serverConfig) {
 	fs.DurationVar(&c.queryTimeout, "query-timeout", ld.QueryTimeout, "longest a query may run")
 	fs.IntVar(&c.maxQueries, "max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
 	fs.IntVar(&c.maxQuerySample, "query-max-samples", md.MaxSamples, "PromQL: the most points one query may evaluate (estimated before it runs: subqueries' and range selectors' points times the steps around them) and samples it may hold at once, as Prometheus' --query.max-samples")
+	fs.IntVar(&c.maxSamplesRead, "query-max-samples-read", md.MaxSamplesRead, "PromQL: the most stored samples (and series) one query may load from the store, all its selectors together (about 2 bytes each, compressed)")
 	fs.DurationVar(&c.promStep, "promql-default-step", md.DefaultStep, "PromQL: the step of a subquery written without one (x[1h:]), as Prometheus' evaluation interval")
 	fs.StringVar(&c.otlpBuild, "otlp-build-attr", strings.Join(sd.OTLPBuildAttrs, ","), "OTLP: resource or record attributes whose value is the build_id, the first present wins, comma-separated (e.g. add service.version)")
 	fs.StringVar(&c.otlpDeploy, "otlp-deploy-attr", strings.Join(sd.OTLPDeployAttrs, ","), "OTLP: resource or record attributes whose value is the deploy_id, the first present wins, comma-separated")
@@ -209,8 +211,8 @@ func (c *serverConfig) validateListeners() error {
 
 // validateLimits checks the limits and timeouts, the disk floor and retention.
 func (c *serverConfig) validateLimits() error {
-	if c.queryTimeout <= 0 || c.maxQueries <= 0 || c.maxBatches <= 0 || c.maxQuerySample <= 0 || c.maxSeries <= 0 || c.maxTails <= 0 || c.tailQueue <= 0 || c.tailBytes <= 0 {
-		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --query-max-samples, --max-series, --max-tails, --tail-queue-records and --tail-queue-bytes must be positive")
+	if c.queryTimeout <= 0 || c.maxQueries <= 0 || c.maxBatches <= 0 || c.maxQuerySample <= 0 || c.maxSamplesRead <= 0 || c.maxSeries <= 0 || c.maxTails <= 0 || c.tailQueue <= 0 || c.tailBytes <= 0 {
+		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --query-max-samples, --query-max-samples-read, --max-series, --max-tails, --tail-queue-records and --tail-queue-bytes must be positive")
 	}
 	if c.bodyInflight < 2*byteSize(c.maxRecv) {
 		// A body at the limit holds up to twice it while its buffer grows.
