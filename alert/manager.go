@@ -51,6 +51,10 @@ type Options struct {
 	PromQLLinkWindow time.Duration
 	// Parse adds checks to rules files.
 	Parse ParseOptions
+	// Metrics, when set, are the metrics the Manager records (registered
+	// once by NewMetrics, shared by the managers built one after another);
+	// NewManager's reg is then not used.
+	Metrics *Metrics
 }
 
 // DefaultOptions returns the Manager's defaults.
@@ -142,7 +146,12 @@ func NewManager(log *slog.Logger, reg prometheus.Registerer, opts Options) (*Man
 			m.restored[k] = v
 		}
 	}
-	m.met = newManagerMetrics(reg, m)
+	if opts.Metrics != nil {
+		m.met = opts.Metrics.manager
+		opts.Metrics.current.Store(m)
+	} else {
+		m.met = newManagerMetrics(reg, m.Alerts)
+	}
 	return m, nil
 }
 
@@ -551,7 +560,7 @@ type managerMetrics struct {
 	evalSeconds                 prometheus.Histogram
 }
 
-func newManagerMetrics(reg prometheus.Registerer, m *Manager) *managerMetrics {
+func newManagerMetrics(reg prometheus.Registerer, current func() []Alert) *managerMetrics {
 	mm := &managerMetrics{
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_rules_last_reload_successful",
 			Help: "Whether the last load of the rules file succeeded (1) or kept the previous rules (0)."}),
@@ -570,7 +579,7 @@ func newManagerMetrics(reg prometheus.Registerer, m *Manager) *managerMetrics {
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_alerts", Help: "Alerts by state.",
 				ConstLabels: prometheus.Labels{"state": s.String()}}, func() float64 {
 				n := 0
-				for _, a := range m.Alerts() {
+				for _, a := range current() {
 					if a.State == s {
 						n++
 					}

@@ -46,6 +46,9 @@ type NotifierOptions struct {
 	// ExternalLabels are added to alerts sent to Alertmanager, as Prometheus
 	// adds its external labels.
 	ExternalLabels map[string]string
+	// Metrics, when set, are the metrics the Notifier records (see
+	// Options.Metrics); NewNotifier's reg is then not used.
+	Metrics *Metrics
 }
 
 // DefaultNotifierOptions returns the Notifier's defaults.
@@ -158,7 +161,11 @@ func NewNotifier(log *slog.Logger, reg prometheus.Registerer, opts NotifierOptio
 		}
 		n.nflog[k] = &e
 	}
-	n.met = newNotifierMetrics(reg)
+	if opts.Metrics != nil {
+		n.met = opts.Metrics.notifier
+	} else {
+		n.met = newNotifierMetrics(reg)
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
 }

@@ -122,8 +122,8 @@ func startTestCluster(t *testing.T, n, parts int, readWait time.Duration) []*tes
 	}
 }
 
-// partitionOwnedBy finds an agent id whose batches go to a partition node
-// owns.
+// agentOwnedBy finds an agent id, starting with prefix, whose batches go
+// to a partition owner owns.
 func agentOwnedBy(t *testing.T, nodes []*testNode, owner string, prefix string) string {
 	t.Helper()
 	owners := *nodes[0].owners.Load()

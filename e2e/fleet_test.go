@@ -110,7 +110,9 @@ func TestFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// shiplog run reports: build 1 of api passed, build 2 failed with exit 3, build 3 still running.
+	// shiplog run reports: build 1 of api passed, build 2 failed with exit 3,
+	// build 3 never ended and has been quiet for longer than --silent-after
+	// (its run started hours ago): lost.
 	for d, exit := range map[int]int{1: 0, 2: 3, 3: -1} {
 		b := fmt.Sprintf("build-api-%d", d)
 		start := t0.Add(time.Duration(d-1) * 30 * time.Minute)
@@ -138,7 +140,7 @@ func TestFleet(t *testing.T) {
 		want := map[string]struct {
 			status string
 			exit   int
-		}{"build-api-1": {"passed", 0}, "build-api-2": {"failed", 3}, "build-api-3": {"running", 0}, "build-worker-1": {"unknown", 0}}
+		}{"build-api-1": {"passed", 0}, "build-api-2": {"failed", 3}, "build-api-3": {"lost", 0}, "build-worker-1": {"unknown", 0}}
 		for _, b := range r.Builds {
 			if w, ok := want[b.BuildID]; ok && (b.Status != w.status || b.ExitCode != w.exit) {
 				t.Fatalf("%s: status %s exit %d, want %+v", b.BuildID, b.Status, b.ExitCode, w)
@@ -262,17 +264,28 @@ func TestFleet(t *testing.T) {
 				t.Fatalf("context line from %s", r.Host)
 			}
 		}
-		s.getJSON(t, "/v1/logs/"+sr.Records[0].ID+":context", url.Values{"before": {"1"}, "cross": {"1"}, "window": {"2s"}}, &c)
-		others := map[string]bool{}
-		for _, r := range c.Cross {
-			if r.Host == "api-d2-h1" {
-				t.Fatal("cross includes the record's own host")
+		crossHosts := func(scope string) map[string]bool {
+			p := url.Values{"before": {"1"}, "cross": {"1"}, "window": {"2s"}}
+			if scope != "" {
+				p.Set("scope", scope)
 			}
-			others[r.Host] = true
+			s.getJSON(t, "/v1/logs/"+sr.Records[0].ID+":context", p, &c)
+			others := map[string]bool{}
+			for _, r := range c.Cross {
+				if r.Host == "api-d2-h1" {
+					t.Fatal("cross includes the record's own host")
+				}
+				others[r.Host] = true
+			}
+			return others
 		}
-		// At that moment api-d2-h2, worker-d2-h1 and worker-d2-h2 were logging.
-		if len(others) != 3 {
-			t.Fatalf("cross hosts: %v", others)
+		// At that moment api-d2-h2, worker-d2-h1 and worker-d2-h2 were
+		// logging; by default only the line's own deploy is shown.
+		if others := crossHosts("all"); len(others) != 3 {
+			t.Fatalf("cross hosts, scope all: %v", others)
+		}
+		if others := crossHosts(""); len(others) != 1 || !others["api-d2-h2"] {
+			t.Fatalf("cross hosts, the deploy's: %v", others)
 		}
 		if code, _ := s.getJSON(t, "/v1/logs/"+strings.Repeat("0", 32)+":context", nil, nil); code != 404 {
 			t.Fatalf("unknown id: %d", code)

@@ -13,7 +13,7 @@ import (
 	"github.com/shiplog/shiplog/web"
 )
 
-// pageWeight sums what the page loaded as HTML, JavaScript and CSS (not the
+// pageWeightJS sums what the page loaded as HTML, JavaScript and CSS (not the
 // API's JSON): bytes on the wire (gzipped) and bytes decoded.
 const pageWeightJS = `(() => {
   const es = [performance.getEntriesByType('navigation')[0], ...performance.getEntriesByType('resource')]

@@ -23,7 +23,7 @@ const (
 type jsonDecoder struct {
 	data   []byte
 	pos    int
-	rec    int               // the record's index in a batch, or inDocument / inDefaults
+	rec    int               // the record's index in a batch, or inJSONDocument / inJSONDefaults
 	buf    []byte            // the current record's string content: its arena
 	tmp    []byte            // unescaped keys and label values
 	attrs  []jsonAttr        // the current record's attributes
@@ -32,7 +32,7 @@ type jsonDecoder struct {
 	recent [509]string       // a cache of names
 }
 
-// attrEnt is an attribute whose value is buf[a:b].
+// jsonAttr is an attribute whose value is buf[a:b].
 type jsonAttr struct {
 	key  string
 	a, b int

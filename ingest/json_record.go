@@ -14,7 +14,7 @@ type strSpan struct{ a, b int } // buf[a:b]; a < 0 when absent
 
 var noSpan = strSpan{-1, -1}
 
-// rawRecord is a record being decoded: strings in the arena are spans of it.
+// rawJSONRecord is a record being decoded: strings in the arena are spans of it.
 type rawJSONRecord struct {
 	time                         int64
 	service, host, build, deploy string
@@ -38,7 +38,7 @@ func (d *jsonDecoder) document(defaults *model.Record) (model.Record, error) {
 	return rec, d.end()
 }
 
-// levelDefault is the defaults' level: ok false for an unknown spelling,
+// defaultLevel is the defaults' level: ok false for an unknown spelling,
 // which is an error only for a record that needs it.
 type defaultLevel struct {
 	level model.Level
@@ -385,7 +385,7 @@ func (d *jsonDecoder) finish(rr *rawJSONRecord, def *model.Record, deflv default
 	return r, nil
 }
 
-// applyDefaults fills what r leaves empty from def.
+// applyJSONDefaults fills what r leaves empty from def.
 func applyJSONDefaults(r, def *model.Record, deflv defaultLevel) error {
 	if r.Time == 0 {
 		r.Time = def.Time

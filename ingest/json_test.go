@@ -329,7 +329,7 @@ func randJSONRecord(r *rand.Rand) stdJSONRecord {
 	return rec
 }
 
-// writeString escapes s differently from encoding/json: every non-ASCII rune
+// writeJSONString escapes s differently from encoding/json: every non-ASCII rune
 // as \u (surrogate pairs above U+FFFF), or as raw bytes, at random; '/' as \/.
 func writeJSONString(buf *bytes.Buffer, r *rand.Rand, s string) {
 	buf.WriteByte('"')
@@ -399,7 +399,7 @@ func writeJSONBatch(buf *bytes.Buffer, r *rand.Rand, b stdJSONBatch) {
 	buf.WriteString("]}")
 }
 
-// fromStd is the batch std describes, as DecodeBatchJSON should return it.
+// batchFromStd is the batch b describes, as DecodeBatchJSON should return it.
 func batchFromStd(t testing.TB, b stdJSONBatch) model.Batch {
 	out := model.Batch{AgentID: b.AgentID}
 	for _, r := range b.Records {
@@ -493,7 +493,7 @@ func FuzzDecodeBatchJSON(f *testing.F) {
 	})
 }
 
-// plainBatch reads data with encoding/json; ok is false unless it is valid
+// plainJSONBatch reads data with encoding/json; ok is false unless it is valid
 // UTF-8 and a batch with only agent_id, defaults and records, whose records
 // hold only strings (or nulls) in the label, level and text fields and an
 // object of strings as attributes.
@@ -704,8 +704,9 @@ func TestJSONLReaderReadError(t *testing.T) {
 	}
 }
 
-// benchBatch is a batch like those gen_logs.py writes (--keys shiplog):
-// ~300 bytes a record, the message ~150 with the odd escaped quote.
+// benchJSONBatch is a batch of n records like those gen_logs.py writes
+// (--keys shiplog): ~300 bytes a record, the message ~150 with the odd
+// escaped quote.
 func benchJSONBatch(n int) []byte {
 	r := rand.New(rand.NewPCG(42, 42))
 	services := []string{"api-gateway", "auth", "billing", "catalog", "checkout", "search", "inventory", "orders"}

@@ -79,7 +79,7 @@ func parseRFC3339(b []byte) (ns int64, msg string) {
 	return unixNanoOf(secs, frac)
 }
 
-// unixNano is secs and ns as Unix nanoseconds, if they fit.
+// unixNanoOf is secs and ns as Unix nanoseconds, if they fit.
 func unixNanoOf(secs, ns int64) (int64, string) {
 	const lo, hi = math.MinInt64 / 1_000_000_000, math.MaxInt64 / 1_000_000_000
 	if secs < lo || secs > hi || secs == hi && ns > math.MaxInt64%1_000_000_000 {

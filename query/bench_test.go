@@ -10,8 +10,9 @@ import (
 	"github.com/shiplog/shiplog/query"
 )
 
-// benchData is 100,000 records: 20 streams of 5 services logging every 3
-// seconds for about four hours, in time order, in chunks of 1,024 lines.
+// benchEngine is an engine over 100,000 records: 20 streams of 5 services
+// logging every 3 seconds for about four hours, in time order, in chunks of
+// 1,024 lines.
 func benchEngine(b *testing.B) (*query.Engine, model.TimeRange) {
 	b.Helper()
 	recs := generate(genOptions{

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -211,90 +212,172 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 	if tr.Start >= tr.End {
 		return &SearchResult{}, nil
 	}
-	refs, err := e.st.Candidates(ctx, tr, q.cond)
-	if err != nil {
-		return nil, err
+	s := &searchScan{q: q, tr: tr, cur: cur, asc: p.Asc, limit: limit, h: &hitHeap{asc: p.Asc}, done: ctx.Done()}
+	// Day by day in the query's order: a page that fills on the newest day
+	// of a month-long range reads neither the other days' indexes nor their
+	// chunks.
+	for _, w := range e.dayWindows(tr, p.Asc) {
+		if s.full() && s.beyond(w.Start, w.End-1) {
+			break
+		}
+		refs, err := e.st.Candidates(ctx, w, q.cond)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.scanRefs(ctx, s, refs); err != nil {
+			return nil, err
+		}
 	}
-	if p.Asc {
+	return e.page(ctx, s.h.h, p.Asc, limit)
+}
+
+// dayWindows splits tr at UTC day boundaries into the windows of the days
+// that hold lines, in the query's order (newest first unless asc). A chunk
+// holds the lines of one stream on one day, so every chunk is in exactly one
+// window. A store that cannot list its days gets tr whole.
+func (e *Engine) dayWindows(tr model.TimeRange, asc bool) []model.TimeRange {
+	dl, ok := e.st.(interface{ Days() []uint32 })
+	if !ok {
+		return []model.TimeRange{tr}
+	}
+	var out []model.TimeRange
+	for _, d := range dl.Days() {
+		w := model.TimeRange{Start: max(tr.Start, model.DayStart(d)), End: min(tr.End, model.DayStart(d+1))}
+		if d == 0 {
+			w.Start = tr.Start // day 0 also holds the times before 1970
+		}
+		if w.Start < w.End {
+			out = append(out, w)
+		}
+	}
+	if !asc {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// scanRefs scans candidate chunks in the query's order, in parallel batches
+// of Workers, until no chunk left can beat the heap's worst hit.
+func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.ChunkRef) error {
+	if s.asc {
 		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MinT < refs[j].Meta.MinT })
 	} else {
 		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
 	}
-
-	done := ctx.Done()
-	h := &hitHeap{asc: p.Asc}
-	// worstKept is read between chunk batches only; scanning happens in
-	// parallel batches of Workers chunks.
-	full := func() bool { return h.Len() >= limit }
+	// The heap's worst hit is read between chunk batches only.
 	for start := 0; start < len(refs); {
-		if full() {
-			worst := h.h[0].pos
-			r := refs[start].Meta
-			if p.Asc && r.MinT > worst.t || !p.Asc && r.MaxT < worst.t {
-				break
-			}
+		if s.full() && s.beyond(refs[start].Meta.MinT, refs[start].Meta.MaxT) {
+			break
 		}
 		end := min(start+e.opts.Workers, len(refs))
 		batch := refs[start:end]
 		start = end
-		loaded := make([]*store.Lines, len(batch))
-		errs := make([]error, len(batch))
-		var wg sync.WaitGroup
-		for i := range batch {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				loaded[i], errs[i] = e.st.Load(ctx, batch[i], q.text)
-			}(i)
+		loaded, err := e.loadBatch(ctx, batch, s.q.text)
+		if err != nil {
+			return err
 		}
-		wg.Wait()
 		for i, l := range loaded {
-			if errs[i] != nil {
-				return nil, errs[i]
-			}
-			all := batch[i].All
-			var marks []bool
-			if !all && q.text {
-				marks = candidateLines(l, q.need)
-			}
-			for j := 0; j < l.Len(); j++ {
-				if marks != nil && !marks[j] {
-					continue
-				}
-				t := l.Times[j]
-				if !tr.Contains(t) {
-					continue
-				}
-				pos := position{t: t, id: l.ID(j)}
-				if cur != nil && !better(*cur, pos, p.Asc) {
-					continue
-				}
-				if full() && !better(pos, h.h[0].pos, p.Asc) {
-					continue
-				}
-				if !all {
-					// A pattern can cost milliseconds a line: look at the
-					// context before each line matched.
-					if err := stopped(ctx, done); err != nil {
-						return nil, err
-					}
-					if !q.root.match(l, j) {
-						continue
-					}
-				}
-				if full() {
-					heap.Pop(h)
-				}
-				x := hit{pos: pos, lines: l, i: j}
-				if l.Msgs != nil && !batch[i].InMemory() {
-					x.rec, x.lines = ownedRecord(l, j), nil
-				}
-				heap.Push(h, x)
+			if err := s.scan(ctx, batch[i], l); err != nil {
+				return err
 			}
 		}
 	}
-	hits := h.h
-	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, p.Asc) })
+	return nil
+}
+
+// loadBatch loads a batch of chunks in parallel, their text columns too when
+// text is set.
+func (e *Engine) loadBatch(ctx context.Context, batch []store.ChunkRef, text bool) ([]*store.Lines, error) {
+	loaded := make([]*store.Lines, len(batch))
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i := range batch {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			loaded[i], errs[i] = e.st.Load(ctx, batch[i], text)
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return loaded, nil
+}
+
+// searchScan is one Search's scan: the query, the range and cursor it runs
+// over, and the best hits so far in a heap holding at most limit.
+type searchScan struct {
+	q     *Query
+	tr    model.TimeRange
+	cur   *position // the page starts after it (nil: at the start)
+	asc   bool
+	limit int
+	h     *hitHeap
+	done  <-chan struct{}
+}
+
+func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
+
+// beyond reports whether lines between minT and maxT all come after the
+// full heap's worst hit in the query's order (so none can enter the page).
+func (s *searchScan) beyond(minT, maxT int64) bool {
+	worst := s.h.h[0].pos
+	return s.asc && minT > worst.t || !s.asc && maxT < worst.t
+}
+
+// scan adds the lines of one loaded chunk that match and beat the heap's
+// worst hit.
+func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines) error {
+	all := ref.All
+	var marks []bool
+	if !all && s.q.text {
+		marks = candidateLines(l, s.q.need)
+	}
+	for j := 0; j < l.Len(); j++ {
+		if marks != nil && !marks[j] {
+			continue
+		}
+		t := l.Times[j]
+		if !s.tr.Contains(t) {
+			continue
+		}
+		pos := position{t: t, id: l.ID(j)}
+		if s.cur != nil && !better(*s.cur, pos, s.asc) {
+			continue
+		}
+		if s.full() && !better(pos, s.h.h[0].pos, s.asc) {
+			continue
+		}
+		if !all {
+			// A pattern can cost milliseconds a line: look at the
+			// context before each line matched.
+			if err := stopped(ctx, s.done); err != nil {
+				return err
+			}
+			if !s.q.root.match(l, j) {
+				continue
+			}
+		}
+		if s.full() {
+			heap.Pop(s.h)
+		}
+		x := hit{pos: pos, lines: l, i: j}
+		if l.Msgs != nil && !ref.InMemory() {
+			x.rec, x.lines = ownedRecord(l, j), nil
+		}
+		heap.Push(s.h, x)
+	}
+	return nil
+}
+
+// page sorts the hits into the page's order and makes them records, loading
+// the text of those whose chunk was loaded without it; a full page gets a
+// cursor for the next.
+func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*SearchResult, error) {
+	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, asc) })
 	res := &SearchResult{Records: make([]model.Record, len(hits))}
 	for i, x := range hits {
 		if x.rec != nil {

@@ -346,10 +346,8 @@ func (e *Engine) FacetsPartial(ctx context.Context, p FacetsParams) (*FacetsPart
 	}
 	close(work)
 	wg.Wait()
-	for w := range accs {
-		if errs[w] != nil {
-			return nil, errs[w]
-		}
+	if err := workerErr(errs); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

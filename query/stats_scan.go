@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/shiplog/shiplog/model"
@@ -60,10 +61,8 @@ func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error
 	if metaErr != nil {
 		return nil, metaErr
 	}
-	for w := range accs {
-		if errs[w] != nil {
-			return nil, errs[w]
-		}
+	if err := workerErr(errs); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -216,4 +215,19 @@ func (e *Engine) loadFor(ctx context.Context, r store.ChunkRef, text, attrs bool
 		}
 	}
 	return e.st.Load(ctx, r, text || attrs)
+}
+
+// workerErr is the error that stopped the workers: the one that cancelled
+// the others, not the cancellation they then saw.
+func workerErr(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -33,8 +33,8 @@ var errNoAlerting = errors.New("alerting is not configured: start shiplog server
 const maxHistoryPage = 1000
 
 // alertHandlers registers /v1/alerts, /v1/alerts/rules, /v1/alerts/history
-// and POST /-/reload on mux.
-func alertHandlers(mux *http.ServeMux, core Core) {
+// and POST /-/reload.
+func alertHandlers(rt *router, core Core) {
 	al := core.Alerts
 	need := func(h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -45,7 +45,7 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 			h(w, r)
 		}
 	}
-	mux.HandleFunc("GET /v1/alerts", need(func(w http.ResponseWriter, _ *http.Request) {
+	rt.handleFunc("GET /v1/alerts", ScopeQuery, need(func(w http.ResponseWriter, _ *http.Request) {
 		list := al.Alerts()
 		if list == nil {
 			list = []alert.Alert{}
@@ -54,10 +54,10 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 			Alerts []alert.Alert `json:"alerts"`
 		}{list})
 	}))
-	mux.HandleFunc("GET /v1/alerts/rules", need(func(w http.ResponseWriter, _ *http.Request) {
+	rt.handleFunc("GET /v1/alerts/rules", ScopeQuery, need(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, al.Rules())
 	}))
-	mux.HandleFunc("GET /v1/alerts/history", need(func(w http.ResponseWriter, r *http.Request) {
+	rt.handleFunc("GET /v1/alerts/history", ScopeQuery, need(func(w http.ResponseWriter, r *http.Request) {
 		limit := 100
 		if s := r.URL.Query().Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
@@ -84,8 +84,8 @@ func alertHandlers(mux *http.ServeMux, core Core) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
 	})
-	mux.HandleFunc("POST /-/reload", reload)
-	mux.HandleFunc("PUT /-/reload", reload) // as Prometheus takes it too
+	rt.handleFunc("POST /-/reload", ScopeAdmin, reload)
+	rt.handleFunc("PUT /-/reload", ScopeAdmin, reload) // as Prometheus takes it too
 }
 
 // AlertLogsQuery counts log lines for alert rules with the stats engine: the

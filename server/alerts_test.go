@@ -218,7 +218,7 @@ groups:
 	}
 
 	// The HTTP API.
-	mux := http.NewServeMux()
+	mux := newRouter()
 	alertHandlers(mux, Core{Alerts: r.mgr})
 	api := httptest.NewServer(mux)
 	defer api.Close()
@@ -302,7 +302,7 @@ groups:
 	}
 
 	// Without --rules the endpoints say so.
-	mux = http.NewServeMux()
+	mux = newRouter()
 	alertHandlers(mux, Core{})
 	none := httptest.NewServer(mux)
 	defer none.Close()

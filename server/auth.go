@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -105,10 +106,6 @@ var (
 	errNoScopeFn = func(scope string) error { return fmt.Errorf("the token lacks the %q scope", scope) }
 )
 
-// scopeAny is what a method needs that any valid token may call (gRPC
-// reflection: it reveals the API's shape, not its data).
-const scopeAny = "*"
-
 // check returns the token's name when it holds scope (admin holds every
 // scope; any valid token holds scopeAny).
 func (a *Auth) check(token, scope string) (string, error) {
@@ -165,28 +162,15 @@ func bearer(h string) string {
 	return ""
 }
 
-// grpcScope is the scope a gRPC method needs; "" means open.
-func grpcScope(method string) string {
-	switch {
-	case strings.HasPrefix(method, "/shiplog.v1.IngestService/"),
-		strings.HasPrefix(method, "/shiplog.v1.MetricsService/"),
-		strings.HasPrefix(method, "/opentelemetry.proto.collector."):
-		return ScopeIngest
-	case strings.HasPrefix(method, "/shiplog.v1.AdminService/"):
-		return ScopeAdmin
-	case strings.HasPrefix(method, "/grpc.reflection."):
-		return scopeAny
-	case strings.HasPrefix(method, "/grpc.health."):
-		return ""
-	}
-	return ScopeQuery
-}
-
-// grpcCheck checks the call's token; the context it returns carries the
+// grpcCheck checks the call's token against the scope method was
+// registered with (none: refused); the context it returns carries the
 // token's name for ingest (an agent id stays with the token that first used it).
-func (a *Auth) grpcCheck(ctx context.Context, method string) (context.Context, error) {
-	scope := grpcScope(method)
-	if scope == "" {
+func (a *Auth) grpcCheck(ctx context.Context, scopes rpcScopes, method string) (context.Context, error) {
+	scope, ok := scopes[method]
+	if !ok {
+		return ctx, status.Errorf(codes.PermissionDenied, "%s was registered without a scope", method)
+	}
+	if scope == scopeOpen {
 		return ctx, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -196,12 +180,18 @@ func (a *Auth) grpcCheck(ctx context.Context, method string) (context.Context, e
 	}
 	name, err := a.check(tok, scope)
 	if err != nil {
-		if errors.Is(err, errNoToken) || errors.Is(err, errBadToken) {
-			return ctx, status.Error(codes.Unauthenticated, err.Error())
-		}
-		return ctx, status.Error(codes.PermissionDenied, err.Error())
+		return ctx, authStatus(err)
 	}
 	return ingest.WithSender(ctx, name), nil
+}
+
+// authStatus is the status of a refused token: Unauthenticated when there
+// is none or it is not valid, PermissionDenied when it lacks the scope.
+func authStatus(err error) error {
+	if errors.Is(err, errNoToken) || errors.Is(err, errBadToken) {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	return status.Error(codes.PermissionDenied, err.Error())
 }
 
 // namedStream is a server stream whose context carries the token's name.
@@ -212,9 +202,9 @@ type namedStream struct {
 
 func (s namedStream) Context() context.Context { return s.ctx }
 
-func (a *Auth) unary() grpc.UnaryServerInterceptor {
+func (a *Auth) unary(scopes rpcScopes) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		ctx, err := a.grpcCheck(ctx, info.FullMethod)
+		ctx, err := a.grpcCheck(ctx, scopes, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
@@ -222,9 +212,9 @@ func (a *Auth) unary() grpc.UnaryServerInterceptor {
 	}
 }
 
-func (a *Auth) stream() grpc.StreamServerInterceptor {
+func (a *Auth) stream(scopes rpcScopes) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		ctx, err := a.grpcCheck(ss.Context(), info.FullMethod)
+		ctx, err := a.grpcCheck(ss.Context(), scopes, info.FullMethod)
 		if err != nil {
 			return err
 		}
@@ -232,43 +222,64 @@ func (a *Auth) stream() grpc.StreamServerInterceptor {
 	}
 }
 
-// httpScope is the scope an HTTP request needs; "" means open (health checks
-// and the web UI's static files; the UI sends the token on its API calls).
-func httpScope(r *http.Request) string {
-	p := r.URL.Path
-	switch {
-	case p == "/healthz" || p == "/readyz" || p == "/ready":
-		return ""
-	case p == "/-/reload" || strings.HasPrefix(p, "/debug/") || strings.HasPrefix(p, "/v1/admin/"):
-		return ScopeAdmin
-	case (r.Method == http.MethodPost || r.Method == http.MethodPut) && (p == "/_bulk" || esIndexBulk(p)):
-		return ScopeIngest
-	case r.Method == http.MethodPost && (p == "/v1/logs:write" || p == "/v1/logs:jsonl" || p == "/v1/logs" ||
-		p == "/v1/metrics" || p == "/v1/metrics:push" || p == "/api/v1/write" || p == "/loki/api/v1/push" || strings.HasPrefix(p, "/otlp/")):
-		return ScopeIngest
-	case strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/loki/") || p == "/metrics" || p == "/federate":
-		return ScopeQuery
+// authorize checks r's token against scope; when it is refused, it answers
+// 401 or 403 and returns false. The request it returns carries the token's
+// name for ingest.
+func (a *Auth) authorize(w http.ResponseWriter, r *http.Request, scope string) (*http.Request, bool) {
+	if scope == scopeOpen {
+		return r, true
 	}
-	return ""
+	name, err := a.checkHTTP(r.Header.Get("Authorization"), scope)
+	if err != nil {
+		err = authStatus(err)
+		if status.Code(err) == codes.Unauthenticated {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shiplog"`)
+		}
+		writeHTTPError(w, err)
+		return r, false
+	}
+	return r.WithContext(ingest.WithSender(r.Context(), name)), true
 }
 
-func (a *Auth) middleware(next http.Handler) http.Handler {
+// middleware checks each request against the scope its route was
+// registered with. A path no route matches is left to the mux's 404 or 405
+// (no handler of ours runs); a route without a scope is refused. The
+// gateway's route (scopeRPC) is checked by gatewayMiddleware.
+func (a *Auth) middleware(rt *router, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scope := httpScope(r)
-		if scope == "" {
+		scope, found, ok := rt.lookup(r)
+		switch {
+		case !found:
+			next.ServeHTTP(w, r)
+			return
+		case !ok:
+			writeHTTPError(w, status.Errorf(codes.NotFound, "%s %s: no route", r.Method, r.URL.Path))
+			return
+		case scope == scopeRPC:
 			next.ServeHTTP(w, r)
 			return
 		}
-		name, err := a.checkHTTP(r.Header.Get("Authorization"), scope)
-		if err != nil {
-			code, c := http.StatusForbidden, codes.PermissionDenied
-			if errors.Is(err, errNoToken) || errors.Is(err, errBadToken) {
-				code, c = http.StatusUnauthorized, codes.Unauthenticated
-				w.Header().Set("WWW-Authenticate", `Bearer realm="shiplog"`)
-			}
-			writeJSON(w, code, errorBody{Code: int(c), Status: c.String(), Message: err.Error()})
-			return
+		r, ok = a.authorize(w, r, scope)
+		if ok {
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r.WithContext(ingest.WithSender(r.Context(), name)))
 	})
+}
+
+// gatewayMiddleware checks each grpc-gateway request against the scope of
+// the RPC its path calls (paths: gatewayScopes); a path not there is refused.
+func (a *Auth) gatewayMiddleware(paths map[string]string) runtime.Middleware {
+	return func(next runtime.HandlerFunc) runtime.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+			pat, _ := runtime.HTTPPattern(r.Context())
+			scope, ok := paths[pat.String()]
+			if !ok {
+				writeHTTPError(w, status.Errorf(codes.PermissionDenied, "%s %s: the API path has no scope", r.Method, r.URL.Path))
+				return
+			}
+			if r, ok = a.authorize(w, r, scope); ok {
+				next(w, r, params)
+			}
+		}
+	}
 }

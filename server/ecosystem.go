@@ -6,11 +6,7 @@ package server
 
 import (
 	"context"
-	"log/slog"
-	"net/http"
 	"strings"
-
-	"google.golang.org/grpc"
 
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
@@ -88,14 +84,11 @@ func rejectMessage(err error) string {
 	return strings.TrimPrefix(msg, "record 0: ")
 }
 
-// registerEcosystem adds the OTLP services to the gRPC server and the OTLP/HTTP
-// and Loki push endpoints to the HTTP mux.
-func registerEcosystem(gs *grpc.Server, mux *http.ServeMux, core Core, opts Options, log *slog.Logger, meta *metaStore) {
-	maxBody := int64(opts.MaxRecvBytes)
-	o := &otlpServer{core: core, log: log, meta: meta, names: newOTLPNames(opts.OTLPBuildAttrs, opts.OTLPDeployAttrs)}
-	registerOTLPGRPC(gs, o)
-	mux.Handle("POST /v1/logs", otlpHTTPHandler(o, maxBody, o.exportLogsHTTP))
-	mux.Handle("POST /v1/metrics", otlpHTTPHandler(o, maxBody, o.exportMetricsHTTP))
-	mux.Handle("POST /loki/api/v1/push", lokiPushHandler(core, maxBody))
-	registerES(mux, core, maxBody)
+// registerEcosystem adds the OTLP/HTTP, Loki push and Elasticsearch
+// endpoints (the OTLP gRPC services: registerOTLPGRPC).
+func registerEcosystem(rt *router, core Core, maxBody int64, o *otlpServer) {
+	rt.handle("POST /v1/logs", ScopeIngest, otlpHTTPHandler(o, maxBody, o.exportLogsHTTP))
+	rt.handle("POST /v1/metrics", ScopeIngest, otlpHTTPHandler(o, maxBody, o.exportMetricsHTTP))
+	rt.handle("POST /loki/api/v1/push", ScopeIngest, lokiPushHandler(core, maxBody))
+	registerES(rt, core, maxBody)
 }

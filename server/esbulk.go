@@ -11,7 +11,6 @@ package server
 // which Elastic's clients check.
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -29,55 +28,50 @@ const (
 )
 
 // registerES adds the bulk endpoints and the probes' answers. POST
-// /{index}/_bulk and GET / (for a client that is not a browser) are routed
-// by esFront, as they overlap the mux's other patterns.
-func registerES(mux *http.ServeMux, core Core, maxBody int64) {
+// /{index}/_bulk and GET / (for a client that is not a browser) are front
+// routes, as they overlap the mux's other patterns. The probes are open, as
+// shippers send them before (or without) their credentials.
+func registerES(rt *router, core Core, maxBody int64) {
 	bulk := esBulkHandler(core, maxBody)
-	mux.Handle("POST /_bulk", bulk)
-	mux.Handle("PUT /_bulk", bulk)
-	mux.HandleFunc("GET /_license", func(w http.ResponseWriter, _ *http.Request) {
+	rt.handle("POST /_bulk", ScopeIngest, bulk)
+	rt.handle("PUT /_bulk", ScopeIngest, bulk)
+	rt.handleFront("POST|PUT /{index}/_bulk", ScopeIngest, func(r *http.Request) bool {
+		return (r.Method == http.MethodPost || r.Method == http.MethodPut) && esIndexBulk(r.URL.Path)
+	}, bulk)
+	// GET / from a client that does not ask for HTML: Elastic's clients read
+	// the version there; browsers get the UI.
+	rt.handleFront("GET|HEAD / (not text/html)", scopeOpen, func(r *http.Request) bool {
+		return r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !strings.Contains(r.Header.Get("Accept"), "text/html")
+	}, http.HandlerFunc(esRoot))
+	rt.handleFunc("GET /_license", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 		writeES(w, http.StatusOK, map[string]any{"license": map[string]any{"status": "active", "uid": "shiplog", "type": "basic",
 			"issue_date": "2026-01-01T00:00:00.000Z", "issue_date_in_millis": 1767225600000, "max_nodes": 1000, "issued_to": "shiplog", "issuer": "shiplog"}})
 	})
-	mux.HandleFunc("GET /_xpack", func(w http.ResponseWriter, _ *http.Request) {
+	rt.handleFunc("GET /_xpack", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 		writeES(w, http.StatusOK, map[string]any{"build": map[string]any{}, "license": map[string]any{"mode": "basic", "status": "active", "type": "basic"}, "features": map[string]any{}})
 	})
-	mux.HandleFunc("GET /_nodes/http", esNodes)
-	mux.HandleFunc("GET /_nodes/_all/http", esNodes)
-	mux.HandleFunc("GET /_cluster/health", func(w http.ResponseWriter, _ *http.Request) {
+	rt.handleFunc("GET /_nodes/http", scopeOpen, esNodes)
+	rt.handleFunc("GET /_nodes/_all/http", scopeOpen, esNodes)
+	rt.handleFunc("GET /_cluster/health", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 		writeES(w, http.StatusOK, map[string]any{"cluster_name": "shiplog", "status": "green", "timed_out": false, "number_of_nodes": 1, "number_of_data_nodes": 1})
 	})
 	for _, p := range []string{"/_index_template/", "/_template/", "/_component_template/", "/_ilm/policy/", "/_ingest/pipeline/", "/_data_stream/"} {
-		mux.HandleFunc("GET "+p+"{name}", esSetupGet(p))
-		mux.HandleFunc("HEAD "+p+"{name}", func(w http.ResponseWriter, _ *http.Request) {
+		rt.handleFunc("GET "+p+"{name}", scopeOpen, esSetupGet(p))
+		rt.handleFunc("HEAD "+p+"{name}", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("X-Elastic-Product", "Elasticsearch")
 			w.WriteHeader(http.StatusOK)
 		})
-		mux.HandleFunc("PUT "+p+"{name}", func(w http.ResponseWriter, _ *http.Request) {
+		rt.handleFunc("PUT "+p+"{name}", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 			writeES(w, http.StatusOK, map[string]any{"acknowledged": true})
 		})
 	}
 }
 
-// esFront routes what the mux's patterns cannot: POST /{index}/_bulk
-// (which would overlap /v1/), and GET / from a client that does not ask for
-// HTML (Elastic's clients read the version there; browsers get the UI).
-func esFront(next http.Handler, bulk http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		switch {
-		case (r.Method == http.MethodPost || r.Method == http.MethodPut) && esIndexBulk(p):
-			bulk.ServeHTTP(w, r)
-			return
-		case p == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !strings.Contains(r.Header.Get("Accept"), "text/html"):
-			writeES(w, http.StatusOK, map[string]any{"name": "shiplog", "cluster_name": "shiplog", "cluster_uuid": "c2hpcGxvZy1zaGlwbG9n",
-				"version": map[string]any{"number": esVersion, "build_flavor": "default", "build_type": "shiplog", "lucene_version": "9.12.0",
-					"minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
-				"tagline": "You Know, for Search"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+func esRoot(w http.ResponseWriter, _ *http.Request) {
+	writeES(w, http.StatusOK, map[string]any{"name": "shiplog", "cluster_name": "shiplog", "cluster_uuid": "c2hpcGxvZy1zaGlwbG9n",
+		"version": map[string]any{"number": esVersion, "build_flavor": "default", "build_type": "shiplog", "lucene_version": "9.12.0",
+			"minimum_wire_compatibility_version": "7.17.0", "minimum_index_compatibility_version": "7.0.0"},
+		"tagline": "You Know, for Search"})
 }
 
 // esIndexBulk reports whether p is /{index}/_bulk.
@@ -138,10 +132,6 @@ func writeESError(w http.ResponseWriter, err error) {
 		typ = "security_exception"
 	}
 	msg := st.Message()
-	var dtl *tooLarge
-	if errors.As(err, &dtl) {
-		msg = dtl.Error()
-	}
 	cause := map[string]string{"type": typ, "reason": msg}
 	writeES(w, code, map[string]any{"error": map[string]any{"root_cause": []any{cause}, "type": typ, "reason": msg}, "status": code})
 }

@@ -126,12 +126,23 @@ func exportWriter(bw *bufio.Writer, format string) func(*model.Record) error {
 			b, _ := json.Marshal(m)
 			attrs = string(b)
 		}
-		err := cw.Write([]string{timeOf(rec.Time).Format(time.RFC3339Nano), rec.ID.String(), rec.Service, rec.Host, rec.BuildID, rec.DeployID,
-			rec.Level.String(), rec.Message, rec.TraceID, rec.SpanID, attrs})
+		err := cw.Write([]string{timeOf(rec.Time).Format(time.RFC3339Nano), rec.ID.String(), csvText(rec.Service), csvText(rec.Host),
+			csvText(rec.BuildID), csvText(rec.DeployID), rec.Level.String(), csvText(rec.Message), csvText(rec.TraceID), csvText(rec.SpanID), attrs})
 		cw.Flush()
 		if err == nil {
 			err = cw.Error()
 		}
 		return err
 	}
+}
+
+// csvText defuses a cell a spreadsheet would run as a formula (one starting
+// with =, +, -, @, a tab or a carriage return: a log line is whatever a
+// client sent): it gets a leading ', as OWASP's CSV injection advice says.
+// The JSON lines export keeps every byte.
+func csvText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }

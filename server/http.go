@@ -30,47 +30,64 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// httpStatusOf maps err through the error table to an HTTP status, with a
-// Retry-After header for the statuses a client should retry (429, 503).
-func httpStatusOf(w http.ResponseWriter, err error) (*status.Status, int) {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return status.New(codes.ResourceExhausted, err.Error()), http.StatusRequestEntityTooLarge
-	}
-	var bte *bodyTimeoutError
-	if errors.As(err, &bte) {
+// errorStatus is the one place that maps an error to what an HTTP client is
+// told: the error table's gRPC status (toStatus) and the matching HTTP
+// status, with a body over a limit 413 and one too slow 408, in words a
+// client can act on. Every HTTP error passes here; the writers differ only
+// in shape: writeHTTPError (shiplog's), writeESError (Elasticsearch's),
+// otlpHTTPError (OTLP's google.rpc.Status) and, for body errors,
+// promBodyError (the Prometheus API's; its query errors keep Prometheus'
+// own errorType and status, execError).
+func errorStatus(err error) (*status.Status, int) {
+	var (
+		dtl *tooLarge
+		mbe *http.MaxBytesError
+		bte *bodyTimeoutError
+	)
+	switch {
+	case errors.As(err, &dtl):
+		return status.New(codes.ResourceExhausted, dtl.Error()), http.StatusRequestEntityTooLarge
+	case errors.As(err, &mbe):
+		return status.New(codes.ResourceExhausted, fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit)), http.StatusRequestEntityTooLarge
+	case errors.As(err, &bte):
 		return status.New(codes.DeadlineExceeded, bte.Error()), http.StatusRequestTimeout
 	}
 	st := status.Convert(toStatus(err))
-	code := runtime.HTTPStatusFromCode(st.Code())
+	return st, runtime.HTTPStatusFromCode(st.Code())
+}
+
+// httpStatusOf is errorStatus, with a Retry-After header for the statuses
+// a client should retry.
+func httpStatusOf(w http.ResponseWriter, err error) (*status.Status, int) {
+	st, code := errorStatus(err)
+	retryAfter(w, code)
+	return st, code
+}
+
+// retryAfter tells the client to retry a 429 or 503 after a second.
+func retryAfter(w http.ResponseWriter, code int) {
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	return st, code
+}
+
+// errorBodyOf is st in the one error shape of the HTTP API.
+func errorBodyOf(st *status.Status, after ...string) errorBody {
+	return errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message() + strings.Join(after, "")}
 }
 
 // writeHTTPError answers err in the one error shape of the HTTP API, with the
 // words of after (if any) after its message.
 func writeHTTPError(w http.ResponseWriter, err error, after ...string) {
 	st, code := httpStatusOf(w, err)
-	msg := st.Message()
-	var mbe *http.MaxBytesError
-	var dtl *tooLarge
-	switch {
-	case errors.As(err, &dtl):
-		msg = dtl.Error()
-	case errors.As(err, &mbe):
-		msg = fmt.Sprintf("request body is over the limit of %d bytes", mbe.Limit)
-	}
-	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: msg + strings.Join(after, "")})
+	writeJSON(w, code, errorBodyOf(st, after...))
 }
 
 // errorHandler renders gateway errors as errorBody with the matching HTTP status.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) || strings.Contains(err.Error(), "http: request body too large") {
-		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: int(codes.ResourceExhausted), Status: codes.ResourceExhausted.String(),
-			Message: "request body is over the limit"})
+		writeHTTPError(w, &tooLarge{msg: "request body is over the limit"})
 		return
 	}
 	st := status.Convert(toStatus(err))

@@ -105,6 +105,8 @@ func route(r *http.Request) string {
 	switch {
 	case strings.HasPrefix(p, "/api/v1/label/"):
 		return "/api/v1/label/{name}/values"
+	case strings.HasPrefix(p, "/loki/api/v1/label/"):
+		return "/loki/api/v1/label/{name}/values"
 	case strings.HasPrefix(p, "/api/"), strings.HasPrefix(p, "/loki/"), strings.HasPrefix(p, "/otlp/"):
 		if len(p) > 64 {
 			return "other"

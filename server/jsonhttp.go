@@ -103,7 +103,7 @@ func (a *jsonlResponse) reject(line int, err error) {
 	}
 }
 
-// lineMessage is err without what the line number already says.
+// jsonLineMessage is err without what the line number already says.
 func jsonLineMessage(err error) string {
 	var je *ingest.JSONError
 	if errors.As(err, &je) {
@@ -192,7 +192,7 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 	})
 }
 
-// ingestLines stores recs. When Ingest refuses them for what they are
+// ingestJSONLines stores recs. When Ingest refuses them for what they are
 // (refusesRecords: invalid, or new streams over the limit), it stores
 // each half on its own, down to single records, which are then rejected:
 // one bad record costs the others no more than a few calls.
@@ -219,7 +219,7 @@ func ingestJSONLines(r *http.Request, core Core, recs []model.Record, lines []in
 	return ingestJSONLines(r, core, recs[h:], lines[h:], ans)
 }
 
-// requestBody is the request's body, limited to maxBody bytes before and
+// jsonRequestBody is the request's body, limited to maxBody bytes before and
 // after gzip decompression.
 func jsonRequestBody(w http.ResponseWriter, r *http.Request, maxBody int64) (io.ReadCloser, error) {
 	body := http.MaxBytesReader(w, r.Body, maxBody)

@@ -24,12 +24,12 @@ func lokiPushHandler(core Core, maxBody int64) http.Handler {
 		switch ct {
 		case "application/json", "", "application/x-protobuf", "application/protobuf":
 		default:
-			writeEcoError(w, invalid("Content-Type %q is not supported: want application/json or application/x-protobuf (snappy)", r.Header.Get("Content-Type")))
+			writeHTTPError(w, invalid("Content-Type %q is not supported: want application/json or application/x-protobuf (snappy)", r.Header.Get("Content-Type")))
 			return
 		}
 		enc, err := contentEncoding(r)
 		if err != nil {
-			writeEcoError(w, err)
+			writeHTTPError(w, err)
 			return
 		}
 		// The body is read before a slot is taken: a slow sender holds none.
@@ -37,18 +37,18 @@ func lokiPushHandler(core Core, maxBody int64) http.Handler {
 		defer mem.release()
 		raw, err := mem.readRaw(r, maxBody)
 		if err != nil {
-			writeEcoError(w, err)
+			writeHTTPError(w, err)
 			return
 		}
 		release, err := core.Limits.ingest(r.Context())
 		if err != nil {
-			writeEcoError(w, err)
+			writeHTTPError(w, err)
 			return
 		}
 		defer release()
 		body, err := mem.decode(enc, raw, maxBody)
 		if err != nil {
-			writeEcoError(w, err)
+			writeHTTPError(w, err)
 			return
 		}
 		if enc != "" {
@@ -61,16 +61,16 @@ func lokiPushHandler(core Core, maxBody int64) http.Handler {
 			recs, err = decodeLokiProto(mem, body, maxBody)
 		}
 		if err != nil {
-			writeEcoError(w, err)
+			writeHTTPError(w, err)
 			return
 		}
 		var res stored
 		if err := storeRecords(r.Context(), core.Ingest, recs, &res); err != nil {
-			writeEcoError(w, err, fmt.Sprintf(" (%d entries stored before)", res.Accepted))
+			writeHTTPError(w, err, fmt.Sprintf(" (%d entries stored before)", res.Accepted))
 			return
 		}
 		if res.Rejected > 0 {
-			writeEcoError(w, invalid("%d of %d entries refused (the others are stored); the first: %s",
+			writeHTTPError(w, invalid("%d of %d entries refused (the others are stored); the first: %s",
 				res.Rejected, len(recs), rejectMessage(res.FirstReject)))
 			return
 		}
@@ -125,11 +125,4 @@ func lokiProtoRecords(req *push.PushRequest) ([]model.Record, error) {
 		}
 	}
 	return recs, nil
-}
-
-// writeEcoError answers err with shiplog's JSON error body, the status the
-// error table gives and Retry-After where a retry may succeed.
-func writeEcoError(w http.ResponseWriter, err error, after ...string) {
-	st, code := httpStatusOf(w, err)
-	writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message() + strings.Join(after, "")})
 }

@@ -40,23 +40,23 @@ type lokiAPI struct {
 	log  *slog.Logger
 }
 
-func registerLokiRead(mux *http.ServeMux, core Core, log *slog.Logger) {
+func registerLokiRead(rt *router, core Core, log *slog.Logger) {
 	a := &lokiAPI{core: core, log: log}
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
-		mux.HandleFunc(m+" /loki/api/v1/query_range", a.handle(a.queryRange))
-		mux.HandleFunc(m+" /loki/api/v1/query", a.handle(a.instant))
-		mux.HandleFunc(m+" /loki/api/v1/labels", a.handle(a.labels))
-		mux.HandleFunc(m+" /loki/api/v1/label/{name}/values", a.handle(a.labelValues))
-		mux.HandleFunc(m+" /loki/api/v1/series", a.handle(a.series))
-		mux.HandleFunc(m+" /loki/api/v1/index/stats", a.handle(a.indexStats))
-		mux.HandleFunc(m+" /loki/api/v1/index/volume", a.handle(a.volume))
-		mux.HandleFunc(m+" /loki/api/v1/detected_fields", a.handle(a.detectedFields))
+		rt.handleFunc(m+" /loki/api/v1/query_range", ScopeQuery, a.handle(a.queryRange))
+		rt.handleFunc(m+" /loki/api/v1/query", ScopeQuery, a.handle(a.instant))
+		rt.handleFunc(m+" /loki/api/v1/labels", ScopeQuery, a.handle(a.labels))
+		rt.handleFunc(m+" /loki/api/v1/label/{name}/values", ScopeQuery, a.handle(a.labelValues))
+		rt.handleFunc(m+" /loki/api/v1/series", ScopeQuery, a.handle(a.series))
+		rt.handleFunc(m+" /loki/api/v1/index/stats", ScopeQuery, a.handle(a.indexStats))
+		rt.handleFunc(m+" /loki/api/v1/index/volume", ScopeQuery, a.handle(a.volume))
+		rt.handleFunc(m+" /loki/api/v1/detected_fields", ScopeQuery, a.handle(a.detectedFields))
 	}
-	mux.HandleFunc("GET /loki/api/v1/status/buildinfo", func(w http.ResponseWriter, _ *http.Request) {
+	rt.handleFunc("GET /loki/api/v1/status/buildinfo", ScopeQuery, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, lokiBuildInfo())
 	})
-	mux.HandleFunc("GET /loki/api/v1/tail", a.tail)
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+	rt.handleFunc("GET /loki/api/v1/tail", ScopeQuery, a.tail)
+	rt.handleFunc("GET /ready", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ready\n"))
 	})

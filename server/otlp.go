@@ -43,7 +43,7 @@ type otlpMetricsService struct {
 	o *otlpServer
 }
 
-func registerOTLPGRPC(gs *grpc.Server, o *otlpServer) {
+func registerOTLPGRPC(gs grpc.ServiceRegistrar, o *otlpServer) {
 	collogspb.RegisterLogsServiceServer(gs, otlpLogsService{o: o})
 	colmetricspb.RegisterMetricsServiceServer(gs, otlpMetricsService{o: o})
 }
@@ -170,7 +170,7 @@ func otlpHTTPError(w http.ResponseWriter, isJSON bool, code int, err error) {
 		code = c
 	}
 	if isJSON {
-		writeJSON(w, code, errorBody{Code: int(st.Code()), Status: st.Code().String(), Message: st.Message()})
+		writeJSON(w, code, errorBodyOf(st))
 		return
 	}
 	b, _ := proto.Marshal(st.Proto())

@@ -50,15 +50,15 @@ var (
 	promMaxTime = time.Unix(math.MaxInt64/1000-62135596801, 999999999).UTC()
 )
 
-func (a *promAPI) register(mux *http.ServeMux) {
+func (a *promAPI) register(rt *router) {
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
-		mux.HandleFunc(m+" /api/v1/query", a.handle(a.query))
-		mux.HandleFunc(m+" /api/v1/query_range", a.handle(a.queryRange))
-		mux.HandleFunc(m+" /api/v1/labels", a.handle(a.labelNames))
-		mux.HandleFunc(m+" /api/v1/label/{name}/values", a.handle(a.labelValues))
-		mux.HandleFunc(m+" /api/v1/series", a.handle(a.series))
+		rt.handleFunc(m+" /api/v1/query", ScopeQuery, a.handle(a.query))
+		rt.handleFunc(m+" /api/v1/query_range", ScopeQuery, a.handle(a.queryRange))
+		rt.handleFunc(m+" /api/v1/labels", ScopeQuery, a.handle(a.labelNames))
+		rt.handleFunc(m+" /api/v1/label/{name}/values", ScopeQuery, a.handle(a.labelValues))
+		rt.handleFunc(m+" /api/v1/series", ScopeQuery, a.handle(a.series))
 	}
-	mux.HandleFunc("POST /api/v1/write", a.remoteWrite)
+	rt.handleFunc("POST /api/v1/write", ScopeIngest, a.remoteWrite)
 }
 
 // handle parses the form, admits the request as a query (timeout and

@@ -34,21 +34,21 @@ const (
 )
 
 // registerExtra adds the endpoints of this file; ready reports readiness.
-func (a *promAPI) registerExtra(mux *http.ServeMux, ready func() bool) {
+func (a *promAPI) registerExtra(rt *router, ready func() bool) {
 	for _, m := range []string{http.MethodGet, http.MethodPost} {
-		mux.HandleFunc(m+" /api/v1/query_exemplars", a.handle(a.queryExemplars))
-		mux.HandleFunc(m+" /api/v1/format_query", a.handle(a.formatQuery))
-		mux.HandleFunc(m+" /federate", a.federate)
+		rt.handleFunc(m+" /api/v1/query_exemplars", ScopeQuery, a.handle(a.queryExemplars))
+		rt.handleFunc(m+" /api/v1/format_query", ScopeQuery, a.handle(a.formatQuery))
+		rt.handleFunc(m+" /federate", ScopeQuery, a.federate)
 	}
-	mux.HandleFunc("GET /api/v1/metadata", a.metadata)
-	mux.HandleFunc("GET /api/v1/status/buildinfo", a.buildInfo)
-	mux.HandleFunc("POST /api/v1/read", a.remoteRead)
+	rt.handleFunc("GET /api/v1/metadata", ScopeQuery, a.metadata)
+	rt.handleFunc("GET /api/v1/status/buildinfo", ScopeQuery, a.buildInfo)
+	rt.handleFunc("POST /api/v1/read", ScopeQuery, a.remoteRead)
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
-		mux.HandleFunc(m+" /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		rt.handleFunc(m+" /-/healthy", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			_, _ = fmt.Fprintln(w, "Prometheus Server is Healthy.")
 		})
-		mux.HandleFunc(m+" /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		rt.handleFunc(m+" /-/ready", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			if !ready() {
 				w.WriteHeader(http.StatusServiceUnavailable)
@@ -58,7 +58,7 @@ func (a *promAPI) registerExtra(mux *http.ServeMux, ready func() bool) {
 			_, _ = fmt.Fprintln(w, "Prometheus Server is Ready.")
 		})
 	}
-	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+	rt.handleFunc("/api/v1/", ScopeQuery, func(w http.ResponseWriter, r *http.Request) {
 		writePromError(w, &promError{typ: "not_found", code: http.StatusNotFound,
 			err: fmt.Errorf("%s %s is not an endpoint of the Prometheus API this server offers", r.Method, r.URL.Path)})
 	})

@@ -37,9 +37,7 @@ func writePromError(w http.ResponseWriter, e *promError) {
 		Error     string `json:"error"`
 	}{"error", e.typ, e.err.Error()})
 	w.Header().Set("Content-Type", "application/json")
-	if e.code == http.StatusTooManyRequests || e.code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
+	retryAfter(w, e.code)
 	w.WriteHeader(e.code)
 	_, _ = w.Write(append(b, '\n'))
 }

@@ -61,8 +61,8 @@ type promRuleGroup struct {
 // maxRuleFilters bounds the values of each repeated filter parameter.
 const maxRuleFilters = 1000
 
-func promRulesHandlers(mux *http.ServeMux, core Core) {
-	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, _ *http.Request) {
+func promRulesHandlers(rt *router, core Core) {
+	rt.handleFunc("GET /api/v1/alerts", ScopeQuery, func(w http.ResponseWriter, _ *http.Request) {
 		out := []promAlert{}
 		if core.Alerts != nil {
 			for _, a := range core.Alerts.Alerts() {
@@ -73,7 +73,7 @@ func promRulesHandlers(mux *http.ServeMux, core Core) {
 			Alerts []promAlert `json:"alerts"`
 		}{out})
 	})
-	mux.HandleFunc("GET /api/v1/rules", func(w http.ResponseWriter, r *http.Request) {
+	rt.handleFunc("GET /api/v1/rules", ScopeQuery, func(w http.ResponseWriter, r *http.Request) {
 		groups, perr := promRuleGroups(core, r)
 		if perr != nil {
 			writePromError(w, perr)

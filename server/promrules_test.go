@@ -55,7 +55,7 @@ groups:
 	}
 	mgr.Apply(f)
 	mgr.EvalAll(context.Background())
-	mux := http.NewServeMux()
+	mux := newRouter()
 	promRulesHandlers(mux, Core{Alerts: mgr})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -131,7 +131,7 @@ groups:
 	}
 
 	// No rules file: empty lists, as Prometheus with no rules.
-	mux = http.NewServeMux()
+	mux = newRouter()
 	promRulesHandlers(mux, Core{})
 	srv2 := httptest.NewServer(mux)
 	defer srv2.Close()

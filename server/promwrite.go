@@ -115,18 +115,14 @@ func (a *promAPI) remoteWrite(w http.ResponseWriter, r *http.Request) {
 }
 
 // promBodyError maps an error of reading or decoding a body to the
-// Prometheus API's.
+// Prometheus API's: a body over a limit or too slow has errorStatus's
+// status and words; the rest is promWriteError's.
 func promBodyError(err error) *promError {
 	var mbe *http.MaxBytesError
-	var dtl *tooLarge
 	var bte *bodyTimeoutError
-	switch {
-	case errors.As(err, &dtl):
-		return &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: dtl}
-	case errors.As(err, &mbe):
-		return &promError{typ: "bad_data", code: http.StatusRequestEntityTooLarge, err: fmt.Errorf("request body is over the limit of %d bytes", mbe.Limit)}
-	case errors.As(err, &bte):
-		return &promError{typ: "bad_data", code: http.StatusRequestTimeout, err: bte}
+	if errors.As(err, &mbe) || errors.As(err, &bte) {
+		st, code := errorStatus(err)
+		return &promError{typ: "bad_data", code: code, err: errors.New(st.Message())}
 	}
 	return promWriteError(err)
 }

@@ -93,6 +93,11 @@ type Server struct {
 	// long-lived responses (live tail) end.
 	base       context.Context
 	cancelBase context.CancelFunc
+	// routes, rpcs and gwPaths are the scope of every HTTP route, gRPC
+	// method and grpc-gateway path (routes.go).
+	routes  *router
+	rpcs    rpcScopes
+	gwPaths map[string]string
 }
 
 // Querier answers searches, histograms, context, stats and facets: a *query.Engine over the
@@ -171,11 +176,55 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 			Help: "Bytes of request bodies, as received and decompressed, held by requests in flight (bounded by --max-body-bytes-inflight)."},
 			func() float64 { return float64(core.Limits.BodyBytesInflight()) }))
 	}
-	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), ins.unary()}
-	stream := []grpc.StreamServerInterceptor{recoverStream(log)}
+	if opts.TLS != nil {
+		s.hl = tls.NewListener(s.hl, opts.TLS)
+	}
+	svc := services{
+		ingest:  &ingestServer{core: core, log: log, ins: ins},
+		query:   limitedQueries{s: &queryServer{core: core}, lm: core.Limits},
+		metrics: &metricsServer{core: core, ins: ins},
+		otlp: &otlpServer{core: core, log: log, meta: newMetaStore(),
+			names: newOTLPNames(opts.OTLPBuildAttrs, opts.OTLPDeployAttrs)},
+	}
+	s.rpcs = rpcScopes{}
+	s.grpc = s.newGRPC(core, ins, svc)
+	gw, err := s.newGateway(svc)
+	if err != nil {
+		_, _ = s.gl.Close(), s.hl.Close()
+		return nil, err
+	}
+	s.routes = newRouter()
+	s.registerHTTP(core, ins, svc.otlp, gw)
+	var handler http.Handler = ins.middleware(s.routes)
 	if opts.Auth != nil {
-		unary = append(unary, opts.Auth.unary())
-		stream = append(stream, opts.Auth.stream())
+		handler = opts.Auth.middleware(s.routes, handler)
+	}
+	s.http = &http.Server{
+		Handler:           limitBody(handler, int64(opts.MaxRecvBytes), opts.BodyReadTimeout),
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// services are the gRPC services that the gateway serves over HTTP too.
+type services struct {
+	ingest  *ingestServer
+	query   limitedQueries
+	metrics *metricsServer
+	otlp    *otlpServer // its metaStore is the Prometheus API's metadata too
+}
+
+// newGRPC is the gRPC server with every service registered with its scope.
+func (s *Server) newGRPC(core Core, ins *instruments, svc services) *grpc.Server {
+	opts := s.opts
+	unary := []grpc.UnaryServerInterceptor{recoverUnary(s.log), ins.unary()}
+	stream := []grpc.StreamServerInterceptor{recoverStream(s.log)}
+	if opts.Auth != nil {
+		unary = append(unary, opts.Auth.unary(s.rpcs))
+		stream = append(stream, opts.Auth.stream(s.rpcs))
 	}
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxRecvBytes),
@@ -190,19 +239,20 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	}
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
-		s.hl = tls.NewListener(s.hl, opts.TLS)
 	}
-	s.grpc = grpc.NewServer(gopts...)
-	is := &ingestServer{core: core, log: log, ins: ins}
-	qs := limitedQueries{s: &queryServer{core: core}, lm: core.Limits}
-	shiplogv1.RegisterIngestServiceServer(s.grpc, is)
-	shiplogv1.RegisterQueryServiceServer(s.grpc, qs)
-	shiplogv1.RegisterAdminServiceServer(s.grpc, &adminServer{core: core})
-	ms := &metricsServer{core: core, ins: ins}
-	shiplogv1.RegisterMetricsServiceServer(s.grpc, ms)
-	reflection.Register(s.grpc)
+	gs := grpc.NewServer(gopts...)
+	shiplogv1.RegisterIngestServiceServer(s.rpcs.with(gs, ScopeIngest), svc.ingest)
+	shiplogv1.RegisterQueryServiceServer(s.rpcs.with(gs, ScopeQuery), svc.query)
+	shiplogv1.RegisterAdminServiceServer(s.rpcs.with(gs, ScopeAdmin), &adminServer{core: core})
+	shiplogv1.RegisterMetricsServiceServer(s.rpcs.with(gs, ScopeIngest), svc.metrics)
+	registerOTLPGRPC(s.rpcs.with(gs, ScopeIngest), svc.otlp)
+	reflection.Register(s.rpcs.with(gs, scopeAny))
+	return gs
+}
 
-	gw := runtime.NewServeMux(
+// newGateway is the grpc-gateway's mux: each path needs its RPC's scope.
+func (s *Server) newGateway(svc services) (*runtime.ServeMux, error) {
+	mopts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -212,22 +262,36 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		// after: an id with "/" (shop/main/1234) arrives as one %2F-encoded
 		// segment and must not be split into several.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
-	)
+	}
+	paths, err := gatewayScopes(s.rpcs)
+	if err != nil {
+		return nil, err
+	}
+	s.gwPaths = paths
+	if s.opts.Auth != nil {
+		mopts = append(mopts, runtime.WithMiddlewares(s.opts.Auth.gatewayMiddleware(paths)))
+	}
+	gw := runtime.NewServeMux(mopts...)
 	ctx := context.Background()
-	if err := shiplogv1.RegisterIngestServiceHandlerServer(ctx, gw, is); err != nil {
+	if err := shiplogv1.RegisterIngestServiceHandlerServer(ctx, gw, svc.ingest); err != nil {
 		return nil, err
 	}
-	if err := shiplogv1.RegisterQueryServiceHandlerServer(ctx, gw, qs); err != nil {
+	if err := shiplogv1.RegisterQueryServiceHandlerServer(ctx, gw, svc.query); err != nil {
 		return nil, err
 	}
-	if err := shiplogv1.RegisterMetricsServiceHandlerServer(ctx, gw, ms); err != nil {
+	if err := shiplogv1.RegisterMetricsServiceHandlerServer(ctx, gw, svc.metrics); err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	return gw, nil
+}
+
+// registerHTTP registers every HTTP route with the scope it needs.
+func (s *Server) registerHTTP(core Core, ins *instruments, o *otlpServer, gw http.Handler) {
+	rt, opts, log := s.routes, s.opts, s.log
+	rt.handleFunc("GET /healthz", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	rt.handleFunc("GET /readyz", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 		if !s.ready.Load() {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
 			return
@@ -235,13 +299,34 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if opts.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+		rt.handle("GET /metrics", ScopeQuery, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+	rt.handleFunc("/debug/pprof/", ScopeAdmin, pprof.Index)
+	rt.handleFunc("/debug/pprof/profile", ScopeAdmin, pprof.Profile)
+	rt.handleFunc("/debug/pprof/symbol", ScopeAdmin, pprof.Symbol)
+	rt.handleFunc("/debug/pprof/trace", ScopeAdmin, pprof.Trace)
+	rt.handleFunc("GET /v1/cluster", ScopeQuery, clusterHandler(core))
+	rt.handle("GET /v1/logs:tail", ScopeQuery, tailHandler(core, log))
+	rt.handle("GET /v1/logs:export", ScopeQuery, exportHandler(core))
+	rt.handle("POST /v1/logs:write", ScopeIngest, newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
+	rt.handle("POST /v1/logs:jsonl", ScopeIngest, newJSONLHandler(core, int64(opts.MaxRecvBytes)))
+	alertHandlers(rt, core)
+	promRulesHandlers(rt, core)
+	registerEcosystem(rt, core, int64(opts.MaxRecvBytes), o) // OTLP/HTTP, Loki push, Elasticsearch bulk
+	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes), meta: o.meta}
+	registerLokiRead(rt, core, log)
+	prom.register(rt)
+	prom.registerExtra(rt, s.ready.Load)
+	rt.handle("/v1/", scopeRPC, gw) // the query limits apply in limitedQueries, below any HTTP method
+	if opts.UI != nil {
+		rt.handle("/", scopeOpen, opts.UI)
+	} else {
+		rt.handle("/", scopeRPC, gw) // the gateway has no path outside /v1/: 404
+	}
+}
+
+func clusterHandler(core Core) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if core.Cluster == nil {
 			writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "message": "a single node: started without --node and cluster flags"})
 			return
@@ -252,37 +337,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
-	})
-	mux.Handle("GET /v1/logs:tail", tailHandler(core, log))
-	mux.Handle("GET /v1/logs:export", exportHandler(core))
-	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
-	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, int64(opts.MaxRecvBytes)))
-	alertHandlers(mux, core)
-	promRulesHandlers(mux, core)
-	meta := newMetaStore()
-	registerEcosystem(s.grpc, mux, core, opts, log, meta) // OTLP, Loki push, Elasticsearch bulk
-	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes), meta: meta}
-	registerLokiRead(mux, core, log)
-	prom.register(mux)
-	prom.registerExtra(mux, s.ready.Load)
-	mux.Handle("/v1/", gw) // the query limits apply in limitedQueries, below any HTTP method
-	if opts.UI != nil {
-		mux.Handle("/", opts.UI)
-	} else {
-		mux.Handle("/", gw)
 	}
-	var handler http.Handler = ins.middleware(esFront(mux, esBulkHandler(core, int64(opts.MaxRecvBytes))))
-	if opts.Auth != nil {
-		handler = opts.Auth.middleware(handler)
-	}
-	s.http = &http.Server{
-		Handler:           limitBody(handler, int64(opts.MaxRecvBytes), opts.BodyReadTimeout),
-		ReadHeaderTimeout: opts.ReadHeaderTimeout,
-		IdleTimeout:       opts.IdleTimeout,
-		BaseContext:       func(net.Listener) context.Context { return s.base },
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	return s, nil
 }
 
 // GRPCAddr and HTTPAddr are the bound addresses.
@@ -328,7 +383,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func limitBody(h http.Handler, n int64, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > n {
-			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Code: 8, Message: fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, n)})
+			writeHTTPError(w, &tooLarge{limit: n, msg: fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, n)})
 			return
 		}
 		bodyDeadline(w, r, timeout)

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shiplog/shiplog/model"
@@ -227,8 +228,7 @@ func tailHandler(core Core, log *slog.Logger) http.Handler {
 		err = runTail(r.Context().Done(), core.Hub, sub, func(recs []model.Record, dropped int) error {
 			_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
 			if dropped > 0 {
-				b, _ := json.Marshal(tailDropped{errorBody{Code: int(codes.ResourceExhausted), Status: codes.ResourceExhausted.String(),
-					Message: droppedMessage(dropped)}, dropped})
+				b, _ := json.Marshal(tailDropped{errorBodyOf(status.New(codes.ResourceExhausted, droppedMessage(dropped))), dropped})
 				if _, err := w.Write(append(b, '\n')); err != nil {
 					return err
 				}

@@ -96,6 +96,11 @@ func decodeChunkValue(mint int64, v []byte) (enc chunkenc.Encoding, maxt int64, 
 	if r.Err() != nil || r.Len() < chunkHeaderLen(chunkenc.Encoding(v[0])) {
 		return 0, 0, nil, fmt.Errorf("%w: metric chunk header", errCorrupt)
 	}
+	if v[0] != chunkEncXOR {
+		if err := checkHistogramLayout(r.Rest()); err != nil {
+			return 0, 0, nil, err
+		}
+	}
 	return chunkenc.Encoding(v[0]), mint + int64(d), r.Rest(), nil
 }
 

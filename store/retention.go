@@ -19,7 +19,7 @@ import (
 // then the oldest ones while the data directory is larger than
 // Options.RetentionBytes (never the newest day). Everything of a day goes:
 // chunks, metadata, bloom filters, pending marks, its Bleve index, and what
-// other parts of the store registered with onDropDay (metrics).
+// other parts of the store registered with OnDropDay (metrics).
 //
 // The floor (key "!floor": uvarint day) records that every day below it is
 // gone, so a WAL replay does not bring dropped lines back.

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -82,7 +80,7 @@ type Options struct {
 	// nothing: the WAL keeps its lines for the next writable Open.
 	MinFreeToWrite uint64
 
-	// Metrics tunes the metric store (metrics_store.go); Retention applies to it too.
+	// Metrics tunes the metric store (metrics_*.go); Retention applies to it too.
 	Metrics MetricsOptions
 }
 
@@ -200,49 +198,36 @@ type Store struct {
 	maintWG       sync.WaitGroup
 }
 
+// fill sets every field left at zero (or below) to its default.
+func (o *Options) fill() {
+	def := DefaultOptions()
+	setIfUnset(&o.ChunkMaxLines, def.ChunkMaxLines)
+	setIfUnset(&o.ChunkMaxBytes, def.ChunkMaxBytes)
+	setIfUnset(&o.ChunkMaxAge, def.ChunkMaxAge)
+	setIfUnset(&o.WALSegmentBytes, def.WALSegmentBytes)
+	setIfUnset(&o.WALMaxSegments, def.WALMaxSegments)
+	setIfUnset(&o.Sealers, def.Sealers)
+	setIfUnset(&o.Indexers, def.Indexers)
+	setIfUnset(&o.BadgerMemTable, def.BadgerMemTable)
+	setIfUnset(&o.BadgerCache, def.BadgerCache)
+	setIfUnset(&o.Maintenance, def.Maintenance)
+	setIfUnset(&o.RetentionCheck, def.RetentionCheck)
+	setIfUnset(&o.SizeCheck, def.SizeCheck)
+}
+
+func setIfUnset[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // Open opens or creates the store in dir, replays the WAL and resumes indexing
 // of sealed chunks that were not yet in Bleve.
 func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	def := DefaultOptions()
-	if opts.ChunkMaxLines <= 0 {
-		opts.ChunkMaxLines = def.ChunkMaxLines
-	}
-	if opts.ChunkMaxBytes <= 0 {
-		opts.ChunkMaxBytes = def.ChunkMaxBytes
-	}
-	if opts.ChunkMaxAge <= 0 {
-		opts.ChunkMaxAge = def.ChunkMaxAge
-	}
-	if opts.WALSegmentBytes <= 0 {
-		opts.WALSegmentBytes = def.WALSegmentBytes
-	}
-	if opts.WALMaxSegments <= 0 {
-		opts.WALMaxSegments = def.WALMaxSegments
-	}
-	if opts.Sealers <= 0 {
-		opts.Sealers = def.Sealers
-	}
-	if opts.Indexers <= 0 {
-		opts.Indexers = def.Indexers
-	}
-	if opts.BadgerMemTable <= 0 {
-		opts.BadgerMemTable = def.BadgerMemTable
-	}
-	if opts.BadgerCache <= 0 {
-		opts.BadgerCache = def.BadgerCache
-	}
-	if opts.Maintenance <= 0 {
-		opts.Maintenance = def.Maintenance
-	}
-	if opts.RetentionCheck <= 0 {
-		opts.RetentionCheck = def.RetentionCheck
-	}
-	if opts.SizeCheck <= 0 {
-		opts.SizeCheck = def.SizeCheck
-	}
+	opts.fill()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -251,110 +236,20 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	} else if n > 0 {
 		log.Warn("store: made the data directory private: removed group and other permissions (left by an older version)", "dir", dir, "entries", n)
 	}
-	bopts := badger.DefaultOptions(filepath.Join(dir, "badger")).
-		WithLogger(badgerLogger{log}).
-		WithLoggingLevel(badger.WARNING).
-		WithCompression(options.None).
-		WithValueThreshold(1 << 10).
-		WithMemTableSize(opts.BadgerMemTable).
-		WithNumMemtables(2).
-		WithBlockCacheSize(opts.BadgerCache).
-		WithIndexCacheSize(16 << 20).
-		WithValueLogFileSize(256 << 20).
-		WithMetricsEnabled(false).
-		WithNumCompactors(2)
-	// A full disk: Badger would write into its memory-mapped files and die
-	// of SIGBUS (and sealing the WAL's lines needs space), so open read-only.
-	var readOnly bool
-	var roWhy string
-	if free, ok := freeBytes(dir); ok && opts.MinFreeToWrite > 0 {
-		need := opts.MinFreeToWrite + filesBytes(filepath.Join(dir, "wal"), ".wal") +
-			filesBytes(filepath.Join(dir, "mwal"), ".wal") + filesBytes(filepath.Join(dir, "badger"), ".mem")
-		if free < need {
-			readOnly, roWhy = true, fmt.Sprintf("the data directory's disk had %d bytes free at start, under the %d needed to start writing", free, need)
-		}
-	}
-	bdir := filepath.Join(dir, "badger")
-	if !readOnly {
-		if err := memtablesAside(bdir, false, log); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-	}
-	var db *badger.DB
-	var err error
-	if !readOnly {
-		db, err = badger.Open(bopts)
-		if err != nil && isNoSpace(err) {
-			readOnly, roWhy = true, fmt.Sprintf("the data directory's disk is full: %v", err)
-		}
-	}
-	if readOnly {
-		if err := memtablesAside(bdir, true, log); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
-		}
-		db, err = badger.Open(bopts.WithReadOnly(true))
-	}
+	db, roWhy, err := openBadger(dir, opts, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store: badger: %w", err)
+		return nil, err
 	}
+	readOnly := roWhy != ""
 	if readOnly {
 		log.Warn("store: opened READ-ONLY: queries are answered, writes refused; free space and restart (the write-ahead log keeps every acked line until then)", "why", roWhy, "dir", dir)
 	}
-	s := &Store{
-		opts:       opts,
-		log:        log,
-		dir:        dir,
-		db:         db,
-		readOnly:   readOnly,
-		roWhy:      roWhy,
-		idx:        newIndexSet(filepath.Join(dir, "index")),
-		m:          newMetrics(reg),
-		heads:      map[headKey]*head{},
-		sealing:    map[uint64]*head{},
-		nextLine:   map[headKey]uint32{},
-		agents:     map[string]*agentState{},
-		chunks:     map[uint64]*ChunkMeta{},
-		days:       map[uint32][]*ChunkMeta{},
-		streams:    map[uint64][]*ChunkMeta{},
-		unindexed:  map[uint64]*ChunkMeta{},
-		streamInfo: map[uint64]*StreamInfo{},
-		lastRecv:   map[uint64]int64{},
-		runs:       map[string][]model.Run{},
-		attrKeys:   map[uint32]*dayKeys{},
-		sealCh:     make(chan *head, 64),
-		indexCh:    make(chan *indexJob, 256),
-		stop:       make(chan struct{}),
-	}
-	s.idx.readOnly = readOnly
-	fail := func(err error) (*Store, error) {
+	s := newStore(dir, opts, log, reg, db, roWhy)
+	pending, toSeal, err := s.restore(reg)
+	if err != nil {
 		s.idx.closeAll()
 		_ = db.Close()
 		return nil, err
-	}
-	if err := s.loadMeta(); err != nil {
-		return fail(err)
-	}
-	if s.wal, err = openWAL(filepath.Join(dir, "wal"), opts.WALSegmentBytes, opts.Fsync, readOnly); err != nil {
-		return fail(err)
-	}
-	pending, err := s.pendingIndex()
-	if err != nil {
-		return fail(err)
-	}
-	if !readOnly {
-		s.checkIndexes() // removes indexes that do not open
-	}
-	if missing := s.missingIndexes(); len(missing) > 0 && !readOnly {
-		log.Info("store: rebuilding missing day indexes from Badger", "chunks", len(missing))
-		pending = append(pending, missing...)
-	}
-	toSeal, err := s.replayWAL()
-	if err != nil {
-		return fail(err)
-	}
-	if s.ms, err = openMetricStore(s, opts.Metrics, reg); err != nil {
-		_ = s.wal.close()
-		return fail(err)
 	}
 	s.dayDroppers = append(s.dayDroppers, s.ms.dropDay)
 	s.measureSizes()
@@ -379,6 +274,113 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 		go s.reindex(pending)
 	}
 	return s, nil
+}
+
+// openBadger opens the Badger DB under dir. On a full disk it opens it
+// read-only and says why in roWhy (empty when writable): Badger would write
+// into its memory-mapped files and die of SIGBUS (and sealing the WAL's
+// lines needs space).
+func openBadger(dir string, opts Options, log *slog.Logger) (db *badger.DB, roWhy string, err error) {
+	bdir := filepath.Join(dir, "badger")
+	bopts := badger.DefaultOptions(bdir).
+		WithLogger(badgerLogger{log}).
+		WithLoggingLevel(badger.WARNING).
+		WithCompression(options.None).
+		WithValueThreshold(1 << 10).
+		WithMemTableSize(opts.BadgerMemTable).
+		WithNumMemtables(2).
+		WithBlockCacheSize(opts.BadgerCache).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(256 << 20).
+		WithMetricsEnabled(false).
+		WithNumCompactors(2)
+	if free, ok := freeBytes(dir); ok && opts.MinFreeToWrite > 0 {
+		need := opts.MinFreeToWrite + filesBytes(filepath.Join(dir, "wal"), ".wal") +
+			filesBytes(filepath.Join(dir, "mwal"), ".wal") + filesBytes(filepath.Join(dir, "badger"), ".mem")
+		if free < need {
+			roWhy = fmt.Sprintf("the data directory's disk had %d bytes free at start, under the %d needed to start writing", free, need)
+		}
+	}
+	if roWhy == "" {
+		if err := memtablesAside(bdir, false, log); err != nil {
+			return nil, "", fmt.Errorf("open store: %w", err)
+		}
+		db, err = badger.Open(bopts)
+		if err != nil && isNoSpace(err) {
+			roWhy = fmt.Sprintf("the data directory's disk is full: %v", err)
+		}
+	}
+	if roWhy != "" {
+		if err := memtablesAside(bdir, true, log); err != nil {
+			return nil, "", fmt.Errorf("open store: %w", err)
+		}
+		db, err = badger.Open(bopts.WithReadOnly(true))
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("open store: badger: %w", err)
+	}
+	return db, roWhy, nil
+}
+
+// newStore returns a Store over an open Badger DB with empty in-memory state.
+func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer, db *badger.DB, roWhy string) *Store {
+	s := &Store{
+		opts:       opts,
+		log:        log,
+		dir:        dir,
+		db:         db,
+		readOnly:   roWhy != "",
+		roWhy:      roWhy,
+		idx:        newIndexSet(filepath.Join(dir, "index")),
+		m:          newMetrics(reg),
+		heads:      map[headKey]*head{},
+		sealing:    map[uint64]*head{},
+		nextLine:   map[headKey]uint32{},
+		agents:     map[string]*agentState{},
+		chunks:     map[uint64]*ChunkMeta{},
+		days:       map[uint32][]*ChunkMeta{},
+		streams:    map[uint64][]*ChunkMeta{},
+		unindexed:  map[uint64]*ChunkMeta{},
+		streamInfo: map[uint64]*StreamInfo{},
+		lastRecv:   map[uint64]int64{},
+		runs:       map[string][]model.Run{},
+		attrKeys:   map[uint32]*dayKeys{},
+		sealCh:     make(chan *head, 64),
+		indexCh:    make(chan *indexJob, 256),
+		stop:       make(chan struct{}),
+	}
+	s.idx.readOnly = s.readOnly
+	return s
+}
+
+// restore loads the chunk metadata, opens and replays the WAL and opens the
+// metric store. It returns the sealed chunks Bleve still lacks and the heads
+// replay filled. Open closes Bleve and Badger when it fails.
+func (s *Store) restore(reg prometheus.Registerer) (pending []*ChunkMeta, toSeal []*head, err error) {
+	if err := s.loadMeta(); err != nil {
+		return nil, nil, err
+	}
+	if s.wal, err = openWAL(filepath.Join(s.dir, "wal"), s.opts.WALSegmentBytes, s.opts.Fsync, s.readOnly); err != nil {
+		return nil, nil, err
+	}
+	if pending, err = s.pendingIndex(); err != nil {
+		return nil, nil, err
+	}
+	if !s.readOnly {
+		s.checkIndexes() // removes indexes that do not open
+	}
+	if missing := s.missingIndexes(); len(missing) > 0 && !s.readOnly {
+		s.log.Info("store: rebuilding missing day indexes from Badger", "chunks", len(missing))
+		pending = append(pending, missing...)
+	}
+	if toSeal, err = s.replayWAL(); err != nil {
+		return nil, nil, err
+	}
+	if s.ms, err = openMetricStore(s, s.opts.Metrics, reg); err != nil {
+		_ = s.wal.close()
+		return nil, nil, err
+	}
+	return pending, toSeal, nil
 }
 
 func (s *Store) start() {
@@ -524,456 +526,6 @@ func seededStreamID(l model.Labels, seed uint64) uint64 {
 	binary.BigEndian.PutUint64(b[:8], id)
 	binary.BigEndian.PutUint64(b[8:], seed)
 	return xxhash.Sum64(b[:])
-}
-
-// group is the part of a batch that goes to one head.
-type group struct {
-	key       headKey
-	labels    model.Labels
-	firstLine uint32
-	recs      []int // indexes into the batch
-}
-
-// Append stores a batch durably: when it returns without error, every accepted
-// record is in the WAL (and fsynced with Options.Fsync) and visible to queries.
-// Records whose (agent, seq) were stored before come back as duplicates.
-func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, error) {
-	if err := ctx.Err(); err != nil {
-		return model.AppendResult{}, err
-	}
-	if s.readOnly {
-		return model.AppendResult{}, s.errReadOnly()
-	}
-	start := time.Now()
-	keys := make([]headKey, len(b.Records))
-	for i := range b.Records {
-		r := &b.Records[i]
-		keys[i] = headKey{seededStreamID(r.Labels, s.opts.StreamSeed), model.Day(r.Time)}
-	}
-
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return model.AppendResult{}, ErrClosed
-	}
-	s.inflight.Add(1)
-	defer s.inflight.Done()
-	now := time.Now().UnixNano()
-	var res model.AppendResult
-	var ag *agentState
-	var maxSeq uint64
-	newAgent := false
-	if b.AgentID != "" {
-		ag = s.agents[b.AgentID]
-		if ag == nil {
-			ag, newAgent = &agentState{AgentInfo: AgentInfo{ID: b.AgentID, Sender: b.Sender}}, true
-		}
-		if err := checkSender(ag, b.Sender); err != nil {
-			s.mu.Unlock()
-			return model.AppendResult{}, err
-		}
-		maxSeq = ag.AckedSeq
-	}
-	var gaps uint64
-	var groups []*group
-	byKey := make(map[headKey]*group, 4)
-	for i := range b.Records {
-		r := &b.Records[i]
-		r.ID = model.ID{}
-		if keys[i].day < s.floor {
-			// Older than retention keeps: dropped as if stored and expired.
-			res.Expired++
-			continue
-		}
-		if ag != nil && r.Seq != 0 {
-			if r.Seq <= maxSeq {
-				res.Duplicates++
-				continue
-			}
-			if w := s.opts.MaxSeqJump; w > 0 && r.Seq-ag.AckedSeq > w {
-				// Measured from the batch's start: a batch moves the agent at most w.
-				s.mu.Unlock()
-				return model.AppendResult{}, fmt.Errorf("%w: record %d: seq %d is %d above agent %q's highest stored seq %d; the window is %d",
-					ErrSeqJump, i, r.Seq, r.Seq-ag.AckedSeq, b.AgentID, ag.AckedSeq, w)
-			}
-			gaps += r.Seq - maxSeq - 1
-			maxSeq = r.Seq
-		}
-		g := byKey[keys[i]]
-		if g == nil {
-			g = &group{key: keys[i], labels: r.Labels}
-			byKey[keys[i]] = g
-			groups = append(groups, g)
-		}
-		g.recs = append(g.recs, i)
-		res.Accepted++
-	}
-	var fresh int
-	if res.Accepted > 0 {
-		var err error
-		if fresh, err = s.checkNewStreams(groups, now); err != nil {
-			s.mu.Unlock()
-			s.m.streamsRefused.Inc()
-			return model.AppendResult{}, err
-		}
-	}
-	if newAgent {
-		s.agents[b.AgentID] = ag
-	}
-	// The agent's new accounting is applied only once the batch is durable: a
-	// batch that fails to reach the WAL must not count as stored.
-	var next AgentInfo
-	if ag != nil {
-		next = ag.AgentInfo
-		next.Hosts = append([]HostKey(nil), ag.Hosts...)
-		next.Received += uint64(len(b.Records))
-		next.Duplicates += uint64(res.Duplicates)
-		next.Gaps += gaps
-		next.Dropped = max(next.Dropped, b.Dropped)
-		next.LastSeen = now
-		if next.Sender == "" {
-			next.Sender = b.Sender // an agent seen without auth, or before ids were bound
-		}
-		next.Closed = b.Closing
-		if b.Closing {
-			next.ClosedAt = now
-		}
-		tmp := agentState{AgentInfo: next}
-		for _, g := range groups {
-			tmp.addHost(HostKey{Service: g.labels.Service, Host: g.labels.Host})
-		}
-		next = tmp.AgentInfo
-	}
-	if res.Accepted == 0 {
-		if ag != nil {
-			ag.AgentInfo, ag.dirty = next, true
-			res.AckedSeq = ag.AckedSeq
-		}
-		var closed []byte
-		if ag != nil && b.Closing {
-			closed = encodeAgent(nil, &ag.AgentInfo)
-		}
-		s.mu.Unlock()
-		s.m.duplicates.Add(float64(res.Duplicates))
-		if closed != nil {
-			// A goodbye without lines has no WAL entry: keep it now.
-			if err := s.saveAgents([]string{b.AgentID}, [][]byte{closed}); err != nil {
-				return res, fmt.Errorf("append: %w", err)
-			}
-		}
-		if b.Run != nil {
-			if err := s.putRun(b.Run); err != nil {
-				return res, err
-			}
-		}
-		return res, nil
-	}
-	for _, g := range groups {
-		g.firstLine = s.nextLine[g.key]
-		s.nextLine[g.key] = g.firstLine + uint32(len(g.recs))
-	}
-	var agentRec []byte
-	if ag != nil {
-		next.AckedSeq = maxSeq
-		agentRec = encodeAgent(nil, &next)
-	}
-	frame := encodeWALBatch(b, agentRec, groups)
-	seg, err := s.wal.append(frame)
-	if err != nil {
-		// The lines were not acked: give their numbers back.
-		for _, g := range groups {
-			s.nextLine[g.key] = g.firstLine
-		}
-		s.mu.Unlock()
-		if errors.Is(err, syscall.ENOSPC) {
-			return model.AppendResult{}, fmt.Errorf("%w: the write-ahead log could not be written", ErrNoSpace)
-		}
-		return model.AppendResult{}, fmt.Errorf("append: %w", err)
-	}
-	if ag != nil {
-		ag.AgentInfo, ag.dirty = next, true
-		res.AckedSeq = maxSeq
-	}
-	s.newStreams += fresh
-	for _, g := range groups {
-		s.lastRecv[g.key.stream] = now
-		for j, ri := range g.recs {
-			b.Records[ri].ID = model.ID{Stream: g.key.stream, Day: g.key.day, Line: g.firstLine + uint32(j)}
-		}
-	}
-	var full []*head
-	for _, g := range groups {
-		for j, ri := range g.recs {
-			if h := s.appendLine(g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg); h != nil {
-				full = append(full, h)
-			}
-		}
-	}
-	s.mu.Unlock()
-	s.countLines(&b, groups)
-
-	for _, h := range full {
-		s.sealCh <- h
-	}
-	s.m.lines.Add(float64(res.Accepted))
-	s.m.duplicates.Add(float64(res.Duplicates))
-	s.m.appendSeconds.Observe(time.Since(start).Seconds())
-	if b.Run != nil {
-		if err := s.putRun(b.Run); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
-}
-
-// appendLine adds one line to its head, opening one if needed, and returns the
-// head if it is now full (already moved to sealing). Caller holds mu.
-func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64) *head {
-	h := s.heads[k]
-	if h != nil && h.meta.FirstLine+h.meta.Count != line {
-		// Not contiguous (only during WAL replay): seal what we have.
-		s.startSeal(h)
-		h = nil
-	}
-	if h == nil {
-		h = &head{opened: time.Now(), minSeg: seg}
-		h.meta = ChunkMeta{ID: s.nextChunk.Add(1), Stream: k.stream, Day: k.day, FirstLine: line, Labels: labels, MinT: r.Time, MaxT: r.Time}
-		// Small at first: a stream that sends a line or two (a big fleet's
-		// many hosts) should not cost kilobytes until its chunk is sealed.
-		n := 8
-		h.lines = Lines{
-			Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n),
-			Traces: make([]string, 0, n), Spans: make([]string, 0, n), Attrs: make([][]model.Attr, 0, n), Seqs: make([]uint64, 0, n),
-		}
-		s.heads[k] = h
-	}
-	s.noteAttrKeys(h, k.day, r.Attrs)
-	l := &h.lines
-	l.Times = append(l.Times, r.Time)
-	l.Levels = append(l.Levels, r.Level)
-	l.Msgs = append(l.Msgs, r.Message)
-	l.Traces = append(l.Traces, r.TraceID)
-	l.Spans = append(l.Spans, r.SpanID)
-	l.Attrs = append(l.Attrs, r.Attrs)
-	l.Seqs = append(l.Seqs, r.Seq)
-	m := &h.meta
-	m.Count++
-	m.MinT = min(m.MinT, r.Time)
-	m.MaxT = max(m.MaxT, r.Time)
-	lv := r.Level
-	if lv == model.LevelUnset || lv >= model.NumLevels {
-		lv = model.LevelInfo
-	}
-	m.Levels[lv]++
-	m.RawBytes += uint64(len(r.Message))
-	h.bytes += len(r.Message) + len(r.TraceID) + len(r.SpanID) + 32
-	for _, a := range r.Attrs {
-		h.bytes += len(a.Key) + len(a.Value)
-	}
-	if h.full(&s.opts) {
-		s.startSeal(h)
-		return h
-	}
-	return nil
-}
-
-// startSeal moves a head from heads to sealing. Caller holds mu and must send
-// the head to sealCh after unlocking (or, during Open, seal it directly).
-func (s *Store) startSeal(h *head) {
-	delete(s.heads, headKey{h.meta.Stream, h.meta.Day})
-	s.sealing[h.meta.ID] = h
-}
-
-func (s *Store) sealLoop() {
-	defer s.sealWG.Done()
-	for h := range s.sealCh {
-		s.seal(h)
-	}
-}
-
-// seal writes a head as a chunk to Badger and queues it for Bleve.
-func (s *Store) seal(h *head) {
-	start := time.Now()
-	lines := h.snapshot()
-	meta := lines.Meta
-	meta.Notable = buildNotable(lines)
-	toks := chunkTokens(lines)
-	doc := buildDoc(meta, toks)
-	tv, cv := encodeChunk(lines)
-	day, id := meta.Day, meta.ID
-	s.mu.RLock()
-	keys := s.attrKeysToWrite(lines)
-	s.mu.RUnlock()
-	for attempt := 0; ; attempt++ {
-		err := s.db.Update(func(txn *badger.Txn) error {
-			for _, k := range keys {
-				if err := txn.Set(k, nil); err != nil {
-					return err
-				}
-			}
-			if err := txn.Set(chunkKey(pfxTimes, day, id), tv); err != nil {
-				return err
-			}
-			if err := txn.Set(chunkKey(pfxChunk, day, id), cv); err != nil {
-				return err
-			}
-			if err := txn.Set(chunkKey(pfxMeta, day, id), encodeMeta(meta)); err != nil {
-				return err
-			}
-			if err := txn.Set(chunkKey(pfxBloom, day, id), toks.bloom.marshal()); err != nil {
-				return err
-			}
-			return txn.Set(chunkKey(pfxPending, day, id), nil)
-		})
-		if err == nil {
-			break
-		}
-		// The lines stay in the WAL and in memory; keep trying.
-		s.log.Error("store: write chunk", "chunk", id, "attempt", attempt, "err", err)
-		s.m.errors.Inc()
-		select {
-		case <-time.After(time.Second):
-		case <-s.stop:
-			return
-		}
-	}
-	s.mu.Lock()
-	delete(s.sealing, id)
-	if day < s.floor {
-		// Retention dropped the day while this chunk was being written.
-		s.mu.Unlock()
-		_ = s.db.DropPrefix(chunkKey(pfxChunk, day, id), chunkKey(pfxTimes, day, id), chunkKey(pfxMeta, day, id), chunkKey(pfxBloom, day, id), chunkKey(pfxPending, day, id))
-		return
-	}
-	s.addSealed(meta)
-	s.attrKeysWritten(day, keys)
-	s.unindexed[id] = meta
-	s.mu.Unlock()
-	s.m.chunks.Inc()
-	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
-	s.m.sealSeconds.Observe(time.Since(start).Seconds())
-	s.indexCh <- &indexJob{meta: meta, doc: doc}
-}
-
-// maintLoop seals old heads and truncates the WAL.
-func (s *Store) maintLoop() {
-	defer s.maintWG.Done()
-	t := time.NewTicker(s.opts.Maintenance)
-	defer t.Stop()
-	rt := time.NewTicker(s.opts.RetentionCheck)
-	defer rt.Stop()
-	if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
-		s.applyRetention(time.Now())
-	}
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.maintain(false)
-		case <-rt.C:
-			if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
-				s.applyRetention(time.Now())
-			}
-		}
-	}
-}
-
-// maintain seals heads that are too old or pin too much WAL (all heads when
-// all is set), then deletes WAL segments no head needs any more.
-func (s *Store) maintain(all bool) {
-	now := time.Now()
-	var seal []*head
-	s.mu.Lock()
-	oldestAllowed := uint64(0)
-	if s.wal.seg >= uint64(s.opts.WALMaxSegments) {
-		oldestAllowed = s.wal.seg - uint64(s.opts.WALMaxSegments) + 1
-	}
-	for _, h := range s.heads {
-		if all || now.Sub(h.opened) >= s.opts.ChunkMaxAge || h.minSeg < oldestAllowed {
-			seal = append(seal, h)
-		}
-	}
-	for _, h := range seal {
-		s.startSeal(h)
-	}
-	s.mu.Unlock()
-	for _, h := range seal {
-		s.sealCh <- h
-	}
-	s.truncateWAL()
-}
-
-// truncateWAL deletes segments every line of which is sealed in Badger. Agent
-// watermarks are saved first, since the WAL is their only other record.
-func (s *Store) truncateWAL() {
-	// One at a time: a second call must not delete segments before the
-	// first has saved the agents it took.
-	s.truncMu.Lock()
-	defer s.truncMu.Unlock()
-	s.mu.Lock()
-	floor := s.wal.seg
-	if s.closed && len(s.heads) == 0 && len(s.sealing) == 0 {
-		// Closing with everything sealed: the current segment can go too.
-		floor++
-	}
-	for _, h := range s.heads {
-		floor = min(floor, h.minSeg)
-	}
-	for _, h := range s.sealing {
-		floor = min(floor, h.minSeg)
-	}
-	if floor <= s.walFloor {
-		s.mu.Unlock()
-		return
-	}
-	var dirty []string
-	var vals [][]byte
-	for a, st := range s.agents {
-		if st.dirty {
-			dirty = append(dirty, a)
-			vals = append(vals, encodeAgent(nil, &st.AgentInfo))
-			st.dirty = false
-		}
-	}
-	s.mu.Unlock()
-
-	err := s.saveAgents(dirty, vals)
-	if err == nil {
-		err = s.db.Sync()
-	}
-	if err == nil {
-		err = s.wal.removeBefore(floor)
-	}
-	if err != nil {
-		s.log.Error("store: truncate wal", "err", err)
-		s.m.errors.Inc()
-		s.mu.Lock()
-		for _, a := range dirty {
-			if st := s.agents[a]; st != nil {
-				st.dirty = true
-			}
-		}
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Lock()
-	s.walFloor = floor
-	s.mu.Unlock()
-}
-
-func (s *Store) saveAgents(names []string, vals [][]byte) error {
-	if len(names) == 0 {
-		return nil
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for i, a := range names {
-		if err := wb.Set(append([]byte{pfxAgent}, a...), vals[i]); err != nil {
-			return err
-		}
-	}
-	return wb.Flush()
 }
 
 // Close seals every open head, waits for Bleve to persist, truncates the WAL and

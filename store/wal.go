@@ -151,7 +151,7 @@ func (w *wal) startSegment() error {
 }
 
 // append writes one frame and returns the segment that holds it. The payload
-// must have walFrameHeader bytes of room in front of it (see newWALPayload).
+// must have walFrameHeader bytes of room in front of it (as encodeWALBatch leaves).
 func (w *wal) append(frame []byte) (uint64, error) {
 	if w.f == nil || w.size >= w.segBytes {
 		if err := w.startSegment(); err != nil {

@@ -212,6 +212,15 @@ func logf(format string, args ...any) {
 
 func secs(d time.Duration) float64 { return d.Seconds() }
 
+// ingestInput is the input, parsed and built into what the mode sends.
+type ingestInput struct {
+	perConn    [][]*shiplogv1.PushRequest
+	bodies     [][][]byte // http: perConn marshalled; jsonl: the file's bodies
+	jsonlLines [][]int
+	otlpReqs   [][]*collogspb.ExportLogsServiceRequest
+	stats      *statsWant
+}
+
 // run does the whole benchmark. It returns partial results with an error when a
 // step fails, so what was measured is still printed.
 func run(cfg config) (*results, error) {
@@ -226,57 +235,14 @@ func run(cfg config) (*results, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("server binary: %w", err)
 	}
-
-	// Parse and pre-build everything before any clock starts.
-	t0 := time.Now()
-	recs, err := readInput(cfg, exp)
+	in, res, err := prepare(cfg, exp)
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("%s: no records", cfg.input)
-	}
-	if cfg.mode != "jsonl" { // jsonl posts the file's bytes as they are
-		addLatency(recs)
-	}
-	sw := countStats(recs, exp.ABuild.BuildID)
-	perConn := buildBatches(recs, cfg.batch, cfg.conns, "bench-"+cfg.mode)
-	var bodies [][][]byte
-	if cfg.mode == "http" {
-		if bodies, err = marshalHTTP(perConn); err != nil {
-			return nil, err
-		}
-	}
-	var jsonlLines [][]int
-	if cfg.mode == "jsonl" {
-		if bodies, jsonlLines, err = buildJSONL(cfg.input, cfg.conns); err != nil {
-			return nil, err
-		}
-	}
-	var otlpReqs [][]*collogspb.ExportLogsServiceRequest
-	if cfg.mode == "otlp" {
-		otlpReqs = buildOTLP(perConn)
-	}
-	res := &results{Mode: cfg.mode, Input: cfg.input, Lines: len(recs), Conns: cfg.conns, Batch: cfg.batch,
-		RawBytesPerLine: float64(exp.RawBytes) / float64(len(recs)), ParseSeconds: secs(time.Since(t0))}
-	if cfg.mode == "grpc" || cfg.mode == "otlp" {
-		res.Inflight = cfg.inflight
-	}
-	logf("parsed %d lines and built %d-record batches in %.2fs", len(recs), cfg.batch, res.ParseSeconds)
 
 	// Work dir: data dir and server log.
-	work, err := os.MkdirTemp("", "shiplog-bench-*")
+	work, data, err := workDir(cfg)
 	if err != nil {
-		return res, err
-	}
-	data := filepath.Join(work, "data")
-	if cfg.dataDir != "" {
-		data = cfg.dataDir
-		if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
-			return res, fmt.Errorf("-data %s is not empty", data)
-		}
-	}
-	if err := os.MkdirAll(data, 0o755); err != nil {
 		return res, err
 	}
 	logPath := filepath.Join(work, "server.log")
@@ -300,37 +266,14 @@ func run(cfg config) (*results, error) {
 	res.StartReadySeconds = secs(ready)
 	logf("server pid %d ready in %.2fs (http %s, grpc %s); ingesting over %s, %d conns",
 		srv.pid(), res.StartReadySeconds, srv.httpAddr, srv.grpcAddr, cfg.mode, cfg.conns)
-	var cpu0 time.Duration
-	startClock := func() { cpu0, _ = procCPU(srv.pid()) }
-	var wall time.Duration
-	if cfg.mode == "grpc" {
-		wall, err = ingestGRPC(context.Background(), []string{srv.grpcAddr}, perConn, cfg.inflight, startClock)
-	} else if cfg.mode == "otlp" {
-		wall, err = ingestOTLP(context.Background(), srv.grpcAddr, otlpReqs, cfg.inflight, startClock)
-	} else if cfg.mode == "jsonl" {
-		wall, err = ingestJSONL(context.Background(), srv.httpAddr, bodies, jsonlLines, startClock)
-	} else {
-		wall, err = ingestHTTP(context.Background(), srv.httpAddr, perConn, bodies, startClock)
-	}
-	cpu1, cerr := procCPU(srv.pid())
-	hwm, herr := procHWM(srv.pid())
+	sw := in.stats
+	cpu0, err := ingestInputOver(cfg, srv, in, res, logPath)
+	in = nil // let the bench's own memory go
 	if err != nil {
 		srv.stop(cfg.stopTimeout)
-		return res, fmt.Errorf("ingest: %w\nserver log %s:\n%s", err, logPath, logTail(logPath))
+		return res, err
 	}
-	if cerr != nil || herr != nil {
-		srv.stop(cfg.stopTimeout)
-		return res, fmt.Errorf("read /proc of the server: %v %v", cerr, herr)
-	}
-	bodies, perConn, recs, otlpReqs = nil, nil, nil, nil // let the bench's own memory go
 	n := float64(res.Lines)
-	res.IngestSeconds = secs(wall)
-	res.LinesPerSec = n / wall.Seconds()
-	res.CPUSeconds = secs(cpu1 - cpu0)
-	res.CPUMicrosPerLine = res.CPUSeconds * 1e6 / n
-	res.PeakRSSBytes = hwm
-	logf("ingested in %.2fs: %.0f lines/s, %.2f µs CPU/line, peak RSS %.0f MiB",
-		res.IngestSeconds, res.LinesPerSec, res.CPUMicrosPerLine, float64(hwm)/(1<<20))
 	var errs []string
 	// The stats floors, on the live server right after ingest.
 	statsQs, err := buildStatsQueries(newQueryClient(srv.httpAddr), &exp, sw)
@@ -358,25 +301,8 @@ func run(cfg config) (*results, error) {
 	logf("stopped in %.2fs; data dir %d bytes = %.1f B/line (%s)", res.StopSeconds, res.DiskBytes, res.BytesPerLine, res.DiskBreakdown)
 
 	// 3. Restart on the same data and query.
-	srv, ready, err = startServer(bin, data, logPath, cfg.readyTimeout)
-	if err != nil {
-		return res, fmt.Errorf("restart: %w", err)
-	}
-	res.RestartSeconds = secs(ready)
-	logf("restarted, ready in %.2fs; running queries (%d runs each)", res.RestartSeconds, cfg.runs)
-	qc := newQueryClient(srv.httpAddr)
-	queries, err := buildQueries(qc, &exp)
-	if err != nil {
-		srv.stop(cfg.stopTimeout)
+	if errs, err = restartAndQuery(cfg, bin, data, logPath, &exp, res, errs); err != nil {
 		return res, err
-	}
-	errs = runQueries(queries, cfg.runs, res, errs, len(reference.QueryMs))
-	res.QueryPeakRSSBytes, _ = procHWM(srv.pid())
-	if _, _, _, err := srv.stop(cfg.stopTimeout); err != nil {
-		errs = append(errs, "final stop: "+err.Error())
-	} else if res.DiskBytesFinal, err = diskUsage(data); err == nil {
-		logf("after restart+queries+stop: data dir %d bytes = %.1f B/line (%s)",
-			res.DiskBytesFinal, float64(res.DiskBytesFinal)/n, diskBreakdown(data))
 	}
 	res.Errors = errs
 	if len(errs) > 0 {
@@ -384,6 +310,125 @@ func run(cfg config) (*results, error) {
 	}
 	res.OK, failed = true, false
 	return res, nil
+}
+
+// prepare parses the input and builds everything the mode sends, before any
+// clock starts.
+func prepare(cfg config, exp expectation) (*ingestInput, *results, error) {
+	t0 := time.Now()
+	recs, err := readInput(cfg, exp)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(recs) == 0 {
+		return nil, nil, fmt.Errorf("%s: no records", cfg.input)
+	}
+	if cfg.mode != "jsonl" { // jsonl posts the file's bytes as they are
+		addLatency(recs)
+	}
+	in := &ingestInput{stats: countStats(recs, exp.ABuild.BuildID)}
+	in.perConn = buildBatches(recs, cfg.batch, cfg.conns, "bench-"+cfg.mode)
+	if cfg.mode == "http" {
+		if in.bodies, err = marshalHTTP(in.perConn); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.mode == "jsonl" {
+		if in.bodies, in.jsonlLines, err = buildJSONL(cfg.input, cfg.conns); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.mode == "otlp" {
+		in.otlpReqs = buildOTLP(in.perConn)
+	}
+	res := &results{Mode: cfg.mode, Input: cfg.input, Lines: len(recs), Conns: cfg.conns, Batch: cfg.batch,
+		RawBytesPerLine: float64(exp.RawBytes) / float64(len(recs)), ParseSeconds: secs(time.Since(t0))}
+	if cfg.mode == "grpc" || cfg.mode == "otlp" {
+		res.Inflight = cfg.inflight
+	}
+	logf("parsed %d lines and built %d-record batches in %.2fs", len(recs), cfg.batch, res.ParseSeconds)
+	return in, res, nil
+}
+
+// workDir makes the run's temp dir and its data dir (-data when given: it
+// must be empty).
+func workDir(cfg config) (work, data string, err error) {
+	work, err = os.MkdirTemp("", "shiplog-bench-*")
+	if err != nil {
+		return "", "", err
+	}
+	data = filepath.Join(work, "data")
+	if cfg.dataDir != "" {
+		data = cfg.dataDir
+		if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
+			return "", "", fmt.Errorf("-data %s is not empty", data)
+		}
+	}
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return "", "", err
+	}
+	return work, data, nil
+}
+
+// ingestInputOver sends the input over the mode's protocol and records the
+// rate, CPU and memory; it returns the server's CPU time at the start.
+func ingestInputOver(cfg config, srv *server, in *ingestInput, res *results, logPath string) (time.Duration, error) {
+	var cpu0 time.Duration
+	startClock := func() { cpu0, _ = procCPU(srv.pid()) }
+	var wall time.Duration
+	var err error
+	if cfg.mode == "grpc" {
+		wall, err = ingestGRPC(context.Background(), []string{srv.grpcAddr}, in.perConn, cfg.inflight, startClock)
+	} else if cfg.mode == "otlp" {
+		wall, err = ingestOTLP(context.Background(), srv.grpcAddr, in.otlpReqs, cfg.inflight, startClock)
+	} else if cfg.mode == "jsonl" {
+		wall, err = ingestJSONL(context.Background(), srv.httpAddr, in.bodies, in.jsonlLines, startClock)
+	} else {
+		wall, err = ingestHTTP(context.Background(), srv.httpAddr, in.perConn, in.bodies, startClock)
+	}
+	cpu1, cerr := procCPU(srv.pid())
+	hwm, herr := procHWM(srv.pid())
+	if err != nil {
+		return 0, fmt.Errorf("ingest: %w\nserver log %s:\n%s", err, logPath, logTail(logPath))
+	}
+	if cerr != nil || herr != nil {
+		return 0, fmt.Errorf("read /proc of the server: %v %v", cerr, herr)
+	}
+	n := float64(res.Lines)
+	res.IngestSeconds = secs(wall)
+	res.LinesPerSec = n / wall.Seconds()
+	res.CPUSeconds = secs(cpu1 - cpu0)
+	res.CPUMicrosPerLine = res.CPUSeconds * 1e6 / n
+	res.PeakRSSBytes = hwm
+	logf("ingested in %.2fs: %.0f lines/s, %.2f µs CPU/line, peak RSS %.0f MiB",
+		res.IngestSeconds, res.LinesPerSec, res.CPUMicrosPerLine, float64(hwm)/(1<<20))
+	return cpu0, nil
+}
+
+// restartAndQuery starts the server again on the same data, runs the queries
+// and stops it; it returns errs with the problems found added.
+func restartAndQuery(cfg config, bin, data, logPath string, exp *expectation, res *results, errs []string) ([]string, error) {
+	srv, ready, err := startServer(bin, data, logPath, cfg.readyTimeout)
+	if err != nil {
+		return errs, fmt.Errorf("restart: %w", err)
+	}
+	res.RestartSeconds = secs(ready)
+	logf("restarted, ready in %.2fs; running queries (%d runs each)", res.RestartSeconds, cfg.runs)
+	qc := newQueryClient(srv.httpAddr)
+	queries, err := buildQueries(qc, exp)
+	if err != nil {
+		srv.stop(cfg.stopTimeout)
+		return errs, err
+	}
+	errs = runQueries(queries, cfg.runs, res, errs, len(reference.QueryMs))
+	res.QueryPeakRSSBytes, _ = procHWM(srv.pid())
+	if _, _, _, err := srv.stop(cfg.stopTimeout); err != nil {
+		errs = append(errs, "final stop: "+err.Error())
+	} else if res.DiskBytesFinal, err = diskUsage(data); err == nil {
+		logf("after restart+queries+stop: data dir %d bytes = %.1f B/line (%s)",
+			res.DiskBytesFinal, float64(res.DiskBytesFinal)/float64(res.Lines), diskBreakdown(data))
+	}
+	return errs, nil
 }
 
 // runQueries runs each query runs times into res.Queries (the first nref

@@ -446,80 +446,94 @@ type query struct {
 	run  func() (time.Duration, error) // one run: latency and answer check
 }
 
-// buildQueries returns the five checked queries (a..e) of expect.json.
+// queryEnv is what the bench's queries share: the client, the data set's
+// expected answers and its time range.
+type queryEnv struct {
+	q          *queryClient
+	exp        *expectation
+	span       time.Duration
+	start, end string
+	lastTime   time.Time           // of the vanished host's last line
+	hostRecs   []*shiplogv1.Record // the vanished host's lines, oldest first
+}
+
+// rng is the data set's time range with the given parameters (name, value, ...).
+func (e *queryEnv) rng(kv ...string) url.Values {
+	v := url.Values{"start": {e.start}, "end": {e.end}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return v
+}
+
+// histo is the level:error histogram over the data set at step.
+func (e *queryEnv) histo(step string) (*shiplogv1.HistogramResponse, time.Duration, error) {
+	var h shiplogv1.HistogramResponse
+	took, err := e.q.get("/v1/logs:histogram", e.rng("q", "level:error", "step", step), &h)
+	return &h, took, err
+}
+
+// checkAll checks that recs holds want records, every record once (unique
+// ids), each passing ok.
+func checkAll(recs []*shiplogv1.Record, want int, ok func(*shiplogv1.Record) bool, what string) error {
+	if len(recs) != want {
+		return fmt.Errorf("got %d records, want %d", len(recs), want)
+	}
+	ids := make(map[string]struct{}, len(recs))
+	for _, r := range recs {
+		if r.Id != "" {
+			if _, dup := ids[r.Id]; dup {
+				return fmt.Errorf("record id %s returned twice across pages", r.Id)
+			}
+			ids[r.Id] = struct{}{}
+		}
+		if !ok(r) {
+			return fmt.Errorf("record %s does not match %s: %v", r.Id, what, r)
+		}
+	}
+	return nil
+}
+
+// sumBuckets is a histogram's bucket sum and number of non-empty buckets.
+func sumBuckets(h *shiplogv1.HistogramResponse) (sum, nonZero int) {
+	for _, b := range h.Buckets {
+		sum += int(b.Count)
+		if b.Count > 0 {
+			nonZero++
+		}
+	}
+	return
+}
+
+// buildQueries returns the eight checked queries (a..h) of expect.json.
 func buildQueries(q *queryClient, exp *expectation) ([]query, error) {
 	first, err := time.Parse(time.RFC3339Nano, exp.FirstTime)
 	if err != nil {
 		return nil, fmt.Errorf("expect.json first_time: %w", err)
 	}
-	span := time.Duration(exp.SpanHours * float64(time.Hour))
-	start, end := first.UTC().Format(time.RFC3339Nano), first.Add(span).UTC().Format(time.RFC3339Nano)
-	lastTime, err := time.Parse(time.RFC3339Nano, exp.EVanishedHost.LastTime)
-	if err != nil {
+	e := &queryEnv{q: q, exp: exp, span: time.Duration(exp.SpanHours * float64(time.Hour))}
+	e.start, e.end = first.UTC().Format(time.RFC3339Nano), first.Add(e.span).UTC().Format(time.RFC3339Nano)
+	if e.lastTime, err = time.Parse(time.RFC3339Nano, exp.EVanishedHost.LastTime); err != nil {
 		return nil, fmt.Errorf("expect.json e_vanished_host.last_time: %w", err)
-	}
-	rng := func(kv ...string) url.Values {
-		v := url.Values{"start": {start}, "end": {end}}
-		for i := 0; i+1 < len(kv); i += 2 {
-			v.Set(kv[i], kv[i+1])
-		}
-		return v
-	}
-	// all: every record once (unique ids) and each passes ok.
-	checkAll := func(recs []*shiplogv1.Record, want int, ok func(*shiplogv1.Record) bool, what string) error {
-		if len(recs) != want {
-			return fmt.Errorf("got %d records, want %d", len(recs), want)
-		}
-		ids := make(map[string]struct{}, len(recs))
-		for _, r := range recs {
-			if r.Id != "" {
-				if _, dup := ids[r.Id]; dup {
-					return fmt.Errorf("record id %s returned twice across pages", r.Id)
-				}
-				ids[r.Id] = struct{}{}
-			}
-			if !ok(r) {
-				return fmt.Errorf("record %s does not match %s: %v", r.Id, what, r)
-			}
-		}
-		return nil
-	}
-	histo := func(step string) func() (*shiplogv1.HistogramResponse, time.Duration, error) {
-		return func() (*shiplogv1.HistogramResponse, time.Duration, error) {
-			var h shiplogv1.HistogramResponse
-			took, err := q.get("/v1/logs:histogram", rng("q", "level:error", "step", step), &h)
-			return &h, took, err
-		}
-	}
-	sumBuckets := func(h *shiplogv1.HistogramResponse) (sum, nonZero int) {
-		for _, b := range h.Buckets {
-			sum += int(b.Count)
-			if b.Count > 0 {
-				nonZero++
-			}
-		}
-		return
 	}
 	word := exp.BRareWord.Word
 	// The record in the middle of the vanished host's lines, for context (not timed).
-	hostRecs, _, err := q.searchAll(rng("q", "host:"+exp.EVanishedHost.Host, "order", "asc", "limit", "10000"))
-	if err != nil {
+	if e.hostRecs, _, err = q.searchAll(e.rng("q", "host:"+exp.EVanishedHost.Host, "order", "asc", "limit", "10000")); err != nil {
 		return nil, fmt.Errorf("find the middle line of %s: %w", exp.EVanishedHost.Host, err)
 	}
-	if len(hostRecs) != exp.EVanishedHost.HostLines {
-		return nil, fmt.Errorf("host %s has %d lines, want %d", exp.EVanishedHost.Host, len(hostRecs), exp.EVanishedHost.HostLines)
+	if len(e.hostRecs) != exp.EVanishedHost.HostLines {
+		return nil, fmt.Errorf("host %s has %d lines, want %d", exp.EVanishedHost.Host, len(e.hostRecs), exp.EVanishedHost.HostLines)
 	}
-	mid := hostRecs[len(hostRecs)/2]
 	return []query{
 		{"a: all lines of " + exp.ABuild.BuildID, func() (time.Duration, error) {
-			recs, took, err := q.searchAll(rng("q", "build_id:"+exp.ABuild.BuildID, "limit", "10000", "order", "asc"))
+			recs, took, err := q.searchAll(e.rng("q", "build_id:"+exp.ABuild.BuildID, "limit", "10000", "order", "asc"))
 			if err == nil {
 				err = checkAll(recs, exp.ABuild.Count, func(r *shiplogv1.Record) bool { return r.BuildId == exp.ABuild.BuildID }, "build_id")
 			}
 			return took, err
 		}},
 		{"b: rare word " + strconv.Quote(word), func() (time.Duration, error) {
-			recs, took, err := q.searchAll(rng("q", word, "limit", "10000"))
+			recs, took, err := q.searchAll(e.rng("q", word, "limit", "10000"))
 			if err == nil {
 				err = checkAll(recs, exp.BRareWord.Count, func(r *shiplogv1.Record) bool {
 					return strings.Contains(strings.ToLower(r.Message), word)
@@ -527,52 +541,9 @@ func buildQueries(q *queryClient, exp *expectation) ([]query, error) {
 			}
 			return took, err
 		}},
-		{"c: count of level:error", func() (time.Duration, error) {
-			h, took, err := histo(formatStep(span))()
-			if err != nil {
-				return took, err
-			}
-			sum, _ := sumBuckets(h)
-			if int(h.Total) != exp.CLevelError.Count || sum != exp.CLevelError.Count {
-				return took, fmt.Errorf("total=%d (bucket sum %d, %d buckets), want %d", h.Total, sum, len(h.Buckets), exp.CLevelError.Count)
-			}
-			return took, nil
-		}},
-		{"d: errors per minute, 24h", func() (time.Duration, error) {
-			h, took, err := histo("1m")()
-			if err != nil {
-				return took, err
-			}
-			sum, nz := sumBuckets(h)
-			if nz != exp.DErrorsPerMinute.Buckets || sum != exp.DErrorsPerMinute.Sum || int(h.Total) != sum {
-				return took, fmt.Errorf("non-zero buckets=%d sum=%d total=%d, want buckets=%d sum=%d",
-					nz, sum, h.Total, exp.DErrorsPerMinute.Buckets, exp.DErrorsPerMinute.Sum)
-			}
-			return took, nil
-		}},
-		{"e: last 100 of " + exp.EVanishedHost.Host, func() (time.Duration, error) {
-			var resp shiplogv1.SearchResponse
-			took, err := q.get("/v1/logs:search", rng("q", "host:"+exp.EVanishedHost.Host, "order", "desc", "limit", "100"), &resp)
-			if err != nil {
-				return took, err
-			}
-			recs := resp.Records
-			if len(recs) != exp.EVanishedHost.ExpectedRows {
-				return took, fmt.Errorf("got %d rows, want %d", len(recs), exp.EVanishedHost.ExpectedRows)
-			}
-			if len(recs) > 0 && !recs[0].GetTime().AsTime().Equal(lastTime) {
-				return took, fmt.Errorf("first row time %s, want %s", recs[0].GetTime().AsTime().Format(time.RFC3339Nano), exp.EVanishedHost.LastTime)
-			}
-			for i, r := range recs {
-				if r.Host != exp.EVanishedHost.Host {
-					return took, fmt.Errorf("row %d has host %q", i, r.Host)
-				}
-				if i > 0 && r.GetTime().AsTime().After(recs[i-1].GetTime().AsTime()) {
-					return took, fmt.Errorf("rows not newest first at row %d", i)
-				}
-			}
-			return took, nil
-		}},
+		{"c: count of level:error", e.errorCount},
+		{"d: errors per minute, 24h", e.errorsPerMinute},
+		{"e: last 100 of " + exp.EVanishedHost.Host, e.vanishedHostLast},
 		{"f: GET /v1/builds/" + exp.ABuild.BuildID, func() (time.Duration, error) {
 			var b shiplogv1.Build
 			took, err := q.get("/v1/builds/"+exp.ABuild.BuildID, nil, &b)
@@ -589,19 +560,76 @@ func buildQueries(q *queryClient, exp *expectation) ([]query, error) {
 			}
 			return took, err
 		}},
-		{fmt.Sprintf("h: context of line %d of %d of %s", len(hostRecs)/2, len(hostRecs), exp.EVanishedHost.Host), func() (time.Duration, error) {
-			var c shiplogv1.ContextResponse
-			took, err := q.get("/v1/logs/"+mid.Id+":context", url.Values{"before": {"10"}, "after": {"10"}}, &c)
-			if err != nil {
-				return took, err
-			}
-			i := len(hostRecs) / 2
-			if len(c.Before) != 10 || len(c.After) != 10 || c.Before[0].Id != hostRecs[i-10].Id || c.After[9].Id != hostRecs[i+10].Id {
-				return took, fmt.Errorf("context: %d before, %d after, not the host's neighbouring lines", len(c.Before), len(c.After))
-			}
-			return took, nil
-		}},
+		{fmt.Sprintf("h: context of line %d of %d of %s", len(e.hostRecs)/2, len(e.hostRecs), exp.EVanishedHost.Host), e.context},
 	}, nil
+}
+
+// errorCount is query c: the count of level:error, one bucket over the data set.
+func (e *queryEnv) errorCount() (time.Duration, error) {
+	h, took, err := e.histo(formatStep(e.span))
+	if err != nil {
+		return took, err
+	}
+	sum, _ := sumBuckets(h)
+	if int(h.Total) != e.exp.CLevelError.Count || sum != e.exp.CLevelError.Count {
+		return took, fmt.Errorf("total=%d (bucket sum %d, %d buckets), want %d", h.Total, sum, len(h.Buckets), e.exp.CLevelError.Count)
+	}
+	return took, nil
+}
+
+// errorsPerMinute is query d: level:error per minute over the data set.
+func (e *queryEnv) errorsPerMinute() (time.Duration, error) {
+	h, took, err := e.histo("1m")
+	if err != nil {
+		return took, err
+	}
+	sum, nz := sumBuckets(h)
+	if nz != e.exp.DErrorsPerMinute.Buckets || sum != e.exp.DErrorsPerMinute.Sum || int(h.Total) != sum {
+		return took, fmt.Errorf("non-zero buckets=%d sum=%d total=%d, want buckets=%d sum=%d",
+			nz, sum, h.Total, e.exp.DErrorsPerMinute.Buckets, e.exp.DErrorsPerMinute.Sum)
+	}
+	return took, nil
+}
+
+// vanishedHostLast is query e: the last 100 lines of the vanished host,
+// newest first.
+func (e *queryEnv) vanishedHostLast() (time.Duration, error) {
+	vh := e.exp.EVanishedHost
+	var resp shiplogv1.SearchResponse
+	took, err := e.q.get("/v1/logs:search", e.rng("q", "host:"+vh.Host, "order", "desc", "limit", "100"), &resp)
+	if err != nil {
+		return took, err
+	}
+	recs := resp.Records
+	if len(recs) != vh.ExpectedRows {
+		return took, fmt.Errorf("got %d rows, want %d", len(recs), vh.ExpectedRows)
+	}
+	if len(recs) > 0 && !recs[0].GetTime().AsTime().Equal(e.lastTime) {
+		return took, fmt.Errorf("first row time %s, want %s", recs[0].GetTime().AsTime().Format(time.RFC3339Nano), vh.LastTime)
+	}
+	for i, r := range recs {
+		if r.Host != vh.Host {
+			return took, fmt.Errorf("row %d has host %q", i, r.Host)
+		}
+		if i > 0 && r.GetTime().AsTime().After(recs[i-1].GetTime().AsTime()) {
+			return took, fmt.Errorf("rows not newest first at row %d", i)
+		}
+	}
+	return took, nil
+}
+
+// context is query h: 10 lines either side of the vanished host's middle line.
+func (e *queryEnv) context() (time.Duration, error) {
+	i := len(e.hostRecs) / 2
+	var c shiplogv1.ContextResponse
+	took, err := e.q.get("/v1/logs/"+e.hostRecs[i].Id+":context", url.Values{"before": {"10"}, "after": {"10"}}, &c)
+	if err != nil {
+		return took, err
+	}
+	if len(c.Before) != 10 || len(c.After) != 10 || c.Before[0].Id != e.hostRecs[i-10].Id || c.After[9].Id != e.hostRecs[i+10].Id {
+		return took, fmt.Errorf("context: %d before, %d after, not the host's neighbouring lines", len(c.Before), len(c.After))
+	}
+	return took, nil
 }
 
 // formatStep writes a duration the way a user would ("24h", "1m", "90s").

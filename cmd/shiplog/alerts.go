@@ -5,12 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shiplog/shiplog/alert"
 	"github.com/shiplog/shiplog/server"
@@ -26,9 +23,11 @@ type alerting struct {
 }
 
 // startAlerting loads the rules file (a file that does not load is a usage
-// error at start) and starts evaluating. externalURL "" means http(s)://httpAddr.
-func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string, tls bool, ax *alertFlags, st alert.StateStore, eng server.Querier,
-	metrics *server.Metrics, log *slog.Logger, reg prometheus.Registerer) (*alerting, error) {
+// error at start) and starts evaluating, recording into am. httpAddr is the
+// bound --http address, for links when --external-url is not set.
+func startAlerting(ctx context.Context, cfg *serverConfig, httpAddr string, tls bool, st alert.StateStore, eng server.Querier,
+	metrics *server.Metrics, log *slog.Logger, am *alert.Metrics) (*alerting, error) {
+	externalURL := cfg.externalURL
 	if externalURL == "" {
 		scheme := "http://"
 		if tls {
@@ -36,17 +35,10 @@ func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string,
 		}
 		externalURL = scheme + httpAddr
 	}
-	if u, err := url.Parse(externalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("server: --external-url %q: want an http:// or https:// URL", externalURL)
-	}
-	externalURL = strings.TrimRight(externalURL, "/")
-	if ax.resendDelay <= 0 {
-		return nil, usagef("server: --alert-resend-delay %v: want a positive duration", ax.resendDelay)
-	}
 	no := alert.DefaultNotifierOptions()
-	no.ExternalURL, no.Store = externalURL, st
-	no.ExternalLabels, no.ResendDelay = ax.externalLabels, ax.resendDelay
-	nt, err := alert.NewNotifier(log, reg, no)
+	no.ExternalURL, no.Store, no.Metrics = externalURL, st, am
+	no.ExternalLabels, no.ResendDelay = cfg.alerts.externalLabels, cfg.alerts.resendDelay
+	nt, err := alert.NewNotifier(log, nil, no)
 	if err != nil {
 		return nil, err
 	}
@@ -54,15 +46,15 @@ func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string,
 	mo.Logs = server.AlertLogsQuery(eng)
 	mo.Query = server.AlertPromQuery(metrics)
 	mo.Append = server.AlertAppend(metrics)
-	mo.ExternalLabels = ax.externalLabels
-	mo.Notify, mo.Store, mo.ExternalURL = nt.Notify, st, externalURL
+	mo.ExternalLabels = cfg.alerts.externalLabels
+	mo.Notify, mo.Store, mo.ExternalURL, mo.Metrics = nt.Notify, st, externalURL, am
 	mo.Parse = rulesParseOptions()
-	mgr, err := alert.NewManager(log, reg, mo)
+	mgr, err := alert.NewManager(log, nil, mo)
 	if err != nil {
 		nt.Close()
 		return nil, err
 	}
-	if err := mgr.LoadFile(rulesFile); err != nil {
+	if err := mgr.LoadFile(cfg.rulesFile); err != nil {
 		nt.Close()
 		return nil, usagef("server: --rules %v", err)
 	}
@@ -76,6 +68,49 @@ func startAlerting(ctx context.Context, rulesFile, externalURL, httpAddr string,
 		mgr.Run(ctx)
 	}()
 	return a, nil
+}
+
+// startAlerting is a single node's alerting component: its state is in the
+// local store.
+func (r *serverRun) startAlerting(ctx context.Context) error {
+	al, err := startAlerting(ctx, r.cfg, r.boundHTTP, r.tls != nil, r.st, r.core.Query, r.core.Metrics, r.log, alert.NewMetrics(r.reg))
+	if err != nil {
+		return err
+	}
+	r.al, r.core.Alerts = al, al.mgr
+	return nil
+}
+
+// startClusterAlerting is a cluster node's alerting component: it checks
+// that the rules load over the cluster's state, then follows the alert
+// lease (r.leased), evaluating while this node holds it.
+func (r *serverRun) startClusterAlerting(ctx context.Context) error {
+	if _, err := r.viewClusterAlerts(); err != nil {
+		return usagef("server: --rules %v", err)
+	}
+	r.core.Alerts, r.alertCtx = r.leased, ctx
+	r.leased.Start()
+	return nil
+}
+
+// startLeasedAlerting starts evaluation on the cluster's state when this
+// node takes the alert lease. The metrics are registered the first time and
+// kept for every later start.
+func (r *serverRun) startLeasedAlerting() (*alert.Manager, func(), error) {
+	if r.alertMetrics == nil { // only the lease loop calls this
+		r.alertMetrics = alert.NewMetrics(r.reg)
+	}
+	al, err := startAlerting(r.alertCtx, r.cfg, r.boundHTTP, r.tls != nil, r.node.AlertStore(), r.core.Query, r.core.Metrics, r.log, r.alertMetrics)
+	if err != nil {
+		return nil, nil, err
+	}
+	return al.mgr, al.stop, nil
+}
+
+// viewClusterAlerts is what a node without the alert lease shows on
+// /v1/alerts*: the rules over the cluster's shared state, not evaluated.
+func (r *serverRun) viewClusterAlerts() (*alert.Manager, error) {
+	return viewAlerts(r.cfg.rulesFile, r.node.AlertStore(), slog.New(slog.DiscardHandler))
 }
 
 // alertFlags are the server's alerting flags besides --rules and --external-url.

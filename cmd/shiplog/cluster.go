@@ -1,24 +1,16 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/shiplog/shiplog/alert"
 	"github.com/shiplog/shiplog/cluster"
 )
 
@@ -186,168 +178,4 @@ func warnInsecureCluster(cfg *cluster.Config, log *slog.Logger) {
 		log.Warn("cluster: --cluster-listen is not on loopback and routes are not authenticated (--insecure): anyone who reaches it can join the cluster, read every stored batch and write forged ones",
 			"cluster_listen", cfg.Listen)
 	}
-}
-
-// clusterAlerts runs the rules only while this node holds the cluster's
-// alert lease; the state lives in the cluster, so whichever node holds the
-// lease goes on from where the last holder stopped. It serves /v1/alerts*
-// on every node: the holder from its running manager, the others from the
-// shared state.
-type clusterAlerts struct {
-	start func() (*alerting, error) // a manager on the cluster's state, running
-	view  func() (*alert.Manager, error)
-	log   *slog.Logger
-
-	held    atomic.Bool   // the node holds the alert lease
-	kick    chan struct{} // held changed
-	ready   chan struct{} // closed once start may be called
-	done    chan struct{} // closed when the loop ends
-	quit    chan struct{}
-	mu      sync.Mutex
-	running *alerting
-}
-
-func newClusterAlerts(log *slog.Logger) *clusterAlerts {
-	return &clusterAlerts{log: log, kick: make(chan struct{}, 1), ready: make(chan struct{}),
-		done: make(chan struct{}), quit: make(chan struct{})}
-}
-
-// onLease is the node's lease callback; it must not block the lease loop.
-func (c *clusterAlerts) onLease(held bool) {
-	c.held.Store(held)
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
-
-// loop starts and stops evaluation as the lease comes and goes, in order; a
-// start that fails (the cluster's alert state briefly unreadable during an
-// election) is retried for as long as the lease is held.
-func (c *clusterAlerts) loop() {
-	defer close(c.done)
-	retry := time.NewTimer(time.Hour)
-	defer retry.Stop()
-	for {
-		c.mu.Lock()
-		held, running := c.held.Load(), c.running != nil
-		switch {
-		case held && !running:
-			a, err := c.start()
-			if err != nil {
-				c.log.Error("cluster: cannot start alert evaluation; retrying", "err", err)
-				retry.Reset(time.Second)
-			} else {
-				c.running = a
-			}
-		case !held && running:
-			c.running.stop()
-			c.running = nil
-		}
-		c.mu.Unlock()
-		select {
-		case <-c.quit:
-			return
-		case <-c.kick:
-		case <-retry.C:
-		}
-	}
-}
-
-func (c *clusterAlerts) stop() {
-	select {
-	case <-c.quit:
-	default:
-		close(c.quit)
-	}
-	select {
-	case <-c.ready:
-		<-c.done
-	default:
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.running != nil {
-		c.running.stop()
-		c.running = nil
-	}
-}
-
-// current is the running manager, or a fresh read-only view of the shared
-// state on a node that does not evaluate.
-func (c *clusterAlerts) current() (*alert.Manager, error) {
-	c.mu.Lock()
-	r := c.running
-	c.mu.Unlock()
-	if r != nil {
-		return r.mgr, nil
-	}
-	return c.view()
-}
-
-func (c *clusterAlerts) Alerts() []alert.Alert {
-	m, err := c.current()
-	if err != nil {
-		return nil
-	}
-	return m.Alerts()
-}
-
-func (c *clusterAlerts) Rules() alert.RulesStatus {
-	m, err := c.current()
-	if err != nil {
-		return alert.RulesStatus{LastReloadError: err.Error()}
-	}
-	return m.Rules()
-}
-
-func (c *clusterAlerts) History(cursor string, limit int) ([]alert.Transition, string, error) {
-	m, err := c.current()
-	if err != nil {
-		return nil, "", err
-	}
-	return m.History(cursor, limit)
-}
-
-func (c *clusterAlerts) Reload() error {
-	c.mu.Lock()
-	r := c.running
-	c.mu.Unlock()
-	if r != nil {
-		return r.mgr.Reload()
-	}
-	_, err := c.view() // checks the file; the holder reloads on its own SIGHUP
-	return err
-}
-
-// reRegisterer lets a collector be registered again after the one it
-// replaces is gone (the alert manager is rebuilt each time the lease comes
-// back to this node).
-type reRegisterer struct{ prometheus.Registerer }
-
-func (r reRegisterer) Register(c prometheus.Collector) error {
-	err := r.Registerer.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		r.Registerer.Unregister(are.ExistingCollector)
-		return r.Registerer.Register(c)
-	}
-	return err
-}
-
-func (r reRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			panic(fmt.Sprintf("register: %v", err))
-		}
-	}
-}
-
-// startClusterNode starts this node of the cluster.
-func startClusterNode(ctx context.Context, cfg cluster.Config) (*cluster.Node, error) {
-	n, err := cluster.Start(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	return n, nil
 }

@@ -519,7 +519,7 @@ func TestClusterThreeNodes(t *testing.T) {
 		n.waitReady(t, 45*time.Second)
 	}
 	phase("ready")
-	waitLive := func(within time.Duration, nodes []*clusterNode, names ...string) cluster.Status {
+	waitLive := func(t *testing.T, within time.Duration, nodes []*clusterNode, names ...string) cluster.Status {
 		t.Helper()
 		deadline := time.Now().Add(within)
 		for {
@@ -541,7 +541,7 @@ func TestClusterThreeNodes(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	st := waitLive(30*time.Second, nodes, names...)
+	st := waitLive(t, 30*time.Second, nodes, names...)
 	phase("all partitions live")
 	for _, n := range nodes {
 		s := n.status(t)
@@ -684,440 +684,482 @@ func TestClusterThreeNodes(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	phase("all stored")
+	// The phases below run on the cluster set up above, in order; one that
+	// fails ends the test.
+	var first []crec // every record, oldest first, as n1 pages through them
+	var ofN3 crec    // a record on a partition of n3
+	if !t.Run("search and histogram", func(t *testing.T) {
 
-	// Every node answers every query the same, and right.
-	var first []crec
-	for _, n := range nodes {
-		recs := n.searchAll(t, "", 7)
-		checkAll(t, n.name, recs, w.want)
-		if first == nil {
-			first = recs
-		} else if !slices.EqualFunc(recs, first, func(a, b crec) bool { return a.ID == b.ID && a.Message == b.Message }) {
-			t.Fatalf("%s pages through other records than %s", n.name, nodes[0].name)
-		}
-		// Newest first, one page.
-		var a searchAnswer
-		n.getJSON(t, "/v1/logs:search?limit=1000&"+window, &a)
-		if a.Partial || a.NextCursor != "" || len(a.Records) != total {
-			t.Fatalf("%s: desc search: %d records, partial %v, next %q", n.name, len(a.Records), a.Partial, a.NextCursor)
-		}
-		for i := range a.Records {
-			if a.Records[i].ID != first[total-1-i].ID {
-				t.Fatalf("%s: desc search record %d is %s, want %s", n.name, i, a.Records[i].ID, first[total-1-i].ID)
+		// Every node answers every query the same, and right.
+		for _, n := range nodes {
+			recs := n.searchAll(t, "", 7)
+			checkAll(t, n.name, recs, w.want)
+			if first == nil {
+				first = recs
+			} else if !slices.EqualFunc(recs, first, func(a, b crec) bool { return a.ID == b.ID && a.Message == b.Message }) {
+				t.Fatalf("%s pages through other records than %s", n.name, nodes[0].name)
+			}
+			// Newest first, one page.
+			var a searchAnswer
+			n.getJSON(t, "/v1/logs:search?limit=1000&"+window, &a)
+			if a.Partial || a.NextCursor != "" || len(a.Records) != total {
+				t.Fatalf("%s: desc search: %d records, partial %v, next %q", n.name, len(a.Records), a.Partial, a.NextCursor)
+			}
+			for i := range a.Records {
+				if a.Records[i].ID != first[total-1-i].ID {
+					t.Fatalf("%s: desc search record %d is %s, want %s", n.name, i, a.Records[i].ID, first[total-1-i].ID)
+				}
 			}
 		}
-	}
-	wantFiltered := map[string]wrec{}
-	for m, r := range w.want {
-		if r.level == "error" && r.service == "api" {
-			wantFiltered[m] = r
-		}
-	}
-	for _, n := range nodes {
-		checkAll(t, n.name+" level:error service:api", n.searchAll(t, "level:error service:api", 4), wantFiltered)
-	}
-	var hist0 string
-	for _, n := range nodes {
-		var h histogram
-		body := n.getJSON(t, "/v1/logs:histogram?step=1m&"+window, &h)
-		sum := 0
-		for _, b := range h.Buckets {
-			sum += b.Count
-		}
-		if h.Total != total || sum != total || h.Partial {
-			t.Fatalf("%s: histogram total %d, buckets sum %d, partial %v; want %d", n.name, h.Total, sum, h.Partial, total)
-		}
-		var he histogram
-		n.getJSON(t, "/v1/logs:histogram?step=1m&q=level:error&"+window, &he)
-		wantErr := 0
-		for _, r := range w.want {
-			if r.level == "error" {
-				wantErr++
+		wantFiltered := map[string]wrec{}
+		for m, r := range w.want {
+			if r.level == "error" && r.service == "api" {
+				wantFiltered[m] = r
 			}
 		}
-		if he.Total != wantErr {
-			t.Fatalf("%s: histogram of level:error: %d, want %d", n.name, he.Total, wantErr)
+		for _, n := range nodes {
+			checkAll(t, n.name+" level:error service:api", n.searchAll(t, "level:error service:api", 4), wantFiltered)
 		}
-		if c := canonicalJSON(t, body); hist0 == "" {
-			hist0 = c
-		} else if c != hist0 {
-			t.Fatalf("%s: histogram differs from %s's:\n%s\n%s", n.name, nodes[0].name, c, hist0)
+		var hist0 string
+		for _, n := range nodes {
+			var h histogram
+			body := n.getJSON(t, "/v1/logs:histogram?step=1m&"+window, &h)
+			sum := 0
+			for _, b := range h.Buckets {
+				sum += b.Count
+			}
+			if h.Total != total || sum != total || h.Partial {
+				t.Fatalf("%s: histogram total %d, buckets sum %d, partial %v; want %d", n.name, h.Total, sum, h.Partial, total)
+			}
+			var he histogram
+			n.getJSON(t, "/v1/logs:histogram?step=1m&q=level:error&"+window, &he)
+			wantErr := 0
+			for _, r := range w.want {
+				if r.level == "error" {
+					wantErr++
+				}
+			}
+			if he.Total != wantErr {
+				t.Fatalf("%s: histogram of level:error: %d, want %d", n.name, he.Total, wantErr)
+			}
+			if c := canonicalJSON(t, body); hist0 == "" {
+				hist0 = c
+			} else if c != hist0 {
+				t.Fatalf("%s: histogram differs from %s's:\n%s\n%s", n.name, nodes[0].name, c, hist0)
+			}
 		}
+		phase("search and histogram")
+	}) {
+		return
 	}
-	phase("search and histogram")
+	if !t.Run("builds, deploys, hosts", func(t *testing.T) {
 
-	// Catalog views: builds, deploys, hosts.
-	wantLines := func(key func(wrec) string) map[string]int {
-		m := map[string]int{}
-		for _, r := range w.want {
-			if k := key(r); k != "" {
-				m[k]++
+		// Catalog views: builds, deploys, hosts.
+		wantLines := func(key func(wrec) string) map[string]int {
+			m := map[string]int{}
+			for _, r := range w.want {
+				if k := key(r); k != "" {
+					m[k]++
+				}
 			}
+			return m
 		}
-		return m
-	}
-	type group struct {
-		BuildID  string   `json:"build_id"`
-		DeployID string   `json:"deploy_id"`
-		Lines    int      `json:"lines"`
-		Status   string   `json:"status"`
-		Hosts    []string `json:"hosts"`
-	}
-	type hostView struct {
-		Host    string `json:"host"`
-		Service string `json:"service"`
-		Lines   int    `json:"lines"`
-		Agents  []struct {
-			AgentID  string `json:"agent_id"`
-			AckedSeq string `json:"acked_seq"`
-			Received string `json:"received"`
-		} `json:"agents"`
-	}
-	views := map[string]string{}
-	for _, n := range nodes {
-		var builds struct {
-			Builds  []group `json:"builds"`
-			Partial bool    `json:"partial"`
+		type group struct {
+			BuildID  string   `json:"build_id"`
+			DeployID string   `json:"deploy_id"`
+			Lines    int      `json:"lines"`
+			Status   string   `json:"status"`
+			Hosts    []string `json:"hosts"`
 		}
-		bb := n.getJSON(t, "/v1/builds", &builds)
-		got := map[string]int{}
-		for _, g := range builds.Builds {
-			got[g.BuildID] = g.Lines
-			if g.BuildID == "b-1" && g.Status != "passed" {
-				t.Errorf("%s: build b-1 status %q, want passed (its run finished with 0)", n.name, g.Status)
+		type hostView struct {
+			Host    string `json:"host"`
+			Service string `json:"service"`
+			Lines   int    `json:"lines"`
+			Agents  []struct {
+				AgentID  string `json:"agent_id"`
+				AckedSeq string `json:"acked_seq"`
+				Received string `json:"received"`
+			} `json:"agents"`
+		}
+		views := map[string]string{}
+		for _, n := range nodes {
+			var builds struct {
+				Builds  []group `json:"builds"`
+				Partial bool    `json:"partial"`
 			}
-		}
-		if want := wantLines(func(r wrec) string { return r.build }); builds.Partial || !mapsEqual(got, want) {
-			t.Errorf("%s: builds %v (partial %v), want %v", n.name, got, builds.Partial, want)
-		}
-		var deploys struct {
-			Deploys []group `json:"deploys"`
-			Partial bool    `json:"partial"`
-		}
-		db := n.getJSON(t, "/v1/deploys", &deploys)
-		got = map[string]int{}
-		for _, g := range deploys.Deploys {
-			got[g.DeployID] = g.Lines
-		}
-		if want := wantLines(func(r wrec) string { return r.deploy }); deploys.Partial || !mapsEqual(got, want) {
-			t.Errorf("%s: deploys %v (partial %v), want %v", n.name, got, deploys.Partial, want)
-		}
-		var hosts struct {
-			Hosts   []hostView `json:"hosts"`
-			Partial bool       `json:"partial"`
-		}
-		hb := n.getJSON(t, "/v1/hosts", &hosts)
-		got = map[string]int{}
-		for _, h := range hosts.Hosts {
-			got[h.Service+"/"+h.Host] = h.Lines
-			for _, a := range h.Agents {
-				// The resent batches count as duplicates, not as received.
-				var n uint64
-				for _, r := range w.want {
-					if r.agent == a.AgentID {
-						n++
+			bb := n.getJSON(t, "/v1/builds", &builds)
+			got := map[string]int{}
+			for _, g := range builds.Builds {
+				got[g.BuildID] = g.Lines
+				if g.BuildID == "b-1" && g.Status != "passed" {
+					t.Errorf("%s: build b-1 status %q, want passed (its run finished with 0)", n.name, g.Status)
+				}
+			}
+			if want := wantLines(func(r wrec) string { return r.build }); builds.Partial || !mapsEqual(got, want) {
+				t.Errorf("%s: builds %v (partial %v), want %v", n.name, got, builds.Partial, want)
+			}
+			var deploys struct {
+				Deploys []group `json:"deploys"`
+				Partial bool    `json:"partial"`
+			}
+			db := n.getJSON(t, "/v1/deploys", &deploys)
+			got = map[string]int{}
+			for _, g := range deploys.Deploys {
+				got[g.DeployID] = g.Lines
+			}
+			if want := wantLines(func(r wrec) string { return r.deploy }); deploys.Partial || !mapsEqual(got, want) {
+				t.Errorf("%s: deploys %v (partial %v), want %v", n.name, got, deploys.Partial, want)
+			}
+			var hosts struct {
+				Hosts   []hostView `json:"hosts"`
+				Partial bool       `json:"partial"`
+			}
+			hb := n.getJSON(t, "/v1/hosts", &hosts)
+			got = map[string]int{}
+			for _, h := range hosts.Hosts {
+				got[h.Service+"/"+h.Host] = h.Lines
+				for _, a := range h.Agents {
+					// The resent batches count as duplicates, not as received.
+					var n uint64
+					for _, r := range w.want {
+						if r.agent == a.AgentID {
+							n++
+						}
+					}
+					if a.Received != strconv.FormatUint(n, 10) || a.AckedSeq != strconv.FormatUint(n, 10) {
+						t.Errorf("%s: host %s agent %s: received %s, acked %s; want %d", h.Host, h.Service, a.AgentID, a.Received, a.AckedSeq, n)
 					}
 				}
-				if a.Received != strconv.FormatUint(n, 10) || a.AckedSeq != strconv.FormatUint(n, 10) {
-					t.Errorf("%s: host %s agent %s: received %s, acked %s; want %d", h.Host, h.Service, a.AgentID, a.Received, a.AckedSeq, n)
+			}
+			if want := wantLines(func(r wrec) string { return r.service + "/" + r.host }); hosts.Partial || !mapsEqual(got, want) {
+				t.Errorf("%s: hosts %v (partial %v), want %v", n.name, got, hosts.Partial, want)
+			}
+			for name, body := range map[string][]byte{"builds": bb, "deploys": db, "hosts": hb} {
+				if c := canonicalJSON(t, body); views[name] == "" {
+					views[name] = c
+				} else if c != views[name] {
+					t.Errorf("%s: /v1/%s differs from %s's:\n%s\n---\n%s", n.name, name, nodes[0].name, c, views[name])
 				}
 			}
 		}
-		if want := wantLines(func(r wrec) string { return r.service + "/" + r.host }); hosts.Partial || !mapsEqual(got, want) {
-			t.Errorf("%s: hosts %v (partial %v), want %v", n.name, got, hosts.Partial, want)
-		}
-		for name, body := range map[string][]byte{"builds": bb, "deploys": db, "hosts": hb} {
-			if c := canonicalJSON(t, body); views[name] == "" {
-				views[name] = c
-			} else if c != views[name] {
-				t.Errorf("%s: /v1/%s differs from %s's:\n%s\n---\n%s", n.name, name, nodes[0].name, c, views[name])
-			}
-		}
+		phase("builds, deploys, hosts")
+	}) {
+		return
 	}
-	phase("builds, deploys, hosts")
+	if !t.Run("context", func(t *testing.T) {
 
-	// Context of a record another node owns, asked of every node.
-	byMsg := map[string]crec{}
-	for _, r := range first {
-		byMsg[r.Message] = r
-	}
-	for _, n := range nodes {
-		var target crec
+		// Context of a record another node owns, asked of every node.
+		byMsg := map[string]crec{}
 		for _, r := range first {
-			wr := w.want[r.Message]
-			if wr.agent != "" && wr.seq == 12 && owners[cluster.PartitionOf(&model.Batch{AgentID: wr.agent}, parts)] != n.name {
-				target = r
-				break
-			}
+			byMsg[r.Message] = r
 		}
-		if target.ID == "" {
-			t.Fatalf("no record for %s to ask context of", n.name)
-		}
-		var same []crec // the target's service and host, in order
-		idx := -1
-		for _, r := range first {
-			if r.Service == target.Service && r.Host == target.Host {
-				if r.ID == target.ID {
-					idx = len(same)
+		for _, n := range nodes {
+			var target crec
+			for _, r := range first {
+				wr := w.want[r.Message]
+				if wr.agent != "" && wr.seq == 12 && owners[cluster.PartitionOf(&model.Batch{AgentID: wr.agent}, parts)] != n.name {
+					target = r
+					break
 				}
-				same = append(same, r)
+			}
+			if target.ID == "" {
+				t.Fatalf("no record for %s to ask context of", n.name)
+			}
+			var same []crec // the target's service and host, in order
+			idx := -1
+			for _, r := range first {
+				if r.Service == target.Service && r.Host == target.Host {
+					if r.ID == target.ID {
+						idx = len(same)
+					}
+					same = append(same, r)
+				}
+			}
+			var c struct {
+				Record  crec    `json:"record"`
+				Before  []crec  `json:"before"`
+				After   []crec  `json:"after"`
+				Partial bool    `json:"partial"`
+				Missing []int32 `json:"missing_partitions"`
+			}
+			n.getJSON(t, "/v1/logs/"+target.ID+":context?before=3&after=4", &c)
+			msgs := func(rs []crec) []string {
+				out := []string{}
+				for _, r := range rs {
+					out = append(out, r.Message)
+				}
+				return out
+			}
+			if c.Record.ID != target.ID || c.Record.Message != target.Message || c.Partial {
+				t.Fatalf("%s: context of %s: record %+v, partial %v %v", n.name, target.ID, c.Record, c.Partial, c.Missing)
+			}
+			if got, want := msgs(c.Before), msgs(same[max(0, idx-3):idx]); !slices.Equal(got, want) {
+				t.Errorf("%s: context before %q, want %q", n.name, got, want)
+			}
+			if got, want := msgs(c.After), msgs(same[idx+1:min(len(same), idx+5)]); !slices.Equal(got, want) {
+				t.Errorf("%s: context after %q, want %q", n.name, got, want)
 			}
 		}
-		var c struct {
-			Record  crec    `json:"record"`
-			Before  []crec  `json:"before"`
-			After   []crec  `json:"after"`
-			Partial bool    `json:"partial"`
-			Missing []int32 `json:"missing_partitions"`
-		}
-		n.getJSON(t, "/v1/logs/"+target.ID+":context?before=3&after=4", &c)
-		msgs := func(rs []crec) []string {
-			out := []string{}
-			for _, r := range rs {
-				out = append(out, r.Message)
-			}
-			return out
-		}
-		if c.Record.ID != target.ID || c.Record.Message != target.Message || c.Partial {
-			t.Fatalf("%s: context of %s: record %+v, partial %v %v", n.name, target.ID, c.Record, c.Partial, c.Missing)
-		}
-		if got, want := msgs(c.Before), msgs(same[max(0, idx-3):idx]); !slices.Equal(got, want) {
-			t.Errorf("%s: context before %q, want %q", n.name, got, want)
-		}
-		if got, want := msgs(c.After), msgs(same[idx+1:min(len(same), idx+5)]); !slices.Equal(got, want) {
-			t.Errorf("%s: context after %q, want %q", n.name, got, want)
-		}
-	}
-	resp, err := http.Get(nodes[0].url("/v1/logs/" + strings.Repeat("0", 31) + "1:context"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("context of an unknown id: %d, want 404", resp.StatusCode)
-	}
-	phase("context")
-
-	// Live tail on n1 gets a record written through n2 to a partition of n3.
-	tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer tcancel()
-	treq, _ := http.NewRequestWithContext(tctx, "GET", nodes[0].url("/v1/logs:tail?q="+url.QueryEscape("service:tailsvc")), nil)
-	tresp, err := http.DefaultClient.Do(treq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tresp.Body.Close()
-	if tresp.StatusCode != 200 {
-		t.Fatalf("tail: %d", tresp.StatusCode)
-	}
-	tailed := make(chan crec, 16)
-	go func() {
-		sc := bufio.NewScanner(tresp.Body)
-		for sc.Scan() {
-			var r crec
-			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Message != "" {
-				tailed <- r
-			}
-		}
-	}()
-	// The tailing node tells the owners every 250ms; give that a moment.
-	time.Sleep(time.Second)
-	tagent := agentFor(t, "tail", "n3", owners, parts)
-	b, recs = w.batch(tagent, model.Labels{Service: "tailsvc", Host: "host-t"}, 1, 1, func(uint64) time.Duration { return 3 * time.Second })
-	w.write(nodes[1], b, recs)
-	select {
-	case r := <-tailed:
-		if r.Message != b.Records[0].Message || r.ID == "" {
-			t.Fatalf("tail on n1 got %+v, want %q with an id", r, b.Records[0].Message)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("tail on n1 got nothing within 10s of a write through n2 to a partition of n3")
-	}
-	tcancel()
-	total = len(w.want)
-	phase("tail")
-
-	// Metrics: each partition owned by exactly one node.
-	owned := map[string]int{}
-	for _, n := range nodes {
-		resp, err := http.Get(n.url("/metrics"))
+		resp, err := http.Get(nodes[0].url("/v1/logs/" + strings.Repeat("0", 31) + "1:context"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, line := range strings.Split(string(body), "\n") {
-			if rest, ok := strings.CutPrefix(line, `shiplog_cluster_partition_owned{partition="`); ok {
-				p, v, _ := strings.Cut(rest, `"} `)
-				if v == "1" {
-					owned[p]++
-				}
-			}
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("context of an unknown id: %d, want 404", resp.StatusCode)
 		}
-		if !strings.Contains(string(body), "shiplog_cluster_partition_owned{") {
-			t.Errorf("%s: /metrics has no shiplog_cluster_partition_owned", n.name)
-		}
+		phase("context")
+	}) {
+		return
 	}
-	for p := range parts {
-		if c := owned[strconv.Itoa(p)]; c != 1 {
-			t.Errorf("partition %d owned by %d nodes per /metrics, want 1 (%v)", p, c, owned)
-		}
-	}
-	phase("metrics")
+	if !t.Run("tail", func(t *testing.T) {
 
-	// n3 leaves cleanly; the survivors take its partitions over.
-	var ofN3 crec // a record on a partition of n3
-	for _, r := range first {
-		if wr := w.want[r.Message]; wr.agent != "" && owners[cluster.PartitionOf(&model.Batch{AgentID: wr.agent}, parts)] == "n3" {
-			ofN3 = r
-			break
+		// Live tail on n1 gets a record written through n2 to a partition of n3.
+		tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer tcancel()
+		treq, _ := http.NewRequestWithContext(tctx, "GET", nodes[0].url("/v1/logs:tail?q="+url.QueryEscape("service:tailsvc")), nil)
+		tresp, err := http.DefaultClient.Do(treq)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := nodes[2].stop(t); err != nil {
-		t.Fatalf("n3 stopped with %v", err)
-	}
-	phase("n3 stopped")
-	survivors := nodes[:2]
-	sawPartial, sawContextErr := false, false
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		live := true
-		for _, n := range survivors {
-			t0 := time.Now()
-			if !allLive(n.status(t), parts, "n1", "n2") {
-				live = false
-			}
-			t1 := time.Now()
-			var a searchAnswer
-			n.getJSON(t, "/v1/logs:search?limit=1000&order=asc&"+window, &a)
-			if d0, d1 := t1.Sub(t0), time.Since(t1); d0 > time.Second || d1 > time.Second {
-				t.Logf("%s during the takeover: /v1/cluster took %s, a search %s", n.name, d0.Round(time.Millisecond), d1.Round(time.Millisecond))
-			}
-			if a.NextCursor != "" {
-				t.Fatalf("%s: %d records need more than one page of 1000", n.name, total)
-			}
-			switch {
-			case a.Partial:
-				sawPartial = true
-				if len(a.Missing) == 0 {
-					t.Fatalf("%s: partial answer without missing_partitions", n.name)
+		defer tresp.Body.Close()
+		if tresp.StatusCode != 200 {
+			t.Fatalf("tail: %d", tresp.StatusCode)
+		}
+		tailed := make(chan crec, 16)
+		go func() {
+			sc := bufio.NewScanner(tresp.Body)
+			for sc.Scan() {
+				var r crec
+				if json.Unmarshal(sc.Bytes(), &r) == nil && r.Message != "" {
+					tailed <- r
 				}
-				if len(a.Records) > total {
-					t.Fatalf("%s: partial answer with %d records, more than %d written", n.name, len(a.Records), total)
-				}
-			case len(a.Missing) > 0:
-				t.Fatalf("%s: missing_partitions %v without partial", n.name, a.Missing)
-			case len(a.Records) != total:
-				t.Fatalf("%s: %d records of %d, and the answer does not say partial", n.name, len(a.Records), total)
 			}
-			// Context of a record whose partition is moving: when answered,
-			// right. While the partition has no owner it answers today 404,
-			// as if the record did not exist, rather than a retryable or
-			// partial answer (cluster/query.go getter.Get); logged, not
-			// asserted, so that the test does not depend on the window.
-			resp, err := http.Get(n.url("/v1/logs/" + ofN3.ID + ":context?before=1&after=1"))
+		}()
+		// The tailing node tells the owners every 250ms; give that a moment.
+		time.Sleep(time.Second)
+		tagent := agentFor(t, "tail", "n3", owners, parts)
+		b, recs = w.batch(tagent, model.Labels{Service: "tailsvc", Host: "host-t"}, 1, 1, func(uint64) time.Duration { return 3 * time.Second })
+		w.write(nodes[1], b, recs)
+		select {
+		case r := <-tailed:
+			if r.Message != b.Records[0].Message || r.ID == "" {
+				t.Fatalf("tail on n1 got %+v, want %q with an id", r, b.Records[0].Message)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tail on n1 got nothing within 10s of a write through n2 to a partition of n3")
+		}
+		tcancel()
+		total = len(w.want)
+		phase("tail")
+	}) {
+		return
+	}
+	if !t.Run("metrics", func(t *testing.T) {
+
+		// Metrics: each partition owned by exactly one node.
+		owned := map[string]int{}
+		for _, n := range nodes {
+			resp, err := http.Get(n.url("/metrics"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			switch resp.StatusCode {
-			case 200:
-				var c struct {
-					Record crec `json:"record"`
-				}
-				if err := json.Unmarshal(body, &c); err != nil || c.Record.ID != ofN3.ID || c.Record.Message != ofN3.Message {
-					t.Fatalf("%s: context of %s during the takeover: %s", n.name, ofN3.ID, body)
-				}
-			default:
-				if !sawContextErr {
-					t.Logf("%s: context of a record of a moving partition: %d %s", n.name, resp.StatusCode, body)
-					sawContextErr = true
+			for _, line := range strings.Split(string(body), "\n") {
+				if rest, ok := strings.CutPrefix(line, `shiplog_cluster_partition_owned{partition="`); ok {
+					p, v, _ := strings.Cut(rest, `"} `)
+					if v == "1" {
+						owned[p]++
+					}
 				}
 			}
+			if !strings.Contains(string(body), "shiplog_cluster_partition_owned{") {
+				t.Errorf("%s: /metrics has no shiplog_cluster_partition_owned", n.name)
+			}
 		}
-		if live {
-			break
+		for p := range parts {
+			if c := owned[strconv.Itoa(p)]; c != 1 {
+				t.Errorf("partition %d owned by %d nodes per /metrics, want 1 (%v)", p, c, owned)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partitions not all live on n1 and n2 within 30s of n3 leaving: %+v", nodes[0].status(t))
-		}
-		time.Sleep(50 * time.Millisecond)
+		phase("metrics")
+	}) {
+		return
 	}
-	phase(fmt.Sprintf("survivors own everything (saw a partial answer: %v)", sawPartial))
-	for _, n := range survivors {
-		recs := n.searchAll(t, "", 11)
-		checkAll(t, n.name+" after failover", recs, w.want)
-		// The new owners rebuilt n3's partitions from the log: the same ids.
-		byID := map[string]string{}
-		for _, r := range recs {
-			byID[r.ID] = r.Message
-		}
+	if !t.Run("n3 stopped", func(t *testing.T) {
+
+		// n3 leaves cleanly; the survivors take its partitions over.
 		for _, r := range first {
-			if byID[r.ID] != r.Message {
-				t.Errorf("%s: after failover record %q has another id than %s", n.name, r.Message, r.ID)
+			if wr := w.want[r.Message]; wr.agent != "" && owners[cluster.PartitionOf(&model.Batch{AgentID: wr.agent}, parts)] == "n3" {
+				ofN3 = r
 				break
 			}
 		}
+		if err := nodes[2].stop(t); err != nil {
+			t.Fatalf("n3 stopped with %v", err)
+		}
+		phase("n3 stopped")
+	}) {
+		return
 	}
-	// Ingest goes on, and so do queries over the moved partitions.
-	b, recs = w.batch(agents[2].id, agents[2].l, 25, 27, func(s uint64) time.Duration { return 4*time.Second + time.Duration(s)*time.Millisecond })
-	w.write(nodes[1], b, recs)
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		var a searchAnswer
-		nodes[0].getJSON(t, "/v1/logs:search?limit=1000&"+window, &a)
-		if len(a.Records) == len(w.want) && !a.Partial {
-			break
+	if !t.Run("write after failover", func(t *testing.T) {
+		survivors := nodes[:2]
+		sawPartial, sawContextErr := false, false
+		deadline = time.Now().Add(30 * time.Second)
+		for {
+			live := true
+			for _, n := range survivors {
+				t0 := time.Now()
+				if !allLive(n.status(t), parts, "n1", "n2") {
+					live = false
+				}
+				t1 := time.Now()
+				var a searchAnswer
+				n.getJSON(t, "/v1/logs:search?limit=1000&order=asc&"+window, &a)
+				if d0, d1 := t1.Sub(t0), time.Since(t1); d0 > time.Second || d1 > time.Second {
+					t.Logf("%s during the takeover: /v1/cluster took %s, a search %s", n.name, d0.Round(time.Millisecond), d1.Round(time.Millisecond))
+				}
+				if a.NextCursor != "" {
+					t.Fatalf("%s: %d records need more than one page of 1000", n.name, total)
+				}
+				switch {
+				case a.Partial:
+					sawPartial = true
+					if len(a.Missing) == 0 {
+						t.Fatalf("%s: partial answer without missing_partitions", n.name)
+					}
+					if len(a.Records) > total {
+						t.Fatalf("%s: partial answer with %d records, more than %d written", n.name, len(a.Records), total)
+					}
+				case len(a.Missing) > 0:
+					t.Fatalf("%s: missing_partitions %v without partial", n.name, a.Missing)
+				case len(a.Records) != total:
+					t.Fatalf("%s: %d records of %d, and the answer does not say partial", n.name, len(a.Records), total)
+				}
+				// Context of a record whose partition is moving: when answered,
+				// right. While the partition has no owner it answers today 404,
+				// as if the record did not exist, rather than a retryable or
+				// partial answer (cluster/query.go getter.Get); logged, not
+				// asserted, so that the test does not depend on the window.
+				resp, err := http.Get(n.url("/v1/logs/" + ofN3.ID + ":context?before=1&after=1"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case 200:
+					var c struct {
+						Record crec `json:"record"`
+					}
+					if err := json.Unmarshal(body, &c); err != nil || c.Record.ID != ofN3.ID || c.Record.Message != ofN3.Message {
+						t.Fatalf("%s: context of %s during the takeover: %s", n.name, ofN3.ID, body)
+					}
+				default:
+					if !sawContextErr {
+						t.Logf("%s: context of a record of a moving partition: %d %s", n.name, resp.StatusCode, body)
+						sawContextErr = true
+					}
+				}
+			}
+			if live {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("partitions not all live on n1 and n2 within 30s of n3 leaving: %+v", nodes[0].status(t))
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after failover a new write is not searchable within 20s: %d records of %d", len(a.Records), len(w.want))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	phase("write after failover")
-
-	// n3 restarted with another partition count refuses to start.
-	bad := launch(2, "--cluster-lease-ttl", "3s", "--cluster-partitions", "4")
-	select {
-	case err := <-bad.done:
-		if err == nil || !strings.Contains(err.Error(), "created with 8 partitions") || !strings.Contains(err.Error(), "--cluster-partitions 4") {
-			t.Fatalf("n3 restarted with 4 partitions: %v, want a refusal naming 8 and 4", err)
-		}
-		t.Logf("n3 with 4 partitions: %v", err)
-	case <-time.After(45 * time.Second):
-		t.Fatalf("n3 restarted with 4 partitions still runs after 45s:\n%s", bad.logs)
-	}
-	phase("restart with another partition count refused")
-
-	// n3 comes back with its data: the others hand it its share, it catches
-	// up from its watermarks, and every node answers the same again.
-	back := launch(2, "--cluster-lease-ttl", "3s", "--cluster-partitions", strconv.Itoa(parts))
-	back.waitReady(t, 45*time.Second)
-	nodes[2] = back
-	deadline = time.Now().Add(40 * time.Second)
-	for {
-		st := waitLive(40*time.Second, nodes, names...)
-		if c := len(st.Nodes[2].Partitions); c >= 2 && st.Nodes[2].Name == "n3" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("n3 did not get its share back within 40s: %+v", st)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	phase("n3 back with its share")
-	for _, n := range nodes {
-		recs := n.searchAll(t, "", 13)
-		if len(recs) != len(w.want) {
-			// Which partition answered short while it said live.
-			for _, p := range n.status(t).Parts {
-				t.Logf("%s: partition %d owner %s state %s applied %d of %d", n.name, p.Partition, p.Owner, p.State, p.Applied, p.LastSeq)
+		phase(fmt.Sprintf("survivors own everything (saw a partial answer: %v)", sawPartial))
+		for _, n := range survivors {
+			recs := n.searchAll(t, "", 11)
+			checkAll(t, n.name+" after failover", recs, w.want)
+			// The new owners rebuilt n3's partitions from the log: the same ids.
+			byID := map[string]string{}
+			for _, r := range recs {
+				byID[r.ID] = r.Message
+			}
+			for _, r := range first {
+				if byID[r.ID] != r.Message {
+					t.Errorf("%s: after failover record %q has another id than %s", n.name, r.Message, r.ID)
+					break
+				}
 			}
 		}
-		checkAll(t, n.name+" after n3 came back", recs, w.want)
+		// Ingest goes on, and so do queries over the moved partitions.
+		b, recs = w.batch(agents[2].id, agents[2].l, 25, 27, func(s uint64) time.Duration { return 4*time.Second + time.Duration(s)*time.Millisecond })
+		w.write(nodes[1], b, recs)
+		deadline = time.Now().Add(20 * time.Second)
+		for {
+			var a searchAnswer
+			nodes[0].getJSON(t, "/v1/logs:search?limit=1000&"+window, &a)
+			if len(a.Records) == len(w.want) && !a.Partial {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after failover a new write is not searchable within 20s: %d records of %d", len(a.Records), len(w.want))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		phase("write after failover")
+	}) {
+		return
 	}
-	phase("every record once through every node")
+	if !t.Run("restart with another partition count refused", func(t *testing.T) {
+
+		// n3 restarted with another partition count refuses to start.
+		bad := launch(2, "--cluster-lease-ttl", "3s", "--cluster-partitions", "4")
+		select {
+		case err := <-bad.done:
+			if err == nil || !strings.Contains(err.Error(), "created with 8 partitions") || !strings.Contains(err.Error(), "--cluster-partitions 4") {
+				t.Fatalf("n3 restarted with 4 partitions: %v, want a refusal naming 8 and 4", err)
+			}
+			t.Logf("n3 with 4 partitions: %v", err)
+		case <-time.After(45 * time.Second):
+			t.Fatalf("n3 restarted with 4 partitions still runs after 45s:\n%s", bad.logs)
+		}
+		phase("restart with another partition count refused")
+	}) {
+		return
+	}
+	if !t.Run("n3 back with its share", func(t *testing.T) {
+
+		// n3 comes back with its data: the others hand it its share, it catches
+		// up from its watermarks, and every node answers the same again.
+		back := launch(2, "--cluster-lease-ttl", "3s", "--cluster-partitions", strconv.Itoa(parts))
+		back.waitReady(t, 45*time.Second)
+		nodes[2] = back
+		deadline = time.Now().Add(40 * time.Second)
+		for {
+			st := waitLive(t, 40*time.Second, nodes, names...)
+			if c := len(st.Nodes[2].Partitions); c >= 2 && st.Nodes[2].Name == "n3" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("n3 did not get its share back within 40s: %+v", st)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		phase("n3 back with its share")
+	}) {
+		return
+	}
+	if !t.Run("every record once through every node", func(t *testing.T) {
+		for _, n := range nodes {
+			recs := n.searchAll(t, "", 13)
+			if len(recs) != len(w.want) {
+				// Which partition answered short while it said live.
+				for _, p := range n.status(t).Parts {
+					t.Logf("%s: partition %d owner %s state %s applied %d of %d", n.name, p.Partition, p.Owner, p.State, p.Applied, p.LastSeq)
+				}
+			}
+			checkAll(t, n.name+" after n3 came back", recs, w.want)
+		}
+		phase("every record once through every node")
+	}) {
+		return
+	}
 }
 
 func mapsEqual(a, b map[string]int) bool {

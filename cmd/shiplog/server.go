@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -30,173 +28,78 @@ import (
 	"github.com/shiplog/shiplog/web"
 )
 
+// serverRun is one run of `shiplog server`: its configuration and the parts
+// its components start, each set by the component that starts it.
+type serverRun struct {
+	cfg    *serverConfig
+	log    *slog.Logger
+	stdout io.Writer
+	reg    *prometheus.Registry
+	auth   *server.Auth
+	certs  *server.CertReloader
+	tls    *tls.Config
+
+	st           *store.Store
+	storeOpts    store.Options
+	readOnly     bool
+	roWhy        string
+	hub          *server.Hub
+	core         server.Core
+	hl           net.Listener
+	boundHTTP    string
+	node         *cluster.Node
+	al           *alerting     // a single node's alerting
+	leased       *alert.Leased // a cluster node's alerting
+	alertMetrics *alert.Metrics
+	alertCtx     context.Context // a cluster node's alerting runs until it is done
+	srv          *server.Server
+	syslogLines  string
+	stopSyslog   context.CancelFunc
+	syslogDone   chan error
+	stopSIGHUP   context.CancelFunc
+}
+
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	sd := server.DefaultOptions()
-	httpAddr := fs.String("http", sd.HTTPAddr, "HTTP address: JSON API, web UI, /metrics")
-	grpcAddr := fs.String("grpc", sd.GRPCAddr, "gRPC address")
-	syslogAddr := fs.String("syslog", "", "syslog address, TCP and UDP (RFC 5424 and RFC 3164); empty: off")
-	syslogTLSAddr := fs.String("syslog-tls", "", "syslog over TLS address (RFC 5425, usually port 6514) with --tls-cert/--tls-key, and client certificates with --tls-client-ca; empty: off")
-	data := fs.String("data", "./shiplog-data", "data directory")
-	fsync := fs.Bool("fsync", false, "fsync the write-ahead log before every ack (survives power loss, slower)")
-	maxLine := fs.Int("max-line-bytes", ingest.DefaultOptions().MaxLineBytes, "longer messages are cut and marked truncated=true")
-	maxRecv := fs.Int("max-request-bytes", sd.MaxRecvBytes, "largest gRPC message or HTTP body")
-	maxPast := fs.Duration("max-past", ingest.DefaultOptions().MaxPast, "refuse records older than this")
-	maxFuture := fs.Duration("max-future", ingest.DefaultOptions().MaxFuture, "refuse records further ahead of the server's clock than this")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	silentAfter := fs.Duration("silent-after", 5*time.Minute, "a host with no new line for this long is silent (unless its agent said goodbye)")
-	authFile := fs.String("auth-file", "", "YAML file of tokens and scopes (see docs/operations.md); without it, no token is needed")
-	insecure := fs.Bool("insecure", false, "allow listening on a non-loopback address without --auth-file, --cluster-listen without --cluster-secret-file or --cluster-tls-*, and a --min-free-disk below 64MiB")
-	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM) for both listeners; reloaded on SIGHUP")
-	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
-	tlsClientCA := fs.String("tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
-	ld := server.DefaultLimits()
-	queryTimeout := fs.Duration("query-timeout", ld.QueryTimeout, "longest a query may run")
-	maxQueries := fs.Int("max-concurrent-queries", ld.MaxConcurrentQueries, "queries run at once; more wait (up to --query-timeout)")
-	maxQuerySamples := fs.Int("query-max-samples", metrics.DefaultOptions().MaxSamples, "PromQL: the most points one query may evaluate (estimated before it runs: subqueries' and range selectors' points times the steps around them) and samples it may hold at once, as Prometheus' --query.max-samples")
-	promStep := fs.Duration("promql-default-step", metrics.DefaultOptions().DefaultStep, "PromQL: the step of a subquery written without one (x[1h:]), as Prometheus' evaluation interval")
-	otlpBuild := fs.String("otlp-build-attr", strings.Join(sd.OTLPBuildAttrs, ","), "OTLP: resource or record attributes whose value is the build_id, the first present wins, comma-separated (e.g. add service.version)")
-	otlpDeploy := fs.String("otlp-deploy-attr", strings.Join(sd.OTLPDeployAttrs, ","), "OTLP: resource or record attributes whose value is the deploy_id, the first present wins, comma-separated")
-	maxSeries := fs.Int("max-series", store.DefaultMetricsOptions().MaxSeries, "metric series the store may hold (every series with samples on a kept day; --retention frees them); samples of new series beyond it are refused, existing series keep taking samples")
-	maxTails := fs.Int("max-tails", ld.MaxTails, "live tails open at once; more get ResourceExhausted (429)")
-	hd := server.DefaultHubOptions()
-	tailQueue := fs.Int("tail-queue-records", hd.QueueRecords, "new records a live tail may have waiting to be matched; beyond it the tail skips records and is told how many")
-	tailBytes := byteSize(hd.QueueBytes)
-	fs.Var(&tailBytes, "tail-queue-bytes", "memory of the records waiting in all live tails' queues together (each batch counted once); beyond it a tail that is behind skips records")
-	maxBatches := fs.Int("max-inflight-batches", ld.MaxInflightBatches, "batches stored at once; beyond it clients get ResourceExhausted and retry")
-	var minFree, memLimit byteSize = byteSize(ld.MinFreeDisk), 0
-	bodyInflight := byteSize(ld.MaxBodyBytesInflight)
-	fs.Var(&bodyInflight, "max-body-bytes-inflight", "bytes of HTTP request bodies, as received and decompressed, held at once by requests in flight; beyond it clients get 429 and retry")
-	readHeaderTimeout := fs.Duration("http-read-header-timeout", sd.ReadHeaderTimeout, "longest an HTTP client may take to send a request's headers")
-	readTimeout := fs.Duration("http-read-timeout", sd.BodyReadTimeout, "longest an HTTP client may take to send a request's body (answers and streams after it are not cut)")
-	idleTimeout := fs.Duration("http-idle-timeout", sd.IdleTimeout, "an idle keep-alive HTTP connection is closed after this long")
-	syd := server.DefaultSyslogOptions()
-	syslogIdle := fs.Duration("syslog-idle-timeout", syd.IdleTimeout, "a syslog TCP connection that sends nothing for this long is closed")
-	syslogMaxConns := fs.Int("syslog-max-conns", syd.MaxConns, "syslog TCP connections at once; when full, the longest idle one is closed for a new one")
-	fs.Var(&minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB; at least 64MiB unless --insecure, which allows 0 = off)")
-	retention := fs.Duration("retention", 0, "drop day partitions (logs and metrics) older than this, e.g. 720h; 0 keeps everything")
-	var retentionSize byteSize
-	fs.Var(&retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
-	fs.Var(&memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
-	sod := store.DefaultOptions()
-	maxStreams := fs.Int("max-streams-per-day", sod.MaxStreamsPerDay, "new streams (service, host, build_id, deploy_id never seen before) accepted per UTC day; a batch opening more gets ResourceExhausted, known streams keep working; 0 = no limit")
-	maxSeqJump := fs.Uint64("max-seq-jump", sod.MaxSeqJump, "refuse (InvalidArgument) a batch whose seq is further than this above its agent's highest stored seq; 0 = no bound")
-	rulesFile := fs.String("rules", "", "alert rules file (see docs/rules.md); reloaded on SIGHUP and POST /-/reload")
-	externalURL := fs.String("external-url", "", "the web UI's address in alert notifications' links (default http://<--http>)")
-	ax := addAlertFlags(fs)
-	cf := addClusterFlags(fs)
-	if err := parseFlags(fs, args, stdout); err != nil {
+	cfg, err := parseServerFlags(args, stdout)
+	if err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
 		}
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("server: unexpected argument %q", fs.Arg(0))
+	r := &serverRun{cfg: cfg, log: cfg.logger(stderr), stdout: stdout}
+	if err := r.prepare(); err != nil {
+		return err
 	}
-	for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}} {
-		if _, _, err := net.SplitHostPort(a.v); err != nil {
-			return usagef("server: --%s %q: want HOST:PORT", a.name, a.v)
-		}
-	}
-	if *data == "" {
-		return usagef("server: --data must not be empty")
-	}
-	ccfg, err := cf.config(*insecure)
+	s, err := startComponents(ctx, r.components(), r.log)
 	if err != nil {
 		return err
 	}
-	if *maxLine < 1024 {
-		return usagef("server: --max-line-bytes must be at least 1024")
+	r.printServing()
+	serveErr := r.srv.Serve(ctx)
+	stopping := time.Now()
+	closeErr := s.stop()
+	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) {
+		return serveErr
 	}
-	if (*tlsCert == "") != (*tlsKey == "") {
-		return usagef("server: --tls-cert and --tls-key go together")
+	if closeErr == nil {
+		// The last line of a clean stop: everything acked is in the store.
+		r.log.Info("shutdown complete: every acked record and sample is stored", "took", time.Since(stopping).Round(time.Millisecond))
 	}
-	if *tlsClientCA != "" && *tlsCert == "" {
-		return usagef("server: --tls-client-ca needs --tls-cert and --tls-key")
-	}
-	for _, a := range []struct{ name, v string }{{"syslog", *syslogAddr}, {"syslog-tls", *syslogTLSAddr}} {
-		if a.v == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a.v); err != nil {
-			return usagef("server: --%s %q: want HOST:PORT", a.name, a.v)
-		}
-	}
-	if *syslogTLSAddr != "" && *tlsCert == "" {
-		return usagef("server: --syslog-tls needs --tls-cert and --tls-key")
-	}
-	if *authFile == "" && !*insecure {
-		for _, a := range []struct{ name, v string }{{"http", *httpAddr}, {"grpc", *grpcAddr}, {"syslog", *syslogAddr}, {"syslog-tls", *syslogTLSAddr}} {
-			if a.v == "" {
-				continue
-			}
-			if !loopback(a.v) {
-				return usagef("server: refusing to listen on %s (--%s) without --auth-file: anyone who can reach it could read and write logs; add --auth-file, or --insecure if the network is trusted", a.v, a.name)
-			}
-		}
-	}
-	if *queryTimeout <= 0 || *maxQueries <= 0 || *maxBatches <= 0 || *maxQuerySamples <= 0 || *maxSeries <= 0 || *maxTails <= 0 || *tailQueue <= 0 || tailBytes <= 0 {
-		return usagef("server: --query-timeout, --max-concurrent-queries, --max-inflight-batches, --query-max-samples, --max-series, --max-tails, --tail-queue-records and --tail-queue-bytes must be positive")
-	}
-	if bodyInflight < 2*byteSize(*maxRecv) {
-		// A body at the limit holds up to twice it while its buffer grows.
-		return usagef("server: --max-body-bytes-inflight (%d) must be at least twice --max-request-bytes (%d)", bodyInflight, *maxRecv)
-	}
-	if *readHeaderTimeout <= 0 || *readTimeout <= 0 || *idleTimeout <= 0 || *syslogIdle <= 0 || *syslogMaxConns <= 0 {
-		return usagef("server: --http-read-header-timeout, --http-read-timeout, --http-idle-timeout, --syslog-idle-timeout and --syslog-max-conns must be positive")
-	}
-	if minFree < minFreeDiskFloor && !*insecure {
-		return usagef("server: --min-free-disk of %d bytes is below the safe floor of 64MiB: a full disk makes the store fail hard (Badger writes through memory-mapped files); raise it, or add --insecure to accept the risk", uint64(minFree))
-	}
-	if *retention < 0 {
-		return usagef("server: --retention must not be negative")
-	}
-	if *retention > 0 && *retention < *maxPast {
-		*maxPast = *retention
-	}
-	if *maxStreams < 0 {
-		return usagef("server: --max-streams-per-day must not be negative")
-	}
-	if *silentAfter <= 0 {
-		return usagef("server: --silent-after must be positive")
-	}
-	if *maxPast <= 0 || *maxFuture <= 0 {
-		return usagef("server: --max-past and --max-future must be positive")
-	}
-	if *promStep <= 0 {
-		return usagef("server: --promql-default-step must be positive")
-	}
-	buildAttrs, err := attrList("otlp-build-attr", *otlpBuild)
-	if err != nil {
-		return err
-	}
-	deployAttrs, err := attrList("otlp-deploy-attr", *otlpDeploy)
-	if err != nil {
-		return err
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("server: --log-level %q: want debug, info, warn or error", *logLevel)
-	}
-	var log *slog.Logger
-	switch *logFormat {
-	case "text":
-		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	case "json":
-		log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	default:
-		return usagef("server: --log-format %q: want text or json", *logFormat)
-	}
-	warnInsecureCluster(ccfg, log)
+	return closeErr
+}
 
-	if memLimit > 0 {
-		debug.SetMemoryLimit(int64(memLimit))
+// prepare sets up the process and loads the secrets and certificates the
+// flags name, before anything starts.
+func (r *serverRun) prepare() error {
+	cfg, log := r.cfg, r.log
+	warnInsecureCluster(cfg.cluster, log)
+	if cfg.memLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.memLimit))
 	}
 	// Files the server creates are its own (the WAL holds what clients sent).
 	privateUmask()
-	for _, f := range []struct{ name, path string }{{"auth-file", *authFile}, {"tls-key", *tlsKey}} {
+	for _, f := range []struct{ name, path string }{{"auth-file", cfg.authFile}, {"tls-key", cfg.tlsKey}} {
 		if f.path == "" {
 			continue
 		}
@@ -208,44 +111,94 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn(warn)
 		}
 	}
-	var auth *server.Auth
-	if *authFile != "" {
-		var err error
-		if auth, err = server.LoadAuthFile(*authFile); err != nil {
+	var err error
+	if cfg.authFile != "" {
+		if r.auth, err = server.LoadAuthFile(cfg.authFile); err != nil {
 			return usagef("server: %v", err)
 		}
 	}
-	var certs *server.CertReloader
-	var tlsCfg *tls.Config
-	if *tlsCert != "" {
-		var err error
-		if certs, err = server.NewCertReloader(*tlsCert, *tlsKey); err != nil {
+	if cfg.tlsCert != "" {
+		if r.certs, err = server.NewCertReloader(cfg.tlsCert, cfg.tlsKey); err != nil {
 			return usagef("server: %v", err)
 		}
-		if tlsCfg, err = server.ServerTLSConfig(certs, *tlsClientCA); err != nil {
+		if r.tls, err = server.ServerTLSConfig(r.certs, cfg.tlsClientCA); err != nil {
 			return usagef("server: %v", err)
 		}
 	}
+	r.reg = prometheus.NewRegistry()
+	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return nil
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// components are the server's parts in the order they start:
+//
+//  1. store: the local store (a cluster node's metrics and own state), the
+//     query engine, limits and metrics wiring over it;
+//  2. http listener: --http is bound early, as alert links need its address;
+//  3. cluster node (cluster mode): joins the cluster; logs then go through
+//     the replicated log to the partition owners;
+//  4. alerting (--rules): evaluation on a single node, or on the holder of
+//     the cluster's alert lease;
+//  5. server: ingest and the gRPC and HTTP servers (Serve runs them);
+//  6. SIGHUP: reloads the rules and the TLS certificate;
+//  7. syslog (--syslog, --syslog-tls).
+//
+// They stop in reverse: syslog stores what it received first, evaluation
+// ends before the node leaves the cluster, and the store closes last.
+func (r *serverRun) components() []component {
+	cs := []component{
+		{name: "store", start: r.startStore, stop: r.closeStore, stopping: "sealing open chunks"},
+		{name: "http listener", start: r.listenHTTP, stop: func() error { _ = r.hl.Close(); return nil }},
+	}
+	if r.cfg.cluster != nil {
+		cs = append(cs, component{name: "cluster node", start: r.startNode, stop: r.closeNode, stopping: "leaving the cluster"})
+	}
+	switch {
+	case r.cfg.rulesFile != "" && r.cfg.cluster != nil:
+		r.leased = alert.NewLeased(r.log, alert.LeasedOptions{Start: r.startLeasedAlerting, View: r.viewClusterAlerts})
+		r.cfg.cluster.OnAlertLease = r.leased.OnLease
+		cs = append(cs, component{name: "alerting", start: r.startClusterAlerting, stop: func() error { r.leased.Stop(); return nil }})
+	case r.cfg.rulesFile != "":
+		cs = append(cs, component{name: "alerting", start: r.startAlerting, stop: func() error { r.al.stop(); return nil }})
+	}
+	cs = append(cs,
+		component{name: "server", start: r.newServer},
+		component{name: "SIGHUP", start: r.watchSIGHUP, stop: func() error { r.stopSIGHUP(); return nil }})
+	if r.cfg.syslogAddr != "" || r.cfg.syslogTLSAddr != "" {
+		cs = append(cs, component{name: "syslog", start: r.startSyslog, stop: r.stopSyslogListener})
+	}
+	return cs
+}
 
-	so := sod
-	so.Fsync = *fsync
-	so.MaxStreamsPerDay, so.MaxSeqJump = *maxStreams, *maxSeqJump
-	so.Retention, so.RetentionBytes = *retention, int64(retentionSize)
-	so.Metrics.MaxSeries = *maxSeries
+// startStore opens the store and wires the query side over it.
+func (r *serverRun) startStore(ctx context.Context) error {
+	cfg := r.cfg
+	so := store.DefaultOptions()
+	so.Fsync = cfg.fsync
+	so.MaxStreamsPerDay, so.MaxSeqJump = cfg.maxStreams, cfg.maxSeqJump
+	so.Retention, so.RetentionBytes = cfg.retention, int64(cfg.retentionSize)
+	so.Metrics.MaxSeries = cfg.maxSeries
+	r.storeOpts = so
 	start := time.Now()
-	var st *store.Store
-	st, err = store.Open(*data, so, log, reg)
+	st, err := store.Open(cfg.data, so, r.log, r.reg)
 	if err != nil {
 		return err
 	}
-	log.Info("store open", "data", *data, "took", time.Since(start).Round(time.Millisecond))
-	readOnly, roWhy := st.ReadOnly()
-	io := ingest.DefaultOptions()
-	io.MaxLineBytes, io.MaxPast, io.MaxFuture = *maxLine, *maxPast, *maxFuture
-	hub := server.NewHub(server.HubOptions{QueueRecords: *tailQueue, QueueBytes: int64(tailBytes)})
+	r.st = st
+	r.log.Info("store open", "data", cfg.data, "took", time.Since(start).Round(time.Millisecond))
+	r.readOnly, r.roWhy = st.ReadOnly()
+	r.wireCore(ctx)
+	return nil
+}
+
+func (r *serverRun) closeStore() error { return r.st.Close() }
+
+// wireCore builds the server's core over the local store: the query
+// engine, live tails, limits and the metrics engine.
+func (r *serverRun) wireCore(ctx context.Context) {
+	cfg, st, reg := r.cfg, r.st, r.reg
+	hub := server.NewHub(server.HubOptions{QueueRecords: cfg.tailQueue, QueueBytes: int64(cfg.tailBytes)})
+	r.hub = hub
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tails", Help: "Live tails open."},
 			func() float64 { return float64(hub.Subscribers()) }),
@@ -254,190 +207,107 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			func() float64 { return float64(hub.Skipped()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tail_queue_bytes", Help: "Memory of the batches waiting in live tails' queues (each batch once)."},
 			func() float64 { return float64(hub.Held()) }))
-	core := server.Core{
+	r.core = server.Core{
 		Query:       query.New(st, query.DefaultOptions()),
 		Catalog:     st,
 		Getter:      st,
 		Hub:         hub,
-		SilentAfter: *silentAfter,
+		SilentAfter: cfg.silentAfter,
 		Backup:      st.Backup,
-		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: *queryTimeout, MaxConcurrentQueries: *maxQueries, MaxTails: *maxTails,
-			MaxInflightBatches: *maxBatches, MinFreeDisk: uint64(minFree), DataDir: *data, MaxBodyBytesInflight: int64(bodyInflight)}, log),
+		Limits: server.NewLimiter(ctx, server.Limits{QueryTimeout: cfg.queryTimeout, MaxConcurrentQueries: cfg.maxQueries, MaxTails: cfg.maxTails,
+			MaxInflightBatches: cfg.maxBatches, MinFreeDisk: uint64(cfg.minFree), DataDir: cfg.data, MaxBodyBytesInflight: int64(cfg.bodyInflight)}, r.log),
 	}
 	mo := metrics.DefaultOptions()
-	mo.Timeout, mo.MaxSamples, mo.DefaultStep = *queryTimeout, *maxQuerySamples, *promStep
+	mo.Timeout, mo.MaxSamples, mo.DefaultStep = cfg.queryTimeout, cfg.maxQuerySample, cfg.promStep
+	mo.MaxSamplesRead = cfg.maxSamplesRead
 	mio := ingest.DefaultMetricsOptions()
-	mio.MaxPast = *maxPast
-	core.Metrics = &server.Metrics{
-		Ingest:    ingest.NewMetrics(st, mio, log, reg),
-		Engine:    metrics.NewEngine(mo, log, reg),
+	mio.MaxPast = cfg.maxPast
+	r.core.Metrics = &server.Metrics{
+		Ingest:    ingest.NewMetrics(st, mio, r.log, reg),
+		Engine:    metrics.NewEngine(mo, r.log, reg),
 		Queryable: metrics.NewQueryable(st, mo),
 	}
-	// The HTTP listener is bound now: alert links need its address (a
-	// --http port 0's is known only once bound).
-	hl, err := net.Listen("tcp", *httpAddr)
+}
+
+// listenHTTP binds --http now: alert links need its address (a --http port
+// 0's is known only once bound).
+func (r *serverRun) listenHTTP(context.Context) error {
+	hl, err := net.Listen("tcp", r.cfg.httpAddr)
 	if err != nil {
-		_ = st.Close()
-		return fmt.Errorf("listen --http %s: %w", *httpAddr, err)
+		return fmt.Errorf("listen --http %s: %w", r.cfg.httpAddr, err)
 	}
-	boundHTTP := hl.Addr().String()
-	var al *alerting
-	var node *cluster.Node
-	var calerts *clusterAlerts
-	closeAll := func() {
-		_ = hl.Close()
-		al.stop()
-		if calerts != nil {
-			calerts.stop()
-		}
-		if node != nil {
-			if err := node.Close(); err != nil {
-				log.Error("cluster: close", "err", err)
-			}
-		}
-		_ = st.Close()
-	}
-	switch {
-	case ccfg != nil:
-		// Cluster mode: logs go through the replicated log to the partition
-		// owners; metrics and the node's own state stay in the local store.
-		ccfg.Dir = filepath.Join(*data, "cluster")
-		ccfg.Store, ccfg.StreamMaxAge = so, *retention
-		// --retention-size bounds the whole node; each partition store gets a share.
-		ccfg.Store.RetentionBytes = so.RetentionBytes / int64(ccfg.Partitions)
-		ccfg.Log, ccfg.Registerer, ccfg.Hub = log, reg, hub
-		if *rulesFile != "" {
-			calerts = newClusterAlerts(log)
-			ccfg.OnAlertLease = calerts.onLease
-		}
-		if node, err = startClusterNode(ctx, *ccfg); err != nil {
-			closeAll()
-			return err
-		}
-		core.Query, core.CatalogFor, core.Cluster, core.Catalog, core.Getter = node, node.Catalog, node.Status, nil, nil
-		if calerts != nil {
-			kv := node.AlertStore()
-			areg := reRegisterer{reg}
-			calerts.start = func() (*alerting, error) {
-				return startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, ax, kv, node, core.Metrics, log, areg)
-			}
-			quiet := slog.New(slog.DiscardHandler)
-			calerts.view = func() (*alert.Manager, error) { return viewAlerts(*rulesFile, kv, quiet) }
-			if _, err := calerts.view(); err != nil {
-				closeAll()
-				return usagef("server: --rules %v", err)
-			}
-			core.Alerts = calerts
-			close(calerts.ready)
-			go calerts.loop()
-		}
-	case *rulesFile != "":
-		if al, err = startAlerting(ctx, *rulesFile, *externalURL, boundHTTP, tlsCfg != nil, ax, st, core.Query, core.Metrics, log, reg); err != nil {
-			closeAll()
-			return err
-		}
-		core.Alerts = al.mgr
-	}
-	var sink ingest.Sink = server.TailSink{Next: st, Hub: hub}
-	if node != nil {
-		sink = node // the owners hand stored lines to the tails
-	}
-	core.Ingest = ingest.New(sink, io, log, reg)
-	so2 := server.DefaultOptions()
-	so2.UI = web.Handler()
-	so2.HTTPAddr, so2.GRPCAddr, so2.MaxRecvBytes, so2.Gatherer = *httpAddr, *grpcAddr, *maxRecv, reg
-	so2.HTTPListener = hl
-	so2.Auth, so2.TLS = auth, tlsCfg
-	so2.ReadHeaderTimeout, so2.BodyReadTimeout, so2.IdleTimeout = *readHeaderTimeout, *readTimeout, *idleTimeout
-	so2.Registerer = reg
-	so2.OTLPBuildAttrs, so2.OTLPDeployAttrs = buildAttrs, deployAttrs
-	srv, err := server.New(core, so2, log)
+	r.hl, r.boundHTTP = hl, hl.Addr().String()
+	return nil
+}
+
+// startNode joins the cluster. Logs go through the replicated log to the
+// partition owners; metrics and the node's own state stay in the local store.
+func (r *serverRun) startNode(ctx context.Context) error {
+	ccfg := *r.cfg.cluster
+	ccfg.Dir = filepath.Join(r.cfg.data, "cluster")
+	ccfg.Store, ccfg.StreamMaxAge = r.storeOpts, r.cfg.retention
+	// --retention-size bounds the whole node; each partition store gets a share.
+	ccfg.Store.RetentionBytes = r.storeOpts.RetentionBytes / int64(ccfg.Partitions)
+	ccfg.Log, ccfg.Registerer, ccfg.Hub = r.log, r.reg, r.hub
+	node, err := cluster.Start(ctx, ccfg)
 	if err != nil {
-		closeAll()
+		return fmt.Errorf("server: %w", err)
+	}
+	r.node = node
+	r.core.Query, r.core.CatalogFor, r.core.Cluster, r.core.Catalog, r.core.Getter = node, node.Catalog, node.Status, nil, nil
+	return nil
+}
+
+// closeNode leaves the cluster; an error is logged, the stop goes on.
+func (r *serverRun) closeNode() error {
+	if err := r.node.Close(); err != nil {
+		r.log.Error("cluster: close", "err", err)
+	}
+	return nil
+}
+
+// newServer builds ingest and the gRPC and HTTP servers (Serve runs them).
+func (r *serverRun) newServer(context.Context) error {
+	cfg := r.cfg
+	var sink ingest.Sink = server.TailSink{Next: r.st, Hub: r.hub}
+	if r.node != nil {
+		sink = r.node // the owners hand stored lines to the tails
+	}
+	iop := ingest.DefaultOptions()
+	iop.MaxLineBytes, iop.MaxPast, iop.MaxFuture = cfg.maxLine, cfg.maxPast, cfg.maxFuture
+	r.core.Ingest = ingest.New(sink, iop, r.log, r.reg)
+	so := server.DefaultOptions()
+	so.UI = web.Handler()
+	so.HTTPAddr, so.GRPCAddr, so.MaxRecvBytes, so.Gatherer = cfg.httpAddr, cfg.grpcAddr, cfg.maxRecv, r.reg
+	so.HTTPListener = r.hl
+	so.Auth, so.TLS = r.auth, r.tls
+	so.ReadHeaderTimeout, so.BodyReadTimeout, so.IdleTimeout = cfg.readHeaderTimeout, cfg.readTimeout, cfg.idleTimeout
+	so.Registerer = r.reg
+	so.OTLPBuildAttrs, so.OTLPDeployAttrs = cfg.buildAttrs, cfg.deployAttrs
+	srv, err := server.New(r.core, so, r.log)
+	if err != nil {
 		return err
 	}
+	r.srv = srv
+	return nil
+}
+
+// watchSIGHUP reloads the rules (a single node's) and the TLS certificate on
+// every SIGHUP until stopped.
+func (r *serverRun) watchSIGHUP(ctx context.Context) error {
+	ctx, r.stopSIGHUP = context.WithCancel(ctx)
 	go onSIGHUP(ctx, func() {
-		al.reload()
-		if certs != nil {
-			if err := certs.Reload(); err != nil {
-				log.Error("SIGHUP: keeping the old TLS certificate", "err", err)
+		r.al.reload()
+		if r.certs != nil {
+			if err := r.certs.Reload(); err != nil {
+				r.log.Error("SIGHUP: keeping the old TLS certificate", "err", err)
 			} else {
-				log.Info("SIGHUP: TLS certificate reloaded")
+				r.log.Info("SIGHUP: TLS certificate reloaded")
 			}
 		}
 	})
-	scheme := "http"
-	if tlsCfg != nil {
-		scheme = "https"
-	}
-	base := scheme + "://" + srv.HTTPAddr()
-	var syslogDone chan error
-	var syslogLine string
-	syslogCtx, stopSyslog := context.WithCancel(ctx)
-	defer stopSyslog()
-	if *syslogAddr != "" || *syslogTLSAddr != "" {
-		slo := server.DefaultSyslogOptions()
-		slo.Addr, slo.TLSAddr, slo.TLS, slo.IdleTimeout, slo.MaxConns = *syslogAddr, *syslogTLSAddr, tlsCfg, *syslogIdle, *syslogMaxConns
-		sl, err := server.ListenSyslog(core.Ingest, slo, log, reg)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		syslogDone = make(chan error, 1)
-		go func() { syslogDone <- sl.Serve(syslogCtx) }()
-		if sl.Addr() != "" {
-			syslogLine = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
-		}
-		if sl.TLSAddr() != "" {
-			syslogLine += fmt.Sprintf("  syslog (tls):        %s\n", sl.TLSAddr())
-		}
-		// Syslog has no tokens: --auth-file does not cover it.
-		if auth != nil && sl.Addr() != "" {
-			log.Warn("--syslog takes messages without a token from anyone who can reach it (syslog has no authentication; --auth-file does not cover it): use --syslog-tls with --tls-client-ca, or a firewall", "syslog", sl.Addr())
-		}
-		if auth != nil && sl.TLSAddr() != "" && *tlsClientCA == "" {
-			log.Warn("--syslog-tls takes messages without a token from anyone who can reach it: add --tls-client-ca to require client certificates", "syslog_tls", sl.TLSAddr())
-		}
-	}
-	// "data" ends the address block (internal/harness reads it).
-	fmt.Fprintf(stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n%s  data:                %s\n",
-		base, srv.GRPCAddr(), base, syslogLine, *data)
-	if readOnly {
-		fmt.Fprintf(stdout, "  READ-ONLY:           %s; queries are answered, ingest is refused until a restart with free space\n", roWhy)
-	}
-	if f, ok := stdout.(*os.File); ok {
-		_ = f.Sync()
-	}
-	serveErr := srv.Serve(ctx)
-	stopping := time.Now()
-	stopSyslog()
-	if syslogDone != nil {
-		<-syslogDone // the syslog listener stores what it received first
-	}
-	al.stop()
-	if calerts != nil {
-		calerts.stop()
-	}
-	if node != nil {
-		log.Info("shutting down: leaving the cluster")
-		if err := node.Close(); err != nil {
-			log.Error("cluster: close", "err", err)
-		}
-	}
-	log.Info("shutting down: sealing open chunks")
-	closeErr := st.Close()
-	if serveErr != nil && !strings.Contains(serveErr.Error(), "use of closed") {
-		return serveErr
-	}
-	if closeErr == nil {
-		// The last line of a clean stop: everything acked is in the store.
-		log.Info("shutdown complete: every acked record and sample is stored", "took", time.Since(stopping).Round(time.Millisecond))
-	}
-	return closeErr
+	return nil
 }
-
-// minFreeDiskFloor is the lowest --min-free-disk without --insecure.
-const minFreeDiskFloor = 64 << 20
 
 // onSIGHUP calls fn on every SIGHUP until ctx is done.
 func onSIGHUP(ctx context.Context, fn func()) {
@@ -454,32 +324,56 @@ func onSIGHUP(ctx context.Context, fn func()) {
 	}
 }
 
-// loopback reports whether addr (HOST:PORT) only listens on a loopback address.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
+// startSyslog listens on --syslog and --syslog-tls and serves them.
+func (r *serverRun) startSyslog(ctx context.Context) error {
+	cfg, log := r.cfg, r.log
+	slo := server.DefaultSyslogOptions()
+	slo.Addr, slo.TLSAddr, slo.TLS, slo.IdleTimeout, slo.MaxConns = cfg.syslogAddr, cfg.syslogTLSAddr, r.tls, cfg.syslogIdle, cfg.syslogMaxConns
+	sl, err := server.ListenSyslog(r.core.Ingest, slo, log, r.reg)
 	if err != nil {
-		return false
+		return err
 	}
-	if host == "localhost" {
-		return true
+	ctx, r.stopSyslog = context.WithCancel(ctx)
+	r.syslogDone = make(chan error, 1)
+	go func() { r.syslogDone <- sl.Serve(ctx) }()
+	if sl.Addr() != "" {
+		r.syslogLines = fmt.Sprintf("  syslog (tcp, udp):   %s\n", sl.Addr())
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	if sl.TLSAddr() != "" {
+		r.syslogLines += fmt.Sprintf("  syslog (tls):        %s\n", sl.TLSAddr())
+	}
+	// Syslog has no tokens: --auth-file does not cover it.
+	if r.auth != nil && sl.Addr() != "" {
+		log.Warn("--syslog takes messages without a token from anyone who can reach it (syslog has no authentication; --auth-file does not cover it): use --syslog-tls with --tls-client-ca, or a firewall", "syslog", sl.Addr())
+	}
+	if r.auth != nil && sl.TLSAddr() != "" && cfg.tlsClientCA == "" {
+		log.Warn("--syslog-tls takes messages without a token from anyone who can reach it: add --tls-client-ca to require client certificates", "syslog_tls", sl.TLSAddr())
+	}
+	return nil
 }
 
-// attrList parses a comma-separated list of attribute names (at most 8,
-// none empty).
-func attrList(flag, v string) ([]string, error) {
-	var out []string
-	for _, a := range strings.Split(v, ",") {
-		a = strings.TrimSpace(a)
-		if a == "" {
-			return nil, usagef("server: --%s %q: want attribute names, comma-separated, none empty", flag, v)
-		}
-		out = append(out, a)
+// stopSyslogListener stops the syslog listeners and waits until what they
+// received is stored.
+func (r *serverRun) stopSyslogListener() error {
+	r.stopSyslog()
+	<-r.syslogDone
+	return nil
+}
+
+// printServing prints the addresses block. "data" ends it (internal/harness
+// reads it); READ-ONLY, when the store opened read-only, follows.
+func (r *serverRun) printServing() {
+	scheme := "http"
+	if r.tls != nil {
+		scheme = "https"
 	}
-	if len(out) > 8 {
-		return nil, usagef("server: --%s: at most 8 attribute names", flag)
+	base := scheme + "://" + r.srv.HTTPAddr()
+	fmt.Fprintf(r.stdout, "shiplog is serving\n  web UI and HTTP API: %s/\n  gRPC:                %s\n  health:              %s/readyz\n%s  data:                %s\n",
+		base, r.srv.GRPCAddr(), base, r.syslogLines, r.cfg.data)
+	if r.readOnly {
+		fmt.Fprintf(r.stdout, "  READ-ONLY:           %s; queries are answered, ingest is refused until a restart with free space\n", r.roWhy)
 	}
-	return out, nil
+	if f, ok := r.stdout.(*os.File); ok {
+		_ = f.Sync()
+	}
 }

@@ -1,0 +1,304 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// group is the part of a batch that goes to one head.
+type group struct {
+	key       headKey
+	labels    model.Labels
+	firstLine uint32
+	recs      []int // indexes into the batch
+}
+
+// Append stores a batch durably: when it returns without error, every accepted
+// record is in the WAL (and fsynced with Options.Fsync) and visible to queries.
+// Records whose (agent, seq) were stored before come back as duplicates.
+func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return model.AppendResult{}, err
+	}
+	if s.readOnly {
+		return model.AppendResult{}, s.errReadOnly()
+	}
+	start := time.Now()
+	keys := make([]headKey, len(b.Records))
+	for i := range b.Records {
+		r := &b.Records[i]
+		keys[i] = headKey{seededStreamID(r.Labels, s.opts.StreamSeed), model.Day(r.Time)}
+	}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return model.AppendResult{}, ErrClosed
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	now := time.Now().UnixNano()
+	var ag *agentState
+	newAgent := false
+	if b.AgentID != "" {
+		ag = s.agents[b.AgentID]
+		if ag == nil {
+			ag, newAgent = &agentState{AgentInfo: AgentInfo{ID: b.AgentID, Sender: b.Sender}}, true
+		}
+		if err := checkSender(ag, b.Sender); err != nil {
+			s.mu.Unlock()
+			return model.AppendResult{}, err
+		}
+	}
+	a, err := s.admit(&b, keys, ag)
+	if err != nil {
+		s.mu.Unlock()
+		return model.AppendResult{}, err
+	}
+	var fresh int
+	if a.res.Accepted > 0 {
+		if fresh, err = s.checkNewStreams(a.groups, now); err != nil {
+			s.mu.Unlock()
+			s.m.streamsRefused.Inc()
+			return model.AppendResult{}, err
+		}
+	}
+	if newAgent {
+		s.agents[b.AgentID] = ag
+	}
+	// The agent's new accounting is applied only once the batch is durable: a
+	// batch that fails to reach the WAL must not count as stored.
+	var next AgentInfo
+	if ag != nil {
+		next = nextAgentInfo(ag, &b, a, now)
+	}
+	if a.res.Accepted == 0 {
+		return s.appendNoLines(&b, ag, next, a.res)
+	}
+	res, err := s.appendLines(&b, ag, next, a, fresh, now)
+	if err != nil {
+		return res, err
+	}
+	s.m.appendSeconds.Observe(time.Since(start).Seconds())
+	if b.Run != nil {
+		if err := s.putRun(b.Run); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// admitted is what admit makes of a batch: the accepted records grouped by
+// head, the counts so far, and the agent's seq accounting.
+type admitted struct {
+	groups []*group
+	res    model.AppendResult
+	gaps   uint64 // seqs skipped over
+	maxSeq uint64 // the agent's highest seq once the batch is stored
+}
+
+// admit sorts a batch's records into accepted (grouped by head), expired and
+// duplicate, and clears their ids. Caller holds mu.
+func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState) (admitted, error) {
+	var a admitted
+	if ag != nil {
+		a.maxSeq = ag.AckedSeq
+	}
+	byKey := make(map[headKey]*group, 4)
+	for i := range b.Records {
+		r := &b.Records[i]
+		r.ID = model.ID{}
+		if keys[i].day < s.floor {
+			// Older than retention keeps: dropped as if stored and expired.
+			a.res.Expired++
+			continue
+		}
+		if ag != nil && r.Seq != 0 {
+			if r.Seq <= a.maxSeq {
+				a.res.Duplicates++
+				continue
+			}
+			if w := s.opts.MaxSeqJump; w > 0 && r.Seq-ag.AckedSeq > w {
+				// Measured from the batch's start: a batch moves the agent at most w.
+				return admitted{}, fmt.Errorf("%w: record %d: seq %d is %d above agent %q's highest stored seq %d; the window is %d",
+					ErrSeqJump, i, r.Seq, r.Seq-ag.AckedSeq, b.AgentID, ag.AckedSeq, w)
+			}
+			a.gaps += r.Seq - a.maxSeq - 1
+			a.maxSeq = r.Seq
+		}
+		g := byKey[keys[i]]
+		if g == nil {
+			g = &group{key: keys[i], labels: r.Labels}
+			byKey[keys[i]] = g
+			a.groups = append(a.groups, g)
+		}
+		g.recs = append(g.recs, i)
+		a.res.Accepted++
+	}
+	return a, nil
+}
+
+// nextAgentInfo is the agent's accounting once the batch is stored (but for
+// AckedSeq, which appendLines sets). Caller holds mu.
+func nextAgentInfo(ag *agentState, b *model.Batch, a admitted, now int64) AgentInfo {
+	next := ag.AgentInfo
+	next.Hosts = append([]HostKey(nil), ag.Hosts...)
+	next.Received += uint64(len(b.Records))
+	next.Duplicates += uint64(a.res.Duplicates)
+	next.Gaps += a.gaps
+	next.Dropped = max(next.Dropped, b.Dropped)
+	next.LastSeen = now
+	if next.Sender == "" {
+		next.Sender = b.Sender // an agent seen without auth, or before ids were bound
+	}
+	next.Closed = b.Closing
+	if b.Closing {
+		next.ClosedAt = now
+	}
+	tmp := agentState{AgentInfo: next}
+	for _, g := range a.groups {
+		tmp.addHost(HostKey{Service: g.labels.Service, Host: g.labels.Host})
+	}
+	return tmp.AgentInfo
+}
+
+// appendNoLines finishes a batch none of whose records was accepted: the
+// agent's accounting, its goodbye, and the run report. Caller holds mu, which
+// appendNoLines releases.
+func (s *Store) appendNoLines(b *model.Batch, ag *agentState, next AgentInfo, res model.AppendResult) (model.AppendResult, error) {
+	if ag != nil {
+		ag.AgentInfo, ag.dirty = next, true
+		res.AckedSeq = ag.AckedSeq
+	}
+	var closed []byte
+	if ag != nil && b.Closing {
+		closed = encodeAgent(nil, &ag.AgentInfo)
+	}
+	s.mu.Unlock()
+	s.m.duplicates.Add(float64(res.Duplicates))
+	if closed != nil {
+		// A goodbye without lines has no WAL entry: keep it now.
+		if err := s.saveAgents([]string{b.AgentID}, [][]byte{closed}); err != nil {
+			return res, fmt.Errorf("append: %w", err)
+		}
+	}
+	if b.Run != nil {
+		if err := s.putRun(b.Run); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// appendLines numbers the accepted lines, writes the batch to the WAL, then
+// adds the lines to their heads and sends the full heads to be sealed. Caller
+// holds mu, which appendLines releases.
+func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a admitted, fresh int, now int64) (model.AppendResult, error) {
+	res, groups := a.res, a.groups
+	for _, g := range groups {
+		g.firstLine = s.nextLine[g.key]
+		s.nextLine[g.key] = g.firstLine + uint32(len(g.recs))
+	}
+	var agentRec []byte
+	if ag != nil {
+		next.AckedSeq = a.maxSeq
+		agentRec = encodeAgent(nil, &next)
+	}
+	frame := encodeWALBatch(*b, agentRec, groups)
+	seg, err := s.wal.append(frame)
+	if err != nil {
+		// The lines were not acked: give their numbers back.
+		for _, g := range groups {
+			s.nextLine[g.key] = g.firstLine
+		}
+		s.mu.Unlock()
+		if errors.Is(err, syscall.ENOSPC) {
+			return model.AppendResult{}, fmt.Errorf("%w: the write-ahead log could not be written", ErrNoSpace)
+		}
+		return model.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	if ag != nil {
+		ag.AgentInfo, ag.dirty = next, true
+		res.AckedSeq = a.maxSeq
+	}
+	s.newStreams += fresh
+	for _, g := range groups {
+		s.lastRecv[g.key.stream] = now
+		for j, ri := range g.recs {
+			b.Records[ri].ID = model.ID{Stream: g.key.stream, Day: g.key.day, Line: g.firstLine + uint32(j)}
+		}
+	}
+	var full []*head
+	for _, g := range groups {
+		for j, ri := range g.recs {
+			if h := s.appendLine(g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg); h != nil {
+				full = append(full, h)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.countLines(b, groups)
+
+	for _, h := range full {
+		s.sealCh <- h
+	}
+	s.m.lines.Add(float64(res.Accepted))
+	s.m.duplicates.Add(float64(res.Duplicates))
+	return res, nil
+}
+
+// appendLine adds one line to its head, opening one if needed, and returns the
+// head if it is now full (already moved to sealing). Caller holds mu.
+func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64) *head {
+	h := s.heads[k]
+	if h != nil && h.meta.FirstLine+h.meta.Count != line {
+		// Not contiguous (only during WAL replay): seal what we have.
+		s.startSeal(h)
+		h = nil
+	}
+	if h == nil {
+		h = &head{opened: time.Now(), minSeg: seg}
+		h.meta = ChunkMeta{ID: s.nextChunk.Add(1), Stream: k.stream, Day: k.day, FirstLine: line, Labels: labels, MinT: r.Time, MaxT: r.Time}
+		// Small at first: a stream that sends a line or two (a big fleet's
+		// many hosts) should not cost kilobytes until its chunk is sealed.
+		n := 8
+		h.lines = Lines{
+			Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n),
+			Traces: make([]string, 0, n), Spans: make([]string, 0, n), Attrs: make([][]model.Attr, 0, n), Seqs: make([]uint64, 0, n),
+		}
+		s.heads[k] = h
+	}
+	s.noteAttrKeys(h, k.day, r.Attrs)
+	l := &h.lines
+	l.Times = append(l.Times, r.Time)
+	l.Levels = append(l.Levels, r.Level)
+	l.Msgs = append(l.Msgs, r.Message)
+	l.Traces = append(l.Traces, r.TraceID)
+	l.Spans = append(l.Spans, r.SpanID)
+	l.Attrs = append(l.Attrs, r.Attrs)
+	l.Seqs = append(l.Seqs, r.Seq)
+	m := &h.meta
+	m.Count++
+	m.MinT = min(m.MinT, r.Time)
+	m.MaxT = max(m.MaxT, r.Time)
+	lv := r.Level
+	if lv == model.LevelUnset || lv >= model.NumLevels {
+		lv = model.LevelInfo
+	}
+	m.Levels[lv]++
+	m.RawBytes += uint64(len(r.Message))
+	h.bytes += len(r.Message) + len(r.TraceID) + len(r.SpanID) + 32
+	for _, a := range r.Attrs {
+		h.bytes += len(a.Key) + len(a.Value)
+	}
+	if h.full(&s.opts) {
+		s.startSeal(h)
+		return h
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package store
+
+import (
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// startSeal moves a head from heads to sealing. Caller holds mu and must send
+// the head to sealCh after unlocking (or, during Open, seal it directly).
+func (s *Store) startSeal(h *head) {
+	delete(s.heads, headKey{h.meta.Stream, h.meta.Day})
+	s.sealing[h.meta.ID] = h
+}
+
+func (s *Store) sealLoop() {
+	defer s.sealWG.Done()
+	for h := range s.sealCh {
+		s.seal(h)
+	}
+}
+
+// seal writes a head as a chunk to Badger and queues it for Bleve.
+func (s *Store) seal(h *head) {
+	start := time.Now()
+	lines := h.snapshot()
+	meta := lines.Meta
+	meta.Notable = buildNotable(lines)
+	toks := chunkTokens(lines)
+	doc := buildDoc(meta, toks)
+	tv, cv := encodeChunk(lines)
+	day, id := meta.Day, meta.ID
+	s.mu.RLock()
+	keys := s.attrKeysToWrite(lines)
+	s.mu.RUnlock()
+	for attempt := 0; ; attempt++ {
+		err := s.db.Update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Set(k, nil); err != nil {
+					return err
+				}
+			}
+			if err := txn.Set(chunkKey(pfxTimes, day, id), tv); err != nil {
+				return err
+			}
+			if err := txn.Set(chunkKey(pfxChunk, day, id), cv); err != nil {
+				return err
+			}
+			if err := txn.Set(chunkKey(pfxMeta, day, id), encodeMeta(meta)); err != nil {
+				return err
+			}
+			if err := txn.Set(chunkKey(pfxBloom, day, id), toks.bloom.marshal()); err != nil {
+				return err
+			}
+			return txn.Set(chunkKey(pfxPending, day, id), nil)
+		})
+		if err == nil {
+			break
+		}
+		// The lines stay in the WAL and in memory; keep trying.
+		s.log.Error("store: write chunk", "chunk", id, "attempt", attempt, "err", err)
+		s.m.errors.Inc()
+		select {
+		case <-time.After(time.Second):
+		case <-s.stop:
+			return
+		}
+	}
+	s.mu.Lock()
+	delete(s.sealing, id)
+	if day < s.floor {
+		// Retention dropped the day while this chunk was being written.
+		s.mu.Unlock()
+		_ = s.db.DropPrefix(chunkKey(pfxChunk, day, id), chunkKey(pfxTimes, day, id), chunkKey(pfxMeta, day, id), chunkKey(pfxBloom, day, id), chunkKey(pfxPending, day, id))
+		return
+	}
+	s.addSealed(meta)
+	s.attrKeysWritten(day, keys)
+	s.unindexed[id] = meta
+	s.mu.Unlock()
+	s.m.chunks.Inc()
+	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
+	s.m.sealSeconds.Observe(time.Since(start).Seconds())
+	s.indexCh <- &indexJob{meta: meta, doc: doc}
+}
+
+// maintLoop seals old heads and truncates the WAL.
+func (s *Store) maintLoop() {
+	defer s.maintWG.Done()
+	t := time.NewTicker(s.opts.Maintenance)
+	defer t.Stop()
+	rt := time.NewTicker(s.opts.RetentionCheck)
+	defer rt.Stop()
+	if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
+		s.applyRetention(time.Now())
+	}
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.maintain(false)
+		case <-rt.C:
+			if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
+				s.applyRetention(time.Now())
+			}
+		}
+	}
+}
+
+// maintain seals heads that are too old or pin too much WAL (all heads when
+// all is set), then deletes WAL segments no head needs any more.
+func (s *Store) maintain(all bool) {
+	now := time.Now()
+	var seal []*head
+	s.mu.Lock()
+	oldestAllowed := uint64(0)
+	if s.wal.seg >= uint64(s.opts.WALMaxSegments) {
+		oldestAllowed = s.wal.seg - uint64(s.opts.WALMaxSegments) + 1
+	}
+	for _, h := range s.heads {
+		if all || now.Sub(h.opened) >= s.opts.ChunkMaxAge || h.minSeg < oldestAllowed {
+			seal = append(seal, h)
+		}
+	}
+	for _, h := range seal {
+		s.startSeal(h)
+	}
+	s.mu.Unlock()
+	for _, h := range seal {
+		s.sealCh <- h
+	}
+	s.truncateWAL()
+}
+
+// truncateWAL deletes segments every line of which is sealed in Badger. Agent
+// watermarks are saved first, since the WAL is their only other record.
+func (s *Store) truncateWAL() {
+	// One at a time: a second call must not delete segments before the
+	// first has saved the agents it took.
+	s.truncMu.Lock()
+	defer s.truncMu.Unlock()
+	s.mu.Lock()
+	floor := s.wal.seg
+	if s.closed && len(s.heads) == 0 && len(s.sealing) == 0 {
+		// Closing with everything sealed: the current segment can go too.
+		floor++
+	}
+	for _, h := range s.heads {
+		floor = min(floor, h.minSeg)
+	}
+	for _, h := range s.sealing {
+		floor = min(floor, h.minSeg)
+	}
+	if floor <= s.walFloor {
+		s.mu.Unlock()
+		return
+	}
+	var dirty []string
+	var vals [][]byte
+	for a, st := range s.agents {
+		if st.dirty {
+			dirty = append(dirty, a)
+			vals = append(vals, encodeAgent(nil, &st.AgentInfo))
+			st.dirty = false
+		}
+	}
+	s.mu.Unlock()
+
+	err := s.saveAgents(dirty, vals)
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err == nil {
+		err = s.wal.removeBefore(floor)
+	}
+	if err != nil {
+		s.log.Error("store: truncate wal", "err", err)
+		s.m.errors.Inc()
+		s.mu.Lock()
+		for _, a := range dirty {
+			if st := s.agents[a]; st != nil {
+				st.dirty = true
+			}
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Lock()
+	s.walFloor = floor
+	s.mu.Unlock()
+}
+
+func (s *Store) saveAgents(names []string, vals [][]byte) error {
+	if len(names) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i, a := range names {
+		if err := wb.Set(append([]byte{pfxAgent}, a...), vals[i]); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
