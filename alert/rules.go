@@ -457,6 +457,28 @@ var (
 	groupNameRE = regexp.MustCompile(`^[^\x00-\x1f]+$`)
 )
 
+// uniqueName reads the name: of a receiver or group (what), which must be
+// set, match re (else it must not contain forbidden) and not repeat one in
+// names.
+func (p *fileParser) uniqueName(fl fieldList, item *yaml.Node, what string, re *regexp.Regexp, forbidden string, names map[string]bool) string {
+	v := fl.get("name")
+	if v == nil {
+		p.at(item, "a %s needs a name:", what)
+		return ""
+	}
+	name, _ := p.scalar(v, "name")
+	switch {
+	case name == "":
+		p.at(v, "%s name must not be empty", what)
+	case !re.MatchString(name):
+		p.at(v, "%s name %q must not contain %s", what, name, forbidden)
+	case names[name]:
+		p.at(v, "%s %q is defined twice", what, name)
+	}
+	names[name] = true
+	return name
+}
+
 func (p *fileParser) groups(n *yaml.Node, recv []Receiver) []Group {
 	var out []Group
 	names := map[string]bool{}
@@ -466,20 +488,7 @@ func (p *fileParser) groups(n *yaml.Node, recv []Receiver) []Group {
 			continue
 		}
 		var g Group
-		if v := fl.get("name"); v != nil {
-			g.Name, _ = p.scalar(v, "name")
-			switch {
-			case g.Name == "":
-				p.at(v, "group name must not be empty")
-			case !groupNameRE.MatchString(g.Name):
-				p.at(v, "group name %q must not contain control characters", g.Name)
-			case names[g.Name]:
-				p.at(v, "group %q is defined twice", g.Name)
-			}
-			names[g.Name] = true
-		} else {
-			p.at(item, "a group needs a name:")
-		}
+		g.Name = p.uniqueName(fl, item, "group", groupNameRE, "control characters", names)
 		for _, f := range []struct {
 			key string
 			dst *time.Duration

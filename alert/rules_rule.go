@@ -22,20 +22,7 @@ func (p *fileParser) receivers(n *yaml.Node) []Receiver {
 			continue
 		}
 		var r Receiver
-		if v := fl.get("name"); v != nil {
-			r.Name, _ = p.scalar(v, "name")
-			switch {
-			case r.Name == "":
-				p.at(v, "receiver name must not be empty")
-			case !nameRE.MatchString(r.Name):
-				p.at(v, "receiver name %q must not contain / or control characters", r.Name)
-			case names[r.Name]:
-				p.at(v, "receiver %q is defined twice", r.Name)
-			}
-			names[r.Name] = true
-		} else {
-			p.at(item, "a receiver needs a name:")
-		}
+		r.Name = p.uniqueName(fl, item, "receiver", nameRE, "/ or control characters", names)
 		var urls []*yaml.Node
 		for _, f := range []struct {
 			key string

@@ -64,8 +64,8 @@ func Translate(e *LogExpr) Translation {
 	return tr
 }
 
-// quote renders v as a quoted phrase of shiplog's query language.
-func quote(v string) string {
+// Quote renders v as a quoted phrase of shiplog's query language.
+func Quote(v string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range v {
@@ -111,11 +111,11 @@ func matcherTerm(m Matcher) (term string, ok, none bool) {
 	case m.Op == "=" && m.Value == "":
 		return "-" + m.Name + ":/.+/", true, false
 	case m.Op == "=":
-		return m.Name + ":" + quote(m.Value), true, false
+		return m.Name + ":" + Quote(m.Value), true, false
 	case m.Op == "!=" && m.Value == "":
 		return m.Name + ":/.+/", true, false
 	case m.Op == "!=":
-		return "-" + m.Name + ":" + quote(m.Value), true, false
+		return "-" + m.Name + ":" + Quote(m.Value), true, false
 	case m.Op == "=~":
 		return m.Name + ":" + slashed(m.Value), true, false
 	}

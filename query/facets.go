@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/store"
@@ -68,14 +67,10 @@ type facetPlan struct {
 }
 
 func (e *Engine) planFacets(p FacetsParams) (*facetPlan, error) {
-	if p.Range.Start >= p.Range.End {
-		return nil, badf("start must be before end")
+	q, err := e.planQuery(p.Query, p.Range)
+	if err != nil {
+		return nil, err
 	}
-	q := p.Query
-	if q == nil {
-		q, _ = Parse("")
-	}
-	q = e.resolve(q, p.Range)
 	pl := &facetPlan{q: q, tr: p.Range, limit: p.Limit, maxVals: max(1000, e.opts.MaxGroups/10), metaOnly: true}
 	if pl.limit == 0 {
 		pl.limit = DefFacetLimit
@@ -91,17 +86,10 @@ func (e *Engine) planFacets(p FacetsParams) (*facetPlan, error) {
 		names = []string{"service", "host", "build_id", "deploy_id", "level"}
 		pl.auto, pl.metaOnly = true, false
 	}
-	seen := map[string]bool{}
-	for _, s := range names {
-		f, err := parseField(s)
-		if err != nil {
-			return nil, err
-		}
-		if seen[f.name] {
-			return nil, badf("fields names %s twice", f.name)
-		}
-		seen[f.name] = true
-		pl.fields = append(pl.fields, f)
+	if pl.fields, err = parseFields("fields", names); err != nil {
+		return nil, err
+	}
+	for _, f := range pl.fields {
 		if f.attr {
 			pl.metaOnly = false
 		}
@@ -309,47 +297,22 @@ func (e *Engine) FacetsPartial(ctx context.Context, p FacetsParams) (*FacetsPart
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	acc := newFacetAcc(pl)
 	accs := make([]*facetAcc, e.opts.Workers)
-	errs := make([]error, e.opts.Workers)
-	work := make(chan store.ChunkRef)
-	var wg sync.WaitGroup
 	for w := range accs {
 		accs[w] = newFacetAcc(pl)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range work {
-				if errs[w] == nil {
-					if errs[w] = e.facetChunk(ctx, pl, r, accs[w]); errs[w] != nil {
-						cancel()
-					}
-				}
+	}
+	err = e.fanOut(ctx, refs,
+		func(r store.ChunkRef) (bool, error) {
+			m := r.Meta
+			if pl.metaOnly && q.countable && m.MinT >= pl.tr.Start && m.MaxT < pl.tr.End {
+				acc.addMeta(q, m)
+				return true, nil
 			}
-		}()
-	}
-	for _, r := range refs {
-		m := r.Meta
-		if pl.metaOnly && q.countable && m.MinT >= pl.tr.Start && m.MaxT < pl.tr.End {
-			acc.addMeta(q, m)
-			continue
-		}
-		select {
-		case work <- r:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(work)
-	wg.Wait()
-	if err := workerErr(errs); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+			return false, nil
+		},
+		func(ctx context.Context, w int, r store.ChunkRef) error { return e.facetChunk(ctx, pl, r, accs[w]) })
+	if err != nil {
 		return nil, err
 	}
 	for _, a := range accs {

@@ -240,15 +240,40 @@ func (p *statsPlan) cellsPerGroup() int {
 	return n
 }
 
-func (e *Engine) planStats(p StatsParams) (*statsPlan, error) {
-	if p.Range.Start >= p.Range.End {
+// planQuery checks the range and resolves q (nil: every line) over it.
+func (e *Engine) planQuery(q *Query, tr model.TimeRange) (*Query, error) {
+	if tr.Start >= tr.End {
 		return nil, badf("start must be before end")
 	}
-	q := p.Query
 	if q == nil {
 		q, _ = Parse("")
 	}
-	q = e.resolve(q, p.Range)
+	return e.resolve(q, tr), nil
+}
+
+// parseFields parses the field names of a by or fields parameter, each once.
+func parseFields(param string, names []string) ([]field, error) {
+	out := make([]field, 0, len(names))
+	seen := map[string]bool{}
+	for _, s := range names {
+		f, err := parseField(s)
+		if err != nil {
+			return nil, err
+		}
+		if seen[f.name] {
+			return nil, badf("%s names %s twice", param, f.name)
+		}
+		seen[f.name] = true
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func (e *Engine) planStats(p StatsParams) (*statsPlan, error) {
+	q, err := e.planQuery(p.Query, p.Range)
+	if err != nil {
+		return nil, err
+	}
 	pl := &statsPlan{q: q, tr: p.Range, limit: p.Limit, metaOnly: true}
 	if pl.limit == 0 {
 		pl.limit = DefStatsLimit
@@ -259,17 +284,10 @@ func (e *Engine) planStats(p StatsParams) (*statsPlan, error) {
 	if len(p.By) > MaxBy {
 		return nil, badf("by names %d fields; at most %d", len(p.By), MaxBy)
 	}
-	seen := map[string]bool{}
-	for _, s := range p.By {
-		f, err := parseField(s)
-		if err != nil {
-			return nil, err
-		}
-		if seen[f.name] {
-			return nil, badf("by names %s twice", f.name)
-		}
-		seen[f.name] = true
-		pl.by = append(pl.by, f)
+	if pl.by, err = parseFields("by", p.By); err != nil {
+		return nil, err
+	}
+	for _, f := range pl.by {
 		if f.attr {
 			pl.metaOnly, pl.attrs, pl.byAttr = false, true, true
 		}

@@ -13,20 +13,48 @@ import (
 // counted here, the others are read by Workers goroutines, each into its own
 // accumulator, merged at the end.
 func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error) {
-	q := pl.q
-	refs, err := e.st.Candidates(ctx, pl.tr, q.cond)
+	refs, err := e.st.Candidates(ctx, pl.tr, pl.q.cond)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	acc := newStatsAcc(pl)
 	accs := make([]*statsAcc, e.opts.Workers)
+	for w := range accs {
+		accs[w] = newStatsAcc(pl)
+	}
+	err = e.fanOut(ctx, refs,
+		func(r store.ChunkRef) (bool, error) {
+			b, ok := pl.metaBucket(r.Meta)
+			if !ok {
+				return false, nil
+			}
+			return true, acc.addMeta(pl.q, r.Meta, b)
+		},
+		func(ctx context.Context, w int, r store.ChunkRef) error { return e.statsChunk(ctx, pl, r, accs[w]) })
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range accs {
+		if err := acc.merge(a); err != nil {
+			return nil, err
+		}
+	}
+	return acc, nil
+}
+
+// fanOut offers each chunk to meta first (on this goroutine: it answers the
+// chunks their metadata settles, reporting whether it did) and hands the
+// others to Workers goroutines running chunk (w: the worker's index, for an
+// accumulator of its own). The first error stops the rest and is the one
+// answered, not the cancellation the other workers then saw.
+func (e *Engine) fanOut(ctx context.Context, refs []store.ChunkRef, meta func(store.ChunkRef) (bool, error),
+	chunk func(ctx context.Context, w int, r store.ChunkRef) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errs := make([]error, e.opts.Workers)
 	work := make(chan store.ChunkRef)
 	var wg sync.WaitGroup
-	for w := range accs {
-		accs[w] = newStatsAcc(pl)
+	for w := range errs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -34,7 +62,7 @@ func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error
 				if errs[w] != nil {
 					continue
 				}
-				if errs[w] = e.statsChunk(ctx, pl, r, accs[w]); errs[w] != nil {
+				if errs[w] = chunk(ctx, w, r); errs[w] != nil {
 					cancel()
 				}
 			}
@@ -42,10 +70,12 @@ func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error
 	}
 	var metaErr error
 	for _, r := range refs {
-		if b, ok := pl.metaBucket(r.Meta); ok {
-			if metaErr = acc.addMeta(q, r.Meta, b); metaErr != nil {
-				break
-			}
+		done, err := meta(r)
+		if err != nil {
+			metaErr = err
+			break
+		}
+		if done {
 			continue
 		}
 		select {
@@ -59,20 +89,12 @@ func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error
 	close(work)
 	wg.Wait()
 	if metaErr != nil {
-		return nil, metaErr
+		return metaErr
 	}
 	if err := workerErr(errs); err != nil {
-		return nil, err
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	for _, a := range accs {
-		if err := acc.merge(a); err != nil {
-			return nil, err
-		}
-	}
-	return acc, nil
+	return ctx.Err()
 }
 
 // metaBucket reports whether a chunk's metadata answers it whole: the query

@@ -112,6 +112,18 @@ func parseRange(start, end string, defStart, defEnd time.Time, now time.Time) (m
 	return tr, nil
 }
 
+// parseQueryLastDay parses a query and its range, the last 24 hours by
+// default (histogram, stats, facets).
+func parseQueryLastDay(qs, start, end string) (*query.Query, model.TimeRange, error) {
+	q, err := query.Parse(qs)
+	if err != nil {
+		return nil, model.TimeRange{}, err
+	}
+	now := time.Now()
+	tr, err := parseRange(start, end, now.Add(-24*time.Hour), now, now)
+	return q, tr, err
+}
+
 func timeOf(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
 func (s *queryServer) Search(ctx context.Context, req *shiplogv1.SearchRequest) (*shiplogv1.SearchResponse, error) {
@@ -149,21 +161,15 @@ func (s *queryServer) Search(ctx context.Context, req *shiplogv1.SearchRequest) 
 }
 
 func (s *queryServer) Histogram(ctx context.Context, req *shiplogv1.HistogramRequest) (*shiplogv1.HistogramResponse, error) {
-	q, err := query.Parse(req.GetQ())
+	q, tr, err := parseQueryLastDay(req.GetQ(), req.GetStart(), req.GetEnd())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	now := time.Now()
-	tr, err := parseRange(req.GetStart(), req.GetEnd(), now.Add(-24*time.Hour), now, now)
+	step, err := parseStep(req.GetStep())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	var step time.Duration
-	if req.GetStep() != "" {
-		if step, err = model.ParseDuration(req.GetStep()); err != nil || step <= 0 || step > 100*365*24*time.Hour {
-			return nil, toStatus(invalid("step %q: want a positive duration such as 1m", req.GetStep()))
-		}
-	} else {
+	if step == 0 {
 		step = niceStep(time.Duration(tr.End-tr.Start) / 60)
 	}
 	var cov query.Coverage

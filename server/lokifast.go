@@ -112,7 +112,7 @@ func (a *lokiAPI) fastCombos(ctx context.Context, le *logql.LogExpr, groups []st
 				}
 				if v != "" {
 					c.labels = append(c.labels, logql.Label{Name: g, Value: v})
-					c.terms = append(c.terms, g+":"+quotePhrase(v))
+					c.terms = append(c.terms, g+":"+logql.Quote(v))
 				} else {
 					c.terms = append(c.terms, "-"+g+":/.+/")
 				}
@@ -130,20 +130,6 @@ func (a *lokiAPI) fastCombos(ctx context.Context, le *logql.LogExpr, groups []st
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].labels.Key() < out[j].labels.Key() })
 	return out, true, nil
-}
-
-// quotePhrase quotes v for shiplog's query language.
-func quotePhrase(v string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range v {
-		if r == '"' || r == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 // evaluateFast counts a count_over_time or rate whose log query is a stream

@@ -63,12 +63,22 @@ func (a *lokiAPI) lokiSeries(ctx context.Context, sels []*logql.LogExpr, tr mode
 	return out, infos, nil
 }
 
-func (a *lokiAPI) labels(ctx context.Context, r *http.Request) (any, error) {
+// selectorRange reads a metadata request's range and its optional
+// (required with need) stream selector, the query parameter.
+func selectorRange(r *http.Request, need bool) (model.TimeRange, *logql.LogExpr, error) {
 	tr, err := lokiRange(r, time.Now())
 	if err != nil {
-		return nil, err
+		return tr, nil, err
 	}
 	le, err := selectorOf(r.FormValue("query"))
+	if err == nil && le == nil && need {
+		err = invalid("query: want a stream selector")
+	}
+	return tr, le, err
+}
+
+func (a *lokiAPI) labels(ctx context.Context, r *http.Request) (any, error) {
+	tr, le, err := selectorRange(r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -92,11 +102,7 @@ func (a *lokiAPI) labels(ctx context.Context, r *http.Request) (any, error) {
 }
 
 func (a *lokiAPI) labelValues(ctx context.Context, r *http.Request) (any, error) {
-	tr, err := lokiRange(r, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	le, err := selectorOf(r.FormValue("query"))
+	tr, le, err := selectorRange(r, false)
 	if err != nil {
 		return nil, err
 	}
@@ -178,16 +184,9 @@ func (a *lokiAPI) countOver(ctx context.Context, qs string, tr model.TimeRange) 
 // entries are counted exactly; bytes are not known without reading the
 // lines and are 0; chunks are the streams' (shiplog does not list them).
 func (a *lokiAPI) indexStats(ctx context.Context, r *http.Request) (any, error) {
-	tr, err := lokiRange(r, time.Now())
+	tr, le, err := selectorRange(r, true)
 	if err != nil {
 		return nil, err
-	}
-	le, err := selectorOf(r.FormValue("query"))
-	if err != nil {
-		return nil, err
-	}
-	if le == nil {
-		return nil, invalid("query: want a stream selector")
 	}
 	_, infos, err := a.lokiSeries(ctx, []*logql.LogExpr{le}, tr)
 	if err != nil {
@@ -209,17 +208,9 @@ func (a *lokiAPI) indexStats(ctx context.Context, r *http.Request) (any, error) 
 // volume answers /index/volume as a vector of line counts per label set
 // (Loki reports bytes; shiplog counts lines), largest first.
 func (a *lokiAPI) volume(ctx context.Context, r *http.Request) (any, error) {
-	now := time.Now()
-	tr, err := lokiRange(r, now)
+	tr, le, err := selectorRange(r, true)
 	if err != nil {
 		return nil, err
-	}
-	le, err := selectorOf(r.FormValue("query"))
-	if err != nil {
-		return nil, err
-	}
-	if le == nil {
-		return nil, invalid("query: want a stream selector")
 	}
 	limit := 100
 	if v := r.FormValue("limit"); v != "" {

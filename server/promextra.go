@@ -167,10 +167,8 @@ func (a *promAPI) federate(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, perr.Error(), http.StatusBadRequest)
 		return
 	}
-	ctx, release, err := a.core.Limits.query(r.Context())
-	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, err.Error(), http.StatusTooManyRequests)
+	ctx, release, ok := a.plainQuerySlot(w, r)
+	if !ok {
 		return
 	}
 	defer release()

@@ -70,10 +70,8 @@ func (a *promAPI) remoteRead(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("%d queries in one read request, over the limit of %d", len(req.Queries), remoteReadMaxQueries), http.StatusBadRequest)
 		return
 	}
-	ctx, release, err := a.core.Limits.query(r.Context())
-	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, err.Error(), http.StatusTooManyRequests)
+	ctx, release, ok := a.plainQuerySlot(w, r)
+	if !ok {
 		return
 	}
 	defer release()
@@ -269,4 +267,16 @@ func readErrorCode(err error) int {
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
+}
+
+// plainQuerySlot takes a query slot for the endpoints Prometheus answers in
+// plain text (remote read, /federate): without one, 429 with Retry-After.
+func (a *promAPI) plainQuerySlot(w http.ResponseWriter, r *http.Request) (context.Context, func(), bool) {
+	ctx, release, err := a.core.Limits.query(r.Context())
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return nil, nil, false
+	}
+	return ctx, release, true
 }

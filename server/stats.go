@@ -44,12 +44,7 @@ func parseStep(s string) (time.Duration, error) {
 }
 
 func (s *queryServer) Stats(ctx context.Context, req *shiplogv1.StatsRequest) (*shiplogv1.StatsResponse, error) {
-	q, err := query.Parse(req.GetQ())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	now := time.Now()
-	tr, err := parseRange(req.GetStart(), req.GetEnd(), now.Add(-24*time.Hour), now, now)
+	q, tr, err := parseQueryLastDay(req.GetQ(), req.GetStart(), req.GetEnd())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -105,12 +100,7 @@ func (s *queryServer) Stats(ctx context.Context, req *shiplogv1.StatsRequest) (*
 }
 
 func (s *queryServer) Facets(ctx context.Context, req *shiplogv1.FacetsRequest) (*shiplogv1.FacetsResponse, error) {
-	q, err := query.Parse(req.GetQ())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	now := time.Now()
-	tr, err := parseRange(req.GetStart(), req.GetEnd(), now.Add(-24*time.Hour), now, now)
+	q, tr, err := parseQueryLastDay(req.GetQ(), req.GetStart(), req.GetEnd())
 	if err != nil {
 		return nil, toStatus(err)
 	}
