@@ -92,7 +92,18 @@ func (u *ui) wait(t testing.TB, what, js string) {
 	ctx, cancel := context.WithTimeout(u.ctx, 30*time.Second)
 	defer cancel()
 	guarded := "(() => { try { return (" + js + "); } catch (e) { return false; } })()"
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](guarded, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(25*time.Second))); err != nil {
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](guarded, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(time.Until(deadline))))
+		if err == nil {
+			return
+		}
+		// A navigation that lands while the poll runs destroys the page's
+		// JavaScript context under it: poll again in the new document.
+		if strings.Contains(err.Error(), "Cannot find context with specified id") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		u.failShot(t)
 		t.Fatalf("waiting for %s (%s): %v\npage: %s", what, js, err, u.pageText())
 	}
