@@ -41,9 +41,20 @@ var (
 
 // Options tune the store. DefaultOptions gives production values.
 type Options struct {
-	ChunkMaxLines   int           // seal a chunk at this many lines
-	ChunkMaxBytes   int           // ... or this many bytes of text
-	ChunkMaxAge     time.Duration // ... or when it has been open this long
+	ChunkMaxLines int           // seal a chunk at this many lines
+	ChunkMaxBytes int           // ... or this many bytes of text
+	ChunkMaxAge   time.Duration // ... or when it has been open this long
+	// ChunkIdleAge: a head that has had no line for this long is sealed when
+	// it pins a WAL segment older than the one being written, so the WAL of
+	// a stream that went quiet is trimmed (and its memory freed) soon.
+	ChunkIdleAge time.Duration
+	// HeadsMaxBytes bounds the text held in open heads of every stream
+	// together: past it, the heads written least recently are sealed until
+	// three quarters of it are left. Memory then follows the streams being
+	// written, not how many were written to since the last seal (a backfill
+	// of five days opens thousands of streams that each end with a part of
+	// a chunk).
+	HeadsMaxBytes   int64
 	WALSegmentBytes int64         // size of one WAL segment file
 	WALMaxSegments  int           // heads pinning older segments are sealed early
 	Fsync           bool          // fsync the WAL before every ack (survives power cuts)
@@ -90,6 +101,8 @@ func DefaultOptions() Options {
 		ChunkMaxLines:   1024,
 		ChunkMaxBytes:   512 << 10,
 		ChunkMaxAge:     5 * time.Minute,
+		ChunkIdleAge:    30 * time.Second,
+		HeadsMaxBytes:   64 << 20,
 		WALSegmentBytes: 32 << 20,
 		WALMaxSegments:  8,
 		Sealers:         2,
@@ -123,6 +136,10 @@ type head struct {
 	bytes  int
 	opened time.Time
 	minSeg uint64 // oldest WAL segment holding one of its lines
+	// last is the Store's appendTick and lastAt the wall clock (Unix ns) of
+	// the append that wrote its newest line.
+	last   uint64
+	lastAt int64
 }
 
 func (h *head) full(o *Options) bool {
@@ -161,6 +178,8 @@ type Store struct {
 	closed    bool
 	wal       *wal
 	heads     map[headKey]*head
+	headBytes int64  // sum of the heads' bytes (HeadsMaxBytes bounds it)
+	tick      uint64 // appendTick: counts appends, orders heads by recency
 	sealing   map[uint64]*head
 	nextLine  map[headKey]uint32
 	agents    map[string]*agentState
@@ -204,6 +223,8 @@ func (o *Options) fill() {
 	setIfUnset(&o.ChunkMaxLines, def.ChunkMaxLines)
 	setIfUnset(&o.ChunkMaxBytes, def.ChunkMaxBytes)
 	setIfUnset(&o.ChunkMaxAge, def.ChunkMaxAge)
+	setIfUnset(&o.ChunkIdleAge, def.ChunkIdleAge)
+	setIfUnset(&o.HeadsMaxBytes, def.HeadsMaxBytes)
 	setIfUnset(&o.WALSegmentBytes, def.WALSegmentBytes)
 	setIfUnset(&o.WALMaxSegments, def.WALMaxSegments)
 	setIfUnset(&o.Sealers, def.Sealers)
