@@ -80,9 +80,6 @@ func NewLocal(st LocalStore, opts Options) *Local {
 	return &Local{eng: New(st, opts), st: st}
 }
 
-// Engine is the query engine Local runs.
-func (l *Local) Engine() *Engine { return l.eng }
-
 // Search implements Backend.
 func (l *Local) Search(ctx context.Context, p SearchParams) (*SearchResult, error) {
 	return l.eng.Search(ctx, p)
