@@ -208,9 +208,7 @@ func (r *serverRun) wireCore(ctx context.Context) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tail_queue_bytes", Help: "Memory of the batches waiting in live tails' queues (each batch once)."},
 			func() float64 { return float64(hub.Held()) }))
 	r.core = server.Core{
-		Query:       query.New(st, query.DefaultOptions()),
-		Catalog:     st,
-		Getter:      st,
+		Backend:     query.NewLocal(st, query.DefaultOptions()),
 		Hub:         hub,
 		SilentAfter: cfg.silentAfter,
 		Backup:      st.Backup,
@@ -254,7 +252,7 @@ func (r *serverRun) startNode(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	r.node = node
-	r.core.Query, r.core.CatalogFor, r.core.Cluster, r.core.Catalog, r.core.Getter = node, node.Catalog, node.Status, nil, nil
+	r.core.Backend = node // reads fan out to the partitions' owners
 	return nil
 }
 
