@@ -396,7 +396,7 @@ func TestClusterReadAfterAck(t *testing.T) {
 				default:
 				}
 				ak.write(t, nodes[(i+1)%3], ag, "bg", 10, base)
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // a steady trickle, not a flood
 			}
 		})
 	}
@@ -416,6 +416,8 @@ func TestClusterReadAfterAck(t *testing.T) {
 		want, total := ak.snapshot()
 		wantAgents := slices.Clone(agents[:min(r+1, 3)])
 		if !held {
+			// Let go while the queries below are (likely) in flight: any
+			// interleaving is right, so the delay is only to vary it.
 			go func() { time.Sleep(20 * time.Millisecond); victim.gate.release() }()
 		}
 		var answers []answer
@@ -518,7 +520,16 @@ func measureReadWait(t *testing.T, nodes []*testNode, tr model.TimeRange, base t
 			})
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Measure once the load is on: as many batches acked as there are writers.
+	_, before := ak.snapshot()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, n := ak.snapshot(); n >= before+6*200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writers had no batch acked within 60s")
+		}
+	}
 	run("under load (6 writers of 200-line batches)")
 	close(stop)
 	wg.Wait()
