@@ -178,6 +178,7 @@ func (r *serverRun) startStore(ctx context.Context) error {
 	so.MaxStreamsPerDay, so.MaxSeqJump = cfg.maxStreams, cfg.maxSeqJump
 	so.Retention, so.RetentionBytes = cfg.retention, int64(cfg.retentionSize)
 	so.Metrics.MaxSeries = cfg.maxSeries
+	so.HeadsMaxBytes = int64(cfg.headsMax)
 	r.storeOpts = so
 	start := time.Now()
 	st, err := store.Open(cfg.data, so, r.log, r.reg)
@@ -246,6 +247,8 @@ func (r *serverRun) startNode(ctx context.Context) error {
 	ccfg.Store, ccfg.StreamMaxAge = r.storeOpts, r.cfg.retention
 	// --retention-size bounds the whole node; each partition store gets a share.
 	ccfg.Store.RetentionBytes = r.storeOpts.RetentionBytes / int64(ccfg.Partitions)
+	// A node holds a store per partition it owns: the bound is shared.
+	ccfg.Store.HeadsMaxBytes = max(1<<20, r.storeOpts.HeadsMaxBytes/int64(ccfg.Partitions))
 	ccfg.Log, ccfg.Registerer, ccfg.Hub = r.log, r.reg, r.hub
 	node, err := cluster.Start(ctx, ccfg)
 	if err != nil {
