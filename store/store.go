@@ -62,6 +62,7 @@ type Options struct {
 	Indexers        int           // goroutines feeding Bleve
 	BadgerMemTable  int64         // Badger memtable size
 	BadgerCache     int64         // Badger block cache size
+	BadgerVlogFile  int64         // Badger value-log file size (chunk bodies)
 	Maintenance     time.Duration // period of the sealing/WAL truncation loop
 	Retention       time.Duration // drop day partitions older than this (0: keep)
 	RetentionBytes  int64         // drop the oldest days while the data directory is larger (0: no bound)
@@ -109,6 +110,7 @@ func DefaultOptions() Options {
 		Indexers:        2,
 		BadgerMemTable:  32 << 20,
 		BadgerCache:     64 << 20,
+		BadgerVlogFile:  64 << 20,
 		Maintenance:     time.Second,
 		RetentionCheck:  time.Minute,
 		SizeCheck:       30 * time.Second,
@@ -205,6 +207,7 @@ type Store struct {
 	dayDroppers []func(uint32) error
 
 	truncMu       sync.Mutex // serialises truncateWAL
+	vlogMu        sync.Mutex // value-log GC vs releaseMappedPages
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
 	sealCh        chan *head
@@ -231,6 +234,7 @@ func (o *Options) fill() {
 	setIfUnset(&o.Indexers, def.Indexers)
 	setIfUnset(&o.BadgerMemTable, def.BadgerMemTable)
 	setIfUnset(&o.BadgerCache, def.BadgerCache)
+	setIfUnset(&o.BadgerVlogFile, def.BadgerVlogFile)
 	setIfUnset(&o.Maintenance, def.Maintenance)
 	setIfUnset(&o.RetentionCheck, def.RetentionCheck)
 	setIfUnset(&o.SizeCheck, def.SizeCheck)
@@ -312,7 +316,7 @@ func openBadger(dir string, opts Options, log *slog.Logger) (db *badger.DB, roWh
 		WithNumMemtables(2).
 		WithBlockCacheSize(opts.BadgerCache).
 		WithIndexCacheSize(16 << 20).
-		WithValueLogFileSize(256 << 20).
+		WithValueLogFileSize(opts.BadgerVlogFile).
 		WithMetricsEnabled(false).
 		WithNumCompactors(2)
 	if free, ok := freeBytes(dir); ok && opts.MinFreeToWrite > 0 {

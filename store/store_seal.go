@@ -114,6 +114,10 @@ func (s *Store) evictHeads(out []*head) []*head {
 	return out
 }
 
+// pageReleaseEvery is how often the value log's pages are released from the
+// resident set (pagerelease_linux.go).
+const pageReleaseEvery = 10 * time.Second
+
 // maintLoop seals old heads and truncates the WAL.
 func (s *Store) maintLoop() {
 	defer s.maintWG.Done()
@@ -121,6 +125,8 @@ func (s *Store) maintLoop() {
 	defer t.Stop()
 	rt := time.NewTicker(s.opts.RetentionCheck)
 	defer rt.Stop()
+	pt := time.NewTicker(pageReleaseEvery)
+	defer pt.Stop()
 	if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 		s.applyRetention(time.Now())
 	}
@@ -130,6 +136,10 @@ func (s *Store) maintLoop() {
 			return
 		case <-t.C:
 			s.maintain(false)
+		case <-pt.C:
+			s.vlogMu.Lock()
+			s.releaseMappedPages()
+			s.vlogMu.Unlock()
 		case <-rt.C:
 			if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 				s.applyRetention(time.Now())
