@@ -142,6 +142,7 @@ func TestEveryRouteAndRPCHasAScope(t *testing.T) {
 		"/v1/logs:search": ScopeQuery, "/v1/logs/{id=*}:context": ScopeQuery, "/v1/builds/{build_id=*}": ScopeQuery,
 		"/v1/build": ScopeQuery, "/v1/deploy": ScopeQuery, "/v1/hosts": ScopeQuery, "/v1/logs:tail": ScopeQuery,
 		"/v1/logs:write": ScopeIngest, "/v1/metrics:push": ScopeIngest,
+		"/v1/alerts": ScopeQuery, "/v1/alerts/rules": ScopeQuery, "/v1/alerts/history": ScopeQuery, "/-/reload": ScopeAdmin,
 	} {
 		if srv.gwPaths[p] != scope {
 			t.Errorf("gateway path %s: scope %q, want %q", p, srv.gwPaths[p], scope)
@@ -158,8 +159,11 @@ func TestEveryRouteAndRPCHasAScope(t *testing.T) {
 			continue
 		}
 		method, other := http.MethodGet, ScopeIngest
-		if scope == ScopeIngest {
+		switch {
+		case scope == ScopeIngest:
 			method, other = http.MethodPost, ScopeQuery
+		case p == "/-/reload": // AdminService.ReloadRules: POST, and PUT
+			method = http.MethodPost
 		}
 		path := vars.ReplaceAllString(p, "x")
 		if path == "/v1/logs:write" || path == "/v1/logs:tail" {

@@ -7,6 +7,7 @@
 package shiplogv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -101,17 +102,102 @@ func (x *BackupResponse) GetData() []byte {
 	return nil
 }
 
+type ReloadRulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRulesRequest) Reset() {
+	*x = ReloadRulesRequest{}
+	mi := &file_shiplog_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRulesRequest) ProtoMessage() {}
+
+func (x *ReloadRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRulesRequest.ProtoReflect.Descriptor instead.
+func (*ReloadRulesRequest) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+// ReloadRulesResponse: status is "reloaded".
+type ReloadRulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRulesResponse) Reset() {
+	*x = ReloadRulesResponse{}
+	mi := &file_shiplog_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRulesResponse) ProtoMessage() {}
+
+func (x *ReloadRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRulesResponse.ProtoReflect.Descriptor instead.
+func (*ReloadRulesResponse) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReloadRulesResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
 var File_shiplog_v1_admin_proto protoreflect.FileDescriptor
 
 const file_shiplog_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16shiplog/v1/admin.proto\x12\n" +
-	"shiplog.v1\"\x0f\n" +
+	"shiplog.v1\x1a\x1cgoogle/api/annotations.proto\"\x0f\n" +
 	"\rBackupRequest\"$\n" +
 	"\x0eBackupResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2Q\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x14\n" +
+	"\x12ReloadRulesRequest\"-\n" +
+	"\x13ReloadRulesResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status2\xc1\x01\n" +
 	"\fAdminService\x12A\n" +
-	"\x06Backup\x12\x19.shiplog.v1.BackupRequest\x1a\x1a.shiplog.v1.BackupResponse0\x01B7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
+	"\x06Backup\x12\x19.shiplog.v1.BackupRequest\x1a\x1a.shiplog.v1.BackupResponse0\x01\x12n\n" +
+	"\vReloadRules\x12\x1e.shiplog.v1.ReloadRulesRequest\x1a\x1f.shiplog.v1.ReloadRulesResponse\"\x1e\x82\xd3\xe4\x93\x02\x18Z\v\x1a\t/-/reload\"\t/-/reloadB7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
 
 var (
 	file_shiplog_v1_admin_proto_rawDescOnce sync.Once
@@ -125,16 +211,20 @@ func file_shiplog_v1_admin_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_admin_proto_rawDescData
 }
 
-var file_shiplog_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_shiplog_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_shiplog_v1_admin_proto_goTypes = []any{
-	(*BackupRequest)(nil),  // 0: shiplog.v1.BackupRequest
-	(*BackupResponse)(nil), // 1: shiplog.v1.BackupResponse
+	(*BackupRequest)(nil),       // 0: shiplog.v1.BackupRequest
+	(*BackupResponse)(nil),      // 1: shiplog.v1.BackupResponse
+	(*ReloadRulesRequest)(nil),  // 2: shiplog.v1.ReloadRulesRequest
+	(*ReloadRulesResponse)(nil), // 3: shiplog.v1.ReloadRulesResponse
 }
 var file_shiplog_v1_admin_proto_depIdxs = []int32{
 	0, // 0: shiplog.v1.AdminService.Backup:input_type -> shiplog.v1.BackupRequest
-	1, // 1: shiplog.v1.AdminService.Backup:output_type -> shiplog.v1.BackupResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
+	2, // 1: shiplog.v1.AdminService.ReloadRules:input_type -> shiplog.v1.ReloadRulesRequest
+	1, // 2: shiplog.v1.AdminService.Backup:output_type -> shiplog.v1.BackupResponse
+	3, // 3: shiplog.v1.AdminService.ReloadRules:output_type -> shiplog.v1.ReloadRulesResponse
+	2, // [2:4] is the sub-list for method output_type
+	0, // [0:2] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -151,7 +241,7 @@ func file_shiplog_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_admin_proto_rawDesc), len(file_shiplog_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -91,14 +91,23 @@ type Alert struct {
 	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	Rule  string                 `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
 	// state: pending or firing.
-	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Annotations   map[string]string      `protobuf:"bytes,5,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Value         float64                `protobuf:"fixed64,6,opt,name=value,proto3" json:"value,omitempty"`
-	Fingerprint   string                 `protobuf:"bytes,7,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
-	ActiveAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=active_at,json=activeAt,proto3" json:"active_at,omitempty"`
-	FiredAt       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=fired_at,json=firedAt,proto3" json:"fired_at,omitempty"`
-	Links         *AlertLinks            `protobuf:"bytes,10,opt,name=links,proto3" json:"links,omitempty"`
+	State       string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Labels      map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Annotations map[string]string      `protobuf:"bytes,5,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Value       float64                `protobuf:"fixed64,6,opt,name=value,proto3" json:"value,omitempty"`
+	Fingerprint string                 `protobuf:"bytes,7,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	ActiveAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=active_at,json=activeAt,proto3" json:"active_at,omitempty"`
+	FiredAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=fired_at,json=firedAt,proto3" json:"fired_at,omitempty"`
+	Links       *AlertLinks            `protobuf:"bytes,10,opt,name=links,proto3" json:"links,omitempty"`
+	// resolved_at: when it stopped firing (kept while it is shown).
+	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	// last_seen_at: the last evaluation that found it active.
+	LastSeenAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
+	// keep_firing_since: when the condition stopped while keep_firing_for holds it.
+	KeepFiringSince *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=keep_firing_since,json=keepFiringSince,proto3" json:"keep_firing_since,omitempty"`
+	// window_start and window_end: the logs range the value was counted over.
+	WindowStart   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +208,41 @@ func (x *Alert) GetFiredAt() *timestamppb.Timestamp {
 func (x *Alert) GetLinks() *AlertLinks {
 	if x != nil {
 		return x.Links
+	}
+	return nil
+}
+
+func (x *Alert) GetResolvedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResolvedAt
+	}
+	return nil
+}
+
+func (x *Alert) GetLastSeenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeenAt
+	}
+	return nil
+}
+
+func (x *Alert) GetKeepFiringSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.KeepFiringSince
+	}
+	return nil
+}
+
+func (x *Alert) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *Alert) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
 	}
 	return nil
 }
@@ -307,7 +351,10 @@ type AlertRule struct {
 	// kind: alerting or recording (a recording rule's name is the metric it writes).
 	Kind string `protobuf:"bytes,17,opt,name=kind,proto3" json:"kind,omitempty"`
 	// agg: a logs rule's aggregate compared with the threshold, e.g. quantile(0.99, latency_ms).
-	Agg           string `protobuf:"bytes,18,opt,name=agg,proto3" json:"agg,omitempty"`
+	Agg           string            `protobuf:"bytes,18,opt,name=agg,proto3" json:"agg,omitempty"`
+	KeepFiringFor string            `protobuf:"bytes,19,opt,name=keep_firing_for,json=keepFiringFor,proto3" json:"keep_firing_for,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,20,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Annotations   map[string]string `protobuf:"bytes,21,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -468,6 +515,166 @@ func (x *AlertRule) GetAgg() string {
 	return ""
 }
 
+func (x *AlertRule) GetKeepFiringFor() string {
+	if x != nil {
+		return x.KeepFiringFor
+	}
+	return ""
+}
+
+func (x *AlertRule) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *AlertRule) GetAnnotations() map[string]string {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+// AlertGroup is one loaded rule group.
+type AlertGroup struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Interval          string                 `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	QueryOffset       string                 `protobuf:"bytes,3,opt,name=query_offset,json=queryOffset,proto3" json:"query_offset,omitempty"`
+	Limit             int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	LastEvaluation    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_evaluation,json=lastEvaluation,proto3" json:"last_evaluation,omitempty"`
+	EvaluationSeconds float64                `protobuf:"fixed64,6,opt,name=evaluation_seconds,json=evaluationSeconds,proto3" json:"evaluation_seconds,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AlertGroup) Reset() {
+	*x = AlertGroup{}
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertGroup) ProtoMessage() {}
+
+func (x *AlertGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertGroup.ProtoReflect.Descriptor instead.
+func (*AlertGroup) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AlertGroup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlertGroup) GetInterval() string {
+	if x != nil {
+		return x.Interval
+	}
+	return ""
+}
+
+func (x *AlertGroup) GetQueryOffset() string {
+	if x != nil {
+		return x.QueryOffset
+	}
+	return ""
+}
+
+func (x *AlertGroup) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *AlertGroup) GetLastEvaluation() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEvaluation
+	}
+	return nil
+}
+
+func (x *AlertGroup) GetEvaluationSeconds() float64 {
+	if x != nil {
+		return x.EvaluationSeconds
+	}
+	return 0
+}
+
+// AlertReceiver is one configured receiver: its name and kind (webhook,
+// slack, alertmanager).
+type AlertReceiver struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertReceiver) Reset() {
+	*x = AlertReceiver{}
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertReceiver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertReceiver) ProtoMessage() {}
+
+func (x *AlertReceiver) ProtoReflect() protoreflect.Message {
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertReceiver.ProtoReflect.Descriptor instead.
+func (*AlertReceiver) Descriptor() ([]byte, []int) {
+	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AlertReceiver) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlertReceiver) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
 type ListAlertRulesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -476,7 +683,7 @@ type ListAlertRulesRequest struct {
 
 func (x *ListAlertRulesRequest) Reset() {
 	*x = ListAlertRulesRequest{}
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[5]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +695,7 @@ func (x *ListAlertRulesRequest) String() string {
 func (*ListAlertRulesRequest) ProtoMessage() {}
 
 func (x *ListAlertRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[5]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +708,7 @@ func (x *ListAlertRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertRulesRequest) Descriptor() ([]byte, []int) {
-	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{5}
+	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{7}
 }
 
 type ListAlertRulesResponse struct {
@@ -511,13 +718,16 @@ type ListAlertRulesResponse struct {
 	LastReloadSuccessful bool                   `protobuf:"varint,3,opt,name=last_reload_successful,json=lastReloadSuccessful,proto3" json:"last_reload_successful,omitempty"`
 	LastReloadError      string                 `protobuf:"bytes,4,opt,name=last_reload_error,json=lastReloadError,proto3" json:"last_reload_error,omitempty"`
 	Problems             []string               `protobuf:"bytes,5,rep,name=problems,proto3" json:"problems,omitempty"`
+	Groups               []*AlertGroup          `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
+	LastReloadTime       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_reload_time,json=lastReloadTime,proto3" json:"last_reload_time,omitempty"`
+	Receivers            []*AlertReceiver       `protobuf:"bytes,8,rep,name=receivers,proto3" json:"receivers,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ListAlertRulesResponse) Reset() {
 	*x = ListAlertRulesResponse{}
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[6]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +739,7 @@ func (x *ListAlertRulesResponse) String() string {
 func (*ListAlertRulesResponse) ProtoMessage() {}
 
 func (x *ListAlertRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[6]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +752,7 @@ func (x *ListAlertRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertRulesResponse) Descriptor() ([]byte, []int) {
-	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{6}
+	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAlertRulesResponse) GetRules() []*AlertRule {
@@ -580,6 +790,27 @@ func (x *ListAlertRulesResponse) GetProblems() []string {
 	return nil
 }
 
+func (x *ListAlertRulesResponse) GetGroups() []*AlertGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ListAlertRulesResponse) GetLastReloadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastReloadTime
+	}
+	return nil
+}
+
+func (x *ListAlertRulesResponse) GetReceivers() []*AlertReceiver {
+	if x != nil {
+		return x.Receivers
+	}
+	return nil
+}
+
 // AlertTransition is one change of an alert's state.
 type AlertTransition struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -599,7 +830,7 @@ type AlertTransition struct {
 
 func (x *AlertTransition) Reset() {
 	*x = AlertTransition{}
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[7]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +842,7 @@ func (x *AlertTransition) String() string {
 func (*AlertTransition) ProtoMessage() {}
 
 func (x *AlertTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[7]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +855,7 @@ func (x *AlertTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertTransition.ProtoReflect.Descriptor instead.
 func (*AlertTransition) Descriptor() ([]byte, []int) {
-	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{7}
+	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AlertTransition) GetId() string {
@@ -708,7 +939,7 @@ type ListAlertHistoryRequest struct {
 
 func (x *ListAlertHistoryRequest) Reset() {
 	*x = ListAlertHistoryRequest{}
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[8]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +951,7 @@ func (x *ListAlertHistoryRequest) String() string {
 func (*ListAlertHistoryRequest) ProtoMessage() {}
 
 func (x *ListAlertHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[8]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +964,7 @@ func (x *ListAlertHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ListAlertHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{8}
+	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAlertHistoryRequest) GetLimit() int32 {
@@ -760,7 +991,7 @@ type ListAlertHistoryResponse struct {
 
 func (x *ListAlertHistoryResponse) Reset() {
 	*x = ListAlertHistoryResponse{}
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[9]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1003,7 @@ func (x *ListAlertHistoryResponse) String() string {
 func (*ListAlertHistoryResponse) ProtoMessage() {}
 
 func (x *ListAlertHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shiplog_v1_alerts_proto_msgTypes[9]
+	mi := &file_shiplog_v1_alerts_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1016,7 @@ func (x *ListAlertHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAlertHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ListAlertHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{9}
+	return file_shiplog_v1_alerts_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListAlertHistoryResponse) GetTransitions() []*AlertTransition {
@@ -812,7 +1043,7 @@ const file_shiplog_v1_alerts_proto_rawDesc = "" +
 	"AlertLinks\x12\x12\n" +
 	"\x04logs\x18\x01 \x01(\tR\x04logs\x12\x14\n" +
 	"\x05build\x18\x02 \x01(\tR\x05build\x12\x16\n" +
-	"\x06deploy\x18\x03 \x01(\tR\x06deploy\"\x95\x04\n" +
+	"\x06deploy\x18\x03 \x01(\tR\x06deploy\"\xd2\x06\n" +
 	"\x05Alert\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x14\n" +
@@ -824,7 +1055,15 @@ const file_shiplog_v1_alerts_proto_rawDesc = "" +
 	"\tactive_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bactiveAt\x125\n" +
 	"\bfired_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\afiredAt\x12,\n" +
 	"\x05links\x18\n" +
-	" \x01(\v2\x16.shiplog.v1.AlertLinksR\x05links\x1a9\n" +
+	" \x01(\v2\x16.shiplog.v1.AlertLinksR\x05links\x12;\n" +
+	"\vresolved_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"resolvedAt\x12<\n" +
+	"\flast_seen_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastSeenAt\x12F\n" +
+	"\x11keep_firing_since\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0fkeepFiringSince\x12=\n" +
+	"\fwindow_start\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
@@ -833,7 +1072,7 @@ const file_shiplog_v1_alerts_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
 	"\x11ListAlertsRequest\"?\n" +
 	"\x12ListAlertsResponse\x12)\n" +
-	"\x06alerts\x18\x01 \x03(\v2\x11.shiplog.v1.AlertR\x06alerts\"\xf0\x03\n" +
+	"\x06alerts\x18\x01 \x03(\v2\x11.shiplog.v1.AlertR\x06alerts\"\x98\x06\n" +
 	"\tAlertRule\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -854,14 +1093,37 @@ const file_shiplog_v1_alerts_proto_rawDesc = "" +
 	"\x12evaluation_seconds\x18\x0f \x01(\x01R\x11evaluationSeconds\x12\x16\n" +
 	"\x06alerts\x18\x10 \x01(\rR\x06alerts\x12\x12\n" +
 	"\x04kind\x18\x11 \x01(\tR\x04kind\x12\x10\n" +
-	"\x03agg\x18\x12 \x01(\tR\x03agg\"\x17\n" +
-	"\x15ListAlertRulesRequest\"\xd7\x01\n" +
+	"\x03agg\x18\x12 \x01(\tR\x03agg\x12&\n" +
+	"\x0fkeep_firing_for\x18\x13 \x01(\tR\rkeepFiringFor\x129\n" +
+	"\x06labels\x18\x14 \x03(\v2!.shiplog.v1.AlertRule.LabelsEntryR\x06labels\x12H\n" +
+	"\vannotations\x18\x15 \x03(\v2&.shiplog.v1.AlertRule.AnnotationsEntryR\vannotations\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10AnnotationsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x01\n" +
+	"\n" +
+	"AlertGroup\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\binterval\x18\x02 \x01(\tR\binterval\x12!\n" +
+	"\fquery_offset\x18\x03 \x01(\tR\vqueryOffset\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12C\n" +
+	"\x0flast_evaluation\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastEvaluation\x12-\n" +
+	"\x12evaluation_seconds\x18\x06 \x01(\x01R\x11evaluationSeconds\"7\n" +
+	"\rAlertReceiver\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\"\x17\n" +
+	"\x15ListAlertRulesRequest\"\x86\x03\n" +
 	"\x16ListAlertRulesResponse\x12+\n" +
 	"\x05rules\x18\x01 \x03(\v2\x15.shiplog.v1.AlertRuleR\x05rules\x12\x12\n" +
 	"\x04file\x18\x02 \x01(\tR\x04file\x124\n" +
 	"\x16last_reload_successful\x18\x03 \x01(\bR\x14lastReloadSuccessful\x12*\n" +
 	"\x11last_reload_error\x18\x04 \x01(\tR\x0flastReloadError\x12\x1a\n" +
-	"\bproblems\x18\x05 \x03(\tR\bproblems\"\x81\x03\n" +
+	"\bproblems\x18\x05 \x03(\tR\bproblems\x12.\n" +
+	"\x06groups\x18\x06 \x03(\v2\x16.shiplog.v1.AlertGroupR\x06groups\x12D\n" +
+	"\x10last_reload_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0elastReloadTime\x127\n" +
+	"\treceivers\x18\b \x03(\v2\x19.shiplog.v1.AlertReceiverR\treceivers\"\x81\x03\n" +
 	"\x0fAlertTransition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
@@ -897,41 +1159,56 @@ func file_shiplog_v1_alerts_proto_rawDescGZIP() []byte {
 	return file_shiplog_v1_alerts_proto_rawDescData
 }
 
-var file_shiplog_v1_alerts_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_shiplog_v1_alerts_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_shiplog_v1_alerts_proto_goTypes = []any{
 	(*AlertLinks)(nil),               // 0: shiplog.v1.AlertLinks
 	(*Alert)(nil),                    // 1: shiplog.v1.Alert
 	(*ListAlertsRequest)(nil),        // 2: shiplog.v1.ListAlertsRequest
 	(*ListAlertsResponse)(nil),       // 3: shiplog.v1.ListAlertsResponse
 	(*AlertRule)(nil),                // 4: shiplog.v1.AlertRule
-	(*ListAlertRulesRequest)(nil),    // 5: shiplog.v1.ListAlertRulesRequest
-	(*ListAlertRulesResponse)(nil),   // 6: shiplog.v1.ListAlertRulesResponse
-	(*AlertTransition)(nil),          // 7: shiplog.v1.AlertTransition
-	(*ListAlertHistoryRequest)(nil),  // 8: shiplog.v1.ListAlertHistoryRequest
-	(*ListAlertHistoryResponse)(nil), // 9: shiplog.v1.ListAlertHistoryResponse
-	nil,                              // 10: shiplog.v1.Alert.LabelsEntry
-	nil,                              // 11: shiplog.v1.Alert.AnnotationsEntry
-	nil,                              // 12: shiplog.v1.AlertTransition.LabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 13: google.protobuf.Timestamp
+	(*AlertGroup)(nil),               // 5: shiplog.v1.AlertGroup
+	(*AlertReceiver)(nil),            // 6: shiplog.v1.AlertReceiver
+	(*ListAlertRulesRequest)(nil),    // 7: shiplog.v1.ListAlertRulesRequest
+	(*ListAlertRulesResponse)(nil),   // 8: shiplog.v1.ListAlertRulesResponse
+	(*AlertTransition)(nil),          // 9: shiplog.v1.AlertTransition
+	(*ListAlertHistoryRequest)(nil),  // 10: shiplog.v1.ListAlertHistoryRequest
+	(*ListAlertHistoryResponse)(nil), // 11: shiplog.v1.ListAlertHistoryResponse
+	nil,                              // 12: shiplog.v1.Alert.LabelsEntry
+	nil,                              // 13: shiplog.v1.Alert.AnnotationsEntry
+	nil,                              // 14: shiplog.v1.AlertRule.LabelsEntry
+	nil,                              // 15: shiplog.v1.AlertRule.AnnotationsEntry
+	nil,                              // 16: shiplog.v1.AlertTransition.LabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
 }
 var file_shiplog_v1_alerts_proto_depIdxs = []int32{
-	10, // 0: shiplog.v1.Alert.labels:type_name -> shiplog.v1.Alert.LabelsEntry
-	11, // 1: shiplog.v1.Alert.annotations:type_name -> shiplog.v1.Alert.AnnotationsEntry
-	13, // 2: shiplog.v1.Alert.active_at:type_name -> google.protobuf.Timestamp
-	13, // 3: shiplog.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
+	12, // 0: shiplog.v1.Alert.labels:type_name -> shiplog.v1.Alert.LabelsEntry
+	13, // 1: shiplog.v1.Alert.annotations:type_name -> shiplog.v1.Alert.AnnotationsEntry
+	17, // 2: shiplog.v1.Alert.active_at:type_name -> google.protobuf.Timestamp
+	17, // 3: shiplog.v1.Alert.fired_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: shiplog.v1.Alert.links:type_name -> shiplog.v1.AlertLinks
-	1,  // 5: shiplog.v1.ListAlertsResponse.alerts:type_name -> shiplog.v1.Alert
-	13, // 6: shiplog.v1.AlertRule.last_evaluation:type_name -> google.protobuf.Timestamp
-	4,  // 7: shiplog.v1.ListAlertRulesResponse.rules:type_name -> shiplog.v1.AlertRule
-	13, // 8: shiplog.v1.AlertTransition.time:type_name -> google.protobuf.Timestamp
-	12, // 9: shiplog.v1.AlertTransition.labels:type_name -> shiplog.v1.AlertTransition.LabelsEntry
-	0,  // 10: shiplog.v1.AlertTransition.links:type_name -> shiplog.v1.AlertLinks
-	7,  // 11: shiplog.v1.ListAlertHistoryResponse.transitions:type_name -> shiplog.v1.AlertTransition
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	17, // 5: shiplog.v1.Alert.resolved_at:type_name -> google.protobuf.Timestamp
+	17, // 6: shiplog.v1.Alert.last_seen_at:type_name -> google.protobuf.Timestamp
+	17, // 7: shiplog.v1.Alert.keep_firing_since:type_name -> google.protobuf.Timestamp
+	17, // 8: shiplog.v1.Alert.window_start:type_name -> google.protobuf.Timestamp
+	17, // 9: shiplog.v1.Alert.window_end:type_name -> google.protobuf.Timestamp
+	1,  // 10: shiplog.v1.ListAlertsResponse.alerts:type_name -> shiplog.v1.Alert
+	17, // 11: shiplog.v1.AlertRule.last_evaluation:type_name -> google.protobuf.Timestamp
+	14, // 12: shiplog.v1.AlertRule.labels:type_name -> shiplog.v1.AlertRule.LabelsEntry
+	15, // 13: shiplog.v1.AlertRule.annotations:type_name -> shiplog.v1.AlertRule.AnnotationsEntry
+	17, // 14: shiplog.v1.AlertGroup.last_evaluation:type_name -> google.protobuf.Timestamp
+	4,  // 15: shiplog.v1.ListAlertRulesResponse.rules:type_name -> shiplog.v1.AlertRule
+	5,  // 16: shiplog.v1.ListAlertRulesResponse.groups:type_name -> shiplog.v1.AlertGroup
+	17, // 17: shiplog.v1.ListAlertRulesResponse.last_reload_time:type_name -> google.protobuf.Timestamp
+	6,  // 18: shiplog.v1.ListAlertRulesResponse.receivers:type_name -> shiplog.v1.AlertReceiver
+	17, // 19: shiplog.v1.AlertTransition.time:type_name -> google.protobuf.Timestamp
+	16, // 20: shiplog.v1.AlertTransition.labels:type_name -> shiplog.v1.AlertTransition.LabelsEntry
+	0,  // 21: shiplog.v1.AlertTransition.links:type_name -> shiplog.v1.AlertLinks
+	9,  // 22: shiplog.v1.ListAlertHistoryResponse.transitions:type_name -> shiplog.v1.AlertTransition
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_shiplog_v1_alerts_proto_init() }
@@ -945,7 +1222,7 @@ func file_shiplog_v1_alerts_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shiplog_v1_alerts_proto_rawDesc), len(file_shiplog_v1_alerts_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

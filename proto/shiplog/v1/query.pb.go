@@ -2924,7 +2924,7 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\n" +
 	"FacetValue\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x01R\x05count2\xb3\n" +
+	"\x05count\x18\x02 \x01(\x01R\x05count2\xfd\n" +
 	"\n" +
 	"\fQueryService\x12X\n" +
 	"\x06Search\x12\x19.shiplog.v1.SearchRequest\x1a\x1a.shiplog.v1.SearchResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/logs:search\x12d\n" +
@@ -2940,11 +2940,12 @@ const file_shiplog_v1_query_proto_rawDesc = "" +
 	"\vListDeploys\x12\x1e.shiplog.v1.ListDeploysRequest\x1a\x1f.shiplog.v1.ListDeploysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/deploys\x12l\n" +
 	"\tGetDeploy\x12\x1c.shiplog.v1.GetDeployRequest\x1a\x12.shiplog.v1.Deploy\"-\x82\xd3\xe4\x93\x02'Z\f\x12\n" +
 	"/v1/deploy\x12\x17/v1/deploys/{deploy_id}\x12[\n" +
-	"\tListHosts\x12\x1c.shiplog.v1.ListHostsRequest\x1a\x1d.shiplog.v1.ListHostsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/hosts\x12K\n" +
+	"\tListHosts\x12\x1c.shiplog.v1.ListHostsRequest\x1a\x1d.shiplog.v1.ListHostsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/hosts\x12_\n" +
 	"\n" +
-	"ListAlerts\x12\x1d.shiplog.v1.ListAlertsRequest\x1a\x1e.shiplog.v1.ListAlertsResponse\x12W\n" +
-	"\x0eListAlertRules\x12!.shiplog.v1.ListAlertRulesRequest\x1a\".shiplog.v1.ListAlertRulesResponse\x12]\n" +
-	"\x10ListAlertHistory\x12#.shiplog.v1.ListAlertHistoryRequest\x1a$.shiplog.v1.ListAlertHistoryResponseB7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
+	"ListAlerts\x12\x1d.shiplog.v1.ListAlertsRequest\x1a\x1e.shiplog.v1.ListAlertsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/alerts\x12q\n" +
+	"\x0eListAlertRules\x12!.shiplog.v1.ListAlertRulesRequest\x1a\".shiplog.v1.ListAlertRulesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/alerts/rules\x12y\n" +
+	"\x10ListAlertHistory\x12#.shiplog.v1.ListAlertHistoryRequest\x1a$.shiplog.v1.ListAlertHistoryResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/alerts/historyB7Z5github.com/shiplog/shiplog/proto/shiplog/v1;shiplogv1b\x06proto3"
 
 var (
 	file_shiplog_v1_query_proto_rawDescOnce sync.Once

@@ -67,11 +67,13 @@ type QueryServiceClient interface {
 	// accounting, a page at a time by service, then host: follow next_cursor
 	// until it is empty.
 	ListHosts(ctx context.Context, in *ListHostsRequest, opts ...grpc.CallOption) (*ListHostsResponse, error)
-	// ListAlerts returns pending and firing alerts (HTTP: GET /v1/alerts).
+	// ListAlerts returns pending and firing alerts.
 	ListAlerts(ctx context.Context, in *ListAlertsRequest, opts ...grpc.CallOption) (*ListAlertsResponse, error)
-	// ListAlertRules returns the loaded rules (HTTP: GET /v1/alerts/rules).
+	// ListAlertRules returns the loaded rules, groups, receivers and how the
+	// last (re)load went.
 	ListAlertRules(ctx context.Context, in *ListAlertRulesRequest, opts ...grpc.CallOption) (*ListAlertRulesResponse, error)
-	// ListAlertHistory returns state changes, newest first (HTTP: GET /v1/alerts/history).
+	// ListAlertHistory returns state changes, newest first, a page at a time
+	// (?limit=&cursor=): follow next_cursor until it is empty.
 	ListAlertHistory(ctx context.Context, in *ListAlertHistoryRequest, opts ...grpc.CallOption) (*ListAlertHistoryResponse, error)
 }
 
@@ -264,11 +266,13 @@ type QueryServiceServer interface {
 	// accounting, a page at a time by service, then host: follow next_cursor
 	// until it is empty.
 	ListHosts(context.Context, *ListHostsRequest) (*ListHostsResponse, error)
-	// ListAlerts returns pending and firing alerts (HTTP: GET /v1/alerts).
+	// ListAlerts returns pending and firing alerts.
 	ListAlerts(context.Context, *ListAlertsRequest) (*ListAlertsResponse, error)
-	// ListAlertRules returns the loaded rules (HTTP: GET /v1/alerts/rules).
+	// ListAlertRules returns the loaded rules, groups, receivers and how the
+	// last (re)load went.
 	ListAlertRules(context.Context, *ListAlertRulesRequest) (*ListAlertRulesResponse, error)
-	// ListAlertHistory returns state changes, newest first (HTTP: GET /v1/alerts/history).
+	// ListAlertHistory returns state changes, newest first, a page at a time
+	// (?limit=&cursor=): follow next_cursor until it is empty.
 	ListAlertHistory(context.Context, *ListAlertHistoryRequest) (*ListAlertHistoryResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
