@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,64 +27,8 @@ type Alerting interface {
 // errNoAlerting answers the alert endpoints of a server without --rules.
 var errNoAlerting = errors.New("alerting is not configured: start shiplog server with --rules FILE")
 
-// maxHistoryPage bounds one page of /v1/alerts/history.
+// maxHistoryPage bounds one page of the alert history (ListAlertHistory).
 const maxHistoryPage = 1000
-
-// alertHandlers registers /v1/alerts, /v1/alerts/rules, /v1/alerts/history
-// and POST /-/reload.
-func alertHandlers(rt *router, core Core) {
-	al := core.Alerts
-	need := func(h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if al == nil {
-				writeHTTPError(w, errNoAlerting)
-				return
-			}
-			h(w, r)
-		}
-	}
-	rt.handleFunc("GET /v1/alerts", ScopeQuery, need(func(w http.ResponseWriter, _ *http.Request) {
-		list := al.Alerts()
-		if list == nil {
-			list = []alert.Alert{}
-		}
-		writeJSON(w, http.StatusOK, struct {
-			Alerts []alert.Alert `json:"alerts"`
-		}{list})
-	}))
-	rt.handleFunc("GET /v1/alerts/rules", ScopeQuery, need(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, al.Rules())
-	}))
-	rt.handleFunc("GET /v1/alerts/history", ScopeQuery, need(func(w http.ResponseWriter, r *http.Request) {
-		limit := 100
-		if s := r.URL.Query().Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > maxHistoryPage {
-				writeHTTPError(w, invalid("limit %q: want 1 to %d", s, maxHistoryPage))
-				return
-			}
-			limit = n
-		}
-		list, next, err := al.History(r.URL.Query().Get("cursor"), limit)
-		if err != nil {
-			writeHTTPError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, struct {
-			Transitions []alert.Transition `json:"transitions"`
-			NextCursor  string             `json:"next_cursor"`
-		}{list, next})
-	}))
-	reload := need(func(w http.ResponseWriter, _ *http.Request) {
-		if err := al.Reload(); err != nil {
-			writeHTTPError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
-	})
-	rt.handleFunc("POST /-/reload", ScopeAdmin, reload)
-	rt.handleFunc("PUT /-/reload", ScopeAdmin, reload) // as Prometheus takes it too
-}
 
 // AlertLogsQuery counts log lines for alert rules with the stats engine: the
 // by: groups exactly (a quiet group beside a flood too), the rule's agg: as

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -218,10 +219,13 @@ groups:
 	}
 
 	// The HTTP API.
-	mux := newRouter()
-	alertHandlers(mux, Core{Alerts: r.mgr})
-	api := httptest.NewServer(mux)
-	defer api.Close()
+	api := struct{ URL string }{alertServer(t, r.mgr)}
+	legacy := legacyAlertHandlers(r.mgr) // the same answers as the hand-written handlers
+	for _, p := range []string{"/v1/alerts", "/v1/alerts/rules", "/v1/alerts/history", "/v1/alerts/history?limit=1"} {
+		if old, got := doJSON(t, legacy, "", "GET", p), doJSON(t, nil, api.URL, "GET", p); old.code != got.code || !reflect.DeepEqual(old.body, got.body) {
+			t.Errorf("%s:\nold %d %v\nnew %d %v", p, old.code, old.body, got.code, got.body)
+		}
+	}
 	var alerts struct {
 		Alerts []struct {
 			State  string            `json:"state"`
@@ -256,7 +260,7 @@ groups:
 	if len(hist.Transitions) != 1 || hist.Transitions[0].To != "pending" || hist.NextCursor != "" {
 		t.Errorf("history page 2 %+v", hist)
 	}
-	getJSON(t, api.URL+"/v1/alerts/history?limit=0", 400, nil)
+	getJSON(t, api.URL+"/v1/alerts/history?limit=5000", 400, nil)
 	getJSON(t, api.URL+"/v1/alerts/history?cursor=zz", 400, nil)
 
 	// A broken file on POST /-/reload: 400, the rule keeps running.
@@ -302,12 +306,9 @@ groups:
 	}
 
 	// Without --rules the endpoints say so.
-	mux = newRouter()
-	alertHandlers(mux, Core{})
-	none := httptest.NewServer(mux)
-	defer none.Close()
-	getJSON(t, none.URL+"/v1/alerts", 501, nil)
-	if code, _ := post(t, none.URL+"/-/reload"); code != 501 {
+	none := alertServer(t, nil)
+	getJSON(t, none+"/v1/alerts", 501, nil)
+	if code, _ := post(t, none+"/-/reload"); code != 501 {
 		t.Errorf("reload without rules: %d", code)
 	}
 }

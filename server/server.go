@@ -178,6 +178,7 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	svc := services{
 		ingest:  &ingestServer{core: core, log: log, ins: ins},
 		query:   limitedQueries{s: &queryServer{core: core}, lm: core.Limits},
+		admin:   &adminServer{core: core},
 		metrics: &metricsServer{core: core, ins: ins},
 		otlp: &otlpServer{core: core, log: log, meta: newMetaStore(),
 			names: newOTLPNames(opts.OTLPBuildAttrs, opts.OTLPDeployAttrs)},
@@ -185,12 +186,16 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	s.rpcs = rpcScopes{}
 	s.grpc = s.newGRPC(core, ins, svc)
 	gw, err := s.newGateway(svc)
+	var alerts *runtime.ServeMux
+	if err == nil {
+		alerts, err = s.newAlertsGateway(svc)
+	}
 	if err != nil {
 		_, _ = s.gl.Close(), s.hl.Close()
 		return nil, err
 	}
 	s.routes = newRouter()
-	s.registerHTTP(core, ins, svc.otlp, gw)
+	s.registerHTTP(core, ins, svc.otlp, gw, alerts)
 	var handler http.Handler = ins.middleware(s.routes)
 	if opts.Auth != nil {
 		handler = opts.Auth.middleware(s.routes, handler)
@@ -205,10 +210,11 @@ func New(core Core, opts Options, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// services are the gRPC services that the gateway serves over HTTP too.
+// services are the gRPC services that the gateways serve over HTTP too.
 type services struct {
 	ingest  *ingestServer
 	query   limitedQueries
+	admin   *adminServer
 	metrics *metricsServer
 	otlp    *otlpServer // its metaStore is the Prometheus API's metadata too
 }
@@ -239,7 +245,7 @@ func (s *Server) newGRPC(core Core, ins *instruments, svc services) *grpc.Server
 	gs := grpc.NewServer(gopts...)
 	shiplogv1.RegisterIngestServiceServer(s.rpcs.with(gs, ScopeIngest), svc.ingest)
 	shiplogv1.RegisterQueryServiceServer(s.rpcs.with(gs, ScopeQuery), svc.query)
-	shiplogv1.RegisterAdminServiceServer(s.rpcs.with(gs, ScopeAdmin), &adminServer{core: core})
+	shiplogv1.RegisterAdminServiceServer(s.rpcs.with(gs, ScopeAdmin), svc.admin)
 	shiplogv1.RegisterMetricsServiceServer(s.rpcs.with(gs, ScopeIngest), svc.metrics)
 	registerOTLPGRPC(s.rpcs.with(gs, ScopeIngest), svc.otlp)
 	reflection.Register(s.rpcs.with(gs, scopeAny))
@@ -248,26 +254,15 @@ func (s *Server) newGRPC(core Core, ins *instruments, svc services) *grpc.Server
 
 // newGateway is the grpc-gateway's mux: each path needs its RPC's scope.
 func (s *Server) newGateway(svc services) (*runtime.ServeMux, error) {
-	mopts := []runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
-		runtime.WithErrorHandler(errorHandler),
-		// Path parameters are matched on the escaped path and unescaped
-		// after: an id with "/" (shop/main/1234) arrives as one %2F-encoded
-		// segment and must not be split into several.
-		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
-	}
 	paths, err := gatewayScopes(s.rpcs)
 	if err != nil {
 		return nil, err
 	}
 	s.gwPaths = paths
-	if s.opts.Auth != nil {
-		mopts = append(mopts, runtime.WithMiddlewares(s.opts.Auth.gatewayMiddleware(paths)))
-	}
-	gw := runtime.NewServeMux(mopts...)
+	gw := runtime.NewServeMux(s.gatewayOptions(&runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	})...)
 	ctx := context.Background()
 	if err := shiplogv1.RegisterIngestServiceHandlerServer(ctx, gw, svc.ingest); err != nil {
 		return nil, err
@@ -281,8 +276,39 @@ func (s *Server) newGateway(svc services) (*runtime.ServeMux, error) {
 	return gw, nil
 }
 
+// newAlertsGateway is the grpc-gateway mux of the alert endpoints
+// (alertsjson.go), with their JSON; each path needs its RPC's scope.
+func (s *Server) newAlertsGateway(svc services) (*runtime.ServeMux, error) {
+	gw := runtime.NewServeMux(s.gatewayOptions(newAlertsMarshaler())...)
+	ctx := context.Background()
+	if err := shiplogv1.RegisterQueryServiceHandlerServer(ctx, gw, svc.query); err != nil {
+		return nil, err
+	}
+	if err := shiplogv1.RegisterAdminServiceHandlerServer(ctx, gw, svc.admin); err != nil {
+		return nil, err
+	}
+	return gw, nil
+}
+
+// gatewayOptions are a gateway mux's options with marshaler m: shiplog's
+// error shape and, with auth, the scope of each path's RPC (s.gwPaths).
+func (s *Server) gatewayOptions(m runtime.Marshaler) []runtime.ServeMuxOption {
+	mopts := []runtime.ServeMuxOption{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, m),
+		runtime.WithErrorHandler(errorHandler),
+		// Path parameters are matched on the escaped path and unescaped
+		// after: an id with "/" (shop/main/1234) arrives as one %2F-encoded
+		// segment and must not be split into several.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+	}
+	if s.opts.Auth != nil {
+		mopts = append(mopts, runtime.WithMiddlewares(s.opts.Auth.gatewayMiddleware(s.gwPaths)))
+	}
+	return mopts
+}
+
 // registerHTTP registers every HTTP route with the scope it needs.
-func (s *Server) registerHTTP(core Core, ins *instruments, o *otlpServer, gw http.Handler) {
+func (s *Server) registerHTTP(core Core, ins *instruments, o *otlpServer, gw, alerts http.Handler) {
 	rt, opts, log := s.routes, s.opts, s.log
 	rt.handleFunc("GET /healthz", scopeOpen, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -306,7 +332,9 @@ func (s *Server) registerHTTP(core Core, ins *instruments, o *otlpServer, gw htt
 	rt.handle("GET /v1/logs:export", ScopeQuery, exportHandler(core))
 	rt.handle("POST /v1/logs:write", ScopeIngest, newJSONWriteHandler(core, int64(opts.MaxRecvBytes)))
 	rt.handle("POST /v1/logs:jsonl", ScopeIngest, newJSONLHandler(core, int64(opts.MaxRecvBytes)))
-	alertHandlers(rt, core)
+	for _, p := range alertPaths {
+		rt.handle(p, scopeRPC, alerts) // the alert RPCs' bindings, with their JSON
+	}
 	promRulesHandlers(rt, core)
 	registerEcosystem(rt, core, int64(opts.MaxRecvBytes), o) // OTLP/HTTP, Loki push, Elasticsearch bulk
 	prom := &promAPI{core: core, log: log, ins: ins, parser: parser.NewParser(parser.Options{}), maxBytes: 4 * opts.MaxRecvBytes, maxBody: int64(opts.MaxRecvBytes), meta: o.meta}
