@@ -264,3 +264,23 @@ func TestAlertJSONUnchanged(t *testing.T) {
 		t.Errorf("limit=abc: %d %v", got.code, got.body)
 	}
 }
+
+// Every binding of the alert RPCs is routed to the alerts gateway (a path
+// left to the main gateway would answer with the main gateway's JSON), and
+// every route of alertPaths is such a binding.
+func TestAlertPathsAreTheAlertBindings(t *testing.T) {
+	srv := routeServer(t, false)
+	routed := map[string]bool{}
+	for _, p := range alertPaths {
+		_, path, _ := strings.Cut(p, " ")
+		routed[path] = true
+		if _, ok := srv.gwPaths[path]; !ok {
+			t.Errorf("route %s is no binding of an RPC", p)
+		}
+	}
+	for path := range srv.gwPaths {
+		if (strings.HasPrefix(path, "/v1/alerts") || path == "/-/reload") && !routed[path] {
+			t.Errorf("binding %s is not routed to the alerts gateway", path)
+		}
+	}
+}
