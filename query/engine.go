@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"iter"
 	"math"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +19,10 @@ import (
 
 // Store is what the engine needs of the store.
 type Store interface {
-	Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error)
+	// Candidates yields the chunks that may hold matches a day at a time,
+	// in the query's order (see store.Store.Candidates); an error ends the
+	// sequence.
+	Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond, asc bool) iter.Seq2[[]store.ChunkRef, error]
 	Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error)
 	LoadText(ctx context.Context, l *store.Lines) error
 }
@@ -213,57 +216,29 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 		return &SearchResult{}, nil
 	}
 	s := &searchScan{q: q, tr: tr, cur: cur, asc: p.Asc, limit: limit, h: &hitHeap{asc: p.Asc}, done: ctx.Done()}
-	// Day by day in the query's order: a page that fills on the newest day
-	// of a month-long range reads neither the other days' indexes nor their
-	// chunks.
-	for _, w := range e.dayWindows(tr, p.Asc) {
-		if s.full() && s.beyond(w.Start, w.End-1) {
-			break
-		}
-		refs, err := e.st.Candidates(ctx, w, q.cond)
+	// The store yields candidates day by day in the query's order: a page
+	// that fills on the newest day of a month-long range reads neither the
+	// other days' indexes nor their chunks.
+	for refs, err := range e.st.Candidates(ctx, tr, q.cond, p.Asc) {
 		if err != nil {
 			return nil, err
 		}
 		if err := e.scanRefs(ctx, s, refs); err != nil {
 			return nil, err
 		}
+		// Every chunk of the days still to come lies beyond this day.
+		d := refs[0].Meta.Day
+		if s.full() && (p.Asc && s.beyond(model.DayStart(d+1), math.MaxInt64) || !p.Asc && s.beyond(math.MinInt64, model.DayStart(d)-1)) {
+			break
+		}
 	}
 	return e.page(ctx, s.h.h, p.Asc, limit)
 }
 
-// dayWindows splits tr at UTC day boundaries into the windows of the days
-// that hold lines, in the query's order (newest first unless asc). A chunk
-// holds the lines of one stream on one day, so every chunk is in exactly one
-// window. A store that cannot list its days gets tr whole.
-func (e *Engine) dayWindows(tr model.TimeRange, asc bool) []model.TimeRange {
-	dl, ok := e.st.(interface{ Days() []uint32 })
-	if !ok {
-		return []model.TimeRange{tr}
-	}
-	var out []model.TimeRange
-	for _, d := range dl.Days() {
-		w := model.TimeRange{Start: max(tr.Start, model.DayStart(d)), End: min(tr.End, model.DayStart(d+1))}
-		if d == 0 {
-			w.Start = tr.Start // day 0 also holds the times before 1970
-		}
-		if w.Start < w.End {
-			out = append(out, w)
-		}
-	}
-	if !asc {
-		slices.Reverse(out)
-	}
-	return out
-}
-
-// scanRefs scans candidate chunks in the query's order, in parallel batches
-// of Workers, until no chunk left can beat the heap's worst hit.
+// scanRefs scans one day's candidate chunks, in the query's order, in
+// parallel batches of Workers, until no chunk left can beat the heap's worst
+// hit.
 func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.ChunkRef) error {
-	if s.asc {
-		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MinT < refs[j].Meta.MinT })
-	} else {
-		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
-	}
 	// The heap's worst hit is read between chunk batches only.
 	for start := 0; start < len(refs); {
 		if s.full() && s.beyond(refs[start].Meta.MinT, refs[start].Meta.MaxT) {
@@ -283,6 +258,23 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 		}
 	}
 	return nil
+}
+
+// eachRef yields the chunks of a sequence of days one by one.
+func eachRef(days iter.Seq2[[]store.ChunkRef, error]) iter.Seq2[store.ChunkRef, error] {
+	return func(yield func(store.ChunkRef, error) bool) {
+		for refs, err := range days {
+			if err != nil {
+				yield(store.ChunkRef{}, err)
+				return
+			}
+			for _, r := range refs {
+				if !yield(r, nil) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // loadBatch loads a batch of chunks in parallel, their text columns too when
@@ -451,10 +443,6 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 	}
 	n := int64(nb)
 	counts := make([]int, n)
-	refs, err := e.st.Candidates(ctx, tr, q.cond)
-	if err != nil {
-		return nil, err
-	}
 	var mu sync.Mutex
 	var firstErr error
 	work := make(chan store.ChunkRef)
@@ -482,7 +470,12 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 			mu.Unlock()
 		}()
 	}
-	for _, r := range refs {
+	var seqErr error
+	for r, err := range eachRef(e.st.Candidates(ctx, tr, q.cond, true)) {
+		if err != nil {
+			seqErr = err
+			break
+		}
 		m := r.Meta
 		// Whole chunk inside the range and inside one bucket, counted by its metadata.
 		if q.countable && m.MinT >= tr.Start && m.MaxT < tr.End && (m.MinT-first)/st == (m.MaxT-first)/st {
@@ -495,6 +488,9 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 	}
 	close(work)
 	wg.Wait()
+	if firstErr == nil {
+		firstErr = seqErr
+	}
 	if firstErr != nil {
 		return nil, firstErr
 	}

@@ -293,10 +293,7 @@ func (e *Engine) FacetsPartial(ctx context.Context, p FacetsParams) (*FacetsPart
 		return nil, err
 	}
 	q := pl.q
-	refs, err := e.st.Candidates(ctx, pl.tr, q.cond)
-	if err != nil {
-		return nil, err
-	}
+	refs := eachRef(e.st.Candidates(ctx, pl.tr, q.cond, true))
 	acc := newFacetAcc(pl)
 	accs := make([]*facetAcc, e.opts.Workers)
 	for w := range accs {

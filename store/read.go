@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/dgraph-io/badger/v4"
@@ -287,91 +286,6 @@ type ChunkRef struct {
 // InMemory reports whether the chunk is still open (or being sealed): its lines
 // are in memory and loading it costs nothing.
 func (r ChunkRef) InMemory() bool { return r.mem != nil }
-
-// Candidates returns the chunks that may hold lines matching c within tr, in no
-// particular order.
-func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]ChunkRef, error) {
-	if c == nil {
-		c = All()
-	}
-	type dayList struct {
-		day       uint32
-		chunks    []*ChunkMeta
-		unindexed []*ChunkMeta
-	}
-	var days []dayList
-	var out []ChunkRef
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, ErrClosed
-	}
-	for d, list := range s.days {
-		if tr.Overlaps(model.DayStart(d), model.DayStart(d+1)-1) {
-			days = append(days, dayList{day: d, chunks: list})
-		}
-	}
-	sort.Slice(days, func(i, j int) bool { return days[i].day < days[j].day })
-	for _, m := range s.unindexed {
-		for i := range days {
-			if days[i].day == m.Day {
-				days[i].unindexed = append(days[i].unindexed, m)
-			}
-		}
-	}
-	addMem := func(h *head) {
-		if h.meta.Count == 0 || !tr.Overlaps(h.meta.MinT, h.meta.MaxT) {
-			return
-		}
-		if r := c.eval(&h.meta, nil); r != triNo {
-			l := h.snapshot()
-			out = append(out, ChunkRef{Meta: l.Meta, mem: l, All: r == triYes})
-		}
-	}
-	for _, h := range s.heads {
-		addMem(h)
-	}
-	for _, h := range s.sealing {
-		addMem(h)
-	}
-	s.mu.RUnlock()
-
-	needBloom := c.usesBloom()
-	seen := make(map[uint64]bool, len(out))
-	for _, r := range out {
-		seen[r.Meta.ID] = true
-	}
-	for _, d := range days {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		metas, err := s.dayCandidates(ctx, d.day, c, d.chunks, d.unindexed)
-		if err != nil {
-			return nil, err
-		}
-		var keep []*ChunkMeta
-		for _, m := range metas {
-			if seen[m.ID] || !tr.Overlaps(m.MinT, m.MaxT) {
-				continue
-			}
-			seen[m.ID] = true
-			keep = append(keep, m)
-		}
-		var blooms map[uint64]*bloom
-		if needBloom && len(keep) > 0 {
-			var err error
-			if blooms, err = s.loadBlooms(ctx, keep); err != nil {
-				return nil, err
-			}
-		}
-		for _, m := range keep {
-			if r := c.eval(m, blooms[m.ID]); r != triNo {
-				out = append(out, ChunkRef{Meta: m, All: r == triYes})
-			}
-		}
-	}
-	return out, nil
-}
 
 // dayCandidates returns the chunks of day that day's index lets through for
 // c (chunks, every sealed chunk of the day, when it cannot narrow them;

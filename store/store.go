@@ -188,6 +188,7 @@ type Store struct {
 	truncMu       sync.Mutex // serialises truncateWAL
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
+	daysRead      atomic.Uint64 // days whose candidates were looked up (tests read it)
 	sealCh        chan *head
 	indexCh       chan *indexJob
 	sealWG        sync.WaitGroup
