@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 	"iter"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -313,6 +313,19 @@ type searchScan struct {
 
 func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
 
+// add keeps x among the best hits: appended until the heap holds limit (made
+// a heap then), else in place of the worst.
+func (s *searchScan) add(x hit) {
+	if s.full() {
+		s.h.h[0] = x
+		heap.Fix(s.h, 0)
+		return
+	}
+	if s.h.h = append(s.h.h, x); s.full() {
+		heap.Init(s.h)
+	}
+}
+
 // beyond reports whether lines between minT and maxT all come after the
 // full heap's worst hit in the query's order (so none can enter the page).
 func (s *searchScan) beyond(minT, maxT int64) bool {
@@ -353,14 +366,11 @@ func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Line
 				continue
 			}
 		}
-		if s.full() {
-			heap.Pop(s.h)
-		}
 		x := hit{pos: pos, lines: l, i: j}
 		if l.Msgs != nil && !ref.InMemory() {
 			x.rec, x.lines = ownedRecord(l, j), nil
 		}
-		heap.Push(s.h, x)
+		s.add(x)
 	}
 	return nil
 }
@@ -369,17 +379,23 @@ func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Line
 // the text of those whose chunk was loaded without it; a full page gets a
 // cursor for the next.
 func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*SearchResult, error) {
-	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, asc) })
+	slices.SortFunc(hits, func(a, b hit) int {
+		switch {
+		case better(a.pos, b.pos, asc):
+			return -1
+		case better(b.pos, a.pos, asc):
+			return 1
+		}
+		return 0
+	})
+	if err := e.loadHitText(ctx, hits); err != nil {
+		return nil, err
+	}
 	res := &SearchResult{Records: make([]model.Record, len(hits))}
 	for i, x := range hits {
 		if x.rec != nil {
 			res.Records[i] = *x.rec
 			continue
-		}
-		if x.lines.Msgs == nil {
-			if err := e.st.LoadText(ctx, x.lines); err != nil {
-				return nil, err
-			}
 		}
 		res.Records[i] = x.lines.Record(x.i)
 	}
@@ -387,6 +403,37 @@ func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*Se
 		res.NextCursor = encodeCursor(hits[len(hits)-1].pos)
 	}
 	return res, nil
+}
+
+// loadHitText loads the text of the chunks some hit was found in without
+// it, Workers chunks at a time.
+func (e *Engine) loadHitText(ctx context.Context, hits []hit) error {
+	var need []*store.Lines
+	seen := map[*store.Lines]bool{}
+	for _, x := range hits {
+		if x.rec == nil && x.lines.Msgs == nil && !seen[x.lines] {
+			seen[x.lines] = true
+			need = append(need, x.lines)
+		}
+	}
+	errs := make([]error, len(need))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, e.opts.Workers)
+	for i, l := range need {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = e.st.LoadText(ctx, l)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AttrKeys is what the engine asks of a store that can tell which attribute

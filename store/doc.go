@@ -102,7 +102,10 @@
 // removed once Bleve has persisted it. WAL segments are deleted only after
 // Badger has been synced and every line in them is in a sealed chunk.
 //
-// On Open: metadata is loaded into memory; chunks still marked pending are
+// On Open: metadata is loaded into memory, and with it each stream's chunks
+// and each label value's streams (labelstreams.go: the chunks of one build,
+// deploy or host are found from these rather than the day's index; nothing
+// of it is stored, so a store of any version reads the same); chunks still marked pending are
 // indexed again (Bleve replaces a document with the same id, so nothing is
 // doubled); the WAL is replayed, skipping every line already in a sealed chunk
 // (by stream, day and line number), so nothing is lost or doubled.
@@ -207,7 +210,7 @@
 // # Locking
 //
 // Store.mu guards heads, sealing, nextLine, agents, chunks, days, streams,
-// unindexed, attrKeys, walFloor, the count of new streams a day (newDay, newStreams)
+// labelStreams, unindexed, attrKeys, walFloor, the count of new streams a day (newDay, newStreams)
 // and the WAL file. Sealed ChunkMeta values are immutable
 // once published. A head's columns are appended under mu; readers take a
 // snapshot (slices cut to the current length) under mu and read it without it,

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/blevesearch/bleve/v2"
@@ -215,6 +216,7 @@ type indexSet struct {
 	mu       sync.Mutex
 	open     map[uint32]bleve.Index
 	formats  map[uint32]int // token format of each open index
+	searches atomic.Uint64  // searches run (tests read it)
 }
 
 func newIndexSet(dir string) *indexSet {
@@ -363,6 +365,7 @@ func (x *indexSet) fewPrefixTerms(day uint32, p string) bool {
 
 // search returns the ids of the chunks of day that match q.
 func (x *indexSet) search(ctx context.Context, day uint32, q query.Query) ([]uint64, error) {
+	x.searches.Add(1)
 	idx, err := x.get(day, false)
 	if err != nil || idx == nil {
 		return nil, err

@@ -107,8 +107,9 @@ func (s *Store) candidateDays(tr model.TimeRange) ([]uint32, error) {
 }
 
 // dayRefs returns the candidates of one day, in no particular order: its open
-// chunks judged by their metadata, its sealed ones narrowed by the day's
-// index, then judged by their metadata and bloom filters.
+// chunks judged by their metadata, its sealed ones narrowed by their
+// streams' labels (labelChunks) or else by the day's index, then judged by
+// their metadata and bloom filters.
 func (s *Store) dayRefs(ctx context.Context, day uint32, tr model.TimeRange, c *Cond) ([]ChunkRef, error) {
 	s.daysRead.Add(1)
 	var out []ChunkRef
@@ -139,6 +140,7 @@ func (s *Store) dayRefs(ctx context.Context, day uint32, tr model.TimeRange, c *
 	for _, h := range s.sealing {
 		addMem(h)
 	}
+	labelled, byLabel := s.labelChunks(day, c)
 	s.mu.RUnlock()
 	if len(chunks) == 0 && len(unindexed) == 0 {
 		return out, nil
@@ -148,9 +150,12 @@ func (s *Store) dayRefs(ctx context.Context, day uint32, tr model.TimeRange, c *
 	for _, r := range out {
 		seen[r.Meta.ID] = true
 	}
-	metas, err := s.dayCandidates(ctx, day, c, chunks, unindexed)
-	if err != nil {
-		return nil, err
+	metas := labelled
+	if !byLabel {
+		var err error
+		if metas, err = s.dayCandidates(ctx, day, c, chunks, unindexed); err != nil {
+			return nil, err
+		}
 	}
 	var keep []*ChunkMeta
 	for _, m := range metas {
@@ -162,6 +167,7 @@ func (s *Store) dayRefs(ctx context.Context, day uint32, tr model.TimeRange, c *
 	}
 	var blooms map[uint64]*bloom
 	if c.usesBloom() && len(keep) > 0 {
+		var err error
 		if blooms, err = s.loadBlooms(ctx, keep); err != nil {
 			return nil, err
 		}
