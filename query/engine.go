@@ -235,26 +235,61 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 	return e.page(ctx, s.h.h, p.Asc, limit)
 }
 
-// scanRefs scans one day's candidate chunks, in the query's order, in
-// parallel batches of Workers, until no chunk left can beat the heap's worst
-// hit.
+// scanRefs scans one day's candidate chunks in the query's order until no
+// chunk left can beat the heap's worst hit. Up to Workers chunks are loaded
+// (and their lines prefiltered) at once, one more waits loaded ahead, while
+// this goroutine matches the lines of the oldest one loaded.
 func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.ChunkRef) error {
-	// The heap's worst hit is read between chunk batches only.
-	for start := 0; start < len(refs); {
-		if s.full() && s.beyond(refs[start].Meta.MinT, refs[start].Meta.MaxT) {
+	type loaded struct {
+		l     *store.Lines
+		marks []bool
+		err   error
+		done  chan struct{}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, e.opts.Workers)
+	pending := make([]*loaded, 0, len(refs))
+	// launch starts loading the next chunk, unless the full heap shows that
+	// neither it nor any after it can enter the page.
+	launch := func() bool {
+		r := refs[len(pending)]
+		if s.full() && s.beyond(r.Meta.MinT, r.Meta.MaxT) {
+			return false
+		}
+		x := &loaded{done: make(chan struct{})}
+		pending = append(pending, x)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(x.done)
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if x.l, x.err = e.st.Load(ctx, r, s.q.text); x.err == nil && !r.All && s.q.text {
+				x.marks = candidateLines(x.l, s.q.need)
+			}
+		}()
+		return true
+	}
+	more := true
+	for i := 0; i < len(refs); i++ {
+		for more && len(pending) < len(refs) && len(pending) <= i+e.opts.Workers {
+			more = launch()
+		}
+		if i >= len(pending) {
 			break
 		}
-		end := min(start+e.opts.Workers, len(refs))
-		batch := refs[start:end]
-		start = end
-		loaded, err := e.loadBatch(ctx, batch, s.q.text)
-		if err != nil {
-			return err
+		x := pending[i]
+		<-x.done
+		pending[i] = nil
+		if x.err != nil {
+			return x.err
 		}
-		for i, l := range loaded {
-			if err := s.scan(ctx, batch[i], l); err != nil {
-				return err
-			}
+		if s.full() && s.beyond(refs[i].Meta.MinT, refs[i].Meta.MaxT) {
+			break
+		}
+		if err := s.scan(ctx, refs[i], x.l, x.marks); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -275,28 +310,6 @@ func eachRef(days iter.Seq2[[]store.ChunkRef, error]) iter.Seq2[store.ChunkRef, 
 			}
 		}
 	}
-}
-
-// loadBatch loads a batch of chunks in parallel, their text columns too when
-// text is set.
-func (e *Engine) loadBatch(ctx context.Context, batch []store.ChunkRef, text bool) ([]*store.Lines, error) {
-	loaded := make([]*store.Lines, len(batch))
-	errs := make([]error, len(batch))
-	var wg sync.WaitGroup
-	for i := range batch {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			loaded[i], errs[i] = e.st.Load(ctx, batch[i], text)
-		}(i)
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return loaded, nil
 }
 
 // searchScan is one Search's scan: the query, the range and cursor it runs
@@ -334,13 +347,9 @@ func (s *searchScan) beyond(minT, maxT int64) bool {
 }
 
 // scan adds the lines of one loaded chunk that match and beat the heap's
-// worst hit.
-func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines) error {
+// worst hit; marks (when not nil) are candidateLines' prefilter.
+func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines, marks []bool) error {
 	all := ref.All
-	var marks []bool
-	if !all && s.q.text {
-		marks = candidateLines(l, s.q.need)
-	}
 	for j := 0; j < l.Len(); j++ {
 		if marks != nil && !marks[j] {
 			continue
