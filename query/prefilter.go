@@ -63,7 +63,7 @@ func lowerInto(dst []byte, s string) []byte {
 	for ; i+8 <= len(s); i += 8 {
 		w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
 		h := w & (0x7f * ones)
-		ge := h + (0x80-'A')*ones  // high bit: the byte's low 7 bits >= 'A'
+		ge := h + (0x80-'A')*ones   // high bit: the byte's low 7 bits >= 'A'
 		gt := h + (0x80-'Z'-1)*ones // high bit: ... > 'Z'
 		upper := ge &^ gt &^ w & (0x80 * ones)
 		binary.LittleEndian.PutUint64(out[i:], w|upper>>2)
