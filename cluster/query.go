@@ -106,6 +106,10 @@ func (l *local) Load(ctx context.Context, r store.ChunkRef, text bool) (*store.L
 	return l.stores[r.Src].Load(ctx, r, text)
 }
 
+func (l *local) LoadWord(ctx context.Context, r store.ChunkRef, word string) (*store.Lines, error) {
+	return l.stores[r.Src].LoadWord(ctx, r, word)
+}
+
 func (l *local) LoadAttrs(ctx context.Context, r store.ChunkRef) (*store.Lines, error) {
 	return l.stores[r.Src].LoadAttrs(ctx, r)
 }

@@ -265,7 +265,7 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 			defer close(x.done)
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if x.l, x.err = e.st.Load(ctx, r, s.q.text); x.err == nil && !r.All && s.q.text {
+			if x.l, x.err = e.loadMatching(ctx, r, s.q); x.err == nil && !r.All && s.q.text {
 				x.marks = candidateLines(x.l, s.q.need)
 			}
 		}()
@@ -293,6 +293,24 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 		}
 	}
 	return nil
+}
+
+// WordLoader is what the engine asks of a store that can load a chunk for a
+// word every match holds, decompressing only the parts of its messages
+// that may hold it (store.Store does). Lines it leaves out are marked in
+// Lines.Skipped, and the prefilter (candidateLines) never marks them.
+type WordLoader interface {
+	LoadWord(ctx context.Context, r store.ChunkRef, word string) (*store.Lines, error)
+}
+
+// loadMatching loads a candidate chunk for q: with its text when q needs it,
+// then only the message blocks that may hold q's required token when the
+// chunk is judged line by line against it.
+func (e *Engine) loadMatching(ctx context.Context, r store.ChunkRef, q *Query) (*store.Lines, error) {
+	if wl, ok := e.st.(WordLoader); ok && q.text && !r.All && q.need.tok != "" && !q.need.exact && !r.InMemory() {
+		return wl.LoadWord(ctx, r, q.need.tok)
+	}
+	return e.st.Load(ctx, r, q.text)
 }
 
 // eachRef yields the chunks of a sequence of days one by one.
@@ -567,7 +585,7 @@ func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr 
 		})
 		return nil
 	}
-	l, err := e.st.Load(ctx, r, q.text)
+	l, err := e.loadMatching(ctx, r, q)
 	if err != nil {
 		return err
 	}

@@ -82,10 +82,18 @@ var lowerPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); retur
 
 // candidateLines marks the lines of l whose message holds the needle as a
 // substring (a token case-insensitively, an exact literal as it is); nil
-// means "every line" (no message block to search).
+// means "every line" (no message block to search). Lines a load for the
+// token left out (Lines.Skipped) have no bytes in the block: never marked.
 func candidateLines(l *store.Lines, n needle) []bool {
 	tok := n.tok
-	if tok == "" || l.MsgBlock == "" {
+	if tok == "" {
+		return nil
+	}
+	if l.MsgBlock == "" {
+		if l.Skipped != nil {
+			// Only blocks that cannot hold tok were left out: no line does.
+			return make([]bool, l.Len())
+		}
 		return nil
 	}
 	block := l.MsgBlock

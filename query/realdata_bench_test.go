@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +110,7 @@ func BenchmarkRealData(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			n := 0
+			cpu0 := cpuTime()
 			for b.Loop() {
 				res, err := e.Search(context.Background(), query.SearchParams{Query: q, Range: tr, Limit: 10000, Asc: bc.asc})
 				if err != nil {
@@ -117,8 +119,20 @@ func BenchmarkRealData(b *testing.B) {
 				n = len(res.Records)
 			}
 			b.ReportMetric(float64(n), "records")
+			// CPU time (all threads) is steadier than wall time on a
+			// shared machine.
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
 		})
 	}
+}
+
+// cpuTime is the process' user and system CPU time so far, in ns.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 func envOr(k, def string) string {

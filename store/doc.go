@@ -38,7 +38,11 @@
 // range and retention can drop it whole:
 //
 //	t<day><id>  chunk times and levels (encodeChunk in chunk.go)
-//	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs
+//	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs;
+//	            since version 3 of the value the messages are in blocks of
+//	            512 lines, each compressed apart with a bloom filter of its
+//	            ordinary words (chunk_blocks.go); versions 1 and 2 (one
+//	            message column) are still read
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one
@@ -72,6 +76,18 @@
 // Chunk values are never rewritten. Badger runs with compression off (chunk
 // columns are zstd already) and a 1 KiB value threshold, so chunk bodies live in
 // the value log and the LSM tree holds keys, metadata and small values.
+//
+// # Message blocks
+//
+// A search whose every match holds a word (query: the required token) loads
+// a chunk with Store.LoadWord: the chunk's Bleve document said the word is
+// somewhere in it, and the blocks' filters say where it may be, so only
+// those blocks are decompressed; the other lines come back marked in
+// Lines.Skipped with empty messages. Id-like words are in no block filter
+// (they are in the chunk's bloom filter): a load for one decompresses every
+// block. Filters are built from the word sets chunkTokens makes for the
+// Bleve document anyway (a bit per block a word is in), so sealing does
+// not cut messages into tokens twice.
 //
 // # Bleve documents
 //

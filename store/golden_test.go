@@ -20,10 +20,12 @@ func TestEncodingsGolden(t *testing.T) {
 	enc := map[string][]byte{}
 	for _, n := range []int{0, 1, 5, 300} {
 		l := randLines(rng, n)
-		tv, cv := encodeChunk(l)
+		tv, cv := encodeChunkVersion(l, nil, 2) // as versions before 3 wrote it
+		_, cv3 := encodeChunk(l)
 		l.Meta.Notable = buildNotable(l)
 		enc["chunk t "+itoa(n)] = tv
 		enc["chunk c "+itoa(n)] = cv
+		enc["chunk c3 "+itoa(n)] = cv3
 		enc["meta "+itoa(n)] = encodeMeta(l.Meta)
 	}
 	enc["wal 0"] = walPayload(walBatch(0))
@@ -42,6 +44,10 @@ func TestEncodingsGolden(t *testing.T) {
 		"chunk c 001":    "f11d3c4be3dd1c8a",
 		"chunk c 005":    "f6a35603b4808ec7",
 		"chunk c 300":    "cb7c1e765588c289",
+		"chunk c3 000":   "6bf13bf62f9b711d",
+		"chunk c3 001":   "be2a8d0790bc28a2",
+		"chunk c3 005":   "037c848ec131dd3b",
+		"chunk c3 300":   "4656ca258d0d8fbc",
 		"chunk t 000":    "bdb5ce7f94e4e552",
 		"chunk t 001":    "c651e3d2927faf6a",
 		"chunk t 005":    "e5e1b3f4b209b063",

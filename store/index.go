@@ -103,20 +103,25 @@ type chunkToks struct {
 	attrs  []string
 	levels []string
 	bloom  *bloom
+	blocks []*bloom // per message block, its ordinary words (chunk_blocks.go)
 }
 
 func chunkTokens(l *Lines) *chunkToks {
-	words := make(map[string]struct{}, 512)
+	// words maps each ordinary token to the message blocks (bits) holding it.
+	words := make(map[string]uint64, 512)
 	ids := make(map[string]struct{}, 2*l.Len())
 	attrs := make(map[string]struct{}, 64)
+	bl := blockLines(l.Len())
+	var bit uint64
 	add := func(tok string, _ bool) {
 		if IsIDLike(tok) {
 			ids[tok] = struct{}{}
 		} else {
-			words[tok] = struct{}{}
+			words[tok] |= bit
 		}
 	}
-	for _, msg := range l.Msgs {
+	for i, msg := range l.Msgs {
+		bit = 1 << (i / bl)
 		// EachToken, with its ASCII case inline: most runs are.
 		msg = model.StripANSI(msg)
 		for i := 0; ; {
@@ -132,7 +137,7 @@ func chunkTokens(l *Lines) *chunkToks {
 			if tok := lowerASCII(msg[a:b]); IsIDLike(tok) {
 				ids[tok] = struct{}{}
 			} else {
-				words[tok] = struct{}{}
+				words[tok] |= bit
 			}
 		}
 	}
@@ -165,7 +170,13 @@ func chunkTokens(l *Lines) *chunkToks {
 		}
 	}
 	ct.heads = setToSlice(heads)
-	ct.words = setToSlice(words)
+	ct.words = make([]string, 0, len(words))
+	for w := range words {
+		if !strings.Contains(w, "\x00") {
+			ct.words = append(ct.words, w)
+		}
+	}
+	ct.blocks = blockFilters(words, (l.Len()+bl-1)/bl)
 	ct.attrs = setToSlice(attrs)
 	for lv := model.LevelTrace; lv < model.NumLevels; lv++ {
 		if l.Meta.Levels[lv] > 0 {
@@ -173,6 +184,31 @@ func chunkTokens(l *Lines) *chunkToks {
 		}
 	}
 	return ct
+}
+
+// blockFilters returns the bloom filters of nb message blocks from the
+// blocks (bits) each word is in.
+func blockFilters(words map[string]uint64, nb int) []*bloom {
+	counts := make([]int, nb)
+	for _, mask := range words {
+		for b := range counts {
+			if mask&(1<<b) != 0 {
+				counts[b]++
+			}
+		}
+	}
+	fs := make([]*bloom, nb)
+	for b, n := range counts {
+		fs[b] = newBloom(n)
+	}
+	for w, mask := range words {
+		for b, f := range fs {
+			if mask&(1<<b) != 0 {
+				f.add(w)
+			}
+		}
+	}
+	return fs
 }
 
 func setToSlice(m map[string]struct{}) []string {

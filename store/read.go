@@ -364,7 +364,34 @@ func (s *Store) Load(ctx context.Context, r ChunkRef, text bool) (*Lines, error)
 	return l, err
 }
 
+// LoadWord loads a candidate's lines with their text for a search whose
+// every match holds word (a lower-case token, as Tokens cuts it): of the
+// messages, only the blocks whose word filter may hold it are decompressed
+// (c values of version 3; an id-like word is in no filter). The lines of the
+// others are marked in Lines.Skipped and have empty messages: a caller
+// looks at lines holding word only. Open chunks come whole.
+func (s *Store) LoadWord(ctx context.Context, r ChunkRef, word string) (*Lines, error) {
+	if r.mem != nil {
+		return r.mem, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if IsIDLike(word) {
+		word = ""
+	}
+	l, err := s.loadSealedWord(r.Meta, true, word)
+	if l != nil {
+		l.Src = r.Src
+	}
+	return l, err
+}
+
 func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
+	return s.loadSealedWord(m, text, "")
+}
+
+func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, error) {
 	var tv, cv []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(chunkKey(pfxTimes, m.Day, m.ID))
@@ -389,7 +416,10 @@ func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
-	l, err := decodeChunk(m, tv, cv)
+	l, err := decodeChunk(m, tv, nil)
+	if err == nil && cv != nil {
+		err = l.decodeTextWord(cv, word)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
