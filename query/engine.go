@@ -85,6 +85,7 @@ type SearchParams struct {
 type SearchResult struct {
 	Records    []model.Record
 	NextCursor string // empty when no match is left
+	Coverage   Coverage
 }
 
 // position is a record's place in the total order (time, then id).
@@ -701,6 +702,7 @@ type ContextResult struct {
 	Window                 model.TimeRange
 	MoreBefore, MoreAfter  bool
 	BeforeCursor, AfterCur string
+	Coverage               Coverage // of the record's lookup and every search
 }
 
 // ContextParams describe a context request.

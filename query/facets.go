@@ -49,10 +49,9 @@ type Facet struct {
 
 // FacetsResult answers a facets request.
 type FacetsResult struct {
-	Fields            []Facet
-	Total             int64 // matching records
-	Partial           bool  // cluster mode: partitions are missing
-	MissingPartitions []int
+	Fields   []Facet
+	Total    int64 // matching records
+	Coverage Coverage
 }
 
 type facetPlan struct {

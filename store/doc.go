@@ -13,7 +13,17 @@
 // Lines are appended to an open chunk ("head") per (stream, day). A head is
 // sealed when it reaches Options.ChunkMaxLines lines or ChunkMaxBytes bytes,
 // when it has been open for ChunkMaxAge, when it pins too much of the WAL
-// (WALMaxSegments), and at Close.
+// (WALMaxSegments), when it has had no line for ChunkIdleAge and pins a WAL
+// segment older than the one being written, when the heads of all streams
+// together hold more than HeadsMaxBytes (the least recently written first,
+// down to three quarters of it), and at Close. A head's bytes count its text
+// plus the memory of its column entries, so the bound is close to the memory
+// the heads take.
+//
+// Badger reads and writes the value log through shared memory maps; every
+// 10 s the pages of the value-log files no longer written are released from
+// the process (pagerelease_linux.go), so the resident set follows what is
+// being used rather than what was stored.
 //
 // # Encoding
 //

@@ -185,6 +185,8 @@ func (s *Store) dropDay(day uint32) error {
 
 // reclaim gives the value log's dead space back to the file system.
 func (s *Store) reclaim() {
+	s.vlogMu.Lock() // GC deletes value-log files: not while their pages are released
+	defer s.vlogMu.Unlock()
 	for i := 0; i < 64; i++ {
 		if s.db.RunValueLogGC(0.3) != nil {
 			return
