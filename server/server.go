@@ -249,10 +249,10 @@ func (s *Server) newGRPC(core Core, ins *instruments, svc services) *grpc.Server
 // newGateway is the grpc-gateway's mux: each path needs its RPC's scope.
 func (s *Server) newGateway(svc services) (*runtime.ServeMux, error) {
 	mopts := []runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, gatewayJSON{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithErrorHandler(errorHandler),
 		// Path parameters are matched on the escaped path and unescaped
 		// after: an id with "/" (shop/main/1234) arrives as one %2F-encoded
