@@ -8,33 +8,46 @@ import (
 )
 
 // Message blocks (c values of version 3). The message bytes of a chunk are
-// cut into blocks of msgBlockLines lines, each compressed on its own and
-// preceded by a bloom filter of the ordinary words (tokens.go: not id-like)
-// of its messages. A search for a word decompresses only the blocks whose
-// filter may hold it (Store.LoadWord): a rare word in a 1,024-line chunk is
-// mostly in one of its two blocks. Smaller blocks would skip more but
-// compress worse (measured on gen_logs.py's lines: 33.6 B/line of messages
-// whole, 35.7 in blocks of 512 lines, 39.1 of 256, 44.5 of 128).
+// cut into blocks of msgBlockLines lines, each compressed on its own, with
+// bloom filters of the ordinary words (tokens.go: not id-like) of their
+// messages: one for the words in every block, one per block for the others.
+// A search for a word decompresses only the blocks whose filter may hold it
+// (Store.LoadWord): a rare word in a 1,024-line chunk is mostly in one of
+// its two blocks. Smaller blocks would skip more but compress worse
+// (measured on gen_logs.py's lines: 33.6 B/line of messages whole, 35.7 in
+// blocks of 512 lines, 39.1 of 256, 44.5 of 128).
 //
 // The column colMsgs of a version 3 value:
 //
+//	common filter length uvarint, then the filter: words in every block
 //	blocks uvarint
 //	per block: lines uvarint, filter length uvarint, stored length uvarint
-//	per block: the filter (bloom: k byte, then the bits; empty: any word)
+//	per block: its filter (words in it and not in every block)
 //	per block: the stored bytes (codec byte and data, as a column)
+//
+// A filter is a bloom filter (k byte, then the bits; blockBloomBits bits a
+// word); an empty one may hold any word: a chunk of one block has none, and
+// a word the common filter may hold is looked for in every block.
 const (
-	msgBlockLines = 512
-	maxMsgBlocks  = 64
-	maxMsgBytes   = 1 << 30 // a chunk's messages decompress to no more (as zdec's bound)
+	msgBlockLines  = 512
+	maxMsgBlocks   = 64
+	maxMsgBytes    = 1 << 30 // a chunk's messages decompress to no more (as zdec's bound)
+	blockBloomBits = 8       // bits a word in a block filter: ~2% false positives
 )
+
+// msgFilters are the word filters of a chunk's message blocks.
+type msgFilters struct {
+	common *bloom   // words in every block
+	blocks []*bloom // per block, its other words
+}
 
 // blockLines is the number of lines of each message block of a chunk of n
 // lines (the last block holds the rest).
 func blockLines(n int) int { return max(msgBlockLines, (n+maxMsgBlocks-1)/maxMsgBlocks) }
 
-// encodeMsgBlocks encodes the messages as blocks with the given filters (nil,
-// or one per block: see chunkToks.blocks), using b as scratch.
-func encodeMsgBlocks(b []byte, msgs []string, filters []*bloom) []byte {
+// encodeMsgBlocks encodes the messages as blocks with the given filters (nil:
+// none), using b as scratch.
+func encodeMsgBlocks(b []byte, msgs []string, filters *msgFilters) []byte {
 	bl := blockLines(len(msgs))
 	nb := (len(msgs) + bl - 1) / bl
 	stored := make([][]byte, nb)
@@ -46,12 +59,18 @@ func encodeMsgBlocks(b []byte, msgs []string, filters []*bloom) []byte {
 			b = append(b, m...)
 		}
 		stored[i] = compress(b)
-		if filters != nil {
-			fs[i] = filters[i].marshal()
+		if filters != nil && i < len(filters.blocks) {
+			fs[i] = filters.blocks[i].marshal()
 		}
 		size += len(stored[i]) + len(fs[i]) + 12
 	}
-	out := make([]byte, 0, size)
+	var common []byte
+	if filters != nil && filters.common != nil {
+		common = filters.common.marshal()
+	}
+	out := make([]byte, 0, size+len(common))
+	out = wire.AppendUvarint(out, uint64(len(common)))
+	out = append(out, common...)
 	out = wire.AppendUvarint(out, uint64(nb))
 	for i := range stored {
 		out = wire.AppendUvarint(out, uint64(min(bl, len(msgs)-i*bl)))
@@ -74,47 +93,52 @@ type msgBlock struct {
 	stored []byte
 }
 
-// splitMsgBlocks reads the block directory of a version 3 message column of
-// n lines.
-func splitMsgBlocks(c []byte, n int) ([]msgBlock, error) {
+// splitMsgBlocks reads the common filter and the block directory of a
+// version 3 message column of n lines.
+func splitMsgBlocks(c []byte, n int) (common []byte, blocks []msgBlock, err error) {
 	bad := fmt.Errorf("%w: message blocks", errCorrupt)
 	r := wire.NewReader(c, bad)
+	cl := r.Uvarint()
+	if r.Err() != nil || cl > uint64(r.Len()) {
+		return nil, nil, bad
+	}
+	common = r.Next(int(cl))
 	nb := r.Uvarint()
 	if r.Err() != nil || nb > uint64(n) || nb > uint64(r.Len()) {
-		return nil, bad
+		return nil, nil, bad
 	}
-	blocks := make([]msgBlock, nb)
+	blocks = make([]msgBlock, nb)
 	total := 0
 	lens := make([]uint64, 2*nb)
 	for i := range blocks {
 		lines := r.Uvarint()
 		lens[2*i], lens[2*i+1] = r.Uvarint(), r.Uvarint()
 		if r.Err() != nil || lines > uint64(n-total) {
-			return nil, bad
+			return nil, nil, bad
 		}
 		blocks[i].lines = int(lines)
 		total += int(lines)
 	}
 	if total != n {
-		return nil, bad
+		return nil, nil, bad
 	}
 	for i := range blocks {
 		if uint64(r.Len()) < lens[2*i] {
-			return nil, bad
+			return nil, nil, bad
 		}
 		blocks[i].filter = r.Next(int(lens[2*i]))
 	}
 	for i := range blocks {
 		if uint64(r.Len()) < lens[2*i+1] {
-			return nil, bad
+			return nil, nil, bad
 		}
 		blocks[i].stored = r.Next(int(lens[2*i+1]))
 	}
-	return blocks, nil
+	return common, blocks, nil
 }
 
 // mayHold reports whether the block may hold word (an ordinary token; "" for
-// any).
+// any), not one the common filter may hold.
 func (b *msgBlock) mayHold(word string) bool {
 	return word == "" || len(b.filter) == 0 || unmarshalBloom(b.filter).mayContain(word)
 }
@@ -125,9 +149,12 @@ func (b *msgBlock) mayHold(word string) bool {
 // decompressed lengths column: each block must decompress to its lines'
 // lengths.
 func decodeMsgBlocks(c, lens []byte, n int, word string) (msgs []byte, skip []bool, err error) {
-	blocks, err := splitMsgBlocks(c, n)
+	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
 		return nil, nil, err
+	}
+	if word != "" && len(common) > 0 && unmarshalBloom(common).mayContain(word) {
+		word = "" // in every block
 	}
 	sizes := make([]int, len(blocks))
 	hold := make([]bool, len(blocks))

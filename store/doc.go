@@ -50,8 +50,9 @@
 //	t<day><id>  chunk times and levels (encodeChunk in chunk.go)
 //	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs;
 //	            since version 3 of the value the messages are in blocks of
-//	            512 lines, each compressed apart with a bloom filter of its
-//	            ordinary words (chunk_blocks.go); versions 1 and 2 (one
+//	            512 lines, each compressed apart, with bloom filters of their
+//	            ordinary words: one for the words of every block, one per
+//	            block for the rest (chunk_blocks.go); versions 1 and 2 (one
 //	            message column) are still read
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels

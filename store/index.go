@@ -103,7 +103,7 @@ type chunkToks struct {
 	attrs  []string
 	levels []string
 	bloom  *bloom
-	blocks []*bloom // per message block, its ordinary words (chunk_blocks.go)
+	blocks *msgFilters // the message blocks' word filters (chunk_blocks.go)
 }
 
 func chunkTokens(l *Lines) *chunkToks {
@@ -186,29 +186,44 @@ func chunkTokens(l *Lines) *chunkToks {
 	return ct
 }
 
-// blockFilters returns the bloom filters of nb message blocks from the
-// blocks (bits) each word is in.
-func blockFilters(words map[string]uint64, nb int) []*bloom {
+// blockFilters returns the word filters of nb message blocks from the
+// blocks (bits) each word is in: words in every block go to one common
+// filter (no block can be skipped for them), the others to the filters of
+// their blocks. A chunk of one block gets none (nothing to skip).
+func blockFilters(words map[string]uint64, nb int) *msgFilters {
+	if nb < 2 {
+		return nil
+	}
+	all := uint64(1)<<nb - 1
 	counts := make([]int, nb)
+	common := 0
 	for _, mask := range words {
+		if mask == all {
+			common++
+			continue
+		}
 		for b := range counts {
 			if mask&(1<<b) != 0 {
 				counts[b]++
 			}
 		}
 	}
-	fs := make([]*bloom, nb)
+	f := &msgFilters{common: newBloomBits(common, blockBloomBits), blocks: make([]*bloom, nb)}
 	for b, n := range counts {
-		fs[b] = newBloom(n)
+		f.blocks[b] = newBloomBits(n, blockBloomBits)
 	}
 	for w, mask := range words {
-		for b, f := range fs {
+		if mask == all {
+			f.common.add(w)
+			continue
+		}
+		for b, bf := range f.blocks {
 			if mask&(1<<b) != 0 {
-				f.add(w)
+				bf.add(w)
 			}
 		}
 	}
-	return fs
+	return f
 }
 
 func setToSlice(m map[string]struct{}) []string {
