@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/blevesearch/bleve/v2/search/query"
 	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/shiplog/shiplog/model"
@@ -109,13 +111,22 @@ type chunkToks struct {
 func chunkTokens(l *Lines) *chunkToks {
 	// words maps each ordinary token to the message blocks (bits) holding it.
 	words := make(map[string]uint64, 512)
-	ids := make(map[string]struct{}, 2*l.Len())
-	attrs := make(map[string]struct{}, 64)
+	attrs := make(map[model.Attr]struct{}, 64)
+	heads := map[string]struct{}{}
 	bl := blockLines(l.Len())
 	var bit uint64
+	// Id-like tokens are nearly all distinct: they go to the bloom filter
+	// by hash (sorted and deduplicated below), with no set of strings.
+	ids := make([]uint64, 0, 4*l.Len())
+	addID := func(tok string) {
+		ids = append(ids, xxhash.Sum64String(tok))
+		if h := idHead(tok); h != "" && !strings.Contains(tok, "=") {
+			heads[h] = struct{}{}
+		}
+	}
 	add := func(tok string, _ bool) {
 		if IsIDLike(tok) {
-			ids[tok] = struct{}{}
+			addID(tok)
 		} else {
 			words[tok] |= bit
 		}
@@ -135,39 +146,36 @@ func chunkTokens(l *Lines) *chunkToks {
 				continue
 			}
 			if tok := lowerASCII(msg[a:b]); IsIDLike(tok) {
-				ids[tok] = struct{}{}
-			} else {
-				words[tok] |= bit
+				addID(tok)
+			} else if mask, ok := words[tok]; !ok || mask&bit == 0 { // most words repeat: a lookup is cheaper
+				words[tok] = mask | bit
 			}
 		}
 	}
+	var d xxhash.Digest
 	for _, as := range l.Attrs {
 		for _, a := range as {
-			t := attrToken(a.Key, a.Value)
 			if attrInBloom(a.Value) {
-				ids[t] = struct{}{}
+				ids = append(ids, hashPair(&d, a.Key, a.Value)) // = attrToken's hash
 			} else {
-				attrs[t] = struct{}{}
+				attrs[a] = struct{}{}
 			}
 		}
 	}
 	for _, t := range l.Traces {
 		if t != "" {
-			ids[FieldTrace+"="+t] = struct{}{}
+			ids = append(ids, hashPair(&d, FieldTrace, t))
 		}
 	}
 	for _, t := range l.Spans {
 		if t != "" {
-			ids[FieldSpan+"="+t] = struct{}{}
+			ids = append(ids, hashPair(&d, FieldSpan, t))
 		}
 	}
+	ids = distinct(ids)
 	ct := &chunkToks{bloom: newBloom(len(ids))}
-	heads := map[string]struct{}{}
-	for t := range ids {
-		ct.bloom.add(t)
-		if h := idHead(t); h != "" && !strings.Contains(t, "=") {
-			heads[h] = struct{}{}
-		}
+	for _, h := range ids {
+		ct.bloom.addHash(h)
 	}
 	ct.heads = setToSlice(heads)
 	ct.words = make([]string, 0, len(words))
@@ -177,7 +185,12 @@ func chunkTokens(l *Lines) *chunkToks {
 		}
 	}
 	ct.blocks = blockFilters(words, (l.Len()+bl-1)/bl)
-	ct.attrs = setToSlice(attrs)
+	ct.attrs = make([]string, 0, len(attrs))
+	for a := range attrs {
+		if t := attrToken(a.Key, a.Value); !strings.Contains(t, "\x00") {
+			ct.attrs = append(ct.attrs, t)
+		}
+	}
 	for lv := model.LevelTrace; lv < model.NumLevels; lv++ {
 		if l.Meta.Levels[lv] > 0 {
 			ct.levels = append(ct.levels, lv.String())
@@ -224,6 +237,44 @@ func blockFilters(words map[string]uint64, nb int) *msgFilters {
 		}
 	}
 	return f
+}
+
+// distinct returns hs without repeats, in place (order kept): an open
+// addressing set of the hashes themselves, cheaper than sorting them.
+func distinct(hs []uint64) []uint64 {
+	size := 1 << bits.Len(uint(2*len(hs)))
+	table := make([]uint64, size)
+	mask := uint64(size - 1)
+	out := hs[:0]
+	zero := false
+	for _, h := range hs {
+		if h == 0 { // the empty slot's value: kept apart
+			if !zero {
+				zero = true
+				out = append(out, 0)
+			}
+			continue
+		}
+		i := h & mask
+		for table[i] != 0 && table[i] != h {
+			i = (i + 1) & mask
+		}
+		if table[i] == h {
+			continue
+		}
+		table[i] = h
+		out = append(out, h)
+	}
+	return out
+}
+
+// hashPair is xxhash.Sum64String(k + "=" + v) without making the string.
+func hashPair(d *xxhash.Digest, k, v string) uint64 {
+	d.Reset()
+	_, _ = d.WriteString(k)
+	_, _ = d.WriteString("=")
+	_, _ = d.WriteString(v)
+	return d.Sum64()
 }
 
 func setToSlice(m map[string]struct{}) []string {

@@ -272,8 +272,10 @@ func newBloomBits(n, bitsPerKey int) *bloom {
 	return &bloom{k: k, bits: make([]byte, nbytes)}
 }
 
-func (b *bloom) add(tok string) {
-	h := xxhash.Sum64String(tok)
+func (b *bloom) add(tok string) { b.addHash(xxhash.Sum64String(tok)) }
+
+// addHash adds a token by its xxhash64.
+func (b *bloom) addHash(h uint64) {
 	h1, h2 := uint32(h), uint32(h>>32)
 	m := uint32(len(b.bits) * 8)
 	for i := uint32(0); i < uint32(b.k); i++ {
