@@ -12,7 +12,7 @@ import (
 )
 
 // A rare word in chunks of several message blocks (some of which a search
-// skips): search and histogram find exactly its lines, in any case and
+// skips): search, histogram and stats find exactly its lines, in any case and
 // behind escape sequences, and a word in no line finds none.
 func TestSearchWordBlocks(t *testing.T) {
 	dir := t.TempDir()
@@ -64,6 +64,13 @@ func TestSearchWordBlocks(t *testing.T) {
 		}
 		if len(h) != 1 || h[0].Count != tc.want {
 			t.Fatalf("%s: histogram %v, want %d", tc.q, h, tc.want)
+		}
+		sr, err := e.Stats(context.Background(), query.StatsParams{Query: q, Range: tr, By: []string{"host"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sr.Total != int64(tc.want) {
+			t.Fatalf("%s: stats total %d, want %d", tc.q, sr.Total, tc.want)
 		}
 	}
 }

@@ -321,7 +321,7 @@ func (e *Engine) FacetsPartial(ctx context.Context, p FacetsParams) (*FacetsPart
 
 func (e *Engine) facetChunk(ctx context.Context, pl *facetPlan, r store.ChunkRef, acc *facetAcc) error {
 	q, tr := pl.q, pl.tr
-	l, err := e.loadFor(ctx, r, q.text, !pl.metaOnly)
+	l, err := e.loadFor(ctx, r, q, !pl.metaOnly)
 	if err != nil {
 		return err
 	}

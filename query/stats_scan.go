@@ -174,7 +174,7 @@ func (e *Engine) statsChunk(ctx context.Context, pl *statsPlan, r store.ChunkRef
 		})
 		return err
 	}
-	l, err := e.loadFor(ctx, r, q.text, pl.attrs)
+	l, err := e.loadFor(ctx, r, q, pl.attrs)
 	if err != nil {
 		return err
 	}
@@ -235,14 +235,18 @@ type AttrLoader interface {
 }
 
 // loadFor loads what a scan needs of a chunk: the text columns for the
-// query, else the attributes for the fields, else times and levels.
-func (e *Engine) loadFor(ctx context.Context, r store.ChunkRef, text, attrs bool) (*store.Lines, error) {
-	if !text && attrs && !r.InMemory() {
+// query (of the messages, the blocks that may hold its required word:
+// loadMatching), else the attributes for the fields, else times and levels.
+func (e *Engine) loadFor(ctx context.Context, r store.ChunkRef, q *Query, attrs bool) (*store.Lines, error) {
+	if q.text {
+		return e.loadMatching(ctx, r, q)
+	}
+	if attrs && !r.InMemory() {
 		if al, ok := e.st.(AttrLoader); ok {
 			return al.LoadAttrs(ctx, r)
 		}
 	}
-	return e.st.Load(ctx, r, text || attrs)
+	return e.st.Load(ctx, r, attrs)
 }
 
 // workerErr is the error that stopped the workers: the one that cancelled
