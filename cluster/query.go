@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"sort"
 	"strings"
 	"sync"
@@ -83,23 +84,30 @@ var (
 // implements query.Store, query.Catalog and query.Getter.
 type local struct{ stores []*store.Store }
 
-func (l *local) Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error) {
-	var out []store.ChunkRef
+func (l *local) Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond, asc bool) iter.Seq2[[]store.ChunkRef, error] {
+	seqs := make([]iter.Seq2[[]store.ChunkRef, error], len(l.stores))
 	for i, st := range l.stores {
-		refs, err := st.Candidates(ctx, tr, c)
-		if err != nil {
-			return nil, err
+		seq := st.Candidates(ctx, tr, c, asc)
+		seqs[i] = func(yield func([]store.ChunkRef, error) bool) {
+			for refs, err := range seq {
+				for j := range refs {
+					refs[j].Src = i
+				}
+				if !yield(refs, err) {
+					return
+				}
+			}
 		}
-		for j := range refs {
-			refs[j].Src = i
-		}
-		out = append(out, refs...)
 	}
-	return out, nil
+	return store.MergeCandidates(asc, seqs...)
 }
 
 func (l *local) Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error) {
 	return l.stores[r.Src].Load(ctx, r, text)
+}
+
+func (l *local) LoadWord(ctx context.Context, r store.ChunkRef, word string) (*store.Lines, error) {
+	return l.stores[r.Src].LoadWord(ctx, r, word)
 }
 
 func (l *local) LoadAttrs(ctx context.Context, r store.ChunkRef) (*store.Lines, error) {

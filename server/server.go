@@ -259,10 +259,10 @@ func (s *Server) newGateway(svc services) (*runtime.ServeMux, error) {
 		return nil, err
 	}
 	s.gwPaths = paths
-	gw := runtime.NewServeMux(s.gatewayOptions(&runtime.JSONPb{
+	gw := runtime.NewServeMux(s.gatewayOptions(gatewayJSON{&runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	})...)
+	}})...)
 	ctx := context.Background()
 	if err := shiplogv1.RegisterIngestServiceHandlerServer(ctx, gw, svc.ingest); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/blevesearch/bleve/v2"
@@ -104,12 +105,16 @@ type chunkToks struct {
 	attrs  []string
 	levels []string
 	bloom  *bloom
+	blocks *msgFilters // the message blocks' word filters (chunk_blocks.go)
 }
 
 func chunkTokens(l *Lines) *chunkToks {
-	words := make(map[string]struct{}, 512)
+	// words maps each ordinary token to the message blocks (bits) holding it.
+	words := make(map[string]uint64, 512)
 	attrs := make(map[model.Attr]struct{}, 64)
 	heads := map[string]struct{}{}
+	bl := blockLines(l.Len())
+	var bit uint64
 	// Id-like tokens are nearly all distinct: they go to the bloom filter
 	// by hash (sorted and deduplicated below), with no set of strings.
 	ids := make([]uint64, 0, 4*l.Len())
@@ -123,10 +128,11 @@ func chunkTokens(l *Lines) *chunkToks {
 		if IsIDLike(tok) {
 			addID(tok)
 		} else {
-			words[tok] = struct{}{}
+			words[tok] |= bit
 		}
 	}
-	for _, msg := range l.Msgs {
+	for i, msg := range l.Msgs {
+		bit = 1 << (i / bl)
 		// EachToken, with its ASCII case inline: most runs are.
 		msg = model.StripANSI(msg)
 		for i := 0; ; {
@@ -141,8 +147,8 @@ func chunkTokens(l *Lines) *chunkToks {
 			}
 			if tok := lowerASCII(msg[a:b]); IsIDLike(tok) {
 				addID(tok)
-			} else if _, ok := words[tok]; !ok { // most words repeat: a lookup is cheaper
-				words[tok] = struct{}{}
+			} else if mask, ok := words[tok]; !ok || mask&bit == 0 { // most words repeat: a lookup is cheaper
+				words[tok] = mask | bit
 			}
 		}
 	}
@@ -172,7 +178,13 @@ func chunkTokens(l *Lines) *chunkToks {
 		ct.bloom.addHash(h)
 	}
 	ct.heads = setToSlice(heads)
-	ct.words = setToSlice(words)
+	ct.words = make([]string, 0, len(words))
+	for w := range words {
+		if !strings.Contains(w, "\x00") {
+			ct.words = append(ct.words, w)
+		}
+	}
+	ct.blocks = blockFilters(words, (l.Len()+bl-1)/bl)
 	ct.attrs = make([]string, 0, len(attrs))
 	for a := range attrs {
 		if t := attrToken(a.Key, a.Value); !strings.Contains(t, "\x00") {
@@ -185,6 +197,46 @@ func chunkTokens(l *Lines) *chunkToks {
 		}
 	}
 	return ct
+}
+
+// blockFilters returns the word filters of nb message blocks from the
+// blocks (bits) each word is in: words in every block go to one common
+// filter (no block can be skipped for them), the others to the filters of
+// their blocks. A chunk of one block gets none (nothing to skip).
+func blockFilters(words map[string]uint64, nb int) *msgFilters {
+	if nb < 2 {
+		return nil
+	}
+	all := uint64(1)<<nb - 1
+	counts := make([]int, nb)
+	common := 0
+	for _, mask := range words {
+		if mask == all {
+			common++
+			continue
+		}
+		for b := range counts {
+			if mask&(1<<b) != 0 {
+				counts[b]++
+			}
+		}
+	}
+	f := &msgFilters{common: newBloomBits(common, blockBloomBits), blocks: make([]*bloom, nb)}
+	for b, n := range counts {
+		f.blocks[b] = newBloomBits(n, blockBloomBits)
+	}
+	for w, mask := range words {
+		if mask == all {
+			f.common.add(w)
+			continue
+		}
+		for b, bf := range f.blocks {
+			if mask&(1<<b) != 0 {
+				bf.add(w)
+			}
+		}
+	}
+	return f
 }
 
 // distinct returns hs without repeats, in place (order kept): an open
@@ -266,6 +318,7 @@ type indexSet struct {
 	mu       sync.Mutex
 	open     map[uint32]bleve.Index
 	formats  map[uint32]int // token format of each open index
+	searches atomic.Uint64  // searches run (tests read it)
 }
 
 func newIndexSet(dir string) *indexSet {
@@ -414,6 +467,7 @@ func (x *indexSet) fewPrefixTerms(day uint32, p string) bool {
 
 // search returns the ids of the chunks of day that match q.
 func (x *indexSet) search(ctx context.Context, day uint32, q query.Query) ([]uint64, error) {
+	x.searches.Add(1)
 	idx, err := x.get(day, false)
 	if err != nil || idx == nil {
 		return nil, err

@@ -147,6 +147,9 @@ func (s *Store) dropDay(day uint32) error {
 			si.add(m)
 		}
 		if len(cs) == 0 {
+			if old := s.streamInfo[st]; old != nil {
+				s.indexStreamLabels(st, old.Labels, false)
+			}
 			delete(s.streams, st)
 			delete(s.streamInfo, st)
 		} else {

@@ -188,8 +188,12 @@ type Store struct {
 	chunks    map[uint64]*ChunkMeta   // sealed chunks by id
 	days      map[uint32][]*ChunkMeta // sealed chunks per day, append-only
 	streams   map[uint64][]*ChunkMeta // sealed chunks per stream, by (day, first line)
-	unindexed map[uint64]*ChunkMeta   // sealed, not yet searchable in Bleve
-	walFloor  uint64                  // WAL segments below this are deleted
+	// labelStreams lists the streams with sealed chunks by each of their
+	// labels' values (labelstreams.go): a query for one build, deploy or host
+	// finds its chunks from these without the day's index.
+	labelStreams map[labelKey][]uint64
+	unindexed    map[uint64]*ChunkMeta // sealed, not yet searchable in Bleve
+	walFloor     uint64                // WAL segments below this are deleted
 	// streamInfo sums up sealed chunks per stream; lastRecv is the wall clock
 	// of each stream's last append; runs are shiplog run reports by build.
 	streamInfo map[uint64]*StreamInfo
@@ -210,6 +214,7 @@ type Store struct {
 	vlogMu        sync.Mutex // value-log GC vs releaseMappedPages
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
+	daysRead      atomic.Uint64 // days whose candidates were looked up (tests read it)
 	sealCh        chan *head
 	indexCh       chan *indexJob
 	sealWG        sync.WaitGroup
@@ -350,29 +355,30 @@ func openBadger(dir string, opts Options, log *slog.Logger) (db *badger.DB, roWh
 // newStore returns a Store over an open Badger DB with empty in-memory state.
 func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer, db *badger.DB, roWhy string) *Store {
 	s := &Store{
-		opts:       opts,
-		log:        log,
-		dir:        dir,
-		db:         db,
-		readOnly:   roWhy != "",
-		roWhy:      roWhy,
-		idx:        newIndexSet(filepath.Join(dir, "index")),
-		m:          newMetrics(reg),
-		heads:      map[headKey]*head{},
-		sealing:    map[uint64]*head{},
-		nextLine:   map[headKey]uint32{},
-		agents:     map[string]*agentState{},
-		chunks:     map[uint64]*ChunkMeta{},
-		days:       map[uint32][]*ChunkMeta{},
-		streams:    map[uint64][]*ChunkMeta{},
-		unindexed:  map[uint64]*ChunkMeta{},
-		streamInfo: map[uint64]*StreamInfo{},
-		lastRecv:   map[uint64]int64{},
-		runs:       map[string][]model.Run{},
-		attrKeys:   map[uint32]*dayKeys{},
-		sealCh:     make(chan *head, 64),
-		indexCh:    make(chan *indexJob, 256),
-		stop:       make(chan struct{}),
+		opts:         opts,
+		log:          log,
+		dir:          dir,
+		db:           db,
+		readOnly:     roWhy != "",
+		roWhy:        roWhy,
+		idx:          newIndexSet(filepath.Join(dir, "index")),
+		m:            newMetrics(reg),
+		heads:        map[headKey]*head{},
+		sealing:      map[uint64]*head{},
+		nextLine:     map[headKey]uint32{},
+		agents:       map[string]*agentState{},
+		chunks:       map[uint64]*ChunkMeta{},
+		days:         map[uint32][]*ChunkMeta{},
+		streams:      map[uint64][]*ChunkMeta{},
+		labelStreams: map[labelKey][]uint64{},
+		unindexed:    map[uint64]*ChunkMeta{},
+		streamInfo:   map[uint64]*StreamInfo{},
+		lastRecv:     map[uint64]int64{},
+		runs:         map[string][]model.Run{},
+		attrKeys:     map[uint32]*dayKeys{},
+		sealCh:       make(chan *head, 64),
+		indexCh:      make(chan *indexJob, 256),
+		stop:         make(chan struct{}),
 	}
 	s.idx.readOnly = s.readOnly
 	return s
@@ -510,6 +516,7 @@ func (s *Store) addSealed(m *ChunkMeta) {
 	if si == nil {
 		si = &StreamInfo{ID: m.Stream, Labels: m.Labels}
 		s.streamInfo[m.Stream] = si
+		s.indexStreamLabels(m.Stream, m.Labels, true)
 	}
 	si.add(m)
 	k := headKey{m.Stream, m.Day}

@@ -8,6 +8,10 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
+// writeTextVersion is the c value version seal writes (tests set an older
+// one, to check that such chunks read the same).
+var writeTextVersion byte = textVersion
+
 // startSeal moves a head from heads to sealing. Caller holds mu and must send
 // the head to sealCh after unlocking (or, during Open, seal it directly).
 func (s *Store) startSeal(h *head) {
@@ -31,7 +35,7 @@ func (s *Store) seal(h *head) {
 	meta.Notable = buildNotable(lines)
 	toks := chunkTokens(lines)
 	doc := buildDoc(meta, toks)
-	tv, cv := encodeChunk(lines)
+	tv, cv := encodeChunkVersion(lines, toks, writeTextVersion)
 	day, id := meta.Day, meta.ID
 	s.mu.RLock()
 	keys := s.attrKeysToWrite(lines)

@@ -259,13 +259,16 @@ type bloom struct {
 
 const bloomBitsPerKey = 10
 
-func newBloom(n int) *bloom {
+func newBloom(n int) *bloom { return newBloomBits(n, bloomBitsPerKey) }
+
+// newBloomBits returns a bloom filter for n keys of bitsPerKey bits each.
+func newBloomBits(n, bitsPerKey int) *bloom {
 	if n < 1 {
 		n = 1
 	}
-	nbits := n * bloomBitsPerKey
+	nbits := n * bitsPerKey
 	nbytes := (nbits + 63) / 64 * 8
-	k := uint8(math.Round(bloomBitsPerKey * math.Ln2))
+	k := uint8(math.Round(float64(bitsPerKey) * math.Ln2))
 	return &bloom{k: k, bits: make([]byte, nbytes)}
 }
 
