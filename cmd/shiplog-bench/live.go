@@ -82,13 +82,9 @@ func (t *shiplogTarget) env() (*queryEnv, error) {
 	return e, nil
 }
 
-// queries are the bench's a..e (buildQueries' first five).
+// queries are the bench's a..e (run.go).
 func (t *shiplogTarget) queries() ([]query, error) {
-	qs, err := buildQueries(newQueryClient(t.srv.httpAddr), t.exp)
-	if err != nil {
-		return nil, err
-	}
-	return qs[:5], nil
+	return buildQueriesOf(newQueryClient(t.srv.httpAddr), t.exp, false)
 }
 
 func (t *shiplogTarget) floors() ([]query, error) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,9 +49,9 @@ type scaleRun struct {
 	LinesPerSec       float64 `json:"lines_per_sec"`
 	CPUSeconds        float64 `json:"cpu_seconds_ingest"`
 	CPUMicrosPerLine  float64 `json:"cpu_us_per_line"`
-	// SearchableSeconds is how long after the last ingest answer a count over
-	// the range first found every line and each query first answered right
-	// (untimed; the timed runs follow).
+	// SearchableSeconds is how long after the last ingest answer the first
+	// round of the count of every line and the queries a..e (untimed, before
+	// the timed runs) that all answered right began.
 	SearchableSeconds float64 `json:"searchable_after_ingest_seconds"`
 	PeakRSSIngest     int64   `json:"peak_rss_bytes_ingest"`
 	// PeakRSS is VmHWM after the queries: the peak over ingest and queries.
@@ -149,40 +148,38 @@ func measureLive(t liveTarget, data string, in string, exp *expectation, sc scal
 	}
 }
 
-// waitSearchable polls the server's count over the range until it is n, then
-// runs each query (untimed) until its answer is right: VictoriaLogs counts
-// fresh lines before its row queries return them (about a second after
-// ingest), and a user's first look is a row query.
-func waitSearchable(t liveTarget, n int, qs []query, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	poll := func(what string, try func() error) error {
-		for {
-			err := try()
-			if err == nil {
-				return nil
+// waitSearchable asks in rounds, until a whole round answers right: the
+// count of every line over the range, then each query once (untimed).
+// VictoriaLogs counts fresh lines before its row queries return them (about a
+// second after ingest), and a user's first look is a row query. It returns
+// when the first all-right round began.
+func waitSearchable(t liveTarget, n int, qs []query, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		began := time.Now()
+		err := func() error {
+			got, err := t.count()
+			if err == nil && got != n {
+				err = fmt.Errorf("count %d, want %d", got, n)
 			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("not searchable %v after ingest: %s: %v", timeout, what, err)
-			case <-time.After(200 * time.Millisecond):
+			if err != nil {
+				return fmt.Errorf("count of every line: %w", err)
 			}
+			for _, q := range qs {
+				if _, err := q.run(); err != nil {
+					return fmt.Errorf("query %s: %w", q.name, err)
+				}
+			}
+			return nil
+		}()
+		if err == nil {
+			return began, nil
 		}
+		if time.Now().After(deadline) {
+			return time.Now(), fmt.Errorf("not searchable %v after ingest: %v", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	err := poll("count of every line", func() error {
-		got, err := t.count()
-		if err == nil && got != n {
-			err = fmt.Errorf("count %d, want %d", got, n)
-		}
-		return err
-	})
-	for _, q := range qs {
-		if err != nil {
-			return err
-		}
-		err = poll("query "+q.name, func() error { _, err := q.run(); return err })
-	}
-	return err
 }
 
 // timeQueries waits until the data is searchable, then runs a..e and the
@@ -193,11 +190,12 @@ func (r *scaleRun) timeQueries(t liveTarget, n int, sc scaleConfig, ingestEnd ti
 		r.fail("queries: %v", err)
 		return
 	}
-	if err := waitSearchable(t, n, qs, sc.searchable); err != nil {
+	began, err := waitSearchable(t, n, qs, sc.searchable)
+	if err != nil {
 		r.fail("%v", err)
 	}
-	r.SearchableSeconds = time.Since(ingestEnd).Seconds()
-	logf("%s: every answer right %.1fs after ingest; timing the queries (%d runs each)", r.Server, r.SearchableSeconds, sc.runs)
+	r.SearchableSeconds = began.Sub(ingestEnd).Seconds()
+	logf("%s: every answer right from %.1fs after ingest on; timing the queries (%d runs each)", r.Server, r.SearchableSeconds, sc.runs)
 	var tmp results
 	errs := runQueries(qs, sc.runs, &tmp, nil, 0)
 	r.Queries = tmp.Queries

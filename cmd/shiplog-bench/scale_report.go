@@ -177,7 +177,9 @@ func scaleRows(runs []*scaleRun, liveWait float64) [][]string {
 			return fmt.Sprintf("%.1f", r.Queries[i].MedianMs)
 		})
 	}
-	add("every answer right after ingest, s", func(r *scaleRun) string { return num(r.SearchableSeconds > 0, "%.1f", r.SearchableSeconds) })
+	add("every answer right from s after ingest", func(r *scaleRun) string {
+		return num(r.LinesPerSec > 0 && r.Queries != nil, "%.1f", r.SearchableSeconds)
+	})
 	add("answers", func(r *scaleRun) string {
 		if r.OK {
 			return "ok"
