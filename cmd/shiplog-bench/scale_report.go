@@ -34,7 +34,7 @@ func runScale(cfg config, inputs []string, vlBin string, sc scaleConfig) (*scale
 		if vlBin, err = filepath.Abs(vlBin); err != nil {
 			return nil, err
 		}
-		rep.VictoriaLogs, rep.Note = vlVersion(vlBin), vlNote
+		rep.VictoriaLogs, rep.Note = binVersion(vlBin), vlNote
 	}
 	for _, in := range inputs {
 		expPath := in + ".expect.json"
@@ -81,12 +81,12 @@ func scaleOne(cfg config, server, bin, in string, exp *expectation, want *statsW
 	var t liveTarget
 	var data string
 	if server == "shiplog" {
-		r.Version = "this tree"
+		r.Version = binVersion(bin)
 		var st *shiplogTarget
 		st, data, r.StartReadySeconds, err = startShiplog(bin, work, exp, want, cfg)
 		t = st
 	} else {
-		r.Version = vlVersion(bin)
+		r.Version = binVersion(bin)
 		var vt *vlTarget
 		vt, data, r.StartReadySeconds, err = startVL(bin, work, exp, cfg)
 		t = vt
@@ -149,7 +149,7 @@ func scaleRows(runs []*scaleRun, liveWait float64) [][]string {
 		}
 		return fmt.Sprintf(format, v)
 	}
-	perLine := func(r *scaleRun, d diskSize) string {
+	perLine := func(r *scaleRun, d diskSize, late float64) string {
 		if d.Blocks <= 0 || r.Lines == 0 {
 			return "-"
 		}
@@ -157,14 +157,17 @@ func scaleRows(runs []*scaleRun, liveWait float64) [][]string {
 		if d.Apparent > 0 && (d.Apparent > d.Blocks*21/20 || d.Apparent < d.Blocks*19/20) {
 			s += fmt.Sprintf(" (%.0f)", float64(d.Apparent)/float64(r.Lines))
 		}
+		if late > 0 && d.At > late+2 { // the queries took longer than the wait
+			s += fmt.Sprintf(" @%.0fs", d.At)
+		}
 		return s
 	}
 	add("ingest lines/s", func(r *scaleRun) string { return num(r.LinesPerSec > 0, "%.0fk", r.LinesPerSec/1e3) })
 	add("CPU µs/line (ingest)", func(r *scaleRun) string { return num(r.LinesPerSec > 0, "%.2f", r.CPUMicrosPerLine) })
 	add("peak RSS MiB (ingest+queries)", func(r *scaleRun) string { return num(r.PeakRSS > 0, "%.0f", mibOf(r.PeakRSS)) })
-	add("disk live B/line, after ingest", func(r *scaleRun) string { return perLine(r, r.DiskLive) })
-	add(fmt.Sprintf("disk live B/line, +%g s", liveWait), func(r *scaleRun) string { return perLine(r, r.DiskLive60) })
-	add("disk B/line after clean stop", func(r *scaleRun) string { return perLine(r, r.DiskStop) })
+	add("disk live B/line, after ingest", func(r *scaleRun) string { return perLine(r, r.DiskLive, 0) })
+	add(fmt.Sprintf("disk live B/line, +%g s", liveWait), func(r *scaleRun) string { return perLine(r, r.DiskLive60, liveWait) })
+	add("disk B/line after clean stop", func(r *scaleRun) string { return perLine(r, r.DiskStop, 0) })
 	add("idle anon RSS MiB after restart", func(r *scaleRun) string { return num(r.IdleAnonRSS > 0, "%.0f", mibOf(r.IdleAnonRSS)) })
 	for i, name := range []string{"a: one build, all lines", "b: a rare word, all matches", "c: count of errors", "d: errors per minute", "e: last 100 of a gone host"} {
 		add(name+" ms", func(r *scaleRun) string {

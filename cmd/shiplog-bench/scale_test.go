@@ -114,11 +114,11 @@ func TestVLQueriesAskTheExpectation(t *testing.T) {
 func TestScaleTable(t *testing.T) {
 	runs := []*scaleRun{
 		{Server: "shiplog", Lines: 2000000, SpanHours: 24, LinesPerSec: 565000, CPUMicrosPerLine: 3.25, PeakRSS: 626 << 20,
-			DiskLive: diskSize{Blocks: 862000000, Apparent: 1400000000}, DiskLive60: diskSize{Blocks: 120000000, Apparent: 121000000},
+			DiskLive: diskSize{Blocks: 862000000, Apparent: 1400000000}, DiskLive60: diskSize{Blocks: 120000000, Apparent: 121000000, At: 60.1},
 			DiskStop: diskSize{Blocks: 98000000, Apparent: 98000000}, IdleAnonRSS: 150 << 20, SearchableSeconds: 0.1,
 			Queries: []queryResult{{OK: true, MedianMs: 15}, {OK: true, MedianMs: 593.25}, {OK: true, MedianMs: 2},
 				{OK: true, MedianMs: 11}, {OK: true, MedianMs: 3}}, OK: true, LoadAvgStart: "3.10 2.00 1.00 2/94 15606"},
-		{Server: "victorialogs", Lines: 10000000, SpanHours: 120, LinesPerSec: 266000,
+		{Server: "victorialogs", Lines: 10000000, SpanHours: 120, LinesPerSec: 266000, DiskLive60: diskSize{Blocks: 430000000, At: 75},
 			Queries: []queryResult{{OK: true, MedianMs: 34}, {OK: false}}, Errors: []string{"query b: wrong"}},
 	}
 	rows := scaleRows(runs, 60)
@@ -137,7 +137,7 @@ func TestScaleTable(t *testing.T) {
 		"CPU µs/line (ingest)":            {"3.25", "0.00"},
 		"peak RSS MiB (ingest+queries)":   {"626", "-"},
 		"disk live B/line, after ingest":  {"431 (700)", "-"},
-		"disk live B/line, +60 s":         {"60", "-"},
+		"disk live B/line, +60 s":         {"60", "43 @75s"},
 		"disk B/line after clean stop":    {"49", "-"},
 		"idle anon RSS MiB after restart": {"150", "-"},
 		"a: one build, all lines ms":      {"15.0", "34.0"},
@@ -154,6 +154,9 @@ func TestScaleTable(t *testing.T) {
 	writeMarkdown(&b, [][]string{{"", "x"}, {"µs", "12345"}})
 	if want := "|    |     x |\n| -- | ----: |\n| µs | 12345 |\n"; b.String() != want {
 		t.Errorf("markdown:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if v := binVersion(os.Args[0]); !strings.HasPrefix(v, "github.com/shiplog/shiplog") {
+		t.Errorf("binVersion of the test binary = %q", v)
 	}
 	if shortCount(1500) != "1.5k" || shortCount(12) != "12" || shortCount(10000000) != "10M" {
 		t.Error("shortCount")

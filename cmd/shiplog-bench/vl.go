@@ -34,13 +34,29 @@ type vlTarget struct {
 	stopTimeout        time.Duration
 }
 
-// vlVersion is the module version the binary was built from ("v1.52.2"), or
-// "unknown".
-func vlVersion(bin string) string {
-	if bi, err := buildinfo.ReadFile(bin); err == nil && bi.Main.Version != "" {
-		return bi.Main.Path + " " + bi.Main.Version
+// binVersion is the module and version a Go binary was built from
+// ("github.com/VictoriaMetrics/VictoriaLogs v1.52.2"), or, for a build in a
+// work tree, its commit ("github.com/shiplog/shiplog 3023e85a1b2c+dirty").
+func binVersion(bin string) string {
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return "unknown"
 	}
-	return "unknown"
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		set := map[string]string{}
+		for _, s := range bi.Settings {
+			set[s.Key] = s.Value
+		}
+		v = set["vcs.revision"]
+		if len(v) > 12 {
+			v = v[:12]
+		}
+		if set["vcs.modified"] == "true" {
+			v += "+dirty"
+		}
+	}
+	return bi.Main.Path + " " + v
 }
 
 // freePort picks a free loopback port. VictoriaLogs cannot listen on port 0
