@@ -70,7 +70,8 @@ bench-cluster: bench-build bench-data
 bench-scale: bench-build $(BENCH_SCALE_2M) $(BENCH_SCALE_10M) $(VL_BIN)
 	cd $(BENCH_ROOT) && bin/shiplog-bench -live -vl $(VL_BIN) -input $(BENCH_SCALE_2M),$(BENCH_SCALE_10M) -json $(BENCH_DIR)/result-scale.json $(BENCH_SCALE_FLAGS)
 
-# go install from outside the repository: its own module, not shiplog's.
+# go install from outside the repository: its own module, not shiplog's. It
+# writes DIR/victoria-logs; a VL_BIN of another name gets it renamed.
 $(VL_BIN):
 	mkdir -p $(dir $@)
 	cd $(dir $@) && GOBIN=$(abspath $(dir $@)) GOFLAGS= $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VL_VERSION)
