@@ -167,6 +167,8 @@ func TestShipperFailoverServerStoppedMidStream(t *testing.T) {
 		defer close(added)
 		for i := 0; i < n; i += 500 {
 			addN(sh, i, 500)
+			// Paced, so that server A fails in the middle of the stream
+			// rather than after it has all been spooled.
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
@@ -210,18 +212,25 @@ func TestShipperFailoverBackoffPerRound(t *testing.T) {
 		t.Fatal(err)
 	}
 	addN(sh, 0, 10)
-	time.Sleep(2300 * time.Millisecond)
-	closeQuick(sh)
-
 	var tries []logLine
-	for _, l := range logs.lines() {
-		if strings.HasPrefix(l.msg, "cannot deliver to server") {
-			tries = append(tries, l)
+	attempts := func() []logLine {
+		var out []logLine
+		for _, l := range logs.lines() {
+			if strings.HasPrefix(l.msg, "cannot deliver to server") {
+				out = append(out, l)
+			}
 		}
+		return out
 	}
-	if len(tries) < 6 {
-		t.Fatalf("%d attempts in 2.3s, want at least 3 rounds of 2", len(tries))
+	// Three rounds of two take two backoff waits (at most 2 s); the deadline
+	// is reached only if the rounds stop.
+	for deadline := time.Now().Add(30 * time.Second); len(tries) < 6; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attempts in 30s, want at least 3 rounds of 2", len(tries))
+		}
+		tries = attempts()
 	}
+	closeQuick(sh)
 	for i, l := range tries {
 		want := []string{d1, d2}[i%2]
 		if l.attrs["server"] != want {

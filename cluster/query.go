@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"sort"
 	"strings"
 	"sync"
@@ -22,8 +23,8 @@ import (
 // (from the last lease round), asks each owner over NATS request/reply for
 // the answer over just those partitions (its own it answers in process),
 // and merges. A partition with no owner, an owner that does not answer, or an
-// owner still catching up is reported through query.ReportMissing, and the
-// answer says partial.
+// owner still catching up is missing from the answer, which says so in its
+// value (query.Coverage).
 //
 // Read after ack: at the start of a query the asking node takes each
 // partition's last stream sequence from the stream's leader (the only place
@@ -83,23 +84,30 @@ var (
 // implements query.Store, query.Catalog and query.Getter.
 type local struct{ stores []*store.Store }
 
-func (l *local) Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error) {
-	var out []store.ChunkRef
+func (l *local) Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond, asc bool) iter.Seq2[[]store.ChunkRef, error] {
+	seqs := make([]iter.Seq2[[]store.ChunkRef, error], len(l.stores))
 	for i, st := range l.stores {
-		refs, err := st.Candidates(ctx, tr, c)
-		if err != nil {
-			return nil, err
+		seq := st.Candidates(ctx, tr, c, asc)
+		seqs[i] = func(yield func([]store.ChunkRef, error) bool) {
+			for refs, err := range seq {
+				for j := range refs {
+					refs[j].Src = i
+				}
+				if !yield(refs, err) {
+					return
+				}
+			}
 		}
-		for j := range refs {
-			refs[j].Src = i
-		}
-		out = append(out, refs...)
 	}
-	return out, nil
+	return store.MergeCandidates(asc, seqs...)
 }
 
 func (l *local) Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error) {
 	return l.stores[r.Src].Load(ctx, r, text)
+}
+
+func (l *local) LoadWord(ctx context.Context, r store.ChunkRef, word string) (*store.Lines, error) {
+	return l.stores[r.Src].LoadWord(ctx, r, word)
 }
 
 func (l *local) LoadAttrs(ctx context.Context, r store.ChunkRef) (*store.Lines, error) {
@@ -277,16 +285,19 @@ func (n *Node) plan() (map[string][]int, []int) {
 }
 
 // fanout sends req to every owner (itself in process) and returns the
-// answers; partitions that could not be answered go to query.ReportMissing.
-// Each owner answers as of the partitions' stream ends when fanout started
-// (see "Read after ack" above).
-func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
+// answers, and the partitions that could not be answered. Each owner answers
+// as of the partitions' stream ends: at (taken at the start of a request
+// that fans out several times), or, when nil, those when fanout started (see
+// "Read after ack" above).
+func (n *Node) fanout(ctx context.Context, req rpcReq, at *ends) ([]*rpcResp, query.Coverage, error) {
 	start := time.Now()
 	deadline := start.Add(n.cfg.ReadWait)
 	by, missing := n.plan()
-	query.ReportMissing(ctx, missing...)
-	se, taken := ctx.Value(endsKey{}).(ends)
-	if taken {
+	var cov query.Coverage
+	cov.Add(missing...)
+	var se ends
+	if at != nil {
+		se = *at
 		se.took = 0 // taken before, for the whole request
 	} else {
 		se = n.streamEnds(ctx, by, deadline)
@@ -307,7 +318,7 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 			if !ok {
 				// Its stream's end is unknown (no leader in time): what
 				// was acked on it cannot be told, so it is missing.
-				query.ReportMissing(ctx, p)
+				cov.Add(p)
 				continue
 			}
 			r.Parts, r.Until = append(r.Parts, p), append(r.Until, end)
@@ -335,31 +346,31 @@ func (n *Node) fanout(ctx context.Context, req rpcReq) ([]*rpcResp, error) {
 	for _, r := range results {
 		if r.err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, cov, ctx.Err()
 			}
 			n.log.Warn("cluster: owner did not answer", "parts", r.parts, "err", r.err)
-			query.ReportMissing(ctx, r.parts...)
+			cov.Add(r.parts...)
 			continue
 		}
 		waited = max(waited, time.Duration(r.resp.Waited))
-		query.ReportMissing(ctx, r.resp.Missing...)
+		cov.Add(r.resp.Missing...)
 		if r.resp.Err != "" {
 			switch r.resp.Kind {
 			case "bad":
-				return nil, fmt.Errorf("%w: %s", query.ErrBadQuery, strings.TrimPrefix(r.resp.Err, query.ErrBadQuery.Error()+": "))
+				return nil, cov, fmt.Errorf("%w: %s", query.ErrBadQuery, strings.TrimPrefix(r.resp.Err, query.ErrBadQuery.Error()+": "))
 			case "notfound":
-				return nil, fmt.Errorf("%s: %w", r.resp.Err, store.ErrNotFound)
+				return nil, cov, fmt.Errorf("%s: %w", r.resp.Err, store.ErrNotFound)
 			case "toomany":
-				return nil, fmt.Errorf("%w: %s", query.ErrTooManyGroups, strings.TrimPrefix(r.resp.Err, query.ErrTooManyGroups.Error()+": "))
+				return nil, cov, fmt.Errorf("%w: %s", query.ErrTooManyGroups, strings.TrimPrefix(r.resp.Err, query.ErrTooManyGroups.Error()+": "))
 			}
 			n.log.Warn("cluster: owner failed", "parts", r.parts, "err", r.resp.Err)
-			query.ReportMissing(ctx, r.parts...)
+			cov.Add(r.parts...)
 			continue
 		}
 		out = append(out, r.resp)
 	}
 	n.ins.readWait.Observe((se.took + waited).Seconds())
-	return out, nil
+	return out, cov, nil
 }
 
 // streamEnds is the last sequence of each owned partition's stream, asked of
@@ -391,10 +402,7 @@ func (n *Node) streamEnds(ctx context.Context, by map[string][]int, deadline tim
 	return e
 }
 
-// endsKey carries the ends taken at the start of a request that fans out
-// several times (context), so that every part answers as of that start.
-type endsKey struct{}
-
+// ends are the partitions' stream ends a request is answered as of.
 type ends struct {
 	seqs map[int]uint64
 	took time.Duration
@@ -461,16 +469,21 @@ func (n *Node) call(ctx context.Context, node string, req *rpcReq) (*rpcResp, er
 	return &resp, nil
 }
 
-// Search implements the server's querier over the whole cluster.
+// Search implements query.Backend over the whole cluster.
 func (n *Node) Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error) {
+	return n.search(ctx, p, nil)
+}
+
+// search is Search as of the stream ends at (nil: as of now).
+func (n *Node) search(ctx context.Context, p query.SearchParams, at *ends) (*query.SearchResult, error) {
 	if p.Limit <= 0 {
 		p.Limit = 100
 	}
 	if p.Limit > query.DefaultOptions().MaxLimit {
 		return nil, fmt.Errorf("%w: limit %d is over %d", query.ErrBadQuery, p.Limit, query.DefaultOptions().MaxLimit)
 	}
-	resps, err := n.fanout(ctx, rpcReq{Op: "search", Q: p.Query.Spec(), Start: p.Range.Start, End: p.Range.End,
-		Limit: p.Limit, Cursor: p.Cursor, Asc: p.Asc})
+	resps, cov, err := n.fanout(ctx, rpcReq{Op: "search", Q: p.Query.Spec(), Start: p.Range.Start, End: p.Range.End,
+		Limit: p.Limit, Cursor: p.Cursor, Asc: p.Asc}, at)
 	if err != nil {
 		return nil, err
 	}
@@ -478,12 +491,14 @@ func (n *Node) Search(ctx context.Context, p query.SearchParams) (*query.SearchR
 	for i, r := range resps {
 		pages[i] = query.Page{Records: r.Records, More: r.More}
 	}
-	return query.MergePages(pages, p.Limit, p.Asc), nil
+	res := query.MergePages(pages, p.Limit, p.Asc)
+	res.Coverage = cov
+	return res, nil
 }
 
 // Histogram sums the owners' buckets (all aligned to multiples of step).
-func (n *Node) Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) ([]query.Bucket, error) {
-	resps, err := n.fanout(ctx, rpcReq{Op: "histogram", Q: q.Spec(), Start: tr.Start, End: tr.End, Step: int64(step)})
+func (n *Node) Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) (*query.HistogramResult, error) {
+	resps, cov, err := n.fanout(ctx, rpcReq{Op: "histogram", Q: q.Spec(), Start: tr.Start, End: tr.End, Step: int64(step)}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -498,28 +513,50 @@ func (n *Node) Histogram(ctx context.Context, q *query.Query, tr model.TimeRange
 		out = append(out, query.Bucket{Start: s, Count: c})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
-	return out, nil
+	return &query.HistogramResult{Buckets: out, Coverage: cov}, nil
 }
 
-// Context answers a context request across the cluster (g is not used: the
-// record is looked up on its owner).
-// The record and its neighbours are all read as of the partitions' stream
-// ends when the request started.
-func (n *Node) Context(ctx context.Context, _ query.Getter, p query.ContextParams) (*query.ContextResult, error) {
+// Context answers a context request across the cluster: the record is
+// looked up on its owner, and it and its neighbours are all read as of the
+// partitions' stream ends when the request started.
+func (n *Node) Context(ctx context.Context, p query.ContextParams) (*query.ContextResult, error) {
 	by, _ := n.plan()
-	ctx = context.WithValue(ctx, endsKey{}, n.streamEnds(ctx, by, time.Now().Add(n.cfg.ReadWait)))
-	return query.ContextOver(ctx, n, getter{n, ctx}, p, query.DefaultOptions().MaxLimit)
+	se := n.streamEnds(ctx, by, time.Now().Add(n.cfg.ReadWait))
+	at := asOf{n: n, ends: &se}
+	g := &getter{asOf: at, ctx: ctx}
+	res, err := query.ContextOver(ctx, at, g, p, query.DefaultOptions().MaxLimit)
+	if err != nil {
+		return nil, err
+	}
+	res.Coverage.Add(g.cov.Missing...)
+	return res, nil
 }
 
+// Resolve implements query.Backend: a tail's query is taken as written
+// (each owner resolves a search's terms over its own partitions).
+func (n *Node) Resolve(q *query.Query, _ model.TimeRange) *query.Query { return q }
+
+// asOf searches the cluster as of fixed stream ends (query.Searcher).
+type asOf struct {
+	n    *Node
+	ends *ends
+}
+
+func (a asOf) Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error) {
+	return a.n.search(ctx, p, a.ends)
+}
+
+// getter looks a record up on its partition's owner (query.Getter); cov
+// collects the partitions the lookups could not ask.
 type getter struct {
-	n   *Node
+	asOf
 	ctx context.Context
+	cov query.Coverage
 }
 
-func (g getter) Get(id model.ID) (model.Record, error) {
-	var cov query.Coverage
-	resps, err := g.n.fanout(query.WithCoverage(g.ctx, &cov), rpcReq{Op: "get", ID: id})
-	query.ReportMissing(g.ctx, cov.Missing()...)
+func (g *getter) Get(id model.ID) (model.Record, error) {
+	resps, cov, err := g.n.fanout(g.ctx, rpcReq{Op: "get", ID: id}, g.ends)
+	g.cov.Add(cov.Missing...)
 	if err != nil {
 		return model.Record{}, err
 	}
@@ -528,16 +565,16 @@ func (g getter) Get(id model.ID) (model.Record, error) {
 			return *r.Record, nil
 		}
 	}
-	if m := cov.Missing(); len(m) > 0 {
+	if cov.Partial() {
 		// It may be in a partition that is moving: not "not found".
-		return model.Record{}, fmt.Errorf("%w: record %s not found, but partitions %v have no live owner, or an owner behind what was acked, right now; retry", model.ErrUnavailable, id, m)
+		return model.Record{}, fmt.Errorf("%w: record %s not found, but partitions %v have no live owner, or an owner behind what was acked, right now; retry", model.ErrUnavailable, id, cov.Missing)
 	}
 	return model.Record{}, fmt.Errorf("record %s: %w", id, store.ErrNotFound)
 }
 
 // Catalog gathers the owners' streams, agents and runs into one catalog.
-func (n *Node) Catalog(ctx context.Context) (query.Catalog, error) {
-	resps, err := n.fanout(ctx, rpcReq{Op: "catalog"})
+func (n *Node) Catalog(ctx context.Context) (*query.CatalogResult, error) {
+	resps, cov, err := n.fanout(ctx, rpcReq{Op: "catalog"}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -551,7 +588,7 @@ func (n *Node) Catalog(ctx context.Context) (query.Catalog, error) {
 	}
 	sort.Slice(c.streams, func(i, j int) bool { return c.streams[i].ID < c.streams[j].ID })
 	sort.Slice(c.agents, func(i, j int) bool { return c.agents[i].ID < c.agents[j].ID })
-	return c, nil
+	return &query.CatalogResult{Catalog: c, Coverage: cov}, nil
 }
 
 type catalog struct {

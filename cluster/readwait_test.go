@@ -105,8 +105,7 @@ func startTestCluster(t *testing.T, n, parts int, readWait time.Duration) []*tes
 	for {
 		settled := true
 		for _, tn := range nodes {
-			v, err := tn.Status(context.Background())
-			st := v.(Status)
+			st, err := tn.Status(context.Background())
 			if err != nil || st.Partial || len(st.Nodes) != n {
 				settled = false
 			}
@@ -216,11 +215,11 @@ func ask(n *testNode, tr model.TimeRange, anchor model.ID) []answer {
 		panic(err)
 	}
 	wg.Go(func() {
-		var cov query.Coverage
 		a := answer{node: n.Name(), kind: "search"}
-		res, err := n.Search(query.WithCoverage(context.Background(), &cov), query.SearchParams{Query: svc, Range: tr, Limit: 10000})
-		a.err, a.missing = err, cov.Missing()
+		res, err := n.Search(context.Background(), query.SearchParams{Query: svc, Range: tr, Limit: 10000})
+		a.err = err
 		if err == nil {
+			a.missing = res.Coverage.Missing
 			a.ids = map[string]model.ID{}
 			for _, r := range res.Records {
 				a.lines = append(a.lines, r.Message)
@@ -230,22 +229,26 @@ func ask(n *testNode, tr model.TimeRange, anchor model.ID) []answer {
 		add(a)
 	})
 	wg.Go(func() {
-		var cov query.Coverage
 		a := answer{node: n.Name(), kind: "histogram"}
-		bs, err := n.Histogram(query.WithCoverage(context.Background(), &cov), q, tr, time.Hour)
-		a.err, a.missing = err, cov.Missing()
-		for _, b := range bs {
-			a.count += b.Count
+		h, err := n.Histogram(context.Background(), q, tr, time.Hour)
+		a.err = err
+		if err == nil {
+			a.missing = h.Coverage.Missing
+			for _, b := range h.Buckets {
+				a.count += b.Count
+			}
 		}
 		add(a)
 	})
 	if anchor != (model.ID{}) {
 		wg.Go(func() {
 			// The lines after the anchor on its host, as the UI's context view.
-			var cov query.Coverage
 			a := answer{node: n.Name(), kind: "context"}
-			res, err := n.Context(query.WithCoverage(context.Background(), &cov), nil, query.ContextParams{ID: anchor, After: 10000})
-			a.err, a.missing = err, cov.Missing()
+			res, err := n.Context(context.Background(), query.ContextParams{ID: anchor, After: 10000})
+			a.err = err
+			if err == nil {
+				a.missing = res.Coverage.Missing
+			}
 			if errors.Is(err, model.ErrUnavailable) {
 				// The anchor's partition is behind: 503, retry. Partial.
 				a.err, a.missing = nil, append(a.missing, -1)
@@ -278,11 +281,11 @@ func ask(n *testNode, tr model.TimeRange, anchor model.ID) []answer {
 		add(a)
 	})
 	wg.Go(func() {
-		var cov query.Coverage
 		a := answer{node: n.Name(), kind: "catalog"}
-		c, err := n.Catalog(query.WithCoverage(context.Background(), &cov))
-		a.err, a.missing = err, cov.Missing()
+		c, err := n.Catalog(context.Background())
+		a.err = err
 		if err == nil {
+			a.missing = c.Coverage.Missing
 			for _, ag := range c.Agents() {
 				a.agents = append(a.agents, ag.ID)
 			}
@@ -393,7 +396,7 @@ func TestClusterReadAfterAck(t *testing.T) {
 				default:
 				}
 				ak.write(t, nodes[(i+1)%3], ag, "bg", 10, base)
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // a steady trickle, not a flood
 			}
 		})
 	}
@@ -413,6 +416,8 @@ func TestClusterReadAfterAck(t *testing.T) {
 		want, total := ak.snapshot()
 		wantAgents := slices.Clone(agents[:min(r+1, 3)])
 		if !held {
+			// Let go while the queries below are (likely) in flight: any
+			// interleaving is right, so the delay is only to vary it.
 			go func() { time.Sleep(20 * time.Millisecond); victim.gate.release() }()
 		}
 		var answers []answer
@@ -472,13 +477,13 @@ func measureReadWait(t *testing.T, nodes []*testNode, tr model.TimeRange, base t
 		var took []time.Duration
 		partial := 0
 		for range 40 {
-			var cov query.Coverage
 			start := time.Now()
-			if _, err := nodes[0].Histogram(query.WithCoverage(context.Background(), &cov), q, tr, time.Hour); err != nil {
+			h, err := nodes[0].Histogram(context.Background(), q, tr, time.Hour)
+			if err != nil {
 				t.Fatal(err)
 			}
 			took = append(took, time.Since(start))
-			if len(cov.Missing()) > 0 {
+			if h.Coverage.Partial() {
 				partial++
 			}
 		}
@@ -515,7 +520,16 @@ func measureReadWait(t *testing.T, nodes []*testNode, tr model.TimeRange, base t
 			})
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Measure once the load is on: as many batches acked as there are writers.
+	_, before := ak.snapshot()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, n := ak.snapshot(); n >= before+6*200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writers had no batch acked within 60s")
+		}
+	}
 	run("under load (6 writers of 200-line batches)")
 	close(stop)
 	wg.Wait()

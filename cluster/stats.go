@@ -39,24 +39,14 @@ func specOf(q *query.Query) query.Spec {
 	return q.Spec()
 }
 
-// gather sends req to every partition's owner and reports (to ctx's
-// coverage too) the partitions that did not answer.
-func (n *Node) gather(ctx context.Context, req rpcReq) ([]*rpcResp, []int, error) {
-	var cov query.Coverage
-	resps, err := n.fanout(query.WithCoverage(ctx, &cov), req)
-	missing := cov.Missing()
-	query.ReportMissing(ctx, missing...)
-	return resps, missing, err
-}
-
-// Stats implements the server's querier over the whole cluster.
+// Stats implements query.Backend over the whole cluster.
 func (n *Node) Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error) {
 	eng := query.New(nil, query.DefaultOptions())
 	if _, err := eng.FinishStats(p); err != nil { // a bad request fails here, before the fan-out
 		return nil, err
 	}
-	resps, missing, err := n.gather(ctx, rpcReq{Op: "stats", Q: specOf(p.Query), Start: p.Range.Start, End: p.Range.End,
-		By: p.By, Aggs: p.Aggs, Step: int64(p.Step), Align: p.AlignStart, Limit: p.Limit})
+	resps, cov, err := n.fanout(ctx, rpcReq{Op: "stats", Q: specOf(p.Query), Start: p.Range.Start, End: p.Range.End,
+		By: p.By, Aggs: p.Aggs, Step: int64(p.Step), Align: p.AlignStart, Limit: p.Limit}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -68,18 +58,18 @@ func (n *Node) Stats(ctx context.Context, p query.StatsParams) (*query.StatsResu
 	if err != nil {
 		return nil, err
 	}
-	res.Partial, res.MissingPartitions = len(missing) > 0, missing
+	res.Coverage = cov
 	return res, nil
 }
 
-// Facets implements the server's querier over the whole cluster.
+// Facets implements query.Backend over the whole cluster.
 func (n *Node) Facets(ctx context.Context, p query.FacetsParams) (*query.FacetsResult, error) {
 	eng := query.New(nil, query.DefaultOptions())
 	if _, err := eng.FinishFacets(p); err != nil {
 		return nil, err
 	}
-	resps, missing, err := n.gather(ctx, rpcReq{Op: "facets", Q: specOf(p.Query), Start: p.Range.Start, End: p.Range.End,
-		Fields: p.Fields, Limit: p.Limit})
+	resps, cov, err := n.fanout(ctx, rpcReq{Op: "facets", Q: specOf(p.Query), Start: p.Range.Start, End: p.Range.End,
+		Fields: p.Fields, Limit: p.Limit}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +81,6 @@ func (n *Node) Facets(ctx context.Context, p query.FacetsParams) (*query.FacetsR
 	if err != nil {
 		return nil, err
 	}
-	res.Partial, res.MissingPartitions = len(missing) > 0, missing
+	res.Coverage = cov
 	return res, nil
 }

@@ -42,8 +42,8 @@ func TestClusterStats(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Partial || res.Total != total/5 || len(res.Groups) != 3 || res.OtherGroups != 5 {
-			t.Fatalf("%s: partial %v total %d groups %d other groups %d", n.Name(), res.Partial, res.Total, len(res.Groups), res.OtherGroups)
+		if res.Coverage.Partial() || res.Total != total/5 || len(res.Groups) != 3 || res.OtherGroups != 5 {
+			t.Fatalf("%s: partial %v total %d groups %d other groups %d", n.Name(), res.Coverage.Partial(), res.Total, len(res.Groups), res.OtherGroups)
 		}
 		for i, g := range res.Groups {
 			h := fmt.Sprintf("agent-%d", 7-i)

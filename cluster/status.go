@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 	"sync"
 	"time"
@@ -44,8 +45,18 @@ type PartitionStatus struct {
 	Bytes     uint64 `json:"bytes"`
 }
 
+// ClusterStatus is Status as JSON: GET /v1/cluster (the server writes it and
+// reads nothing of it).
+func (n *Node) ClusterStatus(ctx context.Context) (json.RawMessage, error) {
+	st, err := n.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(st)
+}
+
 // Status reports the cluster as this node sees it.
-func (n *Node) Status(ctx context.Context) (any, error) {
+func (n *Node) Status(ctx context.Context) (Status, error) {
 	st := Status{Enabled: true, Node: n.cfg.Node, Partitions: n.cfg.Partitions, Replicas: n.cfg.Replicas, Missing: []int{}}
 	peers := map[string]nodeStatus{}
 	if p := n.peers.Load(); p != nil {

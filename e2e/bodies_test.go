@@ -263,7 +263,11 @@ func TestSlowBodies(t *testing.T) {
 			len(body), body[:len(body)/2])))
 	}
 	noHeaders := open("POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\n")
-	time.Sleep(200 * time.Millisecond) // the server has read what they sent
+	// Every slow push is in its handler, reading its body: each holds its
+	// first buffer (64 KiB, server/body.go bodyChunk) of the body budget.
+	waitFor(t, s, "72 slow bodies being read", func() bool {
+		return s.metric(t, "shiplog_request_body_bytes_inflight") >= 72*64<<10
+	})
 
 	c := &http.Client{Timeout: 10 * time.Second}
 	t0 := time.Now()
@@ -313,7 +317,9 @@ func TestSyslogIdleConnsFlag(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Close() })
 	}
-	time.Sleep(1500 * time.Millisecond) // idle long enough to be closed for a new one
+	// Time must pass: only a connection idle for a second (the server's
+	// syslogEvictIdle, on its wall clock) is closed for a new one.
+	time.Sleep(1500 * time.Millisecond)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -229,6 +229,8 @@ func TestClusterKillOwner(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Two more seconds of shipping, on purpose: the victim dies holding a
+	// good part of the stream, not just its first lines.
 	time.Sleep(2 * time.Second)
 
 	// SIGKILL the node that owns the most partitions.
@@ -261,6 +263,8 @@ func TestClusterKillOwner(t *testing.T) {
 		}
 	}()
 
+	// Writing and querying go on for 4 s while the survivors take over: the
+	// window the query watch and the agents' failover are tested in.
 	time.Sleep(4 * time.Second)
 	close(stopWriting)
 	wg.Wait()
@@ -591,6 +595,8 @@ groups:
 				newLeader, hook, strings.Join(why, "\n"), logs())
 		}
 	}
+	// FirstErrors must not resolve in the 10 s after the takeover (while
+	// the new owners read the dead leader's partitions): watch that window.
 	if w := time.Until(takeover.Add(10 * time.Second)); w > 0 {
 		time.Sleep(w)
 	}

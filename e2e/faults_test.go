@@ -109,7 +109,7 @@ func fillDisk(t *testing.T, cc *grpc.ClientConn, ps []*agentPusher, pace, timeou
 			defer wg.Done()
 			gen := func() *shiplogv1.PushRequest {
 				if pace > 0 {
-					time.Sleep(pace)
+					time.Sleep(pace) // the caller's rate of filling, on purpose
 				}
 				return p.batch(500, randomRecords("fill", p.agent, 200))
 			}
@@ -348,6 +348,8 @@ func outOfSpace(t *testing.T, s *server, ps []*agentPusher, free, ballastFile st
 			t.Errorf("error without words: %v", err)
 		}
 	}
+	// A window for a server that the full disk kills to die in (the checks
+	// below look for that), not a wait for something that must happen.
 	time.Sleep(500 * time.Millisecond)
 	select {
 	case err := <-s.exited:
@@ -608,13 +610,14 @@ func testSlowClients(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(200 * time.Millisecond) // subscribed
+	// The server subscribes just after the answer's headers.
+	waitFor(t, s, "the good tail subscribed", func() bool { return s.metric(t, "shiplog_tails") >= 1 })
 
 	// The ingest rate without, then with a tail of everything that never reads.
 	const secs = 3 * time.Second
 	base := ingestFor(t, cc, "base", 4, secs)
 	slow := rawHTTP(t, s.httpAddr, "GET /v1/logs:tail?q= HTTP/1.1\r\nHost: shiplog\r\n\r\n")
-	time.Sleep(200 * time.Millisecond) // subscribed
+	waitFor(t, s, "the stuck tail subscribed", func() bool { return s.metric(t, "shiplog_tails") >= 2 })
 	rssBefore := procStatusKB(s.pid(), "VmRSS")
 	withTail := ingestFor(t, cc, "tailed", 4, secs)
 	rssAfter := procStatusKB(s.pid(), "VmRSS")
@@ -743,6 +746,8 @@ func testIdleConnections(t *testing.T) {
 		}
 	}
 	opened := time.Since(began)
+	// Let the server take the silent connections in before the RSS reading
+	// (it has no gauge of them to wait on); the bound below is generous.
 	time.Sleep(500 * time.Millisecond)
 	rss1 := procStatusKB(s.pid(), "VmRSS")
 

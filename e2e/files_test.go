@@ -113,13 +113,10 @@ func TestFilesPrivate(t *testing.T) {
 		t.Fatalf("backup: %v\n%s", err, out)
 	}
 	// Let the sealed chunks reach Bleve, so its files are on disk too.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if ents, _ := os.ReadDir(filepath.Join(data, "index")); len(ents) > 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitFor(t, s, "an index on disk", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(data, "index"))
+		return len(ents) > 0
+	})
 	assertPrivate(t, data)
 	assertPrivate(t, backup)
 	restored := filepath.Join(t.TempDir(), "restored")

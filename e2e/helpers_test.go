@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -224,6 +226,26 @@ func (s *server) getJSONAs(t testing.TB, tok, path string, params url.Values, v 
 		}
 	}
 	return resp.StatusCode, string(body)
+}
+
+// metric is the value of the series name (unlabelled, as written) on the
+// server's /metrics; -1 when there is none.
+func (s *server) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	code, body := s.getJSON(t, "/metrics", nil, nil)
+	if code != 200 {
+		t.Fatalf("/metrics: %d %.300s", code, body)
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", l, err)
+			}
+			return f
+		}
+	}
+	return -1
 }
 
 // searchAll follows next_cursor to the end and returns every record.

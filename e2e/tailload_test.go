@@ -73,7 +73,8 @@ func TestSlowTailsDoNotSlowIngest(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// The server subscribes just after the answer's headers.
+	waitFor(t, s, "the normal tail subscribed", func() bool { return s.metric(t, "shiplog_tails") >= 1 })
 	for range 5 {
 		write("normal", 1000)
 	}
@@ -116,7 +117,7 @@ func TestSlowTailsDoNotSlowIngest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // all subscribed
+	waitFor(t, s, "101 tails subscribed", func() bool { return s.metric(t, "shiplog_tails") >= 101 })
 
 	// Beyond --max-tails (101): refused, over HTTP and gRPC.
 	if resp, err := http.Get(tailURL("")); err != nil {

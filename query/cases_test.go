@@ -183,7 +183,7 @@ func testRecordID(t *testing.T, e *query.Engine, n int) {
 // words and labels through Bleve.
 func testIDLikeWordsUseBloom(t *testing.T, s *store.Store) {
 	ctx := context.Background()
-	all, err := s.Candidates(ctx, everything, mustParse(t, "").Cond())
+	all, err := store.CollectCandidates(s.Candidates(ctx, everything, mustParse(t, "").Cond(), false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func testIDLikeWordsUseBloom(t *testing.T, s *store.Store) {
 		{"service:api 8f3a9c21", 1},
 		{"8f3a9c21 OR trace_id:4bf92f3577b34da6a3ce929d0e0e4736", 3},
 	} {
-		refs, err := s.Candidates(ctx, everything, mustParse(t, tc.q).Cond())
+		refs, err := store.CollectCandidates(s.Candidates(ctx, everything, mustParse(t, tc.q).Cond(), false))
 		if err != nil {
 			t.Fatal(err)
 		}

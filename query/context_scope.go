@@ -75,6 +75,7 @@ func crossContext(ctx context.Context, s Searcher, res *ContextResult, p Context
 		}
 		res.Cross = append(res.Cross, r.Records...)
 		slices.Reverse(res.Cross)
+		res.Coverage.Add(r.Coverage.Missing...)
 		res.MoreBefore = r.NextCursor != ""
 		if len(r.Records) > 0 {
 			res.BeforeCursor = Cursor(&r.Records[len(r.Records)-1])
@@ -86,6 +87,7 @@ func crossContext(ctx context.Context, s Searcher, res *ContextResult, p Context
 			return err
 		}
 		res.Cross = append(res.Cross, r.Records...)
+		res.Coverage.Add(r.Coverage.Missing...)
 		res.MoreAfter = r.NextCursor != ""
 		if len(r.Records) > 0 {
 			res.AfterCur = Cursor(&r.Records[len(r.Records)-1])

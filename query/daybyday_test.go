@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"context"
+	"iter"
 	"sync"
 	"testing"
 	"time"
@@ -11,18 +12,26 @@ import (
 	"github.com/shiplog/shiplog/store"
 )
 
-// countingStore counts the day windows a search asks candidates for.
+// countingStore records the days of the candidates a search takes.
 type countingStore struct {
 	*store.Store
-	mu      sync.Mutex
-	windows []model.TimeRange
+	mu   sync.Mutex
+	days []uint32
 }
 
-func (c *countingStore) Candidates(ctx context.Context, tr model.TimeRange, cond *store.Cond) ([]store.ChunkRef, error) {
-	c.mu.Lock()
-	c.windows = append(c.windows, tr)
-	c.mu.Unlock()
-	return c.Store.Candidates(ctx, tr, cond)
+func (c *countingStore) Candidates(ctx context.Context, tr model.TimeRange, cond *store.Cond, asc bool) iter.Seq2[[]store.ChunkRef, error] {
+	return func(yield func([]store.ChunkRef, error) bool) {
+		for refs, err := range c.Store.Candidates(ctx, tr, cond, asc) {
+			if err == nil {
+				c.mu.Lock()
+				c.days = append(c.days, refs[0].Meta.Day)
+				c.mu.Unlock()
+			}
+			if !yield(refs, err) {
+				return
+			}
+		}
+	}
 }
 
 // A newest-first page over 30 days that the newest day fills reads that
@@ -53,8 +62,8 @@ func TestSearchDayByDay(t *testing.T) {
 	if len(res.Records) != 30 || res.Records[0].Time != recs[len(recs)-1].Time {
 		t.Fatalf("first page: %d records", len(res.Records))
 	}
-	if len(cs.windows) != 1 || cs.windows[0].Start != day0.Add(29*24*time.Hour).UnixNano() {
-		t.Fatalf("the first page read %d day windows: %v", len(cs.windows), cs.windows)
+	if len(cs.days) != 1 || cs.days[0] != model.Day(day0.Add(29*24*time.Hour).UnixNano()) {
+		t.Fatalf("the first page took candidates of days %v", cs.days)
 	}
 	for _, asc := range []bool{false, true} {
 		var got []int64

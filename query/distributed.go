@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/shiplog/shiplog/model"
@@ -13,7 +12,7 @@ import (
 
 // What a query engine spread over several nodes needs from this package: a
 // query form that crosses the network, the global order of records and its
-// cursors, and a way to say that an answer is partial.
+// cursors. (An answer says what it lacks in its Coverage, backend.go.)
 
 // Spec is a query in a form that travels between nodes.
 type Spec struct {
@@ -158,6 +157,7 @@ func ContextOver(ctx context.Context, s Searcher, g Getter, p ContextParams, max
 		}
 		res.Before = r.Records
 		slices.Reverse(res.Before)
+		res.Coverage.Add(r.Coverage.Missing...)
 	}
 	if p.After > 0 {
 		r, err := s.Search(ctx, SearchParams{Query: same, Range: all, Limit: p.After, Cursor: cur, Asc: true})
@@ -165,6 +165,7 @@ func ContextOver(ctx context.Context, s Searcher, g Getter, p ContextParams, max
 			return nil, err
 		}
 		res.After = r.Records
+		res.Coverage.Add(r.Coverage.Missing...)
 	}
 	if p.Cross {
 		if err := crossContext(ctx, s, res, p); err != nil {
@@ -172,46 +173,4 @@ func ContextOver(ctx context.Context, s Searcher, g Getter, p ContextParams, max
 		}
 	}
 	return res, nil
-}
-
-// Coverage collects, for one request, the partitions an answer could not
-// include (cluster mode: no owner, owner unreachable or still catching up).
-type Coverage struct {
-	mu      sync.Mutex
-	missing map[int]bool
-}
-
-type coverageKey struct{}
-
-// WithCoverage returns a context that collects missing partitions into c.
-func WithCoverage(ctx context.Context, c *Coverage) context.Context {
-	return context.WithValue(ctx, coverageKey{}, c)
-}
-
-// ReportMissing records partitions the answer lacks (no-op without a Coverage).
-func ReportMissing(ctx context.Context, parts ...int) {
-	c, _ := ctx.Value(coverageKey{}).(*Coverage)
-	if c == nil || len(parts) == 0 {
-		return
-	}
-	c.mu.Lock()
-	if c.missing == nil {
-		c.missing = map[int]bool{}
-	}
-	for _, p := range parts {
-		c.missing[p] = true
-	}
-	c.mu.Unlock()
-}
-
-// Missing returns the missing partitions, sorted.
-func (c *Coverage) Missing() []int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]int, 0, len(c.missing))
-	for p := range c.missing {
-		out = append(out, p)
-	}
-	sort.Ints(out)
-	return out
 }

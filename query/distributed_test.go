@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -508,19 +507,49 @@ func TestContextOverMerged(t *testing.T) {
 }
 
 func TestCoverage(t *testing.T) {
-	ReportMissing(context.Background(), 1, 2) // no Coverage: nothing happens
 	var c Coverage
-	if m := c.Missing(); len(m) != 0 {
-		t.Fatalf("empty coverage: %v", m)
+	if c.Partial() || len(c.Missing) != 0 {
+		t.Fatalf("zero coverage: partial %v, missing %v", c.Partial(), c.Missing)
 	}
-	ctx := WithCoverage(context.Background(), &c)
-	var wg sync.WaitGroup
+	c.Add()
 	for i := range 8 {
-		wg.Go(func() { ReportMissing(ctx, 7-i, 3, 7-i) })
+		c.Add(7-i, 3, 7-i)
 	}
-	wg.Wait()
-	ReportMissing(ctx)
-	if got, want := c.Missing(), []int{0, 1, 2, 3, 4, 5, 6, 7}; !slices.Equal(got, want) {
-		t.Fatalf("missing %v, want %v", got, want)
+	if got, want := c.Missing, []int{0, 1, 2, 3, 4, 5, 6, 7}; !c.Partial() || !slices.Equal(got, want) {
+		t.Fatalf("missing %v (partial %v), want %v", got, c.Partial(), want)
+	}
+}
+
+// partialSearcher answers as a cluster missing partitions would.
+type partialSearcher struct {
+	Searcher
+	missing []int
+}
+
+func (p partialSearcher) Search(ctx context.Context, sp SearchParams) (*SearchResult, error) {
+	res, err := p.Searcher.Search(ctx, sp)
+	if err == nil {
+		res.Coverage.Add(p.missing...)
+	}
+	return res, err
+}
+
+// TestContextOverCoverage: what each of a context's searches lacked is in
+// the context's answer.
+func TestContextOverCoverage(t *testing.T) {
+	g := mapGetter{}
+	var recs []model.Record
+	for i := range 10 {
+		r := drec(int64(i), 1, uint32(i))
+		recs = append(recs, r)
+		g[r.ID] = r
+	}
+	s := partialSearcher{Searcher: &memSearcher{recs: recs}, missing: []int{4, 2}}
+	res, err := ContextOver(context.Background(), s, g, ContextParams{ID: recs[5].ID, Before: 2, After: 2, Cross: true, Window: time.Second, CrossLimit: 4}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Coverage.Missing; !slices.Equal(got, []int{2, 4}) || len(res.Before) != 2 || len(res.After) != 2 {
+		t.Fatalf("missing %v, before %d, after %d; want [2 4], 2, 2", got, len(res.Before), len(res.After))
 	}
 }

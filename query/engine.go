@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"iter"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +19,10 @@ import (
 
 // Store is what the engine needs of the store.
 type Store interface {
-	Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error)
+	// Candidates yields the chunks that may hold matches a day at a time,
+	// in the query's order (see store.Store.Candidates); an error ends the
+	// sequence.
+	Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond, asc bool) iter.Seq2[[]store.ChunkRef, error]
 	Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error)
 	LoadText(ctx context.Context, l *store.Lines) error
 }
@@ -82,6 +85,7 @@ type SearchParams struct {
 type SearchResult struct {
 	Records    []model.Record
 	NextCursor string // empty when no match is left
+	Coverage   Coverage
 }
 
 // position is a record's place in the total order (time, then id).
@@ -213,98 +217,118 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 		return &SearchResult{}, nil
 	}
 	s := &searchScan{q: q, tr: tr, cur: cur, asc: p.Asc, limit: limit, h: &hitHeap{asc: p.Asc}, done: ctx.Done()}
-	// Day by day in the query's order: a page that fills on the newest day
-	// of a month-long range reads neither the other days' indexes nor their
-	// chunks.
-	for _, w := range e.dayWindows(tr, p.Asc) {
-		if s.full() && s.beyond(w.Start, w.End-1) {
-			break
-		}
-		refs, err := e.st.Candidates(ctx, w, q.cond)
+	// The store yields candidates day by day in the query's order: a page
+	// that fills on the newest day of a month-long range reads neither the
+	// other days' indexes nor their chunks.
+	for refs, err := range e.st.Candidates(ctx, tr, q.cond, p.Asc) {
 		if err != nil {
 			return nil, err
 		}
 		if err := e.scanRefs(ctx, s, refs); err != nil {
 			return nil, err
 		}
+		// Every chunk of the days still to come lies beyond this day.
+		d := refs[0].Meta.Day
+		if s.full() && (p.Asc && s.beyond(model.DayStart(d+1), math.MaxInt64) || !p.Asc && s.beyond(math.MinInt64, model.DayStart(d)-1)) {
+			break
+		}
 	}
 	return e.page(ctx, s.h.h, p.Asc, limit)
 }
 
-// dayWindows splits tr at UTC day boundaries into the windows of the days
-// that hold lines, in the query's order (newest first unless asc). A chunk
-// holds the lines of one stream on one day, so every chunk is in exactly one
-// window. A store that cannot list its days gets tr whole.
-func (e *Engine) dayWindows(tr model.TimeRange, asc bool) []model.TimeRange {
-	dl, ok := e.st.(interface{ Days() []uint32 })
-	if !ok {
-		return []model.TimeRange{tr}
-	}
-	var out []model.TimeRange
-	for _, d := range dl.Days() {
-		w := model.TimeRange{Start: max(tr.Start, model.DayStart(d)), End: min(tr.End, model.DayStart(d+1))}
-		if d == 0 {
-			w.Start = tr.Start // day 0 also holds the times before 1970
-		}
-		if w.Start < w.End {
-			out = append(out, w)
-		}
-	}
-	if !asc {
-		slices.Reverse(out)
-	}
-	return out
-}
-
-// scanRefs scans candidate chunks in the query's order, in parallel batches
-// of Workers, until no chunk left can beat the heap's worst hit.
+// scanRefs scans one day's candidate chunks in the query's order until no
+// chunk left can beat the heap's worst hit. Up to Workers chunks are loaded
+// (and their lines prefiltered) at once, one more waits loaded ahead, while
+// this goroutine matches the lines of the oldest one loaded.
 func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.ChunkRef) error {
-	if s.asc {
-		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MinT < refs[j].Meta.MinT })
-	} else {
-		sort.Slice(refs, func(i, j int) bool { return refs[i].Meta.MaxT > refs[j].Meta.MaxT })
+	type loaded struct {
+		l     *store.Lines
+		marks []bool
+		err   error
+		done  chan struct{}
 	}
-	// The heap's worst hit is read between chunk batches only.
-	for start := 0; start < len(refs); {
-		if s.full() && s.beyond(refs[start].Meta.MinT, refs[start].Meta.MaxT) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, e.opts.Workers)
+	pending := make([]*loaded, 0, len(refs))
+	// launch starts loading the next chunk, unless the full heap shows that
+	// neither it nor any after it can enter the page.
+	launch := func() bool {
+		r := refs[len(pending)]
+		if s.full() && s.beyond(r.Meta.MinT, r.Meta.MaxT) {
+			return false
+		}
+		x := &loaded{done: make(chan struct{})}
+		pending = append(pending, x)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(x.done)
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if x.l, x.err = e.loadMatching(ctx, r, s.q); x.err == nil && !r.All && s.q.text {
+				x.marks = candidateLines(x.l, s.q.need)
+			}
+		}()
+		return true
+	}
+	more := true
+	for i := 0; i < len(refs); i++ {
+		for more && len(pending) < len(refs) && len(pending) <= i+e.opts.Workers {
+			more = launch()
+		}
+		if i >= len(pending) {
 			break
 		}
-		end := min(start+e.opts.Workers, len(refs))
-		batch := refs[start:end]
-		start = end
-		loaded, err := e.loadBatch(ctx, batch, s.q.text)
-		if err != nil {
-			return err
+		x := pending[i]
+		<-x.done
+		pending[i] = nil
+		if x.err != nil {
+			return x.err
 		}
-		for i, l := range loaded {
-			if err := s.scan(ctx, batch[i], l); err != nil {
-				return err
-			}
+		if s.full() && s.beyond(refs[i].Meta.MinT, refs[i].Meta.MaxT) {
+			break
+		}
+		if err := s.scan(ctx, refs[i], x.l, x.marks); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// loadBatch loads a batch of chunks in parallel, their text columns too when
-// text is set.
-func (e *Engine) loadBatch(ctx context.Context, batch []store.ChunkRef, text bool) ([]*store.Lines, error) {
-	loaded := make([]*store.Lines, len(batch))
-	errs := make([]error, len(batch))
-	var wg sync.WaitGroup
-	for i := range batch {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			loaded[i], errs[i] = e.st.Load(ctx, batch[i], text)
-		}(i)
+// WordLoader is what the engine asks of a store that can load a chunk for a
+// word every match holds, decompressing only the parts of its messages
+// that may hold it (store.Store does). Lines it leaves out are marked in
+// Lines.Skipped, and the prefilter (candidateLines) never marks them.
+type WordLoader interface {
+	LoadWord(ctx context.Context, r store.ChunkRef, word string) (*store.Lines, error)
+}
+
+// loadMatching loads a candidate chunk for q: with its text when q needs it,
+// then only the message blocks that may hold q's required token when the
+// chunk is judged line by line against it.
+func (e *Engine) loadMatching(ctx context.Context, r store.ChunkRef, q *Query) (*store.Lines, error) {
+	if wl, ok := e.st.(WordLoader); ok && q.text && !r.All && q.need.tok != "" && !q.need.exact && !r.InMemory() {
+		return wl.LoadWord(ctx, r, q.need.tok)
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
+	return e.st.Load(ctx, r, q.text)
+}
+
+// eachRef yields the chunks of a sequence of days one by one.
+func eachRef(days iter.Seq2[[]store.ChunkRef, error]) iter.Seq2[store.ChunkRef, error] {
+	return func(yield func(store.ChunkRef, error) bool) {
+		for refs, err := range days {
+			if err != nil {
+				yield(store.ChunkRef{}, err)
+				return
+			}
+			for _, r := range refs {
+				if !yield(r, nil) {
+					return
+				}
+			}
 		}
 	}
-	return loaded, nil
 }
 
 // searchScan is one Search's scan: the query, the range and cursor it runs
@@ -321,6 +345,19 @@ type searchScan struct {
 
 func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
 
+// add keeps x among the best hits: appended until the heap holds limit (made
+// a heap then), else in place of the worst.
+func (s *searchScan) add(x hit) {
+	if s.full() {
+		s.h.h[0] = x
+		heap.Fix(s.h, 0)
+		return
+	}
+	if s.h.h = append(s.h.h, x); s.full() {
+		heap.Init(s.h)
+	}
+}
+
 // beyond reports whether lines between minT and maxT all come after the
 // full heap's worst hit in the query's order (so none can enter the page).
 func (s *searchScan) beyond(minT, maxT int64) bool {
@@ -329,13 +366,9 @@ func (s *searchScan) beyond(minT, maxT int64) bool {
 }
 
 // scan adds the lines of one loaded chunk that match and beat the heap's
-// worst hit.
-func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines) error {
+// worst hit; marks (when not nil) are candidateLines' prefilter.
+func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines, marks []bool) error {
 	all := ref.All
-	var marks []bool
-	if !all && s.q.text {
-		marks = candidateLines(l, s.q.need)
-	}
 	for j := 0; j < l.Len(); j++ {
 		if marks != nil && !marks[j] {
 			continue
@@ -361,14 +394,11 @@ func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Line
 				continue
 			}
 		}
-		if s.full() {
-			heap.Pop(s.h)
-		}
 		x := hit{pos: pos, lines: l, i: j}
 		if l.Msgs != nil && !ref.InMemory() {
 			x.rec, x.lines = ownedRecord(l, j), nil
 		}
-		heap.Push(s.h, x)
+		s.add(x)
 	}
 	return nil
 }
@@ -377,17 +407,23 @@ func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Line
 // the text of those whose chunk was loaded without it; a full page gets a
 // cursor for the next.
 func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*SearchResult, error) {
-	sort.Slice(hits, func(i, j int) bool { return better(hits[i].pos, hits[j].pos, asc) })
+	slices.SortFunc(hits, func(a, b hit) int {
+		switch {
+		case better(a.pos, b.pos, asc):
+			return -1
+		case better(b.pos, a.pos, asc):
+			return 1
+		}
+		return 0
+	})
+	if err := e.loadHitText(ctx, hits); err != nil {
+		return nil, err
+	}
 	res := &SearchResult{Records: make([]model.Record, len(hits))}
 	for i, x := range hits {
 		if x.rec != nil {
 			res.Records[i] = *x.rec
 			continue
-		}
-		if x.lines.Msgs == nil {
-			if err := e.st.LoadText(ctx, x.lines); err != nil {
-				return nil, err
-			}
 		}
 		res.Records[i] = x.lines.Record(x.i)
 	}
@@ -395,6 +431,37 @@ func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*Se
 		res.NextCursor = encodeCursor(hits[len(hits)-1].pos)
 	}
 	return res, nil
+}
+
+// loadHitText loads the text of the chunks some hit was found in without
+// it, Workers chunks at a time.
+func (e *Engine) loadHitText(ctx context.Context, hits []hit) error {
+	var need []*store.Lines
+	seen := map[*store.Lines]bool{}
+	for _, x := range hits {
+		if x.rec == nil && x.lines.Msgs == nil && !seen[x.lines] {
+			seen[x.lines] = true
+			need = append(need, x.lines)
+		}
+	}
+	errs := make([]error, len(need))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, e.opts.Workers)
+	for i, l := range need {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = e.st.LoadText(ctx, l)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AttrKeys is what the engine asks of a store that can tell which attribute
@@ -451,10 +518,6 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 	}
 	n := int64(nb)
 	counts := make([]int, n)
-	refs, err := e.st.Candidates(ctx, tr, q.cond)
-	if err != nil {
-		return nil, err
-	}
 	var mu sync.Mutex
 	var firstErr error
 	work := make(chan store.ChunkRef)
@@ -482,7 +545,12 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 			mu.Unlock()
 		}()
 	}
-	for _, r := range refs {
+	var seqErr error
+	for r, err := range eachRef(e.st.Candidates(ctx, tr, q.cond, true)) {
+		if err != nil {
+			seqErr = err
+			break
+		}
 		m := r.Meta
 		// Whole chunk inside the range and inside one bucket, counted by its metadata.
 		if q.countable && m.MinT >= tr.Start && m.MaxT < tr.End && (m.MinT-first)/st == (m.MaxT-first)/st {
@@ -495,6 +563,9 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 	}
 	close(work)
 	wg.Wait()
+	if firstErr == nil {
+		firstErr = seqErr
+	}
 	if firstErr != nil {
 		return nil, firstErr
 	}
@@ -515,7 +586,7 @@ func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr 
 		})
 		return nil
 	}
-	l, err := e.st.Load(ctx, r, q.text)
+	l, err := e.loadMatching(ctx, r, q)
 	if err != nil {
 		return err
 	}
@@ -631,6 +702,7 @@ type ContextResult struct {
 	Window                 model.TimeRange
 	MoreBefore, MoreAfter  bool
 	BeforeCursor, AfterCur string
+	Coverage               Coverage // of the record's lookup and every search
 }
 
 // ContextParams describe a context request.

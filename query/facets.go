@@ -49,10 +49,9 @@ type Facet struct {
 
 // FacetsResult answers a facets request.
 type FacetsResult struct {
-	Fields            []Facet
-	Total             int64 // matching records
-	Partial           bool  // cluster mode: partitions are missing
-	MissingPartitions []int
+	Fields   []Facet
+	Total    int64 // matching records
+	Coverage Coverage
 }
 
 type facetPlan struct {
@@ -293,10 +292,7 @@ func (e *Engine) FacetsPartial(ctx context.Context, p FacetsParams) (*FacetsPart
 		return nil, err
 	}
 	q := pl.q
-	refs, err := e.st.Candidates(ctx, pl.tr, q.cond)
-	if err != nil {
-		return nil, err
-	}
+	refs := eachRef(e.st.Candidates(ctx, pl.tr, q.cond, true))
 	acc := newFacetAcc(pl)
 	accs := make([]*facetAcc, e.opts.Workers)
 	for w := range accs {
@@ -325,7 +321,7 @@ func (e *Engine) FacetsPartial(ctx context.Context, p FacetsParams) (*FacetsPart
 
 func (e *Engine) facetChunk(ctx context.Context, pl *facetPlan, r store.ChunkRef, acc *facetAcc) error {
 	q, tr := pl.q, pl.tr
-	l, err := e.loadFor(ctx, r, q.text, !pl.metaOnly)
+	l, err := e.loadFor(ctx, r, q, !pl.metaOnly)
 	if err != nil {
 		return err
 	}

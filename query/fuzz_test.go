@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -85,13 +86,13 @@ func FuzzParse(f *testing.F) {
 
 // fakeStore is a Store whose methods are its func fields.
 type fakeStore struct {
-	CandidatesFunc func(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error)
+	CandidatesFunc func(ctx context.Context, tr model.TimeRange, c *store.Cond, asc bool) iter.Seq2[[]store.ChunkRef, error]
 	LoadFunc       func(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error)
 	LoadTextFunc   func(ctx context.Context, l *store.Lines) error
 }
 
-func (f *fakeStore) Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond) ([]store.ChunkRef, error) {
-	return f.CandidatesFunc(ctx, tr, c)
+func (f *fakeStore) Candidates(ctx context.Context, tr model.TimeRange, c *store.Cond, asc bool) iter.Seq2[[]store.ChunkRef, error] {
+	return f.CandidatesFunc(ctx, tr, c, asc)
 }
 
 func (f *fakeStore) Load(ctx context.Context, r store.ChunkRef, text bool) (*store.Lines, error) {
@@ -107,8 +108,8 @@ func oneChunkStore() *fakeStore {
 	l := fuzzLines()
 	l.Meta.MinT, l.Meta.MaxT = l.Times[0], l.Times[len(l.Times)-1]
 	return &fakeStore{
-		CandidatesFunc: func(context.Context, model.TimeRange, *store.Cond) ([]store.ChunkRef, error) {
-			return []store.ChunkRef{{Meta: l.Meta}}, nil
+		CandidatesFunc: func(context.Context, model.TimeRange, *store.Cond, bool) iter.Seq2[[]store.ChunkRef, error] {
+			return func(yield func([]store.ChunkRef, error) bool) { yield([]store.ChunkRef{{Meta: l.Meta}}, nil) }
 		},
 		LoadFunc:     func(context.Context, store.ChunkRef, bool) (*store.Lines, error) { return l, nil },
 		LoadTextFunc: func(context.Context, *store.Lines) error { return nil },

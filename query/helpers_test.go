@@ -75,7 +75,7 @@ func waitIndexed(t testing.TB, s *store.Store, openHeads int) {
 	c := store.Term(store.FieldWord, "nosuchwordanywhere")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		refs, err := s.Candidates(context.Background(), everything, c)
+		refs, err := store.CollectCandidates(s.Candidates(context.Background(), everything, c, false))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,8 @@
 package query
 
 import (
+	"encoding/binary"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -50,26 +52,55 @@ func requiredToken(n node) needle {
 	return needle{}
 }
 
+// lowerInto appends s with ASCII upper-case letters made lower-case to dst,
+// eight bytes at a time.
+func lowerInto(dst []byte, s string) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, len(s))[:n+len(s)]
+	out := dst[n:]
+	const ones = 0x0101010101010101
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+		h := w & (0x7f * ones)
+		ge := h + (0x80-'A')*ones   // high bit: the byte's low 7 bits >= 'A'
+		gt := h + (0x80-'Z'-1)*ones // high bit: ... > 'Z'
+		upper := ge &^ gt &^ w & (0x80 * ones)
+		binary.LittleEndian.PutUint64(out[i:], w|upper>>2)
+	}
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return dst
+}
+
 var lowerPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
 
 // candidateLines marks the lines of l whose message holds the needle as a
 // substring (a token case-insensitively, an exact literal as it is); nil
-// means "every line" (no message block to search).
+// means "every line" (no message block to search). Lines a load for the
+// token left out (Lines.Skipped) have no bytes in the block: never marked.
 func candidateLines(l *store.Lines, n needle) []bool {
 	tok := n.tok
-	if tok == "" || l.MsgBlock == "" {
+	if tok == "" {
+		return nil
+	}
+	if l.MsgBlock == "" {
+		if l.Skipped != nil {
+			// Only blocks that cannot hold tok were left out: no line does.
+			return make([]bool, l.Len())
+		}
 		return nil
 	}
 	block := l.MsgBlock
 	if !n.exact {
 		bp := lowerPool.Get().(*[]byte)
 		defer lowerPool.Put(bp)
-		low := append((*bp)[:0], l.MsgBlock...)
-		for i, c := range low {
-			if c >= 'A' && c <= 'Z' {
-				low[i] = c + 32
-			}
-		}
+		low := lowerInto((*bp)[:0], l.MsgBlock)
 		*bp = low
 		block = unsafe.String(unsafe.SliceData(low), len(low)) // low is not changed while block is used
 	}

@@ -71,12 +71,11 @@ type StatsGroup struct {
 // first (ties by labels), Total the matching records, Other the records of
 // the groups past Limit, Skipped the attribute values that were not numbers.
 type StatsResult struct {
-	Groups            []StatsGroup
-	Total, Other      int64
-	Skipped           int64
-	OtherGroups       int64 // groups summed into Other
-	Partial           bool  // cluster mode: partitions are missing
-	MissingPartitions []int
+	Groups       []StatsGroup
+	Total, Other int64
+	Skipped      int64
+	OtherGroups  int64 // groups summed into Other
+	Coverage     Coverage
 }
 
 // field is one field of a grouping or an aggregate.

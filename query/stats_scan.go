@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"errors"
+	"iter"
 	"sync"
 
 	"github.com/shiplog/shiplog/model"
@@ -13,16 +14,13 @@ import (
 // counted here, the others are read by Workers goroutines, each into its own
 // accumulator, merged at the end.
 func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error) {
-	refs, err := e.st.Candidates(ctx, pl.tr, pl.q.cond)
-	if err != nil {
-		return nil, err
-	}
+	refs := eachRef(e.st.Candidates(ctx, pl.tr, pl.q.cond, true))
 	acc := newStatsAcc(pl)
 	accs := make([]*statsAcc, e.opts.Workers)
 	for w := range accs {
 		accs[w] = newStatsAcc(pl)
 	}
-	err = e.fanOut(ctx, refs,
+	err := e.fanOut(ctx, refs,
 		func(r store.ChunkRef) (bool, error) {
 			b, ok := pl.metaBucket(r.Meta)
 			if !ok {
@@ -47,7 +45,7 @@ func (e *Engine) scanStats(ctx context.Context, pl *statsPlan) (*statsAcc, error
 // others to Workers goroutines running chunk (w: the worker's index, for an
 // accumulator of its own). The first error stops the rest and is the one
 // answered, not the cancellation the other workers then saw.
-func (e *Engine) fanOut(ctx context.Context, refs []store.ChunkRef, meta func(store.ChunkRef) (bool, error),
+func (e *Engine) fanOut(ctx context.Context, refs iter.Seq2[store.ChunkRef, error], meta func(store.ChunkRef) (bool, error),
 	chunk func(ctx context.Context, w int, r store.ChunkRef) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -69,7 +67,12 @@ func (e *Engine) fanOut(ctx context.Context, refs []store.ChunkRef, meta func(st
 		}()
 	}
 	var metaErr error
-	for _, r := range refs {
+	var seqErr error // the candidates' (a cancellation the workers caused comes after their error)
+	for r, err := range refs {
+		if err != nil {
+			seqErr = err
+			break
+		}
 		done, err := meta(r)
 		if err != nil {
 			metaErr = err
@@ -93,6 +96,9 @@ func (e *Engine) fanOut(ctx context.Context, refs []store.ChunkRef, meta func(st
 	}
 	if err := workerErr(errs); err != nil {
 		return err
+	}
+	if seqErr != nil {
+		return seqErr
 	}
 	return ctx.Err()
 }
@@ -168,7 +174,7 @@ func (e *Engine) statsChunk(ctx context.Context, pl *statsPlan, r store.ChunkRef
 		})
 		return err
 	}
-	l, err := e.loadFor(ctx, r, q.text, pl.attrs)
+	l, err := e.loadFor(ctx, r, q, pl.attrs)
 	if err != nil {
 		return err
 	}
@@ -229,14 +235,18 @@ type AttrLoader interface {
 }
 
 // loadFor loads what a scan needs of a chunk: the text columns for the
-// query, else the attributes for the fields, else times and levels.
-func (e *Engine) loadFor(ctx context.Context, r store.ChunkRef, text, attrs bool) (*store.Lines, error) {
-	if !text && attrs && !r.InMemory() {
+// query (of the messages, the blocks that may hold its required word:
+// loadMatching), else the attributes for the fields, else times and levels.
+func (e *Engine) loadFor(ctx context.Context, r store.ChunkRef, q *Query, attrs bool) (*store.Lines, error) {
+	if q.text {
+		return e.loadMatching(ctx, r, q)
+	}
+	if attrs && !r.InMemory() {
 		if al, ok := e.st.(AttrLoader); ok {
 			return al.LoadAttrs(ctx, r)
 		}
 	}
-	return e.st.Load(ctx, r, text || attrs)
+	return e.st.Load(ctx, r, attrs)
 }
 
 // workerErr is the error that stopped the workers: the one that cancelled

@@ -91,7 +91,7 @@ func alertHandlers(rt *router, core Core) {
 // AlertLogsQuery counts log lines for alert rules with the stats engine: the
 // by: groups exactly (a quiet group beside a flood too), the rule's agg: as
 // each group's value, and the build and deploy each group's lines share.
-func AlertLogsQuery(e StatsQuerier) alert.LogsQueryFunc {
+func AlertLogsQuery(e query.Backend) alert.LogsQueryFunc {
 	return func(ctx context.Context, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
 		q, err := query.Parse(lq.Query)
 		if err != nil {

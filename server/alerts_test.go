@@ -61,12 +61,12 @@ func TestAlertLogsQuery(t *testing.T) {
 		appendLines(t, st, 3, web, model.LevelError, t0)
 		appendLines(t, st, 50, api, model.LevelInfo, t0)
 		appendLines(t, st, 5, api, model.LevelError, now.Add(-time.Hour)) // outside the window
-		checkAlertLogsQuery(t, st, query.New(st, query.DefaultOptions()), now, t0, api, web)
+		checkAlertLogsQuery(t, st, query.NewLocal(st, query.DefaultOptions()), now, t0, api, web)
 		st.Close()
 	}
 }
 
-func checkAlertLogsQuery(t *testing.T, st *store.Store, eng Querier, now, t0 time.Time, api, web model.Labels) {
+func checkAlertLogsQuery(t *testing.T, st *store.Store, eng query.Backend, now, t0 time.Time, api, web model.Labels) {
 	fn := AlertLogsQuery(eng)
 	ctx := context.Background()
 	run := func(q string, by ...string) map[string]alert.LogsGroup {
@@ -161,7 +161,7 @@ func newAlertRig(t testing.TB, st *store.Store, rules string, now func() time.Ti
 	}
 	mo := alert.DefaultOptions()
 	mo.Now, mo.Store, mo.ExternalURL, mo.Notify = now, st, "http://ui.test", nt.Notify
-	mo.Logs = AlertLogsQuery(query.New(st, query.DefaultOptions()))
+	mo.Logs = AlertLogsQuery(query.NewLocal(st, query.DefaultOptions()))
 	mgr, err := alert.NewManager(nil, nil, mo)
 	if err != nil {
 		t.Fatal(err)

@@ -10,11 +10,6 @@ import (
 	"github.com/shiplog/shiplog/query"
 )
 
-// StatsQuerier answers exact aggregations (a *query.Engine does).
-type StatsQuerier interface {
-	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
-}
-
 // Bounds of a logs rule's grouping: the groups read from one count, and the
 // groups (of those past the threshold) whose shared build and deploy are
 // looked up for links.
@@ -28,7 +23,7 @@ const (
 // flood), with the rule's agg: as each group's value, and for the groups
 // the rule keeps, the build and deploy their lines share, from a count of
 // the group by build_id and deploy_id.
-func statsGroups(ctx context.Context, e StatsQuerier, q *query.Query, tr model.TimeRange, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
+func statsGroups(ctx context.Context, e query.Backend, q *query.Query, tr model.TimeRange, lq alert.LogsQuery) ([]alert.LogsGroup, error) {
 	p := query.StatsParams{Query: q, Range: tr, By: lq.By, Limit: alertMaxGroups}
 	if lq.Agg != "" {
 		p.Aggs = []string{lq.Agg}
@@ -37,8 +32,8 @@ func statsGroups(ctx context.Context, e StatsQuerier, q *query.Query, tr model.T
 	if err != nil {
 		return nil, err
 	}
-	if res.Partial {
-		return nil, fmt.Errorf("%w: partitions %v have no live owner, or an owner behind what was acked, right now; not evaluated", model.ErrUnavailable, res.MissingPartitions)
+	if res.Coverage.Partial() {
+		return nil, fmt.Errorf("%w: partitions %v have no live owner, or an owner behind what was acked, right now; not evaluated", model.ErrUnavailable, res.Coverage.Missing)
 	}
 	if res.OtherGroups > 0 {
 		return nil, fmt.Errorf("%w: by: %v makes more than %d groups; narrow the query or group by fewer fields", query.ErrTooManyGroups, lq.By, alertMaxGroups)
@@ -75,7 +70,7 @@ func statsGroups(ctx context.Context, e StatsQuerier, q *query.Query, tr model.T
 
 // sharedBuild returns the build and the deploy every line matching q has,
 // each "" when the lines have several (or none).
-func sharedBuild(ctx context.Context, e StatsQuerier, q *query.Query, tr model.TimeRange) (build, deploy string, err error) {
+func sharedBuild(ctx context.Context, e query.Backend, q *query.Query, tr model.TimeRange) (build, deploy string, err error) {
 	for _, f := range []struct {
 		name string
 		dst  *string

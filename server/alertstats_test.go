@@ -56,7 +56,7 @@ groups:
         by: [service]
 `)
 	{
-		eng := query.New(st, query.DefaultOptions())
+		eng := query.NewLocal(st, query.DefaultOptions())
 		mo := alert.DefaultOptions()
 		mo.Now = func() time.Time { return now }
 		mo.Logs = AlertLogsQuery(eng)

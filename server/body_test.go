@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -314,18 +315,26 @@ func TestGRPCGzip(t *testing.T) {
 	if n := lm.BodyBytesInflight(); n != 0 {
 		t.Errorf("%d bytes held after", n)
 	}
-	// With the budget taken, it waits (up to a second), then refuses.
-	hog := lm.bodyMem()
-	if err := hog.take(8<<20 - 1000); err != nil {
-		t.Fatal(err)
-	}
-	go func() { time.Sleep(100 * time.Millisecond); hog.release() }()
-	if _, err := d.Do(gz(make([]byte, 100<<10))); err != nil {
-		t.Fatalf("after waiting for room: %v", err)
-	}
-	_ = hog.take(8<<20 - 1000)
-	if _, err := d.Do(gz(make([]byte, 100<<10))); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("no room: %v", err)
-	}
-	hog.release()
+	// With the budget taken, it waits (up to a second), then refuses. The
+	// budget is atomics and the wait a sleep loop, so in a synctest bubble
+	// the release surely comes while Do waits, and no real second passes.
+	synctest.Test(t, func(t *testing.T) {
+		hog := lm.bodyMem()
+		if err := hog.take(8<<20 - 1000); err != nil {
+			t.Fatal(err)
+		}
+		go func() { time.Sleep(100 * time.Millisecond); hog.release() }()
+		start := time.Now()
+		if _, err := d.Do(gz(make([]byte, 100<<10))); err != nil {
+			t.Fatalf("after waiting for room: %v", err)
+		}
+		if waited := time.Since(start); waited < 100*time.Millisecond {
+			t.Errorf("done after %v, before the room was made", waited)
+		}
+		_ = hog.take(8<<20 - 1000)
+		if _, err := d.Do(gz(make([]byte, 100<<10))); status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("no room: %v", err)
+		}
+		hog.release()
+	})
 }

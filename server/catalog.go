@@ -138,8 +138,7 @@ func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsR
 	default:
 		return nil, toStatus(invalid("status %q: want running, passed, failed, lost or unknown", req.GetStatus()))
 	}
-	var cov query.Coverage
-	cat, err := s.catalog(ctx, &cov)
+	cat, err := s.core.Backend.Catalog(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -153,7 +152,7 @@ func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsR
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.ListBuildsResponse{NextPageToken: next}
-	out.Partial, out.MissingPartitions = coverage(&cov)
+	out.Partial, out.MissingPartitions = coverage(cat.Coverage)
 	for _, g := range items {
 		out.Builds = append(out.Builds, buildProto(g))
 	}
@@ -161,15 +160,14 @@ func (s *queryServer) ListBuilds(ctx context.Context, req *shiplogv1.ListBuildsR
 }
 
 func (s *queryServer) GetBuild(ctx context.Context, req *shiplogv1.GetBuildRequest) (*shiplogv1.Build, error) {
-	var cov query.Coverage
-	cat, err := s.catalog(ctx, &cov)
+	cat, err := s.core.Backend.Catalog(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	for _, g := range query.BuildsAt(cat, s.core.SilentAfter, time.Now()) {
 		if g.ID == req.GetBuildId() {
 			b := buildProto(g)
-			b.Partial, b.MissingPartitions = coverage(&cov)
+			b.Partial, b.MissingPartitions = coverage(cat.Coverage)
 			return b, nil
 		}
 	}
@@ -192,8 +190,7 @@ func (s *queryServer) deployProto(all []*query.Group, g *query.Group) *shiplogv1
 }
 
 func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploysRequest) (*shiplogv1.ListDeploysResponse, error) {
-	var cov query.Coverage
-	cat, err := s.catalog(ctx, &cov)
+	cat, err := s.core.Backend.Catalog(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -207,7 +204,7 @@ func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploy
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.ListDeploysResponse{NextPageToken: next}
-	out.Partial, out.MissingPartitions = coverage(&cov)
+	out.Partial, out.MissingPartitions = coverage(cat.Coverage)
 	for _, g := range items {
 		out.Deploys = append(out.Deploys, s.deployProto(all, g))
 	}
@@ -215,8 +212,7 @@ func (s *queryServer) ListDeploys(ctx context.Context, req *shiplogv1.ListDeploy
 }
 
 func (s *queryServer) GetDeploy(ctx context.Context, req *shiplogv1.GetDeployRequest) (*shiplogv1.Deploy, error) {
-	var cov query.Coverage
-	cat, err := s.catalog(ctx, &cov)
+	cat, err := s.core.Backend.Catalog(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -224,7 +220,7 @@ func (s *queryServer) GetDeploy(ctx context.Context, req *shiplogv1.GetDeployReq
 	for _, g := range all {
 		if g.ID == req.GetDeployId() {
 			d := s.deployProto(all, g)
-			d.Partial, d.MissingPartitions = coverage(&cov)
+			d.Partial, d.MissingPartitions = coverage(cat.Coverage)
 			return d, nil
 		}
 	}
@@ -257,15 +253,14 @@ func (s *queryServer) ListHosts(ctx context.Context, req *shiplogv1.ListHostsReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	var cov query.Coverage
-	cat, err := s.catalog(ctx, &cov)
+	cat, err := s.core.Backend.Catalog(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	p := query.PageHosts(cat, f, after, limit, s.core.SilentAfter, now)
 	out := &shiplogv1.ListHostsResponse{Hosts: make([]*shiplogv1.Host, len(p.Hosts)), Total: uint32(p.Total),
 		StateCounts: make(map[string]uint32, len(p.States))}
-	out.Partial, out.MissingPartitions = coverage(&cov)
+	out.Partial, out.MissingPartitions = coverage(cat.Coverage)
 	for i := range p.Hosts {
 		out.Hosts[i] = hostProto(&p.Hosts[i])
 	}
@@ -317,18 +312,18 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 			return nil, toStatus(invalid("window %q: want a duration such as 5s", w))
 		}
 	}
-	var cov query.Coverage
-	res, err := s.core.Query.Context(query.WithCoverage(ctx, &cov), s.core.Getter, p)
+	res, err := s.core.Backend.Context(ctx, p)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.ContextResponse{Record: toProto(&res.Record)}
+	cov := res.Coverage
 	if p.Cross {
 		if err := s.crossOmitted(ctx, &cov, res, out); err != nil {
 			return nil, toStatus(err)
 		}
 	}
-	out.Partial, out.MissingPartitions = coverage(&cov)
+	out.Partial, out.MissingPartitions = coverage(cov)
 	for _, l := range []struct {
 		src []model.Record
 		dst *[]*shiplogv1.Record
@@ -341,7 +336,8 @@ func (s *queryServer) Context(ctx context.Context, req *shiplogv1.ContextRequest
 }
 
 // crossOmitted fills a cross context's scope, window and cursors, and counts
-// the lines of other hosts in the window that its cross lines leave out.
+// the lines of other hosts in the window that its cross lines leave out
+// (adding to cov what those counts lacked).
 func (s *queryServer) crossOmitted(ctx context.Context, cov *query.Coverage, res *query.ContextResult, out *shiplogv1.ContextResponse) error {
 	out.Scope, out.CrossQuery = res.Scope, res.ScopeQuery
 	out.WindowStart, out.WindowEnd = timestamppb.New(timeOf(res.Window.Start)), timestamppb.New(timeOf(res.Window.End))
@@ -360,12 +356,13 @@ func (s *queryServer) crossOmitted(ctx context.Context, cov *query.Coverage, res
 		if b <= a {
 			return 0, nil
 		}
-		bs, err := s.core.Query.Histogram(query.WithCoverage(ctx, cov), q, model.TimeRange{Start: a, End: b}, time.Duration(b-a))
+		h, err := s.core.Backend.Histogram(ctx, q, model.TimeRange{Start: a, End: b}, time.Duration(b-a))
 		if err != nil {
 			return 0, err
 		}
+		cov.Add(h.Coverage.Missing...)
 		n := 0
-		for _, b := range bs {
+		for _, b := range h.Buckets {
 			n += b.Count
 		}
 		for i := range res.Cross {
@@ -400,13 +397,4 @@ func (s *queryServer) crossOmitted(ctx context.Context, cov *query.Coverage, res
 		out.CrossOmittedAfter = n
 	}
 	return nil
-}
-
-// catalog is the catalog one request reads: the local store's, or, in
-// cluster mode, one gathered from every partition's owner.
-func (s *queryServer) catalog(ctx context.Context, cov *query.Coverage) (query.Catalog, error) {
-	if s.core.CatalogFor == nil {
-		return s.core.Catalog, nil
-	}
-	return s.core.CatalogFor(query.WithCoverage(ctx, cov))
 }

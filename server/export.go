@@ -96,7 +96,7 @@ func exportSearch(r *http.Request, core Core, p query.SearchParams) (*query.Sear
 		return nil, err
 	}
 	defer release()
-	res, err := core.Query.Search(ctx, p)
+	res, err := core.Backend.Search(ctx, p)
 	return res, core.Limits.queryError(ctx, err)
 }
 

@@ -147,13 +147,12 @@ func (s *queryServer) Search(ctx context.Context, req *shiplogv1.SearchRequest) 
 	if req.GetLimit() < 0 {
 		return nil, toStatus(invalid("limit must not be negative"))
 	}
-	var cov query.Coverage
-	res, err := s.core.Query.Search(query.WithCoverage(ctx, &cov), p)
+	res, err := s.core.Backend.Search(ctx, p)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.SearchResponse{Records: make([]*shiplogv1.Record, len(res.Records)), NextCursor: res.NextCursor}
-	out.Partial, out.MissingPartitions = coverage(&cov)
+	out.Partial, out.MissingPartitions = coverage(res.Coverage)
 	for i := range res.Records {
 		out.Records[i] = toProto(&res.Records[i])
 	}
@@ -172,15 +171,14 @@ func (s *queryServer) Histogram(ctx context.Context, req *shiplogv1.HistogramReq
 	if step == 0 {
 		step = niceStep(time.Duration(tr.End-tr.Start) / 60)
 	}
-	var cov query.Coverage
-	buckets, err := s.core.Query.Histogram(query.WithCoverage(ctx, &cov), q, tr, step)
+	res, err := s.core.Backend.Histogram(ctx, q, tr, step)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &shiplogv1.HistogramResponse{Buckets: make([]*shiplogv1.Bucket, len(buckets))}
-	out.Partial, out.MissingPartitions = coverage(&cov)
+	out := &shiplogv1.HistogramResponse{Buckets: make([]*shiplogv1.Bucket, len(res.Buckets))}
+	out.Partial, out.MissingPartitions = coverage(res.Coverage)
 	var total uint64
-	for i, b := range buckets {
+	for i, b := range res.Buckets {
 		out.Buckets[i] = &shiplogv1.Bucket{Time: timestamppb.New(timeOf(b.Start)), Count: uint32(b.Count)}
 		total += uint64(b.Count)
 	}
@@ -202,8 +200,8 @@ func niceStep(d time.Duration) time.Duration {
 
 // coverage renders what a cluster answer lacked as the responses' partial and
 // missing_partitions fields.
-func coverage(c *query.Coverage) (bool, []int32) {
-	m := c.Missing()
+func coverage(c query.Coverage) (bool, []int32) {
+	m := c.Missing
 	if len(m) == 0 {
 		return false, nil
 	}

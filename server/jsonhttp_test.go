@@ -35,7 +35,7 @@ func newJSONTestServer(t testing.TB, maxBody int64) (*httptest.Server, Core) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Query: query.New(st, query.DefaultOptions())}
+	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Backend: query.NewLocal(st, query.DefaultOptions())}
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, maxBody))
 	mux.Handle("POST /v1/logs:jsonl", newJSONLHandler(core, maxBody))
@@ -87,7 +87,7 @@ func searchStored(t testing.TB, core Core, q string) []model.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := core.Query.Search(context.Background(), query.SearchParams{Query: pq, Asc: true, Limit: 10000,
+	res, err := core.Backend.Search(context.Background(), query.SearchParams{Query: pq, Asc: true, Limit: 10000,
 		Range: model.TimeRange{Start: 0, End: time.Now().Add(farFuture).UnixNano()}})
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func (a *lokiAPI) scan(ctx context.Context, q *query.Query, tr model.TimeRange, 
 	cursor := ""
 	read := 0
 	for {
-		res, err := a.core.Query.Search(ctx, query.SearchParams{Query: q, Range: tr, Limit: page, Cursor: cursor, Asc: asc})
+		res, err := a.core.Backend.Search(ctx, query.SearchParams{Query: q, Range: tr, Limit: page, Cursor: cursor, Asc: asc})
 		if err != nil {
 			return err
 		}

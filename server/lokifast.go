@@ -14,11 +14,13 @@ import (
 )
 
 // catalog is the catalog one request reads (the cluster's in cluster mode).
+// The Loki API's answers have no field for what a cluster's lacked.
 func (a *lokiAPI) catalog(ctx context.Context) (query.Catalog, error) {
-	if a.core.CatalogFor == nil {
-		return a.core.Catalog, nil
+	c, err := a.core.Backend.Catalog(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return a.core.CatalogFor(ctx)
+	return c, nil
 }
 
 // streamMatches reports whether a stream's labels pass the selector's
@@ -168,11 +170,11 @@ func (a *lokiAPI) evaluateFast(ctx context.Context, e logql.Expr, ev *logql.Eval
 		if err != nil {
 			return false, err
 		}
-		buckets, err := a.core.Query.Histogram(ctx, q, tr, time.Duration(w))
+		h, err := a.core.Backend.Histogram(ctx, q, tr, time.Duration(w))
 		if err != nil {
 			return false, err
 		}
-		for _, b := range buckets {
+		for _, b := range h.Buckets {
 			if err := ev.AddCount(c.labels, b.Start, time.Duration(w), b.Count); err != nil {
 				return false, err
 			}
@@ -188,7 +190,7 @@ func (a *lokiAPI) evaluateStats(ctx context.Context, ev *logql.Evaluator, tl log
 	if err != nil {
 		return err
 	}
-	res, err := a.core.Query.Stats(ctx, query.StatsParams{Query: q, Range: tr, By: by, Step: w, AlignStart: true, Limit: lokiMaxSeries})
+	res, err := a.core.Backend.Stats(ctx, query.StatsParams{Query: q, Range: tr, By: by, Step: w, AlignStart: true, Limit: lokiMaxSeries})
 	if err != nil {
 		return err
 	}

@@ -169,12 +169,12 @@ func (a *lokiAPI) countOver(ctx context.Context, qs string, tr model.TimeRange) 
 	for (tr.End-tr.Start)/int64(step) >= lokiMaxBuckets-2 {
 		step *= 2
 	}
-	buckets, err := a.core.Query.Histogram(ctx, q, tr, max(step, time.Nanosecond))
+	h, err := a.core.Backend.Histogram(ctx, q, tr, max(step, time.Nanosecond))
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, b := range buckets {
+	for _, b := range h.Buckets {
 		n += b.Count
 	}
 	return n, nil

@@ -40,7 +40,7 @@ func newLokiRig(t testing.TB, auth *Auth) *lokiRig {
 	t.Cleanup(func() { _ = st.Close() })
 	hub := NewHub(DefaultHubOptions())
 	core := Core{Ingest: ingest.New(TailSink{Next: st, Hub: hub}, ingest.DefaultOptions(), nil, nil),
-		Query: query.New(st, query.DefaultOptions()), Catalog: st, Hub: hub}
+		Backend: query.NewLocal(st, query.DefaultOptions()), Hub: hub}
 	o := DefaultOptions()
 	o.HTTPAddr, o.GRPCAddr, o.Auth = "127.0.0.1:0", "127.0.0.1:0", auth
 	srv, err := New(core, o, nil)

@@ -60,8 +60,8 @@ func routeServer(t testing.TB, ui bool) *Server {
 		o.UI = web.Handler()
 	}
 	hub := NewHub(DefaultHubOptions())
-	core := Core{Ingest: ingest.New(TailSink{Next: st, Hub: hub}, ingest.DefaultOptions(), nil, nil), Query: query.New(st, query.DefaultOptions()),
-		Catalog: st, Getter: st, Hub: hub, Limits: NewLimiter(context.Background(), DefaultLimits(), nil)}
+	core := Core{Ingest: ingest.New(TailSink{Next: st, Hub: hub}, ingest.DefaultOptions(), nil, nil), Backend: query.NewLocal(st, query.DefaultOptions()),
+		Hub: hub, Limits: NewLimiter(context.Background(), DefaultLimits(), nil)}
 	srv, err := New(core, o, nil)
 	if err != nil {
 		t.Fatal(err)

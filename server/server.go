@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +29,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/shiplog/shiplog/ingest"
-	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 	"github.com/shiplog/shiplog/query"
 )
@@ -100,28 +100,24 @@ type Server struct {
 	gwPaths map[string]string
 }
 
-// Querier answers searches, histograms, context, stats and facets: a *query.Engine over the
-// local store, or, in cluster mode, the cluster's fan-out.
-type Querier interface {
-	Search(ctx context.Context, p query.SearchParams) (*query.SearchResult, error)
-	Histogram(ctx context.Context, q *query.Query, tr model.TimeRange, step time.Duration) ([]query.Bucket, error)
-	Context(ctx context.Context, g query.Getter, p query.ContextParams) (*query.ContextResult, error)
-	Stats(ctx context.Context, p query.StatsParams) (*query.StatsResult, error)
-	Facets(ctx context.Context, p query.FacetsParams) (*query.FacetsResult, error)
+// ClusterReporter is what a Backend spread over several nodes
+// (cluster.Node) implements besides: its status, as JSON, answers GET
+// /v1/cluster. A Backend without it is a single node.
+type ClusterReporter interface {
+	ClusterStatus(ctx context.Context) (json.RawMessage, error)
 }
 
 // Core is what the handlers call.
 type Core struct {
-	Ingest  *ingest.Ingester
-	Query   Querier
-	Catalog query.Catalog
-	// CatalogFor, when set, replaces Catalog with one gathered per request
-	// (cluster mode: from every partition's owner).
-	CatalogFor func(ctx context.Context) (query.Catalog, error)
-	// Cluster, when set, answers GET /v1/cluster (nil: a single node).
-	Cluster func(ctx context.Context) (any, error)
-	Getter  query.Getter
-	// Hub feeds live tails; the Ingester's sink must be a TailSink on it.
+	Ingest *ingest.Ingester
+	// Backend answers every read of the logs: query.Local over this node's
+	// store, or the cluster's fan-out (cluster.Node). Its answers say what
+	// they lack (query.Coverage), which the responses' partial and
+	// missing_partitions fields show.
+	Backend query.Backend
+	// Hub feeds live tails; the Ingester's sink must be a TailSink on it
+	// (cluster mode: the partition owners publish to it). It is a push feed
+	// of records as they are stored, not a read of the Backend.
 	Hub *Hub
 	// SilentAfter: a host with no new line for this long is silent.
 	SilentAfter time.Duration
@@ -253,10 +249,10 @@ func (s *Server) newGRPC(core Core, ins *instruments, svc services) *grpc.Server
 // newGateway is the grpc-gateway's mux: each path needs its RPC's scope.
 func (s *Server) newGateway(svc services) (*runtime.ServeMux, error) {
 	mopts := []runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, gatewayJSON{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithErrorHandler(errorHandler),
 		// Path parameters are matched on the escaped path and unescaped
 		// after: an id with "/" (shop/main/1234) arrives as one %2F-encoded
@@ -327,11 +323,12 @@ func (s *Server) registerHTTP(core Core, ins *instruments, o *otlpServer, gw htt
 
 func clusterHandler(core Core) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if core.Cluster == nil {
+		c, ok := core.Backend.(ClusterReporter)
+		if !ok {
 			writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "message": "a single node: started without --node and cluster flags"})
 			return
 		}
-		st, err := core.Cluster(r.Context())
+		st, err := c.ClusterStatus(r.Context())
 		if err != nil {
 			writeHTTPError(w, toStatus(err))
 			return

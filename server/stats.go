@@ -67,20 +67,13 @@ func (s *queryServer) Stats(ctx context.Context, req *shiplogv1.StatsRequest) (*
 	if p.Step, err = parseStep(req.GetStep()); err != nil {
 		return nil, toStatus(err)
 	}
-	var cov query.Coverage
-	res, err := s.core.Query.Stats(query.WithCoverage(ctx, &cov), p)
+	res, err := s.core.Backend.Stats(ctx, p)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.StatsResponse{Groups: make([]*shiplogv1.StatsGroup, len(res.Groups)), Total: float64(res.Total),
 		Other: float64(res.Other), Skipped: float64(res.Skipped), OtherGroups: float64(res.OtherGroups)}
-	out.Partial, out.MissingPartitions = coverage(&cov)
-	if res.Partial && !out.Partial {
-		out.Partial = true
-		for _, m := range res.MissingPartitions {
-			out.MissingPartitions = append(out.MissingPartitions, int32(m))
-		}
-	}
+	out.Partial, out.MissingPartitions = coverage(res.Coverage)
 	for i, g := range res.Groups {
 		pg := &shiplogv1.StatsGroup{Labels: g.Labels, Count: float64(g.Count)}
 		if len(g.Values) > 0 {
@@ -111,19 +104,12 @@ func (s *queryServer) Facets(ctx context.Context, req *shiplogv1.FacetsRequest) 
 	if p.Fields, err = splitList("fields", req.GetFields()); err != nil {
 		return nil, toStatus(err)
 	}
-	var cov query.Coverage
-	res, err := s.core.Query.Facets(query.WithCoverage(ctx, &cov), p)
+	res, err := s.core.Backend.Facets(ctx, p)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &shiplogv1.FacetsResponse{Fields: make([]*shiplogv1.Facet, len(res.Fields)), Total: float64(res.Total)}
-	out.Partial, out.MissingPartitions = coverage(&cov)
-	if res.Partial && !out.Partial {
-		out.Partial = true
-		for _, m := range res.MissingPartitions {
-			out.MissingPartitions = append(out.MissingPartitions, int32(m))
-		}
-	}
+	out.Partial, out.MissingPartitions = coverage(res.Coverage)
 	for i, f := range res.Fields {
 		pf := &shiplogv1.Facet{Name: f.Name, Distinct: float64(f.Distinct), Count: float64(f.Count), Capped: f.Capped,
 			Values: make([]*shiplogv1.FacetValue, len(f.Values))}

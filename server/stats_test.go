@@ -42,7 +42,7 @@ func statsServer(t *testing.T, auth *Auth, qo query.Options) (string, time.Time)
 	}
 	o := DefaultOptions()
 	o.HTTPAddr, o.GRPCAddr, o.Auth = "127.0.0.1:0", "127.0.0.1:0", auth
-	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Query: query.New(st, qo),
+	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Backend: query.NewLocal(st, qo),
 		Limits: NewLimiter(context.Background(), DefaultLimits(), nil)}
 	srv, err := New(core, o, nil)
 	if err != nil {

@@ -67,10 +67,7 @@ func TestSyslogListener(t *testing.T) {
 	fmt.Fprintf(tc, "garbage\n")
 	// Two full batches are stored without waiting for the linger (the first
 	// after a retry).
-	deadline := time.Now().Add(10 * time.Second)
-	for sink.count() < 200 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "two batches stored", func() bool { return sink.count() >= 200 })
 	if n := sink.count(); n != 200 {
 		t.Fatalf("%d records stored before the linger, want 200", n)
 	}
@@ -80,11 +77,10 @@ func TestSyslogListener(t *testing.T) {
 	}
 	defer uc.Close()
 	fmt.Fprintf(uc, "<11>Jan  2 03:04:05 web-2 worker[9]: udp line")
-	deadline = time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(sl.messages.WithLabelValues("udp")) < 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // let the last TCP lines be read
+	eventually(t, "the UDP message received", func() bool { return testutil.ToFloat64(sl.messages.WithLabelValues("udp")) >= 1 })
+	// The garbage line comes after the 250 TCP lines on one connection: once
+	// it is counted malformed, every TCP line has been read and queued.
+	eventually(t, "the TCP lines read", func() bool { return testutil.ToFloat64(sl.malformed) >= 1 })
 
 	cancel()
 	if err := <-done; err != nil {
@@ -149,9 +145,9 @@ func TestSyslogIdleConnections(t *testing.T) {
 		defer c.Close()
 		idle = append(idle, closedBy(c))
 	}
-	for testutil.ToFloat64(sl.connGauge) < 4 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "4 connections open", func() bool { return testutil.ToFloat64(sl.connGauge) >= 4 })
+	// Time must pass: only a connection idle for syslogEvictIdle (read off
+	// the wall clock) may be closed for a new one.
 	time.Sleep(syslogEvictIdle + 100*time.Millisecond)
 	c, err := net.Dial("tcp", sl.Addr())
 	if err != nil {
@@ -159,10 +155,7 @@ func TestSyslogIdleConnections(t *testing.T) {
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "<14>1 - web-1 api - - - from a new connection\n")
-	deadline := time.Now().Add(10 * time.Second)
-	for sink.count() < 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "the new connection's message stored", func() bool { return sink.count() >= 1 })
 	if sink.count() != 1 {
 		t.Fatalf("the new connection's message was not stored (%d records)", sink.count())
 	}

@@ -95,13 +95,10 @@ func TestTailKeepsUp(t *testing.T) {
 		recs := tailRecords(i*per, per, "hello")
 		recs[0].Level = model.LevelWarn // not matched
 		h.Publish(recs)
-		for c.count() < (i+1)*(per-1)-2*per { // stay within the queue: a client that keeps up
-			time.Sleep(time.Millisecond)
-		}
+		// Stay within the queue: a client that keeps up.
+		eventually(t, "the tail keeps up", func() bool { return c.count() >= (i+1)*(per-1)-2*per })
 	}
-	for deadline := time.Now().Add(10 * time.Second); c.count() < batches*(per-1) && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, "every record sent", func() bool { return c.count() >= batches*(per-1) })
 	close(done)
 	if err := <-ended; err != nil {
 		t.Fatal(err)
@@ -133,19 +130,14 @@ func TestTailFallsBehind(t *testing.T) {
 	done := make(chan struct{})
 	ended := make(chan error, 1)
 	go func() { ended <- runTail(done, h, sub, c.send) }()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	eventually(t, "the tail told of what it missed", func() bool {
 		c.mu.Lock()
-		n := len(c.dropped)
-		c.mu.Unlock()
-		if n > 0 {
-			break
-		}
-	}
+		defer c.mu.Unlock()
+		return len(c.dropped) > 0
+	})
 	// Then it keeps up again and gets what comes next.
 	h.Publish(tailRecords(1000, 10, "y"))
-	for deadline := time.Now().Add(5 * time.Second); c.count() < 110 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, "the next records sent", func() bool { return c.count() >= 110 })
 	close(done)
 	<-ended
 	c.mu.Lock()
@@ -183,9 +175,7 @@ func TestTailQueuesShareABudget(t *testing.T) {
 	done := make(chan struct{})
 	ended := make(chan error, 1)
 	go func() { ended <- runTail(done, h, subs[0], c.send) }()
-	for deadline := time.Now().Add(5 * time.Second); c.count() == 0 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, "the tail reads its queue", func() bool { return c.count() > 0 })
 	close(done)
 	<-ended
 	for _, s := range subs {

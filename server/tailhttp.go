@@ -26,14 +26,8 @@ func droppedMessage(n int) string {
 // tailQuery reads a tail's a:b terms as a search of the last day would
 // (query.Query.Resolve): as text when no line of the last day has attribute a.
 func tailQuery(core Core, q *query.Query) *query.Query {
-	r, ok := core.Query.(interface {
-		Resolve(q *query.Query, tr model.TimeRange) *query.Query
-	})
-	if !ok {
-		return q
-	}
 	now := time.Now()
-	return r.Resolve(q, model.TimeRange{Start: now.Add(-24 * time.Hour).UnixNano(), End: now.Add(time.Hour).UnixNano()})
+	return core.Backend.Resolve(q, model.TimeRange{Start: now.Add(-24 * time.Hour).UnixNano(), End: now.Add(time.Hour).UnixNano()})
 }
 
 // Tail streams new matching records.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -98,6 +97,9 @@ type Lines struct {
 	Spans     []string
 	Attrs     [][]model.Attr
 	Seqs      []uint64
+	// Skipped, when not nil, marks the lines whose message was not
+	// decompressed (Store.LoadWord): their Msgs are empty.
+	Skipped []bool
 	// Src is the Src of the ChunkRef a sealed chunk was loaded from.
 	Src int
 }
@@ -139,7 +141,7 @@ func (l *Lines) Record(i int) model.Record {
 //
 // Each value is a column directory followed by the columns:
 //
-//	version byte (1 for t values; 2 for c values, see textVersion)
+//	version byte (1 for t values; 3 for c values, see textVersion)
 //	count uvarint (lines)
 //	ncols uvarint, then per column its stored length uvarint
 //	column bytes, in order, each a codec byte (0 raw, 1 zstd) and the data
@@ -148,7 +150,8 @@ func (l *Lines) Record(i int) model.Record {
 //
 //	0 times: zig-zag varint deltas from the chunk's MinT
 //	1 levels: one byte per line
-//	2 message lengths (uvarint each), 3 message bytes, concatenated
+//	2 message lengths (uvarint each), 3 message bytes, concatenated (c value
+//	  version 3: in blocks, each with a filter of its words: chunk_blocks.go)
 //	4 trace ids, 5 span ids: uvarint length + bytes each
 //	6 attributes: per line uvarint n, then n x (key, value) as uvarint length + bytes
 //	7 seqs: zig-zag varint deltas from the previous line's (c value version 2;
@@ -182,6 +185,13 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &
 
 // encodeChunk returns the t (times, levels) and c (text) values of a chunk.
 func encodeChunk(l *Lines) (tv, cv []byte) {
+	return encodeChunkVersion(l, chunkTokens(l), textVersion)
+}
+
+// encodeChunkVersion encodes a chunk with its c value in the given version
+// (2 or 3: versions before 3 are written by tests only); toks gives version
+// 3 its blocks' word filters.
+func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte) {
 	n := l.Len()
 	cols := make([][]byte, numCols)
 	bp := bufPool.Get().(*[]byte)
@@ -204,11 +214,15 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 		b = wire.AppendUvarint(b, uint64(len(m)))
 	}
 	cols[colMsgLens] = compress(b)
-	b = b[:0]
-	for _, m := range l.Msgs {
-		b = append(b, m...)
+	if version >= 3 {
+		cols[colMsgs] = encodeMsgBlocks(b, l.Msgs, toks.blocks)
+	} else {
+		b = b[:0]
+		for _, m := range l.Msgs {
+			b = append(b, m...)
+		}
+		cols[colMsgs] = compress(b)
 	}
-	cols[colMsgs] = compress(b)
 	b = appendStrings(b[:0], l.Traces)
 	cols[colTraces] = compress(b)
 	b = appendStrings(b[:0], l.Spans)
@@ -231,11 +245,12 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 	}
 	cols[colSeqs] = compress(b)
 
-	return packColumns(1, n, cols[:colMsgLens]), packColumns(textVersion, n, cols[colMsgLens:])
+	return packColumns(1, n, cols[:colMsgLens]), packColumns(version, n, cols[colMsgLens:])
 }
 
-// textVersion 2 stores seqs as zig-zag deltas (version 1: plain uvarints).
-const textVersion = 2
+// textVersion 3 stores messages in blocks with word filters (version 2: one
+// column); since 2, seqs are zig-zag deltas (version 1: plain uvarints).
+const textVersion = 3
 
 func packColumns(version byte, n int, cols [][]byte) []byte {
 	size := 16
@@ -288,7 +303,7 @@ func decompress(c []byte) ([]byte, error) {
 
 // splitColumns returns the stored bytes of each column of a t or c value.
 func splitColumns(v []byte, want int) (n int, cols [][]byte, err error) {
-	if len(v) < 1 || v[0] != 1 && v[0] != textVersion {
+	if len(v) < 1 || v[0] < 1 || v[0] > textVersion {
 		return 0, nil, fmt.Errorf("%w: version", errCorrupt)
 	}
 	r := wire.NewReader(v[1:], nil)
@@ -361,7 +376,11 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 	return l, nil
 }
 
-func (l *Lines) decodeText(cv []byte) error {
+func (l *Lines) decodeText(cv []byte) error { return l.decodeTextWord(cv, "") }
+
+// decodeTextWord decodes the text columns; with word set, only the message
+// blocks (version 3) that may hold it are decompressed (see Lines.Skipped).
+func (l *Lines) decodeTextWord(cv []byte, word string) error {
 	n := l.Len()
 	cn, tcols, err := splitColumns(cv, numCols-colMsgLens)
 	if err != nil {
@@ -377,25 +396,19 @@ func (l *Lines) decodeText(cv []byte) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := decompress(cols[colMsgs])
+	var msgs []byte
+	var skip []bool
+	if cv[0] >= 3 {
+		msgs, skip, err = decodeMsgBlocks(cols[colMsgs], lens, n, word)
+	} else {
+		msgs, err = decompress(cols[colMsgs])
+	}
 	if err != nil {
 		return err
 	}
-	all := unsafe.String(unsafe.SliceData(msgs), len(msgs)) // msgs is never written again
-	l.Msgs = make([]string, n)
-	l.MsgStarts = make([]int32, n)
-	p := 0
-	lr := wire.NewReader(lens, nil)
-	for i := 0; i < n; i++ {
-		ml := lr.Uvarint()
-		if lr.Err() != nil || uint64(len(all)-p) < ml {
-			return fmt.Errorf("%w: messages", errCorrupt)
-		}
-		l.Msgs[i] = all[p : p+int(ml)]
-		l.MsgStarts[i] = int32(p)
-		p += int(ml)
+	if err := l.setMsgs(lens, msgs, skip); err != nil {
+		return err
 	}
-	l.MsgBlock = all
 	if l.Traces, err = decodeStrings(cols[colTraces], n); err != nil {
 		return err
 	}
@@ -411,7 +424,7 @@ func (l *Lines) decodeText(cv []byte) error {
 	}
 	l.Seqs = make([]uint64, n)
 	sr := wire.NewReader(sb, nil)
-	if cv[0] == textVersion {
+	if cv[0] >= 2 {
 		prev := uint64(0)
 		for i := range l.Seqs {
 			prev += uint64(sr.Varint())

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/shiplog/shiplog/model"
@@ -14,8 +15,8 @@ func TestChunkSeqVersions(t *testing.T) {
 	l := &Lines{Meta: meta, Times: []int64{100, 101, 103}, Levels: []model.Level{3, 5, 3},
 		Msgs: []string{"a", "b", "c"}, Traces: []string{"", "", ""}, Spans: []string{"", "", ""},
 		Attrs: make([][]model.Attr, 3), Seqs: []uint64{7, 8, 1 << 40}}
-	tv, cv := encodeChunk(l)
-	if cv[0] != textVersion {
+	tv, cv := encodeChunkVersion(l, nil, 2)
+	if cv[0] != 2 {
 		t.Fatalf("c value version %d", cv[0])
 	}
 	got, err := decodeChunk(meta, tv, cv)
@@ -45,6 +46,68 @@ func TestChunkSeqVersions(t *testing.T) {
 	for i, s := range l.Seqs {
 		if old.Seqs[i] != s || old.Msgs[i] != l.Msgs[i] {
 			t.Fatalf("version 1, line %d: seq %d msg %q", i, old.Seqs[i], old.Msgs[i])
+		}
+	}
+}
+
+// Version 3 keeps messages in blocks with word filters: a load for a word
+// decompresses only the blocks that may hold it (the others' lines marked
+// skipped), a whole load gives every line, and version 2 values (one message
+// column) load whole for a word too.
+func TestChunkWordBlocks(t *testing.T) {
+	const n = 1300 // blocks of 512, 512 and 276 lines
+	meta := &ChunkMeta{Count: n, MinT: 100}
+	l := &Lines{Meta: meta}
+	for i := 0; i < n; i++ {
+		msg := fmt.Sprintf("request %d done id=%08x", i, i*7919)
+		if i == 700 {
+			msg = "transaction aborted: Deadlock detected"
+		}
+		l.Times = append(l.Times, 100+int64(i))
+		l.Levels = append(l.Levels, model.LevelInfo)
+		l.Msgs = append(l.Msgs, msg)
+		l.Traces, l.Spans = append(l.Traces, ""), append(l.Spans, "")
+		l.Attrs, l.Seqs = append(l.Attrs, nil), append(l.Seqs, uint64(i+1))
+	}
+	meta.Levels[model.LevelInfo] = n
+	tv, cv := encodeChunk(l)
+	if cv[0] != 3 {
+		t.Fatalf("c value version %d", cv[0])
+	}
+	_, cv2 := encodeChunkVersion(l, nil, 2)
+	for _, tc := range []struct {
+		name, word string
+		cv         []byte
+		skipped    int
+	}{
+		{"whole", "", cv, 0},
+		{"word in block 1", "deadlock", cv, 512 + 276},
+		{"word in every block", "request", cv, 0},
+		{"word nowhere", "nosuchword", cv, n},
+		{"version 2", "deadlock", cv2, 0},
+	} {
+		got, err := decodeChunk(meta, tv, nil)
+		if err == nil {
+			err = got.decodeTextWord(tc.cv, tc.word)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		skipped := 0
+		for i := range n {
+			if got.Skipped != nil && got.Skipped[i] {
+				skipped++
+				if got.Msgs[i] != "" {
+					t.Fatalf("%s: skipped line %d has message %q", tc.name, i, got.Msgs[i])
+				}
+				continue
+			}
+			if s := int(got.MsgStarts[i]); got.Msgs[i] != l.Msgs[i] || got.MsgBlock[s:s+len(got.Msgs[i])] != l.Msgs[i] || got.Seqs[i] != l.Seqs[i] {
+				t.Fatalf("%s: line %d: %q, want %q", tc.name, i, got.Msgs[i], l.Msgs[i])
+			}
+		}
+		if skipped != tc.skipped {
+			t.Fatalf("%s: %d lines skipped, want %d", tc.name, skipped, tc.skipped)
 		}
 	}
 }

@@ -13,7 +13,17 @@
 // Lines are appended to an open chunk ("head") per (stream, day). A head is
 // sealed when it reaches Options.ChunkMaxLines lines or ChunkMaxBytes bytes,
 // when it has been open for ChunkMaxAge, when it pins too much of the WAL
-// (WALMaxSegments), and at Close.
+// (WALMaxSegments), when it has had no line for ChunkIdleAge and pins a WAL
+// segment older than the one being written, when the heads of all streams
+// together hold more than HeadsMaxBytes (the least recently written first,
+// down to three quarters of it), and at Close. A head's bytes count its text
+// plus the memory of its column entries, so the bound is close to the memory
+// the heads take.
+//
+// Badger reads and writes the value log through shared memory maps; every
+// 10 s the pages of the value-log files no longer written are released from
+// the process (pagerelease_linux.go), so the resident set follows what is
+// being used rather than what was stored.
 //
 // # Encoding
 //
@@ -38,7 +48,12 @@
 // range and retention can drop it whole:
 //
 //	t<day><id>  chunk times and levels (encodeChunk in chunk.go)
-//	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs
+//	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs;
+//	            since version 3 of the value the messages are in blocks of
+//	            512 lines, each compressed apart, with bloom filters of their
+//	            ordinary words: one for the words of every block, one per
+//	            block for the rest (chunk_blocks.go); versions 1 and 2 (one
+//	            message column) are still read
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one
@@ -73,6 +88,18 @@
 // columns are zstd already) and a 1 KiB value threshold, so chunk bodies live in
 // the value log and the LSM tree holds keys, metadata and small values.
 //
+// # Message blocks
+//
+// A search whose every match holds a word (query: the required token) loads
+// a chunk with Store.LoadWord: the chunk's Bleve document said the word is
+// somewhere in it, and the blocks' filters say where it may be, so only
+// those blocks are decompressed; the other lines come back marked in
+// Lines.Skipped with empty messages. Id-like words are in no block filter
+// (they are in the chunk's bloom filter): a load for one decompresses every
+// block. Filters are built from the word sets chunkTokens makes for the
+// Bleve document anyway (a bit per block a word is in), so sealing does
+// not cut messages into tokens twice.
+//
 // # Bleve documents
 //
 // One document per chunk, id = chunk id in hex, built by hand (no mapping, no
@@ -102,7 +129,10 @@
 // removed once Bleve has persisted it. WAL segments are deleted only after
 // Badger has been synced and every line in them is in a sealed chunk.
 //
-// On Open: metadata is loaded into memory; chunks still marked pending are
+// On Open: metadata is loaded into memory, and with it each stream's chunks
+// and each label value's streams (labelstreams.go: the chunks of one build,
+// deploy or host are found from these rather than the day's index; nothing
+// of it is stored, so a store of any version reads the same); chunks still marked pending are
 // indexed again (Bleve replaces a document with the same id, so nothing is
 // doubled); the WAL is replayed, skipping every line already in a sealed chunk
 // (by stream, day and line number), so nothing is lost or doubled.
@@ -207,7 +237,7 @@
 // # Locking
 //
 // Store.mu guards heads, sealing, nextLine, agents, chunks, days, streams,
-// unindexed, attrKeys, walFloor, the count of new streams a day (newDay, newStreams)
+// labelStreams, unindexed, attrKeys, walFloor, the count of new streams a day (newDay, newStreams)
 // and the WAL file. Sealed ChunkMeta values are immutable
 // once published. A head's columns are appended under mu; readers take a
 // snapshot (slices cut to the current length) under mu and read it without it,

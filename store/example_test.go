@@ -42,7 +42,7 @@ func Example() {
 	// Candidates narrows by the chunks' metadata and index; the lines of
 	// the chunks it returns are then checked one by one.
 	tr := model.TimeRange{Start: t0, End: t0 + int64(time.Hour)}
-	refs, err := st.Candidates(ctx, tr, store.And(store.Term(store.FieldService, "api"), store.WordTerm("timeout", false)))
+	refs, err := store.CollectCandidates(st.Candidates(ctx, tr, store.And(store.Term(store.FieldService, "api"), store.WordTerm("timeout", false)), false))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -104,9 +104,12 @@ func TestChunkRoundTrip(t *testing.T) {
 func chunkSeeds() [][2][]byte {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var out [][2][]byte
-	for _, n := range []int{0, 1, 5, 40} {
-		tv, cv := encodeChunk(randLines(rng, n))
+	for _, n := range []int{0, 1, 5, 40, 600} {
+		l := randLines(rng, n)
+		tv, cv := encodeChunk(l)
 		out = append(out, [2][]byte{bytes.Clone(tv), bytes.Clone(cv)})
+		_, cv2 := encodeChunkVersion(l, nil, 2)
+		out = append(out, [2][]byte{bytes.Clone(tv), bytes.Clone(cv2)})
 	}
 	return out
 }
@@ -139,6 +142,12 @@ func FuzzDecodeChunk(f *testing.F) {
 				t.Fatalf("%d lines decoded, %d levels; meta says %d", l.Len(), len(l.Levels), n)
 			}
 			if c != nil && (len(l.Msgs) != l.Len() || len(l.Attrs) != l.Len() || len(l.Seqs) != l.Len() || len(l.Traces) != l.Len() || len(l.Spans) != l.Len()) {
+				t.Fatalf("text columns of the wrong length")
+			}
+		}
+		// A load for a word (message blocks skipped by their filters).
+		if l, err := decodeChunk(m, tv, nil); err == nil && l.decodeTextWord(cv, "request") == nil {
+			if len(l.Msgs) != l.Len() || len(l.MsgStarts) != l.Len() || l.Skipped != nil && len(l.Skipped) != l.Len() {
 				t.Fatalf("text columns of the wrong length")
 			}
 		}

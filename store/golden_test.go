@@ -20,12 +20,16 @@ func TestEncodingsGolden(t *testing.T) {
 	enc := map[string][]byte{}
 	for _, n := range []int{0, 1, 5, 300} {
 		l := randLines(rng, n)
-		tv, cv := encodeChunk(l)
+		tv, cv := encodeChunkVersion(l, nil, 2) // as versions before 3 wrote it
+		_, cv3 := encodeChunk(l)
 		l.Meta.Notable = buildNotable(l)
 		enc["chunk t "+itoa(n)] = tv
 		enc["chunk c "+itoa(n)] = cv
+		enc["chunk c3 "+itoa(n)] = cv3
 		enc["meta "+itoa(n)] = encodeMeta(l.Meta)
 	}
+	// Three message blocks, with word filters (one block has none).
+	_, enc["chunk c3 1100"] = encodeChunk(randLines(rand.New(rand.NewPCG(9, 10)), 1100))
 	enc["wal 0"] = walPayload(walBatch(0))
 	enc["wal 20"] = walPayload(walBatch(20))
 	enc["wal no agent"] = walPayload(model.Batch{Records: walBatch(3).Records})
@@ -42,6 +46,11 @@ func TestEncodingsGolden(t *testing.T) {
 		"chunk c 001":    "f11d3c4be3dd1c8a",
 		"chunk c 005":    "f6a35603b4808ec7",
 		"chunk c 300":    "cb7c1e765588c289",
+		"chunk c3 000":   "bc0679398595f5a5",
+		"chunk c3 001":   "0c6646181b2179cd",
+		"chunk c3 005":   "763c1ef31dfecd9e",
+		"chunk c3 300":   "98bc571add0b7a3a",
+		"chunk c3 1100":  "d0969675e865f77e",
 		"chunk t 000":    "bdb5ce7f94e4e552",
 		"chunk t 001":    "c651e3d2927faf6a",
 		"chunk t 005":    "e5e1b3f4b209b063",

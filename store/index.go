@@ -3,12 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/blevesearch/bleve/v2"
@@ -18,6 +20,7 @@ import (
 	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/blevesearch/bleve/v2/search/query"
 	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/shiplog/shiplog/model"
@@ -102,20 +105,34 @@ type chunkToks struct {
 	attrs  []string
 	levels []string
 	bloom  *bloom
+	blocks *msgFilters // the message blocks' word filters (chunk_blocks.go)
 }
 
 func chunkTokens(l *Lines) *chunkToks {
-	words := make(map[string]struct{}, 512)
-	ids := make(map[string]struct{}, 2*l.Len())
-	attrs := make(map[string]struct{}, 64)
-	add := func(tok string, _ bool) {
-		if IsIDLike(tok) {
-			ids[tok] = struct{}{}
-		} else {
-			words[tok] = struct{}{}
+	// words maps each ordinary token to the message blocks (bits) holding it.
+	words := make(map[string]uint64, 512)
+	attrs := make(map[model.Attr]struct{}, 64)
+	heads := map[string]struct{}{}
+	bl := blockLines(l.Len())
+	var bit uint64
+	// Id-like tokens are nearly all distinct: they go to the bloom filter
+	// by hash (sorted and deduplicated below), with no set of strings.
+	ids := make([]uint64, 0, 4*l.Len())
+	addID := func(tok string) {
+		ids = append(ids, xxhash.Sum64String(tok))
+		if h := idHead(tok); h != "" && !strings.Contains(tok, "=") {
+			heads[h] = struct{}{}
 		}
 	}
-	for _, msg := range l.Msgs {
+	add := func(tok string, _ bool) {
+		if IsIDLike(tok) {
+			addID(tok)
+		} else {
+			words[tok] |= bit
+		}
+	}
+	for i, msg := range l.Msgs {
+		bit = 1 << (i / bl)
 		// EachToken, with its ASCII case inline: most runs are.
 		msg = model.StripANSI(msg)
 		for i := 0; ; {
@@ -129,49 +146,135 @@ func chunkTokens(l *Lines) *chunkToks {
 				continue
 			}
 			if tok := lowerASCII(msg[a:b]); IsIDLike(tok) {
-				ids[tok] = struct{}{}
-			} else {
-				words[tok] = struct{}{}
+				addID(tok)
+			} else if mask, ok := words[tok]; !ok || mask&bit == 0 { // most words repeat: a lookup is cheaper
+				words[tok] = mask | bit
 			}
 		}
 	}
+	var d xxhash.Digest
 	for _, as := range l.Attrs {
 		for _, a := range as {
-			t := attrToken(a.Key, a.Value)
 			if attrInBloom(a.Value) {
-				ids[t] = struct{}{}
+				ids = append(ids, hashPair(&d, a.Key, a.Value)) // = attrToken's hash
 			} else {
-				attrs[t] = struct{}{}
+				attrs[a] = struct{}{}
 			}
 		}
 	}
 	for _, t := range l.Traces {
 		if t != "" {
-			ids[FieldTrace+"="+t] = struct{}{}
+			ids = append(ids, hashPair(&d, FieldTrace, t))
 		}
 	}
 	for _, t := range l.Spans {
 		if t != "" {
-			ids[FieldSpan+"="+t] = struct{}{}
+			ids = append(ids, hashPair(&d, FieldSpan, t))
 		}
 	}
+	ids = distinct(ids)
 	ct := &chunkToks{bloom: newBloom(len(ids))}
-	heads := map[string]struct{}{}
-	for t := range ids {
-		ct.bloom.add(t)
-		if h := idHead(t); h != "" && !strings.Contains(t, "=") {
-			heads[h] = struct{}{}
-		}
+	for _, h := range ids {
+		ct.bloom.addHash(h)
 	}
 	ct.heads = setToSlice(heads)
-	ct.words = setToSlice(words)
-	ct.attrs = setToSlice(attrs)
+	ct.words = make([]string, 0, len(words))
+	for w := range words {
+		if !strings.Contains(w, "\x00") {
+			ct.words = append(ct.words, w)
+		}
+	}
+	ct.blocks = blockFilters(words, (l.Len()+bl-1)/bl)
+	ct.attrs = make([]string, 0, len(attrs))
+	for a := range attrs {
+		if t := attrToken(a.Key, a.Value); !strings.Contains(t, "\x00") {
+			ct.attrs = append(ct.attrs, t)
+		}
+	}
 	for lv := model.LevelTrace; lv < model.NumLevels; lv++ {
 		if l.Meta.Levels[lv] > 0 {
 			ct.levels = append(ct.levels, lv.String())
 		}
 	}
 	return ct
+}
+
+// blockFilters returns the word filters of nb message blocks from the
+// blocks (bits) each word is in: words in every block go to one common
+// filter (no block can be skipped for them), the others to the filters of
+// their blocks. A chunk of one block gets none (nothing to skip).
+func blockFilters(words map[string]uint64, nb int) *msgFilters {
+	if nb < 2 {
+		return nil
+	}
+	all := uint64(1)<<nb - 1
+	counts := make([]int, nb)
+	common := 0
+	for _, mask := range words {
+		if mask == all {
+			common++
+			continue
+		}
+		for b := range counts {
+			if mask&(1<<b) != 0 {
+				counts[b]++
+			}
+		}
+	}
+	f := &msgFilters{common: newBloomBits(common, blockBloomBits), blocks: make([]*bloom, nb)}
+	for b, n := range counts {
+		f.blocks[b] = newBloomBits(n, blockBloomBits)
+	}
+	for w, mask := range words {
+		if mask == all {
+			f.common.add(w)
+			continue
+		}
+		for b, bf := range f.blocks {
+			if mask&(1<<b) != 0 {
+				bf.add(w)
+			}
+		}
+	}
+	return f
+}
+
+// distinct returns hs without repeats, in place (order kept): an open
+// addressing set of the hashes themselves, cheaper than sorting them.
+func distinct(hs []uint64) []uint64 {
+	size := 1 << bits.Len(uint(2*len(hs)))
+	table := make([]uint64, size)
+	mask := uint64(size - 1)
+	out := hs[:0]
+	zero := false
+	for _, h := range hs {
+		if h == 0 { // the empty slot's value: kept apart
+			if !zero {
+				zero = true
+				out = append(out, 0)
+			}
+			continue
+		}
+		i := h & mask
+		for table[i] != 0 && table[i] != h {
+			i = (i + 1) & mask
+		}
+		if table[i] == h {
+			continue
+		}
+		table[i] = h
+		out = append(out, h)
+	}
+	return out
+}
+
+// hashPair is xxhash.Sum64String(k + "=" + v) without making the string.
+func hashPair(d *xxhash.Digest, k, v string) uint64 {
+	d.Reset()
+	_, _ = d.WriteString(k)
+	_, _ = d.WriteString("=")
+	_, _ = d.WriteString(v)
+	return d.Sum64()
 }
 
 func setToSlice(m map[string]struct{}) []string {
@@ -215,6 +318,7 @@ type indexSet struct {
 	mu       sync.Mutex
 	open     map[uint32]bleve.Index
 	formats  map[uint32]int // token format of each open index
+	searches atomic.Uint64  // searches run (tests read it)
 }
 
 func newIndexSet(dir string) *indexSet {
@@ -363,6 +467,7 @@ func (x *indexSet) fewPrefixTerms(day uint32, p string) bool {
 
 // search returns the ids of the chunks of day that match q.
 func (x *indexSet) search(ctx context.Context, day uint32, q query.Query) ([]uint64, error) {
+	x.searches.Add(1)
 	idx, err := x.get(day, false)
 	if err != nil || idx == nil {
 		return nil, err

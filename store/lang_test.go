@@ -75,7 +75,7 @@ func TestWideTermsOnFormat1Index(t *testing.T) {
 	all := model.TimeRange{Start: 0, End: 1 << 62}
 	wide := WordTerm("日本", true)
 	s = testOpen(t, dir, o)
-	refs, err := s.Candidates(context.Background(), all, wide)
+	refs, err := CollectCandidates(s.Candidates(context.Background(), all, wide, false))
 	if err != nil || len(refs) != 1 {
 		t.Fatalf("format 2: %d candidates (%v), want the 1 chunk holding the term", len(refs), err)
 	}
@@ -94,10 +94,10 @@ func TestWideTermsOnFormat1Index(t *testing.T) {
 	if f := s.idx.format(day); f != 1 {
 		t.Fatalf("format %d, want 1", f)
 	}
-	if refs, err = s.Candidates(context.Background(), all, wide); err != nil || len(refs) != 2 {
+	if refs, err = CollectCandidates(s.Candidates(context.Background(), all, wide, false)); err != nil || len(refs) != 2 {
 		t.Fatalf("format 1: %d candidates (%v), want both chunks", len(refs), err)
 	}
-	if refs, err = s.Candidates(context.Background(), all, WordTerm("plain", false)); err != nil || len(refs) != 1 {
+	if refs, err = CollectCandidates(s.Candidates(context.Background(), all, WordTerm("plain", false), false)); err != nil || len(refs) != 1 {
 		t.Fatalf("format 1, ASCII word: %d candidates (%v), want 1", len(refs), err)
 	}
 }
@@ -182,7 +182,7 @@ func TestPrefixTerm(t *testing.T) {
 	all := model.TimeRange{Start: 0, End: 1 << 62}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		refs, err := s.Candidates(context.Background(), all, Term(FieldWord, "nosuchword"))
+		refs, err := CollectCandidates(s.Candidates(context.Background(), all, Term(FieldWord, "nosuchword"), false))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +205,7 @@ func TestPrefixTerm(t *testing.T) {
 		{"pre", 4}, // more than maxPrefixTerms terms: every chunk of the day
 		{"te", 4},  // shorter than MinIndexedPrefix
 	} {
-		refs, err := s.Candidates(context.Background(), all, PrefixTerm(tc.p))
+		refs, err := CollectCandidates(s.Candidates(context.Background(), all, PrefixTerm(tc.p), false))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,7 +28,7 @@ func TestLoadAttrs(t *testing.T) {
 	var refs []ChunkRef
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		var err error
-		if refs, err = s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, nil); err != nil {
+		if refs, err = CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, nil, false)); err != nil {
 			t.Fatal(err)
 		}
 		open := 0

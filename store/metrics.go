@@ -8,6 +8,7 @@ type metrics struct {
 	droppedDays                                   prometheus.Counter
 	diskBytes                                     prometheus.Gauge
 	streamsRefused                                prometheus.Counter
+	evictedHeads                                  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,8 +29,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.diskBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shiplog_store_disk_bytes", Help: "Space the data directory takes on disk, as of the last measurement (every 30 s, and at each retention check)."})
 	m.streamsRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_streams_refused_batches_total",
 		Help: "Batches refused because they would open more new streams than --max-streams-per-day allows."})
+	m.evictedHeads = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_heads_evicted_total",
+		Help: "Open chunks sealed early because the open chunks of all streams held more than their memory bound."})
 	if reg != nil {
-		reg.MustRegister(m.droppedDays, m.diskBytes, m.streamsRefused)
+		reg.MustRegister(m.droppedDays, m.diskBytes, m.streamsRefused, m.evictedHeads)
 		reg.MustRegister(m.lines, m.duplicates, m.chunks, m.chunkBytes, m.errors, m.appendSeconds, m.sealSeconds, m.indexSeconds)
 	}
 	return m

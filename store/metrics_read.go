@@ -330,7 +330,13 @@ func (r *MetricReader) AppendChunks(dst []MetricChunk, id uint64) ([]MetricChunk
 			}
 		}
 	}
+	// A queued chunk stays in sealing until it is in Badger: one read may
+	// find it in both places. It is read from memory, never twice (a
+	// duplicate would merge as overlapping chunks and lose the histogram
+	// counter reset hints).
+	skip := []uint64{headSeq}
 	for _, j := range sr.sealing {
+		skip = append(skip, j.seq)
 		if j.seq != headSeq && j.c.MaxT >= r.mint && j.c.MinT <= r.maxt {
 			if j.segs != nil {
 				chunks = r.overlapping(chunks, j.segs)
@@ -366,7 +372,7 @@ func (r *MetricReader) AppendChunks(dst []MetricChunk, id uint64) ([]MetricChunk
 	}
 	for _, d := range days {
 		var err error
-		if chunks, err = r.badgerChunks(chunks, d, id, headSeq); err != nil {
+		if chunks, err = r.badgerChunks(chunks, d, id, skip); err != nil {
 			return dst, fmt.Errorf("series %d: %w", id, err)
 		}
 	}
@@ -419,9 +425,10 @@ type dayIter struct {
 }
 
 // badgerChunks appends the chunks of series id on day that overlap the
-// reader's range, but the checkpoint of the open chunk (seq headSeq). One
-// iterator a day serves every series the reader reads.
-func (r *MetricReader) badgerChunks(chunks []MetricChunk, day uint32, id, headSeq uint64) ([]MetricChunk, error) {
+// reader's range, but those whose seq is in skip (the checkpoint of the open
+// chunk, chunks read from the seal queue). One iterator a day serves every
+// series the reader reads.
+func (r *MetricReader) badgerChunks(chunks []MetricChunk, day uint32, id uint64, skip []uint64) ([]MetricChunk, error) {
 	di := r.iters[day]
 	if di == nil {
 		if r.iters == nil {
@@ -449,7 +456,7 @@ func (r *MetricReader) badgerChunks(chunks []MetricChunk, day uint32, id, headSe
 		if mint > r.maxt {
 			break
 		}
-		if headSeq != 0 && binary.BigEndian.Uint64(k[21:]) == headSeq {
+		if seq := binary.BigEndian.Uint64(k[21:]); seq != 0 && slices.Contains(skip, seq) {
 			continue
 		}
 		err := item.Value(func(v []byte) (err error) {

@@ -142,27 +142,8 @@ func (ms *metricStore) writeSealed() {
 	if len(jobs) == 0 {
 		return
 	}
-	wb := ms.db.NewWriteBatch()
-	var bytes int
-	err := func() error {
-		for _, j := range jobs {
-			k := samplesKey(j.day, j.sr.id, j.c.MinT, j.seq)
-			v := encodeChunkValue(j.c.Enc, j.c.MinT, j.c.MaxT, j.c.Data)
-			if j.segs != nil {
-				v = encodeSegmentsValue(j.c.MinT, j.c.MaxT, j.segs)
-			}
-			if err := wb.Set(k, v); err != nil {
-				return err
-			}
-			if err := wb.Set(seriesDayKey(j.day, j.sr.id), wire.AppendVarint(nil, j.maxT)); err != nil {
-				return err
-			}
-			bytes += len(k) + len(v)
-		}
-		return wb.Flush()
-	}()
+	bytes, err := ms.writeJobs(jobs)
 	if err != nil {
-		wb.Cancel()
 		ms.log.Error("store: write metric chunks", "chunks", len(jobs), "err", err)
 		ms.m.errors.Inc()
 		// Keep them queued (still readable from memory); retry on the next kick.
@@ -171,7 +152,37 @@ func (ms *metricStore) writeSealed() {
 		ms.mu.Unlock()
 		return
 	}
+	ms.jobsWritten(jobs)
+	ms.m.chunks.Add(float64(len(jobs)))
+	ms.m.chunkBytes.Add(float64(bytes))
+}
+
+// writeJobs writes queued chunks and their series' day marks to Badger in
+// one write batch. Until jobsWritten, they are in both places.
+func (ms *metricStore) writeJobs(jobs []*sealJob) (bytes int, err error) {
+	wb := ms.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, j := range jobs {
+		k := samplesKey(j.day, j.sr.id, j.c.MinT, j.seq)
+		v := encodeChunkValue(j.c.Enc, j.c.MinT, j.c.MaxT, j.c.Data)
+		if j.segs != nil {
+			v = encodeSegmentsValue(j.c.MinT, j.c.MaxT, j.segs)
+		}
+		if err := wb.Set(k, v); err != nil {
+			return 0, err
+		}
+		if err := wb.Set(seriesDayKey(j.day, j.sr.id), wire.AppendVarint(nil, j.maxT)); err != nil {
+			return 0, err
+		}
+		bytes += len(k) + len(v)
+	}
+	return bytes, wb.Flush()
+}
+
+// jobsWritten takes written chunks out of their series' sealing lists.
+func (ms *metricStore) jobsWritten(jobs []*sealJob) {
 	ms.mu.Lock()
+	defer ms.mu.Unlock()
 	for _, j := range jobs {
 		sr := j.sr
 		for i, o := range sr.sealing {
@@ -183,9 +194,6 @@ func (ms *metricStore) writeSealed() {
 		ms.days[j.day] = struct{}{}
 	}
 	ms.sealGen++
-	ms.mu.Unlock()
-	ms.m.chunks.Add(float64(len(jobs)))
-	ms.m.chunkBytes.Add(float64(bytes))
 }
 
 func (ms *metricStore) maintLoop() {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/dgraph-io/badger/v4"
@@ -288,91 +287,6 @@ type ChunkRef struct {
 // are in memory and loading it costs nothing.
 func (r ChunkRef) InMemory() bool { return r.mem != nil }
 
-// Candidates returns the chunks that may hold lines matching c within tr, in no
-// particular order.
-func (s *Store) Candidates(ctx context.Context, tr model.TimeRange, c *Cond) ([]ChunkRef, error) {
-	if c == nil {
-		c = All()
-	}
-	type dayList struct {
-		day       uint32
-		chunks    []*ChunkMeta
-		unindexed []*ChunkMeta
-	}
-	var days []dayList
-	var out []ChunkRef
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, ErrClosed
-	}
-	for d, list := range s.days {
-		if tr.Overlaps(model.DayStart(d), model.DayStart(d+1)-1) {
-			days = append(days, dayList{day: d, chunks: list})
-		}
-	}
-	sort.Slice(days, func(i, j int) bool { return days[i].day < days[j].day })
-	for _, m := range s.unindexed {
-		for i := range days {
-			if days[i].day == m.Day {
-				days[i].unindexed = append(days[i].unindexed, m)
-			}
-		}
-	}
-	addMem := func(h *head) {
-		if h.meta.Count == 0 || !tr.Overlaps(h.meta.MinT, h.meta.MaxT) {
-			return
-		}
-		if r := c.eval(&h.meta, nil); r != triNo {
-			l := h.snapshot()
-			out = append(out, ChunkRef{Meta: l.Meta, mem: l, All: r == triYes})
-		}
-	}
-	for _, h := range s.heads {
-		addMem(h)
-	}
-	for _, h := range s.sealing {
-		addMem(h)
-	}
-	s.mu.RUnlock()
-
-	needBloom := c.usesBloom()
-	seen := make(map[uint64]bool, len(out))
-	for _, r := range out {
-		seen[r.Meta.ID] = true
-	}
-	for _, d := range days {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		metas, err := s.dayCandidates(ctx, d.day, c, d.chunks, d.unindexed)
-		if err != nil {
-			return nil, err
-		}
-		var keep []*ChunkMeta
-		for _, m := range metas {
-			if seen[m.ID] || !tr.Overlaps(m.MinT, m.MaxT) {
-				continue
-			}
-			seen[m.ID] = true
-			keep = append(keep, m)
-		}
-		var blooms map[uint64]*bloom
-		if needBloom && len(keep) > 0 {
-			var err error
-			if blooms, err = s.loadBlooms(ctx, keep); err != nil {
-				return nil, err
-			}
-		}
-		for _, m := range keep {
-			if r := c.eval(m, blooms[m.ID]); r != triNo {
-				out = append(out, ChunkRef{Meta: m, All: r == triYes})
-			}
-		}
-	}
-	return out, nil
-}
-
 // dayCandidates returns the chunks of day that day's index lets through for
 // c (chunks, every sealed chunk of the day, when it cannot narrow them;
 // unindexed ones always pass).
@@ -450,7 +364,34 @@ func (s *Store) Load(ctx context.Context, r ChunkRef, text bool) (*Lines, error)
 	return l, err
 }
 
+// LoadWord loads a candidate's lines with their text for a search whose
+// every match holds word (a lower-case token, as Tokens cuts it): of the
+// messages, only the blocks whose word filter may hold it are decompressed
+// (c values of version 3; an id-like word is in no filter). The lines of the
+// others are marked in Lines.Skipped and have empty messages: a caller
+// looks at lines holding word only. Open chunks come whole.
+func (s *Store) LoadWord(ctx context.Context, r ChunkRef, word string) (*Lines, error) {
+	if r.mem != nil {
+		return r.mem, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if IsIDLike(word) {
+		word = ""
+	}
+	l, err := s.loadSealedWord(r.Meta, true, word)
+	if l != nil {
+		l.Src = r.Src
+	}
+	return l, err
+}
+
 func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
+	return s.loadSealedWord(m, text, "")
+}
+
+func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, error) {
 	var tv, cv []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(chunkKey(pfxTimes, m.Day, m.ID))
@@ -475,7 +416,10 @@ func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
-	l, err := decodeChunk(m, tv, cv)
+	l, err := decodeChunk(m, tv, nil)
+	if err == nil && cv != nil {
+		err = l.decodeTextWord(cv, word)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}

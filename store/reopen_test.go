@@ -131,7 +131,7 @@ func TestReopenSeveralDays(t *testing.T) {
 		tr := model.TimeRange{Start: model.DayStart(day), End: model.DayStart(day + 1)}
 		done := make(chan int, 1)
 		go func() {
-			refs, err := s.Candidates(context.Background(), tr, Term(FieldWord, "request"))
+			refs, err := CollectCandidates(s.Candidates(context.Background(), tr, Term(FieldWord, "request"), false))
 			if err != nil {
 				t.Error(err)
 			}

@@ -147,6 +147,9 @@ func (s *Store) dropDay(day uint32) error {
 			si.add(m)
 		}
 		if len(cs) == 0 {
+			if old := s.streamInfo[st]; old != nil {
+				s.indexStreamLabels(st, old.Labels, false)
+			}
 			delete(s.streams, st)
 			delete(s.streamInfo, st)
 		} else {
@@ -182,6 +185,8 @@ func (s *Store) dropDay(day uint32) error {
 
 // reclaim gives the value log's dead space back to the file system.
 func (s *Store) reclaim() {
+	s.vlogMu.Lock() // GC deletes value-log files: not while their pages are released
+	defer s.vlogMu.Unlock()
 	for i := 0; i < 64; i++ {
 		if s.db.RunValueLogGC(0.3) != nil {
 			return

@@ -41,9 +41,20 @@ var (
 
 // Options tune the store. DefaultOptions gives production values.
 type Options struct {
-	ChunkMaxLines   int           // seal a chunk at this many lines
-	ChunkMaxBytes   int           // ... or this many bytes of text
-	ChunkMaxAge     time.Duration // ... or when it has been open this long
+	ChunkMaxLines int           // seal a chunk at this many lines
+	ChunkMaxBytes int           // ... or this many bytes of text
+	ChunkMaxAge   time.Duration // ... or when it has been open this long
+	// ChunkIdleAge: a head that has had no line for this long is sealed when
+	// it pins a WAL segment older than the one being written, so the WAL of
+	// a stream that went quiet is trimmed (and its memory freed) soon.
+	ChunkIdleAge time.Duration
+	// HeadsMaxBytes bounds the text held in open heads of every stream
+	// together: past it, the heads written least recently are sealed until
+	// three quarters of it are left. Memory then follows the streams being
+	// written, not how many were written to since the last seal (a backfill
+	// of five days opens thousands of streams that each end with a part of
+	// a chunk).
+	HeadsMaxBytes   int64
 	WALSegmentBytes int64         // size of one WAL segment file
 	WALMaxSegments  int           // heads pinning older segments are sealed early
 	Fsync           bool          // fsync the WAL before every ack (survives power cuts)
@@ -51,6 +62,7 @@ type Options struct {
 	Indexers        int           // goroutines feeding Bleve
 	BadgerMemTable  int64         // Badger memtable size
 	BadgerCache     int64         // Badger block cache size
+	BadgerVlogFile  int64         // Badger value-log file size (chunk bodies)
 	Maintenance     time.Duration // period of the sealing/WAL truncation loop
 	Retention       time.Duration // drop day partitions older than this (0: keep)
 	RetentionBytes  int64         // drop the oldest days while the data directory is larger (0: no bound)
@@ -90,12 +102,15 @@ func DefaultOptions() Options {
 		ChunkMaxLines:   1024,
 		ChunkMaxBytes:   512 << 10,
 		ChunkMaxAge:     5 * time.Minute,
+		ChunkIdleAge:    30 * time.Second,
+		HeadsMaxBytes:   64 << 20,
 		WALSegmentBytes: 32 << 20,
 		WALMaxSegments:  8,
 		Sealers:         2,
 		Indexers:        2,
 		BadgerMemTable:  32 << 20,
 		BadgerCache:     64 << 20,
+		BadgerVlogFile:  64 << 20,
 		Maintenance:     time.Second,
 		RetentionCheck:  time.Minute,
 		SizeCheck:       30 * time.Second,
@@ -123,6 +138,10 @@ type head struct {
 	bytes  int
 	opened time.Time
 	minSeg uint64 // oldest WAL segment holding one of its lines
+	// last is the Store's appendTick and lastAt the wall clock (Unix ns) of
+	// the append that wrote its newest line.
+	last   uint64
+	lastAt int64
 }
 
 func (h *head) full(o *Options) bool {
@@ -161,14 +180,20 @@ type Store struct {
 	closed    bool
 	wal       *wal
 	heads     map[headKey]*head
+	headBytes int64  // sum of the heads' bytes (HeadsMaxBytes bounds it)
+	tick      uint64 // appendTick: counts appends, orders heads by recency
 	sealing   map[uint64]*head
 	nextLine  map[headKey]uint32
 	agents    map[string]*agentState
 	chunks    map[uint64]*ChunkMeta   // sealed chunks by id
 	days      map[uint32][]*ChunkMeta // sealed chunks per day, append-only
 	streams   map[uint64][]*ChunkMeta // sealed chunks per stream, by (day, first line)
-	unindexed map[uint64]*ChunkMeta   // sealed, not yet searchable in Bleve
-	walFloor  uint64                  // WAL segments below this are deleted
+	// labelStreams lists the streams with sealed chunks by each of their
+	// labels' values (labelstreams.go): a query for one build, deploy or host
+	// finds its chunks from these without the day's index.
+	labelStreams map[labelKey][]uint64
+	unindexed    map[uint64]*ChunkMeta // sealed, not yet searchable in Bleve
+	walFloor     uint64                // WAL segments below this are deleted
 	// streamInfo sums up sealed chunks per stream; lastRecv is the wall clock
 	// of each stream's last append; runs are shiplog run reports by build.
 	streamInfo map[uint64]*StreamInfo
@@ -186,8 +211,10 @@ type Store struct {
 	dayDroppers []func(uint32) error
 
 	truncMu       sync.Mutex // serialises truncateWAL
+	vlogMu        sync.Mutex // value-log GC vs releaseMappedPages
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
+	daysRead      atomic.Uint64 // days whose candidates were looked up (tests read it)
 	sealCh        chan *head
 	indexCh       chan *indexJob
 	sealWG        sync.WaitGroup
@@ -204,12 +231,15 @@ func (o *Options) fill() {
 	setIfUnset(&o.ChunkMaxLines, def.ChunkMaxLines)
 	setIfUnset(&o.ChunkMaxBytes, def.ChunkMaxBytes)
 	setIfUnset(&o.ChunkMaxAge, def.ChunkMaxAge)
+	setIfUnset(&o.ChunkIdleAge, def.ChunkIdleAge)
+	setIfUnset(&o.HeadsMaxBytes, def.HeadsMaxBytes)
 	setIfUnset(&o.WALSegmentBytes, def.WALSegmentBytes)
 	setIfUnset(&o.WALMaxSegments, def.WALMaxSegments)
 	setIfUnset(&o.Sealers, def.Sealers)
 	setIfUnset(&o.Indexers, def.Indexers)
 	setIfUnset(&o.BadgerMemTable, def.BadgerMemTable)
 	setIfUnset(&o.BadgerCache, def.BadgerCache)
+	setIfUnset(&o.BadgerVlogFile, def.BadgerVlogFile)
 	setIfUnset(&o.Maintenance, def.Maintenance)
 	setIfUnset(&o.RetentionCheck, def.RetentionCheck)
 	setIfUnset(&o.SizeCheck, def.SizeCheck)
@@ -291,7 +321,7 @@ func openBadger(dir string, opts Options, log *slog.Logger) (db *badger.DB, roWh
 		WithNumMemtables(2).
 		WithBlockCacheSize(opts.BadgerCache).
 		WithIndexCacheSize(16 << 20).
-		WithValueLogFileSize(256 << 20).
+		WithValueLogFileSize(opts.BadgerVlogFile).
 		WithMetricsEnabled(false).
 		WithNumCompactors(2)
 	if free, ok := freeBytes(dir); ok && opts.MinFreeToWrite > 0 {
@@ -325,29 +355,30 @@ func openBadger(dir string, opts Options, log *slog.Logger) (db *badger.DB, roWh
 // newStore returns a Store over an open Badger DB with empty in-memory state.
 func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer, db *badger.DB, roWhy string) *Store {
 	s := &Store{
-		opts:       opts,
-		log:        log,
-		dir:        dir,
-		db:         db,
-		readOnly:   roWhy != "",
-		roWhy:      roWhy,
-		idx:        newIndexSet(filepath.Join(dir, "index")),
-		m:          newMetrics(reg),
-		heads:      map[headKey]*head{},
-		sealing:    map[uint64]*head{},
-		nextLine:   map[headKey]uint32{},
-		agents:     map[string]*agentState{},
-		chunks:     map[uint64]*ChunkMeta{},
-		days:       map[uint32][]*ChunkMeta{},
-		streams:    map[uint64][]*ChunkMeta{},
-		unindexed:  map[uint64]*ChunkMeta{},
-		streamInfo: map[uint64]*StreamInfo{},
-		lastRecv:   map[uint64]int64{},
-		runs:       map[string][]model.Run{},
-		attrKeys:   map[uint32]*dayKeys{},
-		sealCh:     make(chan *head, 64),
-		indexCh:    make(chan *indexJob, 256),
-		stop:       make(chan struct{}),
+		opts:         opts,
+		log:          log,
+		dir:          dir,
+		db:           db,
+		readOnly:     roWhy != "",
+		roWhy:        roWhy,
+		idx:          newIndexSet(filepath.Join(dir, "index")),
+		m:            newMetrics(reg),
+		heads:        map[headKey]*head{},
+		sealing:      map[uint64]*head{},
+		nextLine:     map[headKey]uint32{},
+		agents:       map[string]*agentState{},
+		chunks:       map[uint64]*ChunkMeta{},
+		days:         map[uint32][]*ChunkMeta{},
+		streams:      map[uint64][]*ChunkMeta{},
+		labelStreams: map[labelKey][]uint64{},
+		unindexed:    map[uint64]*ChunkMeta{},
+		streamInfo:   map[uint64]*StreamInfo{},
+		lastRecv:     map[uint64]int64{},
+		runs:         map[string][]model.Run{},
+		attrKeys:     map[uint32]*dayKeys{},
+		sealCh:       make(chan *head, 64),
+		indexCh:      make(chan *indexJob, 256),
+		stop:         make(chan struct{}),
 	}
 	s.idx.readOnly = s.readOnly
 	return s
@@ -485,6 +516,7 @@ func (s *Store) addSealed(m *ChunkMeta) {
 	if si == nil {
 		si = &StreamInfo{ID: m.Stream, Labels: m.Labels}
 		s.streamInfo[m.Stream] = si
+		s.indexStreamLabels(m.Stream, m.Labels, true)
 	}
 	si.add(m)
 	k := headKey{m.Stream, m.Day}

@@ -234,13 +234,15 @@ func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a ad
 		}
 	}
 	var full []*head
+	s.tick++
 	for _, g := range groups {
 		for j, ri := range g.recs {
-			if h := s.appendLine(g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg); h != nil {
+			if h := s.appendLine(g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg, now); h != nil {
 				full = append(full, h)
 			}
 		}
 	}
+	full = s.evictHeads(full)
 	s.mu.Unlock()
 	s.countLines(b, groups)
 
@@ -252,9 +254,17 @@ func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a ad
 	return res, nil
 }
 
+// The memory a line costs in a head besides its text: a time, a level and a
+// seq (17 bytes), three string headers (48) and an attribute slice header
+// (24); and each attribute's two string headers (32).
+const (
+	lineOverhead = 96
+	attrOverhead = 32
+)
+
 // appendLine adds one line to its head, opening one if needed, and returns the
 // head if it is now full (already moved to sealing). Caller holds mu.
-func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64) *head {
+func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64, now int64) *head {
 	h := s.heads[k]
 	if h != nil && h.meta.FirstLine+h.meta.Count != line {
 		// Not contiguous (only during WAL replay): seal what we have.
@@ -292,10 +302,15 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 	}
 	m.Levels[lv]++
 	m.RawBytes += uint64(len(r.Message))
-	h.bytes += len(r.Message) + len(r.TraceID) + len(r.SpanID) + 32
+	// What the line holds in memory: its text, its entries in the head's
+	// columns (lineOverhead) and its attributes (attrOverhead each).
+	n := len(r.Message) + len(r.TraceID) + len(r.SpanID) + lineOverhead
 	for _, a := range r.Attrs {
-		h.bytes += len(a.Key) + len(a.Value)
+		n += len(a.Key) + len(a.Value) + attrOverhead
 	}
+	h.bytes += n
+	s.headBytes += int64(n)
+	h.last, h.lastAt = s.tick, now
 	if h.full(&s.opts) {
 		s.startSeal(h)
 		return h

@@ -1,15 +1,22 @@
 package store
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
+// writeTextVersion is the c value version seal writes (tests set an older
+// one, to check that such chunks read the same).
+var writeTextVersion byte = textVersion
+
 // startSeal moves a head from heads to sealing. Caller holds mu and must send
 // the head to sealCh after unlocking (or, during Open, seal it directly).
 func (s *Store) startSeal(h *head) {
 	delete(s.heads, headKey{h.meta.Stream, h.meta.Day})
+	s.headBytes -= int64(h.bytes)
 	s.sealing[h.meta.ID] = h
 }
 
@@ -28,7 +35,7 @@ func (s *Store) seal(h *head) {
 	meta.Notable = buildNotable(lines)
 	toks := chunkTokens(lines)
 	doc := buildDoc(meta, toks)
-	tv, cv := encodeChunk(lines)
+	tv, cv := encodeChunkVersion(lines, toks, writeTextVersion)
 	day, id := meta.Day, meta.ID
 	s.mu.RLock()
 	keys := s.attrKeysToWrite(lines)
@@ -84,6 +91,37 @@ func (s *Store) seal(h *head) {
 	s.indexCh <- &indexJob{meta: meta, doc: doc}
 }
 
+// evictHeads starts sealing the heads written least recently while the
+// heads hold more than HeadsMaxBytes, down to three quarters of it, and
+// returns them appended to out (to send to sealCh after unlocking). Caller
+// holds mu.
+func (s *Store) evictHeads(out []*head) []*head {
+	if s.headBytes <= s.opts.HeadsMaxBytes {
+		return out
+	}
+	hs := make([]*head, 0, len(s.heads))
+	for _, h := range s.heads {
+		hs = append(hs, h)
+	}
+	slices.SortFunc(hs, func(a, b *head) int { return cmp.Compare(a.last, b.last) })
+	low := s.opts.HeadsMaxBytes / 4 * 3
+	n := 0
+	for _, h := range hs {
+		if s.headBytes <= low {
+			break
+		}
+		s.startSeal(h)
+		out = append(out, h)
+		n++
+	}
+	s.m.evictedHeads.Add(float64(n))
+	return out
+}
+
+// pageReleaseEvery is how often the value log's pages are released from the
+// resident set (pagerelease_linux.go).
+const pageReleaseEvery = 10 * time.Second
+
 // maintLoop seals old heads and truncates the WAL.
 func (s *Store) maintLoop() {
 	defer s.maintWG.Done()
@@ -91,6 +129,8 @@ func (s *Store) maintLoop() {
 	defer t.Stop()
 	rt := time.NewTicker(s.opts.RetentionCheck)
 	defer rt.Stop()
+	pt := time.NewTicker(pageReleaseEvery)
+	defer pt.Stop()
 	if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 		s.applyRetention(time.Now())
 	}
@@ -100,6 +140,10 @@ func (s *Store) maintLoop() {
 			return
 		case <-t.C:
 			s.maintain(false)
+		case <-pt.C:
+			s.vlogMu.Lock()
+			s.releaseMappedPages()
+			s.vlogMu.Unlock()
 		case <-rt.C:
 			if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 				s.applyRetention(time.Now())
@@ -118,8 +162,10 @@ func (s *Store) maintain(all bool) {
 	if s.wal.seg >= uint64(s.opts.WALMaxSegments) {
 		oldestAllowed = s.wal.seg - uint64(s.opts.WALMaxSegments) + 1
 	}
+	idleBefore := now.Add(-s.opts.ChunkIdleAge).UnixNano()
 	for _, h := range s.heads {
-		if all || now.Sub(h.opened) >= s.opts.ChunkMaxAge || h.minSeg < oldestAllowed {
+		idle := h.lastAt <= idleBefore && h.minSeg < s.wal.seg
+		if all || idle || now.Sub(h.opened) >= s.opts.ChunkMaxAge || h.minSeg < oldestAllowed {
 			seal = append(seal, h)
 		}
 	}

@@ -41,7 +41,7 @@ func testBatch(agent string, n, seq0 int, t0 time.Time) model.Batch {
 func count(t testing.TB, s *Store, c *Cond, fn func(l *Lines, i int) bool) int {
 	t.Helper()
 	ctx := context.Background()
-	refs, err := s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, c)
+	refs, err := CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, c, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestAppendSealReopen(t *testing.T) {
 	if n := count(t, s, And(Term(FieldLevel, "error"), Term(FieldWord, "request")), isErr); n != 100 {
 		t.Fatalf("errors: %d", n)
 	}
-	refs, err := s.Candidates(context.Background(), model.TimeRange{Start: 0, End: 1 << 62}, Term(FieldWord, fmt.Sprintf("%08x", 500*7919)))
+	refs, err := CollectCandidates(s.Candidates(context.Background(), model.TimeRange{Start: 0, End: 1 << 62}, Term(FieldWord, fmt.Sprintf("%08x", 500*7919)), false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -259,18 +259,23 @@ type bloom struct {
 
 const bloomBitsPerKey = 10
 
-func newBloom(n int) *bloom {
+func newBloom(n int) *bloom { return newBloomBits(n, bloomBitsPerKey) }
+
+// newBloomBits returns a bloom filter for n keys of bitsPerKey bits each.
+func newBloomBits(n, bitsPerKey int) *bloom {
 	if n < 1 {
 		n = 1
 	}
-	nbits := n * bloomBitsPerKey
+	nbits := n * bitsPerKey
 	nbytes := (nbits + 63) / 64 * 8
-	k := uint8(math.Round(bloomBitsPerKey * math.Ln2))
+	k := uint8(math.Round(float64(bitsPerKey) * math.Ln2))
 	return &bloom{k: k, bits: make([]byte, nbytes)}
 }
 
-func (b *bloom) add(tok string) {
-	h := xxhash.Sum64String(tok)
+func (b *bloom) add(tok string) { b.addHash(xxhash.Sum64String(tok)) }
+
+// addHash adds a token by its xxhash64.
+func (b *bloom) addHash(h uint64) {
 	h1, h2 := uint32(h), uint32(h>>32)
 	m := uint32(len(b.bits) * 8)
 	for i := uint32(0); i < uint32(b.k); i++ {

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/shiplog/shiplog/internal/wire"
 	"github.com/shiplog/shiplog/model"
@@ -124,12 +125,15 @@ func (s *Store) replayWAL() ([]*head, error) {
 				if next := line + 1; next > s.nextLine[k] {
 					s.nextLine[k] = next
 				}
-				if h := s.appendLine(k, labels, line, &rec, seg); h != nil {
+				if h := s.appendLine(k, labels, line, &rec, seg, time.Now().UnixNano()); h != nil {
 					seal = append(seal, h)
 				}
 				lines++
 			}
 		}
+		// Past HeadsMaxBytes the least recent heads go to s.sealing,
+		// collected below with those cut by replay.
+		s.evictHeads(nil)
 		return r.Err()
 	})
 	if err != nil {

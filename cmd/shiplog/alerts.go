@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/shiplog/shiplog/alert"
+	"github.com/shiplog/shiplog/query"
 	"github.com/shiplog/shiplog/server"
 )
 
@@ -25,7 +26,7 @@ type alerting struct {
 // startAlerting loads the rules file (a file that does not load is a usage
 // error at start) and starts evaluating, recording into am. httpAddr is the
 // bound --http address, for links when --external-url is not set.
-func startAlerting(ctx context.Context, cfg *serverConfig, httpAddr string, tls bool, st alert.StateStore, eng server.Querier,
+func startAlerting(ctx context.Context, cfg *serverConfig, httpAddr string, tls bool, st alert.StateStore, eng query.Backend,
 	metrics *server.Metrics, log *slog.Logger, am *alert.Metrics) (*alerting, error) {
 	externalURL := cfg.externalURL
 	if externalURL == "" {
@@ -73,7 +74,7 @@ func startAlerting(ctx context.Context, cfg *serverConfig, httpAddr string, tls 
 // startAlerting is a single node's alerting component: its state is in the
 // local store.
 func (r *serverRun) startAlerting(ctx context.Context) error {
-	al, err := startAlerting(ctx, r.cfg, r.boundHTTP, r.tls != nil, r.st, r.core.Query, r.core.Metrics, r.log, alert.NewMetrics(r.reg))
+	al, err := startAlerting(ctx, r.cfg, r.boundHTTP, r.tls != nil, r.st, r.core.Backend, r.core.Metrics, r.log, alert.NewMetrics(r.reg))
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func (r *serverRun) startLeasedAlerting() (*alert.Manager, func(), error) {
 	if r.alertMetrics == nil { // only the lease loop calls this
 		r.alertMetrics = alert.NewMetrics(r.reg)
 	}
-	al, err := startAlerting(r.alertCtx, r.cfg, r.boundHTTP, r.tls != nil, r.node.AlertStore(), r.core.Query, r.core.Metrics, r.log, r.alertMetrics)
+	al, err := startAlerting(r.alertCtx, r.cfg, r.boundHTTP, r.tls != nil, r.node.AlertStore(), r.core.Backend, r.core.Metrics, r.log, r.alertMetrics)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -936,18 +936,27 @@ func TestClusterThreeNodes(t *testing.T) {
 				}
 			}
 		}()
-		// The tailing node tells the owners every 250ms; give that a moment.
-		time.Sleep(time.Second)
+		// The tailing node tells the owners every 250ms that it has a tail;
+		// until the owner has heard, what it stores reaches no other node's
+		// tail. So write a record a second until the tail gets one.
 		tagent := agentFor(t, "tail", "n3", owners, parts)
-		b, recs = w.batch(tagent, model.Labels{Service: "tailsvc", Host: "host-t"}, 1, 1, func(uint64) time.Duration { return 3 * time.Second })
-		w.write(nodes[1], b, recs)
-		select {
-		case r := <-tailed:
-			if r.Message != b.Records[0].Message || r.ID == "" {
-				t.Fatalf("tail on n1 got %+v, want %q with an id", r, b.Records[0].Message)
+		sent := map[string]bool{}
+		var got crec
+		deadline := time.Now().Add(30 * time.Second)
+		for seq := uint64(1); got.Message == ""; seq++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("tail on n1 got nothing within 30s of writes through n2 to a partition of n3")
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("tail on n1 got nothing within 10s of a write through n2 to a partition of n3")
+			b, recs = w.batch(tagent, model.Labels{Service: "tailsvc", Host: "host-t"}, seq, seq, func(uint64) time.Duration { return 3 * time.Second })
+			w.write(nodes[1], b, recs)
+			sent[b.Records[0].Message] = true
+			select {
+			case got = <-tailed:
+			case <-time.After(time.Second):
+			}
+		}
+		if !sent[got.Message] || got.ID == "" {
+			t.Fatalf("tail on n1 got %+v, want one of %v with an id", got, sent)
 		}
 		tcancel()
 		total = len(w.want)

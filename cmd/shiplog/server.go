@@ -178,6 +178,7 @@ func (r *serverRun) startStore(ctx context.Context) error {
 	so.MaxStreamsPerDay, so.MaxSeqJump = cfg.maxStreams, cfg.maxSeqJump
 	so.Retention, so.RetentionBytes = cfg.retention, int64(cfg.retentionSize)
 	so.Metrics.MaxSeries = cfg.maxSeries
+	so.HeadsMaxBytes = int64(cfg.headsMax)
 	r.storeOpts = so
 	start := time.Now()
 	st, err := store.Open(cfg.data, so, r.log, r.reg)
@@ -208,9 +209,7 @@ func (r *serverRun) wireCore(ctx context.Context) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_tail_queue_bytes", Help: "Memory of the batches waiting in live tails' queues (each batch once)."},
 			func() float64 { return float64(hub.Held()) }))
 	r.core = server.Core{
-		Query:       query.New(st, query.DefaultOptions()),
-		Catalog:     st,
-		Getter:      st,
+		Backend:     query.NewLocal(st, query.DefaultOptions()),
 		Hub:         hub,
 		SilentAfter: cfg.silentAfter,
 		Backup:      st.Backup,
@@ -248,13 +247,15 @@ func (r *serverRun) startNode(ctx context.Context) error {
 	ccfg.Store, ccfg.StreamMaxAge = r.storeOpts, r.cfg.retention
 	// --retention-size bounds the whole node; each partition store gets a share.
 	ccfg.Store.RetentionBytes = r.storeOpts.RetentionBytes / int64(ccfg.Partitions)
+	// A node holds a store per partition it owns: the bound is shared.
+	ccfg.Store.HeadsMaxBytes = max(1<<20, r.storeOpts.HeadsMaxBytes/int64(ccfg.Partitions))
 	ccfg.Log, ccfg.Registerer, ccfg.Hub = r.log, r.reg, r.hub
 	node, err := cluster.Start(ctx, ccfg)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	r.node = node
-	r.core.Query, r.core.CatalogFor, r.core.Cluster, r.core.Catalog, r.core.Getter = node, node.Catalog, node.Status, nil, nil
+	r.core.Backend = node // reads fan out to the partitions' owners
 	return nil
 }
 

@@ -41,6 +41,7 @@ type serverConfig struct {
 	tailBytes                  byteSize
 	maxBatches                 int
 	minFree, memLimit          byteSize
+	headsMax                   byteSize
 	bodyInflight               byteSize
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
@@ -109,6 +110,8 @@ func defineServerFlags(fs *flag.FlagSet) *serverConfig {
 	fs.Var(&c.minFree, "min-free-disk", "refuse ingest (queries go on) when the data directory's disk has less free space (e.g. 512MiB; at least 64MiB unless --insecure, which allows 0 = off)")
 	fs.DurationVar(&c.retention, "retention", 0, "drop day partitions (logs and metrics) older than this, e.g. 720h; 0 keeps everything")
 	fs.Var(&c.retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
+	c.headsMax = byteSize(so.HeadsMaxBytes)
+	fs.Var(&c.headsMax, "open-chunks-memory", "bound on the text of lines not yet sealed into chunks, all streams together (e.g. 64MiB); past it the chunks written least recently are sealed early, so memory follows the streams being written, not how many were")
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
 	fs.IntVar(&c.maxStreams, "max-streams-per-day", so.MaxStreamsPerDay, "new streams (service, host, build_id, deploy_id never seen before) accepted per UTC day; a batch opening more gets ResourceExhausted, known streams keep working; 0 = no limit")
 	fs.Uint64Var(&c.maxSeqJump, "max-seq-jump", so.MaxSeqJump, "refuse (InvalidArgument) a batch whose seq is further than this above its agent's highest stored seq; 0 = no bound")
@@ -220,6 +223,9 @@ func (c *serverConfig) validateLimits() error {
 	}
 	if c.readHeaderTimeout <= 0 || c.readTimeout <= 0 || c.idleTimeout <= 0 || c.syslogIdle <= 0 || c.syslogMaxConns <= 0 {
 		return usagef("server: --http-read-header-timeout, --http-read-timeout, --http-idle-timeout, --syslog-idle-timeout and --syslog-max-conns must be positive")
+	}
+	if c.headsMax < 1<<20 {
+		return usagef("server: --open-chunks-memory of %d bytes is too small: at least 1MiB", uint64(c.headsMax))
 	}
 	if c.minFree < minFreeDiskFloor && !c.insecure {
 		return usagef("server: --min-free-disk of %d bytes is below the safe floor of 64MiB: a full disk makes the store fail hard (Badger writes through memory-mapped files); raise it, or add --insecure to accept the risk", uint64(c.minFree))

@@ -20,6 +20,7 @@ func TestServerIngestFlagErrors(t *testing.T) {
 		{[]string{"--otlp-build-attr", "a,b,c,d,e,f,g,h,i"}, "--otlp-build-attr"},
 		{[]string{"--promql-default-step", "0s"}, "--promql-default-step"},
 		{[]string{"--query-max-samples-read", "0"}, "--query-max-samples-read"},
+		{[]string{"--open-chunks-memory", "100KiB"}, "--open-chunks-memory"},
 	} {
 		args := append([]string{"server", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, c.args...)
 		err := Run(context.Background(), args, io.Discard, io.Discard)

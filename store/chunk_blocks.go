@@ -1,0 +1,250 @@
+package store
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/shiplog/shiplog/internal/wire"
+)
+
+// Message blocks (c values of version 3). The message bytes of a chunk are
+// cut into blocks of msgBlockLines lines, each compressed on its own, with
+// bloom filters of the ordinary words (tokens.go: not id-like) of their
+// messages: one for the words in every block, one per block for the others.
+// A search for a word decompresses only the blocks whose filter may hold it
+// (Store.LoadWord): a rare word in a 1,024-line chunk is mostly in one of
+// its two blocks. Smaller blocks would skip more but compress worse
+// (measured on gen_logs.py's lines: 33.6 B/line of messages whole, 35.7 in
+// blocks of 512 lines, 39.1 of 256, 44.5 of 128).
+//
+// The column colMsgs of a version 3 value:
+//
+//	common filter length uvarint, then the filter: words in every block
+//	blocks uvarint
+//	per block: lines uvarint, filter length uvarint, stored length uvarint
+//	per block: its filter (words in it and not in every block)
+//	per block: the stored bytes (codec byte and data, as a column)
+//
+// A filter is a bloom filter (k byte, then the bits; blockBloomBits bits a
+// word); an empty one may hold any word: a chunk of one block has none, and
+// a word the common filter may hold is looked for in every block.
+const (
+	msgBlockLines  = 512
+	maxMsgBlocks   = 64
+	maxMsgBytes    = 1 << 30 // a chunk's messages decompress to no more (as zdec's bound)
+	blockBloomBits = 8       // bits a word in a block filter: ~2% false positives
+)
+
+// msgFilters are the word filters of a chunk's message blocks.
+type msgFilters struct {
+	common *bloom   // words in every block
+	blocks []*bloom // per block, its other words
+}
+
+// blockLines is the number of lines of each message block of a chunk of n
+// lines (the last block holds the rest).
+func blockLines(n int) int { return max(msgBlockLines, (n+maxMsgBlocks-1)/maxMsgBlocks) }
+
+// encodeMsgBlocks encodes the messages as blocks with the given filters (nil:
+// none), using b as scratch.
+func encodeMsgBlocks(b []byte, msgs []string, filters *msgFilters) []byte {
+	bl := blockLines(len(msgs))
+	nb := (len(msgs) + bl - 1) / bl
+	stored := make([][]byte, nb)
+	fs := make([][]byte, nb)
+	size := 8
+	for i := range stored {
+		b = b[:0]
+		for _, m := range msgs[i*bl : min(len(msgs), (i+1)*bl)] {
+			b = append(b, m...)
+		}
+		stored[i] = compress(b)
+		if filters != nil && i < len(filters.blocks) {
+			fs[i] = filters.blocks[i].marshal()
+		}
+		size += len(stored[i]) + len(fs[i]) + 12
+	}
+	var common []byte
+	if filters != nil && filters.common != nil {
+		common = filters.common.marshal()
+	}
+	out := make([]byte, 0, size+len(common))
+	out = wire.AppendUvarint(out, uint64(len(common)))
+	out = append(out, common...)
+	out = wire.AppendUvarint(out, uint64(nb))
+	for i := range stored {
+		out = wire.AppendUvarint(out, uint64(min(bl, len(msgs)-i*bl)))
+		out = wire.AppendUvarint(out, uint64(len(fs[i])))
+		out = wire.AppendUvarint(out, uint64(len(stored[i])))
+	}
+	for _, f := range fs {
+		out = append(out, f...)
+	}
+	for _, s := range stored {
+		out = append(out, s...)
+	}
+	return out
+}
+
+// msgBlock is one block of a version 3 message column, not yet decompressed.
+type msgBlock struct {
+	lines  int
+	filter []byte
+	stored []byte
+}
+
+// splitMsgBlocks reads the common filter and the block directory of a
+// version 3 message column of n lines.
+func splitMsgBlocks(c []byte, n int) (common []byte, blocks []msgBlock, err error) {
+	bad := fmt.Errorf("%w: message blocks", errCorrupt)
+	r := wire.NewReader(c, bad)
+	cl := r.Uvarint()
+	if r.Err() != nil || cl > uint64(r.Len()) {
+		return nil, nil, bad
+	}
+	common = r.Next(int(cl))
+	nb := r.Uvarint()
+	if r.Err() != nil || nb > uint64(n) || nb > uint64(r.Len()) {
+		return nil, nil, bad
+	}
+	blocks = make([]msgBlock, nb)
+	total := 0
+	lens := make([]uint64, 2*nb)
+	for i := range blocks {
+		lines := r.Uvarint()
+		lens[2*i], lens[2*i+1] = r.Uvarint(), r.Uvarint()
+		if r.Err() != nil || lines > uint64(n-total) {
+			return nil, nil, bad
+		}
+		blocks[i].lines = int(lines)
+		total += int(lines)
+	}
+	if total != n {
+		return nil, nil, bad
+	}
+	for i := range blocks {
+		if uint64(r.Len()) < lens[2*i] {
+			return nil, nil, bad
+		}
+		blocks[i].filter = r.Next(int(lens[2*i]))
+	}
+	for i := range blocks {
+		if uint64(r.Len()) < lens[2*i+1] {
+			return nil, nil, bad
+		}
+		blocks[i].stored = r.Next(int(lens[2*i+1]))
+	}
+	return common, blocks, nil
+}
+
+// mayHold reports whether the block may hold word (an ordinary token; "" for
+// any), not one the common filter may hold.
+func (b *msgBlock) mayHold(word string) bool {
+	return word == "" || len(b.filter) == 0 || unmarshalBloom(b.filter).mayContain(word)
+}
+
+// decodeMsgBlocks decompresses the blocks that may hold word (every block
+// when word is "") back to back: the message bytes of the lines of the
+// others are left out, and skip (when any) marks those lines. lens is the
+// decompressed lengths column: each block must decompress to its lines'
+// lengths.
+func decodeMsgBlocks(c, lens []byte, n int, word string) (msgs []byte, skip []bool, err error) {
+	common, blocks, err := splitMsgBlocks(c, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	if word != "" && len(common) > 0 && unmarshalBloom(common).mayContain(word) {
+		word = "" // in every block
+	}
+	sizes := make([]int, len(blocks))
+	hold := make([]bool, len(blocks))
+	total := 0
+	lr := wire.NewReader(lens, nil)
+	for i := range blocks {
+		for range blocks[i].lines {
+			sizes[i] += int(lr.Uvarint())
+			if lr.Err() != nil || sizes[i] > maxMsgBytes {
+				return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+			}
+		}
+		if hold[i] = blocks[i].mayHold(word); hold[i] {
+			total += sizes[i]
+		}
+	}
+	if total > maxMsgBytes {
+		return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+	}
+	if total > 0 {
+		// zstd decodes on its fast path only with room to spare (its
+		// compressedBlockOverAlloc, 32 bytes) past each block.
+		msgs = make([]byte, 0, total+64)
+	}
+	line := 0
+	for i := range blocks {
+		b := &blocks[i]
+		if !hold[i] {
+			if skip == nil {
+				skip = make([]bool, n)
+			}
+			for j := line; j < line+b.lines; j++ {
+				skip[j] = true
+			}
+		} else {
+			before := len(msgs)
+			if msgs, err = decompressAppend(msgs, b.stored); err != nil {
+				return nil, nil, err
+			}
+			if len(msgs)-before != sizes[i] {
+				return nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
+			}
+		}
+		line += b.lines
+	}
+	return msgs, skip, nil
+}
+
+// decompressAppend appends a stored column's bytes to dst.
+func decompressAppend(dst, c []byte) ([]byte, error) {
+	if len(c) > 0 && c[0] == codecZstd {
+		out, err := zdec.DecodeAll(c[1:], dst)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+		return out, nil
+	}
+	b, err := decompress(c)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, b...), nil
+}
+
+// setMsgs cuts the message bytes into l's lines by their lengths (lens, the
+// decompressed colMsgLens); the lines skip marks have no bytes in all and
+// get empty messages.
+func (l *Lines) setMsgs(lens, all []byte, skip []bool) error {
+	n := l.Len()
+	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
+	l.Msgs = make([]string, n)
+	l.MsgStarts = make([]int32, n)
+	p := 0
+	lr := wire.NewReader(lens, nil)
+	for i := 0; i < n; i++ {
+		ml := lr.Uvarint()
+		if lr.Err() != nil {
+			return fmt.Errorf("%w: messages", errCorrupt)
+		}
+		l.MsgStarts[i] = int32(p)
+		if skip != nil && skip[i] {
+			continue
+		}
+		if uint64(len(s)-p) < ml {
+			return fmt.Errorf("%w: messages", errCorrupt)
+		}
+		l.Msgs[i] = s[p : p+int(ml)]
+		p += int(ml)
+	}
+	l.MsgBlock = s
+	l.Skipped = skip
+	return nil
+}

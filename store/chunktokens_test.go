@@ -1,0 +1,88 @@
+package store
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// refChunkTokens is chunkTokens written plainly, with sets of strings: the
+// fast version must give the same terms and the same bloom filter.
+func refChunkTokens(l *Lines) (words, heads, attrs []string, bl *bloom) {
+	w, ids, a := map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
+	for _, msg := range l.Msgs {
+		EachToken(msg, func(tok string, _ bool) {
+			if IsIDLike(tok) {
+				ids[tok] = struct{}{}
+			} else {
+				w[tok] = struct{}{}
+			}
+		})
+	}
+	for _, as := range l.Attrs {
+		for _, at := range as {
+			if attrInBloom(at.Value) {
+				ids[attrToken(at.Key, at.Value)] = struct{}{}
+			} else {
+				a[attrToken(at.Key, at.Value)] = struct{}{}
+			}
+		}
+	}
+	for i := range l.Msgs {
+		if l.Traces[i] != "" {
+			ids[FieldTrace+"="+l.Traces[i]] = struct{}{}
+		}
+		if l.Spans[i] != "" {
+			ids[FieldSpan+"="+l.Spans[i]] = struct{}{}
+		}
+	}
+	h := map[string]struct{}{}
+	bl = newBloom(len(ids))
+	for t := range ids {
+		bl.add(t)
+		if hd := idHead(t); hd != "" && !strings.Contains(t, "=") {
+			h[hd] = struct{}{}
+		}
+	}
+	sorted := func(m map[string]struct{}) []string {
+		out := setToSlice(m)
+		slices.Sort(out)
+		return out
+	}
+	return sorted(w), sorted(h), sorted(a), bl
+}
+
+func TestChunkTokensMatchesReference(t *testing.T) {
+	recs := benchBatches(1)[0].Records
+	recs[0].Message = "Ünïcode Straße 東京都 \x1b[31mERROR\x1b[0m order=ORD12345 order=ORD12345 0"
+	recs[1].Attrs = append(recs[1].Attrs, model.Attr{Key: "k", Value: strings.Repeat("v", 100)}, model.Attr{Key: "nul", Value: "a\x00b"})
+	l := &Lines{Meta: &ChunkMeta{Count: uint32(len(recs))}}
+	for _, r := range recs {
+		l.Msgs = append(l.Msgs, r.Message)
+		l.Attrs = append(l.Attrs, r.Attrs)
+		l.Traces = append(l.Traces, r.TraceID)
+		l.Spans = append(l.Spans, r.SpanID)
+	}
+	ct := chunkTokens(l)
+	words, heads, attrs, bl := refChunkTokens(l)
+	for _, c := range []struct {
+		name      string
+		got, want []string
+	}{{"words", ct.words, words}, {"heads", ct.heads, heads}, {"attrs", ct.attrs, attrs}} {
+		slices.Sort(c.got)
+		if !slices.Equal(c.got, c.want) {
+			t.Errorf("%s: %d terms, want %d", c.name, len(c.got), len(c.want))
+		}
+	}
+	if string(ct.bloom.marshal()) != string(bl.marshal()) {
+		t.Errorf("bloom filters differ (%d vs %d bytes)", len(ct.bloom.bits), len(bl.bits))
+	}
+	if !ct.bloom.mayContain("ord12345") || !ct.bloom.mayContain(attrToken("k", strings.Repeat("v", 100))) {
+		t.Error("bloom misses a token")
+	}
+	if got := distinct([]uint64{5, 0, 5, 7, 0, 9, 7}); !slices.Equal(got, []uint64{5, 0, 7, 9}) {
+		t.Errorf("distinct: %v", got)
+	}
+}

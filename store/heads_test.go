@@ -1,0 +1,113 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// streamBatch is n lines of one stream per host, for hosts [h0, h1).
+func streamBatch(h0, h1, n int, t0 time.Time) model.Batch {
+	var b model.Batch
+	for h := h0; h < h1; h++ {
+		for i := 0; i < n; i++ {
+			b.Records = append(b.Records, model.Record{
+				Time:    t0.Add(time.Duration(i) * time.Millisecond).UnixNano(),
+				Labels:  model.Labels{Service: "api", Host: fmt.Sprintf("h-%03d", h), BuildID: "b1"},
+				Message: fmt.Sprintf("line %d of a stream that soon goes quiet, padded to a realistic length of text", i),
+			})
+		}
+	}
+	return b
+}
+
+func (s *Store) openHeads() (n int, bytes int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.heads), s.headBytes
+}
+
+// TestHeadsMaxBytesSealsLeastRecent writes to many streams that each go quiet
+// with a part of a chunk open: past HeadsMaxBytes the least recently written
+// heads are sealed, the newest stay open, and no line is lost.
+func TestHeadsMaxBytesSealsLeastRecent(t *testing.T) {
+	o := DefaultOptions()
+	o.HeadsMaxBytes = 64 << 10
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for h := 0; h < 100; h++ { // 100 streams of 50 lines (~7 KiB each)
+		if _, err := s.Append(context.Background(), streamBatch(h, h+1, 50, t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, bytes := s.openHeads()
+	if bytes > o.HeadsMaxBytes {
+		t.Fatalf("open heads hold %d bytes, bound %d", bytes, o.HeadsMaxBytes)
+	}
+	if n == 0 || n >= 100 {
+		t.Fatalf("%d heads open, want some but not all of 100", n)
+	}
+	s.mu.RLock()
+	for h := 100 - n; h < 100; h++ { // the open ones are the newest streams
+		k := headKey{seededStreamID(model.Labels{Service: "api", Host: fmt.Sprintf("h-%03d", h), BuildID: "b1"}, 0), model.Day(t0.UnixNano())}
+		if s.heads[k] == nil {
+			t.Errorf("stream h-%03d (among the %d newest) is not open", h, n)
+		}
+	}
+	s.mu.RUnlock()
+	if got := count(t, s, nil, nil); got != 5000 {
+		t.Fatalf("%d lines, want 5000", got)
+	}
+}
+
+// TestIdleHeadSealedAndWALTrimmed: a stream that goes quiet is sealed after
+// ChunkIdleAge once the WAL has moved on to a newer segment, and the segment
+// it pinned is deleted; a quiet stream in the segment being written stays
+// open (sealing it would free nothing).
+func TestIdleHeadSealedAndWALTrimmed(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.ChunkIdleAge = 200 * time.Millisecond
+	o.Maintenance = 20 * time.Millisecond
+	o.WALSegmentBytes = 4 << 10
+	s := testOpen(t, dir, o)
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for h := 0; h < 2; h++ { // the second batch starts a new segment
+		if _, err := s.Append(context.Background(), streamBatch(h, h+1, 100, t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if segs, err := s.wal.segments(); err != nil || len(segs) != 2 {
+		t.Fatalf("WAL segments %v (%v), want 2", segs, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, _ := s.openHeads()
+		segs, err := s.wal.segments()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 && len(segs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %d heads open, %d WAL segments; want 1 and 1", n, len(segs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	k := headKey{seededStreamID(model.Labels{Service: "api", Host: "h-001", BuildID: "b1"}, 0), model.Day(t0.UnixNano())}
+	s.mu.RLock()
+	open := s.heads[k] != nil
+	s.mu.RUnlock()
+	if !open {
+		t.Fatal("the stream in the current WAL segment was sealed")
+	}
+	if got := count(t, s, nil, nil); got != 200 {
+		t.Fatalf("%d lines, want 200", got)
+	}
+}

@@ -1,0 +1,125 @@
+//go:build linux
+
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// vlogResident sums the resident kB of this process's mappings of the store's
+// value-log files, per file (from /proc/self/smaps).
+func vlogResident(t *testing.T, s *Store) map[string]int {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	prefix := filepath.Join(s.dir, "badger") + "/"
+	out := map[string]int{}
+	cur := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := sc.Text()
+		if fs := strings.Fields(l); len(fs) >= 5 && strings.Contains(fs[0], "-") && !strings.HasSuffix(fs[0], ":") {
+			// A mapping's first line (its path is the sixth field, if any).
+			cur = ""
+			if len(fs) >= 6 && strings.HasPrefix(fs[5], prefix) && strings.HasSuffix(fs[5], ".vlog") {
+				cur = filepath.Base(fs[5])
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(l, "Rss:"); ok && cur != "" {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			out[cur] += kb
+		}
+	}
+	return out
+}
+
+func rnd(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// TestReleaseMappedPages: the pages of value-log files Badger has finished
+// writing leave the resident set (the file being written keeps its pages), and
+// every chunk still reads back whole.
+func TestReleaseMappedPages(t *testing.T) {
+	o := DefaultOptions()
+	o.BadgerVlogFile = 1 << 20
+	o.ChunkMaxLines = 200
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 60; i++ { // ~4 MB of chunks: several 1 MiB value-log files
+		b := testBatch("ag", 1000, 1+i*1000, t0.Add(time.Duration(i)*time.Second))
+		for j := range b.Records {
+			b.Records[j].Message += " " + base64.StdEncoding.EncodeToString(rnd(rng, 60))
+		}
+		if _, err := s.Append(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.maintain(true) // seal everything, then wait until it is written
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s.mu.RLock()
+		busy := len(s.heads) + len(s.sealing) + len(s.unindexed)
+		s.mu.RUnlock()
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d chunks still open, sealing or indexing after 30 s", busy)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := vlogResident(t, s)
+	if len(before) < 3 {
+		ents, _ := os.ReadDir(filepath.Join(s.dir, "badger"))
+		for _, e := range ents {
+			info, _ := e.Info()
+			t.Log(e.Name(), info.Size())
+		}
+		t.Fatalf("value-log files mapped: %v, want at least 3", before)
+	}
+	last, finishedKB := "", 0
+	for name, kb := range before {
+		last = max(last, name)
+		_ = kb
+	}
+	for name, kb := range before {
+		if name != last {
+			finishedKB += kb
+		}
+	}
+	if finishedKB == 0 {
+		t.Fatalf("no resident pages in the finished value-log files before the release: %v", before)
+	}
+	s.vlogMu.Lock()
+	s.releaseMappedPages()
+	s.vlogMu.Unlock()
+	after := vlogResident(t, s)
+	for name, kb := range after {
+		if name != last && kb != 0 {
+			t.Errorf("%s: %d kB still resident after the release (before %d)", name, kb, before[name])
+		}
+	}
+	if got := count(t, s, nil, nil); got != 60000 {
+		t.Fatalf("%d lines read back, want 60000", got)
+	}
+}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package store
+
+// releaseMappedPages is Linux only (it reads /proc/self/maps).
+func (s *Store) releaseMappedPages() {}
