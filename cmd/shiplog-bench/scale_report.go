@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -82,6 +83,9 @@ func scaleOne(cfg config, server, bin, in string, exp *expectation, want *statsW
 	var data string
 	if server == "shiplog" {
 		r.Version = binVersion(bin)
+		if strings.HasSuffix(r.Version, "(devel)") {
+			r.Version += " " + treeCommit()
+		}
 		var st *shiplogTarget
 		st, data, r.StartReadySeconds, err = startShiplog(bin, work, exp, want, cfg)
 		t = st
@@ -102,6 +106,21 @@ func scaleOne(cfg config, server, bin, in string, exp *expectation, want *statsW
 		os.RemoveAll(work)
 	}
 	return r
+}
+
+// treeCommit is the commit of the work tree the bench runs in ("at 3023e85",
+// "+dirty" with uncommitted changes): `make bench-scale` builds the server
+// from it.
+func treeCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "(not in a git work tree)"
+	}
+	v := "at " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		v += "+dirty"
+	}
+	return v
 }
 
 // scaleColumn names a run's column: "shiplog 2M / 1 day".
@@ -202,6 +221,12 @@ func scaleRows(runs []*scaleRun, liveWait float64) [][]string {
 func printScaleTable(w io.Writer, rep *scaleReport) {
 	fmt.Fprintf(w, "\nshiplog-bench -live: JSON lines over HTTP (%d clients, ~1 MiB bodies), queries on the live server right after ingest (median of %d)\n",
 		rep.Conns, rep.Runs)
+	for _, r := range rep.Results {
+		if r.Server == "shiplog" && r.Version != "" {
+			fmt.Fprintf(w, "shiplog: %s\n", r.Version)
+			break
+		}
+	}
 	if rep.VictoriaLogs != "" {
 		fmt.Fprintf(w, "VictoriaLogs: %s. %s\n", rep.VictoriaLogs, rep.Note)
 	}

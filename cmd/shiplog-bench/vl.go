@@ -49,6 +49,9 @@ func binVersion(bin string) string {
 			set[s.Key] = s.Value
 		}
 		v = set["vcs.revision"]
+		if v == "" { // built with -buildvcs=false
+			return bi.Main.Path + " (devel)"
+		}
 		if len(v) > 12 {
 			v = v[:12]
 		}
