@@ -20,6 +20,23 @@
 # queries through a node owning no data, takeover after SIGKILL. Results in
 # $(BENCH_DIR)/result-cluster.json. BENCH_CLUSTER_FLAGS for more flags, e.g.
 # "-idle-wait 0s" to measure at once whatever the load.
+#
+# make bench-scale (issue 16; not part of `make bench` or `make test`: it takes
+# about half an hour): shiplog and VictoriaLogs side by side in one run, on
+# the 2M-line/1-day and the 10M-line/5-day data sets (gen_logs.py
+# --span-hours 120, ~3 GB; generated once when absent), one server at a time,
+# measured as users meet them: JSON lines over HTTP (4 clients, ~1 MiB
+# bodies), queries a-e (and shiplog's stats floors) on the live process right
+# after ingest, each answer checked against the set's .expect.json for both
+# servers; lines/s, CPU/line, peak RSS (VmHWM over ingest and queries), disk
+# of the live data dir right after ingest and 60 s later, after a clean stop,
+# and the idle anonymous memory (RssAnon) after a restart on the data.
+# VictoriaLogs is installed with `go install` into $(BENCH_DIR)/bin when
+# absent (VL_VERSION; the issue's v1.26 is not served by the Go module proxy,
+# which has v1.27 on). Results in $(BENCH_DIR)/result-scale.json. Reuse files
+# already generated with BENCH_SCALE_2M=... BENCH_SCALE_10M=...; VL_BIN=...
+# for another VictoriaLogs; BENCH_SCALE_FLAGS for more flags (e.g.
+# "-runs 3", "-keep").
 
 BENCH_ROOT  := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 BENCH_LINES ?= 2000000
@@ -32,8 +49,13 @@ BENCH_CLUSTER_FLAGS ?=
 # Runs of each PromQL query of the fleet benchmark (metrics/fleet_bench_test.go).
 BENCH_FLEET_TIMES ?= 5x
 GO          ?= go
+BENCH_SCALE_2M    ?= $(BENCH_DIR)/logs-2M.jsonl
+BENCH_SCALE_10M   ?= $(BENCH_DIR)/logs-10M-120h.jsonl
+BENCH_SCALE_FLAGS ?=
+VL_VERSION  ?= v1.52.2
+VL_BIN      ?= $(BENCH_DIR)/bin/victoria-logs
 
-.PHONY: bench bench-build bench-data bench-cluster
+.PHONY: bench bench-build bench-data bench-cluster bench-scale
 
 bench: bench-build bench-data
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -mode grpc -json $(BENCH_DIR)/result-grpc.json $(BENCH_FLAGS)
@@ -44,6 +66,16 @@ bench: bench-build bench-data
 
 bench-cluster: bench-build bench-data
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -cluster 3 -json $(BENCH_DIR)/result-cluster.json $(BENCH_FLAGS) $(BENCH_CLUSTER_FLAGS)
+
+bench-scale: bench-build $(BENCH_SCALE_2M) $(BENCH_SCALE_10M) $(VL_BIN)
+	cd $(BENCH_ROOT) && bin/shiplog-bench -live -vl $(VL_BIN) -input $(BENCH_SCALE_2M),$(BENCH_SCALE_10M) -json $(BENCH_DIR)/result-scale.json $(BENCH_SCALE_FLAGS)
+
+# go install from outside the repository: its own module, not shiplog's. It
+# writes DIR/victoria-logs; a VL_BIN of another name gets it renamed.
+$(VL_BIN):
+	mkdir -p $(dir $@)
+	cd $(dir $@) && GOBIN=$(abspath $(dir $@)) GOFLAGS= $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VL_VERSION)
+	test -x $@ || mv $(dir $@)victoria-logs $@
 
 bench-build:
 	cd $(BENCH_ROOT) && $(GO) build -o bin/shiplog ./cmd/shiplog
@@ -57,3 +89,16 @@ $(BENCH_FILE):
 	mkdir -p $(dir $@)
 	python3 $(BENCH_GEN) -n $(BENCH_LINES) --keys shiplog -o $@.tmp --expect $@.expect.json
 	mv $@.tmp $@
+
+$(BENCH_SCALE_10M):
+	mkdir -p $(dir $@)
+	python3 $(BENCH_GEN) -n 10000000 --span-hours 120 --keys shiplog -o $@.tmp --expect $@.expect.json
+	mv $@.tmp $@
+
+# The 2M set is `make bench`'s file unless BENCH_SCALE_2M names another.
+ifneq ($(abspath $(BENCH_SCALE_2M)),$(abspath $(BENCH_FILE)))
+$(BENCH_SCALE_2M):
+	mkdir -p $(dir $@)
+	python3 $(BENCH_GEN) -n 2000000 --keys shiplog -o $@.tmp --expect $@.expect.json
+	mv $@.tmp $@
+endif

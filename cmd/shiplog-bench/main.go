@@ -20,6 +20,14 @@
 // the owners' apply lag, the queries through a node that owns none of the data
 // and through an owner, and the takeover of a SIGKILLed node's partitions
 // (cluster.go; `make bench-cluster`).
+//
+// With -live (issue 16; scale.go, `make bench-scale`) it measures as users
+// meet a server: for each -input (comma-separated), shiplog and then, with
+// -vl BIN, VictoriaLogs, one at a time, each fed the file's JSON lines over
+// HTTP; the queries a-e (and shiplog's stats floors) run on the live process
+// right after ingest, the data dir is sized right after ingest, -live-wait
+// later and after a clean stop, and the idle anonymous memory is read after
+// a restart on the data. It prints the runs side by side.
 package main
 
 import (
@@ -106,10 +114,21 @@ func main() {
 		takeovers    = flag.Int("takeovers", 1, "cluster mode: rounds of SIGKILL of the node owning the most data, takeover, and restart of the killed node")
 		profile      = flag.String("profile", "", "cluster mode: write a CPU profile of every node during ingest to this directory (perturbs the measurement)")
 		trace        = flag.Duration("trace", 0, "cluster mode: log the nodes' published/applied counters this often during ingest (perturbs the measurement)")
+		live         = flag.Bool("live", false, "scale mode (issue 16, scale.go): ingest JSON lines over HTTP and measure on the live server right after ingest (queries a-e, stats floors, disk now and -live-wait later), then after a clean stop and a restart; -input may name several files, comma-separated")
+		vlBin        = flag.String("vl", "", "scale mode: also measure this VictoriaLogs binary on each input, after shiplog (implies -live)")
+		liveWait     = flag.Duration("live-wait", 60*time.Second, "scale mode: measure the live server's disk again this long after ingest ends")
+		idleSettle   = flag.Duration("idle-settle", 10*time.Second, "scale mode: after the restart on the data, wait this long before reading the idle memory")
+		searchable   = flag.Duration("searchable-timeout", 5*time.Minute, "scale mode: how long every line may take to become countable after ingest")
 	)
 	flag.Parse()
 	if *input == "" && flag.NArg() > 0 {
-		*input = flag.Arg(0)
+		*input = strings.Join(flag.Args(), ",")
+	}
+	if *live || *vlBin != "" {
+		mainScale(*input, *mode, config{expect: *expectPath, bin: *bin, keep: *keep, jsonOut: *jsonOut,
+			readyTimeout: *readyTimeout, stopTimeout: *stopTimeout},
+			*vlBin, scaleConfig{conns: *conns, runs: *runs, liveWait: *liveWait, idleSettle: *idleSettle, searchable: *searchable})
+		return
 	}
 	if *expectPath == "" {
 		*expectPath = *input + ".expect.json"
@@ -141,6 +160,35 @@ func main() {
 		printTable(os.Stdout, res)
 	}
 	finish(cfg, res, res != nil, err)
+}
+
+// mainScale runs the scale bench (-live, -vl) on the comma-separated inputs.
+func mainScale(input, mode string, cfg config, vlBin string, sc scaleConfig) {
+	var inputs []string
+	for _, in := range strings.Split(input, ",") {
+		if in = strings.TrimSpace(in); in != "" {
+			inputs = append(inputs, in)
+		}
+	}
+	switch {
+	case len(inputs) == 0:
+		fmt.Fprintln(os.Stderr, "shiplog-bench: -input is required")
+		os.Exit(2)
+	case mode != "grpc" && mode != "jsonl": // grpc: the flag's default
+		fmt.Fprintln(os.Stderr, "shiplog-bench: -live ingests JSON lines over HTTP (POST /v1/logs:jsonl) only; drop -mode")
+		os.Exit(2)
+	case len(inputs) > 1 && cfg.expect != "":
+		fmt.Fprintln(os.Stderr, "shiplog-bench: -expect takes one input; with several each is read from INPUT.expect.json")
+		os.Exit(2)
+	case sc.conns < 1 || sc.runs < 1:
+		fmt.Fprintln(os.Stderr, "shiplog-bench: -conns and -runs must be positive")
+		os.Exit(2)
+	}
+	rep, err := runScale(cfg, inputs, vlBin, sc)
+	if rep != nil {
+		printScaleTable(os.Stdout, rep)
+	}
+	finish(cfg, rep, rep != nil, err)
 }
 
 // finish writes the results as JSON (with -json) and exits 1 on err.

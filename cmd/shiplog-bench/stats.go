@@ -74,37 +74,53 @@ type statsWant struct {
 	buildFacets    map[string]map[string]int64 // field -> value -> count
 	p99            map[string]float64          // by service (every service logs durations): the value of rank floor(0.99*(n-1))
 	latencies      int64
+	lat            map[string][]float64 // by service, until finish
 }
 
 func countStats(recs []*shiplogv1.Record, build string) *statsWant {
-	w := &statsWant{byServiceLevel: map[string]int64{}, errorsByHost: map[string]int64{}, build: build,
-		buildFacets: map[string]map[string]int64{}, p99: map[string]float64{}}
-	lat := map[string][]float64{}
+	w := newStatsWant(build)
 	for _, r := range recs {
-		w.byServiceLevel[r.Service+" "+r.Level]++
-		if r.Level == "error" {
-			w.errorsByHost[r.Host]++
-		}
-		if r.BuildId == build {
-			w.buildCount++
-			for f, v := range map[string]string{"service": r.Service, "host": r.Host, "deploy_id": r.DeployId, "level": r.Level} {
-				if w.buildFacets[f] == nil {
-					w.buildFacets[f] = map[string]int64{}
-				}
-				w.buildFacets[f][v]++
+		w.add(r)
+	}
+	w.finish()
+	return w
+}
+
+// newStatsWant starts counting the answers for the floors; add every
+// record, then finish.
+func newStatsWant(build string) *statsWant {
+	return &statsWant{byServiceLevel: map[string]int64{}, errorsByHost: map[string]int64{}, build: build,
+		buildFacets: map[string]map[string]int64{}, p99: map[string]float64{}, lat: map[string][]float64{}}
+}
+
+func (w *statsWant) add(r *shiplogv1.Record) {
+	w.byServiceLevel[r.Service+" "+r.Level]++
+	if r.Level == "error" {
+		w.errorsByHost[r.Host]++
+	}
+	if r.BuildId == w.build {
+		w.buildCount++
+		for f, v := range map[string]string{"service": r.Service, "host": r.Host, "deploy_id": r.DeployId, "level": r.Level} {
+			if w.buildFacets[f] == nil {
+				w.buildFacets[f] = map[string]int64{}
 			}
-		}
-		if s, ok := r.Attributes["latency_ms"]; ok {
-			v, _ := strconv.ParseFloat(s, 64)
-			lat[r.Service] = append(lat[r.Service], v)
-			w.latencies++
+			w.buildFacets[f][v]++
 		}
 	}
-	for svc, vs := range lat {
+	if s, ok := r.Attributes["latency_ms"]; ok {
+		v, _ := strconv.ParseFloat(s, 64)
+		w.lat[r.Service] = append(w.lat[r.Service], v)
+		w.latencies++
+	}
+}
+
+// finish computes the p99s and lets the latencies go.
+func (w *statsWant) finish() {
+	for svc, vs := range w.lat {
 		sort.Float64s(vs)
 		w.p99[svc] = vs[int(0.99*float64(len(vs)-1))]
 	}
-	return w
+	w.lat = nil
 }
 
 // buildStatsQueries returns the four floor queries (i..l); each name ends
