@@ -31,7 +31,15 @@ func (s *Store) releaseMappedPages() {
 	if err != nil {
 		return
 	}
-	prefix := filepath.Join(s.dir, "badger") + string(filepath.Separator)
+	// /proc/self/maps names files by absolute path, symlinks resolved.
+	dir, err := filepath.Abs(s.dir)
+	if err != nil {
+		return
+	}
+	if d, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = d
+	}
+	prefix := filepath.Join(dir, "badger") + string(filepath.Separator)
 	type span struct{ start, end uintptr }
 	byFile := map[string][]span{}
 	last := -1

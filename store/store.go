@@ -283,6 +283,10 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	}
 	s.dayDroppers = append(s.dayDroppers, s.ms.dropDay)
 	s.measureSizes()
+	// Loading the chunk metadata read through the value log's maps.
+	s.vlogMu.Lock()
+	s.releaseMappedPages()
+	s.vlogMu.Unlock()
 	if readOnly {
 		// Lines replayed from the WAL stay in memory, searchable; chunks
 		// not yet in Bleve are scanned. Nothing is sealed or indexed.
