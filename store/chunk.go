@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -381,50 +382,83 @@ func (l *Lines) decodeText(cv []byte) error { return l.decodeTextWord(cv, "") }
 // decodeTextWord decodes the text columns; with word set, only the message
 // blocks (version 3) that may hold it are decompressed (see Lines.Skipped).
 func (l *Lines) decodeTextWord(cv []byte, word string) error {
-	n := l.Len()
+	p, err := splitText(cv, l.Len(), word, false)
+	if err != nil {
+		return err
+	}
+	return l.setText(p)
+}
+
+// textParts are a c value's columns cut apart, with the message lengths and
+// the messages (only the blocks that may hold word, for version 3)
+// decompressed.
+type textParts struct {
+	version byte
+	cols    [][]byte // stored columns, numbered as in a chunk (from colMsgLens)
+	lens    []byte
+	msgs    []byte
+	skip    []bool
+	n       int
+}
+
+// splitText cuts cv into textParts. With own, nothing in them shares
+// memory with cv, which may then be Badger's (valid only in its Value
+// callback): only what is used is copied, not the message blocks skipped.
+func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 	cn, tcols, err := splitColumns(cv, numCols-colMsgLens)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if cn != n {
-		return fmt.Errorf("%w: text has %d lines, times %d", errCorrupt, cn, n)
+		return nil, fmt.Errorf("%w: text has %d lines, times %d", errCorrupt, cn, n)
 	}
+	p := &textParts{version: cv[0], cols: make([][]byte, numCols), n: n}
 	// Text columns are numbered from colMsgLens.
-	cols := make([][]byte, numCols)
-	copy(cols[colMsgLens:], tcols)
-	lens, err := decompress(cols[colMsgLens])
-	if err != nil {
-		return err
+	copy(p.cols[colMsgLens:], tcols)
+	if p.lens, err = decompress(p.cols[colMsgLens]); err != nil {
+		return nil, err
 	}
-	var msgs []byte
-	var skip []bool
-	if cv[0] >= 3 {
-		msgs, skip, err = decodeMsgBlocks(cols[colMsgs], lens, n, word)
-	} else {
-		msgs, err = decompress(cols[colMsgs])
+	if p.version >= 3 {
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lens, n, word) // fresh memory
+	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
+		p.msgs = bytes.Clone(p.msgs)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if own {
+		p.lens = bytes.Clone(p.lens)
+		for _, c := range []int{colTraces, colSpans, colAttrs, colSeqs} {
+			p.cols[c] = bytes.Clone(p.cols[c])
+		}
+		p.cols[colMsgLens], p.cols[colMsgs] = nil, nil
+	}
+	return p, nil
+}
+
+// setText decodes the text columns of p into l.
+func (l *Lines) setText(p *textParts) error {
+	n := p.n
+	var err error
+	if err := l.setMsgs(p.lens, p.msgs, p.skip); err != nil {
 		return err
 	}
-	if err := l.setMsgs(lens, msgs, skip); err != nil {
+	if l.Traces, err = decodeStrings(p.cols[colTraces], n); err != nil {
 		return err
 	}
-	if l.Traces, err = decodeStrings(cols[colTraces], n); err != nil {
+	if l.Spans, err = decodeStrings(p.cols[colSpans], n); err != nil {
 		return err
 	}
-	if l.Spans, err = decodeStrings(cols[colSpans], n); err != nil {
+	if l.Attrs, err = decodeAttrs(p.cols[colAttrs], n); err != nil {
 		return err
 	}
-	if l.Attrs, err = decodeAttrs(cols[colAttrs], n); err != nil {
-		return err
-	}
-	sb, err := decompress(cols[colSeqs])
+	sb, err := decompress(p.cols[colSeqs])
 	if err != nil {
 		return err
 	}
 	l.Seqs = make([]uint64, n)
 	sr := wire.NewReader(sb, nil)
-	if cv[0] >= 2 {
+	if p.version >= 2 {
 		prev := uint64(0)
 		for i := range l.Seqs {
 			prev += uint64(sr.Varint())

@@ -392,7 +392,8 @@ func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
 }
 
 func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, error) {
-	var tv, cv []byte
+	var tv []byte
+	var tp *textParts
 	err := s.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(chunkKey(pfxTimes, m.Day, m.ID))
 		if err != nil {
@@ -407,8 +408,13 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 		if it, err = txn.Get(chunkKey(pfxChunk, m.Day, m.ID)); err != nil {
 			return err
 		}
-		cv, err = it.ValueCopy(nil)
-		return err
+		// Cut the text value where Badger keeps it (its value log is
+		// memory-mapped): only the columns used and the message blocks
+		// that may hold word are read and copied, not the whole value.
+		return it.Value(func(cv []byte) (err error) {
+			tp, err = splitText(cv, int(m.Count), word, true)
+			return err
+		})
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, fmt.Errorf("chunk %d: %w", m.ID, ErrNotFound)
@@ -417,8 +423,11 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
 	l, err := decodeChunk(m, tv, nil)
-	if err == nil && cv != nil {
-		err = l.decodeTextWord(cv, word)
+	if err == nil && l.Len() != int(m.Count) {
+		err = fmt.Errorf("%w: times has %d lines, metadata %d", errCorrupt, l.Len(), m.Count)
+	}
+	if err == nil && tp != nil {
+		err = l.setText(tp)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)

@@ -120,7 +120,7 @@ func (s *Store) evictHeads(out []*head) []*head {
 
 // pageReleaseEvery is how often the value log's pages are released from the
 // resident set (pagerelease_linux.go).
-const pageReleaseEvery = 10 * time.Second
+const pageReleaseEvery = 3 * time.Second
 
 // maintLoop seals old heads and truncates the WAL.
 func (s *Store) maintLoop() {
