@@ -116,7 +116,7 @@ func chunkTokens(l *Lines) *chunkToks {
 	bl := blockLines(l.Len())
 	var bit uint64
 	// Id-like tokens are nearly all distinct: they go to the bloom filter
-	// by hash (sorted and deduplicated below), with no set of strings.
+	// by hash (deduplicated below), with no set of strings.
 	ids := make([]uint64, 0, 4*l.Len())
 	addID := func(tok string) {
 		ids = append(ids, xxhash.Sum64String(tok))
@@ -178,12 +178,7 @@ func chunkTokens(l *Lines) *chunkToks {
 		ct.bloom.addHash(h)
 	}
 	ct.heads = setToSlice(heads)
-	ct.words = make([]string, 0, len(words))
-	for w := range words {
-		if !strings.Contains(w, "\x00") {
-			ct.words = append(ct.words, w)
-		}
-	}
+	ct.words = setToSlice(words)
 	ct.blocks = blockFilters(words, (l.Len()+bl-1)/bl)
 	ct.attrs = make([]string, 0, len(attrs))
 	for a := range attrs {
@@ -277,7 +272,9 @@ func hashPair(d *xxhash.Digest, k, v string) uint64 {
 	return d.Sum64()
 }
 
-func setToSlice(m map[string]struct{}) []string {
+// setToSlice returns the keys of m that hold no NUL (the separator of a
+// Bleve field's terms).
+func setToSlice[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		if !strings.Contains(k, "\x00") {

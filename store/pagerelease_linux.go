@@ -41,7 +41,7 @@ func (s *Store) releaseMappedPages() {
 	}
 	prefix := filepath.Join(dir, "badger") + string(filepath.Separator)
 	type span struct{ start, end uintptr }
-	byFile := map[string][]span{}
+	byFile := map[int][]span{} // by value-log file number
 	last := -1
 	sc := bufio.NewScanner(bytes.NewReader(maps))
 	for sc.Scan() {
@@ -56,11 +56,11 @@ func (s *Store) releaseMappedPages() {
 		if !ok || err1 != nil || err2 != nil || err3 != nil || end <= start {
 			continue
 		}
-		byFile[f[5]] = append(byFile[f[5]], span{uintptr(start), uintptr(end)})
+		byFile[fid] = append(byFile[fid], span{uintptr(start), uintptr(end)})
 		last = max(last, fid)
 	}
-	for path, spans := range byFile {
-		if fid, _ := strconv.Atoi(strings.TrimSuffix(filepath.Base(path), ".vlog")); fid == last {
+	for fid, spans := range byFile {
+		if fid == last {
 			continue
 		}
 		for _, sp := range spans {

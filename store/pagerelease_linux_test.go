@@ -84,20 +84,8 @@ func TestReleaseMappedPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.maintain(true) // seal everything, then wait until it is written
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s.mu.RLock()
-		busy := len(s.heads) + len(s.sealing) + len(s.unindexed)
-		s.mu.RUnlock()
-		if busy == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d chunks still open, sealing or indexing after 30 s", busy)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.maintain(true) // every head to sealing, then wait until it is written
+	waitSealed(t, s)
 	before := vlogResident(t, s)
 	if len(before) < 3 {
 		ents, _ := os.ReadDir(filepath.Join(s.dir, "badger"))

@@ -138,9 +138,8 @@ type head struct {
 	bytes  int
 	opened time.Time
 	minSeg uint64 // oldest WAL segment holding one of its lines
-	// last is the Store's appendTick and lastAt the wall clock (Unix ns) of
-	// the append that wrote its newest line.
-	last   uint64
+	// lastAt is the wall clock (Unix ns) of the append that wrote its
+	// newest line: how recently it was written (evictHeads, idle sealing).
 	lastAt int64
 }
 
@@ -180,8 +179,7 @@ type Store struct {
 	closed    bool
 	wal       *wal
 	heads     map[headKey]*head
-	headBytes int64  // sum of the heads' bytes (HeadsMaxBytes bounds it)
-	tick      uint64 // appendTick: counts appends, orders heads by recency
+	headBytes int64 // sum of the heads' bytes (HeadsMaxBytes bounds it)
 	sealing   map[uint64]*head
 	nextLine  map[headKey]uint32
 	agents    map[string]*agentState

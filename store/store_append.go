@@ -234,7 +234,6 @@ func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a ad
 		}
 	}
 	var full []*head
-	s.tick++
 	for _, g := range groups {
 		for j, ri := range g.recs {
 			if h := s.appendLine(g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg, now); h != nil {
@@ -310,7 +309,7 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 	}
 	h.bytes += n
 	s.headBytes += int64(n)
-	h.last, h.lastAt = s.tick, now
+	h.lastAt = now
 	if h.full(&s.opts) {
 		s.startSeal(h)
 		return h

@@ -103,7 +103,7 @@ func (s *Store) evictHeads(out []*head) []*head {
 	for _, h := range s.heads {
 		hs = append(hs, h)
 	}
-	slices.SortFunc(hs, func(a, b *head) int { return cmp.Compare(a.last, b.last) })
+	slices.SortFunc(hs, func(a, b *head) int { return cmp.Compare(a.lastAt, b.lastAt) })
 	low := s.opts.HeadsMaxBytes / 4 * 3
 	n := 0
 	for _, h := range hs {

@@ -77,6 +77,7 @@ func (s *Store) replayWAL() ([]*head, error) {
 	var lines, skipped int
 	var seal []*head
 	bad, err := s.wal.replay(func(seg uint64, p []byte) error {
+		now := time.Now().UnixNano() // the frame's lines' append time, for recency
 		rd := wire.NewReader(p, errWALPayload)
 		r := &rd
 		if v := r.Byte(); v != 1 {
@@ -125,7 +126,7 @@ func (s *Store) replayWAL() ([]*head, error) {
 				if next := line + 1; next > s.nextLine[k] {
 					s.nextLine[k] = next
 				}
-				if h := s.appendLine(k, labels, line, &rec, seg, time.Now().UnixNano()); h != nil {
+				if h := s.appendLine(k, labels, line, &rec, seg, now); h != nil {
 					seal = append(seal, h)
 				}
 				lines++
