@@ -180,23 +180,11 @@ func equalFold(s, t string) bool {
 	return true
 }
 
-// containsFold reports whether s holds the lower-case string t, folding ASCII.
+// containsFold reports whether s holds the lower-case ASCII string t,
+// folding ASCII.
 func containsFold(s, t string) bool {
-	n := len(t)
-	if n == 0 {
-		return true
-	}
-	c0 := t[0]
-	u0 := c0
-	if c0 >= 'a' && c0 <= 'z' {
-		u0 = c0 - 32
-	}
-	for k := 0; k+n <= len(s); k++ {
-		if c := s[k]; (c == c0 || c == u0) && equalFold(s[k:k+n], t) {
-			return true
-		}
-	}
-	return false
+	n := newFoldNeedle(t)
+	return n.index(s) >= 0
 }
 
 type levelNode struct{ lv model.Level }

@@ -1,13 +1,10 @@
 package query
 
 import (
-	"encoding/binary"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"unsafe"
 
+	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/store"
 )
 
@@ -52,38 +49,104 @@ func requiredToken(n node) needle {
 	return needle{}
 }
 
-// lowerInto appends s with ASCII upper-case letters made lower-case to dst,
-// eight bytes at a time.
-func lowerInto(dst []byte, s string) []byte {
-	n := len(dst)
-	dst = slices.Grow(dst, len(s))[:n+len(s)]
-	out := dst[n:]
-	const ones = 0x0101010101010101
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
-		h := w & (0x7f * ones)
-		ge := h + (0x80-'A')*ones   // high bit: the byte's low 7 bits >= 'A'
-		gt := h + (0x80-'Z'-1)*ones // high bit: ... > 'Z'
-		upper := ge &^ gt &^ w & (0x80 * ones)
-		binary.LittleEndian.PutUint64(out[i:], w|upper>>2)
+// byteRank orders ASCII bytes by how often they appear in log text (lower
+// is rarer), to pick the byte of a needle to scan for: a rare one stops the
+// scan at few places to compare.
+var byteRank = func() (r [256]uint8) {
+	for i := range r {
+		r[i] = 100 // punctuation and bytes outside ASCII letters and digits
 	}
-	for ; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		out[i] = c
+	// English letter frequency, rarest first; digits in between.
+	for i, c := range "zqxjkvbpygfwmucldrhsnioate" {
+		r[c], r[c-32] = uint8(30+i*4), uint8(30+i*4)
 	}
-	return dst
+	for c := '0'; c <= '9'; c++ {
+		r[c] = 90
+	}
+	for _, c := range " .:-/=_" {
+		r[c] = 200
+	}
+	return r
+}()
+
+// foldNeedle is a lower-case ASCII needle prepared for indexFold: the byte
+// of it to scan for (its rarest) in both cases.
+type foldNeedle struct {
+	tok        string
+	at         int  // the pivot's offset in tok
+	low, upper byte // the pivot, and its upper case (== low when not a letter)
 }
 
-var lowerPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
+func newFoldNeedle(tok string) foldNeedle {
+	n := foldNeedle{tok: tok}
+	for i := 1; i < len(tok); i++ {
+		if byteRank[tok[i]] < byteRank[tok[n.at]] {
+			n.at = i
+		}
+	}
+	if len(tok) > 0 {
+		n.low, n.upper = tok[n.at], tok[n.at]
+		if n.low >= 'a' && n.low <= 'z' {
+			n.upper = n.low - 32
+		}
+	}
+	return n
+}
+
+// index returns the offset of the first place s holds the needle, folding
+// ASCII letters (-1: none). It scans for the pivot byte in both cases with
+// IndexByte (vectorised) and compares only there: no lower-cased copy.
+func (n *foldNeedle) index(s string) int {
+	t := n.tok
+	if len(t) == 0 {
+		return 0
+	}
+	if len(s) < len(t) {
+		return -1
+	}
+	// nextLow and nextUp are the next offsets (>= i) of the pivot's two
+	// cases in s, -1 once there are none.
+	nextLow, nextUp := -2, -2
+	if n.upper == n.low {
+		nextUp = -1
+	}
+	last := len(s) - len(t) + n.at // the last offset a pivot can have
+	for i := n.at; i <= last; {
+		if nextLow != -1 && nextLow < i {
+			nextLow = indexFrom(s, n.low, i)
+		}
+		if nextUp != -1 && nextUp < i {
+			nextUp = indexFrom(s, n.upper, i)
+		}
+		p := nextLow
+		if p < 0 || nextUp >= 0 && nextUp < p {
+			p = nextUp
+		}
+		if p < 0 || p > last {
+			return -1
+		}
+		if equalFold(s[p-n.at:p-n.at+len(t)], t) {
+			return p - n.at
+		}
+		i = p + 1
+	}
+	return -1
+}
+
+// indexFrom is the offset of the first c in s at or after i, -1 when none.
+func indexFrom(s string, c byte, i int) int {
+	if j := strings.IndexByte(s[i:], c); j >= 0 {
+		return i + j
+	}
+	return -1
+}
 
 // candidateLines marks the lines of l whose message holds the needle as a
 // substring (a token case-insensitively, an exact literal as it is); nil
-// means "every line" (no message block to search). Lines a load for the
-// token left out (Lines.Skipped) have no bytes in the block: never marked.
+// means "every line" (no needle). Lines a load for the token left out
+// (Lines.Skipped) have no bytes in the block: never marked. A chunk loaded
+// whole from the store has its messages in one block, searched at once; an
+// open chunk's messages are searched one by one.
 func candidateLines(l *store.Lines, n needle) []bool {
 	tok := n.tok
 	if tok == "" {
@@ -94,19 +157,20 @@ func candidateLines(l *store.Lines, n needle) []bool {
 			// Only blocks that cannot hold tok were left out: no line does.
 			return make([]bool, l.Len())
 		}
-		return nil
+		if l.Msgs == nil {
+			return nil
+		}
+		return messageMarks(l.Msgs, n)
 	}
 	block := l.MsgBlock
+	find := func(s string) int { return strings.Index(s, tok) }
 	if !n.exact {
-		bp := lowerPool.Get().(*[]byte)
-		defer lowerPool.Put(bp)
-		low := lowerInto((*bp)[:0], l.MsgBlock)
-		*bp = low
-		block = unsafe.String(unsafe.SliceData(low), len(low)) // low is not changed while block is used
+		fn := newFoldNeedle(tok)
+		find = fn.index
 	}
 	marks := make([]bool, l.Len())
 	for p := 0; p < len(block); {
-		i := strings.Index(block[p:], tok)
+		i := find(block[p:])
 		if i < 0 {
 			break
 		}
@@ -139,6 +203,24 @@ func candidateLines(l *store.Lines, n needle) []bool {
 		}
 		marks[line] = true
 		p = int(l.MsgStarts[line+1])
+	}
+	return marks
+}
+
+// messageMarks is candidateLines for messages not in one block (an open
+// chunk's): a line is marked when its message holds the needle or has an
+// escape sequence (it may hold it once those are removed).
+func messageMarks(msgs []string, n needle) []bool {
+	marks := make([]bool, len(msgs))
+	if n.exact {
+		for i, m := range msgs {
+			marks[i] = strings.Contains(m, n.tok) || model.HasANSI(m)
+		}
+		return marks
+	}
+	fn := newFoldNeedle(n.tok)
+	for i, m := range msgs {
+		marks[i] = fn.index(m) >= 0 || model.HasANSI(m)
 	}
 	return marks
 }
