@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // vlogResident sums the resident kB of this process's mappings of the store's
@@ -61,6 +64,41 @@ func rnd(r *rand.Rand, n int) []byte {
 	return b
 }
 
+// fillVlog appends 60,000 lines with random text (~4 MB of chunks, several
+// 1 MiB value-log files) and waits until every chunk is written.
+func fillVlog(t *testing.T, s *Store) {
+	t.Helper()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 60; i++ {
+		b := testBatch("ag", 1000, 1+i*1000, t0.Add(time.Duration(i)*time.Second))
+		for j := range b.Records {
+			b.Records[j].Message += " " + base64.StdEncoding.EncodeToString(rnd(rng, 60))
+		}
+		if _, err := s.Append(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.maintain(true) // every head to sealing, then wait until it is written
+	waitSealed(t, s)
+}
+
+// finishedResident is the resident kB of the value-log files but the last.
+func finishedResident(t *testing.T, s *Store) (kb int, files int) {
+	t.Helper()
+	m := vlogResident(t, s)
+	last := ""
+	for name := range m {
+		last = max(last, name)
+	}
+	for name, k := range m {
+		if name != last {
+			kb += k
+		}
+	}
+	return kb, len(m)
+}
+
 // TestReleaseMappedPages: the pages of value-log files Badger has finished
 // writing leave the resident set (the file being written keeps its pages), and
 // every chunk still reads back whole.
@@ -73,19 +111,7 @@ func TestReleaseMappedPages(t *testing.T) {
 	t.Chdir(t.TempDir())
 	s := testOpen(t, "data", o)
 	defer s.Close()
-	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 60; i++ { // ~4 MB of chunks: several 1 MiB value-log files
-		b := testBatch("ag", 1000, 1+i*1000, t0.Add(time.Duration(i)*time.Second))
-		for j := range b.Records {
-			b.Records[j].Message += " " + base64.StdEncoding.EncodeToString(rnd(rng, 60))
-		}
-		if _, err := s.Append(context.Background(), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.maintain(true) // every head to sealing, then wait until it is written
-	waitSealed(t, s)
+	fillVlog(t, s)
 	before := vlogResident(t, s)
 	if len(before) < 3 {
 		ents, _ := os.ReadDir(filepath.Join(s.dir, "badger"))
@@ -119,5 +145,57 @@ func TestReleaseMappedPages(t *testing.T) {
 	}
 	if got := count(t, s, nil, nil); got != 60000 {
 		t.Fatalf("%d lines read back, want 60000", got)
+	}
+}
+
+// TestReleaseAfterReads: reads that copy more than ReleaseAfterRead bytes out
+// of the value log's maps get its pages released at once, not at the next
+// periodic release (an hour away here): the finished files' resident pages
+// stay below a quarter of what the reads mapped.
+func TestReleaseAfterReads(t *testing.T) {
+	o := DefaultOptions()
+	o.BadgerVlogFile = 1 << 20
+	o.ChunkMaxLines = 200
+	o.PageRelease = time.Hour
+	o.ReleaseAfterRead = 256 << 10
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	fillVlog(t, s)
+	s.releasePages()
+	// Reading every chunk's text maps the finished files' pages again,
+	// more than ReleaseAfterRead of them.
+	if got := count(t, s, nil, nil); got != 60000 {
+		t.Fatalf("%d lines read back, want 60000", got)
+	}
+	refs := 0
+	for day, err := range s.Candidates(context.Background(), model.TimeRange{End: math.MaxInt64}, All(), true) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range day {
+			if _, err := s.Load(context.Background(), r, true); err != nil {
+				t.Fatal(err)
+			}
+			refs++
+		}
+	}
+	if refs < 100 {
+		t.Fatalf("%d chunks read, want the 300 written", refs)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kb, files := finishedResident(t, s)
+		if files < 3 {
+			t.Fatalf("%d value-log files mapped, want at least 3", files)
+		}
+		// Without the release all of them stay resident (~3 MiB); reads
+		// after the last release may leave less than ReleaseAfterRead.
+		if kb <= 1024 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kB of the finished value-log files still resident 30 s after %d chunks were read", kb, refs)
+		}
+		time.Sleep(20 * time.Millisecond) // poll: the maintenance loop releases them
 	}
 }

@@ -411,6 +411,7 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 		// Cut the text value where Badger keeps it (its value log is
 		// memory-mapped): only the columns used and the message blocks
 		// that may hold word are read and copied, not the whole value.
+		s.noteMappedRead(int(it.ValueSize()))
 		return it.Value(func(cv []byte) (err error) {
 			tp, err = splitText(cv, int(m.Count), word, true)
 			return err
@@ -460,6 +461,7 @@ func (s *Store) LoadAttrs(ctx context.Context, r ChunkRef) (*Lines, error) {
 		if it, err = txn.Get(chunkKey(pfxChunk, m.Day, m.ID)); err != nil {
 			return err
 		}
+		s.noteMappedRead(int(it.ValueSize()))
 		return it.Value(func(cv []byte) error {
 			cn, cols, err := splitColumns(cv, numCols-colMsgLens)
 			if err != nil {
@@ -498,6 +500,7 @@ func (s *Store) loadText(l *Lines) error {
 		if err != nil {
 			return err
 		}
+		s.noteMappedRead(int(it.ValueSize()))
 		cv, err = it.ValueCopy(nil)
 		return err
 	})

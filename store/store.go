@@ -64,10 +64,16 @@ type Options struct {
 	BadgerCache     int64         // Badger block cache size
 	BadgerVlogFile  int64         // Badger value-log file size (chunk bodies)
 	Maintenance     time.Duration // period of the sealing/WAL truncation loop
-	Retention       time.Duration // drop day partitions older than this (0: keep)
-	RetentionBytes  int64         // drop the oldest days while the data directory is larger (0: no bound)
-	RetentionCheck  time.Duration // how often retention runs (default 1m)
-	SizeCheck       time.Duration // how often the data directory's sizes are measured for /metrics (default 30s)
+	// PageRelease is how often the finished value-log files' pages are
+	// released from the resident set, and ReleaseAfterRead how many value
+	// bytes reads may copy out of them before that is done at once
+	// (pagerelease_linux.go).
+	PageRelease      time.Duration
+	ReleaseAfterRead int64
+	Retention        time.Duration // drop day partitions older than this (0: keep)
+	RetentionBytes   int64         // drop the oldest days while the data directory is larger (0: no bound)
+	RetentionCheck   time.Duration // how often retention runs (default 1m)
+	SizeCheck        time.Duration // how often the data directory's sizes are measured for /metrics (default 30s)
 	// StreamSeed, when not zero, is mixed into every stream id, so that stores
 	// holding different partitions of one cluster never give two streams the
 	// same id (and so no two records the same id). Fixed for a data directory.
@@ -99,21 +105,23 @@ type Options struct {
 // DefaultOptions returns the options shiplog runs with.
 func DefaultOptions() Options {
 	return Options{
-		ChunkMaxLines:   1024,
-		ChunkMaxBytes:   512 << 10,
-		ChunkMaxAge:     5 * time.Minute,
-		ChunkIdleAge:    30 * time.Second,
-		HeadsMaxBytes:   64 << 20,
-		WALSegmentBytes: 32 << 20,
-		WALMaxSegments:  8,
-		Sealers:         2,
-		Indexers:        2,
-		BadgerMemTable:  32 << 20,
-		BadgerCache:     64 << 20,
-		BadgerVlogFile:  64 << 20,
-		Maintenance:     time.Second,
-		RetentionCheck:  time.Minute,
-		SizeCheck:       30 * time.Second,
+		ChunkMaxLines:    1024,
+		ChunkMaxBytes:    512 << 10,
+		ChunkMaxAge:      5 * time.Minute,
+		ChunkIdleAge:     30 * time.Second,
+		HeadsMaxBytes:    64 << 20,
+		WALSegmentBytes:  32 << 20,
+		WALMaxSegments:   8,
+		Sealers:          2,
+		Indexers:         2,
+		BadgerMemTable:   32 << 20,
+		BadgerCache:      64 << 20,
+		BadgerVlogFile:   64 << 20,
+		Maintenance:      time.Second,
+		PageRelease:      3 * time.Second,
+		ReleaseAfterRead: 32 << 20,
+		RetentionCheck:   time.Minute,
+		SizeCheck:        30 * time.Second,
 		// Sized for a big fleet: 100,000 new (service, host, build, deploy)
 		// combinations a day. An open stream costs a few KiB until its chunk
 		// is sealed, and its metadata stays in memory for good.
@@ -208,8 +216,13 @@ type Store struct {
 	floor       uint32
 	dayDroppers []func(uint32) error
 
-	truncMu       sync.Mutex // serialises truncateWAL
-	vlogMu        sync.Mutex // value-log GC vs releaseMappedPages
+	truncMu sync.Mutex // serialises truncateWAL
+	vlogMu  sync.Mutex // value-log GC vs releaseMappedPages
+	// readMapped counts the value bytes reads copied out of the value log's
+	// maps since its pages were last released; past releaseAfterRead,
+	// releaseNow asks the maintenance loop to release them at once.
+	readMapped    atomic.Int64
+	releaseNow    chan struct{}
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
 	daysRead      atomic.Uint64 // days whose candidates were looked up (tests read it)
@@ -239,6 +252,8 @@ func (o *Options) fill() {
 	setIfUnset(&o.BadgerCache, def.BadgerCache)
 	setIfUnset(&o.BadgerVlogFile, def.BadgerVlogFile)
 	setIfUnset(&o.Maintenance, def.Maintenance)
+	setIfUnset(&o.PageRelease, def.PageRelease)
+	setIfUnset(&o.ReleaseAfterRead, def.ReleaseAfterRead)
 	setIfUnset(&o.RetentionCheck, def.RetentionCheck)
 	setIfUnset(&o.SizeCheck, def.SizeCheck)
 }
@@ -282,9 +297,7 @@ func Open(dir string, opts Options, log *slog.Logger, reg prometheus.Registerer)
 	s.dayDroppers = append(s.dayDroppers, s.ms.dropDay)
 	s.measureSizes()
 	// Loading the chunk metadata read through the value log's maps.
-	s.vlogMu.Lock()
-	s.releaseMappedPages()
-	s.vlogMu.Unlock()
+	s.releasePages()
 	if readOnly {
 		// Lines replayed from the WAL stay in memory, searchable; chunks
 		// not yet in Bleve are scanned. Nothing is sealed or indexed.
@@ -379,6 +392,7 @@ func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registe
 		runs:         map[string][]model.Run{},
 		attrKeys:     map[uint32]*dayKeys{},
 		sealCh:       make(chan *head, 64),
+		releaseNow:   make(chan struct{}, 1),
 		indexCh:      make(chan *indexJob, 256),
 		stop:         make(chan struct{}),
 	}

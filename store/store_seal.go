@@ -118,9 +118,28 @@ func (s *Store) evictHeads(out []*head) []*head {
 	return out
 }
 
-// pageReleaseEvery is how often the value log's pages are released from the
-// resident set (pagerelease_linux.go).
-const pageReleaseEvery = 3 * time.Second
+// noteMappedRead counts n bytes of values read through the value log's maps,
+// and asks for a release once Options.ReleaseAfterRead have been: a search
+// over days of chunks would otherwise map hundreds of MiB of the value log
+// between two of the maintenance loop's releases (the kernel maps pages
+// around each one read, so the resident set grows by more than is counted).
+func (s *Store) noteMappedRead(n int) {
+	if s.readMapped.Add(int64(n)) >= s.opts.ReleaseAfterRead {
+		select {
+		case s.releaseNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// releasePages releases the pages of the finished value-log files from the
+// resident set.
+func (s *Store) releasePages() {
+	s.readMapped.Store(0)
+	s.vlogMu.Lock()
+	s.releaseMappedPages()
+	s.vlogMu.Unlock()
+}
 
 // maintLoop seals old heads and truncates the WAL.
 func (s *Store) maintLoop() {
@@ -129,7 +148,7 @@ func (s *Store) maintLoop() {
 	defer t.Stop()
 	rt := time.NewTicker(s.opts.RetentionCheck)
 	defer rt.Stop()
-	pt := time.NewTicker(pageReleaseEvery)
+	pt := time.NewTicker(s.opts.PageRelease)
 	defer pt.Stop()
 	if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 		s.applyRetention(time.Now())
@@ -141,9 +160,9 @@ func (s *Store) maintLoop() {
 		case <-t.C:
 			s.maintain(false)
 		case <-pt.C:
-			s.vlogMu.Lock()
-			s.releaseMappedPages()
-			s.vlogMu.Unlock()
+			s.releasePages()
+		case <-s.releaseNow:
+			s.releasePages()
 		case <-rt.C:
 			if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 				s.applyRetention(time.Now())
