@@ -23,9 +23,24 @@ type gatewayJSON struct{ *runtime.JSONPb }
 
 func (m gatewayJSON) Marshal(v any) ([]byte, error) {
 	if r, ok := v.(*shiplogv1.SearchResponse); ok {
-		return appendSearchJSON(nil, r), nil
+		return appendSearchJSON(make([]byte, 0, searchJSONSize(r)), r), nil
 	}
 	return m.JSONPb.Marshal(v)
+}
+
+// searchJSONSize estimates the length of r's JSON from its strings, so that
+// a page of thousands of records is written into one buffer, not grown
+// (and copied) a dozen times.
+func searchJSONSize(r *shiplogv1.SearchResponse) int {
+	n := 128 + len(r.GetNextCursor()) + 4*len(r.GetMissingPartitions())
+	for _, rec := range r.GetRecords() {
+		n += 220 + len(rec.GetId()) + len(rec.GetService()) + len(rec.GetHost()) + len(rec.GetBuildId()) +
+			len(rec.GetDeployId()) + len(rec.GetMessage()) + len(rec.GetTraceId()) + len(rec.GetSpanId())
+		for k, v := range rec.GetAttributes() {
+			n += len(k) + len(v) + 6
+		}
+	}
+	return n + n/16 // room for a few escapes
 }
 
 func appendSearchJSON(b []byte, r *shiplogv1.SearchResponse) []byte {
@@ -89,8 +104,74 @@ func appendRecordJSON(b []byte, r *shiplogv1.Record) []byte {
 }
 
 // appendProtoTime formats a Timestamp as protojson does: UTC, RFC 3339, the
-// fraction in 0, 3, 6 or 9 digits.
+// fraction in 0, 3, 6 or 9 digits. Years 1970-9999 are written by hand (a
+// page writes thousands); others through time.
 func appendProtoTime(b []byte, sec int64, nanos int32) []byte {
+	const maxSec = 253402300799 // 9999-12-31T23:59:59Z
+	if sec < 0 || sec > maxSec || nanos < 0 || nanos > 999_999_999 {
+		return appendProtoTimeSlow(b, sec, nanos)
+	}
+	y, m, d := civilDate(sec / 86400)
+	hms := sec % 86400
+	b = append4(b, y)
+	b = append(b, '-')
+	b = append2(b, m)
+	b = append(b, '-')
+	b = append2(b, d)
+	b = append(b, 'T')
+	b = append2(b, int(hms/3600))
+	b = append(b, ':')
+	b = append2(b, int(hms/60%60))
+	b = append(b, ':')
+	b = append2(b, int(hms%60))
+	if nanos != 0 {
+		digits := 9
+		switch {
+		case nanos%1e6 == 0:
+			digits, nanos = 3, nanos/1e6
+		case nanos%1e3 == 0:
+			digits, nanos = 6, nanos/1e3
+		}
+		b = append(b, '.')
+		n := len(b)
+		b = append(b, "000000000"[:digits]...)
+		for i := n + digits - 1; i >= n; i-- {
+			b[i] = byte('0' + nanos%10)
+			nanos /= 10
+		}
+	}
+	return append(b, 'Z')
+}
+
+// civilDate is the proleptic Gregorian date of a day counted from 1970-01-01
+// (days >= 0; Howard Hinnant's civil_from_days).
+func civilDate(days int64) (y, m, d int) {
+	z := days + 719468
+	era := z / 146097
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d = int(doy - (153*mp+2)/5 + 1)
+	m = int(mp + 3)
+	if mp >= 10 {
+		m = int(mp - 9)
+	}
+	y = int(yoe + era*400)
+	if m <= 2 {
+		y++
+	}
+	return y, m, d
+}
+
+func append2(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+
+func append4(b []byte, v int) []byte {
+	return append(b, byte('0'+v/1000), byte('0'+v/100%10), byte('0'+v/10%10), byte('0'+v%10))
+}
+
+// appendProtoTimeSlow is appendProtoTime through time, for any instant.
+func appendProtoTimeSlow(b []byte, sec int64, nanos int32) []byte {
 	t := time.Unix(sec, int64(nanos)).UTC()
 	b = t.AppendFormat(b, "2006-01-02T15:04:05")
 	if nanos != 0 {

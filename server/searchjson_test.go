@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -63,5 +65,98 @@ func TestSearchJSONAsProtojson(t *testing.T) {
 	got, _ := gatewayJSON{}.Marshal(&shiplogv1.SearchResponse{Records: []*shiplogv1.Record{{Message: "a\xffb"}}})
 	if !strings.Contains(string(got), `"message":"a`+"\ufffd"+`b"`) {
 		t.Fatalf("invalid UTF-8: %s", got)
+	}
+}
+
+// appendJSONStringRef is appendJSONString byte by byte: what the eight-byte
+// scan must agree with.
+func appendJSONStringRef(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c >= 0x20 && c < 0x7f && c != '"' && c != '\\':
+			b = append(b, c)
+		case c >= 0x80:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, "\ufffd"...)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+			continue
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+	}
+	return append(b, '"')
+}
+
+// Strings of every byte that needs care, at every offset of the eight-byte
+// scan, come out as the byte-by-byte reference writes them.
+func TestAppendJSONString(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	pieces := []string{"a", "Z", " ", "~", "\x00", "\x1f", "\x20", "\"", "\\", "\x7f", "\x80", "\xff", "é", "日", "🚀", "\n", "\t", "\xe6\x97"}
+	for i := 0; i < 20000; i++ {
+		var sb strings.Builder
+		for range rng.IntN(30) {
+			if rng.IntN(4) == 0 {
+				sb.WriteString(pieces[rng.IntN(len(pieces))])
+			} else {
+				sb.WriteString("abcdefgh"[:1+rng.IntN(8)])
+			}
+		}
+		s := sb.String()
+		if got, want := appendJSONString(nil, s), appendJSONStringRef(nil, s); string(got) != string(want) {
+			t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+// The hand-written timestamps are time's, from 1970 to 9999, at the
+// boundaries of days, months, leap years and centuries.
+func TestAppendProtoTime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	secs := []int64{0, 59, 86399, 86400, 951782400, 951868799, 4107542400, 4107628800, 253402300799, 253402300800, -1, -86401}
+	for range 50000 {
+		secs = append(secs, rng.Int64N(253402300800))
+	}
+	for _, sec := range secs {
+		for _, nanos := range []int32{0, 1, 5_000, 120_000_000, 123_456_000, 999_999_999, rng.Int32N(1e9)} {
+			got, want := appendProtoTime(nil, sec, nanos), appendProtoTimeSlow(nil, sec, nanos)
+			if string(got) != string(want) {
+				t.Fatalf("appendProtoTime(%d, %d) = %s, want %s", sec, nanos, got, want)
+			}
+			if _, err := time.Parse(time.RFC3339Nano, string(got)); err != nil && sec <= 253402300799 && sec >= 0 {
+				t.Fatalf("%s: %v", got, err)
+			}
+		}
+	}
+}
+
+// The size estimate holds a page of ordinary records without growing.
+func TestSearchJSONSize(t *testing.T) {
+	resp := &shiplogv1.SearchResponse{NextCursor: "c"}
+	for i := range 1000 {
+		resp.Records = append(resp.Records, &shiplogv1.Record{Id: "b9349b084c3a3d8f00004fe6000000e3", Service: "search", Host: "search-29a3b2",
+			BuildId: "build-000523", DeployId: "deploy-b2a48685", Level: "error", Message: strings.Repeat("m", i%300),
+			Time: &timestamppb.Timestamp{Seconds: 1767225600 + int64(i), Nanos: 10228611}, Seq: uint64(i) << 40,
+			Attributes: map[string]string{"caller": "cmd/worker.go:68", "k": "v"}})
+	}
+	size := searchJSONSize(resp)
+	got := appendSearchJSON(make([]byte, 0, size), resp)
+	if len(got) > size || len(got) < size*3/4 {
+		t.Fatalf("estimated %d bytes, wrote %d", size, len(got))
 	}
 }
