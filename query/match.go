@@ -183,8 +183,8 @@ func equalFold(s, t string) bool {
 // containsFold reports whether s holds the lower-case ASCII string t,
 // folding ASCII.
 func containsFold(s, t string) bool {
-	n := newFoldNeedle(t)
-	return n.index(s) >= 0
+	n := store.NewFoldNeedle(t)
+	return n.Index(s) >= 0
 }
 
 type levelNode struct{ lv model.Level }

@@ -98,9 +98,14 @@ type Lines struct {
 	Spans     []string
 	Attrs     [][]model.Attr
 	Seqs      []uint64
-	// Skipped, when not nil, marks the lines whose message was not
-	// decompressed (Store.LoadWord): their Msgs are empty.
+	// Skipped, when not nil, marks the lines left out by Store.LoadWord:
+	// in message blocks not decompressed, or (with Word set) not holding
+	// the word. Their text columns are empty.
 	Skipped []bool
+	// Word, when set, is the word of Store.LoadWord: every line whose
+	// message does not hold it (ASCII case folded) and has no escape
+	// sequence is in Skipped.
+	Word string
 	// Src is the Src of the ChunkRef a sealed chunk was loaded from.
 	Src int
 }
@@ -399,6 +404,7 @@ type textParts struct {
 	msgs    []byte
 	skip    []bool
 	n       int
+	word    string // leave out the lines not holding it (Lines.Word)
 }
 
 // splitText cuts cv into textParts. With own, nothing in them shares
@@ -412,7 +418,7 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 	if cn != n {
 		return nil, fmt.Errorf("%w: text has %d lines, times %d", errCorrupt, cn, n)
 	}
-	p := &textParts{version: cv[0], cols: make([][]byte, numCols), n: n}
+	p := &textParts{version: cv[0], cols: make([][]byte, numCols), n: n, word: word}
 	// Text columns are numbered from colMsgLens.
 	copy(p.cols[colMsgLens:], tcols)
 	if p.lens, err = decompress(p.cols[colMsgLens]); err != nil {
@@ -443,13 +449,16 @@ func (l *Lines) setText(p *textParts) error {
 	if err := l.setMsgs(p.lens, p.msgs, p.skip); err != nil {
 		return err
 	}
-	if l.Traces, err = decodeStrings(p.cols[colTraces], n); err != nil {
+	if p.word != "" {
+		l.keepHolding(p.word)
+	}
+	if l.Traces, err = decodeStrings(p.cols[colTraces], n, l.Skipped); err != nil {
 		return err
 	}
-	if l.Spans, err = decodeStrings(p.cols[colSpans], n); err != nil {
+	if l.Spans, err = decodeStrings(p.cols[colSpans], n, l.Skipped); err != nil {
 		return err
 	}
-	if l.Attrs, err = decodeAttrs(p.cols[colAttrs], n); err != nil {
+	if l.Attrs, err = decodeAttrs(p.cols[colAttrs], n, l.Skipped); err != nil {
 		return err
 	}
 	sb, err := decompress(p.cols[colSeqs])
@@ -475,10 +484,11 @@ func (l *Lines) setText(p *textParts) error {
 	return nil
 }
 
-// decodeAttrs decodes the attributes column of n lines. Every line's
-// attributes share one backing array (capacity-limited slices of it), so a
-// chunk costs one allocation, not one a line.
-func decodeAttrs(c []byte, n int) ([][]model.Attr, error) {
+// decodeAttrs decodes the attributes column of n lines, but for the lines
+// skip marks (nil: none). Every line's attributes share one backing array
+// (capacity-limited slices of it), so a chunk costs one allocation, not one
+// a line.
+func decodeAttrs(c []byte, n int, skip []bool) ([][]model.Attr, error) {
 	ab, err := decompress(c)
 	if err != nil {
 		return nil, err
@@ -494,7 +504,9 @@ func decodeAttrs(c []byte, n int) ([][]model.Attr, error) {
 		for j := uint64(0); j < 2*na && r.Err() == nil; j++ {
 			r.Bytes()
 		}
-		total += int(na)
+		if skip == nil || !skip[i] {
+			total += int(na)
+		}
 	}
 	if r.Err() != nil {
 		return nil, fmt.Errorf("%w: attributes", errCorrupt)
@@ -508,6 +520,12 @@ func decodeAttrs(c []byte, n int) ([][]model.Attr, error) {
 		if na == 0 {
 			continue
 		}
+		if skip != nil && skip[i] {
+			for range 2 * na {
+				r.Bytes()
+			}
+			continue
+		}
 		as := all[p : p+na : p+na]
 		p += na
 		for j := range as {
@@ -518,7 +536,9 @@ func decodeAttrs(c []byte, n int) ([][]model.Attr, error) {
 	return out, nil
 }
 
-func decodeStrings(c []byte, n int) ([]string, error) {
+// decodeStrings decodes a column of n length-prefixed strings, leaving those
+// of the lines skip marks (nil: none) empty.
+func decodeStrings(c []byte, n int, skip []bool) ([]string, error) {
 	b, err := decompress(c)
 	if err != nil {
 		return nil, err
@@ -526,6 +546,10 @@ func decodeStrings(c []byte, n int) ([]string, error) {
 	out := make([]string, n)
 	r := wire.NewReader(b, nil)
 	for i := range out {
+		if skip != nil && skip[i] {
+			r.Bytes()
+			continue
+		}
 		out[i] = r.StrAlias()
 	}
 	if r.Err() != nil {

@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"unsafe"
 
 	"github.com/shiplog/shiplog/internal/wire"
@@ -247,4 +249,57 @@ func (l *Lines) setMsgs(lens, all []byte, skip []bool) error {
 	l.MsgBlock = s
 	l.Skipped = skip
 	return nil
+}
+
+// keepHolding leaves out the lines whose message does not hold word (ASCII
+// case folded) and has no escape sequence (one may hold it once they are
+// removed): they join Skipped with empty messages, and Word is set. A
+// search for word looks at no other line, and their other text columns are
+// then not decoded.
+func (l *Lines) keepHolding(word string) {
+	n := l.Len()
+	hold := make([]bool, n)
+	block := l.MsgBlock
+	starts := l.MsgStarts
+	// lineAt is the line whose message holds offset off of the block.
+	lineAt := func(off int) int {
+		return sort.Search(len(starts), func(j int) bool { return int(starts[j]) > off }) - 1
+	}
+	// next is where the message after line i starts (the block's end for
+	// the last).
+	next := func(i int) int {
+		if i+1 < n {
+			return int(starts[i+1])
+		}
+		return len(block)
+	}
+	fn := NewFoldNeedle(word)
+	for p := 0; p < len(block); {
+		i := fn.Index(block[p:])
+		if i < 0 {
+			break
+		}
+		line := max(lineAt(p+i), 0)
+		hold[line] = true
+		p = max(next(line), p+i+1)
+	}
+	for p := 0; p < len(block); {
+		i := strings.IndexByte(block[p:], 0x1b)
+		if i < 0 {
+			break
+		}
+		line := max(lineAt(p+i), 0)
+		hold[line] = true
+		p = max(next(line), p+i+1)
+	}
+	if l.Skipped == nil {
+		l.Skipped = make([]bool, n)
+	}
+	for i, h := range hold {
+		if !h {
+			l.Skipped[i] = true
+			l.Msgs[i] = ""
+		}
+	}
+	l.Word = word
 }

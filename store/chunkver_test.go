@@ -51,9 +51,9 @@ func TestChunkSeqVersions(t *testing.T) {
 }
 
 // Version 3 keeps messages in blocks with word filters: a load for a word
-// decompresses only the blocks that may hold it (the others' lines marked
-// skipped), a whole load gives every line, and version 2 values (one message
-// column) load whole for a word too.
+// decompresses only the blocks that may hold it, and leaves out (skipped)
+// every line not holding it; a whole load gives every line, and version 2
+// values (one message column) are decompressed whole for a word too.
 func TestChunkWordBlocks(t *testing.T) {
 	const n = 1300 // blocks of 512, 512 and 276 lines
 	meta := &ChunkMeta{Count: n, MinT: 100}
@@ -75,16 +75,18 @@ func TestChunkWordBlocks(t *testing.T) {
 		t.Fatalf("c value version %d", cv[0])
 	}
 	_, cv2 := encodeChunkVersion(l, nil, 2)
+	all := blockBytes(l.Msgs)
 	for _, tc := range []struct {
 		name, word string
 		cv         []byte
 		skipped    int
+		block      int // bytes of messages decompressed
 	}{
-		{"whole", "", cv, 0},
-		{"word in block 1", "deadlock", cv, 512 + 276},
-		{"word in every block", "request", cv, 0},
-		{"word nowhere", "nosuchword", cv, n},
-		{"version 2", "deadlock", cv2, 0},
+		{"whole", "", cv, 0, all},
+		{"word in block 1", "deadlock", cv, n - 1, blockBytes(l.Msgs[512:1024])},
+		{"word in every block", "request", cv, 1, all},
+		{"word nowhere", "nosuchword", cv, n, 0},
+		{"version 2", "deadlock", cv2, n - 1, all},
 	} {
 		got, err := decodeChunk(meta, tv, nil)
 		if err == nil {
@@ -106,8 +108,16 @@ func TestChunkWordBlocks(t *testing.T) {
 				t.Fatalf("%s: line %d: %q, want %q", tc.name, i, got.Msgs[i], l.Msgs[i])
 			}
 		}
-		if skipped != tc.skipped {
-			t.Fatalf("%s: %d lines skipped, want %d", tc.name, skipped, tc.skipped)
+		if skipped != tc.skipped || len(got.MsgBlock) != tc.block {
+			t.Fatalf("%s: %d lines skipped, %d bytes of messages decompressed; want %d, %d", tc.name, skipped, len(got.MsgBlock), tc.skipped, tc.block)
 		}
 	}
+}
+
+func blockBytes(msgs []string) int {
+	n := 0
+	for _, m := range msgs {
+		n += len(m)
+	}
+	return n
 }

@@ -69,9 +69,22 @@ func TestLoadWord(t *testing.T) {
 			if l.Skipped != nil && (l.Skipped[100] || l.Skipped[1400]) {
 				t.Fatal("a line holding the word was skipped")
 			}
-			if want := map[byte]int{2: 0, textVersion: 512}[v]; skipped != want {
-				// Version 3: blocks of 512, 512 and 476 lines; the word is in the first and last.
-				t.Fatalf("%d lines skipped, want %d", skipped, want)
+			if skipped != 1498 {
+				t.Fatalf("%d lines skipped, want all but the two holding the word", skipped)
+			}
+			if l.Word != "deadlock" || l.Traces[5] != "" || l.Attrs[5] != nil {
+				t.Fatalf("word %q, skipped line 5's trace %q: not left out", l.Word, l.Traces[5])
+			}
+			// Version 3: blocks of 512, 512 and 476 lines; the word is in
+			// the first and last, the middle one is not decompressed.
+			decompressed := 0
+			for i := range l.Len() {
+				if v == 2 || i < 512 || i >= 1024 {
+					decompressed += len(whole.Msgs[i])
+				}
+			}
+			if len(l.MsgBlock) != decompressed {
+				t.Fatalf("%d bytes of messages decompressed, want %d", len(l.MsgBlock), decompressed)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package query
+package store
 
 import (
 	"math/rand/v2"
@@ -29,8 +29,8 @@ func TestFoldNeedleIndex(t *testing.T) {
 		{"status 500 in 500ms", "500ms"}, {"Kelvin \u212a", "k"}, {"zz", "z"}, {"qZq", "z"},
 	}
 	for _, c := range cases {
-		n := newFoldNeedle(c.t)
-		if got, want := n.index(c.s), foldIndexRef(c.s, c.t); got != want {
+		n := NewFoldNeedle(c.t)
+		if got, want := n.Index(c.s), foldIndexRef(c.s, c.t); got != want {
 			t.Errorf("index(%q, %q) = %d, want %d", c.s, c.t, got, want)
 		}
 	}
@@ -46,8 +46,8 @@ func TestFoldNeedleIndex(t *testing.T) {
 	found := 0
 	for range 20000 {
 		s, tok := rnd(rng.IntN(40)), strings.ToLower(rnd(1+rng.IntN(3)))
-		n := newFoldNeedle(tok)
-		got, want := n.index(s), foldIndexRef(s, tok)
+		n := NewFoldNeedle(tok)
+		got, want := n.Index(s), foldIndexRef(s, tok)
 		if got != want {
 			t.Fatalf("index(%q, %q) = %d, want %d", s, tok, got, want)
 		}
