@@ -292,6 +292,11 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 		if err := s.scan(ctx, refs[i], x.l, x.marks); err != nil {
 			return err
 		}
+		if x.l.Msgs != nil && !refs[i].InMemory() {
+			// scan copied what it kept of a sealed chunk's text.
+			x.l.Release()
+		}
+		x.l = nil
 	}
 	return nil
 }

@@ -108,6 +108,10 @@ type Lines struct {
 	Word string
 	// Src is the Src of the ChunkRef a sealed chunk was loaded from.
 	Src int
+	// pooled are the buffers the text columns are in, and attrArray the
+	// array every line's Attrs are cut from, for Release.
+	pooled    []*[]byte
+	attrArray []model.Attr
 }
 
 // Len is the number of lines.
@@ -350,7 +354,7 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 	if n != int(meta.Count) {
 		return nil, fmt.Errorf("%w: %d lines, meta says %d", errCorrupt, n, meta.Count)
 	}
-	l := &Lines{Meta: meta, Times: make([]int64, n), Levels: make([]model.Level, n)}
+	l := &Lines{Meta: meta, Times: int64Cols.get(n), Levels: make([]model.Level, n)}
 	b, err := decompress(cols[colTimes])
 	if err != nil {
 		return nil, err
@@ -404,7 +408,64 @@ type textParts struct {
 	msgs    []byte
 	skip    []bool
 	n       int
-	word    string // leave out the lines not holding it (Lines.Word)
+	word    string    // leave out the lines not holding it (Lines.Word)
+	bufs    []*[]byte // from textBufs, for Lines.Release
+}
+
+// textBufs holds the buffers of released Lines (Lines.Release): a search
+// decompresses hundreds of MiB of messages, which would otherwise all be
+// new garbage.
+var textBufs sync.Pool
+
+// pooledBuf returns an empty buffer of capacity n or more from textBufs,
+// noting it in bufs.
+func pooledBuf(n int, bufs *[]*[]byte) *[]byte {
+	bp, _ := textBufs.Get().(*[]byte)
+	if bp == nil || cap(*bp) < n {
+		b := make([]byte, 0, n)
+		bp = &b
+	}
+	*bp = (*bp)[:0]
+	*bufs = append(*bufs, bp)
+	return bp
+}
+
+// decompressPooled is decompress into a buffer from textBufs.
+func decompressPooled(c []byte, bufs *[]*[]byte) ([]byte, error) {
+	if len(c) == 0 || c[0] != codecZstd {
+		return decompress(c)
+	}
+	size := 0
+	var h zstd.Header
+	if h.Decode(c[1:]) == nil && h.HasFCS && h.FrameContentSize <= maxMsgBytes {
+		size = int(h.FrameContentSize)
+	}
+	bp := pooledBuf(size+64, bufs)
+	out, err := zdec.DecodeAll(c[1:], *bp)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	*bp = out[:0]
+	return out, nil
+}
+
+// Release gives the buffers of l's text columns back for later loads to
+// reuse: neither l nor any string taken from its text may be used after
+// (copy what is kept). Calling it is optional: what is not released is
+// garbage collected.
+func (l *Lines) Release() {
+	for _, bp := range l.pooled {
+		textBufs.Put(bp)
+	}
+	stringCols.put(l.Msgs)
+	stringCols.put(l.Traces)
+	stringCols.put(l.Spans)
+	int32Cols.put(l.MsgStarts)
+	uint64Cols.put(l.Seqs)
+	int64Cols.put(l.Times)
+	attrCols.put(l.Attrs)
+	attrArrays.put(l.attrArray)
+	*l = Lines{Meta: l.Meta}
 }
 
 // splitText cuts cv into textParts. With own, nothing in them shares
@@ -425,7 +486,7 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 		return nil, err
 	}
 	if p.version >= 3 {
-		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lens, n, word) // fresh memory
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lens, n, word, &p.bufs) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}
@@ -452,20 +513,21 @@ func (l *Lines) setText(p *textParts) error {
 	if p.word != "" {
 		l.keepHolding(p.word)
 	}
-	if l.Traces, err = decodeStrings(p.cols[colTraces], n, l.Skipped); err != nil {
+	defer func() { l.pooled = append(l.pooled, p.bufs...) }()
+	if l.Traces, err = decodeStrings(p.cols[colTraces], n, l.Skipped, &p.bufs); err != nil {
 		return err
 	}
-	if l.Spans, err = decodeStrings(p.cols[colSpans], n, l.Skipped); err != nil {
+	if l.Spans, err = decodeStrings(p.cols[colSpans], n, l.Skipped, &p.bufs); err != nil {
 		return err
 	}
-	if l.Attrs, err = decodeAttrs(p.cols[colAttrs], n, l.Skipped); err != nil {
+	if l.Attrs, l.attrArray, err = decodeAttrs(p.cols[colAttrs], n, l.Skipped, &p.bufs); err != nil {
 		return err
 	}
 	sb, err := decompress(p.cols[colSeqs])
 	if err != nil {
 		return err
 	}
-	l.Seqs = make([]uint64, n)
+	l.Seqs = uint64Cols.get(n)
 	sr := wire.NewReader(sb, nil)
 	if p.version >= 2 {
 		prev := uint64(0)
@@ -485,13 +547,13 @@ func (l *Lines) setText(p *textParts) error {
 }
 
 // decodeAttrs decodes the attributes column of n lines, but for the lines
-// skip marks (nil: none). Every line's attributes share one backing array
+// skip marks (nil: none), decompressed into a buffer noted in bufs. Every line's attributes share one backing array
 // (capacity-limited slices of it), so a chunk costs one allocation, not one
 // a line.
-func decodeAttrs(c []byte, n int, skip []bool) ([][]model.Attr, error) {
-	ab, err := decompress(c)
+func decodeAttrs(c []byte, n int, skip []bool, bufs *[]*[]byte) (attrs [][]model.Attr, array []model.Attr, err error) {
+	ab, err := decompressPooled(c, bufs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// First pass: count them (and check the layout).
 	total := 0
@@ -509,10 +571,10 @@ func decodeAttrs(c []byte, n int, skip []bool) ([][]model.Attr, error) {
 		}
 	}
 	if r.Err() != nil {
-		return nil, fmt.Errorf("%w: attributes", errCorrupt)
+		return nil, nil, fmt.Errorf("%w: attributes", errCorrupt)
 	}
-	all := make([]model.Attr, total)
-	out := make([][]model.Attr, n)
+	all := attrArrays.get(total)
+	out := attrCols.get(n)
 	p := 0
 	r = wire.NewReader(ab, nil)
 	for i := 0; i < n; i++ {
@@ -533,17 +595,18 @@ func decodeAttrs(c []byte, n int, skip []bool) ([][]model.Attr, error) {
 		}
 		out[i] = as
 	}
-	return out, nil
+	return out, all, nil
 }
 
 // decodeStrings decodes a column of n length-prefixed strings, leaving those
-// of the lines skip marks (nil: none) empty.
-func decodeStrings(c []byte, n int, skip []bool) ([]string, error) {
-	b, err := decompress(c)
+// of the lines skip marks (nil: none) empty; the column is decompressed into
+// a buffer noted in bufs.
+func decodeStrings(c []byte, n int, skip []bool, bufs *[]*[]byte) ([]string, error) {
+	b, err := decompressPooled(c, bufs)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, n)
+	out := stringCols.get(n)
 	r := wire.NewReader(b, nil)
 	for i := range out {
 		if skip != nil && skip[i] {

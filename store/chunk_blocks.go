@@ -147,10 +147,11 @@ func (b *msgBlock) mayHold(word string) bool {
 
 // decodeMsgBlocks decompresses the blocks that may hold word (every block
 // when word is "") back to back: the message bytes of the lines of the
-// others are left out, and skip (when any) marks those lines. lens is the
+// others are left out, and skip (when any) marks those lines. The buffer
+// they are in comes from textBufs, noted in bufs. lens is the
 // decompressed lengths column: each block must decompress to its lines'
 // lengths.
-func decodeMsgBlocks(c, lens []byte, n int, word string) (msgs []byte, skip []bool, err error) {
+func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs []byte, skip []bool, err error) {
 	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
 		return nil, nil, err
@@ -179,7 +180,9 @@ func decodeMsgBlocks(c, lens []byte, n int, word string) (msgs []byte, skip []bo
 	if total > 0 {
 		// zstd decodes on its fast path only with room to spare (its
 		// compressedBlockOverAlloc, 32 bytes) past each block.
-		msgs = make([]byte, 0, total+64)
+		bp := pooledBuf(total+64, bufs)
+		msgs = *bp
+		defer func() { *bp = msgs[:0] }()
 	}
 	line := 0
 	for i := range blocks {
@@ -227,8 +230,8 @@ func decompressAppend(dst, c []byte) ([]byte, error) {
 func (l *Lines) setMsgs(lens, all []byte, skip []bool) error {
 	n := l.Len()
 	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
-	l.Msgs = make([]string, n)
-	l.MsgStarts = make([]int32, n)
+	l.Msgs = stringCols.get(n)
+	l.MsgStarts = int32Cols.get(n)
 	p := 0
 	lr := wire.NewReader(lens, nil)
 	for i := 0; i < n; i++ {
