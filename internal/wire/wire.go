@@ -80,12 +80,17 @@ func (r *Reader) FailWith(err error) {
 	r.off = len(r.b)
 }
 
-// Uvarint reads a uvarint. One-byte values (most lengths and deltas) take
-// a fast path.
+// Uvarint reads a uvarint. One- and two-byte values (most lengths and
+// deltas) take a fast path.
 func (r *Reader) Uvarint() uint64 {
 	if r.off < len(r.b) && r.b[r.off] < 0x80 {
 		r.off++
 		return uint64(r.b[r.off-1])
+	}
+	if r.off+1 < len(r.b) && r.b[r.off+1] < 0x80 {
+		v := uint64(r.b[r.off]&0x7f) | uint64(r.b[r.off+1])<<7
+		r.off += 2
+		return v
 	}
 	v, k := binary.Uvarint(r.b[r.off:])
 	if k <= 0 {

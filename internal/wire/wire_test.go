@@ -98,3 +98,29 @@ func TestSticky(t *testing.T) {
 		t.Fatal("count of 3 two-byte items in 5 bytes")
 	}
 }
+
+// Uvarint reads what binary.Uvarint reads, on its one- and two-byte fast
+// paths and past them, and fails on a value cut short.
+func TestUvarintPaths(t *testing.T) {
+	vals := []uint64{0, 1, 127, 128, 300, 16383, 16384, 1 << 20, 1<<35 + 7, math.MaxUint64}
+	var b []byte
+	for _, v := range vals {
+		b = AppendUvarint(b, v)
+	}
+	b = append(b, 0x80, 0x00) // a two-byte zero, as binary.Uvarint reads it
+	r := NewReader(b, nil)
+	for _, v := range vals {
+		if got := r.Uvarint(); got != v || r.Err() != nil {
+			t.Fatalf("uvarint %d, want %d (%v)", got, v, r.Err())
+		}
+	}
+	if got := r.Uvarint(); got != 0 || r.Len() != 0 {
+		t.Fatalf("two-byte zero: %d, %d bytes left", got, r.Len())
+	}
+	for _, cut := range [][]byte{{0x80}, {0xff, 0xff}} {
+		r := NewReader(cut, nil)
+		if r.Uvarint(); r.Err() == nil {
+			t.Fatalf("%x read as a whole uvarint", cut)
+		}
+	}
+}
