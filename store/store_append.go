@@ -286,10 +286,10 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 	l := &h.lines
 	l.Times = append(l.Times, r.Time)
 	l.Levels = append(l.Levels, r.Level)
-	l.Msgs = append(l.Msgs, r.Message)
-	l.Traces = append(l.Traces, r.TraceID)
-	l.Spans = append(l.Spans, r.SpanID)
-	l.Attrs = append(l.Attrs, r.Attrs)
+	l.Msgs = append(l.Msgs, h.arena.str(r.Message))
+	l.Traces = append(l.Traces, h.arena.str(r.TraceID))
+	l.Spans = append(l.Spans, h.arena.str(r.SpanID))
+	l.Attrs = append(l.Attrs, h.arena.attrList(r.Attrs))
 	l.Seqs = append(l.Seqs, r.Seq)
 	m := &h.meta
 	m.Count++
