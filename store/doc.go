@@ -93,8 +93,14 @@
 // A search whose every match holds a word (query: the required token) loads
 // a chunk with Store.LoadWord: the chunk's Bleve document said the word is
 // somewhere in it, and the blocks' filters say where it may be, so only
-// those blocks are decompressed; the other lines come back marked in
-// Lines.Skipped with empty messages. Id-like words are in no block filter
+// those blocks are decompressed. Of their lines, those whose message does
+// not hold the word (ASCII case folded, found with FoldNeedle's scan for the
+// word's rarest byte) and has no escape sequence are left out too: every
+// line left out comes back marked in Lines.Skipped with empty text columns,
+// whose trace, span and attribute columns are not decoded, and Lines.Word
+// says the marks are exact. A caller done with a loaded chunk (the search,
+// after copying its hits) gives its buffers and columns back with
+// Lines.Release (pools in pool.go). Id-like words are in no block filter
 // (they are in the chunk's bloom filter): a load for one decompresses every
 // block. Filters are built from the word sets chunkTokens makes for the
 // Bleve document anyway (a bit per block a word is in), so sealing does
