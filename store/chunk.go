@@ -503,7 +503,9 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 	return p, nil
 }
 
-// setText decodes the text columns of p into l.
+// setText decodes the text columns of p into l. With lines left out
+// (Lines.Skipped), the other columns are read only as far as the last line
+// kept, and not at all (not even decompressed) when none is.
 func (l *Lines) setText(p *textParts) error {
 	n := p.n
 	var err error
@@ -513,30 +515,39 @@ func (l *Lines) setText(p *textParts) error {
 	if p.word != "" {
 		l.keepHolding(p.word)
 	}
+	upto := n // lines up to the last one kept
+	if l.Skipped != nil {
+		for upto > 0 && l.Skipped[upto-1] {
+			upto--
+		}
+	}
 	defer func() { l.pooled = append(l.pooled, p.bufs...) }()
-	if l.Traces, err = decodeStrings(p.cols[colTraces], n, l.Skipped, &p.bufs); err != nil {
+	if l.Traces, err = decodeStrings(p.cols[colTraces], n, upto, l.Skipped, &p.bufs); err != nil {
 		return err
 	}
-	if l.Spans, err = decodeStrings(p.cols[colSpans], n, l.Skipped, &p.bufs); err != nil {
+	if l.Spans, err = decodeStrings(p.cols[colSpans], n, upto, l.Skipped, &p.bufs); err != nil {
 		return err
 	}
-	if l.Attrs, l.attrArray, err = decodeAttrs(p.cols[colAttrs], n, l.Skipped, &p.bufs); err != nil {
+	if l.Attrs, l.attrArray, err = decodeAttrs(p.cols[colAttrs], n, upto, l.Skipped, &p.bufs); err != nil {
 		return err
+	}
+	l.Seqs = uint64Cols.get(n)
+	if upto == 0 {
+		return nil
 	}
 	sb, err := decompress(p.cols[colSeqs])
 	if err != nil {
 		return err
 	}
-	l.Seqs = uint64Cols.get(n)
 	sr := wire.NewReader(sb, nil)
 	if p.version >= 2 {
 		prev := uint64(0)
-		for i := range l.Seqs {
+		for i := range l.Seqs[:upto] {
 			prev += uint64(sr.Varint())
 			l.Seqs[i] = prev
 		}
 	} else {
-		for i := range l.Seqs {
+		for i := range l.Seqs[:upto] {
 			l.Seqs[i] = sr.Uvarint()
 		}
 	}
@@ -546,11 +557,15 @@ func (l *Lines) setText(p *textParts) error {
 	return nil
 }
 
-// decodeAttrs decodes the attributes column of n lines, but for the lines
-// skip marks (nil: none), decompressed into a buffer noted in bufs. Every line's attributes share one backing array
+// decodeAttrs decodes the attributes column of n lines, of the first upto
+// only and but for the lines skip marks (nil: none), decompressed into a
+// buffer noted in bufs. Every line's attributes share one backing array
 // (capacity-limited slices of it), so a chunk costs one allocation, not one
 // a line.
-func decodeAttrs(c []byte, n int, skip []bool, bufs *[]*[]byte) (attrs [][]model.Attr, array []model.Attr, err error) {
+func decodeAttrs(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) (attrs [][]model.Attr, array []model.Attr, err error) {
+	if upto == 0 {
+		return attrCols.get(n), nil, nil
+	}
 	ab, err := decompressPooled(c, bufs)
 	if err != nil {
 		return nil, nil, err
@@ -558,7 +573,7 @@ func decodeAttrs(c []byte, n int, skip []bool, bufs *[]*[]byte) (attrs [][]model
 	// First pass: count them (and check the layout).
 	total := 0
 	r := wire.NewReader(ab, nil)
-	for i := 0; i < n && r.Err() == nil; i++ {
+	for i := 0; i < upto && r.Err() == nil; i++ {
 		na := r.Uvarint()
 		if na > uint64(r.Len()) {
 			r.Fail()
@@ -577,7 +592,7 @@ func decodeAttrs(c []byte, n int, skip []bool, bufs *[]*[]byte) (attrs [][]model
 	out := attrCols.get(n)
 	p := 0
 	r = wire.NewReader(ab, nil)
-	for i := 0; i < n; i++ {
+	for i := 0; i < upto; i++ {
 		na := int(r.Uvarint())
 		if na == 0 {
 			continue
@@ -599,16 +614,19 @@ func decodeAttrs(c []byte, n int, skip []bool, bufs *[]*[]byte) (attrs [][]model
 }
 
 // decodeStrings decodes a column of n length-prefixed strings, leaving those
-// of the lines skip marks (nil: none) empty; the column is decompressed into
-// a buffer noted in bufs.
-func decodeStrings(c []byte, n int, skip []bool, bufs *[]*[]byte) ([]string, error) {
+// of the lines skip marks (nil: none) and from upto on empty; the column is
+// decompressed into a buffer noted in bufs.
+func decodeStrings(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) ([]string, error) {
+	out := stringCols.get(n)
+	if upto == 0 {
+		return out, nil
+	}
 	b, err := decompressPooled(c, bufs)
 	if err != nil {
 		return nil, err
 	}
-	out := stringCols.get(n)
 	r := wire.NewReader(b, nil)
-	for i := range out {
+	for i := range out[:upto] {
 		if skip != nil && skip[i] {
 			r.Bytes()
 			continue

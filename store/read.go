@@ -482,7 +482,7 @@ func (s *Store) LoadAttrs(ctx context.Context, r ChunkRef) (*Lines, error) {
 		err = fmt.Errorf("%w: text has %d lines, times %d", errCorrupt, n, l.Len())
 	}
 	if err == nil {
-		l.Attrs, l.attrArray, err = decodeAttrs(ac, n, nil, &l.pooled)
+		l.Attrs, l.attrArray, err = decodeAttrs(ac, n, n, nil, &l.pooled)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
