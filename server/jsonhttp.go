@@ -148,7 +148,10 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 			}
 			defer release()
 			err = ingestJSONLines(r, core, recs, lines, &ans)
-			recs, lines = nil, nil
+			// The sinks keep nothing of a batch's records once it is
+			// stored (the store copies what it keeps, the tail hub and
+			// the cluster copy what they send): the next chunk reuses them.
+			recs, lines = recs[:0], lines[:0]
 			return err
 		}
 		for {
@@ -164,7 +167,7 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 				continue
 			}
 			if err == nil {
-				if recs == nil {
+				if cap(recs) == 0 {
 					recs, lines = make([]model.Record, 0, jsonlChunk), make([]int, 0, jsonlChunk)
 				}
 				recs, lines = append(recs, rec), append(lines, line)

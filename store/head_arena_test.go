@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -54,6 +56,34 @@ func TestHeadArena(t *testing.T) {
 		}
 		if len(k.attrs) > 0 && cap(k.attrs) != len(k.attrs) {
 			t.Fatalf("attributes %d: capacity %d past length %d (an append would write into the next list)", i, cap(k.attrs), len(k.attrs))
+		}
+	}
+}
+
+// TestStreamIDOneCall checks StreamID against the streamed hash it was
+// first written as (stream ids are on disk), with labels short and long.
+func TestStreamIDOneCall(t *testing.T) {
+	ref := func(l model.Labels) uint64 {
+		var d xxhash.Digest
+		d.Reset()
+		for i, v := range []string{l.Service, l.Host, l.BuildID, l.DeployID} {
+			if i > 0 {
+				_, _ = d.Write([]byte{0})
+			}
+			_, _ = d.WriteString(v)
+		}
+		return d.Sum64()
+	}
+	for _, l := range []model.Labels{
+		{},
+		{Service: "api"},
+		{Service: "api", Host: "h-1", BuildID: "b1", DeployID: "d1"},
+		{Service: strings.Repeat("s", 100), Host: strings.Repeat("h", 100), BuildID: strings.Repeat("b", 53)},
+		{Service: strings.Repeat("s", 100), Host: strings.Repeat("h", 100), BuildID: strings.Repeat("b", 54)},
+		{Service: strings.Repeat("s", 300), Host: "h"},
+	} {
+		if got, want := StreamID(l), ref(l); got != want {
+			t.Errorf("StreamID(%.20v) = %x, want %x", l, got, want)
 		}
 	}
 }

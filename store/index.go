@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/analysis"
 	"github.com/blevesearch/bleve/v2/document"
 	"github.com/blevesearch/bleve/v2/index/scorch"
 	"github.com/blevesearch/bleve/v2/mapping"
@@ -78,25 +77,6 @@ func attrToken(key, value string) string { return key + "=" + value }
 
 // sep separates tokens inside one Bleve field value.
 const sep = 0
-
-// sepAnalyzer cuts a field value at NUL bytes: the tokens were made by
-// chunkTokens already, so analysis is a split.
-type sepAnalyzer struct{}
-
-func (sepAnalyzer) Analyze(b []byte) analysis.TokenStream {
-	ts := make(analysis.TokenStream, 0, 8)
-	start, pos := 0, 1
-	for i := 0; i <= len(b); i++ {
-		if i == len(b) || b[i] == sep {
-			if i > start {
-				ts = append(ts, &analysis.Token{Start: start, End: i, Term: b[start:i], Position: pos, Type: analysis.AlphaNumeric})
-				pos++
-			}
-			start = i + 1
-		}
-	}
-	return ts
-}
 
 // chunkToks are the index terms of one chunk.
 type chunkToks struct {
@@ -295,7 +275,7 @@ func buildDoc(m *ChunkMeta, t *chunkToks) *document.Document {
 			return
 		}
 		v := []byte(strings.Join(vals, "\x00"))
-		d.AddField(document.NewTextFieldCustom(name, nil, v, docFieldOptions, sepAnalyzer{}))
+		d.AddField(newTermsField(name, v))
 	}
 	add(FieldService, m.Labels.Service)
 	add(FieldHost, m.Labels.Host)

@@ -30,9 +30,15 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	}
 	start := time.Now()
 	keys := make([]headKey, len(b.Records))
+	var prev *model.Labels
+	var stream uint64
 	for i := range b.Records {
 		r := &b.Records[i]
-		keys[i] = headKey{seededStreamID(r.Labels, s.opts.StreamSeed), model.Day(r.Time)}
+		if prev == nil || r.Labels != *prev {
+			// Lines of one stream mostly come in runs: hash each run once.
+			prev, stream = &r.Labels, seededStreamID(r.Labels, s.opts.StreamSeed)
+		}
+		keys[i] = headKey{stream, model.Day(r.Time)}
 	}
 
 	s.mu.Lock()
@@ -195,6 +201,9 @@ func (s *Store) appendNoLines(b *model.Batch, ag *agentState, next AgentInfo, re
 	return res, nil
 }
 
+// maxWALBuf bounds the frame memory the store keeps for the next batch.
+const maxWALBuf = 4 << 20
+
 // appendLines numbers the accepted lines, writes the batch to the WAL, then
 // adds the lines to their heads and sends the full heads to be sealed. Caller
 // holds mu, which appendLines releases.
@@ -209,7 +218,10 @@ func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a ad
 		next.AckedSeq = a.maxSeq
 		agentRec = encodeAgent(nil, &next)
 	}
-	frame := encodeWALBatch(*b, agentRec, groups)
+	frame := appendWALBatch(s.walBuf, *b, agentRec, groups)
+	if cap(frame) <= maxWALBuf {
+		s.walBuf = frame // the WAL keeps nothing of a frame once written
+	}
 	seg, err := s.wal.append(frame)
 	if err != nil {
 		// The lines were not acked: give their numbers back.
@@ -235,9 +247,11 @@ func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a ad
 	}
 	var full []*head
 	for _, g := range groups {
+		h := s.heads[g.key] // looked up once a group
 		for j, ri := range g.recs {
-			if h := s.appendLine(g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg, now); h != nil {
-				full = append(full, h)
+			var f *head
+			if h, f = s.appendLineTo(h, g.key, g.labels, g.firstLine+uint32(j), &b.Records[ri], seg, now); f != nil {
+				full = append(full, f)
 			}
 		}
 	}
@@ -264,7 +278,14 @@ const (
 // appendLine adds one line to its head, opening one if needed, and returns the
 // head if it is now full (already moved to sealing). Caller holds mu.
 func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64, now int64) *head {
-	h := s.heads[k]
+	_, full := s.appendLineTo(s.heads[k], k, labels, line, r, seg, now)
+	return full
+}
+
+// appendLineTo is appendLine given k's open head h (nil when there is
+// none): it returns the head open for k afterwards (nil when none is) and
+// the head it filled, if any. Caller holds mu.
+func (s *Store) appendLineTo(h *head, k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64, now int64) (cur, full *head) {
 	if h != nil && h.meta.FirstLine+h.meta.Count != line {
 		// Not contiguous (only during WAL replay): seal what we have.
 		s.startSeal(h)
@@ -312,7 +333,7 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 	h.lastAt = now
 	if h.full(&s.opts) {
 		s.startSeal(h)
-		return h
+		return nil, h
 	}
-	return nil
+	return h, nil
 }

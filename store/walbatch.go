@@ -25,6 +25,12 @@ import (
 // Line numbers are explicit (first line + index), so a replay gives every line
 // the id it had before the restart.
 func encodeWALBatch(b model.Batch, agentRec []byte, groups []*group) []byte {
+	return appendWALBatch(nil, b, agentRec, groups)
+}
+
+// appendWALBatch is encodeWALBatch into dst's memory (its contents are
+// dropped) when it is large enough.
+func appendWALBatch(dst []byte, b model.Batch, agentRec []byte, groups []*group) []byte {
 	size := walFrameHeader + 32 + len(b.AgentID) + len(agentRec)
 	for _, g := range groups {
 		size += 40 + len(g.labels.Service) + len(g.labels.Host) + len(g.labels.BuildID) + len(g.labels.DeployID)
@@ -36,7 +42,11 @@ func encodeWALBatch(b model.Batch, agentRec []byte, groups []*group) []byte {
 			}
 		}
 	}
-	out := make([]byte, walFrameHeader, size)
+	out := dst[:0]
+	if cap(out) < size {
+		out = make([]byte, 0, size)
+	}
+	out = out[:walFrameHeader]
 	out = append(out, 1)
 	out = wire.AppendString(out, b.AgentID)
 	out = wire.AppendUvarint(out, uint64(len(agentRec)))
