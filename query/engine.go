@@ -236,10 +236,15 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 	return e.page(ctx, s.h.h, p.Asc, limit)
 }
 
+// lookahead is how many chunks a worker may have loaded ahead of the one
+// being scanned: with one, a chunk slower than its neighbours held up the
+// loads after it and left a core idle.
+const lookahead = 4
+
 // scanRefs scans one day's candidate chunks in the query's order until no
 // chunk left can beat the heap's worst hit. Up to Workers chunks are loaded
-// (and their lines prefiltered) at once, one more waits loaded ahead, while
-// this goroutine matches the lines of the oldest one loaded.
+// (and their lines prefiltered) at once, up to lookahead x Workers ahead of
+// the oldest, whose lines this goroutine matches.
 func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.ChunkRef) error {
 	type loaded struct {
 		l     *store.Lines
@@ -274,7 +279,7 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 	}
 	more := true
 	for i := 0; i < len(refs); i++ {
-		for more && len(pending) < len(refs) && len(pending) <= i+e.opts.Workers {
+		for more && len(pending) < len(refs) && len(pending) <= i+lookahead*e.opts.Workers {
 			more = launch()
 		}
 		if i >= len(pending) {
