@@ -518,9 +518,11 @@ func (s *Store) indexLoop() {
 
 // A batch is cut at indexBatchDocs documents or after indexBatchWait: a
 // few hundred chunks a batch make a few segments a day instead of one
-// every 300 ms, and merging them costs little.
+// every 300 ms, and merging them costs little. More documents a batch
+// save little more and cost memory while the segment is built (4096 put
+// 10M lines' ingest peak 60 MiB higher).
 const (
-	indexBatchDocs = 4096
+	indexBatchDocs = 256
 	indexBatchWait = 2 * time.Second
 )
 
