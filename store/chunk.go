@@ -402,14 +402,15 @@ func (l *Lines) decodeTextWord(cv []byte, word string) error {
 // the messages (only the blocks that may hold word, for version 3)
 // decompressed.
 type textParts struct {
-	version byte
-	cols    [][]byte // stored columns, numbered as in a chunk (from colMsgLens)
-	lens    []byte
-	msgs    []byte
-	skip    []bool
-	n       int
-	word    string    // leave out the lines not holding it (Lines.Word)
-	bufs    []*[]byte // from textBufs, for Lines.Release
+	version  byte
+	cols     [][]byte // stored columns, numbered as in a chunk (from colMsgLens)
+	lens     []byte
+	msgs     []byte
+	skip     []bool
+	n        int
+	word     string    // leave out the lines not holding it (Lines.Word)
+	lineLens []int32   // the message lengths, read (version 3)
+	bufs     []*[]byte // from textBufs, for Lines.Release
 }
 
 // textBufs holds the buffers of released Lines (Lines.Release): a search
@@ -486,7 +487,7 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 		return nil, err
 	}
 	if p.version >= 3 {
-		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lens, n, word, &p.bufs) // not cv's memory
+		p.msgs, p.skip, p.lineLens, err = decodeMsgBlocks(p.cols[colMsgs], p.lens, n, word, &p.bufs) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}
@@ -494,7 +495,9 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 		return nil, err
 	}
 	if own {
-		p.lens = bytes.Clone(p.lens)
+		if p.lineLens == nil {
+			p.lens = bytes.Clone(p.lens)
+		}
 		for _, c := range []int{colTraces, colSpans, colAttrs, colSeqs} {
 			p.cols[c] = bytes.Clone(p.cols[c])
 		}
@@ -509,7 +512,12 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 func (l *Lines) setText(p *textParts) error {
 	n := p.n
 	var err error
-	if err := l.setMsgs(p.lens, p.msgs, p.skip); err != nil {
+	if p.lineLens != nil {
+		err = l.setMsgsLens(p.lineLens, p.msgs, p.skip)
+	} else {
+		err = l.setMsgs(p.lens, p.msgs, p.skip)
+	}
+	if err != nil {
 		return err
 	}
 	if p.word != "" {

@@ -151,10 +151,10 @@ func (b *msgBlock) mayHold(word string) bool {
 // they are in comes from textBufs, noted in bufs. lens is the
 // decompressed lengths column: each block must decompress to its lines'
 // lengths.
-func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs []byte, skip []bool, err error) {
+func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs []byte, skip []bool, lineLens []int32, err error) {
 	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if word != "" && len(common) > 0 && unmarshalBloom(common).mayContain(word) {
 		word = "" // in every block
@@ -163,11 +163,16 @@ func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs 
 	hold := make([]bool, len(blocks))
 	total := 0
 	lr := wire.NewReader(lens, nil)
+	lineLens = int32Cols.get(n)
+	k := 0
 	for i := range blocks {
 		for range blocks[i].lines {
-			sizes[i] += int(lr.Uvarint())
+			v := lr.Uvarint()
+			lineLens[k] = int32(min(v, maxMsgBytes+1))
+			k++
+			sizes[i] += int(lineLens[k-1])
 			if lr.Err() != nil || sizes[i] > maxMsgBytes {
-				return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+				return nil, nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 			}
 		}
 		if hold[i] = blocks[i].mayHold(word); hold[i] {
@@ -175,7 +180,7 @@ func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs 
 		}
 	}
 	if total > maxMsgBytes {
-		return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+		return nil, nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 	}
 	if total > 0 {
 		// zstd decodes on its fast path only with room to spare (its
@@ -197,15 +202,15 @@ func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs 
 		} else {
 			before := len(msgs)
 			if msgs, err = decompressAppend(msgs, b.stored); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			if len(msgs)-before != sizes[i] {
-				return nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
+				return nil, nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
 			}
 		}
 		line += b.lines
 	}
-	return msgs, skip, nil
+	return msgs, skip, lineLens, nil
 }
 
 // decompressAppend appends a stored column's bytes to dst.
@@ -222,6 +227,29 @@ func decompressAppend(dst, c []byte) ([]byte, error) {
 		return nil, err
 	}
 	return append(dst, b...), nil
+}
+
+// setMsgsLens is setMsgs with the lengths read already (decodeMsgBlocks);
+// lineLens becomes MsgStarts.
+func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool) error {
+	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
+	l.Msgs = stringCols.get(len(lineLens))
+	p := 0
+	for i, ml := range lineLens {
+		lineLens[i] = int32(p)
+		if skip != nil && skip[i] {
+			continue
+		}
+		if len(s)-p < int(ml) {
+			return fmt.Errorf("%w: messages", errCorrupt)
+		}
+		l.Msgs[i] = s[p : p+int(ml)]
+		p += int(ml)
+	}
+	l.MsgStarts = lineLens
+	l.MsgBlock = s
+	l.Skipped = skip
+	return nil
 }
 
 // setMsgs cuts the message bytes into l's lines by their lengths (lens, the
