@@ -317,7 +317,9 @@ func TestUI(t *testing.T) {
 			}
 		}
 
-		// Drag on the histogram to zoom: the range lands in the URL.
+		// Drag on the histogram to zoom: the range lands in the URL. The
+		// narrowed page draws its histogram after its first results.
+		u.wait(t, "the narrowed query's histogram", `document.querySelectorAll('.hist svg rect.hb').length > 0`)
 		box := eval[[]float64](t, u, `(() => { const r = document.querySelector('.hist svg').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`)
 		y := box[1] + box[3]/2
 		u.do(t,

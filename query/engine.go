@@ -254,6 +254,10 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Loads still waiting for a worker when the scan ends (the page full, an
+	// error) are dropped, not done.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	sem := make(chan struct{}, e.opts.Workers)
 	pending := make([]*loaded, 0, len(refs))
 	// launch starts loading the next chunk, unless the full heap shows that
@@ -271,7 +275,10 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 			defer close(x.done)
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if x.l, x.err = e.loadMatching(ctx, r, s.q); x.err == nil && !r.All && s.q.text {
+			if x.err = lctx.Err(); x.err != nil {
+				return
+			}
+			if x.l, x.err = e.loadMatching(lctx, r, s.q); x.err == nil && !r.All && s.q.text {
 				x.marks = candidateLines(x.l, s.q.need)
 			}
 		}()

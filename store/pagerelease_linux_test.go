@@ -106,6 +106,7 @@ func TestReleaseMappedPages(t *testing.T) {
 	o := DefaultOptions()
 	o.BadgerVlogFile = 1 << 20
 	o.ChunkMaxLines = 200
+	o.PageRelease = time.Hour // not released behind the test's back on a slow run
 	// A relative data directory, as --data ./shiplog-data is: the maps
 	// name files by absolute path.
 	t.Chdir(t.TempDir())
