@@ -27,9 +27,11 @@ package ingest
 // become U+FFFD, as encoding/json does), and so is anything after the value.
 // Errors are *JSONError, wrapping ErrInvalid, with the byte offset.
 //
-// Strings are copied out of the input, so its buffer may be reused: one
-// allocation per record holds all of its message, trace and span ids and
-// attribute values, while labels, levels and attribute keys are interned.
+// Strings are copied out of the input, so its buffer may be reused: a
+// record's message, trace and span ids and attribute values lie together in
+// a block shared with the records decoded before and after it (never
+// written again), as do attribute lists, while labels, levels and attribute
+// keys are interned.
 
 import (
 	"bufio"

@@ -6,6 +6,9 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 const (
@@ -30,6 +33,48 @@ type jsonDecoder struct {
 	gen    uint32            // the record's "attributes" seen so far; the last one counts
 	names  map[string]string // interned labels, levels and attribute keys
 	recent [509]string       // a cache of names
+	// The records' strings and attribute lists are carved from blocks
+	// shared by the records decoded one after another (keep, keepAttrs):
+	// a block is only appended to, never reused.
+	block     []byte
+	attrBlock []model.Attr
+}
+
+// Block sizes: records are a few hundred bytes; a longer one, or a longer
+// list, gets an allocation of its own.
+const (
+	jsonBlockBytes = 16 << 10
+	jsonBlockAttrs = 256
+)
+
+// keep returns a copy of b that stays valid for good (from the block).
+func (d *jsonDecoder) keep(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > cap(d.block)-len(d.block) {
+		if len(b) > jsonBlockBytes/4 {
+			return string(b)
+		}
+		d.block = make([]byte, 0, jsonBlockBytes)
+	}
+	start := len(d.block)
+	d.block = append(d.block, b...)
+	return unsafe.String(&d.block[start], len(b)) // never written again
+}
+
+// keepAttrs returns an empty list with room for n attributes, from the
+// block: its capacity is n, so an append past n moves it elsewhere.
+func (d *jsonDecoder) keepAttrs(n int) []model.Attr {
+	if n > cap(d.attrBlock)-len(d.attrBlock) {
+		if n > jsonBlockAttrs/4 {
+			return make([]model.Attr, 0, n)
+		}
+		d.attrBlock = make([]model.Attr, 0, jsonBlockAttrs)
+	}
+	start := len(d.attrBlock)
+	d.attrBlock = d.attrBlock[:start+n]
+	return d.attrBlock[start : start : start+n]
 }
 
 // jsonAttr is an attribute whose value is buf[a:b].

@@ -329,7 +329,7 @@ func (d *jsonDecoder) uint(name string) (uint64, error) {
 // finish turns the raw record into a model.Record: one string for the
 // arena, levels parsed, attributes sorted and merged, defaults applied.
 func (d *jsonDecoder) finish(rr *rawJSONRecord, def *model.Record, deflv defaultLevel) (model.Record, error) {
-	arena := string(d.buf)
+	arena := d.keep(d.buf)
 	at := func(s strSpan) string {
 		if s.a < 0 {
 			return ""
@@ -368,7 +368,7 @@ func (d *jsonDecoder) finish(rr *rawJSONRecord, def *model.Record, deflv default
 				return int(x.prio) - int(y.prio)
 			})
 		}
-		out := make([]model.Attr, 0, n)
+		out := d.keepAttrs(n)
 		for i, e := range ents {
 			if i+1 < n && ents[i+1].key == e.key {
 				continue // the last of equal keys wins

@@ -57,6 +57,7 @@ func refChunkTokens(l *Lines) (words, heads, attrs []string, bl *bloom) {
 func TestChunkTokensMatchesReference(t *testing.T) {
 	recs := benchBatches(1)[0].Records
 	recs[0].Message = "Ünïcode Straße 東京都 \x1b[31mERROR\x1b[0m order=ORD12345 order=ORD12345 0"
+	recs[2].Message = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq abcdefghijklmnopqrstuvwxyzabcdefghijklmno X1 AB12 abc1 Ab1 _Q_ a1b2c3"
 	recs[1].Attrs = append(recs[1].Attrs, model.Attr{Key: "k", Value: strings.Repeat("v", 100)}, model.Attr{Key: "nul", Value: "a\x00b"})
 	l := &Lines{Meta: &ChunkMeta{Count: uint32(len(recs))}}
 	for _, r := range recs {

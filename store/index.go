@@ -117,17 +117,20 @@ func chunkTokens(l *Lines) *chunkToks {
 		// EachToken, with its ASCII case inline: most runs are.
 		msg = model.StripANSI(msg)
 		for i := 0; ; {
-			a, b, wide := nextRun(msg, i)
+			a, b, fl := nextRunFlags(msg, i)
 			if a < 0 {
 				break
 			}
 			i = b
-			if wide {
+			if fl&runWide != 0 {
 				eachWide(msg[a:b], add)
 				continue
 			}
-			tok, owned := lowerASCIIInto(&scratch, msg[a:b])
-			if IsIDLike(tok) {
+			tok, owned := msg[a:b], true
+			if fl&runUpper != 0 {
+				tok, owned = lowerASCIIInto(&scratch, tok)
+			}
+			if n := len(tok); n > 40 || n >= 4 && fl&runDigit != 0 { // IsIDLike
 				if !owned {
 					tok = strings.Clone(tok) // addID may keep its head
 				}

@@ -66,6 +66,53 @@ func nextRun(s string, from int) (start, end int, wide bool) {
 	return i, j, or >= 0x80
 }
 
+// What a run of bytes holds (runFlags): capitals A-Z, digits, non-ASCII.
+const (
+	runToken = 1 << iota // the byte continues a run (tokenBytes)
+	runUpper
+	runDigit
+	runWide
+)
+
+// runClass is what each byte is, for nextRunFlags.
+var runClass = func() (t [256]uint8) {
+	for b := 0; b < 256; b++ {
+		if tokenBytes[b] {
+			t[b] |= runToken
+		}
+		switch {
+		case b >= 'A' && b <= 'Z':
+			t[b] |= runUpper
+		case b >= '0' && b <= '9':
+			t[b] |= runDigit
+		case b >= 0x80:
+			t[b] |= runWide
+		}
+	}
+	return t
+}()
+
+// nextRunFlags is nextRun that also tells what the run holds (runUpper,
+// runDigit, runWide), so that sealing need not look at its bytes again.
+func nextRunFlags(s string, from int) (start, end int, flags uint8) {
+	i := from
+	for i < len(s) && !tokenBytes[s[i]] {
+		i++
+	}
+	if i >= len(s) {
+		return -1, -1, 0
+	}
+	j := i
+	for ; j < len(s); j++ {
+		c := runClass[s[j]]
+		if c&runToken == 0 {
+			break
+		}
+		flags |= c
+	}
+	return i, j, flags
+}
+
 // Tokens appends the tokens of s (see above) to dst.
 func Tokens(dst []string, s string) []string {
 	EachToken(s, func(tok string, _ bool) { dst = append(dst, tok) })
