@@ -68,6 +68,7 @@ bench-cluster: bench-build bench-data
 	cd $(BENCH_ROOT) && bin/shiplog-bench -bin bin/shiplog -input $(BENCH_FILE) -cluster 3 -json $(BENCH_DIR)/result-cluster.json $(BENCH_FLAGS) $(BENCH_CLUSTER_FLAGS)
 
 bench-scale: bench-build $(BENCH_SCALE_2M) $(BENCH_SCALE_10M) $(VL_BIN)
+	mkdir -p $(BENCH_DIR)
 	cd $(BENCH_ROOT) && bin/shiplog-bench -live -vl $(VL_BIN) -input $(BENCH_SCALE_2M),$(BENCH_SCALE_10M) -json $(BENCH_DIR)/result-scale.json $(BENCH_SCALE_FLAGS)
 
 # go install from outside the repository: its own module, not shiplog's. It
