@@ -145,13 +145,13 @@ func matchASCII(msg string, toks []string) bool {
 			return false
 		}
 		i = b
-		if !equalFold(msg[a:b], first) {
+		if !store.EqualFold(msg[a:b], first) {
 			continue
 		}
 		ok, j := true, b
 		for _, t := range toks[1:] {
 			a2, b2 := store.NextToken(msg, j)
-			if a2 < 0 || !equalFold(msg[a2:b2], t) {
+			if a2 < 0 || !store.EqualFold(msg[a2:b2], t) {
 				ok = false
 				break
 			}
@@ -161,23 +161,6 @@ func matchASCII(msg string, toks []string) bool {
 			return true
 		}
 	}
-}
-
-// equalFold compares s with the lower-case token t, folding ASCII only.
-func equalFold(s, t string) bool {
-	if len(s) != len(t) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 32
-		}
-		if c != t[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // containsFold reports whether s holds the lower-case ASCII string t,

@@ -1,7 +1,6 @@
 package query
 
 import (
-	"sort"
 	"strings"
 
 	"github.com/shiplog/shiplog/model"
@@ -78,49 +77,12 @@ func candidateLines(l *store.Lines, n needle) []bool {
 		}
 		return marks
 	}
-	block := l.MsgBlock
 	find := func(s string) int { return strings.Index(s, tok) }
 	if !n.exact {
 		fn := store.NewFoldNeedle(tok)
 		find = fn.Index
 	}
-	marks := make([]bool, l.Len())
-	for p := 0; p < len(block); {
-		i := find(block[p:])
-		if i < 0 {
-			break
-		}
-		off := int32(p + i)
-		line := sort.Search(len(l.MsgStarts), func(j int) bool { return l.MsgStarts[j] > off }) - 1
-		if line >= 0 {
-			marks[line] = true
-			// Skip to the next line: one hit is enough.
-			if line+1 < len(l.MsgStarts) {
-				p = int(l.MsgStarts[line+1])
-				continue
-			}
-			break
-		}
-		p += i + 1
-	}
-	// A line with escape sequences may hold tok once they are removed.
-	for p := 0; ; {
-		i := strings.IndexByte(block[p:], 0x1b)
-		if i < 0 {
-			break
-		}
-		off := int32(p + i)
-		line := sort.Search(len(l.MsgStarts), func(j int) bool { return l.MsgStarts[j] > off }) - 1
-		if line < 0 || line+1 >= len(l.MsgStarts) {
-			if line >= 0 {
-				marks[line] = true
-			}
-			break
-		}
-		marks[line] = true
-		p = int(l.MsgStarts[line+1])
-	}
-	return marks
+	return l.BlockMarks(find)
 }
 
 // messageMarks is candidateLines for messages not in one block (an open

@@ -256,40 +256,26 @@ func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool) error {
 // decompressed colMsgLens); the lines skip marks have no bytes in all and
 // get empty messages.
 func (l *Lines) setMsgs(lens, all []byte, skip []bool) error {
-	n := l.Len()
-	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
-	l.Msgs = stringCols.get(n)
-	l.MsgStarts = int32Cols.get(n)
-	p := 0
+	lineLens := int32Cols.get(l.Len())
 	lr := wire.NewReader(lens, nil)
-	for i := 0; i < n; i++ {
+	for i := range lineLens {
 		ml := lr.Uvarint()
-		if lr.Err() != nil {
+		if lr.Err() != nil || ml > uint64(len(all)) {
 			return fmt.Errorf("%w: messages", errCorrupt)
 		}
-		l.MsgStarts[i] = int32(p)
-		if skip != nil && skip[i] {
-			continue
-		}
-		if uint64(len(s)-p) < ml {
-			return fmt.Errorf("%w: messages", errCorrupt)
-		}
-		l.Msgs[i] = s[p : p+int(ml)]
-		p += int(ml)
+		lineLens[i] = int32(ml)
 	}
-	l.MsgBlock = s
-	l.Skipped = skip
-	return nil
+	return l.setMsgsLens(lineLens, all, skip)
 }
 
-// keepHolding leaves out the lines whose message does not hold word (ASCII
-// case folded) and has no escape sequence (one may hold it once they are
-// removed): they join Skipped with empty messages, and Word is set. A
-// search for word looks at no other line, and their other text columns are
-// then not decoded.
-func (l *Lines) keepHolding(word string) {
+// BlockMarks marks the lines of l whose message, in MsgBlock, holds a match
+// of find (the offset of the first one in its argument, -1 for none), or an
+// escape sequence (a line may match once they are removed). A match running
+// over the end of a message marks the line it starts in. One match a line is
+// enough: the scan goes on at the next line's start.
+func (l *Lines) BlockMarks(find func(string) int) []bool {
 	n := l.Len()
-	hold := make([]bool, n)
+	marks := make([]bool, n)
 	block := l.MsgBlock
 	starts := l.MsgStarts
 	// lineAt is the line whose message holds offset off of the block.
@@ -304,27 +290,31 @@ func (l *Lines) keepHolding(word string) {
 		}
 		return len(block)
 	}
+	esc := func(s string) int { return strings.IndexByte(s, 0x1b) }
+	for _, f := range []func(string) int{find, esc} {
+		for p := 0; p < len(block); {
+			i := f(block[p:])
+			if i < 0 {
+				break
+			}
+			line := max(lineAt(p+i), 0)
+			marks[line] = true
+			p = max(next(line), p+i+1)
+		}
+	}
+	return marks
+}
+
+// keepHolding leaves out the lines whose message does not hold word (ASCII
+// case folded) and has no escape sequence (one may hold it once they are
+// removed): they join Skipped with empty messages, and Word is set. A
+// search for word looks at no other line, and their other text columns are
+// then not decoded.
+func (l *Lines) keepHolding(word string) {
 	fn := NewFoldNeedle(word)
-	for p := 0; p < len(block); {
-		i := fn.Index(block[p:])
-		if i < 0 {
-			break
-		}
-		line := max(lineAt(p+i), 0)
-		hold[line] = true
-		p = max(next(line), p+i+1)
-	}
-	for p := 0; p < len(block); {
-		i := strings.IndexByte(block[p:], 0x1b)
-		if i < 0 {
-			break
-		}
-		line := max(lineAt(p+i), 0)
-		hold[line] = true
-		p = max(next(line), p+i+1)
-	}
+	hold := l.BlockMarks(fn.Index)
 	if l.Skipped == nil {
-		l.Skipped = make([]bool, n)
+		l.Skipped = make([]bool, l.Len())
 	}
 	for i, h := range hold {
 		if !h {

@@ -79,7 +79,7 @@ func (n *FoldNeedle) Index(s string) int {
 		if p < 0 || p > last {
 			return -1
 		}
-		if equalFold(s[p-n.at:p-n.at+len(t)], t) {
+		if EqualFold(s[p-n.at:p-n.at+len(t)], t) {
 			return p - n.at
 		}
 		i = p + 1
@@ -95,8 +95,8 @@ func indexFrom(s string, c byte, i int) int {
 	return -1
 }
 
-// equalFold compares s with the lower-case token t, folding ASCII only.
-func equalFold(s, t string) bool {
+// EqualFold compares s with the lower-case token t, folding ASCII only.
+func EqualFold(s, t string) bool {
 	if len(s) != len(t) {
 		return false
 	}

@@ -272,18 +272,8 @@ func IsIDLike(tok string) bool {
 }
 
 func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; c >= 'A' && c <= 'Z' {
-					b[j] = c + 32
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
+	lower, _ := lowerASCIIInto(new([]byte), s) // a fresh buffer: never written again
+	return lower
 }
 
 // validUTF8Prefix cuts s to at most n bytes without splitting a rune.
