@@ -169,12 +169,15 @@ type ID struct {
 var ErrBadID = errors.New("bad record id")
 
 // String renders the id as 32 lower-case hex digits.
-func (id ID) String() string {
+func (id ID) String() string { return string(id.AppendText(make([]byte, 0, 32))) }
+
+// AppendText appends the id as String renders it.
+func (id ID) AppendText(dst []byte) []byte {
 	var b [16]byte
 	putU64(b[0:8], id.Stream)
 	putU32(b[8:12], id.Day)
 	putU32(b[12:16], id.Line)
-	return hex.EncodeToString(b[:])
+	return hex.AppendEncode(dst, b[:])
 }
 
 // IsZero reports whether the id is unset.

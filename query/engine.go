@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/base64"
@@ -94,11 +95,14 @@ type position struct {
 	id model.ID
 }
 
-func (a position) less(b position) bool {
+func (a position) less(b position) bool { return a.compare(b) < 0 }
+
+// compare orders positions by time, then id.
+func (a position) compare(b position) int {
 	if a.t != b.t {
-		return a.t < b.t
+		return cmp.Compare(a.t, b.t)
 	}
-	return a.id.Compare(b.id) < 0
+	return a.id.Compare(b.id)
 }
 
 func encodeCursor(p position) string {
@@ -425,13 +429,10 @@ func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Line
 // cursor for the next.
 func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*SearchResult, error) {
 	slices.SortFunc(hits, func(a, b hit) int {
-		switch {
-		case better(a.pos, b.pos, asc):
-			return -1
-		case better(b.pos, a.pos, asc):
-			return 1
+		if asc {
+			return a.pos.compare(b.pos)
 		}
-		return 0
+		return b.pos.compare(a.pos)
 	})
 	if err := e.loadHitText(ctx, hits); err != nil {
 		return nil, err

@@ -3,8 +3,11 @@ package server
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -120,24 +123,76 @@ func mergeAttrs(def, own map[string]string) []model.Attr {
 
 // toProto converts a stored record for the API.
 func toProto(r *model.Record) *shiplogv1.Record {
-	p := &shiplogv1.Record{
-		Id:       r.ID.String(),
-		Time:     timestamppb.New(timeOf(r.Time)),
-		Service:  r.Service,
-		Host:     r.Host,
-		BuildId:  r.BuildID,
-		DeployId: r.DeployID,
-		Level:    r.Level.String(),
-		Message:  r.Message,
-		TraceId:  r.TraceID,
-		SpanId:   r.SpanID,
-		Seq:      r.Seq,
+	p := &shiplogv1.Record{Id: r.ID.String()}
+	fillProto(p, &timestamppb.Timestamp{}, r)
+	return p
+}
+
+// fillProto sets p (and its time, ts) from r, its id aside.
+func fillProto(p *shiplogv1.Record, ts *timestamppb.Timestamp, r *model.Record) {
+	ts.Seconds, ts.Nanos = r.Time/1e9, int32(r.Time%1e9)
+	if ts.Nanos < 0 { // before 1970: the nanoseconds of a Timestamp count forward
+		ts.Seconds, ts.Nanos = ts.Seconds-1, ts.Nanos+1e9
 	}
+	p.Time = ts
+	p.Service, p.Host, p.BuildId, p.DeployId = r.Service, r.Host, r.BuildID, r.DeployID
+	p.Level, p.Message, p.TraceId, p.SpanId, p.Seq = r.Level.String(), r.Message, r.TraceID, r.SpanID, r.Seq
 	if len(r.Attrs) > 0 {
 		p.Attributes = make(map[string]string, len(r.Attrs))
 		for _, a := range r.Attrs {
 			p.Attributes[a.Key] = a.Value
 		}
 	}
-	return p
+}
+
+// parallelRecords is the page size from which a page's records are
+// converted (and written as JSON, searchjson.go) by several goroutines,
+// each a share of at least this many: one build's few thousand lines are
+// a page, and its conversion and encoding took as long as the search.
+const parallelRecords = 512
+
+// shares cuts n items into the parts that goroutines take (one when n is
+// small or there is one CPU): part i is [bounds[i], bounds[i+1]).
+func shares(n int) []int {
+	k := min(runtime.GOMAXPROCS(0), n/parallelRecords, 8)
+	k = max(k, 1)
+	bounds := make([]int, k+1)
+	for i := range bounds {
+		bounds[i] = n * i / k
+	}
+	return bounds
+}
+
+// eachShare calls fn on the shares of n items, concurrently when there
+// is more than one; the first runs on the caller's goroutine.
+func eachShare(n int, fn func(part, lo, hi int)) {
+	b := shares(n)
+	var wg sync.WaitGroup
+	for i := 1; i < len(b)-1; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(i, b[i], b[i+1])
+		}()
+	}
+	fn(0, b[0], b[1])
+	wg.Wait()
+}
+
+// recordsToProto converts a page of stored records for the API: their
+// messages, timestamps and ids are allocated together, not one by one.
+func recordsToProto(recs []model.Record) []*shiplogv1.Record {
+	out := make([]*shiplogv1.Record, len(recs))
+	ps := make([]shiplogv1.Record, len(recs))
+	ts := make([]timestamppb.Timestamp, len(recs))
+	ids := make([]byte, 0, 32*len(recs))
+	eachShare(len(recs), func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			fillProto(&ps[i], &ts[i], &recs[i])
+			id := recs[i].ID.AppendText(ids[32*i : 32*i : 32*(i+1)])
+			ps[i].Id = unsafe.String(unsafe.SliceData(id), len(id))
+			out[i] = &ps[i]
+		}
+	})
+	return out
 }

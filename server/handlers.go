@@ -151,11 +151,8 @@ func (s *queryServer) Search(ctx context.Context, req *shiplogv1.SearchRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &shiplogv1.SearchResponse{Records: make([]*shiplogv1.Record, len(res.Records)), NextCursor: res.NextCursor}
+	out := &shiplogv1.SearchResponse{Records: recordsToProto(res.Records), NextCursor: res.NextCursor}
 	out.Partial, out.MissingPartitions = coverage(res.Coverage)
-	for i := range res.Records {
-		out.Records[i] = toProto(&res.Records[i])
-	}
 	return out, nil
 }
 

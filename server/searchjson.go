@@ -32,8 +32,14 @@ func (m gatewayJSON) Marshal(v any) ([]byte, error) {
 // a page of thousands of records is written into one buffer, not grown
 // (and copied) a dozen times.
 func searchJSONSize(r *shiplogv1.SearchResponse) int {
-	n := 128 + len(r.GetNextCursor()) + 4*len(r.GetMissingPartitions())
-	for _, rec := range r.GetRecords() {
+	return 128 + len(r.GetNextCursor()) + 4*len(r.GetMissingPartitions()) + recordsJSONSize(r.GetRecords())
+}
+
+// recordsJSONSize estimates the length of the records' JSON, with room
+// for a few escapes.
+func recordsJSONSize(recs []*shiplogv1.Record) int {
+	n := 0
+	for _, rec := range recs {
 		n += 220 + len(rec.GetId()) + len(rec.GetService()) + len(rec.GetHost()) + len(rec.GetBuildId()) +
 			len(rec.GetDeployId()) + len(rec.GetMessage()) + len(rec.GetTraceId()) + len(rec.GetSpanId())
 		for k, v := range rec.GetAttributes() {
@@ -45,12 +51,7 @@ func searchJSONSize(r *shiplogv1.SearchResponse) int {
 
 func appendSearchJSON(b []byte, r *shiplogv1.SearchResponse) []byte {
 	b = append(b, `{"records":[`...)
-	for i, rec := range r.GetRecords() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendRecordJSON(b, rec)
-	}
+	b = appendRecordsJSON(b, r.GetRecords())
 	b = append(b, `],"next_cursor":`...)
 	b = appendJSONString(b, r.GetNextCursor())
 	b = append(b, `,"partial":`...)
@@ -63,6 +64,32 @@ func appendSearchJSON(b []byte, r *shiplogv1.SearchResponse) []byte {
 		b = strconv.AppendInt(b, int64(p), 10)
 	}
 	return append(b, "]}"...)
+}
+
+// appendRecordsJSON writes recs separated by commas; a large page in
+// shares (eachShare), each but the first into a buffer of its own that is
+// then appended.
+func appendRecordsJSON(b []byte, recs []*shiplogv1.Record) []byte {
+	bounds := shares(len(recs))
+	bufs := make([][]byte, len(bounds)-1)
+	eachShare(len(recs), func(part, lo, hi int) {
+		out := b
+		if part > 0 {
+			out = make([]byte, 0, recordsJSONSize(recs[lo:hi])+1)
+		}
+		for i := lo; i < hi; i++ {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = appendRecordJSON(out, recs[i])
+		}
+		bufs[part] = out
+	})
+	b = bufs[0]
+	for _, p := range bufs[1:] {
+		b = append(b, p...)
+	}
+	return b
 }
 
 func appendRecordJSON(b []byte, r *shiplogv1.Record) []byte {

@@ -2,16 +2,21 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
@@ -158,5 +163,82 @@ func TestSearchJSONSize(t *testing.T) {
 	got := appendSearchJSON(make([]byte, 0, size), resp)
 	if len(got) > size || len(got) < size*3/4 {
 		t.Fatalf("estimated %d bytes, wrote %d", size, len(got))
+	}
+}
+
+// A page large enough to be converted and written in shares (several
+// goroutines, parallelRecords each at least) comes out as protojson writes
+// it, in order, and its records as toProto makes them one by one.
+func TestSearchJSONShares(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	if b := shares(4*parallelRecords + 7); len(b) != 5 || b[0] != 0 || b[4] != 4*parallelRecords+7 {
+		t.Fatalf("shares: %v", b)
+	}
+	recs := make([]model.Record, 3*parallelRecords+5)
+	for i := range recs {
+		recs[i] = model.Record{ID: model.ID{Stream: uint64(i) * 7919, Day: 20454, Line: uint32(i)},
+			Time: int64(i-100) * 123_456_789, Labels: model.Labels{Service: "svc", Host: fmt.Sprintf("host-%d", i%7)}, Level: model.Level(i % 6),
+			Message: fmt.Sprintf("line %d \"quoted\" é", i), Seq: uint64(i)}
+		if i%3 == 0 {
+			recs[i].Attrs = []model.Attr{{Key: "k", Value: strconv.Itoa(i)}}
+		}
+	}
+	resp := &shiplogv1.SearchResponse{Records: recordsToProto(recs), NextCursor: "next"}
+	for i := range recs {
+		if want := toProtoOneByOne(&recs[i]); !proto.Equal(resp.Records[i], want) {
+			t.Fatalf("record %d: %v, want %v", i, resp.Records[i], want)
+		}
+	}
+	want, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := gatewayJSON{}.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w, g any
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	if !reflect.DeepEqual(w, g) {
+		t.Fatalf("the page in shares differs from protojson's")
+	}
+}
+
+// toProtoOneByOne is the conversion as it was written before pages were
+// converted together: what recordsToProto must agree with.
+func toProtoOneByOne(r *model.Record) *shiplogv1.Record {
+	p := &shiplogv1.Record{Id: r.ID.String(), Time: timestamppb.New(time.Unix(0, r.Time).UTC()), Service: r.Service,
+		Host: r.Host, BuildId: r.BuildID, DeployId: r.DeployID, Level: r.Level.String(), Message: r.Message,
+		TraceId: r.TraceID, SpanId: r.SpanID, Seq: r.Seq}
+	for _, a := range r.Attrs {
+		if p.Attributes == nil {
+			p.Attributes = map[string]string{}
+		}
+		p.Attributes[a.Key] = a.Value
+	}
+	return p
+}
+
+// BenchmarkSearchPage converts and writes one build's page (query a of the
+// scale bench: 3,601 lines of ~330 bytes).
+func BenchmarkSearchPage(b *testing.B) {
+	recs := make([]model.Record, 3601)
+	for i := range recs {
+		recs[i] = model.Record{ID: model.ID{Stream: uint64(i%40) * 7919, Day: 20454, Line: uint32(i)},
+			Time: 1767225600e9 + int64(i)*23_456_789, Labels: model.Labels{Service: "search", Host: "search-3b982e",
+				BuildID: "build-000123", DeployID: "deploy-ec24a3c5"}, Level: model.LevelInfo,
+			Message: "GET /api/v2/reviews/327765 completed status=200 duration=105.9ms bytes=5160230 request_id=0ed42f1a3d4cbf37 caller=cmd/worker.go:68 trace_id=15ed626914296c07f26b4776913e4de2"}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp := &shiplogv1.SearchResponse{Records: recordsToProto(recs)}
+		if _, err := (gatewayJSON{}).Marshal(resp); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -40,11 +40,7 @@ func (s *queryServer) Tail(req *shiplogv1.TailRequest, stream grpc.ServerStreami
 	sub := s.core.Hub.subscribe(q)
 	defer s.core.Hub.unsubscribe(sub)
 	return runTail(stream.Context().Done(), s.core.Hub, sub, func(recs []model.Record, dropped int) error {
-		out := &shiplogv1.TailResponse{Records: make([]*shiplogv1.Record, len(recs)), Dropped: uint64(dropped)}
-		for i := range recs {
-			out.Records[i] = toProto(&recs[i])
-		}
-		return stream.Send(out)
+		return stream.Send(&shiplogv1.TailResponse{Records: recordsToProto(recs), Dropped: uint64(dropped)})
 	})
 }
 
