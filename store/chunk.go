@@ -151,17 +151,20 @@ func (l *Lines) Record(i int) model.Record {
 //
 // Each value is a column directory followed by the columns:
 //
-//	version byte (1 for t values; 3 for c values, see textVersion)
+//	version byte (t values: 2, see timesVersion; c values: 4, see textVersion)
 //	count uvarint (lines)
 //	ncols uvarint, then per column its stored length uvarint
 //	column bytes, in order, each a codec byte (0 raw, 1 zstd) and the data
 //
 // Columns:
 //
-//	0 times: zig-zag varint deltas from the chunk's MinT
+//	0 times: deltas from the line before (the first from the chunk's MinT),
+//	  split into high and low parts (t value version 2: chunk_codec.go;
+//	  version 1, still read: zig-zag varints)
 //	1 levels: one byte per line
-//	2 message lengths (uvarint each), 3 message bytes, concatenated (c value
-//	  version 3: in blocks, each with a filter of its words: chunk_blocks.go)
+//	2 message lengths (c value version 4: byte planes, chunk_codec.go;
+//	  before, uvarint each), 3 message bytes, concatenated (c value version
+//	  3: in blocks, each with a filter of its words: chunk_blocks.go)
 //	4 trace ids, 5 span ids: uvarint length + bytes each
 //	6 attributes: per line uvarint n, then n x (key, value) as uvarint length + bytes
 //	7 seqs: zig-zag varint deltas from the previous line's (c value version 2;
@@ -208,20 +211,28 @@ func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte)
 	b := (*bp)[:0]
 	defer func() { *bp = b; bufPool.Put(bp) }()
 
-	prev := l.Meta.MinT
-	for _, t := range l.Times {
-		b = wire.AppendVarint(b, t-prev)
-		prev = t
+	if version >= 4 {
+		cols[colTimes] = encodeTimes(l.Times, l.Meta.MinT)
+	} else {
+		prev := l.Meta.MinT
+		for _, t := range l.Times {
+			b = wire.AppendVarint(b, t-prev)
+			prev = t
+		}
+		cols[colTimes] = compress(b)
 	}
-	cols[colTimes] = compress(b)
 	b = b[:0]
 	for _, lv := range l.Levels {
 		b = append(b, byte(lv))
 	}
 	cols[colLevels] = compress(b)
 	b = b[:0]
-	for _, m := range l.Msgs {
-		b = wire.AppendUvarint(b, uint64(len(m)))
+	if version >= 4 {
+		b = appendLenPlanes(b, l.Msgs)
+	} else {
+		for _, m := range l.Msgs {
+			b = wire.AppendUvarint(b, uint64(len(m)))
+		}
 	}
 	cols[colMsgLens] = compress(b)
 	if version >= 3 {
@@ -255,12 +266,22 @@ func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte)
 	}
 	cols[colSeqs] = compress(b)
 
-	return packColumns(1, n, cols[:colMsgLens]), packColumns(version, n, cols[colMsgLens:])
+	tver := byte(1)
+	if version >= 4 {
+		tver = timesVersion
+	}
+	return packColumns(tver, n, cols[:colMsgLens]), packColumns(version, n, cols[colMsgLens:])
 }
 
-// textVersion 3 stores messages in blocks with word filters (version 2: one
-// column); since 2, seqs are zig-zag deltas (version 1: plain uvarints).
-const textVersion = 3
+// textVersion 4 stores the message lengths in byte planes (appendLenPlanes;
+// before: uvarints); since 3, messages are in blocks with word filters
+// (version 2: one column); since 2, seqs are zig-zag deltas (version 1:
+// plain uvarints). timesVersion 2 (written with text version 4) stores times
+// split (encodeTimes; version 1: zig-zag varint deltas).
+const (
+	textVersion  = 4
+	timesVersion = 2
+)
 
 func packColumns(version byte, n int, cols [][]byte) []byte {
 	size := 16
@@ -355,20 +376,10 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 		return nil, fmt.Errorf("%w: %d lines, meta says %d", errCorrupt, n, meta.Count)
 	}
 	l := &Lines{Meta: meta, Times: int64Cols.get(n), Levels: make([]model.Level, n)}
-	b, err := decompress(cols[colTimes])
-	if err != nil {
+	if err := decodeTimes(tv[0], cols[colTimes], meta.MinT, l.Times); err != nil {
 		return nil, err
 	}
-	prev := meta.MinT
-	r := wire.NewReader(b, nil)
-	for i := range l.Times {
-		prev += r.Varint()
-		l.Times[i] = prev
-	}
-	if r.Err() != nil {
-		return nil, fmt.Errorf("%w: times", errCorrupt)
-	}
-	b, err = decompress(cols[colLevels])
+	b, err := decompress(cols[colLevels])
 	if err != nil {
 		return nil, err
 	}
@@ -404,12 +415,11 @@ func (l *Lines) decodeTextWord(cv []byte, word string) error {
 type textParts struct {
 	version  byte
 	cols     [][]byte // stored columns, numbered as in a chunk (from colMsgLens)
-	lens     []byte
 	msgs     []byte
 	skip     []bool
 	n        int
 	word     string    // leave out the lines not holding it (Lines.Word)
-	lineLens []int32   // the message lengths, read (version 3)
+	lineLens []int32   // the message lengths, read
 	bufs     []*[]byte // from textBufs, for Lines.Release
 }
 
@@ -483,21 +493,23 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 	p := &textParts{version: cv[0], cols: make([][]byte, numCols), n: n, word: word}
 	// Text columns are numbered from colMsgLens.
 	copy(p.cols[colMsgLens:], tcols)
-	if p.lens, err = decompress(p.cols[colMsgLens]); err != nil {
+	lens, err := decompress(p.cols[colMsgLens])
+	if err != nil {
+		return nil, err
+	}
+	if p.lineLens, err = decodeLens(p.version, lens, n); err != nil {
 		return nil, err
 	}
 	if p.version >= 3 {
-		p.msgs, p.skip, p.lineLens, err = decodeMsgBlocks(p.cols[colMsgs], p.lens, n, word, &p.bufs) // not cv's memory
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, &p.bufs) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}
 	if err != nil {
+		int32Cols.put(p.lineLens)
 		return nil, err
 	}
 	if own {
-		if p.lineLens == nil {
-			p.lens = bytes.Clone(p.lens)
-		}
 		for _, c := range []int{colTraces, colSpans, colAttrs, colSeqs} {
 			p.cols[c] = bytes.Clone(p.cols[c])
 		}
@@ -511,15 +523,10 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 // kept, and not at all (not even decompressed) when none is.
 func (l *Lines) setText(p *textParts) error {
 	n := p.n
-	var err error
-	if p.lineLens != nil {
-		err = l.setMsgsLens(p.lineLens, p.msgs, p.skip)
-	} else {
-		err = l.setMsgs(p.lens, p.msgs, p.skip)
-	}
-	if err != nil {
+	if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip); err != nil {
 		return err
 	}
+	var err error
 	if p.word != "" {
 		l.keepHolding(p.word)
 	}

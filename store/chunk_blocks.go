@@ -148,13 +148,14 @@ func (b *msgBlock) mayHold(word string) bool {
 // decodeMsgBlocks decompresses the blocks that may hold word (every block
 // when word is "") back to back: the message bytes of the lines of the
 // others are left out, and skip (when any) marks those lines. The buffer
-// they are in comes from textBufs, noted in bufs. lens is the
-// decompressed lengths column: each block must decompress to its lines'
+// they are in comes from textBufs, noted in bufs. lineLens are the
+// message lengths (decodeLens): each block must decompress to its lines'
 // lengths.
-func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs []byte, skip []bool, lineLens []int32, err error) {
+func decodeMsgBlocks(c []byte, lineLens []int32, word string, bufs *[]*[]byte) (msgs []byte, skip []bool, err error) {
+	n := len(lineLens)
 	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if word != "" && len(common) > 0 && unmarshalBloom(common).mayContain(word) {
 		word = "" // in every block
@@ -162,25 +163,20 @@ func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs 
 	sizes := make([]int, len(blocks))
 	hold := make([]bool, len(blocks))
 	total := 0
-	lr := wire.NewReader(lens, nil)
-	lineLens = int32Cols.get(n)
 	k := 0
 	for i := range blocks {
-		for range blocks[i].lines {
-			v := lr.Uvarint()
-			lineLens[k] = int32(min(v, maxMsgBytes+1))
-			k++
-			sizes[i] += int(lineLens[k-1])
-			if lr.Err() != nil || sizes[i] > maxMsgBytes {
-				return nil, nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+		for _, ml := range lineLens[k : k+blocks[i].lines] {
+			if sizes[i] += int(ml); sizes[i] > maxMsgBytes {
+				return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 			}
 		}
+		k += blocks[i].lines
 		if hold[i] = blocks[i].mayHold(word); hold[i] {
 			total += sizes[i]
 		}
 	}
 	if total > maxMsgBytes {
-		return nil, nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+		return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 	}
 	if total > 0 {
 		// zstd decodes on its fast path only with room to spare (its
@@ -202,15 +198,15 @@ func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs 
 		} else {
 			before := len(msgs)
 			if msgs, err = decompressAppend(msgs, b.stored); err != nil {
-				return nil, nil, nil, err
+				return nil, nil, err
 			}
 			if len(msgs)-before != sizes[i] {
-				return nil, nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
+				return nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
 			}
 		}
 		line += b.lines
 	}
-	return msgs, skip, lineLens, nil
+	return msgs, skip, nil
 }
 
 // decompressAppend appends a stored column's bytes to dst.
@@ -229,8 +225,9 @@ func decompressAppend(dst, c []byte) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// setMsgsLens is setMsgs with the lengths read already (decodeMsgBlocks);
-// lineLens becomes MsgStarts.
+// setMsgsLens cuts the message bytes into l's lines by their lengths
+// (decodeLens); the lines skip marks have no bytes in all and get empty
+// messages. lineLens becomes MsgStarts.
 func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool) error {
 	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
 	l.Msgs = stringCols.get(len(lineLens))
@@ -250,22 +247,6 @@ func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool) error {
 	l.MsgBlock = s
 	l.Skipped = skip
 	return nil
-}
-
-// setMsgs cuts the message bytes into l's lines by their lengths (lens, the
-// decompressed colMsgLens); the lines skip marks have no bytes in all and
-// get empty messages.
-func (l *Lines) setMsgs(lens, all []byte, skip []bool) error {
-	lineLens := int32Cols.get(l.Len())
-	lr := wire.NewReader(lens, nil)
-	for i := range lineLens {
-		ml := lr.Uvarint()
-		if lr.Err() != nil || ml > uint64(len(all)) {
-			return fmt.Errorf("%w: messages", errCorrupt)
-		}
-		lineLens[i] = int32(ml)
-	}
-	return l.setMsgsLens(lineLens, all, skip)
 }
 
 // BlockMarks marks the lines of l whose message, in MsgBlock, holds a match

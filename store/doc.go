@@ -47,13 +47,16 @@
 // 1970-01-01 UTC) and the chunk id (uint64 big-endian), so one day is one key
 // range and retention can drop it whole:
 //
-//	t<day><id>  chunk times and levels (encodeChunk in chunk.go)
+//	t<day><id>  chunk times and levels (encodeChunk in chunk.go); since
+//	            version 2 of the value the times are split into high and
+//	            low parts (chunk_codec.go); version 1 is still read
 //	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs;
 //	            since version 3 of the value the messages are in blocks of
 //	            512 lines, each compressed apart, with bloom filters of their
 //	            ordinary words: one for the words of every block, one per
-//	            block for the rest (chunk_blocks.go); versions 1 and 2 (one
-//	            message column) are still read
+//	            block for the rest (chunk_blocks.go); since version 4 the
+//	            message lengths are in byte planes (chunk_codec.go);
+//	            versions 1-3 are still read
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one
