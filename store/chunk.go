@@ -151,7 +151,7 @@ func (l *Lines) Record(i int) model.Record {
 //
 // Each value is a column directory followed by the columns:
 //
-//	version byte (t values: 2, see timesVersion; c values: 4, see textVersion)
+//	version byte (t values: 2, see timesVersion; c values: 5, see textVersion)
 //	count uvarint (lines)
 //	ncols uvarint, then per column its stored length uvarint
 //	column bytes, in order, each a codec byte (0 raw, 1 zstd) and the data
@@ -202,9 +202,17 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 }
 
 // encodeChunkVersion encodes a chunk with its c value in the given version
-// (2 or 3: versions before 3 are written by tests only); toks gives version
-// 3 its blocks' word filters.
+// (versions before textVersion are written by tests only); toks
+// (chunkTokensFor the same version) gives versions 3 on their blocks' word
+// filters.
 func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte) {
+	return encodeChunkDict(l, toks, version, nil)
+}
+
+// encodeChunkDict is encodeChunkVersion with the message blocks compressed
+// with dict, the encoder of the day's message dictionary (nil: none;
+// version 5 on: msgdict.go).
+func encodeChunkDict(l *Lines, toks *chunkToks, version byte, dict *zstd.Encoder) (tv, cv []byte) {
 	n := l.Len()
 	cols := make([][]byte, numCols)
 	bp := bufPool.Get().(*[]byte)
@@ -236,7 +244,14 @@ func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte)
 	}
 	cols[colMsgLens] = compress(b)
 	if version >= 3 {
-		cols[colMsgs] = encodeMsgBlocks(b, l.Msgs, toks.blocks)
+		var filters *msgFilters
+		if toks != nil {
+			filters = toks.blocks
+		}
+		if version < 5 {
+			dict = nil
+		}
+		cols[colMsgs] = encodeMsgBlocks(b, l.Msgs, blockLines(n, version), filters, dict)
 	} else {
 		b = b[:0]
 		for _, m := range l.Msgs {
@@ -273,13 +288,14 @@ func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte)
 	return packColumns(tver, n, cols[:colMsgLens]), packColumns(version, n, cols[colMsgLens:])
 }
 
-// textVersion 4 stores the message lengths in byte planes (appendLenPlanes;
-// before: uvarints); since 3, messages are in blocks with word filters
+// textVersion 5 compresses message blocks with the day's dictionary once it
+// has one (msgdict.go); since 4, the message lengths are in byte planes
+// (appendLenPlanes; before: uvarints); since 3, messages are in blocks with word filters
 // (version 2: one column); since 2, seqs are zig-zag deltas (version 1:
 // plain uvarints). timesVersion 2 (written with text version 4) stores times
 // split (encodeTimes; version 1: zig-zag varint deltas).
 const (
-	textVersion  = 4
+	textVersion  = 5
 	timesVersion = 2
 )
 
@@ -302,13 +318,16 @@ func packColumns(version byte, n int, cols [][]byte) []byte {
 }
 
 // compress returns codec byte + payload; tiny columns stay raw.
-func compress(b []byte) []byte {
+func compress(b []byte) []byte { return compressWith(zenc, b) }
+
+// compressWith is compress with the given encoder.
+func compressWith(enc *zstd.Encoder, b []byte) []byte {
 	if len(b) < 64 {
 		return append([]byte{codecRaw}, b...)
 	}
 	out := make([]byte, 1, len(b)/2+16)
 	out[0] = codecZstd
-	out = zenc.EncodeAll(b, out)
+	out = enc.EncodeAll(b, out)
 	if len(out) >= len(b)+1 {
 		return append([]byte{codecRaw}, b...)
 	}
@@ -390,19 +409,21 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 		l.Levels[i] = model.Level(b[i])
 	}
 	if cv != nil {
-		if err := l.decodeText(cv); err != nil {
+		if err := l.decodeText(cv, zdec); err != nil {
 			return nil, err
 		}
 	}
 	return l, nil
 }
 
-func (l *Lines) decodeText(cv []byte) error { return l.decodeTextWord(cv, "") }
+func (l *Lines) decodeText(cv []byte, dec *zstd.Decoder) error { return l.decodeTextWord(cv, "", dec) }
 
 // decodeTextWord decodes the text columns; with word set, only the message
 // blocks (version 3) that may hold it are decompressed (see Lines.Skipped).
-func (l *Lines) decodeTextWord(cv []byte, word string) error {
-	p, err := splitText(cv, l.Len(), word, false)
+// dec decodes the message blocks (zdec, or a store's with its
+// dictionaries).
+func (l *Lines) decodeTextWord(cv []byte, word string, dec *zstd.Decoder) error {
+	p, err := splitText(cv, l.Len(), word, false, dec)
 	if err != nil {
 		return err
 	}
@@ -482,7 +503,7 @@ func (l *Lines) Release() {
 // splitText cuts cv into textParts. With own, nothing in them shares
 // memory with cv, which may then be Badger's (valid only in its Value
 // callback): only what is used is copied, not the message blocks skipped.
-func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
+func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*textParts, error) {
 	cn, tcols, err := splitColumns(cv, numCols-colMsgLens)
 	if err != nil {
 		return nil, err
@@ -501,7 +522,7 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 		return nil, err
 	}
 	if p.version >= 3 {
-		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, &p.bufs) // not cv's memory
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, &p.bufs, dec) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}

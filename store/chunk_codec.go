@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 
@@ -125,16 +126,29 @@ func decodeTimes(ver byte, c []byte, minT int64, ts []int64) error {
 	if len(lo) != w*len(ts) {
 		return bad
 	}
-	hr := wire.NewReader(hi, bad)
+	// The low parts are read 8 bytes at a time from a padded copy.
+	pad := make([]byte, len(lo)+8)
+	copy(pad, lo)
+	mask := uint64(1)<<shift - 1
+	p := 0
 	for i := range ts {
-		z := hr.Uvarint() << shift
-		for j, x := range lo[i*w : i*w+w] {
-			z |= uint64(x) << (8 * j)
+		// The high part: a uvarint, mostly of one byte.
+		var h uint64
+		if p < len(hi) && hi[p] < 0x80 {
+			h = uint64(hi[p])
+			p++
+		} else {
+			v, k := binary.Uvarint(hi[p:])
+			if k <= 0 {
+				return bad
+			}
+			h, p = v, p+k
 		}
+		z := h<<shift | binary.LittleEndian.Uint64(pad[i*w:])&mask
 		prev += (int64(z>>1) ^ -int64(z&1)) * int64(div)
 		ts[i] = prev
 	}
-	if hr.Err() != nil || hr.Len() != 0 {
+	if p != len(hi) {
 		return bad
 	}
 	return nil

@@ -57,7 +57,7 @@ func TestChunkSeqVersions(t *testing.T) {
 // every line not holding it; a whole load gives every line, and version 2
 // values (one message column) are decompressed whole for a word too.
 func TestChunkWordBlocks(t *testing.T) {
-	const n = 1300 // blocks of 512, 512 and 276 lines
+	const n = 1300 // blocks of 256 lines, and 20
 	meta := &ChunkMeta{Count: n, MinT: 100}
 	l := &Lines{Meta: meta}
 	for i := 0; i < n; i++ {
@@ -85,14 +85,14 @@ func TestChunkWordBlocks(t *testing.T) {
 		block      int // bytes of messages decompressed
 	}{
 		{"whole", "", cv, 0, all},
-		{"word in block 1", "deadlock", cv, n - 1, blockBytes(l.Msgs[512:1024])},
+		{"word in block 2", "deadlock", cv, n - 1, blockBytes(l.Msgs[512:768])},
 		{"word in every block", "request", cv, 1, all},
 		{"word nowhere", "nosuchword", cv, n, 0},
 		{"version 2", "deadlock", cv2, n - 1, all},
 	} {
 		got, err := decodeChunk(meta, tv, nil)
 		if err == nil {
-			err = got.decodeTextWord(tc.cv, tc.word)
+			err = got.decodeTextWord(tc.cv, tc.word, zdec)
 		}
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -156,7 +156,7 @@ func TestChunkTimesLensVersions(t *testing.T) {
 				l.Attrs, l.Seqs = append(l.Attrs, nil), append(l.Seqs, uint64(i+1))
 			}
 			for _, v := range []byte{3, textVersion} {
-				tv, cv := encodeChunkVersion(l, chunkTokens(l), v)
+				tv, cv := encodeChunkVersion(l, chunkTokensFor(l, v), v)
 				if want := map[bool]byte{true: timesVersion, false: 1}[v >= 4]; tv[0] != want || cv[0] != v {
 					t.Fatalf("%s: t version %d, c version %d", name, tv[0], cv[0])
 				}

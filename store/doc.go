@@ -55,13 +55,18 @@
 //	            512 lines, each compressed apart, with bloom filters of their
 //	            ordinary words: one for the words of every block, one per
 //	            block for the rest (chunk_blocks.go); since version 4 the
-//	            message lengths are in byte planes (chunk_codec.go);
-//	            versions 1-3 are still read
+//	            message lengths are in byte planes (chunk_codec.go); since
+//	            version 5 the blocks hold 256 lines (512 before) and are
+//	            compressed with the day's message dictionary once it has
+//	            one (msgdict.go); versions 1-4 are still read
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one
 //	            byte k, then the bit array; 10 bits per distinct token
 //	p<day><id>  present while the chunk's Bleve document may not be persisted
+//	z<day>      the day's message dictionary (zstd's dictionary format, id
+//	            day+1), made from samples of its first 64 chunks and written
+//	            before any chunk compressed with it (msgdict.go)
 //	k<day><key> an attribute key seen in a sealed chunk of day (empty value),
 //	            written in that chunk's transaction (attrkeys.go)
 //	k<day>      the day's attribute keys are complete: its first chunk was

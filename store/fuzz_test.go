@@ -146,7 +146,7 @@ func FuzzDecodeChunk(f *testing.F) {
 			}
 		}
 		// A load for a word (message blocks skipped by their filters).
-		if l, err := decodeChunk(m, tv, nil); err == nil && l.decodeTextWord(cv, "request") == nil {
+		if l, err := decodeChunk(m, tv, nil); err == nil && l.decodeTextWord(cv, "request", zdec) == nil {
 			if len(l.Msgs) != l.Len() || len(l.MsgStarts) != l.Len() || l.Skipped != nil && len(l.Skipped) != l.Len() {
 				t.Fatalf("text columns of the wrong length")
 			}
