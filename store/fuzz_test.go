@@ -108,8 +108,10 @@ func chunkSeeds() [][2][]byte {
 		l := randLines(rng, n)
 		tv, cv := encodeChunk(l)
 		out = append(out, [2][]byte{bytes.Clone(tv), bytes.Clone(cv)})
-		_, cv2 := encodeChunkVersion(l, nil, 2)
-		out = append(out, [2][]byte{bytes.Clone(tv), bytes.Clone(cv2)})
+		tv1, cv2 := encodeChunkVersion(l, nil, 2) // t value version 1
+		out = append(out, [2][]byte{bytes.Clone(tv1), bytes.Clone(cv2)})
+		_, cv3 := encodeChunkVersion(l, chunkTokensFor(l, 3), 3)
+		out = append(out, [2][]byte{bytes.Clone(tv1), bytes.Clone(cv3)})
 	}
 	return out
 }
