@@ -151,17 +151,20 @@ func (l *Lines) Record(i int) model.Record {
 //
 // Each value is a column directory followed by the columns:
 //
-//	version byte (1 for t values; 3 for c values, see textVersion)
+//	version byte (t values: 2, see timesVersion; c values: 5, see textVersion)
 //	count uvarint (lines)
 //	ncols uvarint, then per column its stored length uvarint
 //	column bytes, in order, each a codec byte (0 raw, 1 zstd) and the data
 //
 // Columns:
 //
-//	0 times: zig-zag varint deltas from the chunk's MinT
+//	0 times: deltas from the line before (the first from the chunk's MinT),
+//	  split into high and low parts (t value version 2: chunk_codec.go;
+//	  version 1, still read: zig-zag varints)
 //	1 levels: one byte per line
-//	2 message lengths (uvarint each), 3 message bytes, concatenated (c value
-//	  version 3: in blocks, each with a filter of its words: chunk_blocks.go)
+//	2 message lengths (c value version 4: byte planes, chunk_codec.go;
+//	  before, uvarint each), 3 message bytes, concatenated (c value version
+//	  3: in blocks, each with a filter of its words: chunk_blocks.go)
 //	4 trace ids, 5 span ids: uvarint length + bytes each
 //	6 attributes: per line uvarint n, then n x (key, value) as uvarint length + bytes
 //	7 seqs: zig-zag varint deltas from the previous line's (c value version 2;
@@ -199,33 +202,56 @@ func encodeChunk(l *Lines) (tv, cv []byte) {
 }
 
 // encodeChunkVersion encodes a chunk with its c value in the given version
-// (2 or 3: versions before 3 are written by tests only); toks gives version
-// 3 its blocks' word filters.
+// (versions before textVersion are written by tests only); toks
+// (chunkTokensFor the same version) gives versions 3 on their blocks' word
+// filters.
 func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte) {
+	return encodeChunkDict(l, toks, version, nil)
+}
+
+// encodeChunkDict is encodeChunkVersion with the message blocks compressed
+// with dict, the encoder of the day's message dictionary (nil: none;
+// version 5 on: msgdict.go).
+func encodeChunkDict(l *Lines, toks *chunkToks, version byte, dict *zstd.Encoder) (tv, cv []byte) {
 	n := l.Len()
 	cols := make([][]byte, numCols)
 	bp := bufPool.Get().(*[]byte)
 	b := (*bp)[:0]
 	defer func() { *bp = b; bufPool.Put(bp) }()
 
-	prev := l.Meta.MinT
-	for _, t := range l.Times {
-		b = wire.AppendVarint(b, t-prev)
-		prev = t
+	if version >= 4 {
+		cols[colTimes] = encodeTimes(l.Times, l.Meta.MinT)
+	} else {
+		prev := l.Meta.MinT
+		for _, t := range l.Times {
+			b = wire.AppendVarint(b, t-prev)
+			prev = t
+		}
+		cols[colTimes] = compress(b)
 	}
-	cols[colTimes] = compress(b)
 	b = b[:0]
 	for _, lv := range l.Levels {
 		b = append(b, byte(lv))
 	}
 	cols[colLevels] = compress(b)
 	b = b[:0]
-	for _, m := range l.Msgs {
-		b = wire.AppendUvarint(b, uint64(len(m)))
+	if version >= 4 {
+		b = appendLenPlanes(b, l.Msgs)
+	} else {
+		for _, m := range l.Msgs {
+			b = wire.AppendUvarint(b, uint64(len(m)))
+		}
 	}
 	cols[colMsgLens] = compress(b)
 	if version >= 3 {
-		cols[colMsgs] = encodeMsgBlocks(b, l.Msgs, toks.blocks)
+		var filters *msgFilters
+		if toks != nil {
+			filters = toks.blocks
+		}
+		if version < 5 {
+			dict = nil
+		}
+		cols[colMsgs] = encodeMsgBlocks(b, l.Msgs, blockLines(n, version), filters, dict)
 	} else {
 		b = b[:0]
 		for _, m := range l.Msgs {
@@ -255,12 +281,23 @@ func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte)
 	}
 	cols[colSeqs] = compress(b)
 
-	return packColumns(1, n, cols[:colMsgLens]), packColumns(version, n, cols[colMsgLens:])
+	tver := byte(1)
+	if version >= 4 {
+		tver = timesVersion
+	}
+	return packColumns(tver, n, cols[:colMsgLens]), packColumns(version, n, cols[colMsgLens:])
 }
 
-// textVersion 3 stores messages in blocks with word filters (version 2: one
-// column); since 2, seqs are zig-zag deltas (version 1: plain uvarints).
-const textVersion = 3
+// textVersion 5 compresses message blocks with the day's dictionary once it
+// has one (msgdict.go); since 4, the message lengths are in byte planes
+// (appendLenPlanes; before: uvarints); since 3, messages are in blocks with word filters
+// (version 2: one column); since 2, seqs are zig-zag deltas (version 1:
+// plain uvarints). timesVersion 2 (written with text version 4) stores times
+// split (encodeTimes; version 1: zig-zag varint deltas).
+const (
+	textVersion  = 5
+	timesVersion = 2
+)
 
 func packColumns(version byte, n int, cols [][]byte) []byte {
 	size := 16
@@ -281,13 +318,16 @@ func packColumns(version byte, n int, cols [][]byte) []byte {
 }
 
 // compress returns codec byte + payload; tiny columns stay raw.
-func compress(b []byte) []byte {
+func compress(b []byte) []byte { return compressWith(zenc, b) }
+
+// compressWith is compress with the given encoder.
+func compressWith(enc *zstd.Encoder, b []byte) []byte {
 	if len(b) < 64 {
 		return append([]byte{codecRaw}, b...)
 	}
 	out := make([]byte, 1, len(b)/2+16)
 	out[0] = codecZstd
-	out = zenc.EncodeAll(b, out)
+	out = enc.EncodeAll(b, out)
 	if len(out) >= len(b)+1 {
 		return append([]byte{codecRaw}, b...)
 	}
@@ -355,20 +395,10 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 		return nil, fmt.Errorf("%w: %d lines, meta says %d", errCorrupt, n, meta.Count)
 	}
 	l := &Lines{Meta: meta, Times: int64Cols.get(n), Levels: make([]model.Level, n)}
-	b, err := decompress(cols[colTimes])
-	if err != nil {
+	if err := decodeTimes(tv[0], cols[colTimes], meta.MinT, l.Times); err != nil {
 		return nil, err
 	}
-	prev := meta.MinT
-	r := wire.NewReader(b, nil)
-	for i := range l.Times {
-		prev += r.Varint()
-		l.Times[i] = prev
-	}
-	if r.Err() != nil {
-		return nil, fmt.Errorf("%w: times", errCorrupt)
-	}
-	b, err = decompress(cols[colLevels])
+	b, err := decompress(cols[colLevels])
 	if err != nil {
 		return nil, err
 	}
@@ -379,19 +409,21 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 		l.Levels[i] = model.Level(b[i])
 	}
 	if cv != nil {
-		if err := l.decodeText(cv); err != nil {
+		if err := l.decodeText(cv, zdec); err != nil {
 			return nil, err
 		}
 	}
 	return l, nil
 }
 
-func (l *Lines) decodeText(cv []byte) error { return l.decodeTextWord(cv, "") }
+func (l *Lines) decodeText(cv []byte, dec *zstd.Decoder) error { return l.decodeTextWord(cv, "", dec) }
 
 // decodeTextWord decodes the text columns; with word set, only the message
 // blocks (version 3) that may hold it are decompressed (see Lines.Skipped).
-func (l *Lines) decodeTextWord(cv []byte, word string) error {
-	p, err := splitText(cv, l.Len(), word, false)
+// dec decodes the message blocks (zdec, or a store's with its
+// dictionaries).
+func (l *Lines) decodeTextWord(cv []byte, word string, dec *zstd.Decoder) error {
+	p, err := splitText(cv, l.Len(), word, false, dec)
 	if err != nil {
 		return err
 	}
@@ -404,12 +436,11 @@ func (l *Lines) decodeTextWord(cv []byte, word string) error {
 type textParts struct {
 	version  byte
 	cols     [][]byte // stored columns, numbered as in a chunk (from colMsgLens)
-	lens     []byte
 	msgs     []byte
 	skip     []bool
 	n        int
 	word     string    // leave out the lines not holding it (Lines.Word)
-	lineLens []int32   // the message lengths, read (version 3)
+	lineLens []int32   // the message lengths, read
 	bufs     []*[]byte // from textBufs, for Lines.Release
 }
 
@@ -472,7 +503,7 @@ func (l *Lines) Release() {
 // splitText cuts cv into textParts. With own, nothing in them shares
 // memory with cv, which may then be Badger's (valid only in its Value
 // callback): only what is used is copied, not the message blocks skipped.
-func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
+func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*textParts, error) {
 	cn, tcols, err := splitColumns(cv, numCols-colMsgLens)
 	if err != nil {
 		return nil, err
@@ -483,21 +514,23 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 	p := &textParts{version: cv[0], cols: make([][]byte, numCols), n: n, word: word}
 	// Text columns are numbered from colMsgLens.
 	copy(p.cols[colMsgLens:], tcols)
-	if p.lens, err = decompress(p.cols[colMsgLens]); err != nil {
+	lens, err := decompress(p.cols[colMsgLens])
+	if err != nil {
+		return nil, err
+	}
+	if p.lineLens, err = decodeLens(p.version, lens, n); err != nil {
 		return nil, err
 	}
 	if p.version >= 3 {
-		p.msgs, p.skip, p.lineLens, err = decodeMsgBlocks(p.cols[colMsgs], p.lens, n, word, &p.bufs) // not cv's memory
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, &p.bufs, dec) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}
 	if err != nil {
+		int32Cols.put(p.lineLens)
 		return nil, err
 	}
 	if own {
-		if p.lineLens == nil {
-			p.lens = bytes.Clone(p.lens)
-		}
 		for _, c := range []int{colTraces, colSpans, colAttrs, colSeqs} {
 			p.cols[c] = bytes.Clone(p.cols[c])
 		}
@@ -511,15 +544,10 @@ func splitText(cv []byte, n int, word string, own bool) (*textParts, error) {
 // kept, and not at all (not even decompressed) when none is.
 func (l *Lines) setText(p *textParts) error {
 	n := p.n
-	var err error
-	if p.lineLens != nil {
-		err = l.setMsgsLens(p.lineLens, p.msgs, p.skip)
-	} else {
-		err = l.setMsgs(p.lens, p.msgs, p.skip)
-	}
-	if err != nil {
+	if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip); err != nil {
 		return err
 	}
+	var err error
 	if p.word != "" {
 		l.keepHolding(p.word)
 	}

@@ -6,18 +6,26 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/shiplog/shiplog/internal/wire"
 )
 
 // Message blocks (c values of version 3). The message bytes of a chunk are
-// cut into blocks of msgBlockLines lines, each compressed on its own, with
+// cut into blocks of msgBlockLines lines (oldBlockLines before version 5), each compressed on its own, with
 // bloom filters of the ordinary words (tokens.go: not id-like) of their
 // messages: one for the words in every block, one per block for the others.
 // A search for a word decompresses only the blocks whose filter may hold it
 // (Store.LoadWord): a rare word in a 1,024-line chunk is mostly in one of
-// its two blocks. Smaller blocks would skip more but compress worse
+// its four blocks. Alone, smaller blocks skip more but compress worse
 // (measured on gen_logs.py's lines: 33.6 B/line of messages whole, 35.7 in
-// blocks of 512 lines, 39.1 of 256, 44.5 of 128).
+// blocks of 512 lines, 39.1 of 256, 44.5 of 128); with the day's message
+// dictionary (msgdict.go, c values of version 5) blocks of 256 lines take
+// 31.8 B/line and 1.1 of filters (512: 31.6 and 0.7; 128: 32.1 and 2.0),
+// and decompress at about half the speed of blocks without one, so a
+// search for a rare word decompresses about as long as with blocks of 512
+// lines without (and scans half the lines). Chunks sealed before version 5
+// have blocks of 512 lines; each value says how many lines its blocks hold.
 //
 // The column colMsgs of a version 3 value:
 //
@@ -31,7 +39,8 @@ import (
 // word); an empty one may hold any word: a chunk of one block has none, and
 // a word the common filter may hold is looked for in every block.
 const (
-	msgBlockLines  = 512
+	msgBlockLines  = 256
+	oldBlockLines  = 512 // in values of versions 3 and 4
 	maxMsgBlocks   = 64
 	maxMsgBytes    = 1 << 30 // a chunk's messages decompress to no more (as zdec's bound)
 	blockBloomBits = 8       // bits a word in a block filter: ~2% false positives
@@ -45,12 +54,22 @@ type msgFilters struct {
 
 // blockLines is the number of lines of each message block of a chunk of n
 // lines (the last block holds the rest).
-func blockLines(n int) int { return max(msgBlockLines, (n+maxMsgBlocks-1)/maxMsgBlocks) }
+// lines of a c value of the given version (3 on).
+func blockLines(n int, version byte) int {
+	size := msgBlockLines
+	if version < 5 {
+		size = oldBlockLines
+	}
+	return max(size, (n+maxMsgBlocks-1)/maxMsgBlocks)
+}
 
-// encodeMsgBlocks encodes the messages as blocks with the given filters (nil:
-// none), using b as scratch.
-func encodeMsgBlocks(b []byte, msgs []string, filters *msgFilters) []byte {
-	bl := blockLines(len(msgs))
+// encodeMsgBlocks encodes the messages as blocks of bl lines (blockLines)
+// with the given filters (nil: none), using b as scratch.
+func encodeMsgBlocks(b []byte, msgs []string, bl int, filters *msgFilters, dict *zstd.Encoder) []byte {
+	enc := zenc
+	if dict != nil {
+		enc = dict
+	}
 	nb := (len(msgs) + bl - 1) / bl
 	stored := make([][]byte, nb)
 	fs := make([][]byte, nb)
@@ -60,7 +79,7 @@ func encodeMsgBlocks(b []byte, msgs []string, filters *msgFilters) []byte {
 		for _, m := range msgs[i*bl : min(len(msgs), (i+1)*bl)] {
 			b = append(b, m...)
 		}
-		stored[i] = compress(b)
+		stored[i] = compressWith(enc, b)
 		if filters != nil && i < len(filters.blocks) {
 			fs[i] = filters.blocks[i].marshal()
 		}
@@ -148,13 +167,14 @@ func (b *msgBlock) mayHold(word string) bool {
 // decodeMsgBlocks decompresses the blocks that may hold word (every block
 // when word is "") back to back: the message bytes of the lines of the
 // others are left out, and skip (when any) marks those lines. The buffer
-// they are in comes from textBufs, noted in bufs. lens is the
-// decompressed lengths column: each block must decompress to its lines'
+// they are in comes from textBufs, noted in bufs. lineLens are the
+// message lengths (decodeLens): each block must decompress to its lines'
 // lengths.
-func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs []byte, skip []bool, lineLens []int32, err error) {
+func decodeMsgBlocks(c []byte, lineLens []int32, word string, bufs *[]*[]byte, dec *zstd.Decoder) (msgs []byte, skip []bool, err error) {
+	n := len(lineLens)
 	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if word != "" && len(common) > 0 && unmarshalBloom(common).mayContain(word) {
 		word = "" // in every block
@@ -162,25 +182,20 @@ func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs 
 	sizes := make([]int, len(blocks))
 	hold := make([]bool, len(blocks))
 	total := 0
-	lr := wire.NewReader(lens, nil)
-	lineLens = int32Cols.get(n)
 	k := 0
 	for i := range blocks {
-		for range blocks[i].lines {
-			v := lr.Uvarint()
-			lineLens[k] = int32(min(v, maxMsgBytes+1))
-			k++
-			sizes[i] += int(lineLens[k-1])
-			if lr.Err() != nil || sizes[i] > maxMsgBytes {
-				return nil, nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+		for _, ml := range lineLens[k : k+blocks[i].lines] {
+			if sizes[i] += int(ml); sizes[i] > maxMsgBytes {
+				return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 			}
 		}
+		k += blocks[i].lines
 		if hold[i] = blocks[i].mayHold(word); hold[i] {
 			total += sizes[i]
 		}
 	}
 	if total > maxMsgBytes {
-		return nil, nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+		return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 	}
 	if total > 0 {
 		// zstd decodes on its fast path only with room to spare (its
@@ -201,22 +216,22 @@ func decodeMsgBlocks(c, lens []byte, n int, word string, bufs *[]*[]byte) (msgs 
 			}
 		} else {
 			before := len(msgs)
-			if msgs, err = decompressAppend(msgs, b.stored); err != nil {
-				return nil, nil, nil, err
+			if msgs, err = decompressAppend(msgs, b.stored, dec); err != nil {
+				return nil, nil, err
 			}
 			if len(msgs)-before != sizes[i] {
-				return nil, nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
+				return nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
 			}
 		}
 		line += b.lines
 	}
-	return msgs, skip, lineLens, nil
+	return msgs, skip, nil
 }
 
-// decompressAppend appends a stored column's bytes to dst.
-func decompressAppend(dst, c []byte) ([]byte, error) {
+// decompressAppend appends a stored column's bytes to dst, decoded with dec.
+func decompressAppend(dst, c []byte, dec *zstd.Decoder) ([]byte, error) {
 	if len(c) > 0 && c[0] == codecZstd {
-		out, err := zdec.DecodeAll(c[1:], dst)
+		out, err := dec.DecodeAll(c[1:], dst)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 		}
@@ -229,8 +244,9 @@ func decompressAppend(dst, c []byte) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// setMsgsLens is setMsgs with the lengths read already (decodeMsgBlocks);
-// lineLens becomes MsgStarts.
+// setMsgsLens cuts the message bytes into l's lines by their lengths
+// (decodeLens); the lines skip marks have no bytes in all and get empty
+// messages. lineLens becomes MsgStarts.
 func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool) error {
 	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
 	l.Msgs = stringCols.get(len(lineLens))
@@ -250,22 +266,6 @@ func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool) error {
 	l.MsgBlock = s
 	l.Skipped = skip
 	return nil
-}
-
-// setMsgs cuts the message bytes into l's lines by their lengths (lens, the
-// decompressed colMsgLens); the lines skip marks have no bytes in all and
-// get empty messages.
-func (l *Lines) setMsgs(lens, all []byte, skip []bool) error {
-	lineLens := int32Cols.get(l.Len())
-	lr := wire.NewReader(lens, nil)
-	for i := range lineLens {
-		ml := lr.Uvarint()
-		if lr.Err() != nil || ml > uint64(len(all)) {
-			return fmt.Errorf("%w: messages", errCorrupt)
-		}
-		lineLens[i] = int32(ml)
-	}
-	return l.setMsgsLens(lineLens, all, skip)
 }
 
 // BlockMarks marks the lines of l whose message, in MsgBlock, holds a match

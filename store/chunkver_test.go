@@ -3,6 +3,8 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/shiplog/shiplog/model"
@@ -55,7 +57,7 @@ func TestChunkSeqVersions(t *testing.T) {
 // every line not holding it; a whole load gives every line, and version 2
 // values (one message column) are decompressed whole for a word too.
 func TestChunkWordBlocks(t *testing.T) {
-	const n = 1300 // blocks of 512, 512 and 276 lines
+	const n = 1300 // blocks of 256 lines, and 20
 	meta := &ChunkMeta{Count: n, MinT: 100}
 	l := &Lines{Meta: meta}
 	for i := 0; i < n; i++ {
@@ -71,7 +73,7 @@ func TestChunkWordBlocks(t *testing.T) {
 	}
 	meta.Levels[model.LevelInfo] = n
 	tv, cv := encodeChunk(l)
-	if cv[0] != 3 {
+	if cv[0] != textVersion {
 		t.Fatalf("c value version %d", cv[0])
 	}
 	_, cv2 := encodeChunkVersion(l, nil, 2)
@@ -83,14 +85,14 @@ func TestChunkWordBlocks(t *testing.T) {
 		block      int // bytes of messages decompressed
 	}{
 		{"whole", "", cv, 0, all},
-		{"word in block 1", "deadlock", cv, n - 1, blockBytes(l.Msgs[512:1024])},
+		{"word in block 2", "deadlock", cv, n - 1, blockBytes(l.Msgs[512:768])},
 		{"word in every block", "request", cv, 1, all},
 		{"word nowhere", "nosuchword", cv, n, 0},
 		{"version 2", "deadlock", cv2, n - 1, all},
 	} {
 		got, err := decodeChunk(meta, tv, nil)
 		if err == nil {
-			err = got.decodeTextWord(tc.cv, tc.word)
+			err = got.decodeTextWord(tc.cv, tc.word, zdec)
 		}
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -120,4 +122,55 @@ func blockBytes(msgs []string) int {
 		n += len(m)
 	}
 	return n
+}
+
+// Times (t value version 2) and message lengths (c value version 4) read
+// back exactly for any spacing: nanosecond noise, whole milliseconds,
+// times going back, equal times, the extremes of int64, messages past 64
+// KiB; and the values earlier versions wrote (t 1, c 3) still read.
+func TestChunkTimesLensVersions(t *testing.T) {
+	cases := map[string]func(i int) int64{
+		"nanoseconds":   func(i int) int64 { return 1_767_225_600_000_000_000 + int64(i)*4_312_345_679 + int64(i*i%977) },
+		"milliseconds":  func(i int) int64 { return 1_767_225_600_000_000_000 + int64(i*i%5000)*1_000_000 },
+		"back and fore": func(i int) int64 { return 1_000_000 + int64((i%7)-3)*123_456_789 },
+		"equal":         func(int) int64 { return 42 },
+		"extremes": func(i int) int64 {
+			return []int64{math.MinInt64, math.MaxInt64, 0, -1, math.MaxInt64, math.MinInt64 + 1}[i%6]
+		},
+	}
+	for name, at := range cases {
+		for _, n := range []int{1, 2, 700} {
+			meta := &ChunkMeta{Count: uint32(n), MinT: math.MaxInt64}
+			l := &Lines{Meta: meta}
+			for i := range n {
+				ti := at(i)
+				meta.MinT = min(meta.MinT, ti)
+				l.Times = append(l.Times, ti)
+				l.Levels = append(l.Levels, model.LevelInfo)
+				msg := strings.Repeat("x", i%300)
+				if i == n/2 {
+					msg = strings.Repeat("long line ", 7000) // 70,000 bytes: three planes
+				}
+				l.Msgs = append(l.Msgs, msg)
+				l.Traces, l.Spans = append(l.Traces, ""), append(l.Spans, "")
+				l.Attrs, l.Seqs = append(l.Attrs, nil), append(l.Seqs, uint64(i+1))
+			}
+			for _, v := range []byte{3, textVersion} {
+				tv, cv := encodeChunkVersion(l, chunkTokensFor(l, v), v)
+				if want := map[bool]byte{true: timesVersion, false: 1}[v >= 4]; tv[0] != want || cv[0] != v {
+					t.Fatalf("%s: t version %d, c version %d", name, tv[0], cv[0])
+				}
+				got, err := decodeChunk(meta, tv, cv)
+				if err != nil {
+					t.Fatalf("%s, %d lines, version %d: %v", name, n, v, err)
+				}
+				for i := range n {
+					if got.Times[i] != l.Times[i] || got.Msgs[i] != l.Msgs[i] {
+						t.Fatalf("%s, %d lines, version %d, line %d: time %d, %d bytes; want %d, %d bytes",
+							name, n, v, i, got.Times[i], len(got.Msgs[i]), l.Times[i], len(l.Msgs[i]))
+					}
+				}
+			}
+		}
+	}
 }

@@ -47,18 +47,26 @@
 // 1970-01-01 UTC) and the chunk id (uint64 big-endian), so one day is one key
 // range and retention can drop it whole:
 //
-//	t<day><id>  chunk times and levels (encodeChunk in chunk.go)
+//	t<day><id>  chunk times and levels (encodeChunk in chunk.go); since
+//	            version 2 of the value the times are split into high and
+//	            low parts (chunk_codec.go); version 1 is still read
 //	c<day><id>  chunk text: messages, trace and span ids, attributes, seqs;
 //	            since version 3 of the value the messages are in blocks of
 //	            512 lines, each compressed apart, with bloom filters of their
 //	            ordinary words: one for the words of every block, one per
-//	            block for the rest (chunk_blocks.go); versions 1 and 2 (one
-//	            message column) are still read
+//	            block for the rest (chunk_blocks.go); since version 4 the
+//	            message lengths are in byte planes (chunk_codec.go); since
+//	            version 5 the blocks hold 256 lines (512 before) and are
+//	            compressed with the day's message dictionary once it has
+//	            one (msgdict.go); versions 1-4 are still read
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one
 //	            byte k, then the bit array; 10 bits per distinct token
 //	p<day><id>  present while the chunk's Bleve document may not be persisted
+//	z<day>      the day's message dictionary (zstd's dictionary format, id
+//	            day+1), made from samples of its first 64 chunks and written
+//	            before any chunk compressed with it (msgdict.go)
 //	k<day><key> an attribute key seen in a sealed chunk of day (empty value),
 //	            written in that chunk's transaction (attrkeys.go)
 //	k<day>      the day's attribute keys are complete: its first chunk was

@@ -108,8 +108,10 @@ func chunkSeeds() [][2][]byte {
 		l := randLines(rng, n)
 		tv, cv := encodeChunk(l)
 		out = append(out, [2][]byte{bytes.Clone(tv), bytes.Clone(cv)})
-		_, cv2 := encodeChunkVersion(l, nil, 2)
-		out = append(out, [2][]byte{bytes.Clone(tv), bytes.Clone(cv2)})
+		tv1, cv2 := encodeChunkVersion(l, nil, 2) // t value version 1
+		out = append(out, [2][]byte{bytes.Clone(tv1), bytes.Clone(cv2)})
+		_, cv3 := encodeChunkVersion(l, chunkTokensFor(l, 3), 3)
+		out = append(out, [2][]byte{bytes.Clone(tv1), bytes.Clone(cv3)})
 	}
 	return out
 }
@@ -146,7 +148,7 @@ func FuzzDecodeChunk(f *testing.F) {
 			}
 		}
 		// A load for a word (message blocks skipped by their filters).
-		if l, err := decodeChunk(m, tv, nil); err == nil && l.decodeTextWord(cv, "request") == nil {
+		if l, err := decodeChunk(m, tv, nil); err == nil && l.decodeTextWord(cv, "request", zdec) == nil {
 			if len(l.Msgs) != l.Len() || len(l.MsgStarts) != l.Len() || l.Skipped != nil && len(l.Skipped) != l.Len() {
 				t.Fatalf("text columns of the wrong length")
 			}

@@ -21,15 +21,21 @@ func TestEncodingsGolden(t *testing.T) {
 	for _, n := range []int{0, 1, 5, 300} {
 		l := randLines(rng, n)
 		tv, cv := encodeChunkVersion(l, nil, 2) // as versions before 3 wrote it
-		_, cv3 := encodeChunk(l)
+		_, cv3 := encodeChunkVersion(l, chunkTokensFor(l, 3), 3)
+		_, cv4 := encodeChunkVersion(l, chunkTokensFor(l, 4), 4)
+		tv2, cv5 := encodeChunk(l)
 		l.Meta.Notable = buildNotable(l)
 		enc["chunk t "+itoa(n)] = tv
 		enc["chunk c "+itoa(n)] = cv
 		enc["chunk c3 "+itoa(n)] = cv3
+		enc["chunk t2 "+itoa(n)] = tv2
+		enc["chunk c4 "+itoa(n)] = cv4
+		enc["chunk c5 "+itoa(n)] = cv5
 		enc["meta "+itoa(n)] = encodeMeta(l.Meta)
 	}
 	// Three message blocks, with word filters (one block has none).
-	_, enc["chunk c3 1100"] = encodeChunk(randLines(rand.New(rand.NewPCG(9, 10)), 1100))
+	l1100 := randLines(rand.New(rand.NewPCG(9, 10)), 1100)
+	_, enc["chunk c3 1100"] = encodeChunkVersion(l1100, chunkTokensFor(l1100, 3), 3)
 	enc["wal 0"] = walPayload(walBatch(0))
 	enc["wal 20"] = walPayload(walBatch(20))
 	enc["wal no agent"] = walPayload(model.Batch{Records: walBatch(3).Records})
@@ -51,6 +57,18 @@ func TestEncodingsGolden(t *testing.T) {
 		"chunk c3 005":   "763c1ef31dfecd9e",
 		"chunk c3 300":   "98bc571add0b7a3a",
 		"chunk c3 1100":  "d0969675e865f77e",
+		"chunk c4 000":   "72c2b5e1b8ae694c",
+		"chunk c4 001":   "125a9d371c1e1d68",
+		"chunk c4 005":   "43a20aec970d5453",
+		"chunk c4 300":   "edc8d9a435a08908",
+		"chunk c5 000":   "434605c470a7a867",
+		"chunk c5 001":   "680948d84c106e1a",
+		"chunk c5 005":   "22ac78692d6c1df1",
+		"chunk c5 300":   "d917ebaa1cb72f7a",
+		"chunk t2 000":   "c959221e896b266f",
+		"chunk t2 001":   "e095ebe1e01e3fb0",
+		"chunk t2 005":   "d66855e44ec57bbe",
+		"chunk t2 300":   "74ca1d5c6ecce22a",
 		"chunk t 000":    "bdb5ce7f94e4e552",
 		"chunk t 001":    "c651e3d2927faf6a",
 		"chunk t 005":    "e5e1b3f4b209b063",

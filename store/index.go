@@ -88,12 +88,16 @@ type chunkToks struct {
 	blocks *msgFilters // the message blocks' word filters (chunk_blocks.go)
 }
 
-func chunkTokens(l *Lines) *chunkToks {
+func chunkTokens(l *Lines) *chunkToks { return chunkTokensFor(l, textVersion) }
+
+// chunkTokensFor returns the index terms of a chunk whose c value is of the
+// given version (its message blocks' size).
+func chunkTokensFor(l *Lines, version byte) *chunkToks {
 	// words maps each ordinary token to the message blocks (bits) holding it.
 	words := newWordTable(512)
 	attrs := make(map[model.Attr]struct{}, 64)
 	heads := map[string]struct{}{}
-	bl := blockLines(l.Len())
+	bl := blockLines(l.Len(), version)
 	var bit uint64
 	// Id-like tokens are nearly all distinct: they go to the bloom filter
 	// by hash (deduplicated below), with no set of strings.
@@ -214,14 +218,13 @@ func blockFilters(words *wordTable, nb int) *msgFilters {
 		f.blocks[b] = newBloomBits(n, blockBloomBits)
 	}
 	words.each(func(w string, mask uint64) {
+		h := xxhash.Sum64String(w) // once for all the word's blocks
 		if mask == all {
-			f.common.add(w)
+			f.common.addHash(h)
 			return
 		}
-		for b, bf := range f.blocks {
-			if mask&(1<<b) != 0 {
-				bf.add(w)
-			}
+		for ; mask != 0; mask &= mask - 1 {
+			f.blocks[bits.TrailingZeros64(mask)].addHash(h)
 		}
 	})
 	return f

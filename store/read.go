@@ -413,7 +413,7 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 		// that may hold word are read and copied, not the whole value.
 		s.noteMappedRead(int(it.ValueSize()))
 		return it.Value(func(cv []byte) (err error) {
-			tp, err = splitText(cv, int(m.Count), word, true)
+			tp, err = splitText(cv, int(m.Count), word, true, s.dicts.decoder())
 			return err
 		})
 	})
@@ -510,7 +510,7 @@ func (s *Store) loadText(l *Lines) error {
 	if err != nil {
 		return fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
-	if err := l.decodeText(cv); err != nil {
+	if err := l.decodeText(cv, s.dicts.decoder()); err != nil {
 		return fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
 	return nil

@@ -27,7 +27,7 @@ import (
 var floorKey = []byte("!floor")
 
 // dayPrefixes are the key prefixes partitioned by day.
-var dayPrefixes = []byte{pfxChunk, pfxTimes, pfxMeta, pfxBloom, pfxPending, pfxAttrKey}
+var dayPrefixes = []byte{pfxChunk, pfxTimes, pfxMeta, pfxBloom, pfxPending, pfxAttrKey, pfxDict}
 
 // OnDropDay registers fn to run when a day partition is dropped.
 func (s *Store) OnDropDay(fn func(day uint32) error) {
@@ -170,6 +170,7 @@ func (s *Store) dropDay(day uint32) error {
 	if err := s.db.DropPrefix(prefixes...); err != nil {
 		return fmt.Errorf("drop day %s: %w", dayName(day), err)
 	}
+	s.dicts.drop(day)
 	if err := s.idx.drop(day); err != nil {
 		return fmt.Errorf("drop day %s: %w", dayName(day), err)
 	}

@@ -176,6 +176,7 @@ type Store struct {
 	dir   string
 	db    *badger.DB
 	idx   *indexSet
+	dicts *msgDicts // the days' message dictionaries (msgdict.go)
 	m     *metrics
 	ms    *metricStore // metric series beside the logs (metrics_*.go)
 	sizes dirSizes     // the data directory as last measured (sizes.go)
@@ -379,6 +380,7 @@ func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registe
 		readOnly:     roWhy != "",
 		roWhy:        roWhy,
 		idx:          newIndexSet(filepath.Join(dir, "index")),
+		dicts:        newMsgDicts(),
 		m:            newMetrics(reg),
 		heads:        map[headKey]*head{},
 		sealing:      map[uint64]*head{},
@@ -505,6 +507,9 @@ func (s *Store) loadMeta() error {
 			}
 		}
 		s.loadAttrKeys(txn)
+		if err := s.dicts.load(txn); err != nil {
+			return err
+		}
 		if err := s.loadFloor(txn); err != nil {
 			return err
 		}

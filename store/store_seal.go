@@ -35,8 +35,9 @@ func (s *Store) seal(h *head) {
 	meta.Notable = buildNotable(lines)
 	toks := chunkTokens(lines)
 	doc := buildDoc(meta, toks)
-	tv, cv := encodeChunkVersion(lines, toks, writeTextVersion)
 	day, id := meta.Day, meta.ID
+	dict := s.dicts.encoder(day)
+	tv, cv := encodeChunkDict(lines, toks, writeTextVersion, dict)
 	s.mu.RLock()
 	keys := s.attrKeysToWrite(lines)
 	s.mu.RUnlock()
@@ -85,10 +86,32 @@ func (s *Store) seal(h *head) {
 	s.attrKeysWritten(day, keys)
 	s.unindexed[id] = meta
 	s.mu.Unlock()
+	if dict == nil && writeTextVersion >= 5 {
+		s.sampleDict(day, lines.Msgs)
+	}
 	s.m.chunks.Inc()
 	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
 	s.m.sealSeconds.Observe(time.Since(start).Seconds())
 	s.indexCh <- &indexJob{meta: meta, doc: doc}
+}
+
+// sampleDict notes the messages of a chunk of day sealed without a
+// dictionary and, once there are samples enough, writes the day's message
+// dictionary and makes it used (msgdict.go). A dictionary that cannot be
+// written is made again from later chunks' samples.
+func (s *Store) sampleDict(day uint32, msgs []string) {
+	raw := s.dicts.sample(day, msgs)
+	if raw == nil {
+		return
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(dictKey(day), raw) }); err != nil {
+		s.log.Error("store: write message dictionary", "day", dayName(day), "err", err)
+		s.dicts.unwritten(day)
+		return
+	}
+	if err := s.dicts.add(day, raw); err != nil {
+		s.log.Error("store: message dictionary", "day", dayName(day), "err", err)
+	}
 }
 
 // evictHeads starts sealing the heads written least recently while the

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/shiplog/shiplog/model"
+)
+
+// A day's first dictSampleChunks chunks are sealed without a dictionary;
+// then the day's dictionary is written and the next chunks' message blocks
+// are compressed with it. Every line reads back the same, by word and
+// whole, before and after a reopen; the dictionary goes with its day.
+func TestMessageDictionary(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.ChunkMaxLines = 300 // two blocks a chunk
+	s := testOpen(t, dir, o)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const chunks = dictSampleChunks + 6
+	var want []string
+	for c := range chunks {
+		b := model.Batch{}
+		for i := range o.ChunkMaxLines {
+			n := c*o.ChunkMaxLines + i
+			msg := fmt.Sprintf("GET /api/v2/orders/%d completed status=200 duration=%d.%dms request_id=%016x", n*7919%100000, n%300, n%10, n*104729)
+			if n%1000 == 999 {
+				msg = fmt.Sprintf("transaction aborted: deadlock detected on table t%d", n)
+			}
+			want = append(want, msg)
+			b.Records = append(b.Records, model.Record{Time: t0.Add(time.Duration(n) * time.Millisecond).UnixNano(),
+				Labels: model.Labels{Service: "api", Host: "h"}, Message: msg, Seq: uint64(n + 1)})
+		}
+		if _, err := s.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store) {
+		t.Helper()
+		day := uint32(t0.Unix() / 86400)
+		withDict := 0
+		err := s.db.View(func(txn *badger.Txn) error {
+			if _, err := txn.Get(dictKey(day)); err != nil {
+				return fmt.Errorf("dictionary: %w", err)
+			}
+			it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pfxChunk}})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				cv, _ := it.Item().ValueCopy(nil)
+				n, cols, err := splitColumns(cv, numCols-colMsgLens)
+				if err != nil {
+					return err
+				}
+				_, blocks, err := splitMsgBlocks(cols[colMsgs-colMsgLens], n)
+				if err != nil {
+					return err
+				}
+				var h zstd.Header
+				if err := h.Decode(blocks[0].stored[1:]); err != nil {
+					return err
+				}
+				if h.DictionaryID == dictID(day) {
+					withDict++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Chunks sealed while the dictionary was being made (by the
+		// other sealers) go without.
+		if withDict > chunks-dictSampleChunks || withDict < chunks-dictSampleChunks-o.Sealers {
+			t.Fatalf("%d chunks made with the dictionary, want %d (or up to %d fewer)", withDict, chunks-dictSampleChunks, o.Sealers)
+		}
+		got := map[string]bool{}
+		refs, err := CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, nil, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := 0
+		for _, r := range refs {
+			l, err := s.Load(ctx, r, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range l.Len() {
+				if l.Msgs[i] != want[l.Meta.FirstLine+uint32(i)] {
+					t.Fatalf("line %d: %q, want %q", l.Meta.FirstLine+uint32(i), l.Msgs[i], want[l.Meta.FirstLine+uint32(i)])
+				}
+				lines++
+			}
+			w, err := s.LoadWord(ctx, r, "deadlock")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range w.Len() {
+				if w.Skipped == nil || !w.Skipped[i] {
+					got[w.Msgs[i]] = true
+				}
+			}
+		}
+		if lines != len(want) || len(got) != len(want)/1000 {
+			t.Fatalf("%d lines, %d holding the word; want %d, %d", lines, len(got), len(want), len(want)/1000)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	defer s.Close()
+	check(s)
+	day := uint32(t0.Unix() / 86400)
+	if err := s.DropDaysBefore(day + 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.View(func(txn *badger.Txn) error { _, err := txn.Get(dictKey(day)); return err }); err != badger.ErrKeyNotFound {
+		t.Fatalf("the dropped day's dictionary: %v", err)
+	}
+}
