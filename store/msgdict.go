@@ -26,9 +26,11 @@ import (
 // back at Open. The chunks sealed before it stay without. Message blocks of
 // version 5 values are zstd frames naming the dictionary they were made with
 // (none, or the day's); they decode with the store's decoder, which holds
-// every dictionary. Those made with a dictionary carry no checksum (zstd's
-// xxhash of the content was 2% of a rare-word search): each block must
-// still decompress to the sum of its lines' lengths.
+// every dictionary. Like every compressed column, they carry zstd's
+// checksum of their content (its xxhash is ~2% of a rare-word search, and
+// the only check that a stored message reads back as written: Badger does
+// not verify values it reads), and each must decompress to the sum of its
+// lines' lengths.
 const (
 	pfxDict          = 'z'
 	dictSampleChunks = 64
@@ -139,7 +141,7 @@ func (d *msgDicts) encoder(day uint32) *zstd.Encoder {
 	if md.enc == nil {
 		// Not WithLowerEncoderMem: 5% faster with a dictionary.
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithEncoderDict(md.raw), zstd.WithEncoderCRC(false))
+			zstd.WithEncoderDict(md.raw))
 		if err != nil {
 			return nil
 		}
