@@ -225,7 +225,7 @@ func encodeChunkVersion(l *Lines, toks *chunkToks, version byte) (tv, cv []byte)
 	}
 	cols[colMsgLens] = compress(b)
 	if version >= 3 {
-		cols[colMsgs] = encodeMsgBlocks(b, l.Msgs, toks.blocks)
+		cols[colMsgs] = encodeMsgBlocks(&b, l.Msgs, toks.blocks)
 	} else {
 		b = b[:0]
 		for _, m := range l.Msgs {
@@ -283,15 +283,21 @@ func packColumns(version byte, n int, cols [][]byte) []byte {
 // compress returns codec byte + payload; tiny columns stay raw.
 func compress(b []byte) []byte {
 	if len(b) < 64 {
-		return append([]byte{codecRaw}, b...)
+		return appendCompressed(make([]byte, 0, 1+len(b)), b)
 	}
-	out := make([]byte, 1, len(b)/2+16)
-	out[0] = codecZstd
-	out = zenc.EncodeAll(b, out)
-	if len(out) >= len(b)+1 {
-		return append([]byte{codecRaw}, b...)
+	return appendCompressed(make([]byte, 0, len(b)/2+16), b)
+}
+
+// appendCompressed appends compress(b) to dst.
+func appendCompressed(dst, b []byte) []byte {
+	start := len(dst)
+	if len(b) >= 64 {
+		dst = zenc.EncodeAll(b, append(dst, codecZstd))
+		if len(dst)-start < len(b)+1 {
+			return dst
+		}
 	}
-	return out
+	return append(append(dst[:start], codecRaw), b...)
 }
 
 func decompress(c []byte) ([]byte, error) {
