@@ -297,20 +297,19 @@ func (s *Store) appendLineTo(h *head, k headKey, labels model.Labels, line uint3
 		// Small at first: a stream that sends a line or two (a big fleet's
 		// many hosts) should not cost kilobytes until its chunk is sealed.
 		n := 8
-		h.lines = Lines{
-			Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n),
-			Traces: make([]string, 0, n), Spans: make([]string, 0, n), Attrs: make([][]model.Attr, 0, n), Seqs: make([]uint64, 0, n),
-		}
+		// Traces, Spans and Attrs stay nil until a line has one (head_cols.go).
+		h.lines = Lines{Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n), Seqs: make([]uint64, 0, n)}
 		s.heads[k] = h
 	}
 	s.noteAttrKeys(h, k.day, r.Attrs)
 	l := &h.lines
+	had, c := int(h.meta.Count), cap(l.Msgs) // lines before this one
 	l.Times = append(l.Times, r.Time)
 	l.Levels = append(l.Levels, r.Level)
 	l.Msgs = append(l.Msgs, h.arena.str(r.Message))
-	l.Traces = append(l.Traces, h.arena.str(r.TraceID))
-	l.Spans = append(l.Spans, h.arena.str(r.SpanID))
-	l.Attrs = append(l.Attrs, h.arena.attrList(r.Attrs))
+	l.Traces = appendSparse(l.Traces, h.arena.str(r.TraceID), r.TraceID == "", had, c)
+	l.Spans = appendSparse(l.Spans, h.arena.str(r.SpanID), r.SpanID == "", had, c)
+	l.Attrs = appendSparse(l.Attrs, h.arena.attrList(r.Attrs), len(r.Attrs) == 0, had, c)
 	l.Seqs = append(l.Seqs, r.Seq)
 	m := &h.meta
 	m.Count++
