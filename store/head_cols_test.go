@@ -86,3 +86,33 @@ func TestSparseHeadColumns(t *testing.T) {
 		t.Fatal("lines lost")
 	}
 }
+
+// TestSparseHeadAccounting checks what a head's lines count against
+// HeadsMaxBytes: a line without trace, span or attributes costs its text and
+// lineOverhead; the first line with a trace id makes the trace column, whose
+// empty entries for the lines before it count too.
+func TestSparseHeadAccounting(t *testing.T) {
+	s := testOpen(t, t.TempDir(), DefaultOptions())
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := func(i int, trace string) model.Record {
+		return model.Record{Time: t0.Add(time.Duration(i)).UnixNano(), Labels: model.Labels{Service: "api"}, Message: "0123456789", TraceID: trace}
+	}
+	var b model.Batch
+	for i := range 10 {
+		b.Records = append(b.Records, rec(i, ""))
+	}
+	if _, err := s.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, bytes := s.openHeads(); bytes != 10*(10+lineOverhead) {
+		t.Fatalf("10 plain lines count %d bytes, want %d", bytes, 10*(10+lineOverhead))
+	}
+	if _, err := s.Append(context.Background(), model.Batch{Records: []model.Record{rec(10, "t")}}); err != nil {
+		t.Fatal(err)
+	}
+	want := 10*(10+lineOverhead) + 11 + lineOverhead + traceOverhead + 10*traceOverhead
+	if _, bytes := s.openHeads(); bytes != int64(want) {
+		t.Fatalf("with a trace id: %d bytes, want %d", bytes, want)
+	}
+}
