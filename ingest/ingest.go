@@ -149,6 +149,7 @@ func (in *Ingester) validate(b *model.Batch) error {
 	if !utf8.ValidString(b.AgentID) || len(b.AgentID) > o.MaxLabelBytes {
 		return invalidf("agent_id must be valid UTF-8 of at most %d bytes", o.MaxLabelBytes)
 	}
+	check := !b.TextChecked // else the decoder checked every string's UTF-8
 	now := in.opts.Now()
 	minT, maxT := now.Add(-o.MaxPast).UnixNano(), now.Add(o.MaxFuture).UnixNano()
 	for i := range b.Records {
@@ -169,11 +170,11 @@ func (in *Ingester) validate(b *model.Batch) error {
 			if len(f.v) > o.MaxLabelBytes {
 				return invalidf("record %d: %s is %d bytes long; the limit is %d", i, f.name, len(f.v), o.MaxLabelBytes)
 			}
-			if !utf8.ValidString(f.v) {
+			if check && !utf8.ValidString(f.v) {
 				return invalidf("record %d: %s is not valid UTF-8", i, f.name)
 			}
 		}
-		if !utf8.ValidString(r.Message) {
+		if check && !utf8.ValidString(r.Message) {
 			return invalidf("record %d: message is not valid UTF-8", i)
 		}
 		if len(r.Attrs) > o.MaxAttrs {
@@ -186,7 +187,7 @@ func (in *Ingester) validate(b *model.Batch) error {
 			if len(a.Key) > o.MaxAttrBytes || len(a.Value) > o.MaxAttrBytes {
 				return invalidf("record %d: attribute %.40q is longer than %d bytes", i, a.Key, o.MaxAttrBytes)
 			}
-			if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
+			if check && (!utf8.ValidString(a.Key) || !utf8.ValidString(a.Value)) {
 				return invalidf("record %d: attribute %.40q is not valid UTF-8", i, a.Key)
 			}
 		}

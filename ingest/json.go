@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"github.com/shiplog/shiplog/model"
 )
@@ -104,6 +105,7 @@ type JSONLReader struct {
 	line     int
 	acc      []byte
 	err      error // sticky: the reader's error after the last line
+	checked  bool  // the defaults' strings are valid UTF-8 (TextChecked)
 }
 
 // NewJSONLReader reads lines of at most maxLine bytes (DefaultMaxJSONLine
@@ -112,7 +114,28 @@ func NewJSONLReader(r io.Reader, defaults *model.Record, maxLine int) *JSONLRead
 	if maxLine <= 0 {
 		maxLine = DefaultMaxJSONLine
 	}
-	return &JSONLReader{br: bufio.NewReaderSize(r, min(maxLine+2, 64<<10)), d: newJSONDecoder(), defaults: defaults, max: maxLine}
+	return &JSONLReader{br: bufio.NewReaderSize(r, min(maxLine+2, 64<<10)), d: newJSONDecoder(), defaults: defaults, max: maxLine,
+		checked: defaults == nil || validText(defaults)}
+}
+
+// TextChecked reports whether every string of the records Next returns is
+// valid UTF-8 (model.Batch.TextChecked): the decoder checks the lines' strings,
+// and this the defaults' once.
+func (j *JSONLReader) TextChecked() bool { return j.checked }
+
+// validText reports whether every string of r is valid UTF-8.
+func validText(r *model.Record) bool {
+	for _, s := range []string{r.Service, r.Host, r.BuildID, r.DeployID, r.TraceID, r.SpanID, r.Message} {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	for _, a := range r.Attrs {
+		if !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
+			return false
+		}
+	}
+	return true
 }
 
 // Next returns the next record and its 1-based line number. An error wrapping

@@ -112,6 +112,10 @@ type Batch struct {
 	Closing bool   // the agent is shutting down cleanly after this batch
 	Dropped uint64 // total records the agent has dropped so far (it reports it)
 	Run     *Run   // a command's start or end, from shiplog run
+	// TextChecked: every string of Records is known to be valid UTF-8 (the
+	// decoder that made them checked it), so the Ingester does not check
+	// it again.
+	TextChecked bool
 }
 
 // Run is one run of a command under shiplog run, for a build (and maybe a deploy).

@@ -147,7 +147,7 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 				return err
 			}
 			defer release()
-			err = ingestJSONLines(r, core, recs, lines, &ans)
+			err = ingestJSONLines(r, core, &model.Batch{Records: recs, TextChecked: jr.TextChecked()}, lines, &ans)
 			// The sinks keep nothing of a batch's records once it is
 			// stored (the store copies what it keeps, the tail hub and
 			// the cluster copy what they send): the next chunk reuses them.
@@ -199,11 +199,12 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 // (refusesRecords: invalid, or new streams over the limit), it stores
 // each half on its own, down to single records, which are then rejected:
 // one bad record costs the others no more than a few calls.
-func ingestJSONLines(r *http.Request, core Core, recs []model.Record, lines []int, ans *jsonlResponse) error {
+func ingestJSONLines(r *http.Request, core Core, b *model.Batch, lines []int, ans *jsonlResponse) error {
+	recs := b.Records
 	if len(recs) == 0 {
 		return nil
 	}
-	res, err := core.Ingest.Ingest(r.Context(), &model.Batch{Records: recs})
+	res, err := core.Ingest.Ingest(r.Context(), b)
 	switch {
 	case err == nil:
 		ans.Accepted += res.Accepted
@@ -216,10 +217,10 @@ func ingestJSONLines(r *http.Request, core Core, recs []model.Record, lines []in
 		return nil
 	}
 	h := len(recs) / 2
-	if err := ingestJSONLines(r, core, recs[:h], lines[:h], ans); err != nil {
+	if err := ingestJSONLines(r, core, &model.Batch{Records: recs[:h], TextChecked: b.TextChecked}, lines[:h], ans); err != nil {
 		return err
 	}
-	return ingestJSONLines(r, core, recs[h:], lines[h:], ans)
+	return ingestJSONLines(r, core, &model.Batch{Records: recs[h:], TextChecked: b.TextChecked}, lines[h:], ans)
 }
 
 // jsonRequestBody is the request's body, limited to maxBody bytes before and

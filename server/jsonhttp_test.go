@@ -243,6 +243,25 @@ func TestJSONL(t *testing.T) {
 	}
 }
 
+// TestJSONLUTF8 checks that the Ingester's UTF-8 check, skipped for the
+// lines' strings (the decoder checked them: model.Batch.TextChecked), still
+// refuses a default from the URL that is not valid UTF-8.
+func TestJSONLUTF8(t *testing.T) {
+	srv, core := newJSONTestServer(t, 1<<20)
+	body := "{\"message\":\"caf\u00e9 ok\"}\n{\"message\":\"bad \xff\"}\n"
+	code, got := postJSON(t, srv.URL+"/v1/logs:jsonl?service=utf", strings.NewReader(body))
+	if code != 200 || !strings.Contains(got, `"accepted":1,`) || !strings.Contains(got, `"line":2,"message":"byte 16: string is not valid UTF-8"`) {
+		t.Fatalf("lines: %d %s", code, got)
+	}
+	code, got = postJSON(t, srv.URL+"/v1/logs:jsonl?service=utf&host=%FF", strings.NewReader(body))
+	if code != 400 || !strings.Contains(got, "host is not valid UTF-8") {
+		t.Fatalf("a default: %d %s", code, got)
+	}
+	if recs := searchStored(t, core, "service:utf"); len(recs) != 1 || recs[0].Message != "caf\u00e9 ok" {
+		t.Fatalf("stored %+v", recs)
+	}
+}
+
 func TestJSONLChunksAndLimits(t *testing.T) {
 	srv, core := newJSONTestServer(t, 1<<20)
 	url := srv.URL + "/v1/logs:jsonl?service=many"

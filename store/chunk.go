@@ -251,7 +251,7 @@ func encodeChunkDict(l *Lines, toks *chunkToks, version byte, dict *zstd.Encoder
 		if version < 5 {
 			dict = nil
 		}
-		cols[colMsgs] = encodeMsgBlocks(b, l.Msgs, blockLines(n, version), filters, dict)
+		cols[colMsgs] = encodeMsgBlocks(&b, l.Msgs, blockLines(n, version), filters, dict)
 	} else {
 		b = b[:0]
 		for _, m := range l.Msgs {
@@ -323,15 +323,21 @@ func compress(b []byte) []byte { return compressWith(zenc, b) }
 // compressWith is compress with the given encoder.
 func compressWith(enc *zstd.Encoder, b []byte) []byte {
 	if len(b) < 64 {
-		return append([]byte{codecRaw}, b...)
+		return appendCompressed(enc, make([]byte, 0, 1+len(b)), b)
 	}
-	out := make([]byte, 1, len(b)/2+16)
-	out[0] = codecZstd
-	out = enc.EncodeAll(b, out)
-	if len(out) >= len(b)+1 {
-		return append([]byte{codecRaw}, b...)
+	return appendCompressed(enc, make([]byte, 0, len(b)/2+16), b)
+}
+
+// appendCompressed appends compressWith(enc, b) to dst.
+func appendCompressed(enc *zstd.Encoder, dst, b []byte) []byte {
+	start := len(dst)
+	if len(b) >= 64 {
+		dst = enc.EncodeAll(b, append(dst, codecZstd))
+		if len(dst)-start < len(b)+1 {
+			return dst
+		}
 	}
-	return out
+	return append(append(dst[:start], codecRaw), b...)
 }
 
 func decompress(c []byte) ([]byte, error) {

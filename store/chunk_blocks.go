@@ -64,47 +64,52 @@ func blockLines(n int, version byte) int {
 }
 
 // encodeMsgBlocks encodes the messages as blocks of bl lines (blockLines)
-// with the given filters (nil: none), using b as scratch.
-func encodeMsgBlocks(b []byte, msgs []string, bl int, filters *msgFilters, dict *zstd.Encoder) []byte {
+// with the given filters (nil: none) and dictionary encoder (nil: none),
+// using *bp as scratch (kept grown for the next chunk). The blocks are
+// compressed one after another into one pooled buffer, not each into its own.
+func encodeMsgBlocks(bp *[]byte, msgs []string, bl int, filters *msgFilters, dict *zstd.Encoder) []byte {
 	enc := zenc
 	if dict != nil {
 		enc = dict
 	}
 	nb := (len(msgs) + bl - 1) / bl
-	stored := make([][]byte, nb)
 	fs := make([][]byte, nb)
+	ends := make([]int, nb) // of each block's stored bytes in z
+	zp := bufPool.Get().(*[]byte)
+	z, b := (*zp)[:0], *bp
+	defer func() { *zp, *bp = z, b; bufPool.Put(zp) }()
 	size := 8
-	for i := range stored {
+	for i := range nb {
 		b = b[:0]
 		for _, m := range msgs[i*bl : min(len(msgs), (i+1)*bl)] {
 			b = append(b, m...)
 		}
-		stored[i] = compressWith(enc, b)
+		z = appendCompressed(enc, z, b)
+		ends[i] = len(z)
 		if filters != nil && i < len(filters.blocks) {
 			fs[i] = filters.blocks[i].marshal()
 		}
-		size += len(stored[i]) + len(fs[i]) + 12
+		size += len(fs[i]) + 12
 	}
 	var common []byte
 	if filters != nil && filters.common != nil {
 		common = filters.common.marshal()
 	}
-	out := make([]byte, 0, size+len(common))
+	out := make([]byte, 0, size+len(common)+len(z))
 	out = wire.AppendUvarint(out, uint64(len(common)))
 	out = append(out, common...)
 	out = wire.AppendUvarint(out, uint64(nb))
-	for i := range stored {
+	start := 0
+	for i, end := range ends {
 		out = wire.AppendUvarint(out, uint64(min(bl, len(msgs)-i*bl)))
 		out = wire.AppendUvarint(out, uint64(len(fs[i])))
-		out = wire.AppendUvarint(out, uint64(len(stored[i])))
+		out = wire.AppendUvarint(out, uint64(end-start))
+		start = end
 	}
 	for _, f := range fs {
 		out = append(out, f...)
 	}
-	for _, s := range stored {
-		out = append(out, s...)
-	}
-	return out
+	return append(out, z...) // the stored blocks, in order
 }
 
 // msgBlock is one block of a version 3 message column, not yet decompressed.

@@ -93,15 +93,18 @@ func chunkTokens(l *Lines) *chunkToks { return chunkTokensFor(l, textVersion) }
 // chunkTokensFor returns the index terms of a chunk whose c value is of the
 // given version (its message blocks' size).
 func chunkTokensFor(l *Lines, version byte) *chunkToks {
+	sc := getTokScratch(l.Len())
+	defer putTokScratch(sc)
 	// words maps each ordinary token to the message blocks (bits) holding it.
-	words := newWordTable(512)
+	words := sc.words
 	attrs := make(map[model.Attr]struct{}, 64)
 	heads := map[string]struct{}{}
 	bl := blockLines(l.Len(), version)
 	var bit uint64
 	// Id-like tokens are nearly all distinct: they go to the bloom filter
 	// by hash (deduplicated below), with no set of strings.
-	ids := make([]uint64, 0, 4*l.Len())
+	ids := sc.ids[:0]
+	defer func() { sc.ids = ids[:0] }()
 	addID := func(tok string) {
 		ids = append(ids, xxhash.Sum64String(tok))
 		if h := idHead(tok); h != "" && !strings.Contains(tok, "=") {
@@ -164,7 +167,7 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 			ids = append(ids, hashPair(&d, FieldSpan, t))
 		}
 	}
-	ids = distinct(ids)
+	ids, sc.set = distinct(ids, sc.set)
 	ct := &chunkToks{bloom: newBloom(len(ids))}
 	for _, h := range ids {
 		ct.bloom.addHash(h)
@@ -232,11 +235,16 @@ func blockFilters(words *wordTable, nb int) *msgFilters {
 
 // distinct returns hs without repeats, in place (order kept): an open
 // addressing set of the hashes themselves, cheaper than sorting them.
-func distinct(hs []uint64) []uint64 {
+// table is scratch for the set (nil: made here); it is returned for reuse.
+func distinct(hs, table []uint64) (out, set []uint64) {
 	size := 1 << bits.Len(uint(2*len(hs)))
-	table := make([]uint64, size)
+	if cap(table) < size {
+		table = make([]uint64, size)
+	}
+	table = table[:size]
+	clear(table)
 	mask := uint64(size - 1)
-	out := hs[:0]
+	out = hs[:0]
 	zero := false
 	for _, h := range hs {
 		if h == 0 { // the empty slot's value: kept apart
@@ -256,7 +264,7 @@ func distinct(hs []uint64) []uint64 {
 		table[i] = h
 		out = append(out, h)
 	}
-	return out
+	return out, table
 }
 
 // hashPair is xxhash.Sum64String(k + "=" + v) without making the string.

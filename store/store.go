@@ -164,7 +164,8 @@ func (h *head) snapshot() *Lines {
 	l := h.lines
 	return &Lines{
 		Meta: &m, Times: l.Times[:n:n], Levels: l.Levels[:n:n], Msgs: l.Msgs[:n:n],
-		Traces: l.Traces[:n:n], Spans: l.Spans[:n:n], Attrs: l.Attrs[:n:n], Seqs: l.Seqs[:n:n],
+		Traces: sparseView(l.Traces, n, &zeroStrings), Spans: sparseView(l.Spans, n, &zeroStrings),
+		Attrs: sparseView(l.Attrs, n, &zeroAttrs), Seqs: l.Seqs[:n:n],
 	}
 }
 

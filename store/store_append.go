@@ -268,11 +268,14 @@ func (s *Store) appendLines(b *model.Batch, ag *agentState, next AgentInfo, a ad
 }
 
 // The memory a line costs in a head besides its text: a time, a level and a
-// seq (17 bytes), three string headers (48) and an attribute slice header
-// (24); and each attribute's two string headers (32).
+// seq (17 bytes) and its message's string header (16); in the sparse columns
+// a head has made (head_cols.go), a string header for its trace and span id
+// (16 each) and an attribute slice header (24); and each attribute's two
+// string headers (32).
 const (
-	lineOverhead = 96
-	attrOverhead = 32
+	lineOverhead                               = 40
+	traceOverhead, spanOverhead, attrsOverhead = 16, 16, 24
+	attrOverhead                               = 32
 )
 
 // appendLine adds one line to its head, opening one if needed, and returns the
@@ -297,20 +300,20 @@ func (s *Store) appendLineTo(h *head, k headKey, labels model.Labels, line uint3
 		// Small at first: a stream that sends a line or two (a big fleet's
 		// many hosts) should not cost kilobytes until its chunk is sealed.
 		n := 8
-		h.lines = Lines{
-			Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n),
-			Traces: make([]string, 0, n), Spans: make([]string, 0, n), Attrs: make([][]model.Attr, 0, n), Seqs: make([]uint64, 0, n),
-		}
+		// Traces, Spans and Attrs stay nil until a line has one (head_cols.go).
+		h.lines = Lines{Times: make([]int64, 0, n), Levels: make([]model.Level, 0, n), Msgs: make([]string, 0, n), Seqs: make([]uint64, 0, n)}
 		s.heads[k] = h
 	}
 	s.noteAttrKeys(h, k.day, r.Attrs)
 	l := &h.lines
+	had, c := int(h.meta.Count), cap(l.Msgs) // lines before this one
+	sparse0 := [3]bool{l.Traces != nil, l.Spans != nil, l.Attrs != nil}
 	l.Times = append(l.Times, r.Time)
 	l.Levels = append(l.Levels, r.Level)
 	l.Msgs = append(l.Msgs, h.arena.str(r.Message))
-	l.Traces = append(l.Traces, h.arena.str(r.TraceID))
-	l.Spans = append(l.Spans, h.arena.str(r.SpanID))
-	l.Attrs = append(l.Attrs, h.arena.attrList(r.Attrs))
+	l.Traces = appendSparse(l.Traces, h.arena.str(r.TraceID), r.TraceID == "", had, c)
+	l.Spans = appendSparse(l.Spans, h.arena.str(r.SpanID), r.SpanID == "", had, c)
+	l.Attrs = appendSparse(l.Attrs, h.arena.attrList(r.Attrs), len(r.Attrs) == 0, had, c)
 	l.Seqs = append(l.Seqs, r.Seq)
 	m := &h.meta
 	m.Count++
@@ -323,8 +326,18 @@ func (s *Store) appendLineTo(h *head, k headKey, labels model.Labels, line uint3
 	m.Levels[lv]++
 	m.RawBytes += uint64(len(r.Message))
 	// What the line holds in memory: its text, its entries in the head's
-	// columns (lineOverhead) and its attributes (attrOverhead each).
+	// columns (lineOverhead, and the sparse ones made: those made by this
+	// line hold an empty entry for each line before it) and its attributes
+	// (attrOverhead each).
 	n := len(r.Message) + len(r.TraceID) + len(r.SpanID) + lineOverhead
+	for i, made := range [3]bool{l.Traces != nil, l.Spans != nil, l.Attrs != nil} {
+		if size := [3]int{traceOverhead, spanOverhead, attrsOverhead}[i]; made {
+			n += size
+			if !sparse0[i] {
+				n += had * size
+			}
+		}
+	}
 	for _, a := range r.Attrs {
 		n += len(a.Key) + len(a.Value) + attrOverhead
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"hash/maphash"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -29,6 +30,39 @@ func newWordTable(size int) *wordTable {
 		n *= 2
 	}
 	return &wordTable{slots: make([]wordSlot, n)}
+}
+
+// tokScratch is chunkTokens' memory, reused from one chunk to the next
+// (tokPool): its word table, its id hashes and distinct's set. A 1,024-line
+// chunk's table grew from 1,024 slots to 8,192 (rehashing at each step),
+// and these were a third of sealing's allocations.
+type tokScratch struct {
+	words *wordTable
+	ids   []uint64
+	set   []uint64
+}
+
+var tokPool sync.Pool
+
+// getTokScratch returns scratch for a chunk of n lines: a pooled one when
+// its table is not much larger than such a chunk needs (clearing a big table
+// for a chunk of a few lines would cost more than a new small one).
+func getTokScratch(n int) *tokScratch {
+	if sc, ok := tokPool.Get().(*tokScratch); ok {
+		if len(sc.words.slots) <= 16*max(n, 64) {
+			return sc
+		}
+		tokPool.Put(sc)
+	}
+	return &tokScratch{words: newWordTable(512), ids: make([]uint64, 0, 4*n)}
+}
+
+// putTokScratch empties sc (its table held views of the chunk's text) and
+// pools it.
+func putTokScratch(sc *tokScratch) {
+	clear(sc.words.slots)
+	sc.words.n = 0
+	tokPool.Put(sc)
 }
 
 // add sets bit in w's blocks, adding w when it is new (a copy of w unless
