@@ -681,11 +681,17 @@ func encodeMeta(m *ChunkMeta) []byte {
 }
 
 func decodeMeta(day uint32, id uint64, v []byte) (*ChunkMeta, error) {
-	bad := fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
+	return decodeMetaShared(day, id, v, nil)
+}
+
+// decodeMetaShared is decodeMeta taking the labels of streams labelsOf
+// knows from it (the labels of a stream's chunks are equal: its id is
+// their hash) instead of copying them once a chunk.
+func decodeMetaShared(day uint32, id uint64, v []byte, labelsOf func(stream uint64) (model.Labels, bool)) (*ChunkMeta, error) {
 	if len(v) < 9 || v[0] != 1 {
-		return nil, bad
+		return nil, fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
 	}
-	r := wire.NewReader(v[1:], bad)
+	r := wire.NewReader(v[1:], errCorrupt)
 	m := &ChunkMeta{ID: id, Day: day, Stream: r.Uint64BE()}
 	m.FirstLine = uint32(r.Uvarint())
 	m.Count = uint32(r.Uvarint())
@@ -695,10 +701,20 @@ func decodeMeta(day uint32, id uint64, v []byte) (*ChunkMeta, error) {
 		m.Levels[i] = uint32(r.Uvarint())
 	}
 	m.RawBytes = r.Uvarint()
-	// Labels are copied: v belongs to Badger.
-	m.Labels = model.Labels{Service: r.Str(), Host: r.Str(), BuildID: r.Str(), DeployID: r.Str()}
+	var known bool
+	if labelsOf != nil {
+		m.Labels, known = labelsOf(m.Stream)
+	}
+	if known {
+		for range 4 {
+			r.Bytes()
+		}
+	} else {
+		// Labels are copied: v belongs to Badger.
+		m.Labels = model.Labels{Service: r.Str(), Host: r.Str(), BuildID: r.Str(), DeployID: r.Str()}
+	}
 	if r.Err() != nil {
-		return nil, bad
+		return nil, fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
 	}
 	if n := r.Bytes(); r.Err() == nil {
 		m.Notable = append([]byte{}, n...)
