@@ -30,8 +30,11 @@ type ChunkMeta struct {
 	// Notable lists the lines at warn level or above, so that counting them
 	// over time needs no chunk reads: per line, uvarint line index delta from
 	// the previous one, level byte, zig-zag varint time - MinT. Set on sealed
-	// chunks only (see EachNotable).
+	// chunks only (see EachNotable). This is the form on disk: once the
+	// store records a sealed chunk it keeps them in notable instead, in a
+	// third of the memory (notable.go; read them with NotableIn).
 	Notable []byte
+	notable []byte
 }
 
 // NotableLevel is the lowest level ChunkMeta.Notable records.
@@ -44,7 +47,7 @@ func (m *ChunkMeta) HasNotable() bool {
 	for lv := NotableLevel; lv < model.NumLevels; lv++ {
 		n += int(m.Levels[lv])
 	}
-	return n == 0 || m.Notable != nil
+	return n == 0 || m.Notable != nil || m.notable != nil
 }
 
 // EachNotable calls fn for every line at NotableLevel or above.
@@ -717,7 +720,12 @@ func decodeMetaShared(day uint32, id uint64, v []byte, labelsOf func(stream uint
 		return nil, fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
 	}
 	if n := r.Bytes(); r.Err() == nil {
-		m.Notable = append([]byte{}, n...)
+		if labelsOf != nil {
+			// The store's own load: straight to the form it keeps.
+			m.notable = compactNotable(n, m.MinT)
+		} else {
+			m.Notable = append([]byte{}, n...)
+		}
 	}
 	return m, nil
 }

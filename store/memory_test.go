@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"maps"
+	"math/rand/v2"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // The chunks of one stream hold its labels once, sealed live or loaded at
@@ -55,4 +59,97 @@ func TestChunkLabelsSharedPerStream(t *testing.T) {
 	s = testOpen(t, dir, o)
 	defer s.Close()
 	check(s, "reopened")
+}
+
+// Counting notable lines from the compact in-memory form gives the counts
+// of the lines themselves, or refuses (never a wrong count), and refuses
+// nothing when the range, the buckets' origin and their width are whole
+// milliseconds.
+func TestNotableInCounts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const minute = int64(time.Minute)
+	for round := range 200 {
+		base := int64(1_770_000_000_000_000_000) + rng.Int64N(minute)
+		if round%2 == 0 {
+			base = -base // before 1970: floors, not truncations
+		}
+		// Lines over 10 minutes, or packed into 50 ms so that many share a
+		// millisecond with a boundary.
+		span := 10 * minute
+		if round%3 == 0 {
+			span = 50 * NotableUnit
+		}
+		m := &ChunkMeta{MinT: base, MaxT: base}
+		l := &Lines{Meta: m}
+		for range rng.IntN(300) {
+			tt := base + rng.Int64N(span)
+			if rng.IntN(4) == 0 {
+				tt -= tt % NotableUnit
+			}
+			lv := model.Level(rng.IntN(int(model.NumLevels)))
+			if rng.IntN(50) == 0 {
+				lv = 9 // not a level: kept as it is
+			}
+			l.Times = append(l.Times, tt)
+			l.Levels = append(l.Levels, lv)
+			m.MaxT = max(m.MaxT, tt)
+			if lv < model.NumLevels {
+				m.Levels[lv]++
+			}
+		}
+		m.Notable = buildNotable(l)
+		compact := *m
+		compact.notable, compact.Notable = compactNotable(m.Notable, m.MinT), nil
+		for range 20 {
+			lv := model.Level(rng.IntN(3)) + NotableLevel
+			if rng.IntN(10) == 0 {
+				lv = 9
+			}
+			tr := model.TimeRange{Start: base + rng.Int64N(span/2), End: base + span/2 + rng.Int64N(span*6/10)}
+			first, step := tr.Start, int64(0)
+			if rng.IntN(3) > 0 {
+				first, step = tr.Start-rng.Int64N(span/10), 1+rng.Int64N(span/5)
+			}
+			aligned := rng.IntN(2) == 0
+			if aligned {
+				ms := NotableUnit
+				tr.Start, tr.End, first = floorDiv(tr.Start, ms)*ms, floorDiv(tr.End, ms)*ms, floorDiv(first, ms)*ms
+				step = step / ms * ms
+			}
+			want := map[int64]int{}
+			for i, tt := range l.Times {
+				if l.Levels[i] == lv && tr.Contains(tt) {
+					b := int64(-1)
+					if step > 0 {
+						b = (tt - first) / step
+					}
+					want[b]++
+				}
+			}
+			for name, mm := range map[string]*ChunkMeta{"on disk": m, "in memory": &compact} {
+				got := map[int64]int{}
+				ok := mm.NotableIn(lv, tr, first, step, func(b int64) { got[b]++ })
+				if !ok {
+					if len(got) > 0 {
+						t.Fatalf("%s: refused after counting %v", name, got)
+					}
+					if aligned || name == "on disk" {
+						t.Fatalf("%s: refused a count in whole milliseconds (tr %+v first %d step %d)", name, tr, first, step)
+					}
+					continue
+				}
+				if !maps.Equal(got, want) {
+					t.Fatalf("%s: level %d in %+v step %d: got %v, want %v", name, lv, tr, step, got, want)
+				}
+			}
+		}
+	}
+	if (&ChunkMeta{}).NotableIn(model.LevelInfo, model.TimeRange{End: 1}, 0, 0, func(int64) {}) {
+		t.Fatal("info lines are not notable")
+	}
+	open := &ChunkMeta{}
+	open.Levels[model.LevelError] = 1
+	if open.NotableIn(model.LevelError, model.TimeRange{End: 1}, 0, 0, func(int64) {}) {
+		t.Fatal("an open chunk's metadata has no notable lines to count")
+	}
 }

@@ -534,6 +534,9 @@ func (s *Store) addSealed(m *ChunkMeta) {
 	if l, ok := s.streamLabels(m.Stream); ok {
 		m.Labels = l
 	}
+	if m.Notable != nil {
+		m.notable, m.Notable = compactNotable(m.Notable, m.MinT), nil
+	}
 	s.chunks[m.ID] = m
 	s.days[m.Day] = append(s.days[m.Day], m)
 	cs := s.streams[m.Stream]
