@@ -22,6 +22,7 @@ type ChunkMeta struct {
 	Day       uint32
 	FirstLine uint32
 	Count     uint32
+	notableMS bool // Notable is in the in-memory form (notable.go)
 	MinT      int64
 	MaxT      int64
 	Levels    [model.NumLevels]uint32 // lines per level (LevelUnset counts as info)
@@ -30,11 +31,10 @@ type ChunkMeta struct {
 	// Notable lists the lines at warn level or above, so that counting them
 	// over time needs no chunk reads: per line, uvarint line index delta from
 	// the previous one, level byte, zig-zag varint time - MinT. Set on sealed
-	// chunks only (see EachNotable). This is the form on disk: once the
-	// store records a sealed chunk it keeps them in notable instead, in a
-	// third of the memory (notable.go; read them with NotableIn).
+	// chunks only. This is the form on disk: once the store records a
+	// sealed chunk it keeps them in a form of a third of the size instead
+	// (notable.go; count them with NotableIn).
 	Notable []byte
-	notable []byte
 }
 
 // NotableLevel is the lowest level ChunkMeta.Notable records.
@@ -47,12 +47,13 @@ func (m *ChunkMeta) HasNotable() bool {
 	for lv := NotableLevel; lv < model.NumLevels; lv++ {
 		n += int(m.Levels[lv])
 	}
-	return n == 0 || m.Notable != nil || m.notable != nil
+	return n == 0 || m.Notable != nil
 }
 
-// EachNotable calls fn for every line at NotableLevel or above.
-func (m *ChunkMeta) EachNotable(fn func(line int, lv model.Level, t int64)) {
-	r := wire.NewReader(m.Notable, nil)
+// eachNotableV1 calls fn for every line of notable lines in the on-disk
+// form of a chunk whose first time is minT.
+func eachNotableV1(notable []byte, minT int64, fn func(line int, lv model.Level, t int64)) {
+	r := wire.NewReader(notable, nil)
 	line := 0
 	for r.Len() > 0 {
 		d := r.Uvarint()
@@ -62,7 +63,7 @@ func (m *ChunkMeta) EachNotable(fn func(line int, lv model.Level, t int64)) {
 			return
 		}
 		line += int(d)
-		fn(line, lv, m.MinT+dt)
+		fn(line, lv, minT+dt)
 	}
 }
 
@@ -678,8 +679,12 @@ func encodeMeta(m *ChunkMeta) []byte {
 	b = wire.AppendString(b, m.Labels.Host)
 	b = wire.AppendString(b, m.Labels.BuildID)
 	b = wire.AppendString(b, m.Labels.DeployID)
-	b = wire.AppendUvarint(b, uint64(len(m.Notable)))
-	b = append(b, m.Notable...)
+	notable := m.Notable
+	if m.notableMS {
+		notable = expandNotable(notable, m.MinT)
+	}
+	b = wire.AppendUvarint(b, uint64(len(notable)))
+	b = append(b, notable...)
 	return b
 }
 
@@ -722,7 +727,7 @@ func decodeMetaShared(day uint32, id uint64, v []byte, labelsOf func(stream uint
 	if n := r.Bytes(); r.Err() == nil {
 		if labelsOf != nil {
 			// The store's own load: straight to the form it keeps.
-			m.notable = compactNotable(n, m.MinT)
+			m.Notable, m.notableMS = compactNotable(n, m.MinT), true
 		} else {
 			m.Notable = append([]byte{}, n...)
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"math/rand/v2"
@@ -99,7 +100,11 @@ func TestNotableInCounts(t *testing.T) {
 		}
 		m.Notable = buildNotable(l)
 		compact := *m
-		compact.notable, compact.Notable = compactNotable(m.Notable, m.MinT), nil
+		compact.Notable, compact.notableMS = compactNotable(m.Notable, m.MinT), true
+		// What encodeMeta would write of it reads back the same.
+		if again := compactNotable(expandNotable(compact.Notable, m.MinT), m.MinT); !bytes.Equal(again, compact.Notable) {
+			t.Fatalf("compact notable lines change through the disk form: %x then %x", compact.Notable, again)
+		}
 		for range 20 {
 			lv := model.Level(rng.IntN(3)) + NotableLevel
 			if rng.IntN(10) == 0 {

@@ -9,13 +9,15 @@ import (
 
 // The notable lines (warn and above) of a sealed chunk stay in memory for
 // counting them over time without reading chunks (query d, errors per
-// minute). On disk (ChunkMeta.Notable, version 1) each is a line index
-// delta, a level byte and its time from MinT in nanoseconds, ~8 bytes. In
-// memory (ChunkMeta.notable) a line is its level and its time rounded down
-// to NotableUnit as a delta from the line before: ~3.5 bytes, the largest
-// cost a sealed chunk has in memory (0.8 B a stored line before). A count
-// the rounding could change (a line's millisecond straddles a bucket or
-// range boundary) is refused and the caller reads the chunk (NotableIn).
+// minute). On disk (ChunkMeta.Notable as sealing sets it) each is a line
+// index delta, a level byte and its time from MinT in nanoseconds, ~8
+// bytes. Once the store records the chunk (addSealed, Open's load) Notable
+// holds instead, for each line, its level and its time rounded down to
+// NotableUnit as a delta from the line before (notableMS set): ~3.5 bytes;
+// they were the largest cost a sealed chunk had in memory (0.8 B a stored
+// line). A count the rounding could change (a line's millisecond straddles
+// a bucket or range boundary) is refused and the caller reads the chunk
+// (NotableIn).
 
 // NotableUnit is the precision of the notable lines' times in memory.
 const NotableUnit = int64(time.Millisecond)
@@ -49,6 +51,19 @@ func compactNotable(v1 []byte, minT int64) []byte {
 	return append(make([]byte, 0, len(out)), out...) // held for good: no spare capacity
 }
 
+// expandNotable is the on-disk form of compact notable lines (line index
+// deltas 0, times whole NotableUnits): what encodeMeta writes for metadata
+// the store holds (it writes none but the sealed chunks' own).
+func expandNotable(compact []byte, minT int64) []byte {
+	out := make([]byte, 0, 2*len(compact)+8)
+	eachCompactNotable(compact, minT, func(lv model.Level, lo, _ int64) bool {
+		out = append(out, 0, byte(lv))
+		out = wire.AppendVarint(out, lo-minT)
+		return true
+	})
+	return out
+}
+
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if a%b != 0 && a < 0 {
@@ -61,12 +76,19 @@ func floorDiv(a, b int64) int64 {
 // [lo, hi] its time is known to be in (equal on a chunk just sealed, whose
 // exact times are at hand).
 func (m *ChunkMeta) eachNotable(fn func(lv model.Level, lo, hi int64) bool) {
-	if m.notable == nil {
-		m.EachNotable(func(_ int, lv model.Level, t int64) { fn(lv, t, t) })
+	if m.notableMS {
+		eachCompactNotable(m.Notable, m.MinT, fn)
 		return
 	}
-	r := wire.NewReader(m.notable, nil)
-	q := floorDiv(m.MinT, NotableUnit)
+	more := true
+	eachNotableV1(m.Notable, m.MinT, func(_ int, lv model.Level, t int64) {
+		more = more && fn(lv, t, t)
+	})
+}
+
+func eachCompactNotable(compact []byte, minT int64, fn func(lv model.Level, lo, hi int64) bool) {
+	r := wire.NewReader(compact, nil)
+	q := floorDiv(minT, NotableUnit)
 	for r.Len() > 0 {
 		lv := model.Level(r.Byte()) + NotableLevel
 		if lv == NotableLevel+3 {

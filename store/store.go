@@ -534,8 +534,8 @@ func (s *Store) addSealed(m *ChunkMeta) {
 	if l, ok := s.streamLabels(m.Stream); ok {
 		m.Labels = l
 	}
-	if m.Notable != nil {
-		m.notable, m.Notable = compactNotable(m.Notable, m.MinT), nil
+	if m.Notable != nil && !m.notableMS {
+		m.Notable, m.notableMS = compactNotable(m.Notable, m.MinT), true
 	}
 	s.chunks[m.ID] = m
 	s.days[m.Day] = append(s.days[m.Day], m)
