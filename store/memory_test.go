@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -156,5 +157,57 @@ func TestNotableInCounts(t *testing.T) {
 	open.Levels[model.LevelError] = 1
 	if open.NotableIn(model.LevelError, model.TimeRange{End: 1}, 0, 0, func(int64) {}) {
 		t.Fatal("an open chunk's metadata has no notable lines to count")
+	}
+}
+
+// Metric series share the strings of the labels they have in common, made
+// by appends or loaded at Open.
+func TestMetricSeriesShareLabels(t *testing.T) {
+	dir := t.TempDir()
+	s := testOpen(t, dir, DefaultOptions())
+	now := time.Now().UnixMilli()
+	for _, dep := range []string{"d1", "d2", "d3"} {
+		// Labels of their own in every call, as a request's would be.
+		ls := metricLabels(string([]byte("requests_total")), string([]byte("deploy_id")), string([]byte(dep)), string([]byte("service")), string([]byte("api")))
+		if _, err := s.AppendSamples(context.Background(), []model.Series{{Labels: ls, Samples: []model.Sample{{T: now, V: 1}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store, when string) {
+		t.Helper()
+		s.ms.mu.RLock()
+		defer s.ms.mu.RUnlock()
+		if len(s.ms.series) != 3 {
+			t.Fatalf("%s: %d series", when, len(s.ms.series))
+		}
+		var first []model.Label
+		for _, sr := range s.ms.series {
+			if first == nil {
+				first = sr.lset
+				continue
+			}
+			for i, l := range sr.lset {
+				f := first[i]
+				if l.Name != f.Name || unsafe.StringData(l.Name) != unsafe.StringData(f.Name) {
+					t.Fatalf("%s: label name %q not shared with %q", when, l.Name, f.Name)
+				}
+				if l.Name != "deploy_id" && unsafe.StringData(l.Value) != unsafe.StringData(f.Value) {
+					t.Fatalf("%s: value %q of %s not shared", when, l.Value, l.Name)
+				}
+				if l.Name == "deploy_id" && l.Value == f.Value {
+					t.Fatalf("%s: two series with deploy_id %q", when, l.Value)
+				}
+			}
+		}
+	}
+	check(s, "appended")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, DefaultOptions())
+	defer s.Close()
+	check(s, "reopened")
+	if got := readAll(t, s, 0, math.MaxInt64, eq("service", "api"), eq("deploy_id", "d2")); len(got) != 1 {
+		t.Fatalf("series of deploy d2: %v", got)
 	}
 }

@@ -366,20 +366,56 @@ func (ms *metricStore) lookup(h uint64, ls []model.Label) *mseries {
 }
 
 // addSeries puts a series in the index. Caller holds mu (or owns ms).
+// The series takes over ls: a label another series has already is made to
+// share that series' strings (a series of 18k, the log-line counters of
+// five days, holds one copy of each name and of each repeated value, not
+// one a series).
 func (ms *metricStore) addSeries(id, h uint64, ls []model.Label) *mseries {
 	sr := &mseries{id: id, hash: h, lset: ls, maxT: math.MinInt64, sealedMaxT: math.MinInt64}
 	ms.series[id] = sr
 	ms.byHash[h] = append(ms.byHash[h], sr)
-	for _, l := range ls {
+	for i, l := range ls {
 		vals := ms.postings[l.Name]
 		if vals == nil {
 			vals = map[string][]uint64{}
 			ms.postings[l.Name] = vals
 		}
-		vals[l.Value] = insertID(vals[l.Value], id)
+		ids := vals[l.Value]
+		if c, ok := ms.sharedLabel(ids, vals, l.Name); ok {
+			ls[i].Name = c.Name
+			if len(ids) > 0 {
+				ls[i].Value = c.Value
+			}
+		}
+		vals[l.Value] = insertID(ids, id)
 	}
 	ms.allIDs = insertID(ms.allIDs, id)
 	return sr
+}
+
+// sharedLabel returns the label called name of a series already indexed:
+// one of ids (those with the value too) or, when there are none, of any
+// value of the name (its Name only is then the same). Caller holds mu.
+func (ms *metricStore) sharedLabel(ids []uint64, vals map[string][]uint64, name string) (model.Label, bool) {
+	if len(ids) == 0 {
+		for _, other := range vals {
+			ids = other
+			break
+		}
+	}
+	if len(ids) == 0 {
+		return model.Label{}, false
+	}
+	o := ms.series[ids[0]]
+	if o == nil {
+		return model.Label{}, false
+	}
+	for _, l := range o.lset {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return model.Label{}, false
 }
 
 // removeSeries takes a series out of the index. Caller holds mu.
