@@ -211,3 +211,35 @@ func TestMetricSeriesShareLabels(t *testing.T) {
 		t.Fatalf("series of deploy d2: %v", got)
 	}
 }
+
+// BenchmarkNotableIn: counting a chunk's error lines per minute from its
+// metadata (query d), in the form on disk and the one the store keeps.
+func BenchmarkNotableIn(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := int64(1_770_000_000_000_000_000)
+	m := &ChunkMeta{MinT: base, MaxT: base}
+	l := &Lines{Meta: m}
+	for range 667 {
+		tt := base + rng.Int64N(int64(5*time.Minute))
+		lv := model.LevelInfo
+		if rng.IntN(7) == 0 {
+			lv = model.Level(rng.IntN(3)) + NotableLevel
+		}
+		l.Times, l.Levels = append(l.Times, tt), append(l.Levels, lv)
+		m.Levels[lv]++
+		m.MaxT = max(m.MaxT, tt)
+	}
+	m.Notable = buildNotable(l)
+	compact := *m
+	compact.Notable, compact.notableMS = compactNotable(m.Notable, m.MinT), true
+	tr := model.TimeRange{Start: base - int64(time.Hour), End: base + int64(time.Hour)}
+	step := int64(time.Minute)
+	for name, mm := range map[string]*ChunkMeta{"disk": m, "memory": &compact} {
+		b.Run(name, func(b *testing.B) {
+			counts := map[int64]int{}
+			for b.Loop() {
+				mm.NotableIn(model.LevelError, tr, tr.Start, step, func(k int64) { counts[k]++ })
+			}
+		})
+	}
+}

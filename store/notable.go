@@ -111,31 +111,37 @@ func (m *ChunkMeta) NotableIn(lv model.Level, tr model.TimeRange, first, step in
 	if lv < NotableLevel || !m.HasNotable() {
 		return false
 	}
-	bucket := func(t int64) int64 {
-		if step <= 0 {
-			return -1
-		}
-		return (t - first) / step
-	}
-	sure := true
+	// One pass: the buckets are gathered and handed to fn only once every
+	// line has been found certain.
+	var stack [256]int64
+	buckets, sure := stack[:0], true
 	m.eachNotable(func(l model.Level, lo, hi int64) bool {
 		if l != lv {
 			return true
 		}
 		in := tr.Contains(lo)
-		if in != tr.Contains(hi) || !in && lo < tr.Start && hi >= tr.End || in && bucket(lo) != bucket(hi) {
+		if in != tr.Contains(hi) || !in && lo < tr.Start && hi >= tr.End {
 			sure = false
+			return false
 		}
-		return sure
+		if !in {
+			return true
+		}
+		b := int64(-1)
+		if step > 0 {
+			if b = (lo - first) / step; (hi-first)/step != b {
+				sure = false
+				return false
+			}
+		}
+		buckets = append(buckets, b)
+		return true
 	})
 	if !sure {
 		return false
 	}
-	m.eachNotable(func(l model.Level, lo, _ int64) bool {
-		if l == lv && tr.Contains(lo) {
-			fn(bucket(lo))
-		}
-		return true
-	})
+	for _, b := range buckets {
+		fn(b)
+	}
 	return true
 }
