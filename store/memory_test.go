@@ -243,3 +243,33 @@ func BenchmarkNotableIn(b *testing.B) {
 		})
 	}
 }
+
+// Series whose labels hash the same are all found, and found again once
+// any of them is removed.
+func TestMetricSeriesHashCollisions(t *testing.T) {
+	ms := bareMetricStore(t, t.TempDir())
+	const h = 42
+	var srs []*mseries
+	for i := range 4 {
+		srs = append(srs, ms.addSeries(uint64(100+i), h, metricLabels("m", "i", string(rune('a'+i)))))
+	}
+	for _, order := range [][]int{{0, 1, 2, 3}, {2, 0, 3, 1}} {
+		live := map[int]bool{0: true, 1: true, 2: true, 3: true}
+		for _, gone := range order {
+			ms.removeSeries(srs[gone])
+			delete(live, gone)
+			for i, sr := range srs {
+				got := ms.lookup(h, metricLabels("m", "i", string(rune('a'+i))))
+				if live[i] && got != sr || !live[i] && got != nil {
+					t.Fatalf("after removing %v: series %d found as %v", order, i, got)
+				}
+			}
+		}
+		if ms.byHash[h] != nil || ms.collide[h] != nil {
+			t.Fatalf("left behind: %v %v", ms.byHash[h], ms.collide[h])
+		}
+		for i, sr := range srs {
+			srs[i] = ms.addSeries(sr.id, h, sr.lset)
+		}
+	}
+}
