@@ -595,13 +595,8 @@ func (e *Engine) Histogram(ctx context.Context, q *Query, tr model.TimeRange, st
 }
 
 func (e *Engine) countChunk(ctx context.Context, q *Query, r store.ChunkRef, tr model.TimeRange, first, st int64, counts map[int64]int) error {
-	if q.countable && q.countLevel >= store.NotableLevel && !r.InMemory() && r.Meta.HasNotable() {
-		// Warnings and errors are listed in the chunk's metadata.
-		r.Meta.EachNotable(func(_ int, lv model.Level, t int64) {
-			if lv == q.countLevel && tr.Contains(t) {
-				counts[(t-first)/st]++
-			}
-		})
+	// Warnings and errors are listed in the chunk's metadata.
+	if q.countable && !r.InMemory() && r.Meta.NotableIn(q.countLevel, tr, first, st, func(b int64) { counts[b]++ }) {
 		return nil
 	}
 	l, err := e.loadMatching(ctx, r, q)

@@ -158,21 +158,21 @@ func (a *statsAcc) addMeta(q *Query, m *store.ChunkMeta, bucket int64) error {
 // statsChunk adds a chunk's matching lines, reading what the plan needs.
 func (e *Engine) statsChunk(ctx context.Context, pl *statsPlan, r store.ChunkRef, acc *statsAcc) error {
 	q, tr := pl.q, pl.tr
-	if pl.metaOnly && q.countable && q.countLevel >= store.NotableLevel && !r.InMemory() && r.Meta.HasNotable() {
+	if pl.metaOnly && q.countable && !r.InMemory() {
 		// Warnings and errors are listed, with their times, in the metadata.
 		var err error
-		r.Meta.EachNotable(func(_ int, lv model.Level, t int64) {
-			if err != nil || lv != q.countLevel || !tr.Contains(t) {
-				return
+		step := pl.step
+		if pl.nb <= 0 {
+			step = 0 // one bucket: -1
+		}
+		if r.Meta.NotableIn(q.countLevel, tr, pl.first, step, func(b int64) {
+			if err == nil {
+				acc.metaKey(r.Meta, q.countLevel)
+				err = acc.addCount(1, b)
 			}
-			acc.metaKey(r.Meta, lv)
-			b := int64(-1)
-			if pl.nb > 0 {
-				b = (t - pl.first) / pl.step
-			}
-			err = acc.addCount(1, b)
-		})
-		return err
+		}) {
+			return err
+		}
 	}
 	l, err := e.loadFor(ctx, r, q, pl.attrs)
 	if err != nil {

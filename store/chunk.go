@@ -22,6 +22,7 @@ type ChunkMeta struct {
 	Day       uint32
 	FirstLine uint32
 	Count     uint32
+	notableMS bool // Notable is in the in-memory form (notable.go)
 	MinT      int64
 	MaxT      int64
 	Levels    [model.NumLevels]uint32 // lines per level (LevelUnset counts as info)
@@ -30,7 +31,9 @@ type ChunkMeta struct {
 	// Notable lists the lines at warn level or above, so that counting them
 	// over time needs no chunk reads: per line, uvarint line index delta from
 	// the previous one, level byte, zig-zag varint time - MinT. Set on sealed
-	// chunks only (see EachNotable).
+	// chunks only. This is the form on disk: once the store records a
+	// sealed chunk it keeps them in a form of a third of the size instead
+	// (notable.go; count them with NotableIn).
 	Notable []byte
 }
 
@@ -47,9 +50,10 @@ func (m *ChunkMeta) HasNotable() bool {
 	return n == 0 || m.Notable != nil
 }
 
-// EachNotable calls fn for every line at NotableLevel or above.
-func (m *ChunkMeta) EachNotable(fn func(line int, lv model.Level, t int64)) {
-	r := wire.NewReader(m.Notable, nil)
+// eachNotableV1 calls fn for every line of notable lines in the on-disk
+// form of a chunk whose first time is minT.
+func eachNotableV1(notable []byte, minT int64, fn func(line int, lv model.Level, t int64)) {
+	r := wire.NewReader(notable, nil)
 	line := 0
 	for r.Len() > 0 {
 		d := r.Uvarint()
@@ -59,7 +63,7 @@ func (m *ChunkMeta) EachNotable(fn func(line int, lv model.Level, t int64)) {
 			return
 		}
 		line += int(d)
-		fn(line, lv, m.MinT+dt)
+		fn(line, lv, minT+dt)
 	}
 }
 
@@ -709,17 +713,27 @@ func encodeMeta(m *ChunkMeta) []byte {
 	b = wire.AppendString(b, m.Labels.Host)
 	b = wire.AppendString(b, m.Labels.BuildID)
 	b = wire.AppendString(b, m.Labels.DeployID)
-	b = wire.AppendUvarint(b, uint64(len(m.Notable)))
-	b = append(b, m.Notable...)
+	notable := m.Notable
+	if m.notableMS {
+		notable = expandNotable(notable, m.MinT)
+	}
+	b = wire.AppendUvarint(b, uint64(len(notable)))
+	b = append(b, notable...)
 	return b
 }
 
 func decodeMeta(day uint32, id uint64, v []byte) (*ChunkMeta, error) {
-	bad := fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
+	return decodeMetaShared(day, id, v, nil)
+}
+
+// decodeMetaShared is decodeMeta taking the labels of streams labelsOf
+// knows from it (the labels of a stream's chunks are equal: its id is
+// their hash) instead of copying them once a chunk.
+func decodeMetaShared(day uint32, id uint64, v []byte, labelsOf func(stream uint64) (model.Labels, bool)) (*ChunkMeta, error) {
 	if len(v) < 9 || v[0] != 1 {
-		return nil, bad
+		return nil, fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
 	}
-	r := wire.NewReader(v[1:], bad)
+	r := wire.NewReader(v[1:], errCorrupt)
 	m := &ChunkMeta{ID: id, Day: day, Stream: r.Uint64BE()}
 	m.FirstLine = uint32(r.Uvarint())
 	m.Count = uint32(r.Uvarint())
@@ -729,13 +743,28 @@ func decodeMeta(day uint32, id uint64, v []byte) (*ChunkMeta, error) {
 		m.Levels[i] = uint32(r.Uvarint())
 	}
 	m.RawBytes = r.Uvarint()
-	// Labels are copied: v belongs to Badger.
-	m.Labels = model.Labels{Service: r.Str(), Host: r.Str(), BuildID: r.Str(), DeployID: r.Str()}
+	var known bool
+	if labelsOf != nil {
+		m.Labels, known = labelsOf(m.Stream)
+	}
+	if known {
+		for range 4 {
+			r.Bytes()
+		}
+	} else {
+		// Labels are copied: v belongs to Badger.
+		m.Labels = model.Labels{Service: r.Str(), Host: r.Str(), BuildID: r.Str(), DeployID: r.Str()}
+	}
 	if r.Err() != nil {
-		return nil, bad
+		return nil, fmt.Errorf("%w: meta of chunk %d", errCorrupt, id)
 	}
 	if n := r.Bytes(); r.Err() == nil {
-		m.Notable = append([]byte{}, n...)
+		if labelsOf != nil {
+			// The store's own load: straight to the form it keeps.
+			m.Notable, m.notableMS = compactNotable(n, m.MinT), true
+		} else {
+			m.Notable = append([]byte{}, n...)
+		}
 	}
 	return m, nil
 }

@@ -179,7 +179,7 @@ func FuzzDecodeMeta(f *testing.F) {
 			t.Fatalf("day %d id %d", m.Day, m.ID)
 		}
 		n := 0
-		m.EachNotable(func(line int, lv model.Level, t int64) { n++ })
+		m.eachNotable(func(model.Level, int64, int64) bool { n++; return true })
 		m.HasNotable()
 		_ = m.LastLine()
 		again, err := decodeMeta(7, 8, encodeMeta(m))

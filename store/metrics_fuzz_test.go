@@ -106,7 +106,7 @@ func bareMetricStore(t testing.TB, dir string) *metricStore {
 	t.Helper()
 	o := DefaultMetricsOptions()
 	o.fill()
-	ms := &metricStore{opts: o, log: slog.New(slog.DiscardHandler), series: map[uint64]*mseries{}, byHash: map[uint64][]*mseries{},
+	ms := &metricStore{opts: o, log: slog.New(slog.DiscardHandler), series: map[uint64]*mseries{}, byHash: map[uint64]*mseries{},
 		postings: map[string]map[string][]uint64{}, days: map[uint32]struct{}{}, lines: newLineCounter(), kick: make(chan struct{}, 1)}
 	ms.m = newMetricMetrics(nil, ms)
 	for id := uint64(1); id <= 3; id++ {

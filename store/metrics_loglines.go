@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -126,52 +128,57 @@ func (ms *metricStore) flushLineCounts(final bool) {
 }
 
 // loadLineCounts continues the counters from their last stored samples, so
-// shiplog_log_lines_total keeps counting across restarts.
+// shiplog_log_lines_total keeps counting across restarts. Series are read
+// grouped by their last day, in id order, through one reader a day whose
+// copies are reused from series to series: only the newest sample of each
+// is needed (one reader and its copies per series cost 1.3 GB of
+// allocations at start-up over 10M lines of five days).
 func (ms *metricStore) loadLineCounts() error {
+	type last struct {
+		day uint32
+		id  uint64
+	}
 	ms.mu.RLock()
-	var ids []uint64
-	lastDay := map[uint64]uint32{}
+	var todo []last
 	for _, id := range ms.postings[model.MetricNameLabel][LogLinesMetric] {
-		sr := ms.series[id]
-		if sr == nil || len(sr.days) == 0 {
-			continue
+		if sr := ms.series[id]; sr != nil && len(sr.days) > 0 {
+			todo = append(todo, last{sr.days[len(sr.days)-1], id})
 		}
-		ids = append(ids, id)
-		lastDay[id] = sr.days[len(sr.days)-1]
 	}
 	ms.mu.RUnlock()
-	if len(ids) == 0 {
-		return nil
-	}
-	for _, id := range ids {
-		r := ms.reader(int64(lastDay[id])*msPerDay, math.MaxInt64)
-		chunks, err := r.Chunks(id)
-		r.Close()
+	slices.SortFunc(todo, func(a, b last) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.id, b.id))
+	})
+	var r *MetricReader
+	defer func() {
+		if r != nil {
+			r.Close()
+		}
+	}()
+	var chunks []MetricChunk
+	for i, t := range todo {
+		if i == 0 || t.day != todo[i-1].day {
+			if r != nil {
+				r.Close()
+			}
+			r = ms.reader(int64(t.day)*msPerDay, math.MaxInt64)
+		}
+		var err error
+		r.slab = r.slab[:0] // the previous series' copies are done with
+		if chunks, err = r.AppendChunks(chunks[:0], t.id); err != nil {
+			return err
+		}
+		v, found, err := lastSample(chunks)
 		if err != nil {
 			return err
 		}
-		last, found, err := lastSample(chunks)
-		if err != nil {
-			return err
-		}
-		if !found || math.IsNaN(last) || last < 0 {
+		if !found || math.IsNaN(v) || v < 0 {
 			continue
 		}
 		ms.mu.RLock()
-		ls := ms.series[id].lset
+		ls := ms.series[t.id].lset
 		ms.mu.RUnlock()
-		var k lineKey
-		lv := model.LevelUnset
-		for _, l := range ls {
-			switch l.Name {
-			case "service":
-				k.service = l.Value
-			case "deploy_id":
-				k.deploy = l.Value
-			case "level":
-				lv, _ = model.ParseLevel(l.Value)
-			}
-		}
+		k, lv := lineKeyOf(ls)
 		if lv == model.LevelUnset {
 			continue
 		}
@@ -180,10 +187,28 @@ func (ms *metricStore) loadLineCounts() error {
 			c = &lineCount{}
 			ms.lines.counts[k] = c
 		}
-		c.n[lv] = max(c.n[lv], uint64(last))
+		c.n[lv] = max(c.n[lv], uint64(v))
 		c.written[lv] = true
 	}
 	return nil
+}
+
+// lineKeyOf is the counter key and level of a log-lines series' labels
+// (LevelUnset when it has no level).
+func lineKeyOf(ls []model.Label) (lineKey, model.Level) {
+	var k lineKey
+	lv := model.LevelUnset
+	for _, l := range ls {
+		switch l.Name {
+		case "service":
+			k.service = l.Value
+		case "deploy_id":
+			k.deploy = l.Value
+		case "level":
+			lv, _ = model.ParseLevel(l.Value)
+		}
+	}
+	return k, lv
 }
 
 // lastSample returns the value of the newest sample in chunks.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -174,11 +175,14 @@ type metricStore struct {
 	nextID   uint64     // guarded by createMu
 	writeMu  sync.Mutex // serialises writing queued chunks
 
-	mu       sync.RWMutex // guards everything below and the mutable fields of mseries
-	closed   bool
-	wal      *wal
-	series   map[uint64]*mseries
-	byHash   map[uint64][]*mseries
+	mu     sync.RWMutex // guards everything below and the mutable fields of mseries
+	closed bool
+	wal    *wal
+	series map[uint64]*mseries
+	// byHash finds a series by its labels' hash; the rare others of the
+	// same hash are in collide (a slice a series cost ~40 bytes each more).
+	byHash   map[uint64]*mseries
+	collide  map[uint64][]*mseries
 	postings map[string]map[string][]uint64 // label name -> value -> ascending series ids
 	allIDs   []uint64                       // ascending
 	days     map[uint32]struct{}            // days with data
@@ -242,7 +246,8 @@ func openMetricStore(s *Store, opts MetricsOptions, reg prometheus.Registerer) (
 		log:       s.log,
 		retention: s.opts.Retention,
 		series:    map[uint64]*mseries{},
-		byHash:    map[uint64][]*mseries{},
+		byHash:    map[uint64]*mseries{},
+		collide:   map[uint64][]*mseries{},
 		postings:  map[string]map[string][]uint64{},
 		days:      map[uint32]struct{}{},
 		lines:     newLineCounter(),
@@ -357,7 +362,10 @@ func sameLabels(a, b []model.Label) bool {
 
 // lookup finds a series by labels. Caller holds mu.
 func (ms *metricStore) lookup(h uint64, ls []model.Label) *mseries {
-	for _, sr := range ms.byHash[h] {
+	if sr := ms.byHash[h]; sr == nil || sameLabels(sr.lset, ls) {
+		return sr
+	}
+	for _, sr := range ms.collide[h] {
 		if sameLabels(sr.lset, ls) {
 			return sr
 		}
@@ -366,36 +374,83 @@ func (ms *metricStore) lookup(h uint64, ls []model.Label) *mseries {
 }
 
 // addSeries puts a series in the index. Caller holds mu (or owns ms).
+// The series takes over ls: a label another series has already is made to
+// share that series' strings (a series of 18k, the log-line counters of
+// five days, holds one copy of each name and of each repeated value, not
+// one a series).
 func (ms *metricStore) addSeries(id, h uint64, ls []model.Label) *mseries {
 	sr := &mseries{id: id, hash: h, lset: ls, maxT: math.MinInt64, sealedMaxT: math.MinInt64}
 	ms.series[id] = sr
-	ms.byHash[h] = append(ms.byHash[h], sr)
-	for _, l := range ls {
+	if ms.byHash[h] == nil {
+		ms.byHash[h] = sr
+	} else {
+		if ms.collide == nil {
+			ms.collide = map[uint64][]*mseries{}
+		}
+		ms.collide[h] = append(ms.collide[h], sr)
+	}
+	for i, l := range ls {
 		vals := ms.postings[l.Name]
 		if vals == nil {
 			vals = map[string][]uint64{}
 			ms.postings[l.Name] = vals
 		}
-		vals[l.Value] = insertID(vals[l.Value], id)
+		ids := vals[l.Value]
+		if c, ok := ms.sharedLabel(ids, vals, l.Name); ok {
+			ls[i].Name = c.Name
+			if len(ids) > 0 {
+				ls[i].Value = c.Value
+			}
+		}
+		vals[l.Value] = insertID(ids, id)
 	}
 	ms.allIDs = insertID(ms.allIDs, id)
 	return sr
 }
 
-// removeSeries takes a series out of the index. Caller holds mu.
-func (ms *metricStore) removeSeries(sr *mseries) {
-	delete(ms.series, sr.id)
-	hs := ms.byHash[sr.hash]
-	for i, o := range hs {
-		if o == sr {
-			hs = append(hs[:i:i], hs[i+1:]...)
+// sharedLabel returns the label called name of a series already indexed:
+// one of ids (those with the value too) or, when there are none, of any
+// value of the name (its Name only is then the same). Caller holds mu.
+func (ms *metricStore) sharedLabel(ids []uint64, vals map[string][]uint64, name string) (model.Label, bool) {
+	if len(ids) == 0 {
+		for _, other := range vals {
+			ids = other
 			break
 		}
 	}
+	if len(ids) == 0 {
+		return model.Label{}, false
+	}
+	o := ms.series[ids[0]]
+	if o == nil {
+		return model.Label{}, false
+	}
+	for _, l := range o.lset {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return model.Label{}, false
+}
+
+// removeSeries takes a series out of the index. Caller holds mu.
+func (ms *metricStore) removeSeries(sr *mseries) {
+	delete(ms.series, sr.id)
+	hs := ms.collide[sr.hash]
+	if ms.byHash[sr.hash] == sr {
+		// One of the same hash, if any, takes its place.
+		if len(hs) == 0 {
+			delete(ms.byHash, sr.hash)
+		} else {
+			ms.byHash[sr.hash], hs = hs[0], hs[1:]
+		}
+	} else if i := slices.Index(hs, sr); i >= 0 {
+		hs = slices.Delete(slices.Clone(hs), i, i+1)
+	}
 	if len(hs) == 0 {
-		delete(ms.byHash, sr.hash)
+		delete(ms.collide, sr.hash)
 	} else {
-		ms.byHash[sr.hash] = hs
+		ms.collide[sr.hash] = hs
 	}
 	for _, l := range sr.lset {
 		vals := ms.postings[l.Name]

@@ -573,3 +573,49 @@ func TestMetricsQueuedChunkReadOnce(t *testing.T) {
 		t.Fatalf("%d samples in %d chunks, want 25 (each chunk once)", n, len(chunks))
 	}
 }
+
+// The log-line counters restart from each series' newest stored sample,
+// series whose last samples are on different days and spread over several
+// chunks included.
+func TestLogLinesCountsRestored(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.Metrics.ChunkMaxSamples = 50
+	s := testOpen(t, dir, o)
+	now := time.Now().Truncate(time.Minute)
+	type want struct {
+		k  lineKey
+		lv model.Level
+		v  float64
+	}
+	var wants []want
+	add := func(service, deploy string, lv model.Level, from time.Time, n int) {
+		t.Helper()
+		sr := model.Series{Labels: lineSeries(lineKey{service, deploy}, lv)}
+		for i := range n {
+			sr.Samples = append(sr.Samples, model.Sample{T: from.Add(time.Duration(i) * time.Minute).UnixMilli(), V: float64(10 * (i + 1))})
+		}
+		if _, err := s.AppendSamples(context.Background(), []model.Series{sr}); err != nil {
+			t.Fatal(err)
+		}
+		wants = append(wants, want{lineKey{service, deploy}, lv, float64(10 * n)})
+	}
+	add("api", "d1", model.LevelError, now.Add(-50*time.Hour), 170)
+	add("api", "d1", model.LevelInfo, now.Add(-3*time.Hour), 120)
+	add("web", "", model.LevelWarn, now.Add(-26*time.Hour), 7)
+	add("db", "d2", model.LevelInfo, now.Add(-30*time.Minute), 1)
+	if err := s.ms.sealAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	defer s.Close()
+	for _, w := range wants {
+		c := s.ms.lines.counts[w.k]
+		if c == nil || c.n[w.lv] != uint64(w.v) || !c.written[w.lv] {
+			t.Errorf("%+v %v after restart: %+v, want %v", w.k, w.lv, c, w.v)
+		}
+	}
+}

@@ -481,7 +481,7 @@ func (s *Store) loadMeta() error {
 			day, id := binary.BigEndian.Uint32(k[1:]), binary.BigEndian.Uint64(k[5:])
 			var m *ChunkMeta
 			if err := it.Item().Value(func(v []byte) (err error) {
-				m, err = decodeMeta(day, id, v)
+				m, err = decodeMetaShared(day, id, v, s.streamLabels)
 				return err
 			}); err != nil {
 				return err
@@ -523,9 +523,26 @@ func (s *Store) loadMeta() error {
 	return nil
 }
 
-// addSealed records a sealed chunk in the in-memory maps. Caller holds mu (or
-// has the store to itself).
+// streamLabels returns the labels of a stream with sealed chunks. Caller
+// holds mu.
+func (s *Store) streamLabels(stream uint64) (model.Labels, bool) {
+	if si := s.streamInfo[stream]; si != nil {
+		return si.Labels, true
+	}
+	return model.Labels{}, false
+}
+
+// addSealed records a sealed chunk in the in-memory maps. Its labels become
+// those of its stream's first chunk: equal (the stream id is their hash), and
+// held once a stream rather than once a chunk. Caller holds mu (or has the
+// store to itself), and m is not yet shared with readers.
 func (s *Store) addSealed(m *ChunkMeta) {
+	if l, ok := s.streamLabels(m.Stream); ok {
+		m.Labels = l
+	}
+	if m.Notable != nil && !m.notableMS {
+		m.Notable, m.notableMS = compactNotable(m.Notable, m.MinT), true
+	}
 	s.chunks[m.ID] = m
 	s.days[m.Day] = append(s.days[m.Day], m)
 	cs := s.streams[m.Stream]
