@@ -95,7 +95,8 @@ type Lines struct {
 	Levels []model.Level
 	Msgs   []string
 	// MsgBlock is every message of a sealed chunk back to back (Msgs are its
-	// substrings) and MsgStarts the offset of each; empty for open chunks.
+	// substrings; in c values of version 6 each may be followed by a NUL)
+	// and MsgStarts the offset of each; empty for open chunks.
 	MsgBlock  string
 	MsgStarts []int32
 	Traces    []string
@@ -155,7 +156,7 @@ func (l *Lines) Record(i int) model.Record {
 //
 // Each value is a column directory followed by the columns:
 //
-//	version byte (t values: 2, see timesVersion; c values: 5, see textVersion)
+//	version byte (t values: 2, see timesVersion; c values: 6, see textVersion)
 //	count uvarint (lines)
 //	ncols uvarint, then per column its stored length uvarint
 //	column bytes, in order, each a codec byte (0 raw, 1 zstd) and the data
@@ -167,8 +168,10 @@ func (l *Lines) Record(i int) model.Record {
 //	  version 1, still read: zig-zag varints)
 //	1 levels: one byte per line
 //	2 message lengths (c value version 4: byte planes, chunk_codec.go;
-//	  before, uvarint each), 3 message bytes, concatenated (c value version
-//	  3: in blocks, each with a filter of its words: chunk_blocks.go)
+//	  before, uvarint each; c value version 6: empty when every message
+//	  is followed by a NUL in its block instead), 3 message bytes,
+//	  concatenated (c value version 3: in blocks, each with a filter of its
+//	  words: chunk_blocks.go)
 //	4 trace ids, 5 span ids: uvarint length + bytes each
 //	6 attributes: per line uvarint n, then n x (key, value) as uvarint length + bytes
 //	7 seqs: zig-zag varint deltas from the previous line's (c value version 2;
@@ -239,7 +242,10 @@ func encodeChunkDict(l *Lines, toks *chunkToks, version byte, dict *zstd.Encoder
 	}
 	cols[colLevels] = compress(b)
 	b = b[:0]
-	if version >= 4 {
+	sep := version >= 6 && !anyNUL(l.Msgs)
+	if sep {
+		// Each message is followed by a NUL in its block: no lengths.
+	} else if version >= 4 {
 		b = appendLenPlanes(b, l.Msgs)
 	} else {
 		for _, m := range l.Msgs {
@@ -255,7 +261,7 @@ func encodeChunkDict(l *Lines, toks *chunkToks, version byte, dict *zstd.Encoder
 		if version < 5 {
 			dict = nil
 		}
-		cols[colMsgs] = encodeMsgBlocks(&b, l.Msgs, blockLines(n, version), filters, dict)
+		cols[colMsgs] = encodeMsgBlocks(&b, l.Msgs, blockLines(n, version), filters, dict, sep)
 	} else {
 		b = b[:0]
 		for _, m := range l.Msgs {
@@ -292,14 +298,16 @@ func encodeChunkDict(l *Lines, toks *chunkToks, version byte, dict *zstd.Encoder
 	return packColumns(tver, n, cols[:colMsgLens]), packColumns(version, n, cols[colMsgLens:])
 }
 
-// textVersion 5 compresses message blocks with the day's dictionary once it
+// textVersion 6 ends each message with a NUL in its block when no message
+// of the chunk holds one, and then stores no message lengths (an empty
+// lengths column; msgSeparated); textVersion 5 compresses message blocks with the day's dictionary once it
 // has one (msgdict.go); since 4, the message lengths are in byte planes
 // (appendLenPlanes; before: uvarints); since 3, messages are in blocks with word filters
 // (version 2: one column); since 2, seqs are zig-zag deltas (version 1:
 // plain uvarints). timesVersion 2 (written with text version 4) stores times
 // split (encodeTimes; version 1: zig-zag varint deltas).
 const (
-	textVersion  = 5
+	textVersion  = 6
 	timesVersion = 2
 )
 
@@ -451,6 +459,7 @@ type textParts struct {
 	n        int
 	word     string    // leave out the lines not holding it (Lines.Word)
 	lineLens []int32   // the message lengths, read
+	sep      bool      // each message is followed by a NUL (msgSeparated)
 	bufs     []*[]byte // from textBufs, for Lines.Release
 }
 
@@ -528,11 +537,13 @@ func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*tex
 	if err != nil {
 		return nil, err
 	}
-	if p.lineLens, err = decodeLens(p.version, lens, n); err != nil {
+	if p.sep = msgSeparated(p.version, lens); p.sep {
+		p.lineLens = int32Cols.get(n) // read from the blocks
+	} else if p.lineLens, err = decodeLens(p.version, lens, n); err != nil {
 		return nil, err
 	}
 	if p.version >= 3 {
-		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, &p.bufs, dec) // not cv's memory
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, p.sep, &p.bufs, dec) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}
@@ -554,7 +565,7 @@ func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*tex
 // kept, and not at all (not even decompressed) when none is.
 func (l *Lines) setText(p *textParts) error {
 	n := p.n
-	if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip); err != nil {
+	if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip, p.sep); err != nil {
 		return err
 	}
 	var err error

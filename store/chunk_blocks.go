@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strings"
@@ -65,9 +66,10 @@ func blockLines(n int, version byte) int {
 
 // encodeMsgBlocks encodes the messages as blocks of bl lines (blockLines)
 // with the given filters (nil: none) and dictionary encoder (nil: none),
-// using *bp as scratch (kept grown for the next chunk). The blocks are
-// compressed one after another into one pooled buffer, not each into its own.
-func encodeMsgBlocks(bp *[]byte, msgs []string, bl int, filters *msgFilters, dict *zstd.Encoder) []byte {
+// using *bp as scratch (kept grown for the next chunk); with sep, each
+// message is followed by a NUL (msgSeparated). The blocks are compressed
+// one after another into one pooled buffer, not each into its own.
+func encodeMsgBlocks(bp *[]byte, msgs []string, bl int, filters *msgFilters, dict *zstd.Encoder, sep bool) []byte {
 	enc := zenc
 	if dict != nil {
 		enc = dict
@@ -83,6 +85,9 @@ func encodeMsgBlocks(bp *[]byte, msgs []string, bl int, filters *msgFilters, dic
 		b = b[:0]
 		for _, m := range msgs[i*bl : min(len(msgs), (i+1)*bl)] {
 			b = append(b, m...)
+			if sep {
+				b = append(b, 0)
+			}
 		}
 		z = appendCompressed(enc, z, b)
 		ends[i] = len(z)
@@ -174,8 +179,11 @@ func (b *msgBlock) mayHold(word string) bool {
 // others are left out, and skip (when any) marks those lines. The buffer
 // they are in comes from textBufs, noted in bufs. lineLens are the
 // message lengths (decodeLens): each block must decompress to its lines'
-// lengths.
-func decodeMsgBlocks(c []byte, lineLens []int32, word string, bufs *[]*[]byte, dec *zstd.Decoder) (msgs []byte, skip []bool, err error) {
+// lengths. With sep, each message is followed by a NUL instead
+// (msgSeparated): the lengths of the lines of the blocks decompressed are
+// read from them into lineLens, and each must hold one NUL a line, the
+// last at its end.
+func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]*[]byte, dec *zstd.Decoder) (msgs []byte, skip []bool, err error) {
 	n := len(lineLens)
 	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
@@ -189,6 +197,9 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, bufs *[]*[]byte, d
 	total := 0
 	k := 0
 	for i := range blocks {
+		if sep {
+			sizes[i] = contentSize(blocks[i].stored) // for the buffer only
+		}
 		for _, ml := range lineLens[k : k+blocks[i].lines] {
 			if sizes[i] += int(ml); sizes[i] > maxMsgBytes {
 				return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
@@ -224,7 +235,14 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, bufs *[]*[]byte, d
 			if msgs, err = decompressAppend(msgs, b.stored, dec); err != nil {
 				return nil, nil, err
 			}
-			if len(msgs)-before != sizes[i] {
+			if sep {
+				if len(msgs) > maxMsgBytes {
+					return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+				}
+				if err := separatedLens(msgs[before:], lineLens[line:line+b.lines]); err != nil {
+					return nil, nil, fmt.Errorf("%w (block %d)", err, i)
+				}
+			} else if len(msgs)-before != sizes[i] {
 				return nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
 			}
 		}
@@ -251,21 +269,26 @@ func decompressAppend(dst, c []byte, dec *zstd.Decoder) ([]byte, error) {
 
 // setMsgsLens cuts the message bytes into l's lines by their lengths
 // (decodeLens); the lines skip marks have no bytes in all and get empty
-// messages. lineLens becomes MsgStarts.
-func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool) error {
+// messages. With sep, each message is followed by a NUL in all. lineLens
+// becomes MsgStarts.
+func (l *Lines) setMsgsLens(lineLens []int32, all []byte, skip []bool, sep bool) error {
 	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
 	l.Msgs = stringCols.get(len(lineLens))
+	after := 0
+	if sep {
+		after = 1
+	}
 	p := 0
 	for i, ml := range lineLens {
 		lineLens[i] = int32(p)
 		if skip != nil && skip[i] {
 			continue
 		}
-		if len(s)-p < int(ml) {
+		if len(s)-p < int(ml)+after {
 			return fmt.Errorf("%w: messages", errCorrupt)
 		}
 		l.Msgs[i] = s[p : p+int(ml)]
-		p += int(ml)
+		p += int(ml) + after
 	}
 	l.MsgStarts = lineLens
 	l.MsgBlock = s
@@ -328,4 +351,56 @@ func (l *Lines) keepHolding(word string) {
 		}
 	}
 	l.Word = word
+}
+
+// anyNUL reports whether a message holds a NUL byte (its chunk then stores
+// message lengths: msgSeparated).
+func anyNUL(msgs []string) bool {
+	for _, m := range msgs {
+		if strings.IndexByte(m, 0) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// msgSeparated reports whether a c value of version ver whose message
+// lengths column decompressed to lens ends each message with a NUL in its
+// block instead (version 6 on, when no message holds one: the column is
+// then empty).
+func msgSeparated(ver byte, lens []byte) bool { return ver >= 6 && len(lens) == 0 }
+
+// separatedLens reads the lengths of the messages of a decompressed block
+// of separated messages (msgSeparated) into lens, one per line: the block
+// must hold exactly len(lens) NULs, the last at its end.
+func separatedLens(block []byte, lens []int32) error {
+	p := 0
+	for i := range lens {
+		j := bytes.IndexByte(block[p:], 0)
+		if j < 0 {
+			return fmt.Errorf("%w: message block of %d lines has %d", errCorrupt, len(lens), i)
+		}
+		lens[i] = int32(j)
+		p += j + 1
+	}
+	if p != len(block) {
+		return fmt.Errorf("%w: message block of %d lines has more", errCorrupt, len(lens))
+	}
+	return nil
+}
+
+// contentSize is the size a stored block says it decompresses to (0 when
+// it does not say, or says more than maxMsgBytes).
+func contentSize(c []byte) int {
+	if len(c) == 0 {
+		return 0
+	}
+	if c[0] == codecRaw {
+		return len(c) - 1
+	}
+	var h zstd.Header
+	if h.Decode(c[1:]) == nil && h.HasFCS && h.FrameContentSize <= maxMsgBytes {
+		return int(h.FrameContentSize)
+	}
+	return 0
 }

@@ -30,6 +30,9 @@ import (
 // little-endian, p the bytes of the longest (1-4), stored plane by plane:
 // the raw column is p, then the n low bytes, the n next ones... so that
 // zstd codes each plane on its own (1.5 B/line as uvarints, 0.9 as planes).
+// Since c value version 6 a chunk whose messages hold no NUL stores none:
+// each message is followed by a NUL in its block (msgSeparated), which
+// costs less than the lengths (c values 34.4 -> 33.3 B/line).
 
 // encodeTimes returns the stored times column (version 2) of ts.
 func encodeTimes(ts []int64, minT int64) []byte {

@@ -2,8 +2,10 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -77,7 +79,7 @@ func TestChunkWordBlocks(t *testing.T) {
 		t.Fatalf("c value version %d", cv[0])
 	}
 	_, cv2 := encodeChunkVersion(l, nil, 2)
-	all := blockBytes(l.Msgs)
+	all := blockBytes(l.Msgs) + n // each followed by a NUL (version 6)
 	for _, tc := range []struct {
 		name, word string
 		cv         []byte
@@ -85,10 +87,10 @@ func TestChunkWordBlocks(t *testing.T) {
 		block      int // bytes of messages decompressed
 	}{
 		{"whole", "", cv, 0, all},
-		{"word in block 2", "deadlock", cv, n - 1, blockBytes(l.Msgs[512:768])},
+		{"word in block 2", "deadlock", cv, n - 1, blockBytes(l.Msgs[512:768]) + 256},
 		{"word in every block", "request", cv, 1, all},
 		{"word nowhere", "nosuchword", cv, n, 0},
-		{"version 2", "deadlock", cv2, n - 1, all},
+		{"version 2", "deadlock", cv2, n - 1, all - n},
 	} {
 		got, err := decodeChunk(meta, tv, nil)
 		if err == nil {
@@ -171,6 +173,78 @@ func TestChunkTimesLensVersions(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// Version 6 ends each message with a NUL in its block and stores no
+// lengths, unless a message of the chunk holds a NUL (lengths as version
+// 5); a block whose NULs do not match its lines is corrupt.
+func TestChunkSeparatedMessages(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const n = 700
+	l := randLines(rng, n)
+	for i, m := range l.Msgs {
+		l.Msgs[i] = strings.ReplaceAll(m, "\x00", "")
+	}
+	l.Msgs[3] = "" // an empty message is a lone NUL
+	withNUL := *l
+	withNUL.Msgs = append([]string(nil), l.Msgs...)
+	withNUL.Msgs[650] = "a\x00b deadlock"
+	for _, tc := range []struct {
+		name string
+		l    *Lines
+		lens bool
+	}{{"no NUL", l, false}, {"a NUL", &withNUL, true}} {
+		tv, cv := encodeChunk(tc.l)
+		_, cols, err := splitColumns(cv, numCols-colMsgLens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lens, err := decompress(cols[0])
+		if cv[0] != 6 || err != nil || (len(lens) > 0) != tc.lens {
+			t.Fatalf("%s: version %d, %d bytes of lengths (%v)", tc.name, cv[0], len(lens), err)
+		}
+		for _, word := range []string{"", "deadlock", "nosuchword"} {
+			got, err := decodeChunk(tc.l.Meta, tv, nil)
+			if err == nil {
+				err = got.decodeTextWord(cv, word, zdec)
+			}
+			if err != nil {
+				t.Fatalf("%s, %q: %v", tc.name, word, err)
+			}
+			for i := range n {
+				if got.Skipped != nil && got.Skipped[i] {
+					continue
+				}
+				if s := int(got.MsgStarts[i]); got.Msgs[i] != tc.l.Msgs[i] || got.MsgBlock[s:s+len(got.Msgs[i])] != tc.l.Msgs[i] || got.Seqs[i] != tc.l.Seqs[i] {
+					t.Fatalf("%s, %q: line %d: %q, want %q", tc.name, word, i, got.Msgs[i], tc.l.Msgs[i])
+				}
+			}
+		}
+	}
+	// Blocks with a NUL too many, or without the last one.
+	tv, cv := encodeChunk(l)
+	_, cols, _ := splitColumns(cv, numCols-colMsgLens)
+	extra := append([]string(nil), l.Msgs...)
+	extra[300] = "x\x00y"
+	short := make([]string, n)
+	for i, m := range l.Msgs {
+		short[i] = m + "\x00"
+	}
+	short[n-1] = l.Msgs[n-1]
+	for name, blocks := range map[string][]byte{
+		"extra NUL":   encodeMsgBlocks(new([]byte), extra, blockLines(n, 6), nil, nil, true),
+		"no last NUL": encodeMsgBlocks(new([]byte), short, blockLines(n, 6), nil, nil, false),
+	} {
+		cols[colMsgs-colMsgLens] = blocks
+		bad := packColumns(6, n, cols)
+		got, err := decodeChunk(l.Meta, tv, nil)
+		if err == nil {
+			err = got.decodeText(bad, zdec)
+		}
+		if !errors.Is(err, errCorrupt) {
+			t.Fatalf("%s: %v, want a corrupt chunk", name, err)
 		}
 	}
 }

@@ -58,7 +58,13 @@
 //	            message lengths are in byte planes (chunk_codec.go); since
 //	            version 5 the blocks hold 256 lines (512 before) and are
 //	            compressed with the day's message dictionary once it has
-//	            one (msgdict.go); versions 1-4 are still read
+//	            one (msgdict.go); since version 6, when no message of the
+//	            chunk holds a NUL byte, each message is followed by a NUL
+//	            in its block and the lengths column is empty (a reader
+//	            finds the lengths in the blocks it decompresses; a block
+//	            whose NULs are not one a line is corrupt), else the
+//	            lengths are stored as in version 5; versions 1-5 are
+//	            still read
 //	m<day><id>  chunk metadata (encodeMeta in chunk.go): stream, first line,
 //	            count, min/max time, lines per level, labels
 //	b<day><id>  bloom filter of the chunk's id-like tokens (tokens.go): one

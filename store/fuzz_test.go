@@ -112,6 +112,13 @@ func chunkSeeds() [][2][]byte {
 		out = append(out, [2][]byte{bytes.Clone(tv1), bytes.Clone(cv2)})
 		_, cv3 := encodeChunkVersion(l, chunkTokensFor(l, 3), 3)
 		out = append(out, [2][]byte{bytes.Clone(tv1), bytes.Clone(cv3)})
+		_, cv5 := encodeChunkVersion(l, chunkTokensFor(l, 5), 5)
+		out = append(out, [2][]byte{bytes.Clone(tv), bytes.Clone(cv5)})
+		for i, m := range l.Msgs { // version 6 with messages followed by NULs
+			l.Msgs[i] = strings.ReplaceAll(m, "\x00", "")
+		}
+		tv6, cv6 := encodeChunk(l)
+		out = append(out, [2][]byte{bytes.Clone(tv6), bytes.Clone(cv6)})
 	}
 	return out
 }

@@ -82,6 +82,9 @@ func TestLoadWord(t *testing.T) {
 			for i := range l.Len() {
 				if v == 2 || i/bl == 100/bl || i/bl == 1400/bl {
 					decompressed += len(whole.Msgs[i])
+					if v >= 6 {
+						decompressed++ // its NUL
+					}
 				}
 			}
 			if len(l.MsgBlock) != decompressed {
