@@ -147,26 +147,7 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 			}
 		}
 	}
-	var d xxhash.Digest
-	for _, as := range l.Attrs {
-		for _, a := range as {
-			if attrInBloom(a.Value) {
-				ids = append(ids, hashPair(&d, a.Key, a.Value)) // = attrToken's hash
-			} else {
-				attrs[a] = struct{}{}
-			}
-		}
-	}
-	for _, t := range l.Traces {
-		if t != "" {
-			ids = append(ids, hashPair(&d, FieldTrace, t))
-		}
-	}
-	for _, t := range l.Spans {
-		if t != "" {
-			ids = append(ids, hashPair(&d, FieldSpan, t))
-		}
-	}
+	ids = appendFieldHashes(ids, l, attrs)
 	ids, sc.set = distinct(ids, sc.set)
 	ct := &chunkToks{bloom: newBloom(len(ids))}
 	for _, h := range ids {
@@ -192,6 +173,33 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 		}
 	}
 	return ct
+}
+
+// appendFieldHashes appends the bloom hashes of l's trace and span ids and
+// of its attributes that go to the bloom filter; the other attributes go
+// to attrs.
+func appendFieldHashes(ids []uint64, l *Lines, attrs map[model.Attr]struct{}) []uint64 {
+	var d xxhash.Digest
+	for _, as := range l.Attrs {
+		for _, a := range as {
+			if attrInBloom(a.Value) {
+				ids = append(ids, hashPair(&d, a.Key, a.Value)) // = attrToken's hash
+			} else {
+				attrs[a] = struct{}{}
+			}
+		}
+	}
+	for _, t := range l.Traces {
+		if t != "" {
+			ids = append(ids, hashPair(&d, FieldTrace, t))
+		}
+	}
+	for _, t := range l.Spans {
+		if t != "" {
+			ids = append(ids, hashPair(&d, FieldSpan, t))
+		}
+	}
+	return ids
 }
 
 // blockFilters returns the word filters of nb message blocks from the
