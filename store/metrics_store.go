@@ -623,6 +623,10 @@ func readHistogram(r *wire.Reader) (model.HistogramSample, error) {
 	if (enc != chunkenc.EncHistogram && enc != chunkenc.EncFloatHistogram) || len(b) < chunkHeaderLen(enc) {
 		return h, fmt.Errorf("%w: metrics wal histogram encoding %d", errCorrupt, enc)
 	}
+	// A corrupt record could claim billions of buckets (as a chunk could).
+	if err := checkHistogramLayout(b); err != nil {
+		return h, err
+	}
 	c, err := chunkenc.FromData(enc, b)
 	if err != nil {
 		return h, err
