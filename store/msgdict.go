@@ -178,8 +178,28 @@ func (d *msgDicts) dropEncoders() {
 // sample notes the messages of a chunk of day sealed without a dictionary.
 // Once dictSampleChunks are noted it makes the day's dictionary and returns
 // it, to be written (then added with add); nil until then, and when the day
-// has one or it cannot be made.
+// has one or it cannot be made. The dictionary is made without holding mu:
+// other sealers go on (with other days' encoders) meanwhile.
 func (d *msgDicts) sample(day uint32, msgs []string) []byte {
+	samples := d.note(day, msgs)
+	if samples == nil {
+		return nil
+	}
+	raw, err := buildMsgDict(day, samples)
+	if err != nil {
+		d.mu.Lock()
+		if ds := d.train[day]; ds != nil {
+			ds.failed = true
+		}
+		d.mu.Unlock()
+		return nil
+	}
+	return raw
+}
+
+// note adds a chunk's samples to day's; once there are enough it returns
+// them all (and marks the day built), else nil.
+func (d *msgDicts) note(day uint32, msgs []string) [][]byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.days[day] != nil {
@@ -203,14 +223,9 @@ func (d *msgDicts) sample(day uint32, msgs []string) []byte {
 	if ds.chunks++; ds.chunks < dictSampleChunks {
 		return nil
 	}
-	raw, err := buildMsgDict(day, ds.msgs)
-	ds.msgs = nil
-	if err != nil {
-		ds.failed = true
-		return nil
-	}
-	ds.built = true
-	return raw
+	samples := ds.msgs
+	ds.msgs, ds.built = nil, true
+	return samples
 }
 
 // fewerSampledDays makes room to sample one more day: the samples of the
