@@ -264,7 +264,7 @@ func TestSlowBodies(t *testing.T) {
 	}
 	noHeaders := open("POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\n")
 	// Every slow push is in its handler, reading its body: each holds its
-	// first buffer (64 KiB, server/body.go bodyChunk) of the body budget.
+	// first segment (256 KiB, server/body.go bodySegment) of the body budget.
 	waitFor(t, s, "72 slow bodies being read", func() bool {
 		return s.metric(t, "shiplog_request_body_bytes_inflight") >= 72*64<<10
 	})

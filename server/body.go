@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -24,9 +25,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
-
-// bodyChunk is the first buffer of a body read.
-const bodyChunk = 64 << 10
 
 // bodyMem is what one request holds of the body budget. Not safe for
 // concurrent use; release it when the request's buffers are dropped.
@@ -85,37 +83,75 @@ func (m *bodyMem) release() { m.give(m.held) }
 // BodyBytesInflight is the bytes of request bodies held now.
 func (lm *Limiter) BodyBytesInflight() int64 { return lm.body.Load() }
 
+// bodySegment is the size of the pieces a body of unknown length is read
+// into before it is joined.
+const bodySegment = 256 << 10
+
+// bodySegments are pieces of bodies being read, reused: a body of unknown
+// length is read into them and joined into one buffer of its exact length,
+// rather than grown by doubling, which leaves as much garbage as it keeps (a
+// storm of large bodies then took the heap to twice the body budget and
+// more).
+var bodySegments = sync.Pool{New: func() any { return new([bodySegment]byte) }}
+
 // readAll appends what rd yields to buf (whose capacity m already holds) until
-// EOF, growing buf as data arrives, each new buffer reserved before it is
-// made. More than limit bytes is a *http.MaxBytesError.
+// EOF. What does not fit in buf is read into segments, each reserved before
+// it is taken, and the whole is then copied into one buffer of its length
+// (reserved too). More than limit bytes is a *http.MaxBytesError.
 func (m *bodyMem) readAll(buf []byte, rd io.Reader, limit int64) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			if int64(len(buf)) > limit {
-				return nil, &http.MaxBytesError{Limit: limit}
-			}
-			// One byte beyond the limit shows a body over it.
-			n := min(max(2*int64(cap(buf)), bodyChunk), limit+1)
-			if err := m.take(n); err != nil {
-				return nil, err
-			}
-			nb := make([]byte, len(buf), n)
-			copy(nb, buf)
-			m.give(int64(cap(buf)))
-			buf = nb
+	var segs []*[bodySegment]byte
+	defer func() {
+		for _, sg := range segs {
+			bodySegments.Put(sg)
+			m.give(bodySegment)
 		}
-		k, err := rd.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+k]
-		if err == io.EOF {
-			if int64(len(buf)) > limit {
-				return nil, &http.MaxBytesError{Limit: limit}
+	}()
+	n := int64(len(buf))
+	for {
+		var p []byte
+		if len(buf) < cap(buf) {
+			p = buf[len(buf):cap(buf)]
+		} else {
+			sn := n - int64(len(buf)) // bytes in segments
+			if sn == int64(len(segs))*bodySegment {
+				if n > limit {
+					return nil, &http.MaxBytesError{Limit: limit}
+				}
+				if err := m.take(bodySegment); err != nil {
+					return nil, err
+				}
+				segs = append(segs, bodySegments.Get().(*[bodySegment]byte))
 			}
-			return buf, nil
+			p = segs[len(segs)-1][sn-int64(len(segs)-1)*bodySegment:]
+		}
+		k, err := rd.Read(p)
+		n += int64(k)
+		if len(segs) == 0 {
+			buf = buf[:len(buf)+k]
+		}
+		if err == io.EOF {
+			break
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+	if n > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	if len(segs) == 0 {
+		return buf, nil
+	}
+	if err := m.take(n); err != nil {
+		return nil, err
+	}
+	out := make([]byte, n)
+	k := copy(out, buf)
+	for _, sg := range segs {
+		k += copy(out[k:], sg[:])
+	}
+	m.give(int64(cap(buf)))
+	return out, nil
 }
 
 // contentEncoding is the request's Content-Encoding: "" (none) or "gzip";
@@ -164,12 +200,16 @@ func (m *bodyMem) decode(enc string, raw []byte, limit int64) ([]byte, error) {
 		}
 		return raw, nil
 	}
+	buf, err := m.gzipBuffer(raw, limit)
+	if err != nil {
+		return nil, err
+	}
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, invalid("gzip body: %v", err)
 	}
 	defer zr.Close()
-	out, err := m.readAll(nil, zr, limit)
+	out, err := m.readAll(buf, zr, limit)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -181,6 +221,36 @@ func (m *bodyMem) decode(enc string, raw []byte, limit int64) ([]byte, error) {
 		return nil, invalid("gzip body: %v", err)
 	}
 	return out, nil
+}
+
+// maxDeflateRatio is the most deflate makes of one byte: a 258-byte match
+// coded in as little as two bits, about 1032 to 1.
+const maxDeflateRatio = 1032
+
+// gzipBuffer is the buffer (reserved from the budget) to decompress the gzip
+// body raw into, sized by the length its trailer gives, so that it is made
+// once rather than grown by doubling (which leaves as much garbage as it
+// keeps). The trailer's ISIZE is the last member's length modulo 2^32, so
+// a body whose ISIZE is over limit is over it too (were it a lie, the body
+// would fail gzip's own check): it is refused before any work. A length the
+// compressed bytes cannot hold is no hint (nil buffer: it grows); a length
+// under the truth (more members) only starts the growth.
+func (m *bodyMem) gzipBuffer(raw []byte, limit int64) ([]byte, error) {
+	if len(raw) < 18 { // a header and a trailer
+		return nil, nil
+	}
+	n := int64(binary.LittleEndian.Uint32(raw[len(raw)-4:]))
+	if n > limit {
+		return nil, &tooLarge{limit: limit, msg: fmt.Sprintf("body decompresses to %d bytes (its gzip trailer says), over the limit of %d", n, limit)}
+	}
+	if n > int64(len(raw))*maxDeflateRatio {
+		return nil, nil
+	}
+	// One byte more, so that the end is seen without growing.
+	if err := m.take(n + 1); err != nil {
+		return nil, err
+	}
+	return make([]byte, 0, n+1), nil
 }
 
 // maxSnappyLen is the most that n bytes of snappy's block format can decode
@@ -294,13 +364,36 @@ type grpcGzip struct {
 func (grpcGzip) Type() string { return "gzip" }
 
 func (d grpcGzip) Do(r io.Reader) ([]byte, error) {
-	zr, err := gzip.NewReader(r)
+	mem := d.lm.bodyMem()
+	mem.wait = time.Second
+	defer mem.release()
+	// The compressed message is read whole first (it is within the message
+	// limit already), so that its trailer can size the output.
+	var raw []byte
+	if rr, ok := r.(interface{ Remaining() int }); ok && int64(rr.Remaining()) <= d.max {
+		if err := mem.take(int64(rr.Remaining()) + 1); err != nil {
+			return nil, err
+		}
+		raw = make([]byte, 0, rr.Remaining()+1)
+	}
+	raw, err := mem.readAll(raw, r, d.max)
+	if err != nil {
+		return nil, err
+	}
+	// Over the limit, one byte more is made (not refused here), so that
+	// gRPC answers ResourceExhausted: its answer to a decompressor's error
+	// is Internal.
+	buf, err := mem.gzipBuffer(raw, d.max)
+	if errors.As(err, new(*tooLarge)) {
+		buf, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, err
 	}
 	defer zr.Close()
-	mem := d.lm.bodyMem()
-	mem.wait = time.Second
-	defer mem.release()
-	return mem.readAll(nil, io.LimitReader(zr, d.max+1), d.max+1)
+	return mem.readAll(buf, io.LimitReader(zr, d.max+1), d.max+1)
 }

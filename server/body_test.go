@@ -180,25 +180,25 @@ func TestBodyBudget(t *testing.T) {
 	lm := testBodyLimiter(t, 2<<20)
 	a := lm.bodyMem()
 	small, err := a.readAll(nil, &trickle{n: 10, k: 10}, 64<<20)
-	if err != nil || len(small) != 10 || cap(small) > bodyChunk {
+	if err != nil || len(small) != 10 || cap(small) != 10 {
 		t.Fatalf("10 bytes: len %d cap %d err %v", len(small), cap(small), err)
 	}
 	a.release()
-	big, err := a.readAll(nil, &trickle{n: 600 << 10, k: 4096}, 64<<20)
-	if err != nil || len(big) != 600<<10 {
-		t.Fatalf("600KiB: %d %v", len(big), err)
+	big, err := a.readAll(nil, &trickle{n: 900 << 10, k: 4096}, 64<<20)
+	if err != nil || len(big) != 900<<10 || cap(big) != 900<<10 {
+		t.Fatalf("900KiB: len %d cap %d %v", len(big), cap(big), err)
 	}
-	if held := lm.BodyBytesInflight(); held < 600<<10 || held > 2*600<<10 {
-		t.Errorf("600KiB body holds %d bytes of the budget", held)
+	if held := lm.BodyBytesInflight(); held != 900<<10 {
+		t.Errorf("900KiB body holds %d bytes of the budget", held)
 	}
 	b := lm.bodyMem()
-	_, err = b.readAll(nil, &trickle{n: 600 << 10, k: 4096}, 64<<20)
+	_, err = b.readAll(nil, &trickle{n: 900 << 10, k: 4096}, 64<<20)
 	if status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("second 600KiB body in a 2MiB budget: %v", err)
+		t.Fatalf("second 900KiB body in a 2MiB budget: %v", err)
 	}
 	b.release()
 	a.release()
-	if _, err := b.readAll(nil, &trickle{n: 600 << 10, k: 4096}, 64<<20); err != nil {
+	if _, err := b.readAll(nil, &trickle{n: 900 << 10, k: 4096}, 64<<20); err != nil {
 		t.Fatalf("after the first was released: %v", err)
 	}
 	b.release()
@@ -336,5 +336,106 @@ func TestGRPCGzip(t *testing.T) {
 			t.Errorf("no room: %v", err)
 		}
 		hog.release()
+	})
+}
+
+// A gzip body decompresses into one buffer of the length its trailer gives;
+// a trailer over the limit is refused before any work, one the compressed
+// bytes cannot hold is no hint, one that lies fails gzip's own check, and a
+// body of more members than the last (whose length the trailer gives) still
+// decodes whole.
+func TestGzipTrailer(t *testing.T) {
+	gz := func(parts ...[]byte) []byte {
+		var zb bytes.Buffer
+		for _, p := range parts {
+			zw := gzip.NewWriter(&zb)
+			_, _ = zw.Write(p)
+			_ = zw.Close()
+		}
+		return zb.Bytes()
+	}
+	lm := testBodyLimiter(t, 64<<20)
+	mem := lm.bodyMem()
+	defer mem.release()
+	text := bytes.Repeat([]byte("a line of text\n"), 10000)
+	out, err := mem.decode("gzip", gz(text), 4<<20)
+	if err != nil || !bytes.Equal(out, text) || cap(out) != len(text)+1 {
+		t.Fatalf("decode: len %d cap %d err %v", len(out), cap(out), err)
+	}
+	if held := lm.BodyBytesInflight(); held != int64(len(text))+1 {
+		t.Errorf("holds %d bytes for a body of %d", held, len(text))
+	}
+	mem.release()
+
+	// Two members: the trailer gives the second's length only.
+	out, err = mem.decode("gzip", gz(text, []byte("end\n")), 4<<20)
+	if err != nil || len(out) != len(text)+4 || string(out[len(out)-4:]) != "end\n" {
+		t.Fatalf("two members: len %d err %v", len(out), err)
+	}
+	mem.release()
+
+	// A trailer over the limit: 413 at once.
+	body := gz(make([]byte, 5<<20))
+	_, err = mem.decode("gzip", body, 4<<20)
+	if !errors.As(err, new(*http.MaxBytesError)) || !strings.Contains(err.Error(), "gzip trailer") {
+		t.Errorf("trailer over the limit: %v", err)
+	}
+	mem.release()
+
+	// A lying trailer: no more is reserved than the bytes can hold, and the
+	// body fails gzip's check.
+	small := gz([]byte("hello"))
+	binary.LittleEndian.PutUint32(small[len(small)-4:], 3<<20)
+	if _, err := mem.decode("gzip", small, 4<<20); !errors.Is(err, errInvalid) {
+		t.Errorf("lying trailer: %v", err)
+	}
+	mem.release()
+	binary.LittleEndian.PutUint32(small[len(small)-4:], 2)
+	if _, err := mem.decode("gzip", small, 4<<20); !errors.Is(err, errInvalid) {
+		t.Errorf("trailer under the truth: %v", err)
+	}
+	mem.release()
+	if n := lm.BodyBytesInflight(); n != 0 {
+		t.Errorf("%d bytes held after every release", n)
+	}
+}
+
+// FuzzGzipBody: a gzip body decodes to what gzip itself reads from it, or is
+// refused when gzip refuses it or it is over the limit; the budget is whole
+// again after release.
+func FuzzGzipBody(f *testing.F) {
+	for _, parts := range [][]string{{"hello"}, {"a", "b"}, {strings.Repeat("x", 70000)}, {""}} {
+		var zb bytes.Buffer
+		for _, p := range parts {
+			zw := gzip.NewWriter(&zb)
+			_, _ = zw.Write([]byte(p))
+			_ = zw.Close()
+		}
+		f.Add(zb.Bytes())
+	}
+	lm := testBodyLimiter(f, 8<<20)
+	const limit = 1 << 20
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		mem := lm.bodyMem()
+		out, err := mem.decode("gzip", raw, limit)
+		var want []byte
+		var werr error
+		if zr, zerr := gzip.NewReader(bytes.NewReader(raw)); zerr != nil {
+			werr = zerr
+		} else {
+			want, werr = io.ReadAll(io.LimitReader(zr, limit+1))
+		}
+		switch {
+		case werr == nil && len(want) <= limit:
+			if err != nil || !bytes.Equal(out, want) {
+				t.Fatalf("decode = %d bytes, %v; gzip reads %d bytes", len(out), err, len(want))
+			}
+		case err == nil:
+			t.Fatalf("decoded %d bytes of a body gzip refuses (%v, %d bytes)", len(out), werr, len(want))
+		}
+		mem.release()
+		if n := lm.BodyBytesInflight(); n != 0 {
+			t.Fatalf("%d bytes held after release", n)
+		}
 	})
 }

@@ -34,7 +34,7 @@ type Limits struct {
 // DefaultLimits returns the server's defaults.
 func DefaultLimits() Limits {
 	return Limits{QueryTimeout: 30 * time.Second, MaxConcurrentQueries: 8, MaxTails: 256, MaxInflightBatches: 64, MinFreeDisk: 256 << 20,
-		MaxBodyBytesInflight: 256 << 20}
+		MaxBodyBytesInflight: 128 << 20}
 }
 
 // Limiter enforces Limits.
