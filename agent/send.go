@@ -149,19 +149,7 @@ func (s *Shipper) session(ctx context.Context, addr string, bo *backoff.Exponent
 		return err
 	}
 	resps := make(chan recvResult, s.opts.Window+1)
-	go func() {
-		for {
-			r, err := stream.Recv()
-			select {
-			case resps <- recvResult{r, err}:
-			case <-sctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	go recvLoop(sctx, stream, resps)
 
 	var inflight []*entry
 	var cursor uint64 // id of the last batch sent
@@ -234,6 +222,22 @@ func (s *Shipper) session(ctx context.Context, addr string, bo *backoff.Exponent
 			return fmt.Errorf("%w (%s)", errAckTimeout, s.opts.AckTimeout)
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+}
+
+// recvLoop passes the stream's answers to resps until an error (passed too)
+// or until ctx ends.
+func recvLoop(ctx context.Context, stream shiplogv1.IngestService_PushClient, resps chan<- recvResult) {
+	for {
+		r, err := stream.Recv()
+		select {
+		case resps <- recvResult{r, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
 }
