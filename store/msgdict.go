@@ -92,8 +92,12 @@ func (d *msgDicts) decoder() *zstd.Decoder {
 	return zdec
 }
 
-// load reads every dictionary from Badger (at Open).
-func (d *msgDicts) load(txn *badger.Txn) error {
+// load reads every dictionary from Badger (at Open). A dictionary that
+// zstd cannot use (a damaged record) is left out and returned in bad, so
+// that the store still opens: only the chunks made with it cannot be read
+// (their blocks fail with an unknown dictionary), and no other dictionary
+// is made for its day (it would take the same ID).
+func (d *msgDicts) load(txn *badger.Txn) (bad map[uint32]error, err error) {
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pfxDict}})
 	defer it.Close()
 	d.mu.Lock()
@@ -105,11 +109,38 @@ func (d *msgDicts) load(txn *badger.Txn) error {
 		}
 		raw, err := it.Item().ValueCopy(nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		d.days[binary.BigEndian.Uint32(k[1:])] = &msgDict{raw: raw}
+		day := binary.BigEndian.Uint32(k[1:])
+		if err := checkMsgDict(day, raw); err != nil {
+			if bad == nil {
+				bad = map[uint32]error{}
+			}
+			bad[day] = err
+			d.train[day] = &dictSamples{failed: true}
+			continue
+		}
+		d.days[day] = &msgDict{raw: raw}
 	}
-	return d.rebuildDecoder()
+	return bad, d.rebuildDecoder()
+}
+
+// checkMsgDict tells whether raw is a dictionary zstd can decode with, of
+// day's ID.
+func checkMsgDict(day uint32, raw []byte) error {
+	info, err := zstd.InspectDictionary(raw)
+	if err != nil {
+		return err
+	}
+	if info.ID() != dictID(day) {
+		return fmt.Errorf("dictionary ID %d, want %d", info.ID(), dictID(day))
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderDicts(raw))
+	if err != nil {
+		return err
+	}
+	dec.Close()
+	return nil
 }
 
 // rebuildDecoder makes the decoder of every dictionary. Caller holds mu.

@@ -149,3 +149,90 @@ func waitDict(t *testing.T, s *Store, day uint32) {
 		}
 	}
 }
+
+// A damaged dictionary record does not keep the store from opening: the
+// chunks made with it answer an error, the day's other chunks read, and no
+// other dictionary is made for the day.
+func TestDamagedMessageDictionary(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	o.ChunkMaxLines = 300
+	s := testOpen(t, dir, o)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	day := uint32(t0.Unix() / 86400)
+	appendChunk := func(s *Store, c int) {
+		t.Helper()
+		b := model.Batch{}
+		for i := range o.ChunkMaxLines {
+			n := c*o.ChunkMaxLines + i
+			b.Records = append(b.Records, model.Record{Time: t0.Add(time.Duration(n) * time.Millisecond).UnixNano(),
+				Labels: model.Labels{Service: "api", Host: "h"}, Message: fmt.Sprintf("GET /orders/%d status=200 took=%dms", n*7919%100000, n%300), Seq: uint64(n + 1)})
+		}
+		if _, err := s.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for c := range dictSampleChunks {
+		appendChunk(s, c)
+	}
+	waitDict(t, s, day)
+	appendChunk(s, dictSampleChunks)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(dictKey(day), []byte("not a dictionary")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	count := func(s *Store) (read, failed int) {
+		t.Helper()
+		refs, err := CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, nil, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range refs {
+			l, err := s.Load(ctx, r, true)
+			if err != nil {
+				failed++
+				continue
+			}
+			read += l.Len()
+		}
+		return read, failed
+	}
+	s = testOpen(t, dir, o)
+	read, failed := count(s)
+	if failed == 0 || read == 0 || read+failed*o.ChunkMaxLines != (dictSampleChunks+1)*o.ChunkMaxLines {
+		t.Fatalf("%d lines read, %d chunks failed", read, failed)
+	}
+	// The day makes no new dictionary: new chunks go without and read.
+	for c := dictSampleChunks + 1; c < 2*dictSampleChunks+2; c++ {
+		appendChunk(s, c)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	defer s.Close()
+	if read2, failed2 := count(s); failed2 != failed || read2 != read+(dictSampleChunks+1)*o.ChunkMaxLines {
+		t.Fatalf("after more chunks: %d lines read, %d chunks failed; want %d, %d", read2, failed2, read+(dictSampleChunks+1)*o.ChunkMaxLines, failed)
+	}
+	if err := s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(dictKey(day))
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error {
+			if string(v) != "not a dictionary" {
+				return fmt.Errorf("the damaged dictionary was replaced")
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -508,8 +508,13 @@ func (s *Store) loadMeta() error {
 			}
 		}
 		s.loadAttrKeys(txn)
-		if err := s.dicts.load(txn); err != nil {
+		bad, err := s.dicts.load(txn)
+		if err != nil {
 			return err
+		}
+		for day, err := range bad {
+			s.log.Error("store: the message dictionary is damaged: chunks made with it cannot be read", "day", dayName(day), "err", err)
+			s.m.errors.Inc()
 		}
 		if err := s.loadFloor(txn); err != nil {
 			return err
