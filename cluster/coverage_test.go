@@ -3,9 +3,11 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +96,29 @@ func TestCoverageInValue(t *testing.T) {
 		if !got.Partial || !slices.Contains(got.Missing, part) {
 			p, _ := url.PathUnescape(path)
 			t.Errorf("GET %s: partial %v, missing_partitions %v; want partition %d", p, got.Partial, got.Missing, part)
+		}
+	}
+	// The Loki API says it in its answers' warnings, as Loki 3 does.
+	sel := url.QueryEscape(`{service_name="svc"}`)
+	for _, path := range []string{"/loki/api/v1/query_range?query=" + sel + "&since=1h",
+		"/loki/api/v1/query_range?query=" + url.QueryEscape(`sum by (level) (count_over_time({service_name="svc"}[1m]))`) + "&since=1h",
+		"/loki/api/v1/series?match[]=" + sel, "/loki/api/v1/labels"} {
+		resp, err := http.Get("http://" + srv.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Status   string   `json:"status"`
+			Warnings []string `json:"warnings"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		p, _ := url.QueryUnescape(path)
+		if err != nil || resp.StatusCode != http.StatusOK || got.Status != "success" {
+			t.Fatalf("GET %s: %d %s %v", p, resp.StatusCode, got.Status, err)
+		}
+		if len(got.Warnings) != 1 || !strings.Contains(got.Warnings[0], fmt.Sprintf("partitions [%d", part)) && !strings.Contains(got.Warnings[0], fmt.Sprintf(" %d]", part)) {
+			t.Errorf("GET %s: warnings %q; want one naming partition %d", p, got.Warnings, part)
 		}
 	}
 }

@@ -43,6 +43,7 @@ func (a *lokiAPI) scan(ctx context.Context, q *query.Query, tr model.TimeRange, 
 		if err != nil {
 			return err
 		}
+		noteCoverage(ctx, res.Coverage)
 		for i := range res.Records {
 			more, err := fn(&res.Records[i])
 			if err != nil || !more {
@@ -146,7 +147,7 @@ func (a *lokiAPI) metricResult(ctx context.Context, e logql.Expr, start, end int
 			res = append(res, lokiVector{Metric: s.Labels.Map(), Value: promPoint(s.Points[len(s.Points)-1])})
 		}
 		st.finish(began, len(res))
-		return lokiData{"success", lokiResult{ResultType: "vector", Result: res, Stats: st}}, nil
+		return lokiOK(lokiResult{ResultType: "vector", Result: res, Stats: st}), nil
 	}
 	res := make([]lokiMatrix, 0, len(series))
 	n := 0
@@ -159,7 +160,7 @@ func (a *lokiAPI) metricResult(ctx context.Context, e logql.Expr, start, end int
 		res = append(res, m)
 	}
 	st.finish(began, n)
-	return lokiData{"success", lokiResult{ResultType: "matrix", Result: res, Stats: st}}, nil
+	return lokiOK(lokiResult{ResultType: "matrix", Result: res, Stats: st}), nil
 }
 
 // evaluate feeds ev: by histograms when it can, else by reading the lines.
@@ -255,8 +256,8 @@ func constResult(c *logql.ConstVector, start, end int64, step time.Duration, ins
 	var st lokiStats
 	if instant {
 		st.finish(began, 1)
-		return lokiData{"success", lokiResult{ResultType: "vector", Stats: st,
-			Result: []lokiVector{{Metric: map[string]string{}, Value: promPoint(logql.Point{T: end, V: c.V})}}}}, nil
+		return lokiOK(lokiResult{ResultType: "vector", Stats: st,
+			Result: []lokiVector{{Metric: map[string]string{}, Value: promPoint(logql.Point{T: end, V: c.V})}}}), nil
 	}
 	if (end-start)/int64(step) >= lokiMaxSteps {
 		return nil, invalid("more than %d steps of %s; use a larger step or a shorter range", lokiMaxSteps, step)
@@ -266,5 +267,5 @@ func constResult(c *logql.ConstVector, start, end int64, step time.Duration, ins
 		m.Values = append(m.Values, promPoint(logql.Point{T: t, V: c.V}))
 	}
 	st.finish(began, len(m.Values))
-	return lokiData{"success", lokiResult{ResultType: "matrix", Result: []lokiMatrix{m}, Stats: st}}, nil
+	return lokiOK(lokiResult{ResultType: "matrix", Result: []lokiMatrix{m}, Stats: st}), nil
 }

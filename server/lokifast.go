@@ -13,13 +13,14 @@ import (
 	"github.com/shiplog/shiplog/store"
 )
 
-// catalog is the catalog one request reads (the cluster's in cluster mode).
-// The Loki API's answers have no field for what a cluster's lacked.
+// catalog is the catalog one request reads (the cluster's in cluster mode;
+// what it lacked becomes the answer's warning).
 func (a *lokiAPI) catalog(ctx context.Context) (query.Catalog, error) {
 	c, err := a.core.Backend.Catalog(ctx)
 	if err != nil {
 		return nil, err
 	}
+	noteCoverage(ctx, c.Coverage)
 	return c, nil
 }
 
@@ -174,6 +175,7 @@ func (a *lokiAPI) evaluateFast(ctx context.Context, e logql.Expr, ev *logql.Eval
 		if err != nil {
 			return false, err
 		}
+		noteCoverage(ctx, h.Coverage)
 		for _, b := range h.Buckets {
 			if err := ev.AddCount(c.labels, b.Start, time.Duration(w), b.Count); err != nil {
 				return false, err
@@ -194,6 +196,7 @@ func (a *lokiAPI) evaluateStats(ctx context.Context, ev *logql.Evaluator, tl log
 	if err != nil {
 		return err
 	}
+	noteCoverage(ctx, res.Coverage)
 	if res.OtherGroups > 0 {
 		return invalid("the query makes more than %d series; group by fewer labels or select fewer streams", lokiMaxSeries)
 	}

@@ -98,7 +98,7 @@ func (a *lokiAPI) labels(ctx context.Context, r *http.Request) (any, error) {
 		names = append(names, "service_name")
 	}
 	sort.Strings(names)
-	return lokiData{"success", names}, nil
+	return lokiOK(names), nil
 }
 
 func (a *lokiAPI) labelValues(ctx context.Context, r *http.Request) (any, error) {
@@ -118,7 +118,7 @@ func (a *lokiAPI) labelValues(ctx context.Context, r *http.Request) (any, error)
 		}
 	}
 	sort.Strings(vals)
-	return lokiData{"success", vals}, nil
+	return lokiOK(vals), nil
 }
 
 func (a *lokiAPI) series(ctx context.Context, r *http.Request) (any, error) {
@@ -156,7 +156,7 @@ func (a *lokiAPI) series(ctx context.Context, r *http.Request) (any, error) {
 			out = append(out, ls.Map())
 		}
 	}
-	return lokiData{"success", out}, nil
+	return lokiOK(out), nil
 }
 
 // countOver counts the lines of the shiplog query qs over tr, by histogram.
@@ -173,6 +173,7 @@ func (a *lokiAPI) countOver(ctx context.Context, qs string, tr model.TimeRange) 
 	if err != nil {
 		return 0, err
 	}
+	noteCoverage(ctx, h.Coverage)
 	n := 0
 	for _, b := range h.Buckets {
 		n += b.Count
@@ -264,5 +265,5 @@ func (a *lokiAPI) volume(ctx context.Context, r *http.Request) (any, error) {
 		v.Value = promPoint(logql.Point{T: tr.End, V: float64(counts[k])})
 		res = append(res, *v)
 	}
-	return lokiData{"success", lokiResult{ResultType: "vector", Result: res, Stats: lokiStats{}}}, nil
+	return lokiOK(lokiResult{ResultType: "vector", Result: res, Stats: lokiStats{}}), nil
 }

@@ -9,16 +9,19 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shiplog/shiplog/logql"
 	"github.com/shiplog/shiplog/model"
+	"github.com/shiplog/shiplog/query"
 )
 
 // Bounds of the Loki API.
@@ -95,12 +98,13 @@ func (a *lokiAPI) handle(fn lokiHandler) http.HandlerFunc {
 			return
 		}
 		defer release()
-		out, err := fn(ctx, r)
+		lc := &lokiCoverage{}
+		out, err := fn(context.WithValue(ctx, lokiCoverageKey{}, lc), r)
 		if err != nil {
 			writeHTTPError(w, a.core.Limits.queryError(ctx, lokiError(err)))
 			return
 		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, lc.withWarnings(out))
 	}
 }
 
@@ -216,10 +220,47 @@ func lokiForward(r *http.Request) (bool, error) {
 	return false, invalid("direction %q: want forward or backward", r.FormValue("direction"))
 }
 
-// lokiData is Loki's {"status":"success","data":{...}}.
+// lokiData is Loki's {"status":"success","data":{...}}, with its
+// "warnings" (as Loki 3 and Prometheus give them, and Grafana shows) when a
+// cluster's answer lacked partitions.
 type lokiData struct {
-	Status string `json:"status"`
-	Data   any    `json:"data"`
+	Status   string   `json:"status"`
+	Data     any      `json:"data"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func lokiOK(data any) lokiData { return lokiData{Status: "success", Data: data} }
+
+// lokiCoverage gathers, over one request, what the Backend's answers lacked.
+type lokiCoverage struct {
+	mu  sync.Mutex
+	cov query.Coverage
+}
+
+type lokiCoverageKey struct{}
+
+// noteCoverage records what an answer to ctx's request lacked.
+func noteCoverage(ctx context.Context, c query.Coverage) {
+	lc, _ := ctx.Value(lokiCoverageKey{}).(*lokiCoverage)
+	if lc == nil || !c.Partial() {
+		return
+	}
+	lc.mu.Lock()
+	lc.cov.Add(c.Missing...)
+	lc.mu.Unlock()
+}
+
+// withWarnings adds to out (a lokiData) the warning that the answer is
+// partial, when it is.
+func (lc *lokiCoverage) withWarnings(out any) any {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	d, ok := out.(lokiData)
+	if !ok || !lc.cov.Partial() {
+		return out
+	}
+	d.Warnings = append(d.Warnings, fmt.Sprintf("partial answer: partitions %v have no live owner, or an owner behind what was acked; their lines are missing", lc.cov.Missing))
+	return d
 }
 
 type lokiResult struct {
@@ -283,7 +324,7 @@ func (a *lokiAPI) logResult(ctx context.Context, r *http.Request, le *logql.LogE
 		return nil, err
 	}
 	st.finish(began, streamEntries(streams))
-	return lokiData{"success", lokiResult{ResultType: "streams", Result: streams, Stats: st}}, nil
+	return lokiOK(lokiResult{ResultType: "streams", Result: streams, Stats: st}), nil
 }
 
 // lokiStats is Loki's stats object: the summary filled in, the rest present.
