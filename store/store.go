@@ -178,6 +178,7 @@ type Store struct {
 	db    *badger.DB
 	idx   *indexSet
 	dicts *msgDicts // the days' message dictionaries (msgdict.go)
+	words *dayWords // the days' words, in no chunk document (daywords.go)
 	m     *metrics
 	ms    *metricStore // metric series beside the logs (metrics_*.go)
 	sizes dirSizes     // the data directory as last measured (sizes.go)
@@ -382,6 +383,7 @@ func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registe
 		roWhy:        roWhy,
 		idx:          newIndexSet(filepath.Join(dir, "index")),
 		dicts:        newMsgDicts(),
+		words:        newDayWords(),
 		m:            newMetrics(reg),
 		heads:        map[headKey]*head{},
 		sealing:      map[uint64]*head{},
@@ -509,6 +511,9 @@ func (s *Store) loadMeta() error {
 		}
 		s.loadAttrKeys(txn)
 		if err := s.dicts.load(txn); err != nil {
+			return err
+		}
+		if err := s.words.load(txn); err != nil {
 			return err
 		}
 		if err := s.loadFloor(txn); err != nil {
