@@ -57,6 +57,9 @@ type dayWords struct {
 	mu    sync.RWMutex
 	days  map[uint32]map[string]struct{} // never written once set
 	train map[uint32]*wordCounts
+	// broken are the days whose w value did not decode: any word may be
+	// left out of their documents, so no word is looked up in their index.
+	broken map[uint32]bool
 }
 
 type wordCounts struct {
@@ -67,7 +70,14 @@ type wordCounts struct {
 }
 
 func newDayWords() *dayWords {
-	return &dayWords{days: map[uint32]map[string]struct{}{}, train: map[uint32]*wordCounts{}}
+	return &dayWords{days: map[uint32]map[string]struct{}{}, train: map[uint32]*wordCounts{}, broken: map[uint32]bool{}}
+}
+
+// isBroken reports whether day's words did not decode (dayWords.broken).
+func (d *dayWords) isBroken(day uint32) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.broken[day]
 }
 
 // of returns day's words (nil: none). The map is never written.
@@ -77,8 +87,10 @@ func (d *dayWords) of(day uint32) map[string]struct{} {
 	return d.days[day]
 }
 
-// load reads every day's words from Badger (at Open).
-func (d *dayWords) load(txn *badger.Txn) error {
+// load reads every day's words from Badger (at Open). A value that does not
+// decode marks its day broken (and is returned in broken) rather than
+// failing the Open: its day's searches then take every chunk.
+func (d *dayWords) load(txn *badger.Txn) (broken []uint32, err error) {
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pfxDayWords}})
 	defer it.Close()
 	d.mu.Lock()
@@ -89,19 +101,23 @@ func (d *dayWords) load(txn *badger.Txn) error {
 			continue
 		}
 		day := binary.BigEndian.Uint32(k[1:])
+		var derr error
 		err := it.Item().Value(func(v []byte) error {
-			words, err := decodeDayWords(v)
-			if err != nil {
-				return err
+			var words map[string]struct{}
+			if words, derr = decodeDayWords(v); derr == nil {
+				d.days[day] = words
 			}
-			d.days[day] = words
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("day words of %s: %w", dayName(day), err)
+			return nil, fmt.Errorf("day words of %s: %w", dayName(day), err)
+		}
+		if derr != nil {
+			d.broken[day] = true
+			broken = append(broken, day)
 		}
 	}
-	return nil
+	return broken, nil
 }
 
 // count notes the lines of a chunk of day; once dayWordSampleChunks are
@@ -110,7 +126,7 @@ func (d *dayWords) load(txn *badger.Txn) error {
 func (d *dayWords) count(day uint32, msgs []string) []string {
 	d.mu.RLock()
 	wc := d.train[day]
-	counting := d.days[day] == nil && (wc == nil || !wc.done)
+	counting := d.days[day] == nil && !d.broken[day] && (wc == nil || !wc.done)
 	d.mu.RUnlock()
 	if !counting {
 		return nil
@@ -208,6 +224,7 @@ func (d *dayWords) drop(day uint32) {
 	defer d.mu.Unlock()
 	delete(d.train, day)
 	delete(d.days, day)
+	delete(d.broken, day)
 }
 
 // anyWithPrefix reports whether a word of the set starts with p.

@@ -51,7 +51,7 @@ func TestDayWords(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = testOpen(t, dir, o)
-	defer s.Close()
+	defer func() { s.Close() }()
 
 	words := s.words.of(day)
 	for _, w := range []string{"completed", "status", "get", "api"} {
@@ -73,7 +73,7 @@ func TestDayWords(t *testing.T) {
 	if len(ids) < dayWordSampleChunks || len(ids) >= chunks {
 		t.Errorf("%d documents hold a day word, want the %d sealed before the words at least and not all %d", len(ids), dayWordSampleChunks, chunks)
 	}
-	count := func(c *Cond) int {
+	count := func(c *Cond) int { // on s as it is when called
 		t.Helper()
 		refs, err := CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, c, true))
 		if err != nil {
@@ -97,13 +97,28 @@ func TestDayWords(t *testing.T) {
 			t.Errorf("%s: %d candidate chunks, want %d", tc.name, got, tc.want)
 		}
 	}
+	// Day words that do not decode: any word may be left out of the
+	// day's documents, so every word search takes every chunk.
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(dayWordsKey(day), []byte{dayWordsVersion, 9}) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	if got := count(WordTerm("deadlock", false)); got != chunks {
+		t.Errorf("rare word with broken day words: %d candidate chunks, want all %d", got, chunks)
+	}
+	if got := count(PrefixTerm("deadl")); got != chunks {
+		t.Errorf("prefix with broken day words: %d candidate chunks, want all %d", got, chunks)
+	}
 	if err := s.DropDaysBefore(day + 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.db.View(func(txn *badger.Txn) error { _, err := txn.Get(dayWordsKey(day)); return err }); err != badger.ErrKeyNotFound {
 		t.Fatalf("the dropped day's words: %v", err)
 	}
-	if s.words.of(day) != nil {
+	if s.words.of(day) != nil || s.words.isBroken(day) {
 		t.Fatal("the dropped day's words are still used")
 	}
 }

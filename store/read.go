@@ -195,11 +195,13 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 // dayIndex is what Cond.bleveQuery needs to know of a day's index: its
 // token format, whether a prefix expands to few enough terms in it to be
 // looked up there (narrow), and the day's words (daywords.go: in no
-// document of a chunk sealed after them).
+// document of a chunk sealed after them; with anyWord, the day's words did
+// not decode, and any word may be one).
 type dayIndex struct {
-	format int
-	narrow func(prefix string) bool
-	common map[string]struct{}
+	format  int
+	narrow  func(prefix string) bool
+	common  map[string]struct{}
+	anyWord bool
 }
 
 // bleveQuery translates c into a Bleve query over the chunk documents of a
@@ -213,7 +215,7 @@ func (c *Cond) bleveQuery(x *dayIndex) query.Query {
 	case CondNone:
 		return query.NewMatchNoneQuery()
 	case CondPrefix:
-		if f < 2 || len(c.Value) < MinIndexedPrefix || anyWithPrefix(x.common, c.Value) || !x.narrow(c.Value) {
+		if f < 2 || len(c.Value) < MinIndexedPrefix || x.anyWord || anyWithPrefix(x.common, c.Value) || !x.narrow(c.Value) {
 			return nil
 		}
 		words := query.NewPrefixQuery(c.Value)
@@ -263,7 +265,7 @@ func (c *Cond) bleveQuery(x *dayIndex) query.Query {
 		// A missing label is not in the index: the chunk metadata answers.
 		return nil
 	}
-	if _, ok := x.common[c.Value]; ok && c.Field == FieldWord {
+	if _, ok := x.common[c.Value]; (ok || x.anyWord) && c.Field == FieldWord {
 		return nil // a day word: in no document of the chunks sealed after it
 	}
 	var tq *query.TermQuery
@@ -305,9 +307,10 @@ func (r ChunkRef) InMemory() bool { return r.mem != nil }
 // unindexed ones always pass).
 func (s *Store) dayCandidates(ctx context.Context, day uint32, c *Cond, chunks, unindexed []*ChunkMeta) ([]*ChunkMeta, error) {
 	bq := c.bleveQuery(&dayIndex{
-		format: s.idx.format(day),
-		narrow: func(p string) bool { return s.idx.fewPrefixTerms(day, p) },
-		common: s.words.of(day),
+		format:  s.idx.format(day),
+		narrow:  func(p string) bool { return s.idx.fewPrefixTerms(day, p) },
+		common:  s.words.of(day),
+		anyWord: s.words.isBroken(day),
 	})
 	if bq == nil {
 		return chunks, nil

@@ -513,8 +513,12 @@ func (s *Store) loadMeta() error {
 		if err := s.dicts.load(txn); err != nil {
 			return err
 		}
-		if err := s.words.load(txn); err != nil {
+		broken, err := s.words.load(txn)
+		if err != nil {
 			return err
+		}
+		for _, day := range broken {
+			s.log.Warn("store: day words do not decode; every chunk of the day is searched", "day", dayName(day))
 		}
 		if err := s.loadFloor(txn); err != nil {
 			return err
