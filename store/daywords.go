@@ -18,7 +18,9 @@ import (
 // roaring array entry and a frequency byte) and narrows nothing.
 //
 // A day's words are those in at least one line in dayWordLineShare of the
-// first dayWordSampleChunks chunks sealed on it: a word that common is in
+// first dayWordSampleChunks chunks sealed on it (of dayWordSampleLines
+// lines of each, spread over it; in 16k lines, a word in one line in 1,000
+// is expected 16 times, and a day word 55 times at least): a word that common is in
 // nearly every chunk of 1,024 lines (all but 3%), and its share of the
 // lines does not depend on how they are cut into chunks, so sampling the
 // chunks sealed first (often the longest) picks the words sampling the
@@ -38,6 +40,7 @@ import (
 const (
 	pfxDayWords         = 'w'
 	dayWordSampleChunks = 64
+	dayWordSampleLines  = 256 // lines counted of a chunk, at most
 	dayWordLineShare    = 300 // a day word is in one of this many sampled lines at least
 	dayWordsVersion     = 1
 	maxDayWords         = 1 << 16 // a decoded value holds no more
@@ -131,7 +134,7 @@ func (d *dayWords) count(day uint32, msgs []string) []string {
 	if !counting {
 		return nil
 	}
-	per := lineWords(msgs) // without the lock: sealers of other days go on
+	per, lines := lineWords(msgs) // without the lock: sealers go on
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.days[day] != nil {
@@ -151,7 +154,7 @@ func (d *dayWords) count(day uint32, msgs []string) []string {
 		}
 		wc.counts[w] += n
 	}
-	wc.lines += len(msgs)
+	wc.lines += lines
 	if wc.chunks++; wc.chunks < dayWordSampleChunks {
 		return nil
 	}
@@ -166,12 +169,16 @@ func (d *dayWords) count(day uint32, msgs []string) []string {
 	return out
 }
 
-// lineWords counts the lines of msgs holding each ordinary word.
-func lineWords(msgs []string) map[string]int {
-	per := map[string]int{}
+// lineWords counts the lines of msgs holding each ordinary word, of
+// dayWordSampleLines lines spread over them at most; n is the lines
+// counted.
+func lineWords(msgs []string) (per map[string]int, n int) {
+	per = map[string]int{}
 	var toks []string
-	for _, m := range msgs {
-		toks = Tokens(toks[:0], m)
+	step := max(1, len(msgs)/dayWordSampleLines)
+	for i := 0; i < len(msgs); i += step {
+		n++
+		toks = Tokens(toks[:0], msgs[i])
 		slices.Sort(toks)
 		for i, t := range toks {
 			if (i == 0 || t != toks[i-1]) && !IsIDLike(t) {
@@ -179,7 +186,7 @@ func lineWords(msgs []string) map[string]int {
 			}
 		}
 	}
-	return per
+	return per, n
 }
 
 // fewerCountedDays makes room to count one more day: the counts of the day

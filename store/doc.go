@@ -76,8 +76,8 @@
 //	w<day>      the day's words (daywords.go): version byte 1, count
 //	            uvarint, then each word (a string); the ordinary message
 //	            words in at least one line in 300 of the day's first 64
-//	            sealed chunks, written before any chunk document leaves
-//	            them out
+//	            sealed chunks (256 lines of each, at most), written before
+//	            any chunk document leaves them out
 //	k<day><key> an attribute key seen in a sealed chunk of day (empty value),
 //	            written in that chunk's transaction (attrkeys.go)
 //	k<day>      the day's attribute keys are complete: its first chunk was
