@@ -120,7 +120,7 @@ func BenchmarkSealChunk(b *testing.B) {
 	for b.Loop() {
 		buildNotable(l)
 		toks := chunkTokens(l)
-		buildDoc(l.Meta, toks)
+		buildDoc(l.Meta, toks, nil)
 		encodeChunkVersion(l, toks, textVersion)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/line")

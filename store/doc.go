@@ -73,6 +73,11 @@
 //	z<day>      the day's message dictionary (zstd's dictionary format, id
 //	            day+1), made from samples of its first 64 chunks and written
 //	            before any chunk compressed with it (msgdict.go)
+//	w<day>      the day's words (daywords.go): version byte 1, count
+//	            uvarint, then each word (a string); the ordinary message
+//	            words in at least one line in 300 of the day's first 64
+//	            sealed chunks (256 lines of each, at most), written before
+//	            any chunk document leaves them out
 //	k<day><key> an attribute key seen in a sealed chunk of day (empty value),
 //	            written in that chunk's transaction (attrkeys.go)
 //	k<day>      the day's attribute keys are complete: its first chunk was
@@ -125,7 +130,10 @@
 // One document per chunk, id = chunk id in hex, built by hand (no mapping, no
 // stored fields, no term vectors, no doc values, no norms). Fields, each a list
 // of exact terms: service, host, build_id, deploy_id (the labels), level (the
-// levels present), msg (the distinct ordinary tokens of the messages), head
+// levels present), msg (the distinct ordinary tokens of the messages, less
+// the day's words once they are written: w<day>; a search for a day word
+// takes every chunk of the day, whose block filters then skip the blocks
+// without it), head
 // (format 2: the leading letters, before the first digit, of the id-like
 // message tokens, when 3 or more: for prefix search) and attr
 // (key=value of attributes with short, not id-like values). Message tokens

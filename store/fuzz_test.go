@@ -367,3 +367,32 @@ func FuzzWALReplay(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeDayWords: a corrupt w value is an error, never a panic, and what
+// decodes encodes back the same.
+func FuzzDecodeDayWords(f *testing.F) {
+	f.Add(encodeDayWords(nil))
+	f.Add(encodeDayWords([]string{"caller", "completed", "status"}))
+	f.Add([]byte{dayWordsVersion, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{dayWordsVersion, 2, 1, 'a'})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		set, err := decodeDayWords(v)
+		if err != nil {
+			return
+		}
+		words := make([]string, 0, len(set))
+		for w := range set {
+			words = append(words, w)
+		}
+		slices.Sort(words)
+		again, err := decodeDayWords(encodeDayWords(words))
+		if err != nil || len(again) != len(set) {
+			t.Fatalf("re-encoded day words: %d words, %v; want %d", len(again), err, len(set))
+		}
+		for w := range set {
+			if _, ok := again[w]; !ok {
+				t.Fatalf("word %q lost in a round trip", w)
+			}
+		}
+	})
+}

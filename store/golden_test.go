@@ -55,6 +55,7 @@ func TestEncodingsGolden(t *testing.T) {
 		Start: 1, End: -2, Finished: true, ExitCode: -3})
 	enc["series labels"] = encodeSeriesLabels([]model.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "x"}})
 	enc["chunk value"] = encodeChunkValue(chunkenc.EncXOR, 100, 1<<33, []byte{0, 1, 2, 3})
+	enc["day words"] = encodeDayWords([]string{"caller", "completed", "status", "é"})
 	enc["segments value"] = encodeSegmentsValue(100, 5000, []MetricChunk{{MinT: 100, MaxT: 200, Data: []byte{0, 1, 9}}, {MinT: 300, MaxT: 5000, Data: []byte{0, 2}}})
 	want := map[string]string{
 		"agent":            "6e80294fcf4324af",
@@ -92,6 +93,7 @@ func TestEncodingsGolden(t *testing.T) {
 		"chunk t 005":      "e5e1b3f4b209b063",
 		"chunk t 300":      "4c0bcf886e816ed8",
 		"chunk value":      "0d8dc18017619cb4",
+		"day words":        "dd0328198729ec64",
 		"meta 000":         "a21a18085fe91c11",
 		"meta 001":         "7a10abe4aab03686",
 		"meta 005":         "449b147461c492ca",

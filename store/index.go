@@ -300,7 +300,9 @@ const docFieldOptions = bindex.IndexField | bindex.SkipFreqNorm
 
 func docID(id uint64) string { return strconv.FormatUint(id, 16) }
 
-func buildDoc(m *ChunkMeta, t *chunkToks) *document.Document {
+// buildDoc makes a chunk's Bleve document; the words of common (its day's
+// words, daywords.go; nil for none) are left out.
+func buildDoc(m *ChunkMeta, t *chunkToks, common map[string]struct{}) *document.Document {
 	d := document.NewDocument(docID(m.ID))
 	add := func(name string, vals ...string) {
 		if len(vals) == 0 || len(vals) == 1 && vals[0] == "" {
@@ -314,7 +316,16 @@ func buildDoc(m *ChunkMeta, t *chunkToks) *document.Document {
 	add(FieldBuild, m.Labels.BuildID)
 	add(FieldDeploy, m.Labels.DeployID)
 	add(FieldLevel, t.levels...)
-	add(FieldWord, t.words...)
+	words := t.words
+	if len(common) > 0 {
+		words = make([]string, 0, len(t.words))
+		for _, w := range t.words {
+			if _, ok := common[w]; !ok {
+				words = append(words, w)
+			}
+		}
+	}
+	add(FieldWord, words...)
 	add(FieldHead, t.heads...)
 	add(FieldAttr, t.attrs...)
 	return d
@@ -650,6 +661,6 @@ func (s *Store) reindex(metas []*ChunkMeta) {
 			s.log.Error("store: reindex chunk", "chunk", m.ID, "err", err)
 			continue
 		}
-		s.indexCh <- &indexJob{meta: m, doc: buildDoc(m, chunkTokens(l))}
+		s.indexCh <- &indexJob{meta: m, doc: buildDoc(m, chunkTokens(l), s.words.of(m.Day))}
 	}
 }

@@ -192,18 +192,30 @@ func (c *Cond) eval(m *ChunkMeta, bf *bloom) tri {
 	return triMaybe
 }
 
-// bleveQuery translates c into a Bleve query over the chunk documents of an
-// index of token format f, or nil when the index cannot narrow the chunks down
-// (every chunk of the day is a candidate). narrow reports whether a prefix
-// expands to few enough terms in the index to be looked up there.
-func (c *Cond) bleveQuery(f int, narrow func(prefix string) bool) query.Query {
+// dayIndex is what Cond.bleveQuery needs to know of a day's index: its
+// token format, whether a prefix expands to few enough terms in it to be
+// looked up there (narrow), and the day's words (daywords.go: in no
+// document of a chunk sealed after them; with anyWord, the day's words did
+// not decode, and any word may be one).
+type dayIndex struct {
+	format  int
+	narrow  func(prefix string) bool
+	common  map[string]struct{}
+	anyWord bool
+}
+
+// bleveQuery translates c into a Bleve query over the chunk documents of a
+// day's index, or nil when the index cannot narrow the chunks down (every
+// chunk of the day is a candidate).
+func (c *Cond) bleveQuery(x *dayIndex) query.Query {
+	f := x.format
 	switch c.Op {
 	case CondAll:
 		return nil
 	case CondNone:
 		return query.NewMatchNoneQuery()
 	case CondPrefix:
-		if f < 2 || len(c.Value) < MinIndexedPrefix || !narrow(c.Value) {
+		if f < 2 || len(c.Value) < MinIndexedPrefix || x.anyWord || anyWithPrefix(x.common, c.Value) || !x.narrow(c.Value) {
 			return nil
 		}
 		words := query.NewPrefixQuery(c.Value)
@@ -214,7 +226,7 @@ func (c *Cond) bleveQuery(f int, narrow func(prefix string) bool) query.Query {
 	case CondAnd:
 		var qs []query.Query
 		for _, k := range c.Kids {
-			if q := k.bleveQuery(f, narrow); q != nil {
+			if q := k.bleveQuery(x); q != nil {
 				qs = append(qs, q)
 			}
 		}
@@ -228,7 +240,7 @@ func (c *Cond) bleveQuery(f int, narrow func(prefix string) bool) query.Query {
 	case CondOr:
 		qs := make([]query.Query, 0, len(c.Kids))
 		for _, k := range c.Kids {
-			q := k.bleveQuery(f, narrow)
+			q := k.bleveQuery(x)
 			if q == nil {
 				return nil
 			}
@@ -243,7 +255,7 @@ func (c *Cond) bleveQuery(f int, narrow func(prefix string) bool) query.Query {
 		if k.Op != CondTerm || !isLabelField(k.Field) {
 			return nil
 		}
-		kq := k.bleveQuery(f, narrow)
+		kq := k.bleveQuery(x)
 		if kq == nil {
 			return nil
 		}
@@ -252,6 +264,9 @@ func (c *Cond) bleveQuery(f int, narrow func(prefix string) bool) query.Query {
 	if c.inBloom() || c.Wide && f < 2 || c.Value == "" && isLabelField(c.Field) {
 		// A missing label is not in the index: the chunk metadata answers.
 		return nil
+	}
+	if _, ok := x.common[c.Value]; (ok || x.anyWord) && c.Field == FieldWord {
+		return nil // a day word: in no document of the chunks sealed after it
 	}
 	var tq *query.TermQuery
 	switch c.Field {
@@ -291,7 +306,12 @@ func (r ChunkRef) InMemory() bool { return r.mem != nil }
 // c (chunks, every sealed chunk of the day, when it cannot narrow them;
 // unindexed ones always pass).
 func (s *Store) dayCandidates(ctx context.Context, day uint32, c *Cond, chunks, unindexed []*ChunkMeta) ([]*ChunkMeta, error) {
-	bq := c.bleveQuery(s.idx.format(day), func(p string) bool { return s.idx.fewPrefixTerms(day, p) })
+	bq := c.bleveQuery(&dayIndex{
+		format:  s.idx.format(day),
+		narrow:  func(p string) bool { return s.idx.fewPrefixTerms(day, p) },
+		common:  s.words.of(day),
+		anyWord: s.words.isBroken(day),
+	})
 	if bq == nil {
 		return chunks, nil
 	}

@@ -27,7 +27,7 @@ import (
 var floorKey = []byte("!floor")
 
 // dayPrefixes are the key prefixes partitioned by day.
-var dayPrefixes = []byte{pfxChunk, pfxTimes, pfxMeta, pfxBloom, pfxPending, pfxAttrKey, pfxDict}
+var dayPrefixes = []byte{pfxChunk, pfxTimes, pfxMeta, pfxBloom, pfxPending, pfxAttrKey, pfxDict, pfxDayWords}
 
 // OnDropDay registers fn to run when a day partition is dropped.
 func (s *Store) OnDropDay(fn func(day uint32) error) {
@@ -171,6 +171,7 @@ func (s *Store) dropDay(day uint32) error {
 		return fmt.Errorf("drop day %s: %w", dayName(day), err)
 	}
 	s.dicts.drop(day)
+	s.words.drop(day)
 	if err := s.idx.drop(day); err != nil {
 		return fmt.Errorf("drop day %s: %w", dayName(day), err)
 	}

@@ -178,6 +178,7 @@ type Store struct {
 	db    *badger.DB
 	idx   *indexSet
 	dicts *msgDicts // the days' message dictionaries (msgdict.go)
+	words *dayWords // the days' words, in no chunk document (daywords.go)
 	m     *metrics
 	ms    *metricStore // metric series beside the logs (metrics_*.go)
 	sizes dirSizes     // the data directory as last measured (sizes.go)
@@ -382,6 +383,7 @@ func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registe
 		roWhy:        roWhy,
 		idx:          newIndexSet(filepath.Join(dir, "index")),
 		dicts:        newMsgDicts(),
+		words:        newDayWords(),
 		m:            newMetrics(reg),
 		heads:        map[headKey]*head{},
 		sealing:      map[uint64]*head{},
@@ -515,6 +517,13 @@ func (s *Store) loadMeta() error {
 		for day, err := range bad {
 			s.log.Error("store: the message dictionary is damaged: chunks made with it cannot be read", "day", dayName(day), "err", err)
 			s.m.errors.Inc()
+		}
+		broken, err := s.words.load(txn)
+		if err != nil {
+			return err
+		}
+		for _, day := range broken {
+			s.log.Warn("store: day words do not decode; every chunk of the day is searched", "day", dayName(day))
 		}
 		if err := s.loadFloor(txn); err != nil {
 			return err

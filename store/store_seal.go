@@ -34,7 +34,7 @@ func (s *Store) seal(h *head) {
 	meta := lines.Meta
 	meta.Notable = buildNotable(lines)
 	toks := chunkTokens(lines)
-	doc := buildDoc(meta, toks)
+	doc := buildDoc(meta, toks, s.words.of(meta.Day))
 	day, id := meta.Day, meta.ID
 	dict := s.dicts.encoder(day)
 	tv, cv := encodeChunkDict(lines, toks, writeTextVersion, dict)
@@ -89,6 +89,7 @@ func (s *Store) seal(h *head) {
 	if dict == nil && writeTextVersion >= 5 {
 		s.sampleDict(day, lines.Msgs)
 	}
+	s.countDayWords(day, lines.Msgs)
 	s.m.chunks.Inc()
 	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
 	s.m.sealSeconds.Observe(time.Since(start).Seconds())
@@ -112,6 +113,22 @@ func (s *Store) sampleDict(day uint32, msgs []string) {
 	if err := s.dicts.add(day, raw); err != nil {
 		s.log.Error("store: message dictionary", "day", dayName(day), "err", err)
 	}
+}
+
+// countDayWords notes the lines of a chunk of day and, once there are
+// chunks enough, writes the day's words and makes them used (daywords.go).
+// Words that cannot be written are counted again from later chunks.
+func (s *Store) countDayWords(day uint32, msgs []string) {
+	common := s.words.count(day, msgs)
+	if common == nil {
+		return
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(dayWordsKey(day), encodeDayWords(common)) }); err != nil {
+		s.log.Error("store: write day words", "day", dayName(day), "err", err)
+		s.words.unwritten(day)
+		return
+	}
+	s.words.add(day, common)
 }
 
 // evictHeads starts sealing the heads written least recently while the
