@@ -399,6 +399,7 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 		if err != nil {
 			return err
 		}
+		s.noteMappedRead(int(it.ValueSize()))
 		if tv, err = it.ValueCopy(nil); err != nil {
 			return err
 		}
@@ -455,6 +456,7 @@ func (s *Store) LoadAttrs(ctx context.Context, r ChunkRef) (*Lines, error) {
 		if err != nil {
 			return err
 		}
+		s.noteMappedRead(int(it.ValueSize()))
 		if tv, err = it.ValueCopy(nil); err != nil {
 			return err
 		}
