@@ -14,8 +14,17 @@ const mapWindow = 64 << 10
 // maps, and asks for a release once Options.ReleaseAfterRead have been: a
 // search over days of chunks would otherwise map hundreds of MiB of the value
 // log between two periodic releases.
-func (s *Store) noteMappedRead(n int) {
-	if s.readMapped.Add(int64(n)+mapWindow) >= s.opts.ReleaseAfterRead {
+func (s *Store) noteMappedRead(n int) { s.noteMapped(n + mapWindow) }
+
+// noteMappedWrite counts n bytes of chunk values written (Badger writes
+// the value log through its maps too): a file finished during an ingest
+// stayed resident whole until the next periodic release, up to a second
+// file's worth (64 MiB) beside the one being written. Counted with the
+// reads, a release follows at most ReleaseAfterRead after a file is done.
+func (s *Store) noteMappedWrite(n int) { s.noteMapped(n) }
+
+func (s *Store) noteMapped(n int) {
+	if s.readMapped.Add(int64(n)) >= s.opts.ReleaseAfterRead {
 		select {
 		case s.releaseNow <- struct{}{}:
 		default:
@@ -30,6 +39,7 @@ func (s *Store) releasePages() {
 	s.vlogMu.Lock()
 	s.releaseMappedPages()
 	s.vlogMu.Unlock()
+	s.releaseIndexPages()
 }
 
 // releaseLoop releases the value log's pages every Options.PageRelease and

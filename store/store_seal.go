@@ -97,6 +97,7 @@ func (s *Store) seal(h *head) {
 	}
 	s.m.chunks.Inc()
 	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
+	s.noteMappedWrite(len(tv) + len(cv))
 	s.m.sealSeconds.Observe(time.Since(start).Seconds())
 	s.indexCh <- &indexJob{meta: meta, doc: doc}
 }
