@@ -39,11 +39,10 @@ func (s *Store) releasePages() {
 	s.vlogMu.Lock()
 	s.releaseMappedPages()
 	s.vlogMu.Unlock()
-	s.releaseIndexPages()
 }
 
-// releaseLoop releases the value log's pages every Options.PageRelease and
-// when reads ask for it. It is a goroutine of its own: the maintenance loop
+// releaseLoop releases the value log's and the indexes' pages every
+// Options.PageRelease, and the value log's when reads and writes ask for it. It is a goroutine of its own: the maintenance loop
 // waits for the sealers when it hands them heads (right after an ingest, the
 // very time the first searches read the most), and a release asked for then
 // came only after it.
@@ -57,6 +56,9 @@ func (s *Store) releaseLoop() {
 			return
 		case <-t.C:
 			s.releasePages()
+			// Only here: indexes grow resident by merges and searches, far
+			// slower than reads map the value log.
+			s.releaseIndexPages()
 		case <-s.releaseNow:
 			s.releasePages()
 		}
