@@ -14,21 +14,28 @@ const mapWindow = 64 << 10
 // maps, and asks for a release once Options.ReleaseAfterRead have been: a
 // search over days of chunks would otherwise map hundreds of MiB of the value
 // log between two periodic releases.
-func (s *Store) noteMappedRead(n int) { s.noteMapped(n + mapWindow) }
+func (s *Store) noteMappedRead(n int) {
+	if s.readMapped.Add(int64(n)+mapWindow) >= s.opts.ReleaseAfterRead {
+		s.askRelease()
+	}
+}
 
 // noteMappedWrite counts n bytes of chunk values written (Badger writes
 // the value log through its maps too): a file finished during an ingest
 // stayed resident whole until the next periodic release, up to a second
-// file's worth (64 MiB) beside the one being written. Counted with the
-// reads, a release follows at most ReleaseAfterRead after a file is done.
-func (s *Store) noteMappedWrite(n int) { s.noteMapped(n) }
+// file's worth (64 MiB) beside the one being written. A release follows
+// every eighth of a file written, so at most that much of a finished one
+// stays.
+func (s *Store) noteMappedWrite(n int) {
+	if s.wroteMapped.Add(int64(n)) >= s.opts.BadgerVlogFile/8 {
+		s.askRelease()
+	}
+}
 
-func (s *Store) noteMapped(n int) {
-	if s.readMapped.Add(int64(n)) >= s.opts.ReleaseAfterRead {
-		select {
-		case s.releaseNow <- struct{}{}:
-		default:
-		}
+func (s *Store) askRelease() {
+	select {
+	case s.releaseNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -36,6 +43,7 @@ func (s *Store) noteMapped(n int) {
 // resident set.
 func (s *Store) releasePages() {
 	s.readMapped.Store(0)
+	s.wroteMapped.Store(0)
 	s.vlogMu.Lock()
 	s.releaseMappedPages()
 	s.vlogMu.Unlock()

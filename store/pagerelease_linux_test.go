@@ -251,3 +251,35 @@ func TestReleaseCountsMapWindow(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // poll: the release loop releases them
 	}
 }
+
+// TestReleaseAfterWrites: chunks written go through the value log's maps
+// too; every eighth of a file written asks for a release, so the files
+// finished while writing leave the resident set without the periodic
+// release (an hour away here) and without a read.
+func TestReleaseAfterWrites(t *testing.T) {
+	o := DefaultOptions()
+	o.BadgerVlogFile = 1 << 20
+	o.ChunkMaxLines = 200
+	o.PageRelease = time.Hour
+	o.ReleaseAfterRead = 1 << 40
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	fillVlog(t, s)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kb, files := finishedResident(t, s)
+		if files < 3 {
+			t.Fatalf("%d value-log files mapped, want at least 3", files)
+		}
+		// The file being written is never released, so the one it
+		// followed stays whole until an eighth of a file more is written:
+		// at most a file and an eighth (without these releases: all four).
+		if kb <= 1280 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kB of the finished value-log files still resident 30 s after they were written", kb)
+		}
+		time.Sleep(20 * time.Millisecond) // poll: the release loop releases them
+	}
+}

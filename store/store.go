@@ -230,6 +230,7 @@ type Store struct {
 	// maps since its pages were last released; past releaseAfterRead,
 	// releaseNow asks the maintenance loop to release them at once.
 	readMapped    atomic.Int64
+	wroteMapped   atomic.Int64 // chunk value bytes written since the last release
 	releaseNow    chan struct{}
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
