@@ -9,6 +9,7 @@ type metrics struct {
 	diskBytes                                     prometheus.Gauge
 	streamsRefused                                prometheus.Counter
 	evictedHeads                                  prometheus.Counter
+	backlogWaits                                  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,9 +32,39 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Batches refused because they would open more new streams than --max-streams-per-day allows."})
 	m.evictedHeads = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_heads_evicted_total",
 		Help: "Open chunks sealed early because the open chunks of all streams held more than their memory bound."})
+	m.backlogWaits = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_seal_backlog_waits_total",
+		Help: "Appends held back because the chunks waiting to be sealed held more than --seal-backlog-memory."})
 	if reg != nil {
-		reg.MustRegister(m.droppedDays, m.diskBytes, m.streamsRefused, m.evictedHeads)
+		reg.MustRegister(m.droppedDays, m.diskBytes, m.streamsRefused, m.evictedHeads, m.backlogWaits)
 		reg.MustRegister(m.lines, m.duplicates, m.chunks, m.chunkBytes, m.errors, m.appendSeconds, m.sealSeconds, m.indexSeconds)
 	}
 	return m
+}
+
+// registerQueueGauges registers gauges of the work queued between ingest
+// and Badger and Bleve: heads waiting to be sealed (moved out of the open
+// heads' bound, in memory until written) and chunks sealed but not yet
+// searchable through their day's index.
+func (s *Store) registerQueueGauges(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_sealing_chunks",
+			Help: "Open chunks queued or being written to Badger (no longer counted by --open-chunks-memory)."},
+			func() float64 { return float64(s.sealingChunks.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_sealing_bytes",
+			Help: "Memory of the open chunks queued or being written to Badger, counted as --open-chunks-memory counts it."},
+			func() float64 { return float64(s.sealingBytes.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_index_queue_chunks",
+			Help: "Sealed chunks whose documents wait for the Bleve indexer."},
+			func() float64 { return float64(len(s.indexCh)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_unindexed_chunks",
+			Help: "Sealed chunks not yet searchable through their day's index (queries scan them)."},
+			func() float64 {
+				s.mu.RLock()
+				defer s.mu.RUnlock()
+				return float64(len(s.unindexed))
+			}),
+	)
 }

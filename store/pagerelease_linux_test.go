@@ -113,6 +113,12 @@ func TestReleaseMappedPages(t *testing.T) {
 	s := testOpen(t, "data", o)
 	defer s.Close()
 	fillVlog(t, s)
+	// Writing released the finished files as it went (an eighth of a file
+	// at a time): reading every chunk maps their pages again (less than
+	// ReleaseAfterRead of them).
+	if got := count(t, s, nil, nil); got != 60000 {
+		t.Fatalf("%d lines read back, want 60000", got)
+	}
 	before := vlogResident(t, s)
 	if len(before) < 3 {
 		ents, _ := os.ReadDir(filepath.Join(s.dir, "badger"))
@@ -198,5 +204,88 @@ func TestReleaseAfterReads(t *testing.T) {
 			t.Fatalf("%d kB of the finished value-log files still resident 30 s after %d chunks were read", kb, refs)
 		}
 		time.Sleep(20 * time.Millisecond) // poll: the maintenance loop releases them
+	}
+}
+
+// TestReleaseCountsMapWindow: chunks of a few KiB, read one after another,
+// each map a window of the page cache around the page read, not only their
+// own bytes; reads count that window, so the finished value-log files are
+// released as 1,500 of them are read. Counted at their own size the reads
+// came to 4.6 MB, under ReleaseAfterRead, and every page read (4 MB of the
+// finished files) stayed resident.
+func TestReleaseCountsMapWindow(t *testing.T) {
+	o := DefaultOptions()
+	o.BadgerVlogFile = 1 << 20
+	o.ChunkMaxLines = 40
+	o.PageRelease = time.Hour
+	o.ReleaseAfterRead = 8 << 20
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	fillVlog(t, s)
+	s.releasePages()
+	refs, bytes := 0, int64(0)
+	for day, err := range s.Candidates(context.Background(), model.TimeRange{End: math.MaxInt64}, All(), true) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range day {
+			l, err := s.Load(context.Background(), r, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs++
+			for _, m := range l.Msgs {
+				bytes += int64(len(m))
+			}
+		}
+	}
+	if refs < 1000 || bytes < 4<<20 {
+		t.Fatalf("%d chunks of %d bytes of text read, want 1,500 of ~7 MB", refs, bytes)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kb, files := finishedResident(t, s)
+		if files < 3 {
+			t.Fatalf("%d value-log files mapped, want at least 3", files)
+		}
+		if kb <= 1536 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kB of the finished value-log files still resident 30 s after %d chunks were read", kb, refs)
+		}
+		time.Sleep(20 * time.Millisecond) // poll: the release loop releases them
+	}
+}
+
+// TestReleaseAfterWrites: chunks written go through the value log's maps
+// too; every eighth of a file written asks for a release, so the files
+// finished while writing leave the resident set without the periodic
+// release (an hour away here) and without a read.
+func TestReleaseAfterWrites(t *testing.T) {
+	o := DefaultOptions()
+	o.BadgerVlogFile = 1 << 20
+	o.ChunkMaxLines = 200
+	o.PageRelease = time.Hour
+	o.ReleaseAfterRead = 1 << 40
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	fillVlog(t, s)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kb, files := finishedResident(t, s)
+		if files < 3 {
+			t.Fatalf("%d value-log files mapped, want at least 3", files)
+		}
+		// The file being written is never released, so the one it
+		// followed stays whole until an eighth of a file more is written:
+		// at most a file and an eighth (without these releases: all four).
+		if kb <= 1280 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kB of the finished value-log files still resident 30 s after they were written", kb)
+		}
+		time.Sleep(20 * time.Millisecond) // poll: the release loop releases them
 	}
 }

@@ -419,6 +419,7 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 		if err != nil {
 			return err
 		}
+		s.noteMappedRead(int(it.ValueSize()))
 		if tv, err = it.ValueCopy(nil); err != nil {
 			return err
 		}
@@ -475,6 +476,7 @@ func (s *Store) LoadAttrs(ctx context.Context, r ChunkRef) (*Lines, error) {
 		if err != nil {
 			return err
 		}
+		s.noteMappedRead(int(it.ValueSize()))
 		if tv, err = it.ValueCopy(nil); err != nil {
 			return err
 		}

@@ -54,16 +54,20 @@ type Options struct {
 	// written, not how many were written to since the last seal (a backfill
 	// of five days opens thousands of streams that each end with a part of
 	// a chunk).
-	HeadsMaxBytes   int64
-	WALSegmentBytes int64         // size of one WAL segment file
-	WALMaxSegments  int           // heads pinning older segments are sealed early
-	Fsync           bool          // fsync the WAL before every ack (survives power cuts)
-	Sealers         int           // goroutines compressing and writing chunks
-	Indexers        int           // goroutines feeding Bleve
-	BadgerMemTable  int64         // Badger memtable size
-	BadgerCache     int64         // Badger block cache size
-	BadgerVlogFile  int64         // Badger value-log file size (chunk bodies)
-	Maintenance     time.Duration // period of the sealing/WAL truncation loop
+	HeadsMaxBytes int64
+	// SealBacklogBytes bounds the open chunks handed to the sealers but not
+	// yet written (no longer counted by HeadsMaxBytes, still in memory): an
+	// Append waits while they hold more (sealbacklog.go).
+	SealBacklogBytes int64
+	WALSegmentBytes  int64         // size of one WAL segment file
+	WALMaxSegments   int           // heads pinning older segments are sealed early
+	Fsync            bool          // fsync the WAL before every ack (survives power cuts)
+	Sealers          int           // goroutines compressing and writing chunks
+	Indexers         int           // goroutines feeding Bleve
+	BadgerMemTable   int64         // Badger memtable size
+	BadgerCache      int64         // Badger block cache size
+	BadgerVlogFile   int64         // Badger value-log file size (chunk bodies)
+	Maintenance      time.Duration // period of the sealing/WAL truncation loop
 	// PageRelease is how often the finished value-log files' pages are
 	// released from the resident set, and ReleaseAfterRead how many value
 	// bytes reads may copy out of them before that is done at once
@@ -110,6 +114,7 @@ func DefaultOptions() Options {
 		ChunkMaxAge:      5 * time.Minute,
 		ChunkIdleAge:     30 * time.Second,
 		HeadsMaxBytes:    64 << 20,
+		SealBacklogBytes: 16 << 20,
 		WALSegmentBytes:  32 << 20,
 		WALMaxSegments:   8,
 		Sealers:          2,
@@ -226,13 +231,20 @@ type Store struct {
 	// maps since its pages were last released; past releaseAfterRead,
 	// releaseNow asks the maintenance loop to release them at once.
 	readMapped    atomic.Int64
+	wroteMapped   atomic.Int64 // chunk value bytes written since the last release
 	releaseNow    chan struct{}
 	nextChunk     atomic.Uint64
 	indexFailures atomic.Uint64 // searches a day index could not answer
 	daysRead      atomic.Uint64 // days whose candidates were looked up (tests read it)
 	sealCh        chan *head
 	indexCh       chan *indexJob
-	walBuf        []byte // the last WAL frame's memory, reused (guarded by mu)
+	// sealingBytes and sealingChunks sum up the heads in sealing: moved out
+	// of heads (and out of headBytes) but in memory until written.
+	sealingBytes  atomic.Int64
+	sealingChunks atomic.Int64
+	backlogMu     sync.Mutex
+	backlogFree   chan struct{} // closed when sealingBytes falls to SealBacklogBytes
+	walBuf        []byte        // the last WAL frame's memory, reused (guarded by mu)
 	sealWG        sync.WaitGroup
 	indexWG       sync.WaitGroup
 	persistWG     sync.WaitGroup
@@ -249,6 +261,7 @@ func (o *Options) fill() {
 	setIfUnset(&o.ChunkMaxAge, def.ChunkMaxAge)
 	setIfUnset(&o.ChunkIdleAge, def.ChunkIdleAge)
 	setIfUnset(&o.HeadsMaxBytes, def.HeadsMaxBytes)
+	setIfUnset(&o.SealBacklogBytes, def.SealBacklogBytes)
 	setIfUnset(&o.WALSegmentBytes, def.WALSegmentBytes)
 	setIfUnset(&o.WALMaxSegments, def.WALMaxSegments)
 	setIfUnset(&o.Sealers, def.Sealers)
@@ -404,6 +417,7 @@ func newStore(dir string, opts Options, log *slog.Logger, reg prometheus.Registe
 		stop:         make(chan struct{}),
 	}
 	s.idx.readOnly = s.readOnly
+	s.registerQueueGauges(reg)
 	return s
 }
 
@@ -446,9 +460,10 @@ func (s *Store) start() {
 		s.indexWG.Add(1)
 		go s.indexLoop()
 	}
-	s.maintWG.Add(2)
+	s.maintWG.Add(3)
 	go s.maintLoop()
 	go s.sizeLoop()
+	go s.releaseLoop()
 }
 
 // Key prefixes in Badger (see doc.go).
@@ -639,7 +654,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.inflight.Wait()
-	close(s.stop)
+	close(s.stop) // Appends waiting for the sealers (waitSealBacklog) return ErrClosed
 	if s.readOnly {
 		s.mu.Lock()
 		errs := []error{s.wal.close()}

@@ -28,6 +28,9 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	if s.readOnly {
 		return model.AppendResult{}, s.errReadOnly()
 	}
+	if err := s.waitSealBacklog(ctx); err != nil {
+		return model.AppendResult{}, err
+	}
 	start := time.Now()
 	keys := make([]headKey, len(b.Records))
 	var prev *model.Labels
@@ -46,6 +49,11 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		s.mu.Unlock()
 		return model.AppendResult{}, ErrClosed
 	}
+	// Deferred before inflight.Done, so run after it (Close waits for
+	// inflight before it stops the sealers' retries): once its lines are
+	// durable, an Append also waits for the heads it may have evicted, so
+	// appenders evicting at once add one eviction each past the bound.
+	defer func() { _ = s.waitSealBacklog(context.Background()) }()
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	now := time.Now().UnixNano()

@@ -18,6 +18,8 @@ func (s *Store) startSeal(h *head) {
 	delete(s.heads, headKey{h.meta.Stream, h.meta.Day})
 	s.headBytes -= int64(h.bytes)
 	s.sealing[h.meta.ID] = h
+	s.sealingBytes.Add(int64(h.bytes))
+	s.sealingChunks.Add(1)
 }
 
 func (s *Store) sealLoop() {
@@ -76,6 +78,10 @@ func (s *Store) seal(h *head) {
 	}
 	s.mu.Lock()
 	delete(s.sealing, id)
+	s.sealingChunks.Add(-1)
+	if left := s.sealingBytes.Add(-int64(h.bytes)); left <= s.opts.SealBacklogBytes && left+int64(h.bytes) > s.opts.SealBacklogBytes {
+		s.backlogDrained()
+	}
 	if day < s.floor {
 		// Retention dropped the day while this chunk was being written.
 		s.mu.Unlock()
@@ -92,6 +98,7 @@ func (s *Store) seal(h *head) {
 	s.countDayWords(day, lines.Msgs)
 	s.m.chunks.Inc()
 	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
+	s.noteMappedWrite(len(tv) + len(cv))
 	s.m.sealSeconds.Observe(time.Since(start).Seconds())
 	s.indexCh <- &indexJob{meta: meta, doc: doc}
 }
@@ -158,29 +165,6 @@ func (s *Store) evictHeads(out []*head) []*head {
 	return out
 }
 
-// noteMappedRead counts n bytes of values read through the value log's maps,
-// and asks for a release once Options.ReleaseAfterRead have been: a search
-// over days of chunks would otherwise map hundreds of MiB of the value log
-// between two of the maintenance loop's releases (the kernel maps pages
-// around each one read, so the resident set grows by more than is counted).
-func (s *Store) noteMappedRead(n int) {
-	if s.readMapped.Add(int64(n)) >= s.opts.ReleaseAfterRead {
-		select {
-		case s.releaseNow <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// releasePages releases the pages of the finished value-log files from the
-// resident set.
-func (s *Store) releasePages() {
-	s.readMapped.Store(0)
-	s.vlogMu.Lock()
-	s.releaseMappedPages()
-	s.vlogMu.Unlock()
-}
-
 // maintLoop seals old heads and truncates the WAL.
 func (s *Store) maintLoop() {
 	defer s.maintWG.Done()
@@ -188,8 +172,6 @@ func (s *Store) maintLoop() {
 	defer t.Stop()
 	rt := time.NewTicker(s.opts.RetentionCheck)
 	defer rt.Stop()
-	pt := time.NewTicker(s.opts.PageRelease)
-	defer pt.Stop()
 	if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 		s.applyRetention(time.Now())
 	}
@@ -199,10 +181,6 @@ func (s *Store) maintLoop() {
 			return
 		case <-t.C:
 			s.maintain(false)
-		case <-pt.C:
-			s.releasePages()
-		case <-s.releaseNow:
-			s.releasePages()
 		case <-rt.C:
 			if s.opts.Retention > 0 || s.opts.RetentionBytes > 0 {
 				s.applyRetention(time.Now())

@@ -179,6 +179,7 @@ func (r *serverRun) startStore(ctx context.Context) error {
 	so.Retention, so.RetentionBytes = cfg.retention, int64(cfg.retentionSize)
 	so.Metrics.MaxSeries = cfg.maxSeries
 	so.HeadsMaxBytes = int64(cfg.headsMax)
+	so.SealBacklogBytes = int64(cfg.sealBacklog)
 	r.storeOpts = so
 	start := time.Now()
 	st, err := store.Open(cfg.data, so, r.log, r.reg)
@@ -249,6 +250,7 @@ func (r *serverRun) startNode(ctx context.Context) error {
 	ccfg.Store.RetentionBytes = r.storeOpts.RetentionBytes / int64(ccfg.Partitions)
 	// A node holds a store per partition it owns: the bound is shared.
 	ccfg.Store.HeadsMaxBytes = max(1<<20, r.storeOpts.HeadsMaxBytes/int64(ccfg.Partitions))
+	ccfg.Store.SealBacklogBytes = max(1<<20, r.storeOpts.SealBacklogBytes/int64(ccfg.Partitions))
 	ccfg.Log, ccfg.Registerer, ccfg.Hub = r.log, r.reg, r.hub
 	node, err := cluster.Start(ctx, ccfg)
 	if err != nil {

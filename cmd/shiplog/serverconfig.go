@@ -42,6 +42,7 @@ type serverConfig struct {
 	maxBatches                 int
 	minFree, memLimit          byteSize
 	headsMax                   byteSize
+	sealBacklog                byteSize
 	bodyInflight               byteSize
 
 	readHeaderTimeout, readTimeout, idleTimeout time.Duration
@@ -112,6 +113,8 @@ func defineServerFlags(fs *flag.FlagSet) *serverConfig {
 	fs.Var(&c.retentionSize, "retention-size", "drop the oldest days while the data directory is larger than this, e.g. 50GiB; 0 = no bound")
 	c.headsMax = byteSize(so.HeadsMaxBytes)
 	fs.Var(&c.headsMax, "open-chunks-memory", "bound on the text of lines not yet sealed into chunks, all streams together (e.g. 64MiB); past it the chunks written least recently are sealed early, so memory follows the streams being written, not how many were")
+	c.sealBacklog = byteSize(so.SealBacklogBytes)
+	fs.Var(&c.sealBacklog, "seal-backlog-memory", "bound on the chunks handed to the sealers but not yet written (e.g. 16MiB); past it ingest waits for the sealers instead of holding more in memory")
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
 	fs.IntVar(&c.maxStreams, "max-streams-per-day", so.MaxStreamsPerDay, "new streams (service, host, build_id, deploy_id never seen before) accepted per UTC day; a batch opening more gets ResourceExhausted, known streams keep working; 0 = no limit")
 	fs.Uint64Var(&c.maxSeqJump, "max-seq-jump", so.MaxSeqJump, "refuse (InvalidArgument) a batch whose seq is further than this above its agent's highest stored seq; 0 = no bound")
@@ -223,6 +226,9 @@ func (c *serverConfig) validateLimits() error {
 	}
 	if c.readHeaderTimeout <= 0 || c.readTimeout <= 0 || c.idleTimeout <= 0 || c.syslogIdle <= 0 || c.syslogMaxConns <= 0 {
 		return usagef("server: --http-read-header-timeout, --http-read-timeout, --http-idle-timeout, --syslog-idle-timeout and --syslog-max-conns must be positive")
+	}
+	if c.sealBacklog < 1<<20 {
+		return usagef("server: --seal-backlog-memory of %d bytes is too small: at least 1MiB", uint64(c.sealBacklog))
 	}
 	if c.headsMax < 1<<20 {
 		return usagef("server: --open-chunks-memory of %d bytes is too small: at least 1MiB", uint64(c.headsMax))

@@ -21,6 +21,7 @@ func TestServerIngestFlagErrors(t *testing.T) {
 		{[]string{"--promql-default-step", "0s"}, "--promql-default-step"},
 		{[]string{"--query-max-samples-read", "0"}, "--query-max-samples-read"},
 		{[]string{"--open-chunks-memory", "100KiB"}, "--open-chunks-memory"},
+		{[]string{"--seal-backlog-memory", "100KiB"}, "--seal-backlog-memory"},
 	} {
 		args := append([]string{"server", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, c.args...)
 		err := Run(context.Background(), args, io.Discard, io.Discard)
