@@ -9,6 +9,8 @@ type metrics struct {
 	diskBytes                                     prometheus.Gauge
 	streamsRefused                                prometheus.Counter
 	evictedHeads                                  prometheus.Counter
+	// chunkLines: the lines of each chunk sealed, by why it was sealed.
+	chunkLines [numSealReasons]prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,7 +33,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Batches refused because they would open more new streams than --max-streams-per-day allows."})
 	m.evictedHeads = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_heads_evicted_total",
 		Help: "Open chunks sealed early because the open chunks of all streams held more than their memory bound."})
+	lines := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shiplog_store_sealed_chunk_lines",
+		Help:    "Lines of each chunk sealed, by why it was sealed: full (the chunk's line or byte bound), evicted (the open chunks' memory bound), idle, age, wal (it pinned too old a WAL segment), close, replay.",
+		Buckets: []float64{1, 16, 64, 256, 512, 768, 1023, 1024, 4096}}, []string{"reason"})
+	for r, name := range sealReasonNames {
+		m.chunkLines[r] = lines.WithLabelValues(name)
+	}
 	if reg != nil {
+		reg.MustRegister(lines)
 		reg.MustRegister(m.droppedDays, m.diskBytes, m.streamsRefused, m.evictedHeads)
 		reg.MustRegister(m.lines, m.duplicates, m.chunks, m.chunkBytes, m.errors, m.appendSeconds, m.sealSeconds, m.indexSeconds)
 	}

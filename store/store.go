@@ -149,7 +149,8 @@ type head struct {
 	// lastAt is the wall clock (Unix ns) of the append that wrote its
 	// newest line: how recently it was written (evictHeads, idle sealing).
 	lastAt int64
-	arena  headArena // the text of its lines (head_arena.go)
+	arena  headArena  // the text of its lines (head_arena.go)
+	why    sealReason // why it was sealed (set by startSeal)
 }
 
 func (h *head) full(o *Options) bool {
