@@ -173,3 +173,54 @@ func TestSealReasonsCounted(t *testing.T) {
 		t.Errorf("%d chunks of %d lines counted by reason; want %v chunks of 5250 lines", chunks, lines, testutil.ToFloat64(s.m.chunks))
 	}
 }
+
+// TestDefaultChunkHoldsAStreamsDay: with the default options a stream of
+// 3,000 lines in a day is sealed as one chunk (1,024 lines made two full
+// chunks and a runt), of twelve message blocks, and a word in its last
+// block is found by the index and by LoadWord after a reopen.
+func TestDefaultChunkHoldsAStreamsDay(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	s := testOpen(t, dir, o)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b := streamBatch(0, 1, 3000, t0)
+	b.Records[2950].Message = "transaction aborted: deadlock detected"
+	if _, err := s.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	defer s.Close()
+	s.mu.RLock()
+	var chunks []*ChunkMeta
+	for _, d := range s.days {
+		chunks = append(chunks, d...)
+	}
+	s.mu.RUnlock()
+	if len(chunks) != 1 || chunks[0].Count != 3000 {
+		t.Fatalf("%d chunks, want one of 3000 lines", len(chunks))
+	}
+	ctx := context.Background()
+	refs, err := CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, WordTerm("deadlock", false), true))
+	if err != nil || len(refs) != 1 {
+		t.Fatalf("%d candidates (%v), want 1", len(refs), err)
+	}
+	l, err := s.LoadWord(ctx, refs[0], "deadlock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits []string
+	for i := range l.Len() {
+		if l.Msgs[i] != "" {
+			hits = append(hits, l.Msgs[i])
+		}
+	}
+	if len(hits) != 1 || hits[0] != b.Records[2950].Message {
+		t.Fatalf("LoadWord kept %q, want the one line of block 11", hits)
+	}
+	if got := count(t, s, nil, nil); got != 3000 {
+		t.Fatalf("%d lines, want 3000", got)
+	}
+}

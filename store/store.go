@@ -105,8 +105,15 @@ type Options struct {
 // DefaultOptions returns the options shiplog runs with.
 func DefaultOptions() Options {
 	return Options{
-		ChunkMaxLines:    1024,
-		ChunkMaxBytes:    512 << 10,
+		// A stream's day is mostly one chunk: with 1,024 lines, a stream of
+		// 1,100 lines a day made a full chunk and a runt, and more, smaller
+		// chunks cost disk (a chunk's metadata, times header, bloom filter
+		// and index document) and index terms per line. A chunk's messages
+		// are 256-line blocks read one by one, so a larger chunk is not
+		// decompressed whole. Memory is bounded by HeadsMaxBytes, not by
+		// these: an open chunk that stops growing is sealed by it first.
+		ChunkMaxLines:    4096,
+		ChunkMaxBytes:    2 << 20,
 		ChunkMaxAge:      5 * time.Minute,
 		ChunkIdleAge:     30 * time.Second,
 		HeadsMaxBytes:    64 << 20,
