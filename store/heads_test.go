@@ -175,16 +175,16 @@ func TestSealReasonsCounted(t *testing.T) {
 }
 
 // TestDefaultChunkHoldsAStreamsDay: with the default options a stream of
-// 3,000 lines in a day is sealed as one chunk (1,024 lines made two full
-// chunks and a runt), of twelve message blocks, and a word in its last
-// block is found by the index and by LoadWord after a reopen.
+// 2,000 lines in a day is sealed as one chunk (1,024 lines made a full
+// chunk and a runt), of eight message blocks, and a word in its last block
+// is found by the index and by LoadWord after a reopen.
 func TestDefaultChunkHoldsAStreamsDay(t *testing.T) {
 	dir := t.TempDir()
 	o := DefaultOptions()
 	s := testOpen(t, dir, o)
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	b := streamBatch(0, 1, 3000, t0)
-	b.Records[2950].Message = "transaction aborted: deadlock detected"
+	b := streamBatch(0, 1, 2000, t0)
+	b.Records[1950].Message = "transaction aborted: deadlock detected"
 	if _, err := s.Append(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +199,8 @@ func TestDefaultChunkHoldsAStreamsDay(t *testing.T) {
 		chunks = append(chunks, d...)
 	}
 	s.mu.RUnlock()
-	if len(chunks) != 1 || chunks[0].Count != 3000 {
-		t.Fatalf("%d chunks, want one of 3000 lines", len(chunks))
+	if len(chunks) != 1 || chunks[0].Count != 2000 {
+		t.Fatalf("%d chunks, want one of 2000 lines", len(chunks))
 	}
 	ctx := context.Background()
 	refs, err := CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, WordTerm("deadlock", false), true))
@@ -217,10 +217,10 @@ func TestDefaultChunkHoldsAStreamsDay(t *testing.T) {
 			hits = append(hits, l.Msgs[i])
 		}
 	}
-	if len(hits) != 1 || hits[0] != b.Records[2950].Message {
-		t.Fatalf("LoadWord kept %q, want the one line of block 11", hits)
+	if len(hits) != 1 || hits[0] != b.Records[1950].Message {
+		t.Fatalf("LoadWord kept %q, want the one line of block 7", hits)
 	}
-	if got := count(t, s, nil, nil); got != 3000 {
-		t.Fatalf("%d lines, want 3000", got)
+	if got := count(t, s, nil, nil); got != 2000 {
+		t.Fatalf("%d lines, want 2000", got)
 	}
 }
