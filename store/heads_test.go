@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shiplog/shiplog/model"
 )
 
@@ -109,5 +112,115 @@ func TestIdleHeadSealedAndWALTrimmed(t *testing.T) {
 	}
 	if got := count(t, s, nil, nil); got != 200 {
 		t.Fatalf("%d lines, want 200", got)
+	}
+}
+
+// TestSealReasonsCounted: every chunk sealed is counted with its lines under
+// why it was sealed (shiplog_store_sealed_chunk_lines): full at
+// ChunkMaxLines, evicted past HeadsMaxBytes, close at Close; the lines of
+// all reasons add up to the lines stored.
+func TestSealReasonsCounted(t *testing.T) {
+	o := DefaultOptions()
+	o.HeadsMaxBytes = 64 << 10
+	o.ChunkMaxLines = 100
+	reg := prometheus.NewRegistry()
+	s, err := Open(t.TempDir(), o, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	// One stream of 250 lines: two full chunks and 50 lines open.
+	if _, err := s.Append(context.Background(), streamBatch(1000, 1001, 250, t0)); err != nil {
+		t.Fatal(err)
+	}
+	for h := 0; h < 100; h++ { // 100 streams of 50 lines: past the bound
+		if _, err := s.Append(context.Background(), streamBatch(h, h+1, 50, t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open, _ := s.openHeads()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]uint64{} // reason -> chunks, lines
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "shiplog_store_sealed_chunk_lines" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			got[m.GetLabel()[0].GetValue()] = [2]uint64{h.GetSampleCount(), uint64(h.GetSampleSum())}
+		}
+	}
+	if got["full"] != [2]uint64{2, 200} {
+		t.Errorf("full: %v chunks and lines, want 2 of 200", got["full"])
+	}
+	if got["evicted"][0] == 0 {
+		t.Errorf("no chunk counted as evicted: %v", got)
+	}
+	if got["close"][0] != uint64(open) {
+		t.Errorf("close: %d chunks, want the %d heads open at Close", got["close"][0], open)
+	}
+	var chunks, lines uint64
+	for _, v := range got {
+		chunks, lines = chunks+v[0], lines+v[1]
+	}
+	if lines != 5250 || chunks != uint64(testutil.ToFloat64(s.m.chunks)) {
+		t.Errorf("%d chunks of %d lines counted by reason; want %v chunks of 5250 lines", chunks, lines, testutil.ToFloat64(s.m.chunks))
+	}
+}
+
+// TestDefaultChunkHoldsAStreamsDay: with the default options a stream of
+// 2,000 lines in a day is sealed as one chunk (1,024 lines made a full
+// chunk and a runt), of eight message blocks, and a word in its last block
+// is found by the index and by LoadWord after a reopen.
+func TestDefaultChunkHoldsAStreamsDay(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultOptions()
+	s := testOpen(t, dir, o)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b := streamBatch(0, 1, 2000, t0)
+	b.Records[1950].Message = "transaction aborted: deadlock detected"
+	if _, err := s.Append(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = testOpen(t, dir, o)
+	defer s.Close()
+	s.mu.RLock()
+	var chunks []*ChunkMeta
+	for _, d := range s.days {
+		chunks = append(chunks, d...)
+	}
+	s.mu.RUnlock()
+	if len(chunks) != 1 || chunks[0].Count != 2000 {
+		t.Fatalf("%d chunks, want one of 2000 lines", len(chunks))
+	}
+	ctx := context.Background()
+	refs, err := CollectCandidates(s.Candidates(ctx, model.TimeRange{Start: 0, End: 1 << 62}, WordTerm("deadlock", false), true))
+	if err != nil || len(refs) != 1 {
+		t.Fatalf("%d candidates (%v), want 1", len(refs), err)
+	}
+	l, err := s.LoadWord(ctx, refs[0], "deadlock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits []string
+	for i := range l.Len() {
+		if l.Msgs[i] != "" {
+			hits = append(hits, l.Msgs[i])
+		}
+	}
+	if len(hits) != 1 || hits[0] != b.Records[1950].Message {
+		t.Fatalf("LoadWord kept %q, want the one line of block 7", hits)
+	}
+	if got := count(t, s, nil, nil); got != 2000 {
+		t.Fatalf("%d lines, want 2000", got)
 	}
 }

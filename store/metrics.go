@@ -10,6 +10,8 @@ type metrics struct {
 	streamsRefused                                prometheus.Counter
 	evictedHeads                                  prometheus.Counter
 	backlogWaits                                  prometheus.Counter
+	// chunkLines: the lines of each chunk sealed, by why it was sealed.
+	chunkLines [numSealReasons]prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,7 +36,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Help: "Open chunks sealed early because the open chunks of all streams held more than their memory bound."})
 	m.backlogWaits = prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_store_seal_backlog_waits_total",
 		Help: "Appends held back because the chunks waiting to be sealed held more than --seal-backlog-memory."})
+	lines := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shiplog_store_sealed_chunk_lines",
+		Help:    "Lines of each chunk sealed, by why it was sealed: full (the chunk's line or byte bound), evicted (the open chunks' memory bound), idle, age, wal (it pinned too old a WAL segment), close, replay.",
+		Buckets: []float64{1, 16, 64, 256, 512, 1024, 1536, 2047, 2048, 4096}}, []string{"reason"})
+	for r, name := range sealReasonNames {
+		m.chunkLines[r] = lines.WithLabelValues(name)
+	}
 	if reg != nil {
+		reg.MustRegister(lines)
 		reg.MustRegister(m.droppedDays, m.diskBytes, m.streamsRefused, m.evictedHeads, m.backlogWaits)
 		reg.MustRegister(m.lines, m.duplicates, m.chunks, m.chunkBytes, m.errors, m.appendSeconds, m.sealSeconds, m.indexSeconds)
 	}

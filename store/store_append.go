@@ -299,7 +299,7 @@ func (s *Store) appendLine(k headKey, labels model.Labels, line uint32, r *model
 func (s *Store) appendLineTo(h *head, k headKey, labels model.Labels, line uint32, r *model.Record, seg uint64, now int64) (cur, full *head) {
 	if h != nil && h.meta.FirstLine+h.meta.Count != line {
 		// Not contiguous (only during WAL replay): seal what we have.
-		s.startSeal(h)
+		s.startSeal(h, sealReplay)
 		h = nil
 	}
 	if h == nil {
@@ -353,7 +353,7 @@ func (s *Store) appendLineTo(h *head, k headKey, labels model.Labels, line uint3
 	s.headBytes += int64(n)
 	h.lastAt = now
 	if h.full(&s.opts) {
-		s.startSeal(h)
+		s.startSeal(h, sealFull)
 		return nil, h
 	}
 	return h, nil

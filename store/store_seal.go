@@ -12,9 +12,28 @@ import (
 // one, to check that such chunks read the same).
 var writeTextVersion byte = textVersion
 
-// startSeal moves a head from heads to sealing. Caller holds mu and must send
-// the head to sealCh after unlocking (or, during Open, seal it directly).
-func (s *Store) startSeal(h *head) {
+// sealReason is why a head was sealed (the reason label of
+// shiplog_store_sealed_chunk_lines).
+type sealReason uint8
+
+const (
+	sealFull    sealReason = iota // ChunkMaxLines or ChunkMaxBytes reached
+	sealEvicted                   // the open heads held more than HeadsMaxBytes
+	sealIdle                      // no line for ChunkIdleAge
+	sealAge                       // open for ChunkMaxAge
+	sealWAL                       // pinned a WAL segment past WALMaxSegments
+	sealClose                     // Close, backups and tests: every head
+	sealReplay                    // a gap in the stream's lines (WAL replay)
+	numSealReasons
+)
+
+var sealReasonNames = [numSealReasons]string{"full", "evicted", "idle", "age", "wal", "close", "replay"}
+
+// startSeal moves a head from heads to sealing, noting why. Caller holds mu
+// and must send the head to sealCh after unlocking (or, during Open, seal it
+// directly).
+func (s *Store) startSeal(h *head, why sealReason) {
+	h.why = why
 	delete(s.heads, headKey{h.meta.Stream, h.meta.Day})
 	s.headBytes -= int64(h.bytes)
 	s.sealing[h.meta.ID] = h
@@ -97,6 +116,7 @@ func (s *Store) seal(h *head) {
 	}
 	s.countDayWords(day, lines.Msgs)
 	s.m.chunks.Inc()
+	s.m.chunkLines[h.why].Observe(float64(meta.Count))
 	s.m.chunkBytes.Add(float64(len(tv) + len(cv)))
 	s.noteMappedWrite(len(tv) + len(cv))
 	s.m.sealSeconds.Observe(time.Since(start).Seconds())
@@ -157,7 +177,7 @@ func (s *Store) evictHeads(out []*head) []*head {
 		if s.headBytes <= low {
 			break
 		}
-		s.startSeal(h)
+		s.startSeal(h, sealEvicted)
 		out = append(out, h)
 		n++
 	}
@@ -194,6 +214,7 @@ func (s *Store) maintLoop() {
 func (s *Store) maintain(all bool) {
 	now := time.Now()
 	var seal []*head
+	var why []sealReason
 	s.mu.Lock()
 	oldestAllowed := uint64(0)
 	if s.wal.seg >= uint64(s.opts.WALMaxSegments) {
@@ -201,13 +222,23 @@ func (s *Store) maintain(all bool) {
 	}
 	idleBefore := now.Add(-s.opts.ChunkIdleAge).UnixNano()
 	for _, h := range s.heads {
-		idle := h.lastAt <= idleBefore && h.minSeg < s.wal.seg
-		if all || idle || now.Sub(h.opened) >= s.opts.ChunkMaxAge || h.minSeg < oldestAllowed {
-			seal = append(seal, h)
+		r := sealReason(numSealReasons)
+		switch {
+		case all:
+			r = sealClose
+		case h.lastAt <= idleBefore && h.minSeg < s.wal.seg:
+			r = sealIdle
+		case now.Sub(h.opened) >= s.opts.ChunkMaxAge:
+			r = sealAge
+		case h.minSeg < oldestAllowed:
+			r = sealWAL
+		}
+		if r < numSealReasons {
+			seal, why = append(seal, h), append(why, r)
 		}
 	}
-	for _, h := range seal {
-		s.startSeal(h)
+	for i, h := range seal {
+		s.startSeal(h, why[i])
 	}
 	s.mu.Unlock()
 	for _, h := range seal {
