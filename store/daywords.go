@@ -47,12 +47,7 @@ const (
 	dayWordSampleDays   = 4       // days sampled at once, at most
 )
 
-func dayWordsKey(day uint32) []byte {
-	k := make([]byte, 5)
-	k[0] = pfxDayWords
-	binary.BigEndian.PutUint32(k[1:], day)
-	return k
-}
+func dayWordsKey(day uint32) []byte { return dayKey(pfxDayWords, day) }
 
 // dayWords holds a store's day words, and counts the words of the first
 // chunks of days without them.

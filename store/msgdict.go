@@ -47,9 +47,12 @@ const (
 // dictionary).
 func dictID(day uint32) uint32 { return day + 1 }
 
-func dictKey(day uint32) []byte {
+func dictKey(day uint32) []byte { return dayKey(pfxDict, day) }
+
+// dayKey is the key of a value kept once a day: the prefix, then the day.
+func dayKey(pfx byte, day uint32) []byte {
 	k := make([]byte, 5)
-	k[0] = pfxDict
+	k[0] = pfx
 	binary.BigEndian.PutUint32(k[1:], day)
 	return k
 }
