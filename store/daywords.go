@@ -188,16 +188,7 @@ func lineWords(msgs []string) (per map[string]int, n int) {
 // with the fewest chunks go when dayWordSampleDays are counted. Caller
 // holds mu.
 func (d *dayWords) fewerCountedDays() {
-	for len(d.train) >= dayWordSampleDays {
-		var least uint32
-		n := -1
-		for day, wc := range d.train {
-			if n < 0 || wc.chunks < n {
-				least, n = day, wc.chunks
-			}
-		}
-		delete(d.train, least)
-	}
+	dropFewestChunks(d.train, dayWordSampleDays, func(wc *wordCounts) int { return wc.chunks })
 }
 
 // add makes day's words, written to Badger, used; words is sorted.

@@ -266,15 +266,21 @@ func (d *msgDicts) note(day uint32, msgs []string) [][]byte {
 // day with the fewest chunks go when dictSampleDays are sampled (a day of
 // so few lines does without). Caller holds mu.
 func (d *msgDicts) fewerSampledDays() {
-	for len(d.train) >= dictSampleDays {
+	dropFewestChunks(d.train, dictSampleDays, func(ds *dictSamples) int { return ds.chunks })
+}
+
+// dropFewestChunks deletes from days (samples of the first chunks of days)
+// the day with the fewest chunks until fewer than most are left.
+func dropFewestChunks[T any](days map[uint32]T, most int, chunks func(T) int) {
+	for len(days) >= most {
 		var least uint32
 		n := -1
-		for day, ds := range d.train {
-			if n < 0 || ds.chunks < n {
-				least, n = day, ds.chunks
+		for day, v := range days {
+			if c := chunks(v); n < 0 || c < n {
+				least, n = day, c
 			}
 		}
-		delete(d.train, least)
+		delete(days, least)
 	}
 }
 
