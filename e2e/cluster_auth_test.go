@@ -272,10 +272,17 @@ func checkPortsRefuse(t *testing.T, nodes []*clusterNode) {
 	}
 }
 
-// countMessage is how many records hold msg, through nd.
+// countMessage is how many records hold msg, through nd. A partial answer
+// (a partition's owner slow to answer on a loaded machine) is asked again
+// for up to 30 s: only a complete answer counts.
 func countMessage(t *testing.T, nd *clusterNode, msg string) int {
 	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	msgs, partial, err := nd.searchMessages(`"` + msg + `"`)
+	for err == nil && partial && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		msgs, partial, err = nd.searchMessages(`"` + msg + `"`)
+	}
 	if err != nil || partial {
 		t.Fatalf("search %q: partial=%v %v", msg, partial, err)
 	}
