@@ -14,6 +14,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
+	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
@@ -213,4 +214,89 @@ func appendProtoTimeSlow(b []byte, sec int64, nanos int32) []byte {
 		b = append(b, frac...)
 	}
 	return append(b, 'Z')
+}
+
+// recordJSON writes stored records as appendRecordJSON writes their
+// protobuf messages (GET /v1/logs:search, searchhttp.go). A page's records
+// come from a few streams: the JSON of the last few label sets is kept and
+// copied, not escaped again. Not for concurrent use.
+type recordJSON struct {
+	labels [8]labelsJSON
+	next   int // the entry replaced next
+}
+
+type labelsJSON struct {
+	l    model.Labels
+	json []byte // `,"service":...,"deploy_id":...`; nil: unused
+}
+
+// labelsOf returns the JSON of l's four fields.
+func (e *recordJSON) labelsOf(l *model.Labels) []byte {
+	for i := range e.labels {
+		if c := &e.labels[i]; c.json != nil && c.l == *l {
+			return c.json
+		}
+	}
+	c := &e.labels[e.next]
+	e.next = (e.next + 1) % len(e.labels)
+	b := append(c.json[:0], `,"service":`...)
+	b = appendJSONString(b, l.Service)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, l.Host)
+	b = append(b, `,"build_id":`...)
+	b = appendJSONString(b, l.BuildID)
+	b = append(b, `,"deploy_id":`...)
+	b = appendJSONString(b, l.DeployID)
+	c.l, c.json = *l, b
+	return b
+}
+
+func (e *recordJSON) append(b []byte, r *model.Record) []byte {
+	b = append(b, `{"id":"`...)
+	b = r.ID.AppendText(b)
+	// As fillProto: the nanoseconds of a Timestamp count forward.
+	sec, nanos := r.Time/1e9, int32(r.Time%1e9)
+	if nanos < 0 {
+		sec, nanos = sec-1, nanos+1e9
+	}
+	b = append(b, `","time":"`...)
+	b = appendProtoTime(b, sec, nanos)
+	b = append(b, '"')
+	b = append(b, e.labelsOf(&r.Labels)...)
+	b = append(b, `,"level":`...)
+	b = appendJSONString(b, r.Level.String())
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, r.Message)
+	b = append(b, `,"trace_id":`...)
+	b = appendJSONString(b, r.TraceID)
+	b = append(b, `,"span_id":`...)
+	b = appendJSONString(b, r.SpanID)
+	b = append(b, `,"attributes":{`...)
+	as := r.Attrs
+	if !attrsInOrder(as) {
+		// A map in the protobuf message: one value a key, the last.
+		as = sortAttrs(slices.Clone(as))
+	}
+	for i, a := range as {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, a.Key)
+		b = append(b, ':')
+		b = appendJSONString(b, a.Value)
+	}
+	b = append(b, `},"seq":"`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	return append(b, `"}`...)
+}
+
+// attrsInOrder reports whether as is sorted by key with no key twice (as
+// the store keeps them).
+func attrsInOrder(as []model.Attr) bool {
+	for i := 1; i < len(as); i++ {
+		if as[i-1].Key >= as[i].Key {
+			return false
+		}
+	}
+	return true
 }
