@@ -6,8 +6,8 @@ package server
 // path's scope), query parameters, form bodies and errors. What differs is
 // the answer: the engine's page is written as JSON straight from its
 // records, without the protobuf messages (a page of thousands of records
-// allocated a megabyte of them), in pieces as it is written (the client
-// reads the first records while the rest are encoded), from pooled
+// allocated a megabyte of them), a share at a time (the client reads the
+// first share of the records while the others are encoded), from pooled
 // buffers. The bytes are those of appendSearchJSON on the protobuf answer
 // (TestSearchJSONOfPage).
 
@@ -69,69 +69,60 @@ func handleSearchJSON(gw *runtime.ServeMux, q limitedQueries) error {
 	})
 }
 
-// flushBytes is how much of an answer is encoded before it is written.
-const flushBytes = 64 << 10
-
 // maxPooledJSON is the largest buffer kept for reuse.
 const maxPooledJSON = 4 << 20
 
-var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, flushBytes+4<<10); return &b }}
+var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // writeSearchJSON writes res as appendSearchJSON writes its SearchResponse.
-// The records' shares (eachShare) but the first are encoded concurrently,
-// each into a buffer of its own; the first is written as it is encoded.
-// A failed write (the client gone) ends the answer.
+// The records' shares (eachShare) are encoded concurrently, each into a
+// buffer of its own, and written in order as they are done: the first
+// while the others are still being encoded. (Written in smaller pieces, the
+// answer took longer: the client's reads then compete with the encoding
+// for the cores.) A failed write (the client gone) ends the answer.
 func writeSearchJSON(w io.Writer, res *query.SearchResult) {
 	recs := res.Records
 	bounds := shares(len(recs))
 	parts := make([]*[]byte, len(bounds)-1)
-	var wg sync.WaitGroup
-	for i := 1; i < len(parts); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bp := jsonBufs.Get().(*[]byte)
-			var enc recordJSON
-			b := (*bp)[:0]
-			for j := bounds[i]; j < bounds[i+1]; j++ {
+	done := make([]chan struct{}, len(parts))
+	encode := func(i int) {
+		bp := jsonBufs.Get().(*[]byte)
+		b := (*bp)[:0]
+		if i == 0 {
+			b = append(b, `{"records":[`...)
+		}
+		var enc recordJSON
+		for j := bounds[i]; j < bounds[i+1]; j++ {
+			if j > 0 {
 				b = append(b, ',')
-				b = enc.append(b, &recs[j])
 			}
-			*bp = b
-			parts[i] = bp
+			b = enc.append(b, &recs[j])
+		}
+		if i == len(parts)-1 {
+			b = appendSearchTail(b, res.NextCursor, res.Coverage)
+		}
+		*bp = b
+		parts[i] = bp
+	}
+	for i := 1; i < len(parts); i++ {
+		done[i] = make(chan struct{})
+		go func() {
+			defer close(done[i])
+			encode(i)
 		}()
 	}
-	bp := jsonBufs.Get().(*[]byte)
-	b := append((*bp)[:0], `{"records":[`...)
-	var enc recordJSON
+	encode(0)
 	var err error
-	for j := bounds[0]; j < bounds[1] && err == nil; j++ {
-		if j > 0 {
-			b = append(b, ',')
+	for i := range parts {
+		if i > 0 {
+			<-done[i]
 		}
-		b = enc.append(b, &recs[j])
-		if len(b) >= flushBytes {
-			_, err = w.Write(b)
-			b = b[:0]
-		}
-	}
-	wg.Wait()
-	for _, p := range parts[1:] {
-		if err == nil && len(b) > 0 {
-			_, err = w.Write(b)
-		}
-		b = b[:0]
+		bp := parts[i]
 		if err == nil {
-			_, err = w.Write(*p)
+			_, err = w.Write(*bp)
 		}
-		putJSONBuf(p)
+		putJSONBuf(bp)
 	}
-	b = appendSearchTail(b, res.NextCursor, res.Coverage)
-	if err == nil {
-		w.Write(b) //nolint:errcheck // the client is gone: nothing to tell it
-	}
-	*bp = b
-	putJSONBuf(bp)
 }
 
 func putJSONBuf(bp *[]byte) {

@@ -67,8 +67,8 @@ func randomRecords(rng *rand.Rand, n int) []model.Record {
 }
 
 // The page written straight from the engine's records has the bytes of the
-// protobuf answer's JSON (appendSearchJSON), small or written in shares and
-// pieces, and leaves the records as they were.
+// protobuf answer's JSON (appendSearchJSON), small or written in shares,
+// and leaves the records as they were.
 func TestSearchJSONOfPage(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	rng := rand.New(rand.NewPCG(5, 11))
@@ -89,8 +89,8 @@ func TestSearchJSONOfPage(t *testing.T) {
 				}
 				t.Fatalf("%d records: differs at byte %d:\ngot  %.300s\nwant %.300s", n, i, w.Bytes()[i:], want[i:])
 			}
-			if big := len(want) > 2*flushBytes; big && w.writes < 3 {
-				t.Errorf("%d records, %d bytes: written in %d pieces", n, len(want), w.writes)
+			if nshares := len(shares(n)) - 1; w.writes != nshares {
+				t.Errorf("%d records: written in %d pieces, want one a share (%d)", n, w.writes, nshares)
 			}
 		}
 		if fmt.Sprint(recs) != before {
