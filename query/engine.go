@@ -253,6 +253,7 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 	type loaded struct {
 		l     *store.Lines
 		marks []bool
+		keep  bool // its text loaded for the page: kept, not copied
 		err   error
 		done  chan struct{}
 	}
@@ -271,7 +272,7 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 		if s.full() && s.beyond(r.Meta.MinT, r.Meta.MaxT) {
 			return false
 		}
-		x := &loaded{done: make(chan struct{})}
+		x := &loaded{done: make(chan struct{}), keep: s.eager(r)}
 		pending = append(pending, x)
 		wg.Add(1)
 		go func() {
@@ -280,6 +281,10 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			if x.err = lctx.Err(); x.err != nil {
+				return
+			}
+			if x.keep {
+				x.l, x.err = e.st.Load(lctx, r, true)
 				return
 			}
 			if x.l, x.err = e.loadMatching(lctx, r, s.q); x.err == nil && !r.All && s.q.text {
@@ -305,10 +310,10 @@ func (e *Engine) scanRefs(ctx context.Context, s *searchScan, refs []store.Chunk
 		if s.full() && s.beyond(refs[i].Meta.MinT, refs[i].Meta.MaxT) {
 			break
 		}
-		if err := s.scan(ctx, refs[i], x.l, x.marks); err != nil {
+		if err := s.scan(ctx, refs[i], x.l, x.marks, x.keep); err != nil {
 			return err
 		}
-		if x.l.Msgs != nil && !refs[i].InMemory() {
+		if x.l.Msgs != nil && !refs[i].InMemory() && !x.keep {
 			// scan copied what it kept of a sealed chunk's text.
 			x.l.Release()
 		}
@@ -362,9 +367,25 @@ type searchScan struct {
 	limit int
 	h     *hitHeap
 	done  <-chan struct{}
+	// launched counts the lines of the chunks loaded with their text by
+	// eager.
+	launched int
 }
 
 func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
+
+// eager reports whether r's text is best loaded with its times (a sealed
+// chunk whose every line matches, loaded while the lines of the chunks
+// loaded before it and its own fit in the page): every line of it in the
+// range comes into the page, whose text would be loaded after the scan
+// otherwise (loadHitText), in a second read of the chunk.
+func (s *searchScan) eager(r store.ChunkRef) bool {
+	if s.q.text || !r.All || r.InMemory() || s.launched+int(r.Meta.Count) > s.limit {
+		return false
+	}
+	s.launched += int(r.Meta.Count)
+	return true
+}
 
 // add keeps x among the best hits: appended until the heap holds limit (made
 // a heap then), else in place of the worst.
@@ -387,8 +408,10 @@ func (s *searchScan) beyond(minT, maxT int64) bool {
 }
 
 // scan adds the lines of one loaded chunk that match and beat the heap's
-// worst hit; marks (when not nil) are candidateLines' prefilter.
-func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines, marks []bool) error {
+// worst hit; marks (when not nil) are candidateLines' prefilter. With keep,
+// the hits hold on to l, text and all; else the records of a sealed chunk
+// loaded with its text are copied out of it (then released).
+func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines, marks []bool, keep bool) error {
 	all := ref.All
 	for j := 0; j < l.Len(); j++ {
 		if marks != nil && !marks[j] {
@@ -416,7 +439,7 @@ func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Line
 			}
 		}
 		x := hit{pos: pos, lines: l, i: j}
-		if l.Msgs != nil && !ref.InMemory() {
+		if l.Msgs != nil && !ref.InMemory() && !keep {
 			x.rec, x.lines = ownedRecord(l, j), nil
 		}
 		s.add(x)
