@@ -139,14 +139,24 @@ func appendProtoTime(b []byte, sec int64, nanos int32) []byte {
 	if sec < 0 || sec > maxSec || nanos < 0 || nanos > 999_999_999 {
 		return appendProtoTimeSlow(b, sec, nanos)
 	}
-	y, m, d := civilDate(sec / 86400)
-	hms := sec % 86400
+	return appendClock(appendDate(b, sec/86400), sec%86400, nanos)
+}
+
+// appendDate appends the date of a day counted from 1970-01-01 (0 to
+// 9999-12-31) and the T that follows it.
+func appendDate(b []byte, days int64) []byte {
+	y, m, d := civilDate(days)
 	b = append4(b, y)
 	b = append(b, '-')
 	b = append2(b, m)
 	b = append(b, '-')
 	b = append2(b, d)
-	b = append(b, 'T')
+	return append(b, 'T')
+}
+
+// appendClock appends the time of day of appendProtoTime: hms seconds into
+// the day, nanos valid.
+func appendClock(b []byte, hms int64, nanos int32) []byte {
 	b = append2(b, int(hms/3600))
 	b = append(b, ':')
 	b = append2(b, int(hms/60%60))
@@ -223,6 +233,22 @@ func appendProtoTimeSlow(b []byte, sec int64, nanos int32) []byte {
 type recordJSON struct {
 	labels [8]labelsJSON
 	next   int // the entry replaced next
+	// The date of the last time written (a page's records mostly share
+	// it), as appendDate writes it, and its day; date is empty at first.
+	day  int64
+	date []byte
+}
+
+// appendTime is appendProtoTime, with the date of the last day kept.
+func (e *recordJSON) appendTime(b []byte, sec int64, nanos int32) []byte {
+	const maxSec = 253402300799 // as appendProtoTime
+	if sec < 0 || sec > maxSec || nanos < 0 || nanos > 999_999_999 {
+		return appendProtoTime(b, sec, nanos)
+	}
+	if day := sec / 86400; len(e.date) == 0 || day != e.day {
+		e.day, e.date = day, appendDate(e.date[:0], day)
+	}
+	return appendClock(append(b, e.date...), sec%86400, nanos)
 }
 
 type labelsJSON struct {
@@ -260,7 +286,7 @@ func (e *recordJSON) append(b []byte, r *model.Record) []byte {
 		sec, nanos = sec-1, nanos+1e9
 	}
 	b = append(b, `","time":"`...)
-	b = appendProtoTime(b, sec, nanos)
+	b = e.appendTime(b, sec, nanos)
 	b = append(b, '"')
 	b = append(b, e.labelsOf(&r.Labels)...)
 	b = append(b, `,"level":`...)
