@@ -228,6 +228,9 @@ func (e *Engine) Search(ctx context.Context, p SearchParams) (*SearchResult, err
 		if err != nil {
 			return nil, err
 		}
+		if s.h.h == nil {
+			s.h.h = make([]hit, 0, s.room(refs))
+		}
 		if err := e.scanRefs(ctx, s, refs); err != nil {
 			return nil, err
 		}
@@ -373,6 +376,19 @@ type searchScan struct {
 }
 
 func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
+
+// room is the hits to make room for, from the first day's candidates: the
+// lines of those whose every line matches, up to the limit (a build's
+// thousands of lines were appended through a dozen copies).
+func (s *searchScan) room(refs []store.ChunkRef) int {
+	n := 0
+	for _, r := range refs {
+		if r.All {
+			n += int(r.Meta.Count)
+		}
+	}
+	return min(n, s.limit)
+}
 
 // eager reports whether r's text is best loaded with its times (a sealed
 // chunk whose every line matches, loaded while the lines of the chunks
