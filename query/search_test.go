@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
+	"github.com/shiplog/shiplog/store"
 )
 
 // searchData is 150 instants 29 minutes apart from 20:00 on 2026-03-01 (four
@@ -47,6 +49,9 @@ func filterCases(recs []model.Record) []filterCase {
 		{"alpha OR service:svc-2", func(r model.Record) bool { return hasWord(r.Message, "alpha") || r.Service == "svc-2" }},
 		{"n:>=100 -host:host-1", func(r model.Record) bool { n, _ := attrNum(r, "n"); return n >= 100 && r.Host != "host-1" }},
 		{"again", func(r model.Record) bool { return hasWord(r.Message, "again") }},
+		// Every line of the stream's chunks matches: the text of those
+		// whose lines fit in the page is loaded with their times.
+		{"host:host-2", func(r model.Record) bool { return r.Host == "host-2" }},
 		{idWord, func(r model.Record) bool { return hasWord(r.Message, idWord) }},
 	}
 }
@@ -147,7 +152,9 @@ func firstDiff(a, b []model.ID) int {
 	return min(len(a), len(b))
 }
 
-// TestSearchRecords checks that records come back whole.
+// TestSearchRecords checks that records come back whole, their text loaded
+// with their times (a label query whose matches fit in the page) or after
+// the scan.
 func TestSearchRecords(t *testing.T) {
 	recs := searchData()
 	s := loadGenerated(t, recs, 16)
@@ -156,7 +163,7 @@ func TestSearchRecords(t *testing.T) {
 	for _, r := range recs {
 		byID[r.ID] = r
 	}
-	for _, qs := range []string{"", "level:error", "alpha"} {
+	for _, qs := range []string{"", "level:error", "alpha", "host:host-0", "service:svc-1"} {
 		for _, r := range searchAll(t, e, mustParse(t, qs), everything, false, 1000) {
 			want := byID[r.ID]
 			want.Level = level(want)
@@ -185,6 +192,54 @@ func TestSearchErrors(t *testing.T) {
 		res, err := e.Search(ctx, query.SearchParams{Range: tr, Limit: 10})
 		if err != nil || len(res.Records) != 0 || res.NextCursor != "" {
 			t.Errorf("range %v: %+v, %v", tr, res, err)
+		}
+	}
+}
+
+// textCounter is a store that counts the chunks whose text is loaded after
+// their times.
+type textCounter struct {
+	*store.Store
+	loadText atomic.Int32
+}
+
+func (c *textCounter) LoadText(ctx context.Context, l *store.Lines) error {
+	c.loadText.Add(1)
+	return c.Store.LoadText(ctx, l)
+}
+
+// A label query whose every match fits in the page loads each sealed
+// chunk's text with its times, in one read; when they do not fit, the
+// text of the chunks with hits is loaded after the scan. Both answer the
+// same.
+func TestSearchLoadsTextWithTimes(t *testing.T) {
+	recs := searchData()
+	c := &textCounter{Store: loadGenerated(t, recs, 16)}
+	e := query.New(c, query.DefaultOptions())
+	q := mustParse(t, "host:host-0")
+	var want []model.Record
+	for _, r := range recs {
+		if r.Host == "host-0" {
+			r.Level = level(r)
+			want = append(want, r)
+		}
+	}
+	slices.SortFunc(want, less)
+	for _, limit := range []int{1000, len(want), 10} {
+		c.loadText.Store(0)
+		got := searchAll(t, e, q, everything, true, limit)
+		if len(got) != len(want) {
+			t.Fatalf("limit %d: %d records, want %d", limit, len(got), len(want))
+		}
+		for i, r := range got {
+			w := want[i]
+			if r.ID != w.ID || r.Time != w.Time || r.Labels != w.Labels || r.Level != w.Level || r.Message != w.Message ||
+				r.Seq != w.Seq || !slices.Equal(r.Attrs, w.Attrs) {
+				t.Fatalf("limit %d, record %d: got %+v\nwant %+v", limit, i, r, w)
+			}
+		}
+		if n := c.loadText.Load(); (limit >= len(want)) != (n == 0) {
+			t.Errorf("limit %d (%d matches): text loaded after the scan for %d chunks", limit, len(want), n)
 		}
 	}
 }

@@ -127,6 +127,19 @@ func parseQueryLastDay(qs, start, end string) (*query.Query, model.TimeRange, er
 func timeOf(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
 func (s *queryServer) Search(ctx context.Context, req *shiplogv1.SearchRequest) (*shiplogv1.SearchResponse, error) {
+	res, err := s.searchPage(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := &shiplogv1.SearchResponse{Records: recordsToProto(res.Records), NextCursor: res.NextCursor}
+	out.Partial, out.MissingPartitions = coverage(res.Coverage)
+	return out, nil
+}
+
+// searchPage is Search's page as the engine returns it (GET
+// /v1/logs:search writes it as JSON without the protobuf messages:
+// searchhttp.go).
+func (s *queryServer) searchPage(ctx context.Context, req *shiplogv1.SearchRequest) (*query.SearchResult, error) {
 	q, err := query.Parse(req.GetQ())
 	if err != nil {
 		return nil, toStatus(err)
@@ -151,9 +164,7 @@ func (s *queryServer) Search(ctx context.Context, req *shiplogv1.SearchRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &shiplogv1.SearchResponse{Records: recordsToProto(res.Records), NextCursor: res.NextCursor}
-	out.Partial, out.MissingPartitions = coverage(res.Coverage)
-	return out, nil
+	return res, nil
 }
 
 func (s *queryServer) Histogram(ctx context.Context, req *shiplogv1.HistogramRequest) (*shiplogv1.HistogramResponse, error) {

@@ -349,16 +349,26 @@ func appendAnyJSON(b []byte, v *commonpb.AnyValue, depth int) []byte {
 }
 
 // appendJSONString appends s as a JSON string (invalid UTF-8 becomes U+FFFD).
-// Runs that need no escape are copied whole; they are found eight bytes at a
-// time.
+// Runs that need no escape are copied whole; they are found sixteen, then
+// eight bytes at a time.
 func appendJSONString(b []byte, s string) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i+16 <= len(s) {
+			p := unsafe.Slice(unsafe.StringData(s[i:]), 16)
+			if jsonBad8(binary.LittleEndian.Uint64(p))|jsonBad8(binary.LittleEndian.Uint64(p[8:])) != 0 {
+				break
+			}
+			i += 16
+		}
 		if i+8 <= len(s) && plainJSON8(binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))) {
 			i += 8
 			continue
+		}
+		if i == len(s) {
+			break
 		}
 		c := s[i]
 		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
@@ -400,13 +410,17 @@ func appendJSONString(b []byte, s string) []byte {
 // plainJSON8 reports whether none of the eight bytes in w needs a JSON
 // escape or a UTF-8 check: no control byte (< 0x20), '"', '\\', DEL or byte
 // outside ASCII.
-func plainJSON8(w uint64) bool {
+func plainJSON8(w uint64) bool { return jsonBad8(w) == 0 }
+
+// jsonBad8 is not 0 when one of the eight bytes in w needs a JSON escape or
+// a UTF-8 check (plainJSON8). Each test sets a byte's high bit: its own
+// (outside ASCII), a borrow below 0x20, or a zero byte once '"', '\\' or
+// DEL is xored away. A borrow only runs on from a byte that matched, so
+// the mask is 0 exactly when no byte does. Small enough to be inlined.
+func jsonBad8(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	hasZero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
-	bad := w&highs | // outside ASCII
-		(w-0x20*ones)&^w&highs | // below 0x20 (for bytes without the high bit)
-		hasZero(w^('"'*ones)) | hasZero(w^('\\'*ones)) | hasZero(w^(0x7f*ones))
-	return bad == 0
+	q, bs, del := w^('"'*ones), w^('\\'*ones), w^(0x7f*ones)
+	return (w | (w-0x20*ones)&^w | (q-ones)&^q | (bs-ones)&^bs | (del-ones)&^del) & highs
 }
 
 // sortAttrs sorts attributes by key, keeping the last of equal keys.

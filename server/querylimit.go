@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc"
 
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
+	"github.com/shiplog/shiplog/query"
 )
 
 // limitedQueries is the QueryService as both gRPC and the HTTP gateway serve
@@ -35,6 +36,12 @@ func limited[Req, Resp any](ctx context.Context, lm *Limiter, req Req, h func(co
 
 func (l limitedQueries) Search(ctx context.Context, r *shiplogv1.SearchRequest) (*shiplogv1.SearchResponse, error) {
 	return limited(ctx, l.lm, r, l.s.Search)
+}
+
+// searchPage is Search's page before its conversion to protobuf (GET
+// /v1/logs:search, searchhttp.go), under the same slot and timeout.
+func (l limitedQueries) searchPage(ctx context.Context, r *shiplogv1.SearchRequest) (*query.SearchResult, error) {
+	return limited(ctx, l.lm, r, l.s.searchPage)
 }
 
 func (l limitedQueries) Histogram(ctx context.Context, r *shiplogv1.HistogramRequest) (*shiplogv1.HistogramResponse, error) {

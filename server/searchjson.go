@@ -14,6 +14,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
+	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 )
 
@@ -138,14 +139,24 @@ func appendProtoTime(b []byte, sec int64, nanos int32) []byte {
 	if sec < 0 || sec > maxSec || nanos < 0 || nanos > 999_999_999 {
 		return appendProtoTimeSlow(b, sec, nanos)
 	}
-	y, m, d := civilDate(sec / 86400)
-	hms := sec % 86400
+	return appendClock(appendDate(b, sec/86400), sec%86400, nanos)
+}
+
+// appendDate appends the date of a day counted from 1970-01-01 (0 to
+// 9999-12-31) and the T that follows it.
+func appendDate(b []byte, days int64) []byte {
+	y, m, d := civilDate(days)
 	b = append4(b, y)
 	b = append(b, '-')
 	b = append2(b, m)
 	b = append(b, '-')
 	b = append2(b, d)
-	b = append(b, 'T')
+	return append(b, 'T')
+}
+
+// appendClock appends the time of day of appendProtoTime: hms seconds into
+// the day, nanos valid.
+func appendClock(b []byte, hms int64, nanos int32) []byte {
 	b = append2(b, int(hms/3600))
 	b = append(b, ':')
 	b = append2(b, int(hms/60%60))
@@ -213,4 +224,105 @@ func appendProtoTimeSlow(b []byte, sec int64, nanos int32) []byte {
 		b = append(b, frac...)
 	}
 	return append(b, 'Z')
+}
+
+// recordJSON writes stored records as appendRecordJSON writes their
+// protobuf messages (GET /v1/logs:search, searchhttp.go). A page's records
+// come from a few streams: the JSON of the last few label sets is kept and
+// copied, not escaped again. Not for concurrent use.
+type recordJSON struct {
+	labels [8]labelsJSON
+	next   int // the entry replaced next
+	// The date of the last time written (a page's records mostly share
+	// it), as appendDate writes it, and its day; date is empty at first.
+	day  int64
+	date []byte
+}
+
+// appendTime is appendProtoTime, with the date of the last day kept.
+func (e *recordJSON) appendTime(b []byte, sec int64, nanos int32) []byte {
+	const maxSec = 253402300799 // as appendProtoTime
+	if sec < 0 || sec > maxSec || nanos < 0 || nanos > 999_999_999 {
+		return appendProtoTime(b, sec, nanos)
+	}
+	if day := sec / 86400; len(e.date) == 0 || day != e.day {
+		e.day, e.date = day, appendDate(e.date[:0], day)
+	}
+	return appendClock(append(b, e.date...), sec%86400, nanos)
+}
+
+type labelsJSON struct {
+	l    model.Labels
+	json []byte // `,"service":...,"deploy_id":...`; nil: unused
+}
+
+// labelsOf returns the JSON of l's four fields.
+func (e *recordJSON) labelsOf(l *model.Labels) []byte {
+	for i := range e.labels {
+		if c := &e.labels[i]; c.json != nil && c.l == *l {
+			return c.json
+		}
+	}
+	c := &e.labels[e.next]
+	e.next = (e.next + 1) % len(e.labels)
+	b := append(c.json[:0], `,"service":`...)
+	b = appendJSONString(b, l.Service)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, l.Host)
+	b = append(b, `,"build_id":`...)
+	b = appendJSONString(b, l.BuildID)
+	b = append(b, `,"deploy_id":`...)
+	b = appendJSONString(b, l.DeployID)
+	c.l, c.json = *l, b
+	return b
+}
+
+func (e *recordJSON) append(b []byte, r *model.Record) []byte {
+	b = append(b, `{"id":"`...)
+	b = r.ID.AppendText(b)
+	// As fillProto: the nanoseconds of a Timestamp count forward.
+	sec, nanos := r.Time/1e9, int32(r.Time%1e9)
+	if nanos < 0 {
+		sec, nanos = sec-1, nanos+1e9
+	}
+	b = append(b, `","time":"`...)
+	b = e.appendTime(b, sec, nanos)
+	b = append(b, '"')
+	b = append(b, e.labelsOf(&r.Labels)...)
+	b = append(b, `,"level":`...)
+	b = appendJSONString(b, r.Level.String())
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, r.Message)
+	b = append(b, `,"trace_id":`...)
+	b = appendJSONString(b, r.TraceID)
+	b = append(b, `,"span_id":`...)
+	b = appendJSONString(b, r.SpanID)
+	b = append(b, `,"attributes":{`...)
+	as := r.Attrs
+	if !attrsInOrder(as) {
+		// A map in the protobuf message: one value a key, the last.
+		as = sortAttrs(slices.Clone(as))
+	}
+	for i, a := range as {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, a.Key)
+		b = append(b, ':')
+		b = appendJSONString(b, a.Value)
+	}
+	b = append(b, `},"seq":"`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	return append(b, `"}`...)
+}
+
+// attrsInOrder reports whether as is sorted by key with no key twice (as
+// the store keeps them).
+func attrsInOrder(as []model.Attr) bool {
+	for i := 1; i < len(as); i++ {
+		if as[i-1].Key >= as[i].Key {
+			return false
+		}
+	}
+	return true
 }

@@ -270,6 +270,9 @@ func (s *Server) newGateway(svc services) (*runtime.ServeMux, error) {
 	if err := shiplogv1.RegisterQueryServiceHandlerServer(ctx, gw, svc.query); err != nil {
 		return nil, err
 	}
+	if err := handleSearchJSON(gw, svc.query); err != nil {
+		return nil, err
+	}
 	if err := shiplogv1.RegisterMetricsServiceHandlerServer(ctx, gw, svc.metrics); err != nil {
 		return nil, err
 	}
