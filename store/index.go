@@ -133,18 +133,25 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 				eachWide(msg[a:b], add)
 				continue
 			}
+			n := b - a
+			if n > 40 || n >= 4 && fl&runDigit != 0 { // IsIDLike
+				tok := msg[a:b]
+				if fl&runUpper != 0 {
+					tok = lowerASCII(tok) // addID may keep its head
+				}
+				addID(tok)
+				continue
+			}
+			if fl&runUpper == 0 && n <= maxShortWord {
+				// The word's key from the message itself.
+				words.addShort(keyOf(msg, a, b), msg[a:b], bit, true)
+				continue
+			}
 			tok, owned := msg[a:b], true
 			if fl&runUpper != 0 {
 				tok, owned = lowerASCIIInto(&scratch, tok)
 			}
-			if n := len(tok); n > 40 || n >= 4 && fl&runDigit != 0 { // IsIDLike
-				if !owned {
-					tok = strings.Clone(tok) // addID may keep its head
-				}
-				addID(tok)
-			} else {
-				words.add(tok, bit, owned)
-			}
+			words.add(tok, bit, owned)
 		}
 	}
 	ids = appendFieldHashes(ids, l, attrs)

@@ -2,22 +2,31 @@ package store
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"strings"
 	"sync"
 	"unsafe"
 )
 
 // wordTable maps each ordinary word of a chunk to the message blocks (bits)
-// holding it: an open-addressing table that compares a word's full hash
-// before its bytes, and is walked as a slice. It replaced a Go map, whose
-// lookups (most words repeat) were half of chunkTokens' time.
+// holding it: an open-addressing table walked as a slice. It replaced a Go
+// map, whose lookups (most words repeat) were half of chunkTokens' time.
+//
+// A word of up to 16 bytes is its own key: its bytes as two little-endian
+// words, zero-padded (keyOf; a token holds no NUL, so no two words share
+// a key, and no key of such a word is 0), compared and hashed without
+// reading the word again. A longer word's key is its hash, with a first
+// byte of 0 (which no short word's key has); its bytes are compared too.
 type wordTable struct {
-	slots []wordSlot // a power of two long
+	keys  []wordKey // a power of two long; k0 == 0: empty
+	vals  []wordVal // the word and blocks of each key
+	shift uint8     // 64 - log2(len(keys))
 	n     int
 }
 
-type wordSlot struct {
-	hash uint64 // 0: empty
+type wordKey struct{ k0, k1 uint64 }
+
+type wordVal struct {
 	word string
 	mask uint64
 }
@@ -29,8 +38,53 @@ func newWordTable(size int) *wordTable {
 	for n < size*4/3 {
 		n *= 2
 	}
-	return &wordTable{slots: make([]wordSlot, n)}
+	t := &wordTable{}
+	t.alloc(n)
+	return t
 }
+
+func (t *wordTable) alloc(n int) {
+	t.keys, t.vals = make([]wordKey, n), make([]wordVal, n)
+	t.shift = uint8(64 - bits.TrailingZeros(uint(n)))
+}
+
+// slot is where a key's probing starts.
+func (t *wordTable) slot(k wordKey) uint64 {
+	return ((k.k0 ^ bits.RotateLeft64(k.k1, 31)) * 0x9e3779b97f4a7c15) >> t.shift
+}
+
+// keyOf returns the key of s[a:b], a word of 1 to 16 bytes (reading
+// 8 bytes at a time from s where they are in it).
+func keyOf(s string, a, b int) wordKey {
+	n := b - a
+	switch {
+	case n >= 8:
+		k := wordKey{k0: load64(s, a)}
+		if n > 8 {
+			k.k1 = load64(s, b-8) >> (8 * (16 - n))
+		}
+		return k
+	case a+8 <= len(s):
+		return wordKey{k0: load64(s, a) & (1<<(8*n) - 1)}
+	case b >= 8:
+		return wordKey{k0: load64(s, b-8) >> (8 * (8 - n))}
+	}
+	var k uint64
+	for i := b - 1; i >= a; i-- {
+		k = k<<8 | uint64(s[i])
+	}
+	return wordKey{k0: k}
+}
+
+// load64 returns the 8 bytes of s from i as a little-endian word.
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// maxShortWord is the longest word that is its own key.
+const maxShortWord = 16
 
 // tokScratch is chunkTokens' memory, reused from one chunk to the next
 // (tokPool): its word table, its id hashes and distinct's set. A 1,024-line
@@ -49,7 +103,7 @@ var tokPool sync.Pool
 // for a chunk of a few lines would cost more than a new small one).
 func getTokScratch(n int) *tokScratch {
 	if sc, ok := tokPool.Get().(*tokScratch); ok {
-		if len(sc.words.slots) <= 16*max(n, 64) {
+		if len(sc.words.keys) <= 16*max(n, 64) {
 			return sc
 		}
 		tokPool.Put(sc)
@@ -60,56 +114,93 @@ func getTokScratch(n int) *tokScratch {
 // putTokScratch empties sc (its table held views of the chunk's text) and
 // pools it.
 func putTokScratch(sc *tokScratch) {
-	clear(sc.words.slots)
-	sc.words.n = 0
+	sc.words.reset()
 	tokPool.Put(sc)
 }
 
 // add sets bit in w's blocks, adding w when it is new (a copy of w unless
 // owned: w may be a view of a buffer that is written again).
 func (t *wordTable) add(w string, bit uint64, owned bool) {
-	h := maphash.String(wordSeed, w) | 1
-	m := uint64(len(t.slots) - 1)
-	for i := h & m; ; i = (i + 1) & m {
-		s := &t.slots[i]
-		if s.hash == h && s.word == w {
-			s.mask |= bit
+	if len(w) <= maxShortWord && strings.IndexByte(w, 0) < 0 {
+		t.addShort(keyOf(w, 0, len(w)), w, bit, owned)
+		return
+	}
+	t.addLong(w, bit, owned)
+}
+
+// addShort is add for a word of at most maxShortWord bytes with no NUL,
+// whose key is k.
+func (t *wordTable) addShort(k wordKey, w string, bit uint64, owned bool) {
+	m := uint64(len(t.keys) - 1)
+	for i := t.slot(k); ; i = (i + 1) & m {
+		s := t.keys[i]
+		if s == k {
+			t.vals[i].mask |= bit
 			return
 		}
-		if s.hash == 0 {
-			if !owned {
-				w = strings.Clone(w)
-			}
-			s.hash, s.word, s.mask = h, w, bit
-			if t.n++; t.n*4 > len(t.slots)*3 {
-				t.grow()
-			}
+		if s.k0 == 0 {
+			t.insert(i, k, w, bit, owned)
 			return
 		}
+	}
+}
+
+// addLong is add for a longer word (or one with a NUL).
+func (t *wordTable) addLong(w string, bit uint64, owned bool) {
+	h := maphash.String(wordSeed, w)
+	k := wordKey{k0: h<<8 | 1<<8, k1: h}
+	m := uint64(len(t.keys) - 1)
+	for i := t.slot(k); ; i = (i + 1) & m {
+		s := t.keys[i]
+		if s == k && t.vals[i].word == w {
+			t.vals[i].mask |= bit
+			return
+		}
+		if s.k0 == 0 {
+			t.insert(i, k, w, bit, owned)
+			return
+		}
+	}
+}
+
+func (t *wordTable) insert(i uint64, k wordKey, w string, bit uint64, owned bool) {
+	if !owned {
+		w = strings.Clone(w)
+	}
+	t.keys[i], t.vals[i] = k, wordVal{word: w, mask: bit}
+	if t.n++; t.n*4 > len(t.keys)*3 {
+		t.grow()
 	}
 }
 
 func (t *wordTable) grow() {
-	old := t.slots
-	t.slots = make([]wordSlot, 2*len(old))
-	m := uint64(len(t.slots) - 1)
-	for _, s := range old {
-		if s.hash == 0 {
+	keys, vals := t.keys, t.vals
+	t.alloc(2 * len(keys))
+	m := uint64(len(t.keys) - 1)
+	for j, k := range keys {
+		if k.k0 == 0 {
 			continue
 		}
-		i := s.hash & m
-		for t.slots[i].hash != 0 {
+		i := t.slot(k)
+		for t.keys[i].k0 != 0 {
 			i = (i + 1) & m
 		}
-		t.slots[i] = s
+		t.keys[i], t.vals[i] = k, vals[j]
 	}
+}
+
+// reset empties the table (its words were views of a chunk's text).
+func (t *wordTable) reset() {
+	clear(t.keys)
+	clear(t.vals)
+	t.n = 0
 }
 
 // each calls fn for every word with its blocks.
 func (t *wordTable) each(fn func(w string, mask uint64)) {
-	for i := range t.slots {
-		if s := &t.slots[i]; s.hash != 0 {
-			fn(s.word, s.mask)
+	for i := range t.keys {
+		if t.keys[i].k0 != 0 {
+			fn(t.vals[i].word, t.vals[i].mask)
 		}
 	}
 }
