@@ -124,3 +124,23 @@ func TestBloomBitsAsModulo(t *testing.T) {
 		}
 	}
 }
+
+// FuzzChunkTokens checks the terms of a chunk of msg (and of its
+// upper-cased copy) against refChunkTokens.
+func FuzzChunkTokens(f *testing.F) {
+	for _, s := range []string{"", "a", "GET /api/v2/reviews/327765 completed status=200 duration=105.9ms",
+		"Ünïcode Straße 東京都 \x1b[31mERROR\x1b[0m order=ORD12345 x_y_z", strings.Repeat("abcdefgh", 9) + " Z9",
+		"0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789a", "\xff\x80_~`@[{/:\x00\x7f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		l := &Lines{Meta: &ChunkMeta{Count: 2}, Msgs: []string{msg, strings.ToUpper(msg)}, Traces: []string{"", ""}, Spans: []string{"", ""}, Attrs: make([][]model.Attr, 2)}
+		ct := chunkTokens(l)
+		words, heads, _, bl := refChunkTokens(l)
+		slices.Sort(ct.words)
+		slices.Sort(ct.heads)
+		if !slices.Equal(ct.words, words) || !slices.Equal(ct.heads, heads) || string(ct.bloom.marshal()) != string(bl.marshal()) {
+			t.Fatalf("terms of %q: words %q, want %q; heads %q, want %q", msg, ct.words, words, ct.heads, heads)
+		}
+	})
+}
