@@ -308,8 +308,8 @@ const docFieldOptions = bindex.IndexField | bindex.SkipFreqNorm
 func docID(id uint64) string { return strconv.FormatUint(id, 16) }
 
 // buildDoc makes a chunk's Bleve document; the words of common (its day's
-// words, daywords.go; nil for none) are left out.
-func buildDoc(m *ChunkMeta, t *chunkToks, common map[string]struct{}) *document.Document {
+// words, daywords.go: dayWords.tableOf; nil for none) are left out.
+func buildDoc(m *ChunkMeta, t *chunkToks, common *wordTable) *document.Document {
 	d := document.NewDocument(docID(m.ID))
 	add := func(name string, vals ...string) {
 		if len(vals) == 0 || len(vals) == 1 && vals[0] == "" {
@@ -324,10 +324,10 @@ func buildDoc(m *ChunkMeta, t *chunkToks, common map[string]struct{}) *document.
 	add(FieldDeploy, m.Labels.DeployID)
 	add(FieldLevel, t.levels...)
 	words := t.words
-	if len(common) > 0 {
+	if common != nil && common.n > 0 {
 		words = make([]string, 0, len(t.words))
 		for _, w := range t.words {
-			if _, ok := common[w]; !ok {
+			if !common.has(w) {
 				words = append(words, w)
 			}
 		}
@@ -668,6 +668,6 @@ func (s *Store) reindex(metas []*ChunkMeta) {
 			s.log.Error("store: reindex chunk", "chunk", m.ID, "err", err)
 			continue
 		}
-		s.indexCh <- &indexJob{meta: m, doc: buildDoc(m, chunkTokens(l), s.words.of(m.Day))}
+		s.indexCh <- &indexJob{meta: m, doc: buildDoc(m, chunkTokens(l), s.words.tableOf(m.Day))}
 	}
 }

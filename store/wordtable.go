@@ -145,10 +145,39 @@ func (t *wordTable) addShort(k wordKey, w string, bit uint64, owned bool) {
 	}
 }
 
+// longKey is the key of a longer word (or one with a NUL).
+func longKey(w string) wordKey {
+	h := maphash.String(wordSeed, w)
+	return wordKey{k0: h<<8 | 1<<8, k1: h}
+}
+
+// has reports whether w is in the table (a nil table holds no word).
+func (t *wordTable) has(w string) bool {
+	if t == nil || t.n == 0 {
+		return false
+	}
+	short := len(w) <= maxShortWord && strings.IndexByte(w, 0) < 0
+	var k wordKey
+	if short {
+		k = keyOf(w, 0, len(w))
+	} else {
+		k = longKey(w)
+	}
+	m := uint64(len(t.keys) - 1)
+	for i := t.slot(k); ; i = (i + 1) & m {
+		s := t.keys[i]
+		if s == k && (short || t.vals[i].word == w) {
+			return true
+		}
+		if s.k0 == 0 {
+			return false
+		}
+	}
+}
+
 // addLong is add for a longer word (or one with a NUL).
 func (t *wordTable) addLong(w string, bit uint64, owned bool) {
-	h := maphash.String(wordSeed, w)
-	k := wordKey{k0: h<<8 | 1<<8, k1: h}
+	k := longKey(w)
 	m := uint64(len(t.keys) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
 		s := t.keys[i]
