@@ -13,8 +13,11 @@ import (
 	"github.com/shiplog/shiplog/model"
 )
 
-// jsonlChunks reads real lines and cuts them into per-host chunks of up to
-// 2048 lines.
+// jsonlChunks reads up to 700k lines of the JSON lines file
+// $SHIPLOG_BENCH_JSONL (gen_logs.py's fields: time, service, host, level,
+// build_id, deploy_id, message) and cuts them into the chunks sealing
+// sees: 2,048 lines of one host, their messages back to back as a head's
+// arena holds them. Without the variable the benchmark is skipped.
 func jsonlChunks(tb testing.TB) []*Lines {
 	path := os.Getenv("SHIPLOG_BENCH_JSONL")
 	if path == "" {
