@@ -142,9 +142,13 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 				addID(tok)
 				continue
 			}
-			if fl&runUpper == 0 && n <= maxShortWord {
+			if n <= maxShortWord {
 				// The word's key from the message itself.
-				words.addShort(keyOf(msg, a, b), msg[a:b], bit, true)
+				if k := keyOf(msg, a, b); fl&runUpper == 0 {
+					words.addShort(k, n, msg[a:b], bit, true)
+				} else {
+					words.addShort(lowerKey(k), n, "", bit, false)
+				}
 				continue
 			}
 			tok, owned := msg[a:b], true

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"math/bits"
 	"strings"
@@ -122,15 +123,15 @@ func putTokScratch(sc *tokScratch) {
 // owned: w may be a view of a buffer that is written again).
 func (t *wordTable) add(w string, bit uint64, owned bool) {
 	if len(w) <= maxShortWord && strings.IndexByte(w, 0) < 0 {
-		t.addShort(keyOf(w, 0, len(w)), w, bit, owned)
+		t.addShort(keyOf(w, 0, len(w)), len(w), w, bit, owned)
 		return
 	}
 	t.addLong(w, bit, owned)
 }
 
-// addShort is add for a word of at most maxShortWord bytes with no NUL,
-// whose key is k.
-func (t *wordTable) addShort(k wordKey, w string, bit uint64, owned bool) {
+// addShort is add for a word of n bytes, at most maxShortWord, with no NUL,
+// whose key is k; when w is "", a new word is made from k.
+func (t *wordTable) addShort(k wordKey, n int, w string, bit uint64, owned bool) {
 	m := uint64(len(t.keys) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
 		s := t.keys[i]
@@ -139,10 +140,38 @@ func (t *wordTable) addShort(k wordKey, w string, bit uint64, owned bool) {
 			return
 		}
 		if s.k0 == 0 {
+			if w == "" {
+				w, owned = k.word(n), true
+			}
 			t.insert(i, k, w, bit, owned)
 			return
 		}
 	}
+}
+
+// word returns the first n bytes of a short word's key: the word.
+func (k wordKey) word(n int) string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], k.k0)
+	binary.LittleEndian.PutUint64(b[8:], k.k1)
+	return string(b[:n])
+}
+
+// lowerKey returns the key of an ASCII word, whose key is k, lower-cased.
+func lowerKey(k wordKey) wordKey {
+	return wordKey{k.k0 + capitals(k.k0)>>2, k.k1 + capitals(k.k1)>>2}
+}
+
+// capitals returns the high bit of each byte of x, 8 ASCII bytes, that is
+// a capital A-Z: shifted to 0x20, what makes it a small letter (adding it
+// carries into no other byte).
+func capitals(x uint64) uint64 {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	// Each byte of y is 0x80 | the byte: subtracting c from it borrows
+	// from no other byte, and leaves its high bit set when the byte is c
+	// or more.
+	y := x | high
+	return (y - 'A'*ones) &^ (y - ('Z'+1)*ones) & high
 }
 
 // longKey is the key of a longer word (or one with a NUL).

@@ -49,7 +49,7 @@ func TestWordTable(t *testing.T) {
 // any place in the string it is read from (near either end, in strings
 // shorter than a load).
 func TestKeyOf(t *testing.T) {
-	for _, s := range []string{"a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "Ünïcode_straße_0123456789_x", "0123456789abcdefXYZ"} {
+	for _, s := range []string{"a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "Ünïcode_straße_0123456789_x", "0123456789abcdefXYZ", "@AZ[`az{_GET_Post_0123"} {
 		for a := 0; a < len(s); a++ {
 			for b := a + 1; b <= len(s) && b-a <= maxShortWord; b++ {
 				var want [16]byte
@@ -61,6 +61,9 @@ func TestKeyOf(t *testing.T) {
 				}
 				if got != want {
 					t.Fatalf("keyOf(%q, %d, %d) holds %q", s, a, b, got)
+				}
+				if w := s[a:b]; isASCII(w) && lowerKey(k) != keyOf(strings.ToLower(w), 0, len(w)) {
+					t.Fatalf("lowerKey of %q is not %q's key", w, strings.ToLower(w))
 				}
 			}
 		}
