@@ -19,16 +19,18 @@ import (
 // reading the word again. A longer word's key is its hash, with a first
 // byte of 0 (which no short word's key has); its bytes are compared too.
 type wordTable struct {
-	keys  []wordKey // a power of two long; k0 == 0: empty
-	vals  []wordVal // the word and blocks of each key
-	shift uint8     // 64 - log2(len(keys))
+	keys  []wordSlot // a power of two long; k0 == 0: empty
+	words []string   // the word of each key
+	shift uint8      // 64 - log2(len(keys))
 	n     int
 }
 
 type wordKey struct{ k0, k1 uint64 }
 
-type wordVal struct {
-	word string
+// wordSlot is a key and the blocks of its word: a hit reads and writes
+// one slot.
+type wordSlot struct {
+	wordKey
 	mask uint64
 }
 
@@ -45,7 +47,7 @@ func newWordTable(size int) *wordTable {
 }
 
 func (t *wordTable) alloc(n int) {
-	t.keys, t.vals = make([]wordKey, n), make([]wordVal, n)
+	t.keys, t.words = make([]wordSlot, n), make([]string, n)
 	t.shift = uint8(64 - bits.TrailingZeros(uint(n)))
 }
 
@@ -134,9 +136,9 @@ func (t *wordTable) add(w string, bit uint64, owned bool) {
 func (t *wordTable) addShort(k wordKey, n int, w string, bit uint64, owned bool) {
 	m := uint64(len(t.keys) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
-		s := t.keys[i]
-		if s == k {
-			t.vals[i].mask |= bit
+		s := &t.keys[i]
+		if s.wordKey == k {
+			s.mask |= bit
 			return
 		}
 		if s.k0 == 0 {
@@ -194,8 +196,8 @@ func (t *wordTable) has(w string) bool {
 	}
 	m := uint64(len(t.keys) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
-		s := t.keys[i]
-		if s == k && (short || t.vals[i].word == w) {
+		s := t.keys[i].wordKey
+		if s == k && (short || t.words[i] == w) {
 			return true
 		}
 		if s.k0 == 0 {
@@ -209,9 +211,9 @@ func (t *wordTable) addLong(w string, bit uint64, owned bool) {
 	k := longKey(w)
 	m := uint64(len(t.keys) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
-		s := t.keys[i]
-		if s == k && t.vals[i].word == w {
-			t.vals[i].mask |= bit
+		s := &t.keys[i]
+		if s.wordKey == k && t.words[i] == w {
+			s.mask |= bit
 			return
 		}
 		if s.k0 == 0 {
@@ -225,32 +227,32 @@ func (t *wordTable) insert(i uint64, k wordKey, w string, bit uint64, owned bool
 	if !owned {
 		w = strings.Clone(w)
 	}
-	t.keys[i], t.vals[i] = k, wordVal{word: w, mask: bit}
+	t.keys[i], t.words[i] = wordSlot{k, bit}, w
 	if t.n++; t.n*4 > len(t.keys)*3 {
 		t.grow()
 	}
 }
 
 func (t *wordTable) grow() {
-	keys, vals := t.keys, t.vals
+	keys, words := t.keys, t.words
 	t.alloc(2 * len(keys))
 	m := uint64(len(t.keys) - 1)
 	for j, k := range keys {
 		if k.k0 == 0 {
 			continue
 		}
-		i := t.slot(k)
+		i := t.slot(k.wordKey)
 		for t.keys[i].k0 != 0 {
 			i = (i + 1) & m
 		}
-		t.keys[i], t.vals[i] = k, vals[j]
+		t.keys[i], t.words[i] = k, words[j]
 	}
 }
 
 // reset empties the table (its words were views of a chunk's text).
 func (t *wordTable) reset() {
 	clear(t.keys)
-	clear(t.vals)
+	clear(t.words)
 	t.n = 0
 }
 
@@ -258,7 +260,7 @@ func (t *wordTable) reset() {
 func (t *wordTable) each(fn func(w string, mask uint64)) {
 	for i := range t.keys {
 		if t.keys[i].k0 != 0 {
-			fn(t.vals[i].word, t.vals[i].mask)
+			fn(t.words[i], t.keys[i].mask)
 		}
 	}
 }
