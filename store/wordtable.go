@@ -19,9 +19,9 @@ import (
 // reading the word again. A longer word's key is its hash, with a first
 // byte of 0 (which no short word's key has); its bytes are compared too.
 type wordTable struct {
-	keys  []wordSlot // a power of two long; k0 == 0: empty
+	slots []wordSlot // a power of two long; k0 == 0: empty
 	words []string   // the word of each key
-	shift uint8      // 64 - log2(len(keys))
+	shift uint8      // 64 - log2(len(slots))
 	n     int
 }
 
@@ -47,7 +47,7 @@ func newWordTable(size int) *wordTable {
 }
 
 func (t *wordTable) alloc(n int) {
-	t.keys, t.words = make([]wordSlot, n), make([]string, n)
+	t.slots, t.words = make([]wordSlot, n), make([]string, n)
 	t.shift = uint8(64 - bits.TrailingZeros(uint(n)))
 }
 
@@ -106,7 +106,7 @@ var tokPool sync.Pool
 // for a chunk of a few lines would cost more than a new small one).
 func getTokScratch(n int) *tokScratch {
 	if sc, ok := tokPool.Get().(*tokScratch); ok {
-		if len(sc.words.keys) <= 16*max(n, 64) {
+		if len(sc.words.slots) <= 16*max(n, 64) {
 			return sc
 		}
 		tokPool.Put(sc)
@@ -134,9 +134,9 @@ func (t *wordTable) add(w string, bit uint64, owned bool) {
 // addShort is add for a word of n bytes, at most maxShortWord, with no NUL,
 // whose key is k; when w is "", a new word is made from k.
 func (t *wordTable) addShort(k wordKey, n int, w string, bit uint64, owned bool) {
-	m := uint64(len(t.keys) - 1)
+	m := uint64(len(t.slots) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
-		s := &t.keys[i]
+		s := &t.slots[i]
 		if s.wordKey == k {
 			s.mask |= bit
 			return
@@ -194,9 +194,9 @@ func (t *wordTable) has(w string) bool {
 	} else {
 		k = longKey(w)
 	}
-	m := uint64(len(t.keys) - 1)
+	m := uint64(len(t.slots) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
-		s := t.keys[i].wordKey
+		s := t.slots[i].wordKey
 		if s == k && (short || t.words[i] == w) {
 			return true
 		}
@@ -209,9 +209,9 @@ func (t *wordTable) has(w string) bool {
 // addLong is add for a longer word (or one with a NUL).
 func (t *wordTable) addLong(w string, bit uint64, owned bool) {
 	k := longKey(w)
-	m := uint64(len(t.keys) - 1)
+	m := uint64(len(t.slots) - 1)
 	for i := t.slot(k); ; i = (i + 1) & m {
-		s := &t.keys[i]
+		s := &t.slots[i]
 		if s.wordKey == k && t.words[i] == w {
 			s.mask |= bit
 			return
@@ -227,40 +227,40 @@ func (t *wordTable) insert(i uint64, k wordKey, w string, bit uint64, owned bool
 	if !owned {
 		w = strings.Clone(w)
 	}
-	t.keys[i], t.words[i] = wordSlot{k, bit}, w
-	if t.n++; t.n*4 > len(t.keys)*3 {
+	t.slots[i], t.words[i] = wordSlot{k, bit}, w
+	if t.n++; t.n*4 > len(t.slots)*3 {
 		t.grow()
 	}
 }
 
 func (t *wordTable) grow() {
-	keys, words := t.keys, t.words
-	t.alloc(2 * len(keys))
-	m := uint64(len(t.keys) - 1)
-	for j, k := range keys {
+	old, words := t.slots, t.words
+	t.alloc(2 * len(old))
+	m := uint64(len(t.slots) - 1)
+	for j, k := range old {
 		if k.k0 == 0 {
 			continue
 		}
 		i := t.slot(k.wordKey)
-		for t.keys[i].k0 != 0 {
+		for t.slots[i].k0 != 0 {
 			i = (i + 1) & m
 		}
-		t.keys[i], t.words[i] = k, words[j]
+		t.slots[i], t.words[i] = k, words[j]
 	}
 }
 
 // reset empties the table (its words were views of a chunk's text).
 func (t *wordTable) reset() {
-	clear(t.keys)
+	clear(t.slots)
 	clear(t.words)
 	t.n = 0
 }
 
 // each calls fn for every word with its blocks.
 func (t *wordTable) each(fn func(w string, mask uint64)) {
-	for i := range t.keys {
-		if t.keys[i].k0 != 0 {
-			fn(t.words[i], t.keys[i].mask)
+	for i := range t.slots {
+		if t.slots[i].k0 != 0 {
+			fn(t.words[i], t.slots[i].mask)
 		}
 	}
 }
