@@ -105,9 +105,9 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 	// by hash (deduplicated below), with no set of strings.
 	ids := sc.ids[:0]
 	defer func() { sc.ids = ids[:0] }()
-	addID := func(tok string) {
+	addID := func(tok string) { // a message's token: it holds no '=' (attrToken's)
 		ids = append(ids, xxhash.Sum64String(tok))
-		if h := idHead(tok); h != "" && !strings.Contains(tok, "=") {
+		if h := idHead(tok); h != "" {
 			heads[h] = struct{}{}
 		}
 	}
@@ -229,10 +229,8 @@ func blockFilters(words *wordTable, nb int) *msgFilters {
 			common++
 			return
 		}
-		for b := range counts {
-			if mask&(1<<b) != 0 {
-				counts[b]++
-			}
+		for ; mask != 0; mask &= mask - 1 {
+			counts[bits.TrailingZeros64(mask)]++
 		}
 	})
 	f := &msgFilters{common: newBloomBits(common, blockBloomBits), blocks: make([]*bloom, nb)}
