@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -86,4 +87,60 @@ func TestChunkTokensMatchesReference(t *testing.T) {
 	if got, _ := distinct([]uint64{5, 0, 5, 7, 0, 9, 7}, nil); !slices.Equal(got, []uint64{5, 0, 7, 9}) {
 		t.Errorf("distinct: %v", got)
 	}
+}
+
+// TestBloomBitsAsModulo checks that the filters set the bits the plain
+// modulo of their layout names (fastMod), for sizes of every kind, and that
+// fastMod is a % d.
+func TestBloomBitsAsModulo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, d := range []uint32{1, 2, 3, 7, 64, 1000, 4096, 65535, 1<<31 - 1, 1 << 31, 1<<32 - 1} {
+		mod := modMagic(d)
+		for _, a := range []uint32{0, 1, d - 1, d, d + 1, 1<<32 - 1, rng.Uint32(), rng.Uint32()} {
+			if got := fastMod(a, mod, d); got != a%d {
+				t.Fatalf("fastMod(%d, %d) = %d, want %d", a, d, got, a%d)
+			}
+		}
+	}
+	for _, n := range []int{1, 3, 100, 777, 5000} {
+		for _, bpk := range []int{blockBloomBits, bloomBitsPerKey} {
+			b := newBloomBits(n, bpk)
+			want := make([]byte, len(b.bits))
+			m := uint32(len(want) * 8)
+			for range n {
+				h := rng.Uint64()
+				b.addHash(h)
+				for i := uint32(0); i < uint32(b.k); i++ {
+					bit := (uint32(h) + i*uint32(h>>32)) % m
+					want[bit>>3] |= 1 << (bit & 7)
+				}
+			}
+			if string(b.bits) != string(want) {
+				t.Fatalf("%d keys of %d bits: filter differs from the modulo's", n, bpk)
+			}
+			if u := unmarshalBloom(b.marshal()); u.mod != 0 || !u.mayContain("x") && b.mayContain("x") {
+				t.Fatal("read back filter differs")
+			}
+		}
+	}
+}
+
+// FuzzChunkTokens checks the terms of a chunk of msg (and of its
+// upper-cased copy) against refChunkTokens.
+func FuzzChunkTokens(f *testing.F) {
+	for _, s := range []string{"", "a", "GET /api/v2/reviews/327765 completed status=200 duration=105.9ms",
+		"Ünïcode Straße 東京都 \x1b[31mERROR\x1b[0m order=ORD12345 x_y_z", strings.Repeat("abcdefgh", 9) + " Z9",
+		"0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789a", "\xff\x80_~`@[{/:\x00\x7f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		l := &Lines{Meta: &ChunkMeta{Count: 2}, Msgs: []string{msg, strings.ToUpper(msg)}, Traces: []string{"", ""}, Spans: []string{"", ""}, Attrs: make([][]model.Attr, 2)}
+		ct := chunkTokens(l)
+		words, heads, _, bl := refChunkTokens(l)
+		slices.Sort(ct.words)
+		slices.Sort(ct.heads)
+		if !slices.Equal(ct.words, words) || !slices.Equal(ct.heads, heads) || string(ct.bloom.marshal()) != string(bl.marshal()) {
+			t.Fatalf("terms of %q: words %q, want %q; heads %q, want %q", msg, ct.words, words, ct.heads, heads)
+		}
+	})
 }

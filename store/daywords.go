@@ -52,9 +52,13 @@ func dayWordsKey(day uint32) []byte { return dayKey(pfxDayWords, day) }
 // dayWords holds a store's day words, and counts the words of the first
 // chunks of days without them.
 type dayWords struct {
-	mu    sync.RWMutex
-	days  map[uint32]map[string]struct{} // never written once set
-	train map[uint32]*wordCounts
+	mu   sync.RWMutex
+	days map[uint32]map[string]struct{} // never written once set
+	// tables hold the days' words as word tables too, for sealing to
+	// leave them out of documents (buildDoc): made on first use
+	// (tableOf), a lookup costs a sixth of a map's.
+	tables map[uint32]*wordTable
+	train  map[uint32]*wordCounts
 	// broken are the days whose w value did not decode: any word may be
 	// left out of their documents, so no word is looked up in their index.
 	broken map[uint32]bool
@@ -68,7 +72,7 @@ type wordCounts struct {
 }
 
 func newDayWords() *dayWords {
-	return &dayWords{days: map[uint32]map[string]struct{}{}, train: map[uint32]*wordCounts{}, broken: map[uint32]bool{}}
+	return &dayWords{days: map[uint32]map[string]struct{}{}, tables: map[uint32]*wordTable{}, train: map[uint32]*wordCounts{}, broken: map[uint32]bool{}}
 }
 
 // isBroken reports whether day's words did not decode (dayWords.broken).
@@ -83,6 +87,31 @@ func (d *dayWords) of(day uint32) map[string]struct{} {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.days[day]
+}
+
+// tableOf returns day's words as a word table (nil: none). The table is
+// never written once returned.
+func (d *dayWords) tableOf(day uint32) *wordTable {
+	d.mu.RLock()
+	t, words := d.tables[day], d.days[day]
+	d.mu.RUnlock()
+	if t != nil || words == nil {
+		return t
+	}
+	t = newWordTable(len(words))
+	for w := range words {
+		t.add(w, 1, true)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.days[day] == nil { // dropped meanwhile
+		return nil
+	}
+	if old := d.tables[day]; old != nil {
+		return old
+	}
+	d.tables[day] = t
+	return t
 }
 
 // load reads every day's words from Badger (at Open). A value that does not
@@ -217,6 +246,7 @@ func (d *dayWords) drop(day uint32) {
 	defer d.mu.Unlock()
 	delete(d.train, day)
 	delete(d.days, day)
+	delete(d.tables, day)
 	delete(d.broken, day)
 }
 

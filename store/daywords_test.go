@@ -64,6 +64,21 @@ func TestDayWords(t *testing.T) {
 			t.Errorf("%q is a day word: it is in fewer than one line in %d", w, dayWordLineShare)
 		}
 	}
+	// The table sealing leaves them out of documents by holds the same.
+	tab := s.words.tableOf(day)
+	for w := range words {
+		if !tab.has(w) {
+			t.Errorf("day word %q is not in the day's table", w)
+		}
+	}
+	for _, w := range []string{"retried", "deadlock", "a_word_longer_than_sixteen_bytes", "nul\x00"} {
+		if tab.has(w) {
+			t.Errorf("%q is in the day's table", w)
+		}
+	}
+	if s.words.tableOf(day+1) != nil || s.words.tableOf(day) != tab {
+		t.Error("tableOf: a table for a day without words, or a new one each time")
+	}
 	tq := query.NewTermQuery("completed")
 	tq.SetField(FieldWord)
 	ids, err := s.idx.search(ctx, day, tq)

@@ -105,9 +105,9 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 	// by hash (deduplicated below), with no set of strings.
 	ids := sc.ids[:0]
 	defer func() { sc.ids = ids[:0] }()
-	addID := func(tok string) {
+	addID := func(tok string) { // a message's token: it holds no '=' (attrToken's)
 		ids = append(ids, xxhash.Sum64String(tok))
-		if h := idHead(tok); h != "" && !strings.Contains(tok, "=") {
+		if h := idHead(tok); h != "" {
 			heads[h] = struct{}{}
 		}
 	}
@@ -133,18 +133,29 @@ func chunkTokensFor(l *Lines, version byte) *chunkToks {
 				eachWide(msg[a:b], add)
 				continue
 			}
+			n := b - a
+			if n > 40 || n >= 4 && fl&runDigit != 0 { // IsIDLike
+				tok := msg[a:b]
+				if fl&runUpper != 0 {
+					tok = lowerASCII(tok) // addID may keep its head
+				}
+				addID(tok)
+				continue
+			}
+			if n <= maxShortWord {
+				// The word's key from the message itself.
+				if k := keyOf(msg, a, b); fl&runUpper == 0 {
+					words.addShort(k, n, msg[a:b], bit, true)
+				} else {
+					words.addShort(lowerKey(k), n, "", bit, false)
+				}
+				continue
+			}
 			tok, owned := msg[a:b], true
 			if fl&runUpper != 0 {
 				tok, owned = lowerASCIIInto(&scratch, tok)
 			}
-			if n := len(tok); n > 40 || n >= 4 && fl&runDigit != 0 { // IsIDLike
-				if !owned {
-					tok = strings.Clone(tok) // addID may keep its head
-				}
-				addID(tok)
-			} else {
-				words.add(tok, bit, owned)
-			}
+			words.add(tok, bit, owned)
 		}
 	}
 	ids = appendFieldHashes(ids, l, attrs)
@@ -218,10 +229,8 @@ func blockFilters(words *wordTable, nb int) *msgFilters {
 			common++
 			return
 		}
-		for b := range counts {
-			if mask&(1<<b) != 0 {
-				counts[b]++
-			}
+		for ; mask != 0; mask &= mask - 1 {
+			counts[bits.TrailingZeros64(mask)]++
 		}
 	})
 	f := &msgFilters{common: newBloomBits(common, blockBloomBits), blocks: make([]*bloom, nb)}
@@ -301,8 +310,8 @@ const docFieldOptions = bindex.IndexField | bindex.SkipFreqNorm
 func docID(id uint64) string { return strconv.FormatUint(id, 16) }
 
 // buildDoc makes a chunk's Bleve document; the words of common (its day's
-// words, daywords.go; nil for none) are left out.
-func buildDoc(m *ChunkMeta, t *chunkToks, common map[string]struct{}) *document.Document {
+// words, daywords.go: dayWords.tableOf; nil for none) are left out.
+func buildDoc(m *ChunkMeta, t *chunkToks, common *wordTable) *document.Document {
 	d := document.NewDocument(docID(m.ID))
 	add := func(name string, vals ...string) {
 		if len(vals) == 0 || len(vals) == 1 && vals[0] == "" {
@@ -317,10 +326,10 @@ func buildDoc(m *ChunkMeta, t *chunkToks, common map[string]struct{}) *document.
 	add(FieldDeploy, m.Labels.DeployID)
 	add(FieldLevel, t.levels...)
 	words := t.words
-	if len(common) > 0 {
+	if common != nil && common.n > 0 {
 		words = make([]string, 0, len(t.words))
 		for _, w := range t.words {
-			if _, ok := common[w]; !ok {
+			if !common.has(w) {
 				words = append(words, w)
 			}
 		}
@@ -661,6 +670,6 @@ func (s *Store) reindex(metas []*ChunkMeta) {
 			s.log.Error("store: reindex chunk", "chunk", m.ID, "err", err)
 			continue
 		}
-		s.indexCh <- &indexJob{meta: m, doc: buildDoc(m, chunkTokens(l), s.words.of(m.Day))}
+		s.indexCh <- &indexJob{meta: m, doc: buildDoc(m, chunkTokens(l), s.words.tableOf(m.Day))}
 	}
 }

@@ -55,7 +55,7 @@ func (s *Store) seal(h *head) {
 	meta := lines.Meta
 	meta.Notable = buildNotable(lines)
 	toks := chunkTokens(lines)
-	doc := buildDoc(meta, toks, s.words.of(meta.Day))
+	doc := buildDoc(meta, toks, s.words.tableOf(meta.Day))
 	day, id := meta.Day, meta.ID
 	dict := s.dicts.encoder(day)
 	tv, cv := encodeChunkDict(lines, toks, writeTextVersion, dict)

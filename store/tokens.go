@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"math/bits"
 	"unicode"
 	"unicode/utf8"
 
@@ -292,6 +293,7 @@ func validUTF8Prefix(s string, n int) string {
 type bloom struct {
 	k    uint8
 	bits []byte
+	mod  uint64 // modMagic of its size in bits (0: not known yet)
 }
 
 const bloomBitsPerKey = 10
@@ -306,7 +308,7 @@ func newBloomBits(n, bitsPerKey int) *bloom {
 	nbits := n * bitsPerKey
 	nbytes := (nbits + 63) / 64 * 8
 	k := uint8(math.Round(float64(bitsPerKey) * math.Ln2))
-	return &bloom{k: k, bits: make([]byte, nbytes)}
+	return &bloom{k: k, bits: make([]byte, nbytes), mod: modMagic(uint32(nbytes * 8))}
 }
 
 func (b *bloom) add(tok string) { b.addHash(xxhash.Sum64String(tok)) }
@@ -315,8 +317,12 @@ func (b *bloom) add(tok string) { b.addHash(xxhash.Sum64String(tok)) }
 func (b *bloom) addHash(h uint64) {
 	h1, h2 := uint32(h), uint32(h>>32)
 	m := uint32(len(b.bits) * 8)
+	mod := b.mod
+	if mod == 0 {
+		mod = modMagic(m)
+	}
 	for i := uint32(0); i < uint32(b.k); i++ {
-		bit := (h1 + i*h2) % m
+		bit := fastMod(h1+i*h2, mod, m)
 		b.bits[bit>>3] |= 1 << (bit & 7)
 	}
 }
@@ -328,13 +334,26 @@ func (b *bloom) mayContain(tok string) bool {
 	h := xxhash.Sum64String(tok)
 	h1, h2 := uint32(h), uint32(h>>32)
 	m := uint32(len(b.bits) * 8)
+	mod := modMagic(m)
 	for i := uint32(0); i < uint32(b.k); i++ {
-		bit := (h1 + i*h2) % m
+		bit := fastMod(h1+i*h2, mod, m)
 		if b.bits[bit>>3]&(1<<(bit&7)) == 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// modMagic is fastMod's constant for divisor d (d > 0).
+func modMagic(d uint32) uint64 { return ^uint64(0)/uint64(d) + 1 }
+
+// fastMod returns a % d, given mod = modMagic(d), with two multiplications
+// instead of a division (Lemire, Kaser and Kurz, "Faster remainder by
+// direct computation", 2019; exact for every 32-bit a and d). A filter's
+// bits are set and tested k times a key, and the division was most of it.
+func fastMod(a uint32, mod uint64, d uint32) uint32 {
+	hi, _ := bits.Mul64(mod*uint64(a), uint64(d))
+	return uint32(hi)
 }
 
 func (b *bloom) marshal() []byte {

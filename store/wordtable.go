@@ -1,24 +1,36 @@
 package store
 
 import (
+	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"strings"
 	"sync"
 	"unsafe"
 )
 
 // wordTable maps each ordinary word of a chunk to the message blocks (bits)
-// holding it: an open-addressing table that compares a word's full hash
-// before its bytes, and is walked as a slice. It replaced a Go map, whose
-// lookups (most words repeat) were half of chunkTokens' time.
+// holding it: an open-addressing table walked as a slice. It replaced a Go
+// map, whose lookups (most words repeat) were half of chunkTokens' time.
+//
+// A word of up to 16 bytes is its own key: its bytes as two little-endian
+// words, zero-padded (keyOf; a token holds no NUL, so no two words share
+// a key, and no key of such a word is 0), compared and hashed without
+// reading the word again. A longer word's key is its hash, with a first
+// byte of 0 (which no short word's key has); its bytes are compared too.
 type wordTable struct {
-	slots []wordSlot // a power of two long
+	slots []wordSlot // a power of two long; k0 == 0: empty
+	words []string   // the word of each key
+	shift uint8      // 64 - log2(len(slots))
 	n     int
 }
 
+type wordKey struct{ k0, k1 uint64 }
+
+// wordSlot is a key and the blocks of its word: a hit reads and writes
+// one slot.
 type wordSlot struct {
-	hash uint64 // 0: empty
-	word string
+	wordKey
 	mask uint64
 }
 
@@ -29,8 +41,53 @@ func newWordTable(size int) *wordTable {
 	for n < size*4/3 {
 		n *= 2
 	}
-	return &wordTable{slots: make([]wordSlot, n)}
+	t := &wordTable{}
+	t.alloc(n)
+	return t
 }
+
+func (t *wordTable) alloc(n int) {
+	t.slots, t.words = make([]wordSlot, n), make([]string, n)
+	t.shift = uint8(64 - bits.TrailingZeros(uint(n)))
+}
+
+// slot is where a key's probing starts.
+func (t *wordTable) slot(k wordKey) uint64 {
+	return ((k.k0 ^ bits.RotateLeft64(k.k1, 31)) * 0x9e3779b97f4a7c15) >> t.shift
+}
+
+// keyOf returns the key of s[a:b], a word of 1 to 16 bytes (reading
+// 8 bytes at a time from s where they are in it).
+func keyOf(s string, a, b int) wordKey {
+	n := b - a
+	switch {
+	case n >= 8:
+		k := wordKey{k0: load64(s, a)}
+		if n > 8 {
+			k.k1 = load64(s, b-8) >> (8 * (16 - n))
+		}
+		return k
+	case a+8 <= len(s):
+		return wordKey{k0: load64(s, a) & (1<<(8*n) - 1)}
+	case b >= 8:
+		return wordKey{k0: load64(s, b-8) >> (8 * (8 - n))}
+	}
+	var k uint64
+	for i := b - 1; i >= a; i-- {
+		k = k<<8 | uint64(s[i])
+	}
+	return wordKey{k0: k}
+}
+
+// load64 returns the 8 bytes of s from i as a little-endian word.
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// maxShortWord is the longest word that is its own key.
+const maxShortWord = 16
 
 // tokScratch is chunkTokens' memory, reused from one chunk to the next
 // (tokPool): its word table, its id hashes and distinct's set. A 1,024-line
@@ -60,56 +117,150 @@ func getTokScratch(n int) *tokScratch {
 // putTokScratch empties sc (its table held views of the chunk's text) and
 // pools it.
 func putTokScratch(sc *tokScratch) {
-	clear(sc.words.slots)
-	sc.words.n = 0
+	sc.words.reset()
 	tokPool.Put(sc)
 }
 
 // add sets bit in w's blocks, adding w when it is new (a copy of w unless
 // owned: w may be a view of a buffer that is written again).
 func (t *wordTable) add(w string, bit uint64, owned bool) {
-	h := maphash.String(wordSeed, w) | 1
+	if len(w) <= maxShortWord && strings.IndexByte(w, 0) < 0 {
+		t.addShort(keyOf(w, 0, len(w)), len(w), w, bit, owned)
+		return
+	}
+	t.addLong(w, bit, owned)
+}
+
+// addShort is add for a word of n bytes, at most maxShortWord, with no NUL,
+// whose key is k; when w is "", a new word is made from k.
+func (t *wordTable) addShort(k wordKey, n int, w string, bit uint64, owned bool) {
 	m := uint64(len(t.slots) - 1)
-	for i := h & m; ; i = (i + 1) & m {
+	for i := t.slot(k); ; i = (i + 1) & m {
 		s := &t.slots[i]
-		if s.hash == h && s.word == w {
+		if s.wordKey == k {
 			s.mask |= bit
 			return
 		}
-		if s.hash == 0 {
-			if !owned {
-				w = strings.Clone(w)
+		if s.k0 == 0 {
+			if w == "" {
+				w, owned = k.word(n), true
 			}
-			s.hash, s.word, s.mask = h, w, bit
-			if t.n++; t.n*4 > len(t.slots)*3 {
-				t.grow()
-			}
+			t.insert(i, k, w, bit, owned)
 			return
 		}
 	}
 }
 
-func (t *wordTable) grow() {
-	old := t.slots
-	t.slots = make([]wordSlot, 2*len(old))
+// word returns the first n bytes of a short word's key: the word.
+func (k wordKey) word(n int) string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], k.k0)
+	binary.LittleEndian.PutUint64(b[8:], k.k1)
+	return string(b[:n])
+}
+
+// lowerKey returns the key of an ASCII word, whose key is k, lower-cased.
+func lowerKey(k wordKey) wordKey {
+	return wordKey{k.k0 + capitals(k.k0)>>2, k.k1 + capitals(k.k1)>>2}
+}
+
+// capitals returns the high bit of each byte of x, 8 ASCII bytes, that is
+// a capital A-Z: shifted to 0x20, what makes it a small letter (adding it
+// carries into no other byte).
+func capitals(x uint64) uint64 {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	// Each byte of y is 0x80 | the byte: subtracting c from it borrows
+	// from no other byte, and leaves its high bit set when the byte is c
+	// or more.
+	y := x | high
+	return (y - 'A'*ones) &^ (y - ('Z'+1)*ones) & high
+}
+
+// longKey is the key of a longer word (or one with a NUL).
+func longKey(w string) wordKey {
+	h := maphash.String(wordSeed, w)
+	return wordKey{k0: h<<8 | 1<<8, k1: h}
+}
+
+// has reports whether w is in the table (a nil table holds no word).
+func (t *wordTable) has(w string) bool {
+	if t == nil || t.n == 0 {
+		return false
+	}
+	short := len(w) <= maxShortWord && strings.IndexByte(w, 0) < 0
+	var k wordKey
+	if short {
+		k = keyOf(w, 0, len(w))
+	} else {
+		k = longKey(w)
+	}
 	m := uint64(len(t.slots) - 1)
-	for _, s := range old {
-		if s.hash == 0 {
+	for i := t.slot(k); ; i = (i + 1) & m {
+		s := t.slots[i].wordKey
+		if s == k && (short || t.words[i] == w) {
+			return true
+		}
+		if s.k0 == 0 {
+			return false
+		}
+	}
+}
+
+// addLong is add for a longer word (or one with a NUL).
+func (t *wordTable) addLong(w string, bit uint64, owned bool) {
+	k := longKey(w)
+	m := uint64(len(t.slots) - 1)
+	for i := t.slot(k); ; i = (i + 1) & m {
+		s := &t.slots[i]
+		if s.wordKey == k && t.words[i] == w {
+			s.mask |= bit
+			return
+		}
+		if s.k0 == 0 {
+			t.insert(i, k, w, bit, owned)
+			return
+		}
+	}
+}
+
+func (t *wordTable) insert(i uint64, k wordKey, w string, bit uint64, owned bool) {
+	if !owned {
+		w = strings.Clone(w)
+	}
+	t.slots[i], t.words[i] = wordSlot{k, bit}, w
+	if t.n++; t.n*4 > len(t.slots)*3 {
+		t.grow()
+	}
+}
+
+func (t *wordTable) grow() {
+	old, words := t.slots, t.words
+	t.alloc(2 * len(old))
+	m := uint64(len(t.slots) - 1)
+	for j, k := range old {
+		if k.k0 == 0 {
 			continue
 		}
-		i := s.hash & m
-		for t.slots[i].hash != 0 {
+		i := t.slot(k.wordKey)
+		for t.slots[i].k0 != 0 {
 			i = (i + 1) & m
 		}
-		t.slots[i] = s
+		t.slots[i], t.words[i] = k, words[j]
 	}
+}
+
+// reset empties the table (its words were views of a chunk's text).
+func (t *wordTable) reset() {
+	clear(t.slots)
+	clear(t.words)
+	t.n = 0
 }
 
 // each calls fn for every word with its blocks.
 func (t *wordTable) each(fn func(w string, mask uint64)) {
 	for i := range t.slots {
-		if s := &t.slots[i]; s.hash != 0 {
-			fn(s.word, s.mask)
+		if t.slots[i].k0 != 0 {
+			fn(t.words[i], t.slots[i].mask)
 		}
 	}
 }
