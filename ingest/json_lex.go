@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -33,11 +34,19 @@ type jsonDecoder struct {
 	gen    uint32            // the record's "attributes" seen so far; the last one counts
 	names  map[string]string // interned labels, levels and attribute keys
 	recent [509]string       // a cache of names
+	times  timeCache         // the date and hour of the last time parsed
+	levels [8]levelSpelling  // levels read, by their length
 	// The records' strings and attribute lists are carved from blocks
 	// shared by the records decoded one after another (keep, keepAttrs):
 	// a block is only appended to, never reused.
 	block     []byte
 	attrBlock []model.Attr
+}
+
+// levelSpelling is a level's spelling and what it means.
+type levelSpelling struct {
+	s  string
+	lv model.Level
 }
 
 // Block sizes: records are a few hundred bytes; a longer one, or a longer
@@ -155,7 +164,10 @@ func (d *jsonDecoder) errHere(want string) error {
 	return d.errAt(d.pos, "unexpected %q, want %s", c, want)
 }
 
-func jsonSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+// jsonSpace reports whether c is JSON white space: one test for most bytes.
+func jsonSpace(c byte) bool {
+	return c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+}
 
 func (d *jsonDecoder) ws() {
 	for d.pos < len(d.data) && jsonSpace(d.data[d.pos]) {
@@ -292,25 +304,35 @@ var jsonPlain = func() (t [256]bool) {
 }()
 
 // lsb has the lowest bit of every byte set. For a word w, the high bit of a
-// byte of w-lsb*c (0 < c < 0x80) is set where that byte is below c (and
-// maybe elsewhere, after a borrow from such a byte, or where it is >= 0x80):
-// so the test never misses a special byte, and at worst sends plain ones
-// to the byte loop.
+// byte of w-lsb*c (0 < c < 0x80) is set where that byte is below c, or is
+// >= 0x80, or anywhere above such a byte (after a borrow from it): the
+// lowest byte so marked is the first one that is below c or >= 0x80.
 const swarLSB = 0x0101010101010101
+
+// swarSpecial marks (with its high bit) the first byte of w, in little-endian
+// order, that a string cannot hold as it is: a quote, a backslash, a control
+// character, or a byte >= 0x80 (UTF-8 to check). Bytes above it may be marked
+// too; zero when there is none.
+func swarSpecial(w uint64) uint64 {
+	return ((w - swarLSB*0x20) | ((w ^ (swarLSB * '"')) - swarLSB) | ((w ^ (swarLSB * '\\')) - swarLSB) | w) & (swarLSB * 0x80)
+}
 
 // scanStr scans the string at d.pos (its opening quote): its content is
 // data[start:end], esc tells whether it holds escapes (not yet checked), and
 // d.pos moves past the closing quote. UTF-8 is checked here.
 func (d *jsonDecoder) scanStr() (start, end int, esc bool, err error) {
 	data := d.data
+	base := unsafe.Pointer(unsafe.SliceData(data))
 	i := d.pos + 1
 	start = i
 	for {
-		// Eight bytes at a time while none is special, then one at a time.
+		// Eight bytes at a time, straight to the first special byte of a
+		// word; one at a time in the last few bytes.
 		for i+8 <= len(data) {
-			w := binary.LittleEndian.Uint64(data[i:])
-			if ((w-swarLSB*0x20)|((w^(swarLSB*'"'))-swarLSB)|((w^(swarLSB*'\\'))-swarLSB)|w)&(swarLSB*0x80) != 0 {
-				break
+			// data[i:i+8] without the bounds checks (the loop's test is one).
+			if m := swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				goto special
 			}
 			i += 8
 		}
@@ -320,6 +342,7 @@ func (d *jsonDecoder) scanStr() (start, end int, esc bool, err error) {
 		if i >= len(data) {
 			return 0, 0, false, d.errAt(d.pos, "unterminated string")
 		}
+	special:
 		switch c := data[i]; {
 		case c == '"':
 			d.pos = i + 1

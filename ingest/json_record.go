@@ -237,7 +237,7 @@ func (d *jsonDecoder) timeField(rr *rawJSONRecord, name string) error {
 			return nil
 		}
 		var msg string
-		if rr.time, msg = parseRFC3339(b); msg != "" {
+		if rr.time, msg = d.times.parseRFC3339(b); msg != "" {
 			return d.errAt(off, "%s %.40q: %s", name, b, msg)
 		}
 	case c == '-' || jsonDigit(c):
@@ -349,7 +349,7 @@ func (d *jsonDecoder) finish(rr *rawJSONRecord, def *model.Record, deflv default
 		r.Message = at(rr.alias)
 	}
 	if rr.level != "" {
-		lv, ok := model.ParseLevel(rr.level)
+		lv, ok := d.parseLevel(rr.level)
 		if !ok {
 			return r, d.errAt(rr.levelOff, "unknown level %q (want trace, debug, info, warn, error or fatal)", rr.level)
 		}
@@ -383,6 +383,20 @@ func (d *jsonDecoder) finish(rr *rawJSONRecord, def *model.Record, deflv default
 		}
 	}
 	return r, nil
+}
+
+// parseLevel is model.ParseLevel, remembering the spellings it has read:
+// the levels of a batch are a few interned strings.
+func (d *jsonDecoder) parseLevel(s string) (model.Level, bool) {
+	slot := &d.levels[len(s)%len(d.levels)]
+	if slot.s == s && s != "" {
+		return slot.lv, true
+	}
+	lv, ok := model.ParseLevel(s)
+	if ok {
+		*slot = levelSpelling{s, lv}
+	}
+	return lv, ok
 }
 
 // applyJSONDefaults fills what r leaves empty from def.
@@ -643,8 +657,3 @@ func (d *jsonDecoder) records(out []model.Record) ([]model.Record, error) {
 	}
 	return out, err
 }
-
-// Times.
-
-// parseRFC3339 parses an RFC 3339 time into Unix nanoseconds; msg says what
-// is wrong when it does not parse.

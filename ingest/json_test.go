@@ -259,12 +259,49 @@ func TestParseRFC3339(t *testing.T) {
 	}
 }
 
+// TestJSONStringSpecialAtEveryOffset puts each kind of byte a string cannot
+// hold as it is at every offset of the words the scanner reads eight at a
+// time, and checks the message read (or the error) against encoding/json.
+func TestJSONStringSpecialAtEveryOffset(t *testing.T) {
+	for _, special := range []string{`\n`, `\"`, `\u00e9`, "é", "\U0001F600", "\x01", "\x7f", "\xff", "\xc3", `"`} {
+		for n := range 26 {
+			for tail := range 10 {
+				raw := strings.Repeat("a", n) + special + strings.Repeat("b", tail)
+				line := `{"message":"` + raw + `","service":"s"}`
+				got, err := DecodeRecordJSON([]byte(line), nil)
+				var want struct {
+					Message string `json:"message"`
+					Service string `json:"service"`
+				}
+				werr := json.Unmarshal([]byte(line), &want)
+				if !utf8.ValidString(line) && werr == nil {
+					werr = errors.New("invalid UTF-8") // encoding/json replaces it; we refuse it
+				}
+				if (err != nil) != (werr != nil) || err == nil && (got.Message != want.Message || got.Service != "s") {
+					t.Fatalf("%q: got %q, %v; encoding/json %q, %v", line, got.Message, err, want.Message, werr)
+				}
+			}
+		}
+	}
+}
+
 func FuzzParseRFC3339(f *testing.F) {
 	for _, s := range []string{"2026-01-01T12:00:00Z", "2026-01-01T12:00:00.123+05:30", "2024-02-29T00:00:00-00:00"} {
 		f.Add(s)
 	}
+	f.Add("2026-01-01T12:61:00Z")
+	f.Add("2026-01-01T12:00:00.Z")
 	f.Fuzz(func(t *testing.T, s string) {
 		got, msg := parseRFC3339([]byte(s))
+		// The decoder's cache of the last date and hour answers the same,
+		// primed with s's own date and hour or with another's.
+		for _, prime := range []string{"", "2026-01-01T12:00:00Z", "2024-02-29T23:59:59Z", s[:min(len(s), 19)] + "Z"} {
+			var c timeCache
+			c.parseRFC3339([]byte(prime))
+			if got2, msg2 := c.parseRFC3339([]byte(s)); got2 != got || msg2 != msg {
+				t.Fatalf("%q after %q: %d %q, uncached %d %q", s, prime, got2, msg2, got, msg)
+			}
+		}
 		if msg != "" {
 			return
 		}
