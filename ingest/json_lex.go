@@ -116,6 +116,12 @@ func putJSONDecoder(d *jsonDecoder) {
 	if cap(d.buf) > 1<<20 || cap(d.tmp) > 1<<20 || cap(d.attrs) > 4096 {
 		return // do not pin a huge one
 	}
+	if len(d.names) >= jsonMaxInterned {
+		// Full: start afresh, so that the names of today's senders are
+		// interned rather than those the decoder met first.
+		clear(d.names)
+		d.recent = [len(d.recent)]string{}
+	}
 	jsonDecoderPool.Put(d)
 }
 

@@ -741,6 +741,45 @@ func TestJSONLReaderReadError(t *testing.T) {
 	}
 }
 
+// TestJSONLReaderClose checks that the records a closed reader returned
+// keep their strings while later readers reuse its buffers, and that a
+// closed reader reads no more.
+func TestJSONLReaderClose(t *testing.T) {
+	line := func(i int, word string) string {
+		return fmt.Sprintf(`{"message":"%s %d \u00e9","host":"h%d","trace_id":"%s","attributes":{"k":"%s"}}`+"\n", word, i, i%3, word, word)
+	}
+	var kept []model.Record
+	for round, word := range []string{"first", "second", "third"} {
+		var sb strings.Builder
+		for i := range 50 {
+			sb.WriteString(line(i, word))
+		}
+		jr := NewJSONLReader(strings.NewReader(sb.String()), nil, 0)
+		for {
+			rec, _, err := jr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept = append(kept, rec)
+		}
+		jr.Close()
+		if _, _, err := jr.Next(); err == nil || err == io.EOF {
+			t.Fatalf("round %d: Next after Close: %v", round, err)
+		}
+		jr.Close() // twice is fine
+	}
+	for i, rec := range kept {
+		word := []string{"first", "second", "third"}[i/50]
+		want := fmt.Sprintf("%s %d é", word, i%50)
+		if rec.Message != want || rec.Host != fmt.Sprintf("h%d", i%50%3) || rec.TraceID != word || len(rec.Attrs) != 1 || rec.Attrs[0].Value != word {
+			t.Fatalf("record %d: %+v, want message %q", i, rec, want)
+		}
+	}
+}
+
 // benchJSONBatch is a batch of n records like those gen_logs.py writes
 // (--keys shiplog): ~300 bytes a record, the message ~150 with the odd
 // escaped quote.
