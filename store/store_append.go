@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,7 +33,9 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		return model.AppendResult{}, err
 	}
 	start := time.Now()
-	keys := make([]headKey, len(b.Records))
+	sc := appendScratches.Get().(*appendScratch)
+	defer sc.release()
+	keys := sc.keysFor(len(b.Records))
 	var prev *model.Labels
 	var stream uint64
 	for i := range b.Records {
@@ -69,7 +72,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 			return model.AppendResult{}, err
 		}
 	}
-	a, err := s.admit(&b, keys, ag)
+	a, err := s.admit(&b, keys, ag, sc)
 	if err != nil {
 		s.mu.Unlock()
 		return model.AppendResult{}, err
@@ -107,6 +110,70 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	return res, nil
 }
 
+// appendScratch is the memory an Append groups its batch in: its records'
+// head keys, and the groups (each with its list of records), reused by later
+// Appends (a batch of a thousand lines of two hundred streams made several
+// hundred allocations).
+type appendScratch struct {
+	keys  []headKey
+	byKey map[headKey]*group
+	used  []*group // handed out by group, in order: the batch's groups
+	spare []*group // kept for reuse, their recs emptied
+}
+
+// Bounds on what a scratch keeps for the next Append.
+const (
+	scratchMaxKeys   = 1 << 16
+	scratchMaxGroups = 4096
+	scratchMaxRecs   = 4096 // a group's list
+)
+
+var appendScratches = sync.Pool{New: func() any { return &appendScratch{byKey: make(map[headKey]*group)} }}
+
+// keysFor returns room for n head keys.
+func (sc *appendScratch) keysFor(n int) []headKey {
+	if cap(sc.keys) < n {
+		sc.keys = make([]headKey, n)
+	}
+	return sc.keys[:n]
+}
+
+// group returns an empty group for k.
+func (sc *appendScratch) group(k headKey, labels model.Labels) *group {
+	var g *group
+	if n := len(sc.spare); n > 0 {
+		g, sc.spare = sc.spare[n-1], sc.spare[:n-1]
+	} else {
+		g = new(group)
+	}
+	g.key, g.labels, g.firstLine = k, labels, 0
+	sc.used = append(sc.used, g)
+	return g
+}
+
+// release empties the scratch (keeping none of the batch's strings) and
+// returns it to the pool.
+func (sc *appendScratch) release() {
+	if len(sc.byKey) > scratchMaxGroups {
+		sc.byKey = make(map[headKey]*group) // clear costs what the map grew to
+	} else {
+		clear(sc.byKey)
+	}
+	for _, g := range sc.used {
+		if cap(g.recs) > scratchMaxRecs || len(sc.spare) >= scratchMaxGroups {
+			continue
+		}
+		*g = group{recs: g.recs[:0]}
+		sc.spare = append(sc.spare, g)
+	}
+	clear(sc.used)
+	sc.used = sc.used[:0]
+	if cap(sc.keys) > scratchMaxKeys {
+		sc.keys = nil
+	}
+	appendScratches.Put(sc)
+}
+
 // admitted is what admit makes of a batch: the accepted records grouped by
 // head, the counts so far, and the agent's seq accounting.
 type admitted struct {
@@ -118,12 +185,12 @@ type admitted struct {
 
 // admit sorts a batch's records into accepted (grouped by head), expired and
 // duplicate, and clears their ids. Caller holds mu.
-func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState) (admitted, error) {
+func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState, sc *appendScratch) (admitted, error) {
 	var a admitted
 	if ag != nil {
 		a.maxSeq = ag.AckedSeq
 	}
-	byKey := make(map[headKey]*group, 4)
+	byKey := sc.byKey
 	for i := range b.Records {
 		r := &b.Records[i]
 		r.ID = model.ID{}
@@ -147,13 +214,13 @@ func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState) (admitted,
 		}
 		g := byKey[keys[i]]
 		if g == nil {
-			g = &group{key: keys[i], labels: r.Labels}
+			g = sc.group(keys[i], r.Labels)
 			byKey[keys[i]] = g
-			a.groups = append(a.groups, g)
 		}
 		g.recs = append(g.recs, i)
 		a.res.Accepted++
 	}
+	a.groups = sc.used
 	return a, nil
 }
 
