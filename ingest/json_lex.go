@@ -259,6 +259,19 @@ func (d *jsonDecoder) key() ([]byte, int, error) {
 		return nil, d.pos, d.errHere("a string key")
 	}
 	off := d.pos
+	if i := off + 1; i+17 <= len(d.data) {
+		// shortStr inlined: the usual key and ':' right after it.
+		base := unsafe.Pointer(unsafe.SliceData(d.data))
+		m, j := swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])), i
+		if m == 0 {
+			m, j = swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i+8))[:])), i+8
+		}
+		if j += bits.TrailingZeros64(m) >> 3; m != 0 && d.data[j] == '"' && d.data[j+1] == ':' {
+			d.pos = j + 2
+			d.ws()
+			return d.data[i:j], off, nil
+		}
+	}
 	k, err := d.rawStr()
 	if err != nil {
 		return nil, off, err
@@ -381,6 +394,27 @@ func (d *jsonDecoder) str(dst []byte) ([]byte, error) {
 		return append(dst, d.data[start:end]...), nil
 	}
 	return d.unescape(dst, start, end)
+}
+
+// shortStr reads the usual key or label at d.pos (its opening quote): up to
+// 15 plain bytes (no escape, control or non-ASCII byte) and the closing
+// quote, with at least one more byte of input after it, as the word loads
+// need. When the string is not such, it reports false and d.pos is where it was.
+func (d *jsonDecoder) shortStr() ([]byte, bool) {
+	i := d.pos + 1
+	if i+17 > len(d.data) {
+		return nil, false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(d.data))
+	m, j := swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])), i
+	if m == 0 {
+		m, j = swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i+8))[:])), i+8
+	}
+	if j += bits.TrailingZeros64(m) >> 3; m == 0 || d.data[j] != '"' {
+		return nil, false
+	}
+	d.pos = j + 1
+	return d.data[i:j], true
 }
 
 // rawStr returns the string at d.pos, unescaped: a slice of the input, or of

@@ -198,7 +198,11 @@ func (d *jsonDecoder) wantString(name string) error {
 func (d *jsonDecoder) label(s *string, name string) error {
 	switch d.peek() {
 	case '"':
-		b, err := d.rawStr()
+		b, ok := d.shortStr()
+		var err error
+		if !ok {
+			b, err = d.rawStr()
+		}
 		if err == nil {
 			*s = d.intern(b)
 		}

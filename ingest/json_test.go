@@ -285,6 +285,28 @@ func TestJSONStringSpecialAtEveryOffset(t *testing.T) {
 	}
 }
 
+// TestJSONKeysAndLabelsEveryLength reads keys and label values of every
+// length around the 16 bytes read at once, plain, escaped, non-ASCII and with
+// white space, near the end of the input and far from it.
+func TestJSONKeysAndLabelsEveryLength(t *testing.T) {
+	for n := range 20 {
+		for _, v := range []string{strings.Repeat("h", n), strings.Repeat("h", n) + `\u0041`, strings.Repeat("é", n/2)} {
+			for _, key := range []string{`"host"`, `"ho\u0073t"`, `"host" `, ` "host"`} {
+				for _, pad := range []string{"", `,"message":"` + strings.Repeat("m", 40) + `"`} {
+					line := `{` + key + `:"` + v + `"` + pad + `}`
+					got, err := DecodeRecordJSON([]byte(line), nil)
+					var want struct {
+						Host string `json:"host"`
+					}
+					if werr := json.Unmarshal([]byte(line), &want); err != nil || werr != nil || got.Host != want.Host {
+						t.Fatalf("%s: got %q, %v; encoding/json %q, %v", line, got.Host, err, want.Host, werr)
+					}
+				}
+			}
+		}
+	}
+}
+
 func FuzzParseRFC3339(f *testing.F) {
 	for _, s := range []string{"2026-01-01T12:00:00Z", "2026-01-01T12:00:00.123+05:30", "2024-02-29T00:00:00-00:00"} {
 		f.Add(s)
