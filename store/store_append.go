@@ -42,7 +42,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		r := &b.Records[i]
 		if prev == nil || r.Labels != *prev {
 			// Lines of one stream mostly come in runs: hash each run once.
-			prev, stream = &r.Labels, seededStreamID(r.Labels, s.opts.StreamSeed)
+			prev, stream = &r.Labels, sc.streamID(r.Labels, s.opts.StreamSeed)
 		}
 		keys[i] = headKey{stream, model.Day(r.Time)}
 	}
@@ -116,6 +116,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 // hundred allocations).
 type appendScratch struct {
 	keys  []headKey
+	ids   [512]streamSlot // stream ids of label sets met, by labelsSlot
 	byKey map[headKey]*group
 	used  []*group // handed out by group, in order: the batch's groups
 	spare []*group // kept for reuse, their recs emptied
@@ -129,6 +130,47 @@ const (
 )
 
 var appendScratches = sync.Pool{New: func() any { return &appendScratch{byKey: make(map[headKey]*group)} }}
+
+// streamSlot is a label set and its stream id.
+type streamSlot struct {
+	labels model.Labels
+	id     uint64
+	seed   uint64
+}
+
+// streamID is seededStreamID(l, seed), from the scratch's cache when it
+// holds l: the lines of a batch come from a few hundred streams at most, in
+// no order, and hashing the labels was a tenth of an Append. The cache keeps
+// the label strings it met (compared by value) until a later set takes
+// their slot.
+func (sc *appendScratch) streamID(l model.Labels, seed uint64) uint64 {
+	slot := &sc.ids[labelsSlot(l)%uint64(len(sc.ids))]
+	if slot.labels == l && slot.seed == seed && slot.id != 0 {
+		return slot.id
+	}
+	id := seededStreamID(l, seed)
+	*slot = streamSlot{l, id, seed}
+	return id
+}
+
+// labelsSlot is a cheap hash of l: its strings' lengths and a few bytes of
+// its host, build and deploy ids.
+func labelsSlot(l model.Labels) uint64 {
+	h := uint64(len(l.Service)) | uint64(len(l.Host))<<8 | uint64(len(l.BuildID))<<16 | uint64(len(l.DeployID))<<24
+	if n := len(l.Service); n > 0 {
+		h ^= uint64(l.Service[n-1]) << 32
+	}
+	if n := len(l.Host); n > 1 {
+		h ^= uint64(l.Host[n-1])<<40 ^ uint64(l.Host[n-2])<<48 ^ uint64(l.Host[n/2])<<56
+	}
+	if n := len(l.BuildID); n > 0 {
+		h ^= uint64(l.BuildID[n-1]) << 4
+	}
+	if n := len(l.DeployID); n > 0 {
+		h ^= uint64(l.DeployID[n-1]) << 12
+	}
+	return (h * 0x9E3779B97F4A7C15) >> 40
+}
 
 // keysFor returns room for n head keys.
 func (sc *appendScratch) keysFor(n int) []headKey {
