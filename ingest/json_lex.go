@@ -284,6 +284,79 @@ func (d *jsonDecoder) key() ([]byte, int, error) {
 	return k, off, nil
 }
 
+// The first eight bytes of the usual keys with their quotes, and what
+// follows them up to the ':', as little-endian words (TestKnownKeyWords).
+const (
+	kwLevel      = 0x3a226c6576656c22 // "level":
+	kwMessage    = 0x6567617373656d22 // "message
+	kwService    = 0x6563697672657322 // "service
+	kwBuildI     = 0x695f646c69756222 // "build_i
+	kwDeploy     = 0x5f796f6c70656422 // "deploy_
+	kwTraceI     = 0x695f656361727422 // "trace_i
+	kwSpanID     = 0x64695f6e61707322 // "span_id
+	kwAttribu    = 0x7562697274746122 // "attribu
+	kwTime       = 0x3a22656d697422   // "time":
+	kwHost       = 0x3a2274736f6822   // "host":
+	kwMsg        = 0x3a2267736d22     // "msg":
+	kwQuoteColon = 0x3a22             // ":
+	kwDColon     = 0x3a2264           // d":
+	kwIDColon    = 0x3a226469         // id":
+	kwTesColon   = 0x3a22736574       // tes":
+)
+
+// knownKey reads, in two word loads, a key of a record's own field spelled
+// the usual way (no escapes, ':' right after it) and the white space after
+// its ':'. Otherwise it reports false and reads nothing.
+func (d *jsonDecoder) knownKey() (recField, bool) {
+	i := d.pos
+	if i+16 > len(d.data) {
+		return fieldOther, false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(d.data))
+	w := binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])
+	w2 := binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i+8))[:])
+	// The field, the key's length with its quotes and ':', and the end of
+	// the key in the second word (its mask), when the first word says which.
+	var f recField
+	var n int
+	var tail, mask uint64
+	switch w {
+	case kwLevel:
+		f, n = fieldLevel, 8
+	case kwMessage:
+		f, n, tail, mask = fieldMessage, 10, kwQuoteColon, 0xffff
+	case kwService:
+		f, n, tail, mask = fieldService, 10, kwQuoteColon, 0xffff
+	case kwSpanID:
+		f, n, tail, mask = fieldSpan, 10, kwQuoteColon, 0xffff
+	case kwBuildI:
+		f, n, tail, mask = fieldBuild, 11, kwDColon, 0xffffff
+	case kwTraceI:
+		f, n, tail, mask = fieldTrace, 11, kwDColon, 0xffffff
+	case kwDeploy:
+		f, n, tail, mask = fieldDeploy, 12, kwIDColon, 0xffffffff
+	case kwAttribu:
+		f, n, tail, mask = fieldAttributes, 13, kwTesColon, 0xffffffffff
+	default:
+		switch {
+		case w&0xffffffffffffff == kwTime:
+			f, n = fieldTime, 7
+		case w&0xffffffffffffff == kwHost:
+			f, n = fieldHost, 7
+		case w&0xffffffffffff == kwMsg:
+			f, n = fieldMsg, 6
+		default:
+			return fieldOther, false
+		}
+	}
+	if w2&mask != tail {
+		return fieldOther, false
+	}
+	d.pos = i + n
+	d.ws()
+	return f, true
+}
+
 // arrStart consumes '[' and reports whether a value follows.
 func (d *jsonDecoder) arrStart(depth int) (bool, error) {
 	if d.peek() != '[' {

@@ -307,6 +307,47 @@ func TestJSONKeysAndLabelsEveryLength(t *testing.T) {
 	}
 }
 
+// TestKnownKeyWords checks the words knownKey compares against, and that it
+// reads exactly the keys fieldOf names, spelled the usual way, and nothing
+// else.
+func TestKnownKeyWords(t *testing.T) {
+	le := func(s string) uint64 {
+		var w uint64
+		for i := len(s) - 1; i >= 0; i-- {
+			w = w<<8 | uint64(s[i])
+		}
+		return w
+	}
+	for w, s := range map[uint64]string{kwLevel: `"level":`, kwMessage: `"message`, kwService: `"service`, kwBuildI: `"build_i`,
+		kwDeploy: `"deploy_`, kwTraceI: `"trace_i`, kwSpanID: `"span_id`, kwAttribu: `"attribu`, kwTime: `"time":`, kwHost: `"host":`,
+		kwMsg: `"msg":`, kwQuoteColon: `":`, kwDColon: `d":`, kwIDColon: `id":`, kwTesColon: `tes":`} {
+		if le(s) != w {
+			t.Errorf("%s: %#x, want %#x", s, w, le(s))
+		}
+	}
+	pad := strings.Repeat(" ", 16)
+	for _, k := range []string{"message", "msg", "service", "host", "build_id", "deploy_id", "trace_id", "span_id", "level", "time",
+		"attributes", "buildId", "seq", "id", "times", "hos", "mess", "message_", "levels", "attributesx", "deploy_ix", "build_x", "span_i"} {
+		for _, in := range []string{`"` + k + `":` + pad, `"` + k + `": ` + pad, `"` + k + `" :` + pad, `"` + k + `":`, `"` + k + `\u0041":` + pad} {
+			d := &jsonDecoder{data: []byte(in)}
+			f, ok := d.knownKey()
+			usual := strings.HasPrefix(in, `"`+k+`":`) && len(in) >= 16 && !strings.Contains(in, `\`)
+			want := fieldOf([]byte(k))
+			if usual && (k == "buildId" || k == "seq" || k == "id") {
+				want = fieldOther // read by key and fieldOf instead
+			}
+			switch {
+			case ok && (!usual || f != want):
+				t.Errorf("%q: read as %d, want %d (usual %v)", in, f, want, usual)
+			case ok && d.data[d.pos-1] != ':' && d.data[d.pos-1] != ' ' || ok && d.pos < len(in) && d.data[d.pos] == ' ':
+				t.Errorf("%q: stopped at %d", in, d.pos)
+			case !ok && (d.pos != 0 || usual && want != fieldOther):
+				t.Errorf("%q: not read (pos %d), want %d", in, d.pos, want)
+			}
+		}
+	}
+}
+
 func FuzzParseRFC3339(f *testing.F) {
 	for _, s := range []string{"2026-01-01T12:00:00Z", "2026-01-01T12:00:00.123+05:30", "2024-02-29T00:00:00-00:00"} {
 		f.Add(s)
