@@ -13,6 +13,7 @@ type instruments struct {
 	applied        prometheus.Counter
 	corrupt        prometheus.Counter
 	readWait       prometheus.Histogram
+	streamsRefused prometheus.Counter
 }
 
 var (
@@ -22,6 +23,7 @@ var (
 	descLag     = prometheus.NewDesc("shiplog_cluster_partition_lag_messages", "Batches of an owned partition published but not yet stored by this node.", []string{"partition"}, nil)
 	descNodes   = prometheus.NewDesc("shiplog_cluster_nodes", "Live nodes in the cluster, as of the last lease round.", nil, nil)
 	descAlerts  = prometheus.NewDesc("shiplog_cluster_alerts_leader", "1 when this node holds the alert evaluation lease.", nil, nil)
+	descStreams = prometheus.NewDesc("shiplog_cluster_streams_today", "Distinct streams written through this node this UTC day, counted against --max-streams-per-day.", nil, nil)
 )
 
 func newInstruments(n *Node, reg prometheus.Registerer) *instruments {
@@ -39,9 +41,11 @@ func newInstruments(n *Node, reg prometheus.Registerer) *instruments {
 		readWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shiplog_cluster_read_wait_seconds",
 			Help:    "Added latency of cluster queries asked of this node for read after ack: taking the streams' last sequences, then the longest wait of an owner to store up to them.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		streamsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "shiplog_cluster_streams_refused_batches_total",
+			Help: "Batches refused by this node because they would take the streams written through it today past --max-streams-per-day."}),
 	}
 	if reg != nil {
-		reg.MustRegister(ins.published, ins.publishErrors, ins.publishSeconds, ins.applied, ins.corrupt, ins.readWait, collector{n})
+		reg.MustRegister(ins.published, ins.publishErrors, ins.publishSeconds, ins.applied, ins.corrupt, ins.readWait, ins.streamsRefused, collector{n})
 	}
 	return ins
 }
@@ -49,7 +53,7 @@ func newInstruments(n *Node, reg prometheus.Registerer) *instruments {
 type collector struct{ n *Node }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOwned, descReady, descApplied, descLag, descNodes, descAlerts} {
+	for _, d := range []*prometheus.Desc{descOwned, descReady, descApplied, descLag, descNodes, descAlerts, descStreams} {
 		ch <- d
 	}
 }
@@ -76,4 +80,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(len(*peers)))
 	}
 	ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.GaugeValue, b(c.n.alertRev.Load() != 0))
+	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(c.n.gate.streamsToday()))
 }

@@ -133,6 +133,7 @@ type Node struct {
 	wg         sync.WaitGroup
 	subs       []*nats.Subscription
 	ins        *instruments
+	gate       *streamGate // --max-streams-per-day, checked before publishing
 	closeOnce  sync.Once
 }
 
@@ -268,6 +269,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	empty := make([]string, cfg.Partitions)
 	n.owners.Store(&empty)
+	n.gate = newStreamGate(cfg.Store.MaxStreamsPerDay, n.log)
 	n.ins = newInstruments(n, cfg.Registerer)
 	if err := n.subscribe(); err != nil {
 		n.Close()

@@ -29,6 +29,10 @@ func (n *Node) Append(ctx context.Context, b model.Batch) (model.AppendResult, e
 	start := time.Now()
 	var res model.AppendResult
 	_, res.AckedSeq = seqRange(&b)
+	if err := n.gate.admit(&b, time.Now().UnixNano()); err != nil {
+		n.ins.streamsRefused.Inc()
+		return model.AppendResult{}, err
+	}
 	p := PartitionOf(&b, n.cfg.Partitions)
 	if err := n.publish(ctx, p, &b, &res); err != nil {
 		n.ins.publishErrors.Inc()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/shiplog/shiplog/model"
 )
 
 // waitFor polls cond until it holds (the test fails after a minute).
@@ -80,5 +82,53 @@ func TestSealBacklogBound(t *testing.T) {
 	}
 	if got := count(t, s, nil, nil); got != 5000 {
 		t.Fatalf("%d lines, want 5000", got)
+	}
+}
+
+// TestSealBacklogWaitAfterDurable: an Append whose own lines evicted heads
+// past the backlog bound waits for the sealers after its lines are durable;
+// when its context ends there it returns its good result (the lines are in
+// the WAL), and they are all found once the sealers run again.
+func TestSealBacklogWaitAfterDurable(t *testing.T) {
+	o := DefaultOptions()
+	o.HeadsMaxBytes = 64 << 10
+	o.SealBacklogBytes = 32 << 10
+	s := testOpen(t, t.TempDir(), o)
+	defer s.Close()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s.dicts.mu.Lock() // the sealers stop
+	held := true
+	defer func() {
+		if held {
+			s.dicts.mu.Unlock()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	type answer struct {
+		res model.AppendResult
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		// One batch of 40 streams (~280 KiB): it evicts ~7x the backlog bound
+		// itself, in fewer heads than sealCh holds.
+		res, err := s.Append(ctx, streamBatch(0, 40, 50, t0))
+		got <- answer{res, err}
+	}()
+	waitFor(t, "the Append to wait for the sealers", func() bool { return testutil.ToFloat64(s.m.backlogWaits) >= 1 })
+	select {
+	case a := <-got:
+		t.Fatalf("the Append returned (%+v) with the sealers stopped and the backlog past its bound", a)
+	default:
+	}
+	cancel()
+	a := <-got
+	if a.err != nil || a.res.Accepted != 2000 {
+		t.Fatalf("the Append cancelled after its lines were durable returned %+v %v, want 2000 accepted and no error", a.res, a.err)
+	}
+	s.dicts.mu.Unlock()
+	held = false
+	if n := count(t, s, nil, nil); n != 2000 {
+		t.Fatalf("%d lines, want 2000", n)
 	}
 }

@@ -56,7 +56,9 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	// inflight before it stops the sealers' retries): once its lines are
 	// durable, an Append also waits for the heads it may have evicted, so
 	// appenders evicting at once add one eviction each past the bound.
-	defer func() { _ = s.waitSealBacklog(context.Background()) }()
+	// The lines are durable by then: the request's own ctx ends the wait
+	// (a client that gives up, a deadline), with the result still good.
+	defer func() { _ = s.waitSealBacklog(ctx) }()
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	now := time.Now().UnixNano()
