@@ -163,44 +163,68 @@ func (in *Ingester) validate(b *model.Batch) error {
 			return invalidf("record %d: time %s is outside the accepted window (%s before to %s after the server's clock)",
 				i, time.Unix(0, r.Time).UTC().Format(time.RFC3339Nano), human(o.MaxPast), human(o.MaxFuture))
 		}
-		for _, f := range []struct {
-			name string
-			v    string
-		}{{"service", r.Service}, {"host", r.Host}, {"build_id", r.BuildID}, {"deploy_id", r.DeployID}, {"trace_id", r.TraceID}, {"span_id", r.SpanID}} {
-			if len(f.v) > o.MaxLabelBytes {
-				return invalidf("record %d: %s is %d bytes long; the limit is %d", i, f.name, len(f.v), o.MaxLabelBytes)
-			}
-			if check && !utf8.ValidString(f.v) {
-				return invalidf("record %d: %s is not valid UTF-8", i, f.name)
+		if m := o.MaxLabelBytes; check || len(r.Service) > m || len(r.Host) > m || len(r.BuildID) > m || len(r.DeployID) > m || len(r.TraceID) > m || len(r.SpanID) > m {
+			if err := in.validateText(r, i, check); err != nil {
+				return err
 			}
 		}
-		if check && !utf8.ValidString(r.Message) {
-			return invalidf("record %d: message is not valid UTF-8", i)
-		}
-		if len(r.Attrs) > o.MaxAttrs {
-			return invalidf("record %d: %d attributes; the limit is %d", i, len(r.Attrs), o.MaxAttrs)
-		}
-		for _, a := range r.Attrs {
-			if a.Key == "" {
-				return invalidf("record %d: an attribute has an empty key", i)
-			}
-			if len(a.Key) > o.MaxAttrBytes || len(a.Value) > o.MaxAttrBytes {
-				return invalidf("record %d: attribute %.40q is longer than %d bytes", i, a.Key, o.MaxAttrBytes)
-			}
-			if check && (!utf8.ValidString(a.Key) || !utf8.ValidString(a.Value)) {
-				return invalidf("record %d: attribute %.40q is not valid UTF-8", i, a.Key)
+		if len(r.Attrs) > 0 {
+			if err := in.validateAttrs(r, i, check); err != nil {
+				return err
 			}
 		}
-		if !slices.IsSortedFunc(r.Attrs, func(a, b model.Attr) int { return strings.Compare(a.Key, b.Key) }) {
-			slices.SortStableFunc(r.Attrs, func(a, b model.Attr) int { return strings.Compare(a.Key, b.Key) })
-		}
-		r.Attrs = slices.CompactFunc(r.Attrs, func(a, b model.Attr) bool { return a.Key == b.Key })
 		if len(r.Message) > o.MaxLineBytes {
 			r.Message = cutUTF8(r.Message, o.MaxLineBytes)
 			r.Attrs = setAttr(r.Attrs, TruncatedAttr, "true")
 			in.truncated.Inc()
 		}
 	}
+	return nil
+}
+
+// validateText checks the lengths of r's labels, trace and span ids and,
+// with check, that they and its message are valid UTF-8.
+func (in *Ingester) validateText(r *model.Record, i int, check bool) error {
+	o := &in.opts
+	for _, f := range []struct {
+		name string
+		v    string
+	}{{"service", r.Service}, {"host", r.Host}, {"build_id", r.BuildID}, {"deploy_id", r.DeployID}, {"trace_id", r.TraceID}, {"span_id", r.SpanID}} {
+		if len(f.v) > o.MaxLabelBytes {
+			return invalidf("record %d: %s is %d bytes long; the limit is %d", i, f.name, len(f.v), o.MaxLabelBytes)
+		}
+		if check && !utf8.ValidString(f.v) {
+			return invalidf("record %d: %s is not valid UTF-8", i, f.name)
+		}
+	}
+	if check && !utf8.ValidString(r.Message) {
+		return invalidf("record %d: message is not valid UTF-8", i)
+	}
+	return nil
+}
+
+// validateAttrs checks r's attributes (count, keys, lengths and, with
+// check, UTF-8), sorts them by key and keeps the last of equal keys.
+func (in *Ingester) validateAttrs(r *model.Record, i int, check bool) error {
+	o := &in.opts
+	if len(r.Attrs) > o.MaxAttrs {
+		return invalidf("record %d: %d attributes; the limit is %d", i, len(r.Attrs), o.MaxAttrs)
+	}
+	for _, a := range r.Attrs {
+		if a.Key == "" {
+			return invalidf("record %d: an attribute has an empty key", i)
+		}
+		if len(a.Key) > o.MaxAttrBytes || len(a.Value) > o.MaxAttrBytes {
+			return invalidf("record %d: attribute %.40q is longer than %d bytes", i, a.Key, o.MaxAttrBytes)
+		}
+		if check && (!utf8.ValidString(a.Key) || !utf8.ValidString(a.Value)) {
+			return invalidf("record %d: attribute %.40q is not valid UTF-8", i, a.Key)
+		}
+	}
+	if !slices.IsSortedFunc(r.Attrs, func(a, b model.Attr) int { return strings.Compare(a.Key, b.Key) }) {
+		slices.SortStableFunc(r.Attrs, func(a, b model.Attr) int { return strings.Compare(a.Key, b.Key) })
+	}
+	r.Attrs = slices.CompactFunc(r.Attrs, func(a, b model.Attr) bool { return a.Key == b.Key })
 	return nil
 }
 

@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/shiplog/shiplog/model"
@@ -108,14 +109,45 @@ type JSONLReader struct {
 	checked  bool  // the defaults' strings are valid UTF-8 (TextChecked)
 }
 
+// jsonlBufSize is the read buffer of a JSONLReader: a longer line is
+// gathered from several reads.
+const jsonlBufSize = 64 << 10
+
+// jsonlBufs holds read buffers of jsonlBufSize for reuse (Close).
+var jsonlBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, jsonlBufSize) }}
+
 // NewJSONLReader reads lines of at most maxLine bytes (DefaultMaxJSONLine
 // when <= 0) from r, filling records from defaults (which may be nil).
+// Close lends its buffers to the next reader.
 func NewJSONLReader(r io.Reader, defaults *model.Record, maxLine int) *JSONLReader {
 	if maxLine <= 0 {
 		maxLine = DefaultMaxJSONLine
 	}
-	return &JSONLReader{br: bufio.NewReaderSize(r, min(maxLine+2, 64<<10)), d: newJSONDecoder(), defaults: defaults, max: maxLine,
+	var br *bufio.Reader
+	if size := min(maxLine+2, jsonlBufSize); size == jsonlBufSize {
+		br = jsonlBufs.Get().(*bufio.Reader)
+		br.Reset(r)
+	} else {
+		br = bufio.NewReaderSize(r, size)
+	}
+	return &JSONLReader{br: br, d: getJSONDecoder(nil), defaults: defaults, max: maxLine,
 		checked: defaults == nil || validText(defaults)}
+}
+
+// Close returns the reader's buffers for reuse; the records it returned stay
+// valid (their strings were copied out of them). The reader must not be used
+// after.
+func (j *JSONLReader) Close() {
+	if j.d == nil {
+		return
+	}
+	if j.br.Size() == jsonlBufSize {
+		j.br.Reset(nil)
+		jsonlBufs.Put(j.br)
+	}
+	putJSONDecoder(j.d)
+	j.br, j.d, j.acc = nil, nil, nil
+	j.err = errors.New("ingest: JSONLReader used after Close")
 }
 
 // TextChecked reports whether every string of the records Next returns is

@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -33,11 +34,19 @@ type jsonDecoder struct {
 	gen    uint32            // the record's "attributes" seen so far; the last one counts
 	names  map[string]string // interned labels, levels and attribute keys
 	recent [509]string       // a cache of names
+	times  timeCache         // the date and hour of the last time parsed
+	levels [8]levelSpelling  // levels read, by their length
 	// The records' strings and attribute lists are carved from blocks
 	// shared by the records decoded one after another (keep, keepAttrs):
 	// a block is only appended to, never reused.
 	block     []byte
 	attrBlock []model.Attr
+}
+
+// levelSpelling is a level's spelling and what it means.
+type levelSpelling struct {
+	s  string
+	lv model.Level
 }
 
 // Block sizes: records are a few hundred bytes; a longer one, or a longer
@@ -107,6 +116,12 @@ func putJSONDecoder(d *jsonDecoder) {
 	if cap(d.buf) > 1<<20 || cap(d.tmp) > 1<<20 || cap(d.attrs) > 4096 {
 		return // do not pin a huge one
 	}
+	if len(d.names) >= jsonMaxInterned {
+		// Full: start afresh, so that the names of today's senders are
+		// interned rather than those the decoder met first.
+		clear(d.names)
+		d.recent = [len(d.recent)]string{}
+	}
 	jsonDecoderPool.Put(d)
 }
 
@@ -155,7 +170,10 @@ func (d *jsonDecoder) errHere(want string) error {
 	return d.errAt(d.pos, "unexpected %q, want %s", c, want)
 }
 
-func jsonSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+// jsonSpace reports whether c is JSON white space: one test for most bytes.
+func jsonSpace(c byte) bool {
+	return c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+}
 
 func (d *jsonDecoder) ws() {
 	for d.pos < len(d.data) && jsonSpace(d.data[d.pos]) {
@@ -241,6 +259,19 @@ func (d *jsonDecoder) key() ([]byte, int, error) {
 		return nil, d.pos, d.errHere("a string key")
 	}
 	off := d.pos
+	if i := off + 1; i+17 <= len(d.data) {
+		// shortStr inlined: the usual key and ':' right after it.
+		base := unsafe.Pointer(unsafe.SliceData(d.data))
+		m, j := swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])), i
+		if m == 0 {
+			m, j = swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i+8))[:])), i+8
+		}
+		if j += bits.TrailingZeros64(m) >> 3; m != 0 && d.data[j] == '"' && d.data[j+1] == ':' {
+			d.pos = j + 2
+			d.ws()
+			return d.data[i:j], off, nil
+		}
+	}
 	k, err := d.rawStr()
 	if err != nil {
 		return nil, off, err
@@ -251,6 +282,79 @@ func (d *jsonDecoder) key() ([]byte, int, error) {
 	d.pos++
 	d.ws()
 	return k, off, nil
+}
+
+// The first eight bytes of the usual keys with their quotes, and what
+// follows them up to the ':', as little-endian words (TestKnownKeyWords).
+const (
+	kwLevel      = 0x3a226c6576656c22 // "level":
+	kwMessage    = 0x6567617373656d22 // "message
+	kwService    = 0x6563697672657322 // "service
+	kwBuildI     = 0x695f646c69756222 // "build_i
+	kwDeploy     = 0x5f796f6c70656422 // "deploy_
+	kwTraceI     = 0x695f656361727422 // "trace_i
+	kwSpanID     = 0x64695f6e61707322 // "span_id
+	kwAttribu    = 0x7562697274746122 // "attribu
+	kwTime       = 0x3a22656d697422   // "time":
+	kwHost       = 0x3a2274736f6822   // "host":
+	kwMsg        = 0x3a2267736d22     // "msg":
+	kwQuoteColon = 0x3a22             // ":
+	kwDColon     = 0x3a2264           // d":
+	kwIDColon    = 0x3a226469         // id":
+	kwTesColon   = 0x3a22736574       // tes":
+)
+
+// knownKey reads, in two word loads, a key of a record's own field spelled
+// the usual way (no escapes, ':' right after it) and the white space after
+// its ':'. Otherwise it reports false and reads nothing.
+func (d *jsonDecoder) knownKey() (recField, bool) {
+	i := d.pos
+	if i+16 > len(d.data) {
+		return fieldOther, false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(d.data))
+	w := binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])
+	w2 := binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i+8))[:])
+	// The field, the key's length with its quotes and ':', and the end of
+	// the key in the second word (its mask), when the first word says which.
+	var f recField
+	var n int
+	var tail, mask uint64
+	switch w {
+	case kwLevel:
+		f, n = fieldLevel, 8
+	case kwMessage:
+		f, n, tail, mask = fieldMessage, 10, kwQuoteColon, 0xffff
+	case kwService:
+		f, n, tail, mask = fieldService, 10, kwQuoteColon, 0xffff
+	case kwSpanID:
+		f, n, tail, mask = fieldSpan, 10, kwQuoteColon, 0xffff
+	case kwBuildI:
+		f, n, tail, mask = fieldBuild, 11, kwDColon, 0xffffff
+	case kwTraceI:
+		f, n, tail, mask = fieldTrace, 11, kwDColon, 0xffffff
+	case kwDeploy:
+		f, n, tail, mask = fieldDeploy, 12, kwIDColon, 0xffffffff
+	case kwAttribu:
+		f, n, tail, mask = fieldAttributes, 13, kwTesColon, 0xffffffffff
+	default:
+		switch {
+		case w&0xffffffffffffff == kwTime:
+			f, n = fieldTime, 7
+		case w&0xffffffffffffff == kwHost:
+			f, n = fieldHost, 7
+		case w&0xffffffffffff == kwMsg:
+			f, n = fieldMsg, 6
+		default:
+			return fieldOther, false
+		}
+	}
+	if w2&mask != tail {
+		return fieldOther, false
+	}
+	d.pos = i + n
+	d.ws()
+	return f, true
 }
 
 // arrStart consumes '[' and reports whether a value follows.
@@ -292,25 +396,35 @@ var jsonPlain = func() (t [256]bool) {
 }()
 
 // lsb has the lowest bit of every byte set. For a word w, the high bit of a
-// byte of w-lsb*c (0 < c < 0x80) is set where that byte is below c (and
-// maybe elsewhere, after a borrow from such a byte, or where it is >= 0x80):
-// so the test never misses a special byte, and at worst sends plain ones
-// to the byte loop.
+// byte of w-lsb*c (0 < c < 0x80) is set where that byte is below c, or is
+// >= 0x80, or anywhere above such a byte (after a borrow from it): the
+// lowest byte so marked is the first one that is below c or >= 0x80.
 const swarLSB = 0x0101010101010101
+
+// swarSpecial marks (with its high bit) the first byte of w, in little-endian
+// order, that a string cannot hold as it is: a quote, a backslash, a control
+// character, or a byte >= 0x80 (UTF-8 to check). Bytes above it may be marked
+// too; zero when there is none.
+func swarSpecial(w uint64) uint64 {
+	return ((w - swarLSB*0x20) | ((w ^ (swarLSB * '"')) - swarLSB) | ((w ^ (swarLSB * '\\')) - swarLSB) | w) & (swarLSB * 0x80)
+}
 
 // scanStr scans the string at d.pos (its opening quote): its content is
 // data[start:end], esc tells whether it holds escapes (not yet checked), and
 // d.pos moves past the closing quote. UTF-8 is checked here.
 func (d *jsonDecoder) scanStr() (start, end int, esc bool, err error) {
 	data := d.data
+	base := unsafe.Pointer(unsafe.SliceData(data))
 	i := d.pos + 1
 	start = i
 	for {
-		// Eight bytes at a time while none is special, then one at a time.
+		// Eight bytes at a time, straight to the first special byte of a
+		// word; one at a time in the last few bytes.
 		for i+8 <= len(data) {
-			w := binary.LittleEndian.Uint64(data[i:])
-			if ((w-swarLSB*0x20)|((w^(swarLSB*'"'))-swarLSB)|((w^(swarLSB*'\\'))-swarLSB)|w)&(swarLSB*0x80) != 0 {
-				break
+			// data[i:i+8] without the bounds checks (the loop's test is one).
+			if m := swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				goto special
 			}
 			i += 8
 		}
@@ -320,6 +434,7 @@ func (d *jsonDecoder) scanStr() (start, end int, esc bool, err error) {
 		if i >= len(data) {
 			return 0, 0, false, d.errAt(d.pos, "unterminated string")
 		}
+	special:
 		switch c := data[i]; {
 		case c == '"':
 			d.pos = i + 1
@@ -352,6 +467,27 @@ func (d *jsonDecoder) str(dst []byte) ([]byte, error) {
 		return append(dst, d.data[start:end]...), nil
 	}
 	return d.unescape(dst, start, end)
+}
+
+// shortStr reads the usual key or label at d.pos (its opening quote): up to
+// 15 plain bytes (no escape, control or non-ASCII byte) and the closing
+// quote, with at least one more byte of input after it, as the word loads
+// need. When the string is not such, it reports false and d.pos is where it was.
+func (d *jsonDecoder) shortStr() ([]byte, bool) {
+	i := d.pos + 1
+	if i+17 > len(d.data) {
+		return nil, false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(d.data))
+	m, j := swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i))[:])), i
+	if m == 0 {
+		m, j = swarSpecial(binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, i+8))[:])), i+8
+	}
+	if j += bits.TrailingZeros64(m) >> 3; m == 0 || d.data[j] != '"' {
+		return nil, false
+	}
+	d.pos = j + 1
+	return d.data[i:j], true
 }
 
 // rawStr returns the string at d.pos, unescaped: a slice of the input, or of

@@ -66,46 +66,107 @@ func (d *jsonDecoder) record(def *model.Record, deflv defaultLevel) (model.Recor
 	return d.finish(&rr, def, deflv)
 }
 
-// member decodes one key and value of a record.
-func (d *jsonDecoder) member(rr *rawJSONRecord) error {
-	k, _, err := d.key()
-	if err != nil {
-		return err
-	}
+// recField is a record's field that has a key of its own (fieldOther: an
+// attribute).
+type recField uint8
+
+const (
+	fieldOther recField = iota
+	fieldMessage
+	fieldMsg
+	fieldService
+	fieldHost
+	fieldBuild
+	fieldDeploy
+	fieldTrace
+	fieldSpan
+	fieldLevel
+	fieldTime
+	fieldAttributes
+	fieldSeq
+	fieldID
+)
+
+// fieldOf is the field a key names.
+func fieldOf(k []byte) recField {
 	switch string(k) {
 	case "message":
-		return d.spanField(&rr.msg, "message")
+		return fieldMessage
 	case "msg":
-		return d.spanField(&rr.alias, "msg")
+		return fieldMsg
 	case "service":
-		return d.label(&rr.service, "service")
+		return fieldService
 	case "host":
-		return d.label(&rr.host, "host")
+		return fieldHost
 	case "build_id", "buildId":
-		return d.label(&rr.build, "build_id")
+		return fieldBuild
 	case "deploy_id", "deployId":
-		return d.label(&rr.deploy, "deploy_id")
+		return fieldDeploy
 	case "trace_id", "traceId":
-		return d.spanField(&rr.trace, "trace_id")
+		return fieldTrace
 	case "span_id", "spanId":
-		return d.spanField(&rr.spanID, "span_id")
+		return fieldSpan
 	case "level":
-		return d.levelField(rr)
+		return fieldLevel
 	case "time":
-		return d.timeField(rr, "time")
+		return fieldTime
 	case "attributes":
-		return d.attributes()
+		return fieldAttributes
 	case "seq":
+		return fieldSeq
+	case "id":
+		return fieldID
+	}
+	return fieldOther
+}
+
+// member decodes one key and value of a record.
+func (d *jsonDecoder) member(rr *rawJSONRecord) error {
+	f, ok := d.knownKey()
+	var k []byte
+	if !ok {
+		var err error
+		if k, _, err = d.key(); err != nil {
+			return err
+		}
+		f = fieldOf(k)
+	}
+	switch f {
+	case fieldMessage:
+		return d.spanField(&rr.msg, "message")
+	case fieldMsg:
+		return d.spanField(&rr.alias, "msg")
+	case fieldService:
+		return d.label(&rr.service, "service")
+	case fieldHost:
+		return d.label(&rr.host, "host")
+	case fieldBuild:
+		return d.label(&rr.build, "build_id")
+	case fieldDeploy:
+		return d.label(&rr.deploy, "deploy_id")
+	case fieldTrace:
+		return d.spanField(&rr.trace, "trace_id")
+	case fieldSpan:
+		return d.spanField(&rr.spanID, "span_id")
+	case fieldLevel:
+		return d.levelField(rr)
+	case fieldTime:
+		return d.timeField(rr, "time")
+	case fieldAttributes:
+		return d.attributes()
+	case fieldSeq:
 		if null, err := d.null(); null || err != nil {
 			rr.seq = 0
 			return err
 		}
+		var err error
 		rr.seq, err = d.uint("seq")
 		return err
-	case "id":
+	case fieldID:
 		_, err := d.value(nil, false, 2)
 		return err
 	}
+	var err error
 	// Any other key becomes an attribute: a string as it is, an object's
 	// members as dotted keys (kubernetes.pod), a list, number or boolean as
 	// its JSON text.
@@ -198,7 +259,11 @@ func (d *jsonDecoder) wantString(name string) error {
 func (d *jsonDecoder) label(s *string, name string) error {
 	switch d.peek() {
 	case '"':
-		b, err := d.rawStr()
+		b, ok := d.shortStr()
+		var err error
+		if !ok {
+			b, err = d.rawStr()
+		}
 		if err == nil {
 			*s = d.intern(b)
 		}
@@ -237,7 +302,7 @@ func (d *jsonDecoder) timeField(rr *rawJSONRecord, name string) error {
 			return nil
 		}
 		var msg string
-		if rr.time, msg = parseRFC3339(b); msg != "" {
+		if rr.time, msg = d.times.parseRFC3339(b); msg != "" {
 			return d.errAt(off, "%s %.40q: %s", name, b, msg)
 		}
 	case c == '-' || jsonDigit(c):
@@ -349,7 +414,7 @@ func (d *jsonDecoder) finish(rr *rawJSONRecord, def *model.Record, deflv default
 		r.Message = at(rr.alias)
 	}
 	if rr.level != "" {
-		lv, ok := model.ParseLevel(rr.level)
+		lv, ok := d.parseLevel(rr.level)
 		if !ok {
 			return r, d.errAt(rr.levelOff, "unknown level %q (want trace, debug, info, warn, error or fatal)", rr.level)
 		}
@@ -383,6 +448,20 @@ func (d *jsonDecoder) finish(rr *rawJSONRecord, def *model.Record, deflv default
 		}
 	}
 	return r, nil
+}
+
+// parseLevel is model.ParseLevel, remembering the spellings it has read:
+// the levels of a batch are a few interned strings.
+func (d *jsonDecoder) parseLevel(s string) (model.Level, bool) {
+	slot := &d.levels[len(s)%len(d.levels)]
+	if slot.s == s && s != "" {
+		return slot.lv, true
+	}
+	lv, ok := model.ParseLevel(s)
+	if ok {
+		*slot = levelSpelling{s, lv}
+	}
+	return lv, ok
 }
 
 // applyJSONDefaults fills what r leaves empty from def.
@@ -643,8 +722,3 @@ func (d *jsonDecoder) records(out []model.Record) ([]model.Record, error) {
 	}
 	return out, err
 }
-
-// Times.
-
-// parseRFC3339 parses an RFC 3339 time into Unix nanoseconds; msg says what
-// is wrong when it does not parse.

@@ -259,12 +259,112 @@ func TestParseRFC3339(t *testing.T) {
 	}
 }
 
+// TestJSONStringSpecialAtEveryOffset puts each kind of byte a string cannot
+// hold as it is at every offset of the words the scanner reads eight at a
+// time, and checks the message read (or the error) against encoding/json.
+func TestJSONStringSpecialAtEveryOffset(t *testing.T) {
+	for _, special := range []string{`\n`, `\"`, `\u00e9`, "é", "\U0001F600", "\x01", "\x7f", "\xff", "\xc3", `"`} {
+		for n := range 26 {
+			for tail := range 10 {
+				raw := strings.Repeat("a", n) + special + strings.Repeat("b", tail)
+				line := `{"message":"` + raw + `","service":"s"}`
+				got, err := DecodeRecordJSON([]byte(line), nil)
+				var want struct {
+					Message string `json:"message"`
+					Service string `json:"service"`
+				}
+				werr := json.Unmarshal([]byte(line), &want)
+				if !utf8.ValidString(line) && werr == nil {
+					werr = errors.New("invalid UTF-8") // encoding/json replaces it; we refuse it
+				}
+				if (err != nil) != (werr != nil) || err == nil && (got.Message != want.Message || got.Service != "s") {
+					t.Fatalf("%q: got %q, %v; encoding/json %q, %v", line, got.Message, err, want.Message, werr)
+				}
+			}
+		}
+	}
+}
+
+// TestJSONKeysAndLabelsEveryLength reads keys and label values of every
+// length around the 16 bytes read at once, plain, escaped, non-ASCII and with
+// white space, near the end of the input and far from it.
+func TestJSONKeysAndLabelsEveryLength(t *testing.T) {
+	for n := range 20 {
+		for _, v := range []string{strings.Repeat("h", n), strings.Repeat("h", n) + `\u0041`, strings.Repeat("é", n/2)} {
+			for _, key := range []string{`"host"`, `"ho\u0073t"`, `"host" `, ` "host"`} {
+				for _, pad := range []string{"", `,"message":"` + strings.Repeat("m", 40) + `"`} {
+					line := `{` + key + `:"` + v + `"` + pad + `}`
+					got, err := DecodeRecordJSON([]byte(line), nil)
+					var want struct {
+						Host string `json:"host"`
+					}
+					if werr := json.Unmarshal([]byte(line), &want); err != nil || werr != nil || got.Host != want.Host {
+						t.Fatalf("%s: got %q, %v; encoding/json %q, %v", line, got.Host, err, want.Host, werr)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKnownKeyWords checks the words knownKey compares against, and that it
+// reads exactly the keys fieldOf names, spelled the usual way, and nothing
+// else.
+func TestKnownKeyWords(t *testing.T) {
+	le := func(s string) uint64 {
+		var w uint64
+		for i := len(s) - 1; i >= 0; i-- {
+			w = w<<8 | uint64(s[i])
+		}
+		return w
+	}
+	for w, s := range map[uint64]string{kwLevel: `"level":`, kwMessage: `"message`, kwService: `"service`, kwBuildI: `"build_i`,
+		kwDeploy: `"deploy_`, kwTraceI: `"trace_i`, kwSpanID: `"span_id`, kwAttribu: `"attribu`, kwTime: `"time":`, kwHost: `"host":`,
+		kwMsg: `"msg":`, kwQuoteColon: `":`, kwDColon: `d":`, kwIDColon: `id":`, kwTesColon: `tes":`} {
+		if le(s) != w {
+			t.Errorf("%s: %#x, want %#x", s, w, le(s))
+		}
+	}
+	pad := strings.Repeat(" ", 16)
+	for _, k := range []string{"message", "msg", "service", "host", "build_id", "deploy_id", "trace_id", "span_id", "level", "time",
+		"attributes", "buildId", "seq", "id", "times", "hos", "mess", "message_", "levels", "attributesx", "deploy_ix", "build_x", "span_i"} {
+		for _, in := range []string{`"` + k + `":` + pad, `"` + k + `": ` + pad, `"` + k + `" :` + pad, `"` + k + `":`, `"` + k + `\u0041":` + pad} {
+			d := &jsonDecoder{data: []byte(in)}
+			f, ok := d.knownKey()
+			usual := strings.HasPrefix(in, `"`+k+`":`) && len(in) >= 16 && !strings.Contains(in, `\`)
+			want := fieldOf([]byte(k))
+			if usual && (k == "buildId" || k == "seq" || k == "id") {
+				want = fieldOther // read by key and fieldOf instead
+			}
+			switch {
+			case ok && (!usual || f != want):
+				t.Errorf("%q: read as %d, want %d (usual %v)", in, f, want, usual)
+			case ok && d.data[d.pos-1] != ':' && d.data[d.pos-1] != ' ' || ok && d.pos < len(in) && d.data[d.pos] == ' ':
+				t.Errorf("%q: stopped at %d", in, d.pos)
+			case !ok && (d.pos != 0 || usual && want != fieldOther):
+				t.Errorf("%q: not read (pos %d), want %d", in, d.pos, want)
+			}
+		}
+	}
+}
+
 func FuzzParseRFC3339(f *testing.F) {
 	for _, s := range []string{"2026-01-01T12:00:00Z", "2026-01-01T12:00:00.123+05:30", "2024-02-29T00:00:00-00:00"} {
 		f.Add(s)
 	}
+	f.Add("2026-01-01T12:61:00Z")
+	f.Add("2026-01-01T12:00:00.Z")
 	f.Fuzz(func(t *testing.T, s string) {
 		got, msg := parseRFC3339([]byte(s))
+		// The decoder's cache of the last date and hour answers the same,
+		// primed with s's own date and hour or with another's.
+		for _, prime := range []string{"", "2026-01-01T12:00:00Z", "2024-02-29T23:59:59Z", s[:min(len(s), 19)] + "Z"} {
+			var c timeCache
+			c.parseRFC3339([]byte(prime))
+			if got2, msg2 := c.parseRFC3339([]byte(s)); got2 != got || msg2 != msg {
+				t.Fatalf("%q after %q: %d %q, uncached %d %q", s, prime, got2, msg2, got, msg)
+			}
+		}
 		if msg != "" {
 			return
 		}
@@ -700,6 +800,45 @@ func TestJSONLReaderReadError(t *testing.T) {
 	for range 2 {
 		if _, _, err := jr.Next(); err != boom {
 			t.Fatalf("got %v, want the reader's error (and not the cut line)", err)
+		}
+	}
+}
+
+// TestJSONLReaderClose checks that the records a closed reader returned
+// keep their strings while later readers reuse its buffers, and that a
+// closed reader reads no more.
+func TestJSONLReaderClose(t *testing.T) {
+	line := func(i int, word string) string {
+		return fmt.Sprintf(`{"message":"%s %d \u00e9","host":"h%d","trace_id":"%s","attributes":{"k":"%s"}}`+"\n", word, i, i%3, word, word)
+	}
+	var kept []model.Record
+	for round, word := range []string{"first", "second", "third"} {
+		var sb strings.Builder
+		for i := range 50 {
+			sb.WriteString(line(i, word))
+		}
+		jr := NewJSONLReader(strings.NewReader(sb.String()), nil, 0)
+		for {
+			rec, _, err := jr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept = append(kept, rec)
+		}
+		jr.Close()
+		if _, _, err := jr.Next(); err == nil || err == io.EOF {
+			t.Fatalf("round %d: Next after Close: %v", round, err)
+		}
+		jr.Close() // twice is fine
+	}
+	for i, rec := range kept {
+		word := []string{"first", "second", "third"}[i/50]
+		want := fmt.Sprintf("%s %d é", word, i%50)
+		if rec.Message != want || rec.Host != fmt.Sprintf("h%d", i%50%3) || rec.TraceID != word || len(rec.Attrs) != 1 || rec.Attrs[0].Value != word {
+			t.Fatalf("record %d: %+v, want message %q", i, rec, want)
 		}
 	}
 }

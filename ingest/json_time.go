@@ -6,8 +6,13 @@ import (
 	"strconv"
 )
 
+// rfc3339Want is what a time that does not parse is told.
+const rfc3339Want = "want an RFC 3339 time such as 2026-01-01T12:00:00.123Z"
+
+// parseRFC3339 parses an RFC 3339 time into Unix nanoseconds; msg says what
+// is wrong when it does not parse.
 func parseRFC3339(b []byte) (ns int64, msg string) {
-	const want = "want an RFC 3339 time such as 2026-01-01T12:00:00.123Z"
+	const want = rfc3339Want
 	if len(b) < 20 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't') || b[13] != ':' || b[16] != ':' {
 		return 0, want
 	}
@@ -20,48 +25,9 @@ func parseRFC3339(b []byte) (ns int64, msg string) {
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
 		return 0, want
 	}
-	i := 19
-	var frac int64
-	if b[i] == '.' {
-		i++
-		n := 0
-		for i < len(b) && jsonDigit(b[i]) {
-			if n == 9 {
-				return 0, "more than 9 digits of fraction"
-			}
-			frac = frac*10 + int64(b[i]-'0')
-			i, n = i+1, n+1
-		}
-		if n == 0 {
-			return 0, want
-		}
-		for ; n < 9; n++ {
-			frac *= 10
-		}
-	}
-	var off int64
-	switch {
-	case i < len(b) && (b[i] == 'Z' || b[i] == 'z'):
-		i++
-	case i < len(b) && (b[i] == '+' || b[i] == '-'):
-		if len(b)-i != 6 || b[i+3] != ':' {
-			return 0, want
-		}
-		oh, ok1 := atoiDigits(b[i+1 : i+3])
-		om, ok2 := atoiDigits(b[i+4 : i+6])
-		if !ok1 || !ok2 || oh > 23 || om > 59 {
-			return 0, "offset out of range"
-		}
-		off = int64(oh*3600 + om*60)
-		if b[i] == '-' {
-			off = -off
-		}
-		i += 6
-	default:
-		return 0, want + " (with Z or an offset)"
-	}
-	if i != len(b) {
-		return 0, want
+	frac, off, msg := rfc3339FracZone(b)
+	if msg != "" {
+		return 0, msg
 	}
 	switch {
 	case month < 1 || month > 12:
@@ -77,6 +43,96 @@ func parseRFC3339(b []byte) (ns int64, msg string) {
 	}
 	secs := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec) - off
 	return unixNanoOf(secs, frac)
+}
+
+// rfc3339FracZone reads what follows the seconds of an RFC 3339 time (at
+// b[19], len(b) >= 20): an optional fraction, in nanoseconds, and the zone,
+// as an offset in seconds east of UTC.
+func rfc3339FracZone(b []byte) (frac, off int64, msg string) {
+	const want = rfc3339Want
+	i := 19
+	if b[i] == '.' {
+		i++
+		n := 0
+		for i < len(b) && jsonDigit(b[i]) {
+			if n == 9 {
+				return 0, 0, "more than 9 digits of fraction"
+			}
+			frac = frac*10 + int64(b[i]-'0')
+			i, n = i+1, n+1
+		}
+		if n == 0 {
+			return 0, 0, want
+		}
+		for ; n < 9; n++ {
+			frac *= 10
+		}
+	}
+	switch {
+	case i < len(b) && (b[i] == 'Z' || b[i] == 'z'):
+		i++
+	case i < len(b) && (b[i] == '+' || b[i] == '-'):
+		if len(b)-i != 6 || b[i+3] != ':' {
+			return 0, 0, want
+		}
+		oh, ok1 := atoiDigits(b[i+1 : i+3])
+		om, ok2 := atoiDigits(b[i+4 : i+6])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return 0, 0, "offset out of range"
+		}
+		off = int64(oh*3600 + om*60)
+		if b[i] == '-' {
+			off = -off
+		}
+		i += 6
+	default:
+		return 0, 0, want + " (with Z or an offset)"
+	}
+	if i != len(b) {
+		return 0, 0, want
+	}
+	return frac, off, ""
+}
+
+// timeCache holds the date and hour of the last RFC 3339 time a decoder
+// parsed: the lines of a batch mostly share them, and a time that does is
+// read from its minutes on.
+type timeCache struct {
+	hour [13]byte // "2026-01-01T12", valid
+	secs int64    // the Unix time of its start, before any offset
+	ok   bool
+}
+
+// parseRFC3339 is the function of that name, reading the date and hour
+// from the cache when they are the last ones.
+func (c *timeCache) parseRFC3339(b []byte) (int64, string) {
+	if !c.ok || len(b) < 20 || string(b[:13]) != string(c.hour[:]) {
+		ns, msg := parseRFC3339(b)
+		if msg == "" {
+			year, _ := atoiDigits(b[0:4])
+			month, _ := atoiDigits(b[5:7])
+			day, _ := atoiDigits(b[8:10])
+			hour, _ := atoiDigits(b[11:13])
+			copy(c.hour[:], b)
+			c.secs, c.ok = daysFromCivil(year, month, day)*86400+int64(hour*3600), true
+		}
+		return ns, msg
+	}
+	minute, ok1 := atoiDigits(b[14:16])
+	sec, ok2 := atoiDigits(b[17:19])
+	if b[13] != ':' || b[16] != ':' || !ok1 || !ok2 {
+		return 0, rfc3339Want
+	}
+	frac, off, msg := rfc3339FracZone(b)
+	switch {
+	case msg != "":
+		return 0, msg
+	case minute > 59:
+		return 0, "minute out of range"
+	case sec > 59:
+		return 0, "second out of range"
+	}
+	return unixNanoOf(c.secs+int64(minute*60+sec)-off, frac)
 }
 
 // unixNanoOf is secs and ns as Unix nanoseconds, if they fit.

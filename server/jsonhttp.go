@@ -135,9 +135,16 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 		q := r.URL.Query()
 		def := &model.Record{Labels: model.Labels{Service: q.Get("service"), Host: q.Get("host"), BuildID: q.Get("build_id"), DeployID: q.Get("deploy_id")}}
 		jr := ingest.NewJSONLReader(budgetReader{body, mem}, def, int(min(maxBody, jsonlMaxLine)))
+		defer jr.Close()
 		ans := jsonlResponse{Errors: []jsonLineError{}}
 		var recs []model.Record
 		var lines []int
+		var chunk *jsonlChunkBuf // recs' and lines' memory, from a pool
+		defer func() {
+			if chunk != nil {
+				putJSONLChunk(chunk, recs, lines)
+			}
+		}()
 		flush := func() error {
 			if len(recs) == 0 {
 				return nil
@@ -167,8 +174,9 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 				continue
 			}
 			if err == nil {
-				if cap(recs) == 0 {
-					recs, lines = make([]model.Record, 0, jsonlChunk), make([]int, 0, jsonlChunk)
+				if chunk == nil {
+					chunk = jsonlChunks.Get().(*jsonlChunkBuf)
+					recs, lines = chunk.recs, chunk.lines
 				}
 				recs, lines = append(recs, rec), append(lines, line)
 				if len(recs) < jsonlChunk {
@@ -193,6 +201,24 @@ func newJSONLHandler(core Core, maxBody int64) http.Handler {
 		}
 		writeJSON(w, code, ans)
 	})
+}
+
+// jsonlChunkBuf is the memory of a chunk of records, reused from request
+// to request.
+type jsonlChunkBuf struct {
+	recs  []model.Record
+	lines []int
+}
+
+var jsonlChunks = sync.Pool{New: func() any {
+	return &jsonlChunkBuf{recs: make([]model.Record, 0, jsonlChunk), lines: make([]int, 0, jsonlChunk)}
+}}
+
+// putJSONLChunk returns c's memory, recs and lines, to the pool.
+func putJSONLChunk(c *jsonlChunkBuf, recs []model.Record, lines []int) {
+	clear(recs[:cap(recs)]) // hold none of the records' strings
+	c.recs, c.lines = recs[:0], lines[:0]
+	jsonlChunks.Put(c)
 }
 
 // ingestJSONLines stores recs. When Ingest refuses them for what they are

@@ -224,3 +224,26 @@ func TestDefaultChunkHoldsAStreamsDay(t *testing.T) {
 		t.Fatalf("%d lines, want 2000", got)
 	}
 }
+
+// TestAppendScratchStreamID checks the scratch's cache of stream ids against
+// seededStreamID: many label sets (so that slots are shared), met again in
+// another order, with another seed, and from a scratch reused from the pool.
+func TestAppendScratchStreamID(t *testing.T) {
+	var sets []model.Labels
+	for i := range 3000 {
+		sets = append(sets, model.Labels{Service: fmt.Sprintf("svc-%d", i%7), Host: fmt.Sprintf("host-%04x", i), BuildID: fmt.Sprintf("b%d", i%5), DeployID: []string{"", "d1", "d22"}[i%3]})
+	}
+	sets = append(sets, model.Labels{}, model.Labels{Host: "h"}, model.Labels{Service: "é"})
+	for round := range 3 {
+		sc := appendScratches.Get().(*appendScratch)
+		for _, seed := range []uint64{0, 42} {
+			for i := range sets {
+				l := sets[(i*7919+round)%len(sets)]
+				if got, want := sc.streamID(l, seed), seededStreamID(l, seed); got != want {
+					t.Fatalf("round %d seed %d %+v: %x, want %x", round, seed, l, got, want)
+				}
+			}
+		}
+		sc.release()
+	}
+}

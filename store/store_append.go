@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,14 +33,16 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 		return model.AppendResult{}, err
 	}
 	start := time.Now()
-	keys := make([]headKey, len(b.Records))
+	sc := appendScratches.Get().(*appendScratch)
+	defer sc.release()
+	keys := sc.keysFor(len(b.Records))
 	var prev *model.Labels
 	var stream uint64
 	for i := range b.Records {
 		r := &b.Records[i]
 		if prev == nil || r.Labels != *prev {
 			// Lines of one stream mostly come in runs: hash each run once.
-			prev, stream = &r.Labels, seededStreamID(r.Labels, s.opts.StreamSeed)
+			prev, stream = &r.Labels, sc.streamID(r.Labels, s.opts.StreamSeed)
 		}
 		keys[i] = headKey{stream, model.Day(r.Time)}
 	}
@@ -71,7 +74,7 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 			return model.AppendResult{}, err
 		}
 	}
-	a, err := s.admit(&b, keys, ag)
+	a, err := s.admit(&b, keys, ag, sc)
 	if err != nil {
 		s.mu.Unlock()
 		return model.AppendResult{}, err
@@ -109,6 +112,112 @@ func (s *Store) Append(ctx context.Context, b model.Batch) (model.AppendResult, 
 	return res, nil
 }
 
+// appendScratch is the memory an Append groups its batch in: its records'
+// head keys, and the groups (each with its list of records), reused by later
+// Appends (a batch of a thousand lines of two hundred streams made several
+// hundred allocations).
+type appendScratch struct {
+	keys  []headKey
+	ids   [512]streamSlot // stream ids of label sets met, by labelsSlot
+	byKey map[headKey]*group
+	used  []*group // handed out by group, in order: the batch's groups
+	spare []*group // kept for reuse, their recs emptied
+}
+
+// Bounds on what a scratch keeps for the next Append.
+const (
+	scratchMaxKeys   = 1 << 16
+	scratchMaxGroups = 4096
+	scratchMaxRecs   = 4096 // a group's list
+)
+
+var appendScratches = sync.Pool{New: func() any { return &appendScratch{byKey: make(map[headKey]*group)} }}
+
+// streamSlot is a label set and its stream id.
+type streamSlot struct {
+	labels model.Labels
+	id     uint64
+	seed   uint64
+}
+
+// streamID is seededStreamID(l, seed), from the scratch's cache when it
+// holds l: the lines of a batch come from a few hundred streams at most, in
+// no order, and hashing the labels was a tenth of an Append. The cache keeps
+// the label strings it met (compared by value) until a later set takes
+// their slot.
+func (sc *appendScratch) streamID(l model.Labels, seed uint64) uint64 {
+	slot := &sc.ids[labelsSlot(l)%uint64(len(sc.ids))]
+	if slot.labels == l && slot.seed == seed && slot.id != 0 {
+		return slot.id
+	}
+	id := seededStreamID(l, seed)
+	*slot = streamSlot{l, id, seed}
+	return id
+}
+
+// labelsSlot is a cheap hash of l: its strings' lengths and a few bytes of
+// its host, build and deploy ids.
+func labelsSlot(l model.Labels) uint64 {
+	h := uint64(len(l.Service)) | uint64(len(l.Host))<<8 | uint64(len(l.BuildID))<<16 | uint64(len(l.DeployID))<<24
+	if n := len(l.Service); n > 0 {
+		h ^= uint64(l.Service[n-1]) << 32
+	}
+	if n := len(l.Host); n > 1 {
+		h ^= uint64(l.Host[n-1])<<40 ^ uint64(l.Host[n-2])<<48 ^ uint64(l.Host[n/2])<<56
+	}
+	if n := len(l.BuildID); n > 0 {
+		h ^= uint64(l.BuildID[n-1]) << 4
+	}
+	if n := len(l.DeployID); n > 0 {
+		h ^= uint64(l.DeployID[n-1]) << 12
+	}
+	return (h * 0x9E3779B97F4A7C15) >> 40
+}
+
+// keysFor returns room for n head keys.
+func (sc *appendScratch) keysFor(n int) []headKey {
+	if cap(sc.keys) < n {
+		sc.keys = make([]headKey, n)
+	}
+	return sc.keys[:n]
+}
+
+// group returns an empty group for k.
+func (sc *appendScratch) group(k headKey, labels model.Labels) *group {
+	var g *group
+	if n := len(sc.spare); n > 0 {
+		g, sc.spare = sc.spare[n-1], sc.spare[:n-1]
+	} else {
+		g = new(group)
+	}
+	g.key, g.labels, g.firstLine = k, labels, 0
+	sc.used = append(sc.used, g)
+	return g
+}
+
+// release empties the scratch (keeping none of the batch's strings) and
+// returns it to the pool.
+func (sc *appendScratch) release() {
+	if len(sc.byKey) > scratchMaxGroups {
+		sc.byKey = make(map[headKey]*group) // clear costs what the map grew to
+	} else {
+		clear(sc.byKey)
+	}
+	for _, g := range sc.used {
+		if cap(g.recs) > scratchMaxRecs || len(sc.spare) >= scratchMaxGroups {
+			continue
+		}
+		*g = group{recs: g.recs[:0]}
+		sc.spare = append(sc.spare, g)
+	}
+	clear(sc.used)
+	sc.used = sc.used[:0]
+	if cap(sc.keys) > scratchMaxKeys {
+		sc.keys = nil
+	}
+	appendScratches.Put(sc)
+}
+
 // admitted is what admit makes of a batch: the accepted records grouped by
 // head, the counts so far, and the agent's seq accounting.
 type admitted struct {
@@ -120,12 +229,12 @@ type admitted struct {
 
 // admit sorts a batch's records into accepted (grouped by head), expired and
 // duplicate, and clears their ids. Caller holds mu.
-func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState) (admitted, error) {
+func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState, sc *appendScratch) (admitted, error) {
 	var a admitted
 	if ag != nil {
 		a.maxSeq = ag.AckedSeq
 	}
-	byKey := make(map[headKey]*group, 4)
+	byKey := sc.byKey
 	for i := range b.Records {
 		r := &b.Records[i]
 		r.ID = model.ID{}
@@ -149,13 +258,13 @@ func (s *Store) admit(b *model.Batch, keys []headKey, ag *agentState) (admitted,
 		}
 		g := byKey[keys[i]]
 		if g == nil {
-			g = &group{key: keys[i], labels: r.Labels}
+			g = sc.group(keys[i], r.Labels)
 			byKey[keys[i]] = g
-			a.groups = append(a.groups, g)
 		}
 		g.recs = append(g.recs, i)
 		a.res.Accepted++
 	}
+	a.groups = sc.used
 	return a, nil
 }
 
