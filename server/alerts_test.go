@@ -23,6 +23,14 @@ import (
 	"github.com/shiplog/shiplog/store"
 )
 
+// openTestStore opens a store in a fresh t.TempDir(), closed when t ends.
+func openTestStore(t testing.TB) *store.Store {
+	t.Helper()
+	st := openAlertStore(t, t.TempDir())
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 func openAlertStore(t testing.TB, dir string) *store.Store {
 	t.Helper()
 	so := store.DefaultOptions()

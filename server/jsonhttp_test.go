@@ -20,21 +20,13 @@ import (
 	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 	"github.com/shiplog/shiplog/query"
-	"github.com/shiplog/shiplog/store"
 )
 
 // newJSONTestServer serves both handlers over a real store, as server.go
 // wires them.
 func newJSONTestServer(t testing.TB, maxBody int64) (*httptest.Server, Core) {
 	t.Helper()
-	so := store.DefaultOptions()
-	so.Maintenance = time.Hour
-	so.BadgerMemTable, so.BadgerCache = 8<<20, 8<<20
-	st, err := store.Open(t.TempDir(), so, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openTestStore(t)
 	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Backend: query.NewLocal(st, query.DefaultOptions())}
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/logs:write", newJSONWriteHandler(core, maxBody))

@@ -18,7 +18,6 @@ import (
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
-	"github.com/shiplog/shiplog/store"
 )
 
 // lokiRig is a real server (store, engine, hub, auth when given) on loopback.
@@ -30,14 +29,7 @@ type lokiRig struct {
 
 func newLokiRig(t testing.TB, auth *Auth) *lokiRig {
 	t.Helper()
-	so := store.DefaultOptions()
-	so.Maintenance = time.Hour
-	so.BadgerMemTable, so.BadgerCache = 8<<20, 8<<20
-	st, err := store.Open(t.TempDir(), so, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openTestStore(t)
 	hub := NewHub(DefaultHubOptions())
 	core := Core{Ingest: ingest.New(TailSink{Next: st, Hub: hub}, ingest.DefaultOptions(), nil, nil),
 		Backend: query.NewLocal(st, query.DefaultOptions()), Hub: hub}

@@ -22,7 +22,6 @@ import (
 	"github.com/shiplog/shiplog/model"
 	shiplogv1 "github.com/shiplog/shiplog/proto/shiplog/v1"
 	"github.com/shiplog/shiplog/query"
-	"github.com/shiplog/shiplog/store"
 )
 
 // countingWriter keeps what is written and counts the writes.
@@ -103,14 +102,7 @@ func TestSearchJSONOfPage(t *testing.T) {
 // handler of GET /v1/logs:search alone, and with handleSearchJSON.
 func searchGateways(t *testing.T) (generated, ours *httptest.Server) {
 	t.Helper()
-	so := store.DefaultOptions()
-	so.Maintenance = time.Hour
-	so.BadgerMemTable, so.BadgerCache = 8<<20, 8<<20
-	st, err := store.Open(t.TempDir(), so, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openTestStore(t)
 	core := Core{Ingest: ingest.New(st, ingest.DefaultOptions(), nil, nil), Backend: query.NewLocal(st, query.DefaultOptions())}
 	msgs := []string{"plain words", `q"uo\te`, "tab\tnew\nline", "é ü 日本語 🚀", "\u2028 x"}
 	labels := []model.Labels{{Service: "api", Host: "h1", BuildID: "b-1", DeployID: "d-1"}, {Service: `s"q`, Host: "é"}, {Service: "svc"}}
