@@ -38,7 +38,7 @@ import (
 const rpcTimeout = 15 * time.Second
 
 type rpcReq struct {
-	Op    string `json:"op"` // search, histogram, stats, facets, get, catalog
+	Op    string `json:"op"` // search, histogram, stats, facets, get, catalog, attrkeys
 	Parts []int  `json:"parts"`
 	// Until[i] is the stream sequence partition Parts[i] must have stored
 	// before it is answered for; Wait (ns) how long the owner may wait for
@@ -56,7 +56,7 @@ type rpcReq struct {
 	By     []string   `json:"by,omitempty"`     // stats
 	Aggs   []string   `json:"aggs,omitempty"`   // stats
 	Align  bool       `json:"align,omitempty"`  // stats: buckets from Start
-	Fields []string   `json:"fields,omitempty"` // facets
+	Fields []string   `json:"fields,omitempty"` // facets; attrkeys: the keys asked about
 }
 
 type rpcResp struct {
@@ -73,6 +73,7 @@ type rpcResp struct {
 	Runs    map[string][]model.Run `json:"runs,omitempty"`
 	Stats   *query.StatsPartial    `json:"stats,omitempty"`
 	Facets  *query.FacetsPartial   `json:"facets,omitempty"`
+	Keys    []string               `json:"keys,omitempty"` // attrkeys: those some line in range has
 }
 
 var (
@@ -241,6 +242,16 @@ func (n *Node) answer(ctx context.Context, req *rpcReq) *rpcResp {
 		resp.Record = &r
 	case "catalog":
 		resp.Streams, resp.Agents, resp.Runs = l.Streams(), l.Agents(), l.Runs()
+	case "attrkeys":
+		if len(req.Fields) > maxAttrKeysAsked {
+			return fail(fmt.Errorf("%w: %d attribute keys asked at once, at most %d", query.ErrBadQuery, len(req.Fields), maxAttrKeysAsked))
+		}
+		tr := model.TimeRange{Start: req.Start, End: req.End}
+		for _, k := range req.Fields {
+			if l.HasAttrKey(tr, k) {
+				resp.Keys = append(resp.Keys, k)
+			}
+		}
 	default:
 		return fail(fmt.Errorf("%w: unknown cluster op %q", query.ErrBadQuery, req.Op))
 	}
@@ -532,9 +543,37 @@ func (n *Node) Context(ctx context.Context, p query.ContextParams) (*query.Conte
 	return res, nil
 }
 
-// Resolve implements query.Backend: a tail's query is taken as written
-// (each owner resolves a search's terms over its own partitions).
-func (n *Node) Resolve(q *query.Query, _ model.TimeRange) *query.Query { return q }
+// maxAttrKeysAsked bounds the keys of one attrkeys request.
+const maxAttrKeysAsked = 1024
+
+// Resolve implements query.Backend for a live tail, which matches records
+// itself: q's field:value terms whose field no partition has as an attribute
+// in tr are read as text, as a single node does (query.Query.Resolve); the
+// owners are asked which keys they hold. When an owner does not answer, q
+// is taken as written: the attribute may be on the partitions it holds.
+// (A search's terms are resolved by each owner over its own partitions.)
+func (n *Node) Resolve(q *query.Query, tr model.TimeRange) *query.Query {
+	var keys []string
+	q.Resolve(func(k string) bool { keys = append(keys, k); return true })
+	if len(keys) == 0 || len(keys) > maxAttrKeysAsked {
+		return q
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, rpcTimeout)
+	defer cancel()
+	resps, cov, err := n.fanout(ctx, rpcReq{Op: "attrkeys", Fields: keys, Start: tr.Start, End: tr.End}, nil)
+	if err != nil || cov.Partial() {
+		n.log.Warn("cluster: a tail's attribute keys could not be checked on every partition; its field:value terms are taken as written",
+			"err", err, "missing", cov.Missing)
+		return q
+	}
+	known := map[string]bool{}
+	for _, r := range resps {
+		for _, k := range r.Keys {
+			known[k] = true
+		}
+	}
+	return q.Resolve(func(k string) bool { return known[k] })
+}
 
 // asOf searches the cluster as of fixed stream ends (query.Searcher).
 type asOf struct {
