@@ -2,13 +2,11 @@ package query
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"iter"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,109 +358,6 @@ func eachRef(days iter.Seq2[[]store.ChunkRef, error]) iter.Seq2[store.ChunkRef, 
 	}
 }
 
-// searchScan is one Search's scan: the query, the range and cursor it runs
-// over, and the best hits so far in a heap holding at most limit.
-type searchScan struct {
-	q     *Query
-	tr    model.TimeRange
-	cur   *position // the page starts after it (nil: at the start)
-	asc   bool
-	limit int
-	h     *hitHeap
-	done  <-chan struct{}
-	// launched counts the lines of the chunks loaded with their text by
-	// eager.
-	launched int
-}
-
-func (s *searchScan) full() bool { return s.h.Len() >= s.limit }
-
-// room is the hits to make room for, from the first day's candidates: the
-// lines of those whose every line matches, up to the limit (a build's
-// thousands of lines were appended through a dozen copies).
-func (s *searchScan) room(refs []store.ChunkRef) int {
-	n := 0
-	for _, r := range refs {
-		if r.All {
-			n += int(r.Meta.Count)
-		}
-	}
-	return min(n, s.limit)
-}
-
-// eager reports whether r's text is best loaded with its times (a sealed
-// chunk whose every line matches, loaded while the lines of the chunks
-// loaded before it and its own fit in the page): every line of it in the
-// range comes into the page, whose text would be loaded after the scan
-// otherwise (loadHitText), in a second read of the chunk.
-func (s *searchScan) eager(r store.ChunkRef) bool {
-	if s.q.text || !r.All || r.InMemory() || s.launched+int(r.Meta.Count) > s.limit {
-		return false
-	}
-	s.launched += int(r.Meta.Count)
-	return true
-}
-
-// add keeps x among the best hits: appended until the heap holds limit (made
-// a heap then), else in place of the worst.
-func (s *searchScan) add(x hit) {
-	if s.full() {
-		s.h.h[0] = x
-		heap.Fix(s.h, 0)
-		return
-	}
-	if s.h.h = append(s.h.h, x); s.full() {
-		heap.Init(s.h)
-	}
-}
-
-// beyond reports whether lines between minT and maxT all come after the
-// full heap's worst hit in the query's order (so none can enter the page).
-func (s *searchScan) beyond(minT, maxT int64) bool {
-	worst := s.h.h[0].pos
-	return s.asc && minT > worst.t || !s.asc && maxT < worst.t
-}
-
-// scan adds the lines of one loaded chunk that match and beat the heap's
-// worst hit; marks (when not nil) are candidateLines' prefilter. With keep,
-// the hits hold on to l, text and all; else the records of a sealed chunk
-// loaded with its text are copied out of it (then released).
-func (s *searchScan) scan(ctx context.Context, ref store.ChunkRef, l *store.Lines, marks []bool, keep bool) error {
-	all := ref.All
-	for j := 0; j < l.Len(); j++ {
-		if marks != nil && !marks[j] {
-			continue
-		}
-		t := l.Times[j]
-		if !s.tr.Contains(t) {
-			continue
-		}
-		pos := position{t: t, id: l.ID(j)}
-		if s.cur != nil && !better(*s.cur, pos, s.asc) {
-			continue
-		}
-		if s.full() && !better(pos, s.h.h[0].pos, s.asc) {
-			continue
-		}
-		if !all {
-			// A pattern can cost milliseconds a line: look at the
-			// context before each line matched.
-			if err := stopped(ctx, s.done); err != nil {
-				return err
-			}
-			if !s.q.root.match(l, j) {
-				continue
-			}
-		}
-		x := hit{pos: pos, lines: l, i: j}
-		if l.Msgs != nil && !ref.InMemory() && !keep {
-			x.rec, x.lines = ownedRecord(l, j), nil
-		}
-		s.add(x)
-	}
-	return nil
-}
-
 // page sorts the hits into the page's order and makes them records, loading
 // the text of those whose chunk was loaded without it; a full page gets a
 // cursor for the next.
@@ -484,103 +379,6 @@ func (e *Engine) page(ctx context.Context, hits []hit, asc bool, limit int) (*Se
 		res.NextCursor = encodeCursor(hits[order[len(order)-1].i].pos)
 	}
 	return res, nil
-}
-
-// hitKey is a hit's place in the page (its position, with every field
-// inverted for a page newest first, so that the page's order is always
-// ascending) and its index in the hits.
-type hitKey struct {
-	t    int64
-	s    uint64
-	d, l uint32
-	i    int
-}
-
-func (a *hitKey) before(b *hitKey) bool {
-	switch {
-	case a.t != b.t:
-		return a.t < b.t
-	case a.s != b.s:
-		return a.s < b.s
-	case a.d != b.d:
-		return a.d < b.d
-	}
-	return a.l < b.l
-}
-
-// maxMergeRuns is the most runs of hits already in order that pageOrder
-// merges; more are sorted.
-const maxMergeRuns = 256
-
-// pageOrder returns the hits' keys in the page's order. Until the page
-// fills, the hits are each chunk's matches in the chunk's order, mostly
-// already in time order: such runs are merged, not sorted (a build's few
-// thousand lines from a handful of streams took half a millisecond to
-// sort). The keys, not the hits, are moved: they hold no pointers, so
-// moving them needs no write barrier while the collector runs.
-func pageOrder(hits []hit, asc bool) []hitKey {
-	n := len(hits)
-	keys := make([]hitKey, n)
-	for i := range hits {
-		p := &hits[i].pos
-		keys[i] = hitKey{t: p.t, s: p.id.Stream, d: p.id.Day, l: p.id.Line, i: i}
-		if !asc {
-			k := &keys[i]
-			k.t, k.s, k.d, k.l = ^k.t, ^k.s, ^k.d, ^k.l
-		}
-	}
-	ends := make([]int, 0, 16) // of the runs
-	for i := 1; i < n && len(ends) <= maxMergeRuns; i++ {
-		if keys[i].before(&keys[i-1]) {
-			ends = append(ends, i)
-		}
-	}
-	if len(ends) > maxMergeRuns {
-		slices.SortFunc(keys, func(a, b hitKey) int {
-			if a.before(&b) {
-				return -1
-			}
-			return 1 // keys are distinct (ids are)
-		})
-		return keys
-	}
-	ends = append(ends, n)
-	tmp := make([]hitKey, n)
-	for len(ends) > 1 {
-		// Merge runs pairwise, from keys into tmp.
-		merged := ends[:0]
-		lo := 0
-		for r := 0; r < len(ends); r += 2 {
-			if r+1 == len(ends) {
-				copy(tmp[lo:], keys[lo:ends[r]])
-				merged = append(merged, ends[r])
-				break
-			}
-			mergeKeys(tmp[lo:ends[r+1]], keys[lo:ends[r]], keys[ends[r]:ends[r+1]])
-			lo = ends[r+1]
-			merged = append(merged, lo)
-		}
-		ends = merged
-		keys, tmp = tmp, keys
-	}
-	return keys
-}
-
-// mergeKeys merges the ordered runs a and b into dst (len(a)+len(b)).
-func mergeKeys(dst, a, b []hitKey) {
-	i, j, k := 0, 0, 0
-	for i < len(a) && j < len(b) {
-		if b[j].before(&a[i]) {
-			dst[k] = b[j]
-			j++
-		} else {
-			dst[k] = a[i]
-			i++
-		}
-		k++
-	}
-	k += copy(dst[k:], a[i:])
-	copy(dst[k:], b[j:])
 }
 
 // loadHitText loads the text of the chunks some hit was found in without

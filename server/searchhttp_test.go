@@ -201,13 +201,7 @@ func TestSearchHTTPAsGateway(t *testing.T) {
 // BenchmarkSearchPageJSON writes the page of BenchmarkSearchPage straight
 // from the records, as GET /v1/logs:search does.
 func BenchmarkSearchPageJSON(b *testing.B) {
-	recs := make([]model.Record, 3601)
-	for i := range recs {
-		recs[i] = model.Record{ID: model.ID{Stream: uint64(i%40) * 7919, Day: 20454, Line: uint32(i)},
-			Time: 1767225600e9 + int64(i)*23_456_789, Labels: model.Labels{Service: "search", Host: "search-3b982e",
-				BuildID: "build-000123", DeployID: "deploy-ec24a3c5"}, Level: model.LevelInfo,
-			Message: "GET /api/v2/reviews/327765 completed status=200 duration=105.9ms bytes=5160230 request_id=0ed42f1a3d4cbf37 caller=cmd/worker.go:68 trace_id=15ed626914296c07f26b4776913e4de2"}
-	}
+	recs := buildPageRecords()
 	res := &query.SearchResult{Records: recs}
 	b.ReportAllocs()
 	for b.Loop() {

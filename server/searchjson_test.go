@@ -213,9 +213,9 @@ func toProtoOneByOne(r *model.Record) *shiplogv1.Record {
 	return p
 }
 
-// BenchmarkSearchPage converts and writes one build's page (query a of the
-// scale bench: 3,601 lines of ~330 bytes).
-func BenchmarkSearchPage(b *testing.B) {
+// buildPageRecords is one build's page as query a of the scale bench finds
+// it: 3,601 lines of ~330 bytes.
+func buildPageRecords() []model.Record {
 	recs := make([]model.Record, 3601)
 	for i := range recs {
 		recs[i] = model.Record{ID: model.ID{Stream: uint64(i%40) * 7919, Day: 20454, Line: uint32(i)},
@@ -223,6 +223,13 @@ func BenchmarkSearchPage(b *testing.B) {
 				BuildID: "build-000123", DeployID: "deploy-ec24a3c5"}, Level: model.LevelInfo,
 			Message: "GET /api/v2/reviews/327765 completed status=200 duration=105.9ms bytes=5160230 request_id=0ed42f1a3d4cbf37 caller=cmd/worker.go:68 trace_id=15ed626914296c07f26b4776913e4de2"}
 	}
+	return recs
+}
+
+// BenchmarkSearchPage converts and writes one build's page (query a of the
+// scale bench: 3,601 lines of ~330 bytes).
+func BenchmarkSearchPage(b *testing.B) {
+	recs := buildPageRecords()
 	b.ReportAllocs()
 	for b.Loop() {
 		resp := &shiplogv1.SearchResponse{Records: recordsToProto(recs)}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -118,18 +117,11 @@ func (d *dayWords) tableOf(day uint32) *wordTable {
 // decode marks its day broken (and is returned in broken) rather than
 // failing the Open: its day's searches then take every chunk.
 func (d *dayWords) load(txn *badger.Txn) (broken []uint32, err error) {
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pfxDayWords}})
-	defer it.Close()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for it.Rewind(); it.Valid(); it.Next() {
-		k := it.Item().Key()
-		if len(k) != 5 {
-			continue
-		}
-		day := binary.BigEndian.Uint32(k[1:])
+	err = eachDay(txn, pfxDayWords, func(day uint32, item *badger.Item) error {
 		var derr error
-		err := it.Item().Value(func(v []byte) error {
+		err := item.Value(func(v []byte) error {
 			var words map[string]struct{}
 			if words, derr = decodeDayWords(v); derr == nil {
 				d.days[day] = words
@@ -137,12 +129,16 @@ func (d *dayWords) load(txn *badger.Txn) (broken []uint32, err error) {
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("day words of %s: %w", dayName(day), err)
+			return fmt.Errorf("day words of %s: %w", dayName(day), err)
 		}
 		if derr != nil {
 			d.broken[day] = true
 			broken = append(broken, day)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return broken, nil
 }

@@ -57,6 +57,21 @@ func dayKey(pfx byte, day uint32) []byte {
 	return k
 }
 
+// eachDay calls fn with the day and item of every day-keyed value under pfx
+// (dayKey), in day order, until fn returns an error.
+func eachDay(txn *badger.Txn, pfx byte, fn func(day uint32, item *badger.Item) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pfx}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if k := it.Item().Key(); len(k) == 5 {
+			if err := fn(binary.BigEndian.Uint32(k[1:]), it.Item()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // msgDicts holds a store's message dictionaries.
 type msgDicts struct {
 	mu    sync.Mutex
@@ -101,29 +116,26 @@ func (d *msgDicts) decoder() *zstd.Decoder {
 // (their blocks fail with an unknown dictionary), and no other dictionary
 // is made for its day (it would take the same ID).
 func (d *msgDicts) load(txn *badger.Txn) (bad map[uint32]error, err error) {
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pfxDict}})
-	defer it.Close()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for it.Rewind(); it.Valid(); it.Next() {
-		k := it.Item().Key()
-		if len(k) != 5 {
-			continue
-		}
-		raw, err := it.Item().ValueCopy(nil)
+	err = eachDay(txn, pfxDict, func(day uint32, item *badger.Item) error {
+		raw, err := item.ValueCopy(nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		day := binary.BigEndian.Uint32(k[1:])
 		if err := checkMsgDict(day, raw); err != nil {
 			if bad == nil {
 				bad = map[uint32]error{}
 			}
 			bad[day] = err
 			d.train[day] = &dictSamples{failed: true}
-			continue
+			return nil
 		}
 		d.days[day] = &msgDict{raw: raw}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return bad, d.rebuildDecoder()
 }

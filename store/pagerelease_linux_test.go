@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -81,6 +82,27 @@ func fillVlog(t *testing.T, s *Store) {
 	}
 	s.maintain(true) // every head to sealing, then wait until it is written
 	waitSealed(t, s)
+}
+
+// waitFinishedResident polls (the release loop releases them) until at most
+// maxKB of the finished value-log files (at least 3 of them) are resident,
+// and fails after 30 s, saying what they were resident after.
+func waitFinishedResident(t *testing.T, s *Store, maxKB int, after string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kb, files := finishedResident(t, s)
+		if files < 3 {
+			t.Fatalf("%d value-log files mapped, want at least 3", files)
+		}
+		if kb <= maxKB {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d kB of the finished value-log files still resident 30 s after %s", kb, after)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // finishedResident is the resident kB of the value-log files but the last.
@@ -189,22 +211,9 @@ func TestReleaseAfterReads(t *testing.T) {
 	if refs < 100 {
 		t.Fatalf("%d chunks read, want the 300 written", refs)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		kb, files := finishedResident(t, s)
-		if files < 3 {
-			t.Fatalf("%d value-log files mapped, want at least 3", files)
-		}
-		// Without the release all of them stay resident (~3 MiB); reads
-		// after the last release may leave less than ReleaseAfterRead.
-		if kb <= 1024 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d kB of the finished value-log files still resident 30 s after %d chunks were read", kb, refs)
-		}
-		time.Sleep(20 * time.Millisecond) // poll: the maintenance loop releases them
-	}
+	// Without the release all of them stay resident (~3 MiB); reads after
+	// the last release may leave less than ReleaseAfterRead.
+	waitFinishedResident(t, s, 1024, fmt.Sprintf("%d chunks were read", refs))
 }
 
 // TestReleaseCountsMapWindow: chunks of a few KiB, read one after another,
@@ -242,20 +251,7 @@ func TestReleaseCountsMapWindow(t *testing.T) {
 	if refs < 1000 || bytes < 4<<20 {
 		t.Fatalf("%d chunks of %d bytes of text read, want 1,500 of ~7 MB", refs, bytes)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		kb, files := finishedResident(t, s)
-		if files < 3 {
-			t.Fatalf("%d value-log files mapped, want at least 3", files)
-		}
-		if kb <= 1536 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d kB of the finished value-log files still resident 30 s after %d chunks were read", kb, refs)
-		}
-		time.Sleep(20 * time.Millisecond) // poll: the release loop releases them
-	}
+	waitFinishedResident(t, s, 1536, fmt.Sprintf("%d chunks were read", refs))
 }
 
 // TestReleaseAfterWrites: chunks written go through the value log's maps
@@ -271,21 +267,8 @@ func TestReleaseAfterWrites(t *testing.T) {
 	s := testOpen(t, t.TempDir(), o)
 	defer s.Close()
 	fillVlog(t, s)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		kb, files := finishedResident(t, s)
-		if files < 3 {
-			t.Fatalf("%d value-log files mapped, want at least 3", files)
-		}
-		// The file being written is never released, so the one it
-		// followed stays whole until an eighth of a file more is written:
-		// at most a file and an eighth (without these releases: all four).
-		if kb <= 1280 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d kB of the finished value-log files still resident 30 s after they were written", kb)
-		}
-		time.Sleep(20 * time.Millisecond) // poll: the release loop releases them
-	}
+	// The file being written is never released, so the one it followed
+	// stays whole until an eighth of a file more is written: at most a file
+	// and an eighth (without these releases: all four).
+	waitFinishedResident(t, s, 1280, "they were written")
 }

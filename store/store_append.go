@@ -195,8 +195,9 @@ func (sc *appendScratch) group(k headKey, labels model.Labels) *group {
 	return g
 }
 
-// release empties the scratch (keeping none of the batch's strings) and
-// returns it to the pool.
+// release empties the scratch and returns it to the pool. Of the batch's
+// strings it keeps only label sets in the stream-id cache (ids: at most 512
+// sets of four labels, each a string of its own, not a view of a request).
 func (sc *appendScratch) release() {
 	if len(sc.byKey) > scratchMaxGroups {
 		sc.byKey = make(map[headKey]*group) // clear costs what the map grew to
