@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/shiplog/shiplog/ingest"
 	"github.com/shiplog/shiplog/model"
@@ -141,15 +142,19 @@ func (h *Hub) Publish(recs []model.Record) {
 		return
 	}
 	b := &tailBatch{recs: make([]model.Record, 0, len(recs))}
+	var text, attrs int
 	for i := range recs {
 		if r := &recs[i]; !r.ID.IsZero() {
 			b.recs = append(b.recs, *r)
 			b.bytes += recordBytes(r)
+			text += stringBytes(r)
+			attrs += len(r.Attrs)
 		}
 	}
 	if len(b.recs) == 0 {
 		return
 	}
+	detach(b.recs, text, attrs)
 	for s := range h.subs {
 		if !h.offer(s, b) {
 			h.skipped.Add(uint64(len(b.recs)))
@@ -157,7 +162,46 @@ func (h *Hub) Publish(recs []model.Record) {
 	}
 }
 
-// recordBytes is about what a record holds in memory.
+// detach copies the records' strings and attributes into one buffer of
+// text bytes and one of attrs attributes, which the batch then owns: the
+// decoders' strings share blocks of many records (16 KiB and more), which a
+// queued batch would otherwise keep alive beyond what recordBytes counts.
+func detach(recs []model.Record, text, attrs int) {
+	buf := make([]byte, 0, text)
+	keep := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		start := len(buf)
+		buf = append(buf, s...)
+		return unsafe.String(&buf[start], len(s)) // never written again
+	}
+	as := make([]model.Attr, 0, attrs)
+	for i := range recs {
+		r := &recs[i]
+		r.Service, r.Host, r.BuildID, r.DeployID = keep(r.Service), keep(r.Host), keep(r.BuildID), keep(r.DeployID)
+		r.Message, r.TraceID, r.SpanID = keep(r.Message), keep(r.TraceID), keep(r.SpanID)
+		if len(r.Attrs) == 0 {
+			continue
+		}
+		start := len(as)
+		for _, a := range r.Attrs {
+			as = append(as, model.Attr{Key: keep(a.Key), Value: keep(a.Value)})
+		}
+		r.Attrs = as[start:len(as):len(as)]
+	}
+}
+
+// stringBytes is the length of a record's strings.
+func stringBytes(r *model.Record) int {
+	n := len(r.Service) + len(r.Host) + len(r.BuildID) + len(r.DeployID) + len(r.Message) + len(r.TraceID) + len(r.SpanID)
+	for _, a := range r.Attrs {
+		n += len(a.Key) + len(a.Value)
+	}
+	return n
+}
+
+// recordBytes is about what a record holds in memory (detach).
 func recordBytes(r *model.Record) int64 {
 	n := 200 + len(r.Message) + len(r.TraceID) + len(r.SpanID)
 	for _, a := range r.Attrs {

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/shiplog/shiplog/model"
 	"github.com/shiplog/shiplog/query"
@@ -183,5 +185,54 @@ func TestTailQueuesShareABudget(t *testing.T) {
 	}
 	if h.Held() != 0 {
 		t.Errorf("%d bytes still held after every tail ended", h.Held())
+	}
+}
+
+// TestTailBatchOwnsItsBytes: a queued batch holds copies of its records'
+// strings and attributes, not the decoder's blocks they came from, so what
+// QueueBytes counts is what the queue keeps alive.
+func TestTailBatchOwnsItsBytes(t *testing.T) {
+	h := NewHub(HubOptions{QueueRecords: 100})
+	sub := h.subscribe(mustParseQuery(t, ""))
+	fields := []string{"api", "host-1", "b-7", "d-9", "connection reset by peer", "0af7", "b7ad", "status", "503"}
+	var block []byte // all fields, one after another, as a decoder keeps them
+	str := make([]string, len(fields))
+	for _, f := range fields {
+		block = append(block, f...)
+	}
+	at := 0
+	for i, f := range fields {
+		str[i] = unsafe.String(&block[at], len(f))
+		at += len(f)
+	}
+	recs := tailRecords(0, 2, "")
+	for i := range recs {
+		recs[i].Labels = model.Labels{Service: str[0], Host: str[1], BuildID: str[2], DeployID: str[3]}
+		recs[i].Message, recs[i].TraceID, recs[i].SpanID = str[4], str[5], str[6]
+	}
+	recs[0].Attrs = []model.Attr{{Key: str[7], Value: str[8]}}
+	h.Publish(recs)
+	clear(block) // the block's bytes are gone, and the attributes' array changed:
+	recs[0].Attrs[0] = model.Attr{Key: "changed", Value: "x"}
+	it, ok := sub.next() // the queued batch still has the records as published
+	if !ok || len(it.b.recs) != 2 {
+		t.Fatalf("queued: %v, %d records", ok, len(it.b.recs))
+	}
+	defer h.release(it.b)
+	for i, r := range it.b.recs {
+		got := []string{r.Service, r.Host, r.BuildID, r.DeployID, r.Message, r.TraceID, r.SpanID}
+		for _, a := range r.Attrs {
+			got = append(got, a.Key, a.Value)
+		}
+		want := fields
+		if i == 1 {
+			want = fields[:7]
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("record %d: %q, want %q", i, got, want)
+		}
+	}
+	if a := it.b.recs[1].Attrs; a != nil {
+		t.Errorf("record without attributes has %v", a)
 	}
 }
