@@ -27,15 +27,15 @@ const (
 type jsonDecoder struct {
 	data   []byte
 	pos    int
-	rec    int               // the record's index in a batch, or inJSONDocument / inJSONDefaults
-	buf    []byte            // the current record's string content: its arena
-	tmp    []byte            // unescaped keys and label values
-	attrs  []jsonAttr        // the current record's attributes
-	gen    uint32            // the record's "attributes" seen so far; the last one counts
-	names  map[string]string // interned labels, levels and attribute keys
-	recent [509]string       // a cache of names
-	times  timeCache         // the date and hour of the last time parsed
-	levels [8]levelSpelling  // levels read, by their length
+	rec    int                          // the record's index in a batch, or inJSONDocument / inJSONDefaults
+	buf    []byte                       // the current record's string content: its arena
+	tmp    []byte                       // unescaped keys and label values
+	attrs  []jsonAttr                   // the current record's attributes
+	gen    uint32                       // the record's "attributes" seen so far; the last one counts
+	names  map[string]string            // interned labels, levels and attribute keys
+	recent [1 << internBits]internEntry // a cache of names (intern)
+	times  timeCache                    // the date and hour of the last time parsed
+	levels [8]levelSpelling             // levels read, by their length
 	// The records' strings and attribute lists are carved from blocks
 	// shared by the records decoded one after another (keep, keepAttrs):
 	// a block is only appended to, never reused.
@@ -120,7 +120,7 @@ func putJSONDecoder(d *jsonDecoder) {
 		// Full: start afresh, so that the names of today's senders are
 		// interned rather than those the decoder met first.
 		clear(d.names)
-		d.recent = [len(d.recent)]string{}
+		d.recent = [len(d.recent)]internEntry{}
 	}
 	jsonDecoderPool.Put(d)
 }
@@ -132,9 +132,10 @@ func (d *jsonDecoder) intern(b []byte) string {
 	if n == 0 {
 		return ""
 	}
-	slot := &d.recent[(uint(n)*0x9E3779B1^uint(b[0])<<3^uint(b[n-1])<<7^uint(b[n/2])<<11)%uint(len(d.recent))]
-	if *slot == string(b) {
-		return *slot
+	k0, k1 := internKey(b)
+	e := &d.recent[(k0^bits.RotateLeft64(k1, 29)^uint64(n))*0x9E3779B97F4A7C15>>(64-internBits)]
+	if len(e.s) == n && e.k0 == k0 && e.k1 == k1 && (n <= 16 || e.s == string(b)) {
+		return e.s
 	}
 	s, ok := d.names[string(b)]
 	if !ok {
@@ -143,8 +144,33 @@ func (d *jsonDecoder) intern(b []byte) string {
 			d.names[s] = s
 		}
 	}
-	*slot = s
+	*e = internEntry{k0, k1, s}
 	return s
+}
+
+// internBits is log2 of the size of the cache of interned names.
+const internBits = 10
+
+// internEntry is a cached name and its key (internKey).
+type internEntry struct {
+	k0, k1 uint64
+	s      string
+}
+
+// internKey is b's first and last eight bytes (b's bytes, zero-padded,
+// when shorter): for a name of up to 16 bytes, the key and the length are
+// the name, so a hit in the cache reads no string. (The cache's slot was
+// a hash of three bytes and the length before, which put gen_logs.py's
+// "build-000123" and "deploy-ec24a3c5" in a few dozen slots: most lookups
+// went to the map.)
+func internKey(b []byte) (k0, k1 uint64) {
+	if n := len(b); n >= 8 {
+		return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[n-8:])
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		k0 = k0<<8 | uint64(b[i])
+	}
+	return k0, 0
 }
 
 func (d *jsonDecoder) errAt(off int, format string, a ...any) error {
