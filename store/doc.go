@@ -21,7 +21,7 @@
 // the heads take.
 //
 // Badger reads and writes the value log through shared memory maps; every
-// 3 s the pages of the value-log files no longer written are released from
+// second the pages of the value-log files no longer written are released from
 // the process (pagerelease_linux.go), so the resident set follows what is
 // being used rather than what was stored.
 //

@@ -59,6 +59,20 @@ func (s *Store) registerQueueGauges(reg prometheus.Registerer) {
 		return
 	}
 	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_open_chunks",
+			Help: "Open chunks (heads) taking lines."},
+			func() float64 {
+				s.mu.RLock()
+				defer s.mu.RUnlock()
+				return float64(len(s.heads))
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_open_chunk_bytes",
+			Help: "Memory of the open chunks taking lines, as --open-chunks-memory counts it."},
+			func() float64 {
+				s.mu.RLock()
+				defer s.mu.RUnlock()
+				return float64(s.headBytes)
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_sealing_chunks",
 			Help: "Open chunks queued or being written to Badger (no longer counted by --open-chunks-memory)."},
 			func() float64 { return float64(s.sealingChunks.Load()) }),

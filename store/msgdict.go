@@ -41,6 +41,11 @@ const (
 	dictSampleBytes  = 1 << 20 // samples kept for one day, at most
 	dictSampleDays   = 4       // days sampled at once, at most
 	dictEncoders     = 2       // days whose encoders are kept (today's, yesterday's)
+	// dictWindow is the dictionary encoders' window. A message block (256
+	// lines, ~40 KiB) and the dictionary's history fit it, so the frames are
+	// the same bytes as with zstd's default 8 MiB; only a block past it
+	// finds fewer matches.
+	dictWindow = 256 << 10
 )
 
 // dictID is the zstd dictionary id of day's dictionary (never 0: no
@@ -187,9 +192,11 @@ func (d *msgDicts) encoder(day uint32) *zstd.Encoder {
 	d.uses++
 	md.used = d.uses
 	if md.enc == nil {
-		// Not WithLowerEncoderMem: 5% faster with a dictionary.
+		// Not WithLowerEncoderMem: 5% faster with a dictionary. The
+		// window is dictWindow, not zstd's 8 MiB: an encoder's history
+		// buffer is sized from it (5.3 MiB an encoder, 1.4 with 256 KiB).
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithEncoderDict(md.raw))
+			zstd.WithEncoderDict(md.raw), zstd.WithWindowSize(dictWindow))
 		if err != nil {
 			return nil
 		}

@@ -10,6 +10,8 @@ import "time"
 // resident pages grow by ~100 MiB between two releases.
 const mapWindow = 64 << 10
 
+const vlogReleaseParts = 16 // see noteMappedWrite
+
 // noteMappedRead counts a value of n bytes read through the value log's
 // maps, and asks for a release once Options.ReleaseAfterRead have been: a
 // search over days of chunks would otherwise map hundreds of MiB of the value
@@ -24,10 +26,11 @@ func (s *Store) noteMappedRead(n int) {
 // the value log through its maps too): a file finished during an ingest
 // stayed resident whole until the next periodic release, up to a second
 // file's worth (64 MiB) beside the one being written. A release follows
-// every eighth of a file written, so at most that much of a finished one
-// stays.
+// every vlogReleaseParts-th of a file written, so at most that much of a
+// finished one stays (4 MiB: an eighth let a 10M-line ingest's value log
+// hold up to 72 MiB at its peaks, a 2M-line one's 64, its only file).
 func (s *Store) noteMappedWrite(n int) {
-	if s.wroteMapped.Add(int64(n)) >= s.opts.BadgerVlogFile/8 {
+	if s.wroteMapped.Add(int64(n)) >= s.opts.BadgerVlogFile/vlogReleaseParts {
 		s.askRelease()
 	}
 }

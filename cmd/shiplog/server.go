@@ -71,6 +71,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := r.prepare(); err != nil {
 		return err
 	}
+	defer startGCHeadroom(int64(cfg.gcHeadroom))()
 	s, err := startComponents(ctx, r.components(), r.log)
 	if err != nil {
 		return err

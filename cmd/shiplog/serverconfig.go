@@ -41,6 +41,7 @@ type serverConfig struct {
 	tailBytes                  byteSize
 	maxBatches                 int
 	minFree, memLimit          byteSize
+	gcHeadroom                 byteSize
 	headsMax                   byteSize
 	sealBacklog                byteSize
 	bodyInflight               byteSize
@@ -116,6 +117,8 @@ func defineServerFlags(fs *flag.FlagSet) *serverConfig {
 	c.sealBacklog = byteSize(so.SealBacklogBytes)
 	fs.Var(&c.sealBacklog, "seal-backlog-memory", "bound on the chunks handed to the sealers but not yet written (e.g. 16MiB); past it ingest waits for the sealers instead of holding more in memory")
 	fs.Var(&c.memLimit, "memory-limit", "soft memory limit for the Go runtime (GOMEMLIMIT), e.g. 1GiB; 0 = none")
+	c.gcHeadroom = defaultGCHeadroom
+	fs.Var(&c.gcHeadroom, "gc-headroom", "how much the Go heap may grow between two collections (GOGC is lowered after each collection to allow no more than this, down to 25), so the peak memory is the live heap plus this, not twice it; 0 = GOGC alone")
 	fs.IntVar(&c.maxStreams, "max-streams-per-day", so.MaxStreamsPerDay, "new streams (service, host, build_id, deploy_id never seen before) accepted per UTC day; a batch opening more gets ResourceExhausted, known streams keep working; 0 = no limit")
 	fs.Uint64Var(&c.maxSeqJump, "max-seq-jump", so.MaxSeqJump, "refuse (InvalidArgument) a batch whose seq is further than this above its agent's highest stored seq; 0 = no bound")
 	fs.StringVar(&c.rulesFile, "rules", "", "alert rules file (see docs/rules.md); reloaded on SIGHUP and POST /-/reload")
