@@ -34,25 +34,49 @@ type gcTuner struct {
 	live    []metrics.Sample
 }
 
+// tuning is the process's one tuner: GOGC is process-wide, and servers
+// started in one process (the cluster tests) share it, the first one's
+// headroom applying; the last stop restores GOGC.
+var tuning struct {
+	sync.Mutex
+	t     *gcTuner
+	users int
+}
+
 // startGCHeadroom keeps the heap's growth between collections at most
 // headroom bytes (see above); stop restores GOGC. A headroom <= 0, or GOGC
 // off, leaves the collector alone.
 func startGCHeadroom(headroom int64) (stop func()) {
-	base := debug.SetGCPercent(100)
-	debug.SetGCPercent(base)
-	if headroom <= 0 || base < 0 {
-		return func() {}
-	}
-	t := &gcTuner{headroom: uint64(headroom), base: base, last: base,
-		live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
-	t.tune()
-	t.arm()
-	return func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.stopped = true
+	tuning.Lock()
+	defer tuning.Unlock()
+	if tuning.t == nil {
+		base := debug.SetGCPercent(100)
 		debug.SetGCPercent(base)
+		if headroom <= 0 || base < 0 {
+			return func() {}
+		}
+		tuning.t = &gcTuner{headroom: uint64(headroom), base: base, last: base,
+			live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+		tuning.t.tune()
+		tuning.t.arm()
 	}
+	tuning.users++
+	var once sync.Once
+	return func() { once.Do(releaseGCHeadroom) }
+}
+
+func releaseGCHeadroom() {
+	tuning.Lock()
+	defer tuning.Unlock()
+	if tuning.users--; tuning.users > 0 {
+		return
+	}
+	t := tuning.t
+	tuning.t = nil
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	debug.SetGCPercent(t.base)
 }
 
 // gcSentinel is garbage as soon as it is made: its finalizer runs after the

@@ -66,3 +66,35 @@ func TestGCHeadroomSetsGOGC(t *testing.T) {
 		stop()
 	}
 }
+
+// Servers in one process share the tuner: GOGC comes back to what it was
+// only when the last one stops, whatever the order.
+func TestGCHeadroomShared(t *testing.T) {
+	gogc := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	base := gogc()
+	if base != 100 {
+		t.Skipf("GOGC is %d", base)
+	}
+	live := make([]byte, 8<<20)
+	stop1 := startGCHeadroom(1 << 20)
+	stop2 := startGCHeadroom(1 << 20)
+	deadline := time.Now().Add(10 * time.Second)
+	for gogc() != minGCPercent && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p := gogc(); p != minGCPercent {
+		t.Fatalf("GOGC %d with two servers' tuner, want %d", p, minGCPercent)
+	}
+	stop1()
+	stop1() // twice: counted once
+	runtime.GC()
+	if p := gogc(); p != minGCPercent {
+		t.Errorf("GOGC %d after the first of two stops, want the tuner's %d", p, minGCPercent)
+	}
+	runtime.KeepAlive(live)
+	stop2()
+	if p := gogc(); p != base {
+		t.Errorf("GOGC %d after both stopped, want %d", p, base)
+	}
+}
