@@ -124,19 +124,22 @@ type msgBlock struct {
 	stored []byte
 }
 
+// errBadBlocks is a message column whose block directory does not read
+// (made once: a search splits thousands of columns).
+var errBadBlocks = fmt.Errorf("%w: message blocks", errCorrupt)
+
 // splitMsgBlocks reads the common filter and the block directory of a
 // version 3 message column of n lines.
 func splitMsgBlocks(c []byte, n int) (common []byte, blocks []msgBlock, err error) {
-	bad := fmt.Errorf("%w: message blocks", errCorrupt)
-	r := wire.NewReader(c, bad)
+	r := wire.NewReader(c, errBadBlocks)
 	cl := r.Uvarint()
 	if r.Err() != nil || cl > uint64(r.Len()) {
-		return nil, nil, bad
+		return nil, nil, errBadBlocks
 	}
 	common = r.Next(int(cl))
 	nb := r.Uvarint()
 	if r.Err() != nil || nb > uint64(n) || nb > uint64(r.Len()) {
-		return nil, nil, bad
+		return nil, nil, errBadBlocks
 	}
 	blocks = make([]msgBlock, nb)
 	total := 0
@@ -145,23 +148,23 @@ func splitMsgBlocks(c []byte, n int) (common []byte, blocks []msgBlock, err erro
 		lines := r.Uvarint()
 		lens[2*i], lens[2*i+1] = r.Uvarint(), r.Uvarint()
 		if r.Err() != nil || lines > uint64(n-total) {
-			return nil, nil, bad
+			return nil, nil, errBadBlocks
 		}
 		blocks[i].lines = int(lines)
 		total += int(lines)
 	}
 	if total != n {
-		return nil, nil, bad
+		return nil, nil, errBadBlocks
 	}
 	for i := range blocks {
 		if uint64(r.Len()) < lens[2*i] {
-			return nil, nil, bad
+			return nil, nil, errBadBlocks
 		}
 		blocks[i].filter = r.Next(int(lens[2*i]))
 	}
 	for i := range blocks {
 		if uint64(r.Len()) < lens[2*i+1] {
-			return nil, nil, bad
+			return nil, nil, errBadBlocks
 		}
 		blocks[i].stored = r.Next(int(lens[2*i+1]))
 	}

@@ -90,10 +90,14 @@ func gcd(a, b uint64) uint64 {
 	return a
 }
 
+// errBadTimes is a times column that does not read (made once: a search
+// decodes thousands).
+var errBadTimes = fmt.Errorf("%w: times", errCorrupt)
+
 // decodeTimes decodes a stored times column of t value version ver into
 // ts (its length the chunk's lines).
 func decodeTimes(ver byte, c []byte, minT int64, ts []int64) error {
-	bad := fmt.Errorf("%w: times", errCorrupt)
+	bad := errBadTimes
 	b, err := decompress(c)
 	if err != nil {
 		return err
