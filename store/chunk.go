@@ -596,6 +596,9 @@ func (l *Lines) setText(p *textParts) error {
 	if err != nil {
 		return err
 	}
+	if allEmpty(sb, n) {
+		return nil // every line unnumbered (Seqs are zeroed)
+	}
 	sr := wire.NewReader(sb, nil)
 	if p.version >= 2 {
 		prev := uint64(0)
@@ -626,6 +629,9 @@ func decodeAttrs(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) (attrs [][
 	ab, err := decompressPooled(c, bufs)
 	if err != nil {
 		return nil, nil, err
+	}
+	if allEmpty(ab, n) {
+		return attrCols.get(n), nil, nil
 	}
 	// First pass: count them (and check the layout).
 	total := 0
@@ -670,6 +676,17 @@ func decodeAttrs(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) (attrs [][
 	return out, all, nil
 }
 
+// allEmpty reports whether a decompressed column of n lines, each a
+// uvarint count or length first, has nothing but those, all 0 (no line has
+// a trace id, say): n zero bytes. The common case is then not read line by
+// line (a rare-word search read the empty columns of a thousand lines a
+// chunk for the one or two lines it kept).
+func allEmpty(b []byte, n int) bool {
+	return len(b) == n && bytes.Count(b, zeroByte) == n
+}
+
+var zeroByte = []byte{0}
+
 // decodeStrings decodes a column of n length-prefixed strings, leaving those
 // of the lines skip marks (nil: none) and from upto on empty; the column is
 // decompressed into a buffer noted in bufs.
@@ -681,6 +698,9 @@ func decodeStrings(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) ([]strin
 	b, err := decompressPooled(c, bufs)
 	if err != nil {
 		return nil, err
+	}
+	if allEmpty(b, n) {
+		return out, nil
 	}
 	r := wire.NewReader(b, nil)
 	for i := range out[:upto] {
