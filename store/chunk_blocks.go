@@ -255,13 +255,20 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]
 }
 
 // decompressAppend appends a stored column's bytes to dst, decoded with dec.
+// The frame is decoded straight into dst's spare capacity, passed as an
+// empty slice: given dst's bytes, zstd decodes into a buffer of its own and
+// copies the result after them.
 func decompressAppend(dst, c []byte, dec *zstd.Decoder) ([]byte, error) {
 	if len(c) > 0 && c[0] == codecZstd {
-		out, err := dec.DecodeAll(c[1:], dst)
+		free := dst[len(dst):]
+		out, err := dec.DecodeAll(c[1:], free)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 		}
-		return out, nil
+		if len(out) > 0 && len(out) <= cap(free) && &out[0] == &free[:1][0] {
+			return dst[:len(dst)+len(out)], nil // decoded in place
+		}
+		return append(dst, out...), nil
 	}
 	b, err := decompress(c)
 	if err != nil {
