@@ -458,8 +458,9 @@ type textParts struct {
 	skip     []bool
 	n        int
 	word     string    // leave out the lines not holding it (Lines.Word)
-	lineLens []int32   // the message lengths, read
+	lineLens []int32   // the message lengths, read (their offsets with starts)
 	sep      bool      // each message is followed by a NUL (msgSeparated)
+	starts   bool      // lineLens are offsets, skip leaves out the lines not holding word
 	bufs     []*[]byte // from textBufs, for Lines.Release
 }
 
@@ -542,8 +543,15 @@ func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*tex
 	} else if p.lineLens, err = decodeLens(p.version, lens, n); err != nil {
 		return nil, err
 	}
+	var keep *FoldNeedle
+	if p.version >= 3 && p.sep && word != "" {
+		// The lines holding word are found as the blocks are split into
+		// lines (Lines.keepHolding's marks, without the others' lengths).
+		fn := NewFoldNeedle(word)
+		keep, p.starts = &fn, true
+	}
 	if p.version >= 3 {
-		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, p.sep, &p.bufs, dec) // not cv's memory
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, p.sep, keep, &p.bufs, dec) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}
@@ -565,13 +573,19 @@ func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*tex
 // kept, and not at all (not even decompressed) when none is.
 func (l *Lines) setText(p *textParts) error {
 	n := p.n
-	if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip, p.sep); err != nil {
-		return err
+	switch {
+	case p.starts:
+		l.setMsgsStarts(p.lineLens, p.msgs, p.skip)
+		l.Word = p.word
+	default:
+		if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip, p.sep); err != nil {
+			return err
+		}
+		if p.word != "" {
+			l.keepHolding(p.word)
+		}
 	}
 	var err error
-	if p.word != "" {
-		l.keepHolding(p.word)
-	}
 	upto := n // lines up to the last one kept
 	if l.Skipped != nil {
 		for upto > 0 && l.Skipped[upto-1] {

@@ -185,9 +185,14 @@ func (b *msgBlock) mayHold(word string) bool {
 // lengths. With sep, each message is followed by a NUL instead
 // (msgSeparated): the lengths of the lines of the blocks decompressed are
 // read from them into lineLens, and each must hold one NUL a line, the
-// last at its end.
-func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]*[]byte, dec *zstd.Decoder) (msgs []byte, skip []bool, err error) {
+// last at its end. With keep as well (a load for its word: sep only),
+// lineLens become the lines' offsets in msgs instead, and skip marks every
+// line but those holding keep's word or an escape sequence (holdingLines).
+func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, keep *FoldNeedle, bufs *[]*[]byte, dec *zstd.Decoder) (msgs []byte, skip []bool, err error) {
 	n := len(lineLens)
+	if keep != nil {
+		skip = make([]bool, n)
+	}
 	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
 		return nil, nil, err
@@ -232,6 +237,9 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]
 			}
 			for j := line; j < line+b.lines; j++ {
 				skip[j] = true
+				if keep != nil {
+					lineLens[j] = int32(len(msgs)) // offsets stay in order
+				}
 			}
 		} else {
 			before := len(msgs)
@@ -242,7 +250,12 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]
 				if len(msgs) > maxMsgBytes {
 					return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 				}
-				if err := separatedLens(msgs[before:], lineLens[line:line+b.lines]); err != nil {
+				if keep != nil {
+					err = holdingLines(msgs[before:], before, keep, lineLens[line:line+b.lines], skip[line:line+b.lines])
+				} else {
+					err = separatedLens(msgs[before:], lineLens[line:line+b.lines])
+				}
+				if err != nil {
 					return nil, nil, fmt.Errorf("%w (block %d)", err, i)
 				}
 			} else if len(msgs)-before != sizes[i] {
@@ -397,6 +410,89 @@ func separatedLens(block []byte, lens []int32) error {
 		return fmt.Errorf("%w: message block of %d lines has more", errCorrupt, len(lens))
 	}
 	return nil
+}
+
+// holdingLines is separatedLens for a load for a word (Store.LoadWord): of
+// a decompressed block of separated messages at offset base of the chunk's,
+// only the lines whose message holds keep's word or has an escape sequence
+// (one may hold it once they are removed) are looked for, their offsets
+// (base + their start in block) written to starts; the others are marked in
+// skip, with the offset of the first line after the last one kept (starts
+// stay in order). The NULs are counted, not looked for one by one, and the
+// block must hold exactly len(starts), the last at its end.
+func holdingLines(block []byte, base int, keep *FoldNeedle, starts []int32, skip []bool) error {
+	n := len(starts)
+	if len(block) == 0 || block[len(block)-1] != 0 {
+		return fmt.Errorf("%w: message block of %d lines does not end one", errCorrupt, n)
+	}
+	s := unsafe.String(unsafe.SliceData(block), len(block)) // block is never written again
+	line, ls := 0, 0                                        // the next line not looked at, and its start
+	hit, esc := -2, -2                                      // the next offsets >= ls of a match and of an escape (-1: none)
+	drop := func(k int) error {                             // lines line..line+k-1 hold neither
+		if line+k > n {
+			return fmt.Errorf("%w: message block of %d lines has more", errCorrupt, n)
+		}
+		for j := line; j < line+k; j++ {
+			skip[j], starts[j] = true, int32(base+ls)
+		}
+		line += k
+		return nil
+	}
+	for {
+		if hit != -1 && hit < ls {
+			if hit = keep.Index(s[ls:]); hit >= 0 {
+				hit += ls
+			}
+		}
+		if esc != -1 && esc < ls {
+			if esc = strings.IndexByte(s[ls:], 0x1b); esc >= 0 {
+				esc += ls
+			}
+		}
+		h := hit
+		if h < 0 || esc >= 0 && esc < h {
+			h = esc
+		}
+		if h < 0 {
+			break
+		}
+		if k := bytes.Count(block[ls:h], nulByte); k > 0 {
+			if err := drop(k); err != nil {
+				return err
+			}
+			ls = bytes.LastIndexByte(block[:h], 0) + 1
+		}
+		if line >= n {
+			return fmt.Errorf("%w: message block of %d lines has more", errCorrupt, n)
+		}
+		starts[line] = int32(base + ls)
+		line++
+		ls += bytes.IndexByte(block[ls:], 0) + 1 // the block ends in a NUL
+	}
+	if k := bytes.Count(block[ls:], nulByte); line+k != n {
+		return fmt.Errorf("%w: message block of %d lines has %d", errCorrupt, n, line+k)
+	}
+	return drop(n - line)
+}
+
+var nulByte = []byte{0}
+
+// setMsgsStarts cuts the message bytes into l's lines by their offsets
+// (holdingLines) for the lines skip does not mark: the others get empty
+// messages. starts becomes MsgStarts (those of lines skipped are not
+// theirs).
+func (l *Lines) setMsgsStarts(starts []int32, all []byte, skip []bool) {
+	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
+	l.Msgs = stringCols.get(len(starts))
+	for i, st := range starts {
+		if !skip[i] {
+			m := s[st:]
+			l.Msgs[i] = m[:strings.IndexByte(m, 0)] // holdingLines found it
+		}
+	}
+	l.MsgStarts = starts
+	l.MsgBlock = s
+	l.Skipped = skip
 }
 
 // contentSize is the size a stored block says it decompresses to (0 when
