@@ -96,7 +96,8 @@ type Lines struct {
 	Msgs   []string
 	// MsgBlock is every message of a sealed chunk back to back (Msgs are its
 	// substrings; in c values of version 6 each may be followed by a NUL)
-	// and MsgStarts the offset of each; empty for open chunks.
+	// and MsgStarts the offset of each (of each line not in Skipped, when
+	// Word is set); empty for open chunks.
 	MsgBlock  string
 	MsgStarts []int32
 	Traces    []string
@@ -369,6 +370,20 @@ func decompress(c []byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: codec %d", errCorrupt, c[0])
 }
 
+// decompressTo is decompress into *bp's buffer (grown as needed, and kept
+// grown for the next use), for a column read and dropped at once.
+func decompressTo(c []byte, bp *[]byte) ([]byte, error) {
+	if len(c) == 0 || c[0] != codecZstd {
+		return decompress(c)
+	}
+	out, err := zdec.DecodeAll(c[1:], (*bp)[:0])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	*bp = out[:0]
+	return out, nil
+}
+
 // splitColumns returns the stored bytes of each column of a t or c value.
 func splitColumns(v []byte, want int) (n int, cols [][]byte, err error) {
 	if len(v) < 1 || v[0] < 1 || v[0] > textVersion {
@@ -416,7 +431,9 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 	if err := decodeTimes(tv[0], cols[colTimes], meta.MinT, l.Times); err != nil {
 		return nil, err
 	}
-	b, err := decompress(cols[colLevels])
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	b, err := decompressTo(cols[colLevels], bp)
 	if err != nil {
 		return nil, err
 	}
