@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unsafe"
@@ -197,29 +198,22 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, keep *Fo
 	if err != nil {
 		return nil, nil, err
 	}
+	// own, when not nil, are the blocks whose own filter may hold the
+	// word, which the common filter says may be in every block: see probe.
+	var own []bool
 	if word != "" && len(common) > 0 && unmarshalBloom(common).mayContain(word) {
-		word = "" // in every block
-	}
-	sizes := make([]int, len(blocks))
-	hold := make([]bool, len(blocks))
-	total := 0
-	k := 0
-	for i := range blocks {
-		if sep {
-			sizes[i] = contentSize(blocks[i].stored) // for the buffer only
-		}
-		for _, ml := range lineLens[k : k+blocks[i].lines] {
-			if sizes[i] += int(ml); sizes[i] > maxMsgBytes {
-				return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+		if keep != nil && len(blocks) > 1 {
+			own = make([]bool, len(blocks))
+			for i := range blocks {
+				own[i] = blocks[i].mayHold(word)
 			}
 		}
-		k += blocks[i].lines
-		if hold[i] = blocks[i].mayHold(word); hold[i] {
-			total += sizes[i]
-		}
+		word = "" // in every block
 	}
-	if total > maxMsgBytes {
-		return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+	hold := make([]bool, len(blocks))
+	sizes, total, err := blockSizes(blocks, lineLens, word, sep, hold)
+	if err != nil {
+		return nil, nil, err
 	}
 	if total > 0 {
 		// zstd decodes on its fast path only with room to spare (its
@@ -229,8 +223,12 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, keep *Fo
 		defer func() { *bp = msgs[:0] }()
 	}
 	line := 0
+	probe := probeNone
 	for i := range blocks {
 		b := &blocks[i]
+		if probe == probeClean && !own[i] {
+			hold[i] = false
+		}
 		if !hold[i] {
 			if skip == nil {
 				skip = make([]bool, n)
@@ -258,6 +256,12 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, keep *Fo
 				if err != nil {
 					return nil, nil, fmt.Errorf("%w (block %d)", err, i)
 				}
+				if own != nil && !own[i] && probe == probeNone {
+					probe = probeClean
+					if slices.Contains(skip[line:line+b.lines], false) {
+						probe = probeHeld
+					}
+				}
 			} else if len(msgs)-before != sizes[i] {
 				return nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
 			}
@@ -265,6 +269,49 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, keep *Fo
 		line += b.lines
 	}
 	return msgs, skip, nil
+}
+
+// The probe of a load for a word the common filter of a chunk's blocks
+// says may be in every block (decodeMsgBlocks): a bloom filter's false
+// positive there decompressed every block of the chunk (half the blocks
+// decompressed for nothing by a rare-word search at 10M lines). The first
+// block whose own filter does not hold the word is decompressed as the
+// others; if none of its lines holds the word (ASCII case folded, as the
+// words of the filters are) or an escape sequence, the word is not in every
+// block, so it is in the own filter of every block that holds it (words in
+// every block are in the common filter only, the others in the filters of
+// their blocks): the blocks after it whose own filter does not hold it are
+// skipped. Otherwise every block is decompressed.
+const (
+	probeNone  = iota // no block looked at yet
+	probeClean        // the word is not in every block
+	probeHeld         // it may be
+)
+
+// blockSizes returns the decompressed sizes of blocks (for the buffer only,
+// with sep: their frames' content sizes), marks in hold those that may hold
+// word, and returns the total size of those.
+func blockSizes(blocks []msgBlock, lineLens []int32, word string, sep bool, hold []bool) (sizes []int, total int, err error) {
+	sizes = make([]int, len(blocks))
+	k := 0
+	for i := range blocks {
+		if sep {
+			sizes[i] = contentSize(blocks[i].stored)
+		}
+		for _, ml := range lineLens[k : k+blocks[i].lines] {
+			if sizes[i] += int(ml); sizes[i] > maxMsgBytes {
+				return nil, 0, fmt.Errorf("%w: messages", errCorrupt)
+			}
+		}
+		k += blocks[i].lines
+		if hold[i] = blocks[i].mayHold(word); hold[i] {
+			total += sizes[i]
+		}
+	}
+	if total > maxMsgBytes {
+		return nil, 0, fmt.Errorf("%w: messages", errCorrupt)
+	}
+	return sizes, total, nil
 }
 
 // decompressAppend appends a stored column's bytes to dst, decoded with dec.

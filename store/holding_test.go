@@ -2,6 +2,7 @@ package store
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -66,5 +67,71 @@ func TestHoldingLines(t *testing.T) {
 		if err := holdingLines([]byte(tc.block), 0, &fn, make([]int32, tc.n), make([]bool, tc.n)); err == nil {
 			t.Errorf("holdingLines(%q, %d lines): no error", tc.block, tc.n)
 		}
+	}
+}
+
+// A load for a word the common filter wrongly says is in every block
+// decompresses the blocks whose own filter holds it and one other, not all
+// of them; a word truly in every block (or one the probe block may hold)
+// still has every block decompressed, and every line holding it kept.
+func TestProbeCommonFilter(t *testing.T) {
+	const bl = 4
+	mk := func(words ...string) *bloom {
+		b := newBloomBits(len(words), blockBloomBits)
+		for _, w := range words {
+			b.add(w)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name    string
+		msgs    []string
+		common  []string   // words of the common filter
+		own     [][]string // of each block's
+		want    []int      // lines kept
+		decoded int        // blocks decompressed
+	}{
+		{"false positive", []string{"a", "b", "deadlock here", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o"},
+			[]string{"deadlock"}, [][]string{{"deadlock"}, {"x"}, {"y"}, {"z"}}, []int{2}, 2},
+		{"in every block", []string{"deadlock", "b", "c", "d", "e", "a deadlock", "f", "g", "h", "i", "DEADLOCK", "j", "k", "l", "m", "deadlock!"},
+			[]string{"deadlock"}, [][]string{{"x"}, {"y"}, {"z"}, {"w"}}, []int{0, 5, 10, 15}, 4},
+		{"probe holds it", []string{"a", "b", "deadlock here", "c", "deadlocks", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "deadlock"},
+			[]string{"deadlock"}, [][]string{{"deadlock"}, {"x"}, {"y"}, {"deadlock"}}, []int{2, 4, 15}, 4},
+		{"escape in the probe", []string{"a", "b", "deadlock here", "c", "dead\x1b[1mlock", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o"},
+			[]string{"deadlock"}, [][]string{{"deadlock"}, {"x"}, {"y"}, {"z"}}, []int{2, 4}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &msgFilters{common: mk(tc.common...)}
+			for _, ws := range tc.own {
+				f.blocks = append(f.blocks, mk(ws...))
+			}
+			var scratch []byte
+			c := encodeMsgBlocks(&scratch, tc.msgs, bl, f, nil, true)
+			fn := NewFoldNeedle("deadlock")
+			var bufs []*[]byte
+			starts := make([]int32, len(tc.msgs))
+			msgs, skip, err := decodeMsgBlocks(c, starts, "deadlock", true, &fn, &bufs, zdec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kept []int
+			for i := range tc.msgs {
+				if !skip[i] {
+					kept = append(kept, i)
+				}
+			}
+			if !slices.Equal(kept, tc.want) {
+				t.Errorf("lines kept %v, want %v", kept, tc.want)
+			}
+			size := 0
+			for b := range tc.decoded {
+				for _, m := range tc.msgs[b*bl : (b+1)*bl] {
+					size += len(m) + 1
+				}
+			}
+			if len(msgs) != size {
+				t.Errorf("%d bytes decompressed, want %d (%d blocks)", len(msgs), size, tc.decoded)
+			}
+		})
 	}
 }
