@@ -204,6 +204,11 @@ var errCorrupt = errors.New("corrupt chunk")
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
+// scratchPool holds the buffers decompressTo decodes a chunk's times and
+// levels into: empty when new (a column decoded into one made here takes a
+// buffer of its size, not bufPool's 64 KiB), and kept as grown.
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
+
 // encodeChunk returns the t (times, levels) and c (text) values of a chunk.
 func encodeChunk(l *Lines) (tv, cv []byte) {
 	return encodeChunkVersion(l, chunkTokens(l), textVersion)
@@ -431,8 +436,8 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 	if err := decodeTimes(tv[0], cols[colTimes], meta.MinT, l.Times); err != nil {
 		return nil, err
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(bp)
 	b, err := decompressTo(cols[colLevels], bp)
 	if err != nil {
 		return nil, err

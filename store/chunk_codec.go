@@ -101,11 +101,11 @@ func decodeTimes(ver byte, c []byte, minT int64, ts []int64) error {
 	// Three scratch buffers: the column, its high and its low parts.
 	var bps [3]*[]byte
 	for i := range bps {
-		bps[i] = bufPool.Get().(*[]byte)
+		bps[i] = scratchPool.Get().(*[]byte)
 	}
 	defer func() {
 		for _, bp := range bps {
-			bufPool.Put(bp)
+			scratchPool.Put(bp)
 		}
 	}()
 	b, err := decompressTo(c, bps[0])
