@@ -96,7 +96,8 @@ type Lines struct {
 	Msgs   []string
 	// MsgBlock is every message of a sealed chunk back to back (Msgs are its
 	// substrings; in c values of version 6 each may be followed by a NUL)
-	// and MsgStarts the offset of each; empty for open chunks.
+	// and MsgStarts the offset of each (of each line not in Skipped, when
+	// Word is set); empty for open chunks.
 	MsgBlock  string
 	MsgStarts []int32
 	Traces    []string
@@ -202,6 +203,11 @@ var (
 var errCorrupt = errors.New("corrupt chunk")
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// scratchPool holds the buffers decompressTo decodes a chunk's times and
+// levels into: empty when new (a column decoded into one made here takes a
+// buffer of its size, not bufPool's 64 KiB), and kept as grown.
+var scratchPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // encodeChunk returns the t (times, levels) and c (text) values of a chunk.
 func encodeChunk(l *Lines) (tv, cv []byte) {
@@ -369,6 +375,20 @@ func decompress(c []byte) ([]byte, error) {
 	return nil, fmt.Errorf("%w: codec %d", errCorrupt, c[0])
 }
 
+// decompressTo is decompress into *bp's buffer (grown as needed, and kept
+// grown for the next use), for a column read and dropped at once.
+func decompressTo(c []byte, bp *[]byte) ([]byte, error) {
+	if len(c) == 0 || c[0] != codecZstd {
+		return decompress(c)
+	}
+	out, err := zdec.DecodeAll(c[1:], (*bp)[:0])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+	}
+	*bp = out[:0]
+	return out, nil
+}
+
 // splitColumns returns the stored bytes of each column of a t or c value.
 func splitColumns(v []byte, want int) (n int, cols [][]byte, err error) {
 	if len(v) < 1 || v[0] < 1 || v[0] > textVersion {
@@ -416,7 +436,9 @@ func decodeChunk(meta *ChunkMeta, tv, cv []byte) (*Lines, error) {
 	if err := decodeTimes(tv[0], cols[colTimes], meta.MinT, l.Times); err != nil {
 		return nil, err
 	}
-	b, err := decompress(cols[colLevels])
+	bp := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(bp)
+	b, err := decompressTo(cols[colLevels], bp)
 	if err != nil {
 		return nil, err
 	}
@@ -458,8 +480,9 @@ type textParts struct {
 	skip     []bool
 	n        int
 	word     string    // leave out the lines not holding it (Lines.Word)
-	lineLens []int32   // the message lengths, read
+	lineLens []int32   // the message lengths, read (their offsets with starts)
 	sep      bool      // each message is followed by a NUL (msgSeparated)
+	starts   bool      // lineLens are offsets, skip leaves out the lines not holding word
 	bufs     []*[]byte // from textBufs, for Lines.Release
 }
 
@@ -542,8 +565,15 @@ func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*tex
 	} else if p.lineLens, err = decodeLens(p.version, lens, n); err != nil {
 		return nil, err
 	}
+	var keep *FoldNeedle
+	if p.version >= 3 && p.sep && word != "" {
+		// The lines holding word are found as the blocks are split into
+		// lines (Lines.keepHolding's marks, without the others' lengths).
+		fn := NewFoldNeedle(word)
+		keep, p.starts = &fn, true
+	}
 	if p.version >= 3 {
-		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, p.sep, &p.bufs, dec) // not cv's memory
+		p.msgs, p.skip, err = decodeMsgBlocks(p.cols[colMsgs], p.lineLens, word, p.sep, keep, &p.bufs, dec) // not cv's memory
 	} else if p.msgs, err = decompress(p.cols[colMsgs]); err == nil && own {
 		p.msgs = bytes.Clone(p.msgs)
 	}
@@ -565,13 +595,19 @@ func splitText(cv []byte, n int, word string, own bool, dec *zstd.Decoder) (*tex
 // kept, and not at all (not even decompressed) when none is.
 func (l *Lines) setText(p *textParts) error {
 	n := p.n
-	if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip, p.sep); err != nil {
-		return err
+	switch {
+	case p.starts:
+		l.setMsgsStarts(p.lineLens, p.msgs, p.skip)
+		l.Word = p.word
+	default:
+		if err := l.setMsgsLens(p.lineLens, p.msgs, p.skip, p.sep); err != nil {
+			return err
+		}
+		if p.word != "" {
+			l.keepHolding(p.word)
+		}
 	}
 	var err error
-	if p.word != "" {
-		l.keepHolding(p.word)
-	}
 	upto := n // lines up to the last one kept
 	if l.Skipped != nil {
 		for upto > 0 && l.Skipped[upto-1] {
@@ -595,6 +631,9 @@ func (l *Lines) setText(p *textParts) error {
 	sb, err := decompress(p.cols[colSeqs])
 	if err != nil {
 		return err
+	}
+	if allEmpty(sb, n) {
+		return nil // every line unnumbered (Seqs are zeroed)
 	}
 	sr := wire.NewReader(sb, nil)
 	if p.version >= 2 {
@@ -626,6 +665,9 @@ func decodeAttrs(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) (attrs [][
 	ab, err := decompressPooled(c, bufs)
 	if err != nil {
 		return nil, nil, err
+	}
+	if allEmpty(ab, n) {
+		return attrCols.get(n), nil, nil
 	}
 	// First pass: count them (and check the layout).
 	total := 0
@@ -670,6 +712,17 @@ func decodeAttrs(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) (attrs [][
 	return out, all, nil
 }
 
+// allEmpty reports whether a decompressed column of n lines, each a
+// uvarint count or length first, has nothing but those, all 0 (no line has
+// a trace id, say): n zero bytes. The common case is then not read line by
+// line (a rare-word search read the empty columns of a thousand lines a
+// chunk for the one or two lines it kept).
+func allEmpty(b []byte, n int) bool {
+	return len(b) == n && bytes.Count(b, zeroByte) == n
+}
+
+var zeroByte = []byte{0}
+
 // decodeStrings decodes a column of n length-prefixed strings, leaving those
 // of the lines skip marks (nil: none) and from upto on empty; the column is
 // decompressed into a buffer noted in bufs.
@@ -681,6 +734,9 @@ func decodeStrings(c []byte, n, upto int, skip []bool, bufs *[]*[]byte) ([]strin
 	b, err := decompressPooled(c, bufs)
 	if err != nil {
 		return nil, err
+	}
+	if allEmpty(b, n) {
+		return out, nil
 	}
 	r := wire.NewReader(b, nil)
 	for i := range out[:upto] {

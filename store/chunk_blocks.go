@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unsafe"
@@ -124,19 +125,22 @@ type msgBlock struct {
 	stored []byte
 }
 
+// errBadBlocks is a message column whose block directory does not read
+// (made once: a search splits thousands of columns).
+var errBadBlocks = fmt.Errorf("%w: message blocks", errCorrupt)
+
 // splitMsgBlocks reads the common filter and the block directory of a
 // version 3 message column of n lines.
 func splitMsgBlocks(c []byte, n int) (common []byte, blocks []msgBlock, err error) {
-	bad := fmt.Errorf("%w: message blocks", errCorrupt)
-	r := wire.NewReader(c, bad)
+	r := wire.NewReader(c, errBadBlocks)
 	cl := r.Uvarint()
 	if r.Err() != nil || cl > uint64(r.Len()) {
-		return nil, nil, bad
+		return nil, nil, errBadBlocks
 	}
 	common = r.Next(int(cl))
 	nb := r.Uvarint()
 	if r.Err() != nil || nb > uint64(n) || nb > uint64(r.Len()) {
-		return nil, nil, bad
+		return nil, nil, errBadBlocks
 	}
 	blocks = make([]msgBlock, nb)
 	total := 0
@@ -145,23 +149,23 @@ func splitMsgBlocks(c []byte, n int) (common []byte, blocks []msgBlock, err erro
 		lines := r.Uvarint()
 		lens[2*i], lens[2*i+1] = r.Uvarint(), r.Uvarint()
 		if r.Err() != nil || lines > uint64(n-total) {
-			return nil, nil, bad
+			return nil, nil, errBadBlocks
 		}
 		blocks[i].lines = int(lines)
 		total += int(lines)
 	}
 	if total != n {
-		return nil, nil, bad
+		return nil, nil, errBadBlocks
 	}
 	for i := range blocks {
 		if uint64(r.Len()) < lens[2*i] {
-			return nil, nil, bad
+			return nil, nil, errBadBlocks
 		}
 		blocks[i].filter = r.Next(int(lens[2*i]))
 	}
 	for i := range blocks {
 		if uint64(r.Len()) < lens[2*i+1] {
-			return nil, nil, bad
+			return nil, nil, errBadBlocks
 		}
 		blocks[i].stored = r.Next(int(lens[2*i+1]))
 	}
@@ -182,36 +186,34 @@ func (b *msgBlock) mayHold(word string) bool {
 // lengths. With sep, each message is followed by a NUL instead
 // (msgSeparated): the lengths of the lines of the blocks decompressed are
 // read from them into lineLens, and each must hold one NUL a line, the
-// last at its end.
-func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]*[]byte, dec *zstd.Decoder) (msgs []byte, skip []bool, err error) {
+// last at its end. With keep as well (a load for its word: sep only),
+// lineLens become the lines' offsets in msgs instead, and skip marks every
+// line but those holding keep's word or an escape sequence (holdingLines).
+func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, keep *FoldNeedle, bufs *[]*[]byte, dec *zstd.Decoder) (msgs []byte, skip []bool, err error) {
 	n := len(lineLens)
+	if keep != nil {
+		skip = make([]bool, n)
+	}
 	common, blocks, err := splitMsgBlocks(c, n)
 	if err != nil {
 		return nil, nil, err
 	}
+	// own, when not nil, are the blocks whose own filter may hold the
+	// word, which the common filter says may be in every block: see probe.
+	var own []bool
 	if word != "" && len(common) > 0 && unmarshalBloom(common).mayContain(word) {
-		word = "" // in every block
-	}
-	sizes := make([]int, len(blocks))
-	hold := make([]bool, len(blocks))
-	total := 0
-	k := 0
-	for i := range blocks {
-		if sep {
-			sizes[i] = contentSize(blocks[i].stored) // for the buffer only
-		}
-		for _, ml := range lineLens[k : k+blocks[i].lines] {
-			if sizes[i] += int(ml); sizes[i] > maxMsgBytes {
-				return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+		if keep != nil && len(blocks) > 1 {
+			own = make([]bool, len(blocks))
+			for i := range blocks {
+				own[i] = blocks[i].mayHold(word)
 			}
 		}
-		k += blocks[i].lines
-		if hold[i] = blocks[i].mayHold(word); hold[i] {
-			total += sizes[i]
-		}
+		word = "" // in every block
 	}
-	if total > maxMsgBytes {
-		return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
+	hold := make([]bool, len(blocks))
+	sizes, total, err := blockSizes(blocks, lineLens, word, sep, hold)
+	if err != nil {
+		return nil, nil, err
 	}
 	if total > 0 {
 		// zstd decodes on its fast path only with room to spare (its
@@ -221,14 +223,21 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]
 		defer func() { *bp = msgs[:0] }()
 	}
 	line := 0
+	probe := probeNone
 	for i := range blocks {
 		b := &blocks[i]
+		if probe == probeClean && !own[i] {
+			hold[i] = false
+		}
 		if !hold[i] {
 			if skip == nil {
 				skip = make([]bool, n)
 			}
 			for j := line; j < line+b.lines; j++ {
 				skip[j] = true
+				if keep != nil {
+					lineLens[j] = int32(len(msgs)) // offsets stay in order
+				}
 			}
 		} else {
 			before := len(msgs)
@@ -239,8 +248,19 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]
 				if len(msgs) > maxMsgBytes {
 					return nil, nil, fmt.Errorf("%w: messages", errCorrupt)
 				}
-				if err := separatedLens(msgs[before:], lineLens[line:line+b.lines]); err != nil {
+				if keep != nil {
+					err = holdingLines(msgs[before:], before, keep, lineLens[line:line+b.lines], skip[line:line+b.lines])
+				} else {
+					err = separatedLens(msgs[before:], lineLens[line:line+b.lines])
+				}
+				if err != nil {
 					return nil, nil, fmt.Errorf("%w (block %d)", err, i)
+				}
+				if own != nil && !own[i] && probe == probeNone {
+					probe = probeClean
+					if slices.Contains(skip[line:line+b.lines], false) {
+						probe = probeHeld
+					}
 				}
 			} else if len(msgs)-before != sizes[i] {
 				return nil, nil, fmt.Errorf("%w: message block %d of %d bytes, its lines have %d", errCorrupt, i, len(msgs)-before, sizes[i])
@@ -251,14 +271,64 @@ func decodeMsgBlocks(c []byte, lineLens []int32, word string, sep bool, bufs *[]
 	return msgs, skip, nil
 }
 
+// The probe of a load for a word the common filter of a chunk's blocks
+// says may be in every block (decodeMsgBlocks): a bloom filter's false
+// positive there decompressed every block of the chunk (half the blocks
+// decompressed for nothing by a rare-word search at 10M lines). The first
+// block whose own filter does not hold the word is decompressed as the
+// others; if none of its lines holds the word (ASCII case folded, as the
+// words of the filters are) or an escape sequence, the word is not in every
+// block, so it is in the own filter of every block that holds it (words in
+// every block are in the common filter only, the others in the filters of
+// their blocks): the blocks after it whose own filter does not hold it are
+// skipped. Otherwise every block is decompressed.
+const (
+	probeNone  = iota // no block looked at yet
+	probeClean        // the word is not in every block
+	probeHeld         // it may be
+)
+
+// blockSizes returns the decompressed sizes of blocks (for the buffer only,
+// with sep: their frames' content sizes), marks in hold those that may hold
+// word, and returns the total size of those.
+func blockSizes(blocks []msgBlock, lineLens []int32, word string, sep bool, hold []bool) (sizes []int, total int, err error) {
+	sizes = make([]int, len(blocks))
+	k := 0
+	for i := range blocks {
+		if sep {
+			sizes[i] = contentSize(blocks[i].stored)
+		}
+		for _, ml := range lineLens[k : k+blocks[i].lines] {
+			if sizes[i] += int(ml); sizes[i] > maxMsgBytes {
+				return nil, 0, fmt.Errorf("%w: messages", errCorrupt)
+			}
+		}
+		k += blocks[i].lines
+		if hold[i] = blocks[i].mayHold(word); hold[i] {
+			total += sizes[i]
+		}
+	}
+	if total > maxMsgBytes {
+		return nil, 0, fmt.Errorf("%w: messages", errCorrupt)
+	}
+	return sizes, total, nil
+}
+
 // decompressAppend appends a stored column's bytes to dst, decoded with dec.
+// The frame is decoded straight into dst's spare capacity, passed as an
+// empty slice: given dst's bytes, zstd decodes into a buffer of its own and
+// copies the result after them.
 func decompressAppend(dst, c []byte, dec *zstd.Decoder) ([]byte, error) {
 	if len(c) > 0 && c[0] == codecZstd {
-		out, err := dec.DecodeAll(c[1:], dst)
+		free := dst[len(dst):]
+		out, err := dec.DecodeAll(c[1:], free)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 		}
-		return out, nil
+		if len(out) > 0 && len(out) <= cap(free) && &out[0] == &free[:1][0] {
+			return dst[:len(dst)+len(out)], nil // decoded in place
+		}
+		return append(dst, out...), nil
 	}
 	b, err := decompress(c)
 	if err != nil {
@@ -387,6 +457,89 @@ func separatedLens(block []byte, lens []int32) error {
 		return fmt.Errorf("%w: message block of %d lines has more", errCorrupt, len(lens))
 	}
 	return nil
+}
+
+// holdingLines is separatedLens for a load for a word (Store.LoadWord): of
+// a decompressed block of separated messages at offset base of the chunk's,
+// only the lines whose message holds keep's word or has an escape sequence
+// (one may hold it once they are removed) are looked for, their offsets
+// (base + their start in block) written to starts; the others are marked in
+// skip, with the offset of the first line after the last one kept (starts
+// stay in order). The NULs are counted, not looked for one by one, and the
+// block must hold exactly len(starts), the last at its end.
+func holdingLines(block []byte, base int, keep *FoldNeedle, starts []int32, skip []bool) error {
+	n := len(starts)
+	if len(block) == 0 || block[len(block)-1] != 0 {
+		return fmt.Errorf("%w: message block of %d lines does not end one", errCorrupt, n)
+	}
+	s := unsafe.String(unsafe.SliceData(block), len(block)) // block is never written again
+	line, ls := 0, 0                                        // the next line not looked at, and its start
+	hit, esc := -2, -2                                      // the next offsets >= ls of a match and of an escape (-1: none)
+	drop := func(k int) error {                             // lines line..line+k-1 hold neither
+		if line+k > n {
+			return fmt.Errorf("%w: message block of %d lines has more", errCorrupt, n)
+		}
+		for j := line; j < line+k; j++ {
+			skip[j], starts[j] = true, int32(base+ls)
+		}
+		line += k
+		return nil
+	}
+	for {
+		if hit != -1 && hit < ls {
+			if hit = keep.Index(s[ls:]); hit >= 0 {
+				hit += ls
+			}
+		}
+		if esc != -1 && esc < ls {
+			if esc = strings.IndexByte(s[ls:], 0x1b); esc >= 0 {
+				esc += ls
+			}
+		}
+		h := hit
+		if h < 0 || esc >= 0 && esc < h {
+			h = esc
+		}
+		if h < 0 {
+			break
+		}
+		if k := bytes.Count(block[ls:h], nulByte); k > 0 {
+			if err := drop(k); err != nil {
+				return err
+			}
+			ls = bytes.LastIndexByte(block[:h], 0) + 1
+		}
+		if line >= n {
+			return fmt.Errorf("%w: message block of %d lines has more", errCorrupt, n)
+		}
+		starts[line] = int32(base + ls)
+		line++
+		ls += bytes.IndexByte(block[ls:], 0) + 1 // the block ends in a NUL
+	}
+	if k := bytes.Count(block[ls:], nulByte); line+k != n {
+		return fmt.Errorf("%w: message block of %d lines has %d", errCorrupt, n, line+k)
+	}
+	return drop(n - line)
+}
+
+var nulByte = []byte{0}
+
+// setMsgsStarts cuts the message bytes into l's lines by their offsets
+// (holdingLines) for the lines skip does not mark: the others get empty
+// messages. starts becomes MsgStarts (those of lines skipped are not
+// theirs).
+func (l *Lines) setMsgsStarts(starts []int32, all []byte, skip []bool) {
+	s := unsafe.String(unsafe.SliceData(all), len(all)) // all is never written again
+	l.Msgs = stringCols.get(len(starts))
+	for i, st := range starts {
+		if !skip[i] {
+			m := s[st:]
+			l.Msgs[i] = m[:strings.IndexByte(m, 0)] // holdingLines found it
+		}
+	}
+	l.MsgStarts = starts
+	l.MsgBlock = s
+	l.Skipped = skip
 }
 
 // contentSize is the size a stored block says it decompresses to (0 when

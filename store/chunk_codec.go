@@ -90,11 +90,25 @@ func gcd(a, b uint64) uint64 {
 	return a
 }
 
+// errBadTimes is a times column that does not read (made once: a search
+// decodes thousands).
+var errBadTimes = fmt.Errorf("%w: times", errCorrupt)
+
 // decodeTimes decodes a stored times column of t value version ver into
 // ts (its length the chunk's lines).
 func decodeTimes(ver byte, c []byte, minT int64, ts []int64) error {
-	bad := fmt.Errorf("%w: times", errCorrupt)
-	b, err := decompress(c)
+	bad := errBadTimes
+	// Three scratch buffers: the column, its high and its low parts.
+	var bps [3]*[]byte
+	for i := range bps {
+		bps[i] = scratchPool.Get().(*[]byte)
+	}
+	defer func() {
+		for _, bp := range bps {
+			scratchPool.Put(bp)
+		}
+	}()
+	b, err := decompressTo(c, bps[0])
 	if err != nil {
 		return err
 	}
@@ -117,11 +131,11 @@ func decodeTimes(ver byte, c []byte, minT int64, ts []int64) error {
 	if r.Err() != nil || div == 0 || shift > 56 || shift%8 != 0 || hl > uint64(r.Len()) {
 		return bad
 	}
-	hi, err := decompress(r.Next(int(hl)))
+	hi, err := decompressTo(r.Next(int(hl)), bps[1])
 	if err != nil {
 		return err
 	}
-	lo, err := decompress(r.Next(r.Len()))
+	lo, err := decompressTo(r.Next(r.Len()), bps[2])
 	if err != nil {
 		return err
 	}
@@ -129,9 +143,15 @@ func decodeTimes(ver byte, c []byte, minT int64, ts []int64) error {
 	if len(lo) != w*len(ts) {
 		return bad
 	}
-	// The low parts are read 8 bytes at a time from a padded copy.
-	pad := make([]byte, len(lo)+8)
-	copy(pad, lo)
+	// The low parts are read 8 bytes at a time (masked), past their end
+	// too: in the buffer's spare capacity, else from a padded copy.
+	var pad []byte
+	if cap(lo)-len(lo) >= 8 {
+		pad = lo[:len(lo)+8]
+	} else {
+		pad = make([]byte, len(lo)+8)
+		copy(pad, lo)
+	}
 	mask := uint64(1)<<shift - 1
 	p := 0
 	for i := range ts {

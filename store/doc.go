@@ -117,7 +117,14 @@
 // word's rarest byte) and has no escape sequence are left out too: every
 // line left out comes back marked in Lines.Skipped with empty text columns,
 // whose trace, span and attribute columns are not decoded, and Lines.Word
-// says the marks are exact. A caller done with a loaded chunk (the search,
+// says the marks are exact. In blocks of separated messages (version 6)
+// the lines kept are found as the blocks are split (holdingLines: the NULs
+// before each match counted, not every line's length read). A word the
+// common filter says may be in every block is probed: when the first block
+// whose own filter does not hold it has no line holding it, the word is not
+// in every block, and the blocks whose own filter does not hold it are
+// skipped as for any other word (chunk_blocks.go, probeClean). A caller
+// done with a loaded chunk (the search,
 // after copying its hits) gives its buffers and columns back with
 // Lines.Release (pools in pool.go). Id-like words are in no block filter
 // (they are in the chunk's bloom filter): a load for one decompresses every

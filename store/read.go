@@ -412,7 +412,7 @@ func (s *Store) loadSealed(m *ChunkMeta, text bool) (*Lines, error) {
 }
 
 func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, error) {
-	var tv []byte
+	var l *Lines
 	var tp *textParts
 	err := s.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(chunkKey(pfxTimes, m.Day, m.ID))
@@ -420,7 +420,11 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 			return err
 		}
 		s.noteMappedRead(int(it.ValueSize()))
-		if tv, err = it.ValueCopy(nil); err != nil {
+		// Decoded where Badger keeps it, not copied first.
+		if err := it.Value(func(tv []byte) (err error) {
+			l, err = decodeChunk(m, tv, nil)
+			return err
+		}); err != nil {
 			return err
 		}
 		if !text {
@@ -444,8 +448,7 @@ func (s *Store) loadSealedWord(m *ChunkMeta, text bool, word string) (*Lines, er
 	if err != nil {
 		return nil, fmt.Errorf("load chunk %d: %w", m.ID, err)
 	}
-	l, err := decodeChunk(m, tv, nil)
-	if err == nil && l.Len() != int(m.Count) {
+	if l.Len() != int(m.Count) {
 		err = fmt.Errorf("%w: times has %d lines, metadata %d", errCorrupt, l.Len(), m.Count)
 	}
 	if err == nil && tp != nil {
