@@ -33,17 +33,24 @@ func BenchmarkJSONLReaderFile(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		jr := NewJSONLReader(bytes.NewReader(data), nil, 0)
-		for {
-			_, _, err := jr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			lines++
-		}
+		lines += readJSONL(b, data)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(lines), "ns/record")
+}
+
+// readJSONL reads every record of data with a JSONLReader and returns how
+// many there were.
+func readJSONL(b *testing.B, data []byte) int {
+	jr := NewJSONLReader(bytes.NewReader(data), nil, 0)
+	n := 0
+	for {
+		_, _, err := jr.Next()
+		if err == io.EOF {
+			return n
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
 }

@@ -895,19 +895,7 @@ func BenchmarkJSONLReader(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		jr := NewJSONLReader(bytes.NewReader(data), nil, 0)
-		got := 0
-		for {
-			_, _, err := jr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			got++
-		}
-		if got != n {
+		if got := readJSONL(b, data); got != n {
 			b.Fatal(got, n)
 		}
 	}
