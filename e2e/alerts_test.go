@@ -105,7 +105,10 @@ func evaluatedAfter(t *testing.T, s *server, after time.Time) alertRules {
 func pushErrors(t *testing.T, s *server, n int) {
 	t.Helper()
 	req := &shiplogv1.PushRequest{}
-	now := time.Now()
+	// A second in the past: a rule evaluated at a tick just before the write
+	// (its window ends at the tick) then counts all of them or, if its query
+	// ran before the write, none; at "now" it could count some (9 of 10).
+	now := time.Now().Add(-time.Second)
 	for i := 0; i < n; i++ {
 		req.Records = append(req.Records, &shiplogv1.Record{Time: timestamppb.New(now.Add(-time.Duration(i) * time.Millisecond)),
 			Service: "api", Host: "web-1", BuildId: "build-e2e", DeployId: "deploy-e2e", Level: "error",
