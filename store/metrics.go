@@ -50,6 +50,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// readLocked is a gauge's value read under the store's read lock.
+func (s *Store) readLocked(read func() int) func() float64 {
+	return func() float64 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return float64(read())
+	}
+}
+
 // registerQueueGauges registers gauges of the work queued between ingest
 // and Badger and Bleve: heads waiting to be sealed (moved out of the open
 // heads' bound, in memory until written) and chunks sealed but not yet
@@ -61,18 +70,10 @@ func (s *Store) registerQueueGauges(reg prometheus.Registerer) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_open_chunks",
 			Help: "Open chunks (heads) taking lines."},
-			func() float64 {
-				s.mu.RLock()
-				defer s.mu.RUnlock()
-				return float64(len(s.heads))
-			}),
+			s.readLocked(func() int { return len(s.heads) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_open_chunk_bytes",
 			Help: "Memory of the open chunks taking lines, as --open-chunks-memory counts it."},
-			func() float64 {
-				s.mu.RLock()
-				defer s.mu.RUnlock()
-				return float64(s.headBytes)
-			}),
+			s.readLocked(func() int { return int(s.headBytes) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_sealing_chunks",
 			Help: "Open chunks queued or being written to Badger (no longer counted by --open-chunks-memory)."},
 			func() float64 { return float64(s.sealingChunks.Load()) }),
@@ -84,10 +85,6 @@ func (s *Store) registerQueueGauges(reg prometheus.Registerer) {
 			func() float64 { return float64(len(s.indexCh)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shiplog_store_unindexed_chunks",
 			Help: "Sealed chunks not yet searchable through their day's index (queries scan them)."},
-			func() float64 {
-				s.mu.RLock()
-				defer s.mu.RUnlock()
-				return float64(len(s.unindexed))
-			}),
+			s.readLocked(func() int { return len(s.unindexed) })),
 	)
 }
